@@ -1,0 +1,548 @@
+//! The `veneer` command line: the local plugin runner and checker for plugin
+//! developers, and base-configuration checks. It reports exactly what the host
+//! would do with a plugin: the same checks, sandbox, quotas and validation.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::base::{self, BaseConfig, Category, CommissionDecision, EmailTemplate, Sale, SizeChart};
+use crate::resolve;
+use crate::runtime::{
+    CheckError, Hook, LoadedPlugin, Outcome, OutcomeKind, Quota, Run, RunStats, Runtime,
+    RuntimeConfig, StaticTenantData,
+};
+use crate::validate;
+
+/// Veneer: per-tenant configuration through sandboxed WebAssembly plugins.
+#[derive(Debug, Parser)]
+#[command(name = "veneer", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Work with plugin components locally.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+    /// Work with the base configuration.
+    #[command(subcommand)]
+    Base(BaseCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginCommand {
+    /// Run one hook of a plugin as the host would, and report what it used.
+    Run(RunArgs),
+    /// Check that a component is an acceptable plugin, without running a hook.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum BaseCommand {
+    /// Load and validate the base configuration; print its version.
+    Check {
+        /// The base-config directory.
+        #[arg(long, env = "VENEER_BASE_CONFIG", default_value_os_t = base::default_dir())]
+        base_config: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// The plugin component (.wasm).
+    file: PathBuf,
+    /// The hook to run: categories, size-charts, commission or email.
+    #[arg(long)]
+    hook: Hook,
+    /// Input JSON. categories / size-charts: a list (default: the base's).
+    /// commission: a sale, or {"sale": .., "base": ..} (default: a sample sale).
+    /// email: {"template": "<id>", "context": {..}} (default: order-confirmation
+    /// with its sample context).
+    #[arg(long)]
+    input: Option<PathBuf>,
+    /// The plugin's settings as a JSON file (default: `{}`).
+    #[arg(long)]
+    settings: Option<PathBuf>,
+    /// The tenant's key-value data as a JSON object of strings.
+    #[arg(long)]
+    kv: Option<PathBuf>,
+    /// Fuel budget (default: the host's default quota).
+    #[arg(long)]
+    fuel: Option<u64>,
+    /// Memory cap in MiB.
+    #[arg(long)]
+    memory_mib: Option<u64>,
+    /// Wall-clock deadline in milliseconds.
+    #[arg(long)]
+    deadline_ms: Option<u64>,
+    /// Print one JSON object instead of a report.
+    #[arg(long)]
+    json: bool,
+    /// The base-config directory.
+    #[arg(long, env = "VENEER_BASE_CONFIG", default_value_os_t = base::default_dir())]
+    base_config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct CheckArgs {
+    /// The plugin component (.wasm).
+    file: PathBuf,
+    /// Print one JSON object instead of a report.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs the CLI and maps the result to an exit code (0 only for success).
+pub fn main() -> ExitCode {
+    init_tracing();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Plugin(PluginCommand::Run(args)) => plugin_run(args),
+        Command::Plugin(PluginCommand::Check(args)) => plugin_check(args),
+        Command::Base(BaseCommand::Check { base_config }) => {
+            let base = BaseConfig::load(&base_config)?;
+            println!(
+                "base configuration {} is valid: version {}, {} categories, {} size charts, {} commission rules, {} email templates",
+                base_config.display(),
+                base.version,
+                base.categories.len(),
+                base.size_charts.len(),
+                base.commission.rules.len() + 1,
+                base.emails.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
+    let bytes = read(path)?;
+    serde_json::from_slice(&bytes)
+        .with_context(|| format!("{} is not the expected JSON", path.display()))
+}
+
+fn plugin_check(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let bytes = read(&args.file)?;
+    let runtime = Runtime::new(RuntimeConfig::default())?;
+    let result = runtime.load(&bytes);
+    let ok = result.is_ok();
+    if args.json {
+        let report = match &result {
+            Ok(plugin) => json!({ "outcome": "ok", "plugin": plugin.info() }),
+            Err(err) => rejected_json(err),
+        };
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        match &result {
+            Ok(plugin) => {
+                let info = plugin.info();
+                println!(
+                    "ok: {} {} ({} bytes, sha256 {})",
+                    info.name, info.version, info.size_bytes, info.sha256
+                );
+                let hooks: Vec<_> = info.hooks.iter().map(|h| h.as_str()).collect();
+                println!(
+                    "hooks:   {}",
+                    if hooks.is_empty() {
+                        "none".into()
+                    } else {
+                        hooks.join(", ")
+                    }
+                );
+                println!("imports: {}", info.imports.join(", "));
+            }
+            Err(err) => println!("rejected ({}): {err}", err.code()),
+        }
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn rejected_json(err: &CheckError) -> Value {
+    json!({
+        "outcome": OutcomeKind::Rejected,
+        "code": err.code(),
+        "message": err.to_string(),
+        "fuel_used": 0,
+        "peak_memory_bytes": 0,
+        "wall_time_us": 0,
+        "logs": [],
+        "output": Value::Null,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommissionInput {
+    sale: Sale,
+    #[serde(default)]
+    base: Option<CommissionDecision>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EmailInput {
+    template: TemplateRef,
+    #[serde(default)]
+    context: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum TemplateRef {
+    Id(String),
+    Full(EmailTemplate),
+}
+
+/// The sale used when `--input` is not given for the commission hook.
+fn sample_sale(currency: &str) -> Sale {
+    Sale {
+        order_id: "sample-1001".into(),
+        sku: "SKU-BAG-001".into(),
+        category_id: "bags".into(),
+        unit_price: 125_000,
+        quantity: 1,
+        currency: currency.into(),
+        seller_id: Some("seller-1".into()),
+        attributes: vec![],
+    }
+}
+
+/// A hook's outcome with the plugin's output, kept even when validation refused
+/// it: the developer needs to see what was wrong.
+struct HookResult {
+    outcome: Outcome<()>,
+    output: Value,
+    stats: RunStats,
+}
+
+fn finish<T: serde::Serialize>(
+    run: Run<T>,
+    check: impl FnOnce(&T) -> Result<(), validate::Violation>,
+) -> HookResult {
+    let Run { outcome, stats } = run;
+    match outcome {
+        Outcome::Ok(value) => {
+            let output = serde_json::to_value(&value).unwrap_or(Value::Null);
+            let outcome = match check(&value) {
+                Ok(()) => Outcome::Ok(()),
+                Err(violation) => Outcome::InvalidOutput {
+                    reason: format!("the output is invalid: {violation}"),
+                },
+            };
+            HookResult {
+                outcome,
+                output,
+                stats,
+            }
+        }
+        other => HookResult {
+            outcome: other.map(|_| ()),
+            output: Value::Null,
+            stats,
+        },
+    }
+}
+
+fn plugin_run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let base = BaseConfig::load(&args.base_config)?;
+    let mut quota = Quota::default();
+    if let Some(fuel) = args.fuel {
+        quota.fuel = fuel;
+    }
+    if let Some(mib) = args.memory_mib {
+        quota.memory_bytes = mib.saturating_mul(1 << 20);
+    }
+    if let Some(ms) = args.deadline_ms {
+        quota.deadline_ms = ms;
+    }
+    quota.validate()?;
+
+    let settings = match &args.settings {
+        Some(path) => {
+            let text = String::from_utf8(read(path)?).context("settings must be UTF-8 JSON")?;
+            serde_json::from_str::<Value>(&text)
+                .with_context(|| format!("{} is not valid JSON", path.display()))?;
+            text
+        }
+        None => "{}".to_owned(),
+    };
+    let kv: BTreeMap<String, String> = match &args.kv {
+        Some(path) => read_json(path)?,
+        None => BTreeMap::new(),
+    };
+    let data = Arc::new(StaticTenantData { settings, kv });
+
+    let bytes = read(&args.file)?;
+    let runtime = Runtime::new(RuntimeConfig::default())?;
+    let plugin = match runtime.load(&bytes) {
+        Ok(plugin) => plugin,
+        Err(err) => {
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&rejected_json(&err))?);
+            } else {
+                println!("outcome: rejected ({})\n{err}", err.code());
+            }
+            return Ok(ExitCode::from(1));
+        }
+    };
+
+    let result = run_hook(&runtime, &plugin, &base, data, &quota, &args)?;
+    report(&args, &plugin, &quota, result)
+}
+
+fn run_hook(
+    runtime: &Runtime,
+    plugin: &LoadedPlugin,
+    base: &BaseConfig,
+    data: Arc<StaticTenantData>,
+    quota: &Quota,
+    args: &RunArgs,
+) -> anyhow::Result<HookResult> {
+    if !plugin.implements(args.hook) {
+        bail!(
+            "the plugin does not implement the {} hook (it implements: {}); the host would serve the base without running it",
+            args.hook,
+            plugin
+                .info()
+                .hooks
+                .iter()
+                .map(|h| h.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(match args.hook {
+        Hook::Categories => {
+            let input: Vec<Category> = match &args.input {
+                Some(path) => read_json(path)?,
+                None => base.categories.clone(),
+            };
+            finish(runtime.categories(plugin, data, quota, &input), |out| {
+                resolve::check_categories(out)
+            })
+        }
+        Hook::SizeCharts => {
+            let input: Vec<SizeChart> = match &args.input {
+                Some(path) => read_json(path)?,
+                None => base.size_charts.clone(),
+            };
+            finish(runtime.size_charts(plugin, data, quota, &input), |out| {
+                resolve::check_size_charts(out, &base.categories)
+            })
+        }
+        Hook::Commission => {
+            let (sale, decision) = match &args.input {
+                Some(path) => {
+                    let value: Value = read_json(path)?;
+                    if value.get("sale").is_some() {
+                        let input: CommissionInput = serde_json::from_value(value).context(
+                            "commission input must be a sale or {\"sale\": .., \"base\": ..}",
+                        )?;
+                        let decision = input
+                            .base
+                            .unwrap_or_else(|| base.decide_commission(&input.sale));
+                        (input.sale, decision)
+                    } else {
+                        let sale: Sale = serde_json::from_value(value).context(
+                            "commission input must be a sale or {\"sale\": .., \"base\": ..}",
+                        )?;
+                        let decision = base.decide_commission(&sale);
+                        (sale, decision)
+                    }
+                }
+                None => {
+                    let sale = sample_sale(&base.commission.currency);
+                    let decision = base.decide_commission(&sale);
+                    (sale, decision)
+                }
+            };
+            resolve::check_sale(base, &sale)?;
+            finish(
+                runtime.commission(plugin, data, quota, &sale, &decision),
+                |out| validate::commission(&sale, out),
+            )
+        }
+        Hook::Email => {
+            let input: EmailInput = match &args.input {
+                Some(path) => read_json(path)?,
+                None => EmailInput {
+                    template: TemplateRef::Id("order-confirmation".into()),
+                    context: None,
+                },
+            };
+            let id = match &input.template {
+                TemplateRef::Id(id) => id.clone(),
+                TemplateRef::Full(t) => t.id.clone(),
+            };
+            let def = base
+                .email(&id)
+                .ok_or_else(|| resolve::InputError::UnknownTemplate(id.clone()))?;
+            let template = match input.template {
+                TemplateRef::Id(_) => def.template.clone(),
+                TemplateRef::Full(t) => t,
+            };
+            let context = input.context.unwrap_or_else(|| def.sample.clone());
+            finish(
+                runtime.email(plugin, data, quota, &template, &context),
+                |out| validate::email(out, def),
+            )
+        }
+    })
+}
+
+fn report(
+    args: &RunArgs,
+    plugin: &LoadedPlugin,
+    quota: &Quota,
+    result: HookResult,
+) -> anyhow::Result<ExitCode> {
+    let HookResult {
+        outcome,
+        output,
+        stats,
+    } = result;
+    let kind = outcome.kind();
+    let wall_time_us = u64::try_from(stats.wall_time.as_micros()).unwrap_or(u64::MAX);
+    let defaults = Quota::default();
+    let exceeds: Vec<Value> = defaults
+        .exceeded_by(
+            stats.fuel_used,
+            stats.peak_memory_bytes,
+            wall_time_us / 1000,
+        )
+        .into_iter()
+        .map(|(field, limit)| json!({ "quota": field, "default": limit }))
+        .collect();
+    if args.json {
+        let report = json!({
+            "outcome": kind,
+            "message": outcome.message(),
+            "hook": args.hook,
+            "plugin": plugin.info(),
+            "fuel_used": stats.fuel_used,
+            "peak_memory_bytes": stats.peak_memory_bytes,
+            "wall_time_us": wall_time_us,
+            "output_bytes": stats.output_bytes,
+            "logs": stats.logs,
+            "logs_truncated": stats.logs_truncated,
+            "quota": quota,
+            "exceeds_default_quota": exceeds,
+            "output": output,
+        });
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        if !output.is_null() {
+            println!("{}", serde_json::to_string_pretty(&output)?);
+            println!();
+        }
+        println!("outcome      {kind}");
+        if let Some(message) = outcome.message() {
+            println!("message      {message}");
+        }
+        if let Outcome::Trap {
+            backtrace: Some(bt),
+            ..
+        } = &outcome
+        {
+            println!("backtrace\n{bt}");
+        }
+        println!(
+            "fuel used    {} ({:.2} % of the default quota {})",
+            stats.fuel_used,
+            percent(stats.fuel_used, defaults.fuel),
+            defaults.fuel
+        );
+        println!(
+            "peak memory  {} bytes ({:.2} % of the default quota {})",
+            stats.peak_memory_bytes,
+            percent(stats.peak_memory_bytes, defaults.memory_bytes),
+            defaults.memory_bytes
+        );
+        println!(
+            "wall time    {wall_time_us} µs (default deadline {} ms)",
+            defaults.deadline_ms
+        );
+        println!(
+            "output       {} bytes (cap {})",
+            stats.output_bytes, quota.output_bytes
+        );
+        if exceeds.is_empty() {
+            println!("default quota: within every limit");
+        } else {
+            for e in &exceeds {
+                println!(
+                    "default quota: would exceed {} (default {})",
+                    e["quota"], e["default"]
+                );
+            }
+        }
+        if !stats.logs.is_empty() {
+            println!(
+                "logs{}:",
+                if stats.logs_truncated {
+                    " (truncated)"
+                } else {
+                    ""
+                }
+            );
+            for line in &stats.logs {
+                println!(
+                    "  [{}] {}",
+                    serde_json::to_value(line.source)?.as_str().unwrap_or("?"),
+                    line.message
+                );
+            }
+        }
+    }
+    Ok(if kind == OutcomeKind::Ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn percent(used: u64, of: u64) -> f64 {
+    if of == 0 {
+        return 0.0;
+    }
+    // Display only: precision loss on huge values is irrelevant.
+    #[allow(clippy::cast_precision_loss)]
+    let ratio = used as f64 / of as f64;
+    ratio * 100.0
+}

@@ -1,0 +1,258 @@
+//! Configuration resolution: effective section = validate(plugin hook(base)).
+//!
+//! When the tenant has no plugin, or its plugin does not implement the hook, the
+//! base is served without running anything. When the plugin fails in any way —
+//! its own error, fuel, memory, deadline, a trap, or output that breaks the
+//! section's invariants — the base is served and the failure is recorded in the
+//! result's [`RunRecord`]. This module decides what is served; it does not store
+//! anything or know about HTTP.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::base::{BaseConfig, Category, CommissionDecision, EmailTemplate, Sale, SizeChart};
+use crate::runtime::{
+    Hook, LoadedPlugin, Outcome, OutcomeKind, Quota, Run, RunStats, Runtime, TenantData,
+};
+use crate::validate::{self, Violation};
+
+/// Where a served value came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// The base configuration (no plugin, hook not implemented, or fallback).
+    Base,
+    /// The tenant's plugin.
+    Plugin,
+}
+
+/// The record of one plugin run, kept for the tenant's run log.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRecord {
+    /// The hook that ran.
+    pub hook: Hook,
+    /// How it ended (after validation).
+    pub outcome: OutcomeKind,
+    /// What went wrong, for anything but `ok`.
+    pub message: Option<String>,
+    /// What it used.
+    pub stats: RunStats,
+}
+
+/// A served value and how it was obtained.
+#[derive(Debug, Clone, Serialize)]
+pub struct Resolved<T> {
+    /// The value served.
+    pub value: T,
+    /// Whether it is the plugin's or the base's.
+    pub source: Source,
+    /// The plugin run, when one happened.
+    pub run: Option<RunRecord>,
+}
+
+/// A request whose input is wrong (not a plugin failure).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InputError {
+    /// The sale is malformed.
+    #[error("sale.{field}: {message}")]
+    Sale {
+        /// The offending field.
+        field: &'static str,
+        /// What to fix.
+        message: String,
+    },
+    /// No such email template.
+    #[error(
+        "there is no email template `{0}`; the base has order-confirmation, item-sold, payout-sent and welcome among others"
+    )]
+    UnknownTemplate(String),
+}
+
+/// Checks a sale before any commission is computed for it.
+pub fn check_sale(base: &BaseConfig, sale: &Sale) -> Result<(), InputError> {
+    let bad = |field, message: String| Err(InputError::Sale { field, message });
+    if sale.quantity == 0 {
+        return bad("quantity", "must be at least 1".into());
+    }
+    if sale.currency != base.commission.currency {
+        return bad(
+            "currency",
+            format!(
+                "`{}` is not the platform's settlement currency `{}`; convert the amounts first",
+                sale.currency, base.commission.currency
+            ),
+        );
+    }
+    if sale.category_id.is_empty() {
+        return bad("category_id", "must name a category".into());
+    }
+    if sale.order_id.len() > 200 || sale.sku.len() > 200 {
+        return bad(
+            "order_id",
+            "order_id and sku must be at most 200 bytes".into(),
+        );
+    }
+    Ok(())
+}
+
+/// Validates a plugin's categories.
+pub fn check_categories(out: &[Category]) -> Result<(), Violation> {
+    validate::categories(out)
+}
+
+/// Validates a plugin's size charts against the categories they will be served with.
+pub fn check_size_charts(out: &[SizeChart], categories: &[Category]) -> Result<(), Violation> {
+    validate::size_charts(out)?;
+    validate::size_chart_categories(out, categories)
+}
+
+/// Resolves sections for one tenant.
+#[derive(Debug, Clone, Copy)]
+pub struct Resolver<'a> {
+    runtime: &'a Runtime,
+    base: &'a BaseConfig,
+}
+
+impl<'a> Resolver<'a> {
+    /// A resolver over this runtime and base.
+    pub fn new(runtime: &'a Runtime, base: &'a BaseConfig) -> Self {
+        Self { runtime, base }
+    }
+
+    /// The tenant's category tree.
+    pub fn categories(
+        &self,
+        plugin: Option<&LoadedPlugin>,
+        data: Arc<dyn TenantData>,
+        quota: &Quota,
+    ) -> Resolved<Vec<Category>> {
+        resolve(
+            Hook::Categories,
+            plugin,
+            || self.base.categories.clone(),
+            |p| {
+                self.runtime
+                    .categories(p, data, quota, &self.base.categories)
+            },
+            |out| check_categories(out),
+        )
+    }
+
+    /// The tenant's size charts; `categories` are the tenant's effective ones.
+    pub fn size_charts(
+        &self,
+        plugin: Option<&LoadedPlugin>,
+        data: Arc<dyn TenantData>,
+        quota: &Quota,
+        categories: &[Category],
+    ) -> Resolved<Vec<SizeChart>> {
+        resolve(
+            Hook::SizeCharts,
+            plugin,
+            || self.base.size_charts.clone(),
+            |p| {
+                self.runtime
+                    .size_charts(p, data, quota, &self.base.size_charts)
+            },
+            |out| check_size_charts(out, categories),
+        )
+    }
+
+    /// The commission for one sale line.
+    pub fn commission(
+        &self,
+        plugin: Option<&LoadedPlugin>,
+        data: Arc<dyn TenantData>,
+        quota: &Quota,
+        sale: &Sale,
+    ) -> Result<Resolved<CommissionDecision>, InputError> {
+        check_sale(self.base, sale)?;
+        let base = self.base.decide_commission(sale);
+        Ok(resolve(
+            Hook::Commission,
+            plugin,
+            || base.clone(),
+            |p| self.runtime.commission(p, data, quota, sale, &base),
+            |out| validate::commission(sale, out),
+        ))
+    }
+
+    /// One email template, customised for the tenant, for rendering with `context`
+    /// (the template's sample context when `None`).
+    pub fn email(
+        &self,
+        plugin: Option<&LoadedPlugin>,
+        data: Arc<dyn TenantData>,
+        quota: &Quota,
+        template_id: &str,
+        context: Option<&BTreeMap<String, String>>,
+    ) -> Result<Resolved<EmailTemplate>, InputError> {
+        let def = self
+            .base
+            .email(template_id)
+            .ok_or_else(|| InputError::UnknownTemplate(template_id.to_owned()))?;
+        let context = context.unwrap_or(&def.sample);
+        Ok(resolve(
+            Hook::Email,
+            plugin,
+            || def.template.clone(),
+            |p| self.runtime.email(p, data, quota, &def.template, context),
+            |out| validate::email(out, def),
+        ))
+    }
+}
+
+fn resolve<T>(
+    hook: Hook,
+    plugin: Option<&LoadedPlugin>,
+    base: impl FnOnce() -> T,
+    run: impl FnOnce(&LoadedPlugin) -> Run<T>,
+    check: impl FnOnce(&T) -> Result<(), Violation>,
+) -> Resolved<T> {
+    let Some(plugin) = plugin.filter(|p| p.implements(hook)) else {
+        return Resolved {
+            value: base(),
+            source: Source::Base,
+            run: None,
+        };
+    };
+    let Run { outcome, stats } = run(plugin);
+    let outcome = match outcome {
+        Outcome::Ok(value) => match check(&value) {
+            Ok(()) => Outcome::Ok(value),
+            Err(violation) => Outcome::InvalidOutput {
+                reason: format!("the plugin's {hook} output is invalid: {violation}"),
+            },
+        },
+        other => other,
+    };
+    let record = RunRecord {
+        hook,
+        outcome: outcome.kind(),
+        message: outcome.message(),
+        stats,
+    };
+    if record.outcome != OutcomeKind::Ok {
+        tracing::info!(
+            %hook,
+            plugin = %plugin.info().sha256,
+            outcome = %record.outcome,
+            message = record.message.as_deref().unwrap_or(""),
+            "plugin run failed; serving the base"
+        );
+    }
+    match outcome {
+        Outcome::Ok(value) => Resolved {
+            value,
+            source: Source::Plugin,
+            run: Some(record),
+        },
+        _ => Resolved {
+            value: base(),
+            source: Source::Base,
+            run: Some(record),
+        },
+    }
+}

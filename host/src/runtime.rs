@@ -1,0 +1,578 @@
+//! The plugin sandbox, and the only module that touches wasmtime.
+//!
+//! One [`Runtime`] per process owns the `Engine` (pooling allocator, fuel, epoch
+//! interruption, a bounded wasm stack), the `Linker` with the Veneer world and a
+//! locked-down WASI subset, the epoch ticker, and the loaded plugins: each
+//! component is checked, compiled once per content hash (or loaded from the
+//! on-disk artifact cache) and kept pre-instantiated. Every call gets a fresh
+//! `Store` made for one tenant's data and quota, and ends in exactly one
+//! classified [`Outcome`]. It knows nothing of tenants beyond the data it is
+//! handed, nor of HTTP or storage.
+
+mod artifacts;
+mod bindings;
+mod capture;
+mod check;
+mod hook;
+mod outcome;
+mod quota;
+mod state;
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
+
+use crate::base;
+use artifacts::ArtifactCache;
+use bindings::OutputSize;
+use bindings::v0_1_0::{Plugin as PluginBindings, PluginPre};
+use state::{HostCallCapExceeded, HostState, LimitExceeded};
+
+pub use check::CheckError;
+pub use hook::{Hook, UnknownHook};
+pub use outcome::{LogLine, LogSource, Outcome, OutcomeKind, Run, RunStats};
+pub use quota::{MAX_DEADLINE_MS, MAX_MEMORY_BYTES, Quota, QuotaError};
+pub use state::{StaticTenantData, TenantData};
+
+/// How often the epoch advances; deadlines are rounded up to whole ticks.
+const EPOCH_TICK: Duration = Duration::from_millis(1);
+/// Native stack a call's wasm may use. Engine-wide: wasmtime does not vary it per store.
+pub const MAX_WASM_STACK: usize = 512 << 10;
+/// Largest component accepted by default.
+pub const DEFAULT_MAX_COMPONENT_BYTES: usize = 16 << 20;
+
+/// Settings of the runtime that are fixed for the process.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Where compiled artifacts are cached; `None` disables the disk cache.
+    pub artifact_dir: Option<PathBuf>,
+    /// Largest component accepted, in bytes.
+    pub max_component_bytes: usize,
+    /// Calls that may run at once (sizes the instance pool).
+    pub max_concurrent_calls: u32,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            artifact_dir: None,
+            max_component_bytes: DEFAULT_MAX_COMPONENT_BYTES,
+            max_concurrent_calls: 64,
+        }
+    }
+}
+
+/// What a plugin says about itself, plus what the host learned checking it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PluginInfo {
+    /// Hex sha256 of the component's bytes.
+    pub sha256: String,
+    /// Size of the component in bytes.
+    pub size_bytes: usize,
+    /// The plugin's own name.
+    pub name: String,
+    /// The plugin's own version.
+    pub version: String,
+    /// The hooks it implements; the host calls no others.
+    pub hooks: BTreeSet<Hook>,
+    /// The interfaces it imports.
+    pub imports: Vec<String>,
+}
+
+/// A checked, compiled, pre-instantiated plugin.
+pub struct LoadedPlugin {
+    info: PluginInfo,
+    pre: PluginPre<HostState>,
+    from_artifact_cache: bool,
+}
+
+impl std::fmt::Debug for LoadedPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedPlugin")
+            .field("info", &self.info)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LoadedPlugin {
+    /// What the plugin is and implements.
+    pub fn info(&self) -> &PluginInfo {
+        &self.info
+    }
+
+    /// Whether the compiled code came from the on-disk artifact cache.
+    pub fn from_artifact_cache(&self) -> bool {
+        self.from_artifact_cache
+    }
+
+    /// Whether the plugin implements `hook`.
+    pub fn implements(&self, hook: Hook) -> bool {
+        self.info.hooks.contains(&hook)
+    }
+}
+
+/// The process's plugin engine. See the module docs.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<HostState>,
+    config: RuntimeConfig,
+    artifacts: Option<ArtifactCache>,
+    loaded: Mutex<HashMap<String, Arc<LoadedPlugin>>>,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Fuel for `describe` at load time: generous but finite.
+const DESCRIBE_QUOTA: Quota = Quota {
+    fuel: 50_000_000,
+    memory_bytes: 64 << 20,
+    deadline_ms: 2_000,
+    output_bytes: 64 << 10,
+    host_call_bytes: 1 << 20,
+    log_bytes: 16 << 10,
+    table_elements: 20_000,
+    instances: 32,
+};
+
+impl Runtime {
+    /// Builds the engine, the linker and the epoch ticker.
+    pub fn new(config: RuntimeConfig) -> anyhow::Result<Self> {
+        let engine = Engine::new(&engine_config(&config))?;
+        let mut linker = Linker::new(&engine);
+        add_wasi_subset(&mut linker)?;
+        PluginBindings::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)?;
+
+        let artifacts = match &config.artifact_dir {
+            Some(dir) => Some(ArtifactCache::new(dir, &engine)?),
+            None => None,
+        };
+
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        let weak = engine.weak();
+        let stop = ticker_stop.clone();
+        std::thread::Builder::new()
+            .name("veneer-epoch".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    match weak.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => break,
+                    }
+                }
+            })?;
+
+        Ok(Self {
+            engine,
+            linker,
+            config,
+            artifacts,
+            loaded: Mutex::new(HashMap::new()),
+            ticker_stop,
+        })
+    }
+
+    /// The runtime's fixed settings.
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.config
+    }
+
+    /// The hex sha256 that identifies a component's bytes.
+    pub fn hash(bytes: &[u8]) -> String {
+        hex::encode(Sha256::digest(bytes))
+    }
+
+    /// Checks, compiles (or loads the cached artifact) and describes a component.
+    /// The result is kept by hash: loading the same bytes again is a lookup.
+    pub fn load(&self, bytes: &[u8]) -> Result<Arc<LoadedPlugin>, CheckError> {
+        check::header(bytes, self.config.max_component_bytes)?;
+        let sha256 = Self::hash(bytes);
+        if let Some(plugin) = self.lock_loaded().get(&sha256) {
+            return Ok(plugin.clone());
+        }
+
+        let cached = self
+            .artifacts
+            .as_ref()
+            .and_then(|cache| cache.load(&self.engine, &sha256));
+        let (component, fresh) = match cached {
+            Some(component) => (component, false),
+            None => {
+                let component = Component::new(&self.engine, bytes)
+                    .map_err(|err| CheckError::Invalid(format!("{err:#}")))?;
+                (component, true)
+            }
+        };
+        let imports = check::interface(&self.engine, &component)?;
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|err| CheckError::WrongWorld(format!("{err:#}")))?;
+        let pre = PluginPre::new(instance_pre)
+            .map_err(|err| CheckError::WrongWorld(format!("{err:#}")))?;
+
+        let mut plugin = LoadedPlugin {
+            info: PluginInfo {
+                sha256: sha256.clone(),
+                size_bytes: bytes.len(),
+                name: String::new(),
+                version: String::new(),
+                hooks: BTreeSet::new(),
+                imports,
+            },
+            pre,
+            from_artifact_cache: !fresh,
+        };
+        let described = self.call(
+            &plugin,
+            Arc::new(StaticTenantData::default()),
+            &DESCRIBE_QUOTA,
+            |store, bindings| Ok(Ok(bindings.veneer_plugin_hooks().call_describe(store)?)),
+        );
+        match described.outcome {
+            Outcome::Ok(info) => {
+                plugin.info.name = info.name;
+                plugin.info.version = info.version;
+                plugin.info.hooks = info.hooks.into_iter().map(bindings::hook_in).collect();
+            }
+            other => {
+                let reason = format!("{}: {}", other.kind(), other.message().unwrap_or_default());
+                return Err(CheckError::DescribeFailed(reason));
+            }
+        }
+
+        if fresh && let Some(cache) = &self.artifacts {
+            cache.store(&sha256, &component);
+        }
+        let plugin = Arc::new(plugin);
+        self.lock_loaded().insert(sha256, plugin.clone());
+        Ok(plugin)
+    }
+
+    /// A plugin already loaded under `sha256`.
+    pub fn get(&self, sha256: &str) -> Option<Arc<LoadedPlugin>> {
+        self.lock_loaded().get(sha256).cloned()
+    }
+
+    /// Forgets a loaded plugin (its artifact stays on disk).
+    pub fn unload(&self, sha256: &str) {
+        self.lock_loaded().remove(sha256);
+    }
+
+    fn lock_loaded(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<LoadedPlugin>>> {
+        self.loaded
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Runs the categories hook.
+    pub fn categories(
+        &self,
+        plugin: &LoadedPlugin,
+        data: Arc<dyn TenantData>,
+        quota: &Quota,
+        base: &[base::Category],
+    ) -> Run<Vec<base::Category>> {
+        let input: Vec<_> = base.iter().map(bindings::category_out).collect();
+        self.call_capped(plugin, data, quota, move |store, b| {
+            let out = b.veneer_plugin_hooks().call_categories(store, &input)?;
+            Ok(out
+                .map(|list| list.into_iter().map(bindings::category_in).collect())
+                .map_err(|e| (e.code, e.message)))
+        })
+    }
+
+    /// Runs the size-charts hook.
+    pub fn size_charts(
+        &self,
+        plugin: &LoadedPlugin,
+        data: Arc<dyn TenantData>,
+        quota: &Quota,
+        base: &[base::SizeChart],
+    ) -> Run<Vec<base::SizeChart>> {
+        let input: Vec<_> = base.iter().map(bindings::size_chart_out).collect();
+        self.call_capped(plugin, data, quota, move |store, b| {
+            let out = b.veneer_plugin_hooks().call_size_charts(store, &input)?;
+            Ok(out
+                .map(|list| list.into_iter().map(bindings::size_chart_in).collect())
+                .map_err(|e| (e.code, e.message)))
+        })
+    }
+
+    /// Runs the commission hook for one sale line.
+    pub fn commission(
+        &self,
+        plugin: &LoadedPlugin,
+        data: Arc<dyn TenantData>,
+        quota: &Quota,
+        sale: &base::Sale,
+        base: &base::CommissionDecision,
+    ) -> Run<base::CommissionDecision> {
+        let sale = bindings::sale_out(sale);
+        let decision = bindings::decision_out(base);
+        self.call_capped(plugin, data, quota, move |store, b| {
+            let out = b
+                .veneer_plugin_hooks()
+                .call_commission(store, &sale, &decision)?;
+            Ok(out
+                .map(bindings::decision_in)
+                .map_err(|e| (e.code, e.message)))
+        })
+    }
+
+    /// Runs the email hook for one template.
+    pub fn email(
+        &self,
+        plugin: &LoadedPlugin,
+        data: Arc<dyn TenantData>,
+        quota: &Quota,
+        template: &base::EmailTemplate,
+        context: &std::collections::BTreeMap<String, String>,
+    ) -> Run<base::EmailTemplate> {
+        let template = bindings::email_out(template);
+        let context: Vec<_> = context
+            .iter()
+            .map(
+                |(key, value)| bindings::v0_1_0::veneer::plugin::types::ContextEntry {
+                    key: key.clone(),
+                    value: value.clone(),
+                },
+            )
+            .collect();
+        self.call_capped(plugin, data, quota, move |store, b| {
+            let out = b
+                .veneer_plugin_hooks()
+                .call_email(store, &template, &context)?;
+            Ok(out.map(bindings::email_in).map_err(|e| (e.code, e.message)))
+        })
+    }
+
+    /// A call whose result is held to the quota's output cap.
+    fn call_capped<T: OutputSize>(
+        &self,
+        plugin: &LoadedPlugin,
+        data: Arc<dyn TenantData>,
+        quota: &Quota,
+        f: impl FnOnce(
+            &mut Store<HostState>,
+            &PluginBindings,
+        ) -> wasmtime::Result<Result<T, (String, String)>>,
+    ) -> Run<T> {
+        let mut run = self.call(plugin, data, quota, f);
+        if let Outcome::Ok(value) = &run.outcome {
+            let size = value.output_size();
+            run.stats.output_bytes = u64::try_from(size).unwrap_or(u64::MAX);
+            if run.stats.output_bytes > quota.output_bytes {
+                run.outcome = Outcome::InvalidOutput {
+                    reason: format!(
+                        "the plugin returned {size} bytes, over its output cap of {} bytes (quota output_bytes)",
+                        quota.output_bytes
+                    ),
+                };
+            }
+        }
+        run
+    }
+
+    /// One sandboxed call: a fresh store for `data` under `quota`, instantiate,
+    /// run `f`, classify how it ended.
+    fn call<T>(
+        &self,
+        plugin: &LoadedPlugin,
+        data: Arc<dyn TenantData>,
+        quota: &Quota,
+        f: impl FnOnce(
+            &mut Store<HostState>,
+            &PluginBindings,
+        ) -> wasmtime::Result<Result<T, (String, String)>>,
+    ) -> Run<T> {
+        let started = Instant::now();
+        let mut store = Store::new(&self.engine, HostState::new(quota, data));
+        store.limiter(|state| &mut state.limiter);
+        // Both set before instantiation: start functions count against the quota.
+        let fuel_set = store.set_fuel(quota.fuel).is_ok();
+        store.set_epoch_deadline(deadline_ticks(quota.deadline_ms));
+        store.epoch_deadline_trap();
+
+        let result = plugin
+            .pre
+            .instantiate(&mut store)
+            .and_then(|bindings| f(&mut store, &bindings));
+
+        let fuel_used = if fuel_set {
+            quota.fuel.saturating_sub(store.get_fuel().unwrap_or(0))
+        } else {
+            0
+        };
+        let wall_time = started.elapsed();
+        let state = store.data();
+        let outcome = match result {
+            Ok(Ok(value)) => Outcome::Ok(value),
+            Ok(Err((code, message))) => Outcome::PluginError { code, message },
+            Err(err) => classify(&err, state),
+        };
+        let (logs, logs_truncated) = state.log.finish();
+        Run {
+            outcome,
+            stats: RunStats {
+                fuel_used,
+                peak_memory_bytes: u64::try_from(state.limiter.peak_memory).unwrap_or(u64::MAX),
+                wall_time,
+                output_bytes: 0,
+                logs,
+                logs_truncated,
+            },
+        }
+    }
+}
+
+fn deadline_ticks(deadline_ms: u64) -> u64 {
+    let tick_ms = u64::try_from(EPOCH_TICK.as_millis()).unwrap_or(1).max(1);
+    // +1: the current tick may be about to end.
+    deadline_ms.div_ceil(tick_ms) + 1
+}
+
+/// Turns a failed call into its outcome. Limits set flags on the state before
+/// they trap, so those are checked first; then wasmtime's trap codes.
+fn classify<T>(err: &wasmtime::Error, state: &HostState) -> Outcome<T> {
+    if let Some(detail) = &state.limiter.refused {
+        return Outcome::OutOfMemory {
+            detail: detail.clone(),
+        };
+    }
+    if err.downcast_ref::<LimitExceeded>().is_some() {
+        return Outcome::OutOfMemory {
+            detail: format!("{err}"),
+        };
+    }
+    let backtrace = err
+        .downcast_ref::<wasmtime::WasmBacktrace>()
+        .map(|bt| bt.to_string())
+        .filter(|bt| !bt.trim().is_empty());
+    if state.host_cap_hit || err.downcast_ref::<HostCallCapExceeded>().is_some() {
+        return Outcome::Trap {
+            message: err
+                .downcast_ref::<HostCallCapExceeded>()
+                .map_or_else(|| format!("{err}"), |e| e.to_string()),
+            backtrace,
+        };
+    }
+    match err.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => Outcome::OutOfFuel,
+        Some(Trap::Interrupt) => Outcome::Deadline,
+        Some(trap) => Outcome::Trap {
+            message: trap_message(*trap),
+            backtrace,
+        },
+        None => {
+            if err
+                .downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+                .is_some()
+            {
+                return Outcome::Trap {
+                    message: "the host is at its limit of concurrent plugin calls; retry shortly"
+                        .into(),
+                    backtrace: None,
+                };
+            }
+            Outcome::Trap {
+                message: format!("{err:#}"),
+                backtrace,
+            }
+        }
+    }
+}
+
+fn trap_message(trap: Trap) -> String {
+    match trap {
+        Trap::StackOverflow => "the plugin overflowed its stack (unbounded recursion?)".into(),
+        Trap::UnreachableCodeReached => {
+            "the plugin executed `unreachable` (a Rust panic ends this way; see its stderr)".into()
+        }
+        Trap::IntegerDivisionByZero => "the plugin divided an integer by zero".into(),
+        Trap::MemoryOutOfBounds => "the plugin accessed memory out of bounds".into(),
+        other => format!("the plugin trapped: {other}"),
+    }
+}
+
+fn engine_config(config: &RuntimeConfig) -> Config {
+    let mut cfg = Config::new();
+    cfg.wasm_component_model(true)
+        .consume_fuel(true)
+        .epoch_interruption(true)
+        .max_wasm_stack(MAX_WASM_STACK);
+
+    let slots = config.max_concurrent_calls.max(1);
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(slots)
+        .total_core_instances(slots.saturating_mul(8))
+        .total_memories(slots.saturating_mul(2))
+        .total_tables(slots.saturating_mul(4))
+        .total_stacks(slots)
+        .max_memory_size(usize::try_from(MAX_MEMORY_BYTES).unwrap_or(usize::MAX))
+        // Keep the first MiB of each slot resident between calls: instantiation
+        // then resets it with memset instead of page faults (see docs/performance.md).
+        .linear_memory_keep_resident(1 << 20)
+        .table_keep_resident(64 << 10);
+    cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    cfg
+}
+
+/// Links the WASI subset plugins may use: io, clocks, random, and cli stdio and
+/// environment (which are empty). No filesystem, sockets or HTTP are linked, so
+/// even a component that slipped past the import check could not reach them.
+fn add_wasi_subset(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
+    use wasmtime_wasi::cli::{WasiCli, WasiCliView};
+    use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView};
+    use wasmtime_wasi::p2::bindings::sync::io as sync_io;
+    use wasmtime_wasi::p2::bindings::{cli, clocks, random};
+    use wasmtime_wasi::random::{WasiRandom, WasiRandomView};
+    use wasmtime_wasi::{ResourceTable, WasiView};
+
+    struct HasTable;
+    impl wasmtime::component::HasData for HasTable {
+        type Data<'a> = &'a mut ResourceTable;
+    }
+
+    let l = linker;
+    wasmtime_wasi::p2::bindings::io::error::add_to_linker::<HostState, HasTable>(l, |t| {
+        t.ctx().table
+    })?;
+    sync_io::poll::add_to_linker::<HostState, HasTable>(l, |t| t.ctx().table)?;
+    sync_io::streams::add_to_linker::<HostState, HasTable>(l, |t| t.ctx().table)?;
+    clocks::wall_clock::add_to_linker::<HostState, WasiClocks>(l, HostState::clocks)?;
+    clocks::monotonic_clock::add_to_linker::<HostState, WasiClocks>(l, HostState::clocks)?;
+    random::random::add_to_linker::<HostState, WasiRandom>(l, HostState::random)?;
+    random::insecure::add_to_linker::<HostState, WasiRandom>(l, HostState::random)?;
+    random::insecure_seed::add_to_linker::<HostState, WasiRandom>(l, HostState::random)?;
+    cli::exit::add_to_linker::<HostState, WasiCli>(l, HostState::cli)?;
+    cli::environment::add_to_linker::<HostState, WasiCli>(l, HostState::cli)?;
+    cli::stdin::add_to_linker::<HostState, WasiCli>(l, HostState::cli)?;
+    cli::stdout::add_to_linker::<HostState, WasiCli>(l, HostState::cli)?;
+    cli::stderr::add_to_linker::<HostState, WasiCli>(l, HostState::cli)?;
+    cli::terminal_input::add_to_linker::<HostState, WasiCli>(l, HostState::cli)?;
+    cli::terminal_output::add_to_linker::<HostState, WasiCli>(l, HostState::cli)?;
+    cli::terminal_stdin::add_to_linker::<HostState, WasiCli>(l, HostState::cli)?;
+    cli::terminal_stdout::add_to_linker::<HostState, WasiCli>(l, HostState::cli)?;
+    cli::terminal_stderr::add_to_linker::<HostState, WasiCli>(l, HostState::cli)?;
+    Ok(())
+}

@@ -1,0 +1,214 @@
+//! Host bindings of the frozen WIT versions, one module per version, with
+//! conversions between each version's types and the host's domain types. A new
+//! contract version gets its own module beside this one; released ones stay.
+
+pub(crate) mod v0_1_0 {
+    wasmtime::component::bindgen!({
+        path: "../wit/v0.1.0",
+        world: "plugin",
+        imports: { default: trappable },
+    });
+}
+
+use crate::base;
+use v0_1_0::veneer::plugin::types as wit;
+
+use super::hook::Hook;
+
+fn attributes_out(list: &[base::Attribute]) -> Vec<wit::Attribute> {
+    list.iter()
+        .map(|a| wit::Attribute {
+            key: a.key.clone(),
+            value: a.value.clone(),
+        })
+        .collect()
+}
+
+fn attributes_in(list: Vec<wit::Attribute>) -> Vec<base::Attribute> {
+    list.into_iter()
+        .map(|a| base::Attribute {
+            key: a.key,
+            value: a.value,
+        })
+        .collect()
+}
+
+pub(crate) fn category_out(c: &base::Category) -> wit::Category {
+    wit::Category {
+        id: c.id.clone(),
+        parent: c.parent.clone(),
+        name: c.name.clone(),
+        slug: c.slug.clone(),
+        position: c.position,
+        attributes: attributes_out(&c.attributes),
+    }
+}
+
+pub(crate) fn category_in(c: wit::Category) -> base::Category {
+    base::Category {
+        id: c.id,
+        parent: c.parent,
+        name: c.name,
+        slug: c.slug,
+        position: c.position,
+        attributes: attributes_in(c.attributes),
+    }
+}
+
+pub(crate) fn size_chart_out(c: &base::SizeChart) -> wit::SizeChart {
+    wit::SizeChart {
+        id: c.id.clone(),
+        name: c.name.clone(),
+        category_ids: c.category_ids.clone(),
+        columns: c.columns.clone(),
+        rows: c
+            .rows
+            .iter()
+            .map(|r| wit::SizeRow {
+                label: r.label.clone(),
+                values: r.values.clone(),
+            })
+            .collect(),
+    }
+}
+
+pub(crate) fn size_chart_in(c: wit::SizeChart) -> base::SizeChart {
+    base::SizeChart {
+        id: c.id,
+        name: c.name,
+        category_ids: c.category_ids,
+        columns: c.columns,
+        rows: c
+            .rows
+            .into_iter()
+            .map(|r| base::SizeRow {
+                label: r.label,
+                values: r.values,
+            })
+            .collect(),
+    }
+}
+
+pub(crate) fn sale_out(s: &base::Sale) -> wit::Sale {
+    wit::Sale {
+        order_id: s.order_id.clone(),
+        sku: s.sku.clone(),
+        category_id: s.category_id.clone(),
+        unit_price: s.unit_price,
+        quantity: s.quantity,
+        currency: s.currency.clone(),
+        seller_id: s.seller_id.clone(),
+        attributes: attributes_out(&s.attributes),
+    }
+}
+
+pub(crate) fn decision_out(d: &base::CommissionDecision) -> wit::CommissionDecision {
+    wit::CommissionDecision {
+        rule_id: d.rule_id.clone(),
+        rate_bps: d.rate_bps,
+        min_fee: d.min_fee,
+        max_fee: d.max_fee,
+        fee: d.fee,
+        note: d.note.clone(),
+    }
+}
+
+pub(crate) fn decision_in(d: wit::CommissionDecision) -> base::CommissionDecision {
+    base::CommissionDecision {
+        rule_id: d.rule_id,
+        rate_bps: d.rate_bps,
+        min_fee: d.min_fee,
+        max_fee: d.max_fee,
+        fee: d.fee,
+        note: d.note,
+    }
+}
+
+pub(crate) fn email_out(t: &base::EmailTemplate) -> wit::EmailTemplate {
+    wit::EmailTemplate {
+        id: t.id.clone(),
+        subject: t.subject.clone(),
+        html: t.html.clone(),
+        text: t.text.clone(),
+        from_name: t.from_name.clone(),
+        reply_to: t.reply_to.clone(),
+    }
+}
+
+pub(crate) fn email_in(t: wit::EmailTemplate) -> base::EmailTemplate {
+    base::EmailTemplate {
+        id: t.id,
+        subject: t.subject,
+        html: t.html,
+        text: t.text,
+        from_name: t.from_name,
+        reply_to: t.reply_to,
+    }
+}
+
+pub(crate) fn hook_in(h: wit::Hook) -> Hook {
+    match h {
+        wit::Hook::Categories => Hook::Categories,
+        wit::Hook::SizeCharts => Hook::SizeCharts,
+        wit::Hook::Commission => Hook::Commission,
+        wit::Hook::Email => Hook::Email,
+    }
+}
+
+/// Bytes of text in a value returned by a hook: what the output cap counts.
+pub(crate) trait OutputSize {
+    fn output_size(&self) -> usize;
+}
+
+fn attrs_size(list: &[base::Attribute]) -> usize {
+    list.iter().map(|a| a.key.len() + a.value.len()).sum()
+}
+
+impl OutputSize for Vec<base::Category> {
+    fn output_size(&self) -> usize {
+        self.iter()
+            .map(|c| {
+                c.id.len()
+                    + c.parent.as_ref().map_or(0, String::len)
+                    + c.name.len()
+                    + c.slug.len()
+                    + 4
+                    + attrs_size(&c.attributes)
+            })
+            .sum()
+    }
+}
+
+impl OutputSize for Vec<base::SizeChart> {
+    fn output_size(&self) -> usize {
+        self.iter()
+            .map(|c| {
+                c.id.len()
+                    + c.name.len()
+                    + c.category_ids.iter().map(String::len).sum::<usize>()
+                    + c.columns.iter().map(String::len).sum::<usize>()
+                    + c.rows
+                        .iter()
+                        .map(|r| r.label.len() + r.values.iter().map(String::len).sum::<usize>())
+                        .sum::<usize>()
+            })
+            .sum()
+    }
+}
+
+impl OutputSize for base::CommissionDecision {
+    fn output_size(&self) -> usize {
+        self.rule_id.len() + self.note.len() + 28
+    }
+}
+
+impl OutputSize for base::EmailTemplate {
+    fn output_size(&self) -> usize {
+        self.id.len()
+            + self.subject.len()
+            + self.html.len()
+            + self.text.len()
+            + self.from_name.as_ref().map_or(0, String::len)
+            + self.reply_to.as_ref().map_or(0, String::len)
+    }
+}

@@ -1,0 +1,199 @@
+//! What a component must be before it may run: non-empty, under the size cap,
+//! a component (not a core module), valid, importing nothing outside the Veneer
+//! world and the locked-down WASI subset, and exporting the world's hooks. Every
+//! refusal names its reason so the tenant can fix the upload.
+
+use wasmtime::component::Component;
+use wasmtime::component::types::ComponentItem;
+
+/// Why a component was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CheckError {
+    /// Zero bytes.
+    #[error("the file is empty; upload the .wasm component your build produced")]
+    Empty,
+    /// Over the size cap.
+    #[error(
+        "the component is {size} bytes, over the cap of {cap} bytes; build with --release and strip debug info"
+    )]
+    TooLarge {
+        /// Its size.
+        size: usize,
+        /// The cap.
+        cap: usize,
+    },
+    /// A core module rather than a component.
+    #[error(
+        "this is a core WebAssembly module, not a component; build the plugin for the wasm32-wasip2 target (or wrap it with `wasm-tools component new`)"
+    )]
+    CoreModule,
+    /// Not WebAssembly at all.
+    #[error(
+        "this is not a WebAssembly component (the file does not start with the wasm magic bytes); upload the .wasm file your build produced"
+    )]
+    NotWasm,
+    /// Starts like a component but does not validate or compile.
+    #[error("the component does not validate: {0}")]
+    Invalid(String),
+    /// Imports something outside the allowed set.
+    #[error(
+        "the component imports `{0}`, which plugins may not use: plugins get no files, sockets, HTTP or other host access beyond veneer:plugin@0.1.0 (settings, kv, log) and WASI clocks, random and stdio"
+    )]
+    ForbiddenImport(String),
+    /// Doesn't export the Veneer hooks.
+    #[error(
+        "the component was not built for the world veneer:plugin/plugin@0.1.0: {0}; build it with veneer-sdk"
+    )]
+    WrongWorld(String),
+    /// `describe` failed.
+    #[error(
+        "the plugin's `describe` call failed ({0}); plugins must describe themselves without error"
+    )]
+    DescribeFailed(String),
+}
+
+impl CheckError {
+    /// A stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            CheckError::Empty => "empty_file",
+            CheckError::TooLarge { .. } => "too_large",
+            CheckError::CoreModule => "core_module",
+            CheckError::NotWasm => "not_wasm",
+            CheckError::Invalid(_) => "invalid_component",
+            CheckError::ForbiddenImport(_) => "forbidden_import",
+            CheckError::WrongWorld(_) => "wrong_world",
+            CheckError::DescribeFailed(_) => "describe_failed",
+        }
+    }
+}
+
+/// Interfaces a plugin may import, by `namespace:package/interface` (any
+/// version of the WASI 0.2 series, exactly 0.1.0 of ours).
+const ALLOWED: &[(&str, &str)] = &[
+    ("veneer:plugin/types", "0.1.0"),
+    ("veneer:plugin/settings", "0.1.0"),
+    ("veneer:plugin/kv", "0.1.0"),
+    ("veneer:plugin/log", "0.1.0"),
+    ("wasi:io/error", "0.2."),
+    ("wasi:io/poll", "0.2."),
+    ("wasi:io/streams", "0.2."),
+    ("wasi:cli/environment", "0.2."),
+    ("wasi:cli/exit", "0.2."),
+    ("wasi:cli/stdin", "0.2."),
+    ("wasi:cli/stdout", "0.2."),
+    ("wasi:cli/stderr", "0.2."),
+    ("wasi:cli/terminal-input", "0.2."),
+    ("wasi:cli/terminal-output", "0.2."),
+    ("wasi:cli/terminal-stdin", "0.2."),
+    ("wasi:cli/terminal-stdout", "0.2."),
+    ("wasi:cli/terminal-stderr", "0.2."),
+    ("wasi:clocks/wall-clock", "0.2."),
+    ("wasi:clocks/monotonic-clock", "0.2."),
+    ("wasi:random/random", "0.2."),
+    ("wasi:random/insecure", "0.2."),
+    ("wasi:random/insecure-seed", "0.2."),
+];
+
+/// The export every plugin must provide.
+pub(crate) const HOOKS_EXPORT: &str = "veneer:plugin/hooks@0.1.0";
+
+pub(crate) fn import_allowed(name: &str) -> bool {
+    let Some((interface, version)) = name.split_once('@') else {
+        return false;
+    };
+    ALLOWED.iter().any(|(allowed, prefix)| {
+        *allowed == interface
+            && if prefix.ends_with('.') {
+                version.starts_with(prefix)
+            } else {
+                version == *prefix
+            }
+    })
+}
+
+/// The checks that need only the bytes.
+pub(crate) fn header(bytes: &[u8], cap: usize) -> Result<(), CheckError> {
+    if bytes.is_empty() {
+        return Err(CheckError::Empty);
+    }
+    if bytes.len() > cap {
+        return Err(CheckError::TooLarge {
+            size: bytes.len(),
+            cap,
+        });
+    }
+    if wasmparser::Parser::is_core_wasm(bytes) {
+        return Err(CheckError::CoreModule);
+    }
+    if !wasmparser::Parser::is_component(bytes) {
+        return Err(CheckError::NotWasm);
+    }
+    Ok(())
+}
+
+/// The checks on a compiled component's imports and exports.
+pub(crate) fn interface(
+    engine: &wasmtime::Engine,
+    component: &Component,
+) -> Result<Vec<String>, CheckError> {
+    let ty = component.component_type();
+    let mut imports = Vec::new();
+    for (name, _) in ty.imports(engine) {
+        if !import_allowed(name) {
+            return Err(CheckError::ForbiddenImport(name.to_owned()));
+        }
+        imports.push(name.to_owned());
+    }
+    let exports_hooks = ty.exports(engine).any(|(name, item)| {
+        name == HOOKS_EXPORT && matches!(item.ty, ComponentItem::ComponentInstance(_))
+    });
+    if !exports_hooks {
+        let exports: Vec<String> = ty
+            .exports(engine)
+            .map(|(name, _)| format!("`{name}`"))
+            .collect();
+        let found = if exports.is_empty() {
+            "it exports nothing".to_owned()
+        } else {
+            format!("it exports {}", exports.join(", "))
+        };
+        return Err(CheckError::WrongWorld(format!(
+            "it does not export `{HOOKS_EXPORT}` ({found})"
+        )));
+    }
+    Ok(imports)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allows_the_world_and_the_wasi_subset_only() {
+        assert!(import_allowed("veneer:plugin/settings@0.1.0"));
+        assert!(import_allowed("wasi:cli/stderr@0.2.6"));
+        assert!(import_allowed("wasi:io/streams@0.2.0"));
+        assert!(!import_allowed("veneer:plugin/settings@0.2.0"));
+        assert!(!import_allowed("wasi:filesystem/preopens@0.2.6"));
+        assert!(!import_allowed("wasi:sockets/tcp@0.2.6"));
+        assert!(!import_allowed("wasi:http/outgoing-handler@0.2.6"));
+        assert!(!import_allowed("wasi:cli/stderr@0.3.0"));
+        assert!(!import_allowed("wasi:cli/stderr"));
+    }
+
+    #[test]
+    fn header_names_the_problem() {
+        assert_eq!(header(b"", 10), Err(CheckError::Empty));
+        assert_eq!(
+            header(&[0; 20], 10),
+            Err(CheckError::TooLarge { size: 20, cap: 10 })
+        );
+        assert_eq!(header(b"\0asm\x01\0\0\0", 100), Err(CheckError::CoreModule));
+        assert_eq!(header(b"\0asm\x0d\0\x01\0", 100), Ok(()));
+        assert_eq!(
+            header(b"PK\x03\x04 not wasm", 100),
+            Err(CheckError::NotWasm)
+        );
+    }
+}

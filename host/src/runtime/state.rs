@@ -1,0 +1,263 @@
+//! The state of one store (one call): the tenant's data the imports read, the
+//! memory limiter, the host-call byte budget and the captured log. The host
+//! functions here take no tenant id: the store was made for one tenant's data.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::v0_1_0::veneer::plugin::{kv, log, settings, types};
+use super::capture::LogSink;
+use super::outcome::LogSource;
+use super::quota::Quota;
+
+/// Read access to one tenant's data, as a plugin's imports see it. The runtime
+/// is handed one per call; it never sees a tenant id.
+pub trait TenantData: Send + Sync {
+    /// The plugin's settings as JSON text (`{}` when none are set).
+    fn settings_json(&self) -> &str;
+    /// The value under `key`.
+    fn kv_get(&self, key: &str) -> Option<String>;
+    /// Keys starting with `prefix`, sorted, at most `limit`.
+    fn kv_keys(&self, prefix: &str, limit: usize) -> Vec<String>;
+}
+
+/// Tenant data held in memory: settings plus a key-value map.
+#[derive(Debug, Clone, Default)]
+pub struct StaticTenantData {
+    /// Settings JSON.
+    pub settings: String,
+    /// Key-value data.
+    pub kv: BTreeMap<String, String>,
+}
+
+impl StaticTenantData {
+    /// Data with these settings and no key-value entries.
+    pub fn with_settings(settings: impl Into<String>) -> Self {
+        Self {
+            settings: settings.into(),
+            kv: BTreeMap::new(),
+        }
+    }
+}
+
+impl TenantData for StaticTenantData {
+    fn settings_json(&self) -> &str {
+        if self.settings.is_empty() {
+            "{}"
+        } else {
+            &self.settings
+        }
+    }
+
+    fn kv_get(&self, key: &str) -> Option<String> {
+        self.kv.get(key).cloned()
+    }
+
+    fn kv_keys(&self, prefix: &str, limit: usize) -> Vec<String> {
+        self.kv
+            .range(prefix.to_owned()..)
+            .take_while(|(key, _)| key.starts_with(prefix))
+            .take(limit)
+            .map(|(key, _)| key.clone())
+            .collect()
+    }
+}
+
+/// Memory, table and instance limits of one store, with the figures the run
+/// report needs. Memory is capped across all of the call's memories together.
+pub(crate) struct Limiter {
+    memory_cap: usize,
+    table_cap: usize,
+    instances: usize,
+    memory_total: usize,
+    table_total: usize,
+    pub(crate) peak_memory: usize,
+    /// Set when a limit refused a request: the trap that follows is "out of memory".
+    pub(crate) refused: Option<String>,
+}
+
+impl Limiter {
+    fn new(quota: &Quota) -> Self {
+        Self {
+            memory_cap: usize::try_from(quota.memory_bytes).unwrap_or(usize::MAX),
+            table_cap: usize::try_from(quota.table_elements).unwrap_or(usize::MAX),
+            instances: usize::try_from(quota.instances).unwrap_or(usize::MAX),
+            memory_total: 0,
+            table_total: 0,
+            peak_memory: 0,
+            refused: None,
+        }
+    }
+}
+
+/// Raised (as a trap) when a limit refuses; classification keys off `refused`.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct LimitExceeded(pub(crate) String);
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let total = self.memory_total - current.min(self.memory_total) + desired;
+        if total > self.memory_cap {
+            let detail = format!(
+                "the plugin asked for {total} bytes of linear memory; its quota allows {}",
+                self.memory_cap
+            );
+            self.refused = Some(detail.clone());
+            // Trap instead of letting `memory.grow` return -1: a guest that
+            // ignores the failure would otherwise spin on it until its fuel ends.
+            return Err(LimitExceeded(detail).into());
+        }
+        self.memory_total = total;
+        self.peak_memory = self.peak_memory.max(total);
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let total = self.table_total - current.min(self.table_total) + desired;
+        if total > self.table_cap {
+            let detail = format!(
+                "the plugin asked for {total} table elements; its quota allows {}",
+                self.table_cap
+            );
+            self.refused = Some(detail.clone());
+            return Err(LimitExceeded(detail).into());
+        }
+        self.table_total = total;
+        Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        self.instances
+    }
+
+    fn tables(&self) -> usize {
+        self.instances.saturating_mul(4)
+    }
+
+    fn memories(&self) -> usize {
+        self.instances
+    }
+}
+
+/// Raised when the plugin moves more bytes through host calls than its quota.
+#[derive(Debug, thiserror::Error)]
+#[error("the plugin moved more than {0} bytes through host calls (quota host_call_bytes)")]
+pub(crate) struct HostCallCapExceeded(pub(crate) u64);
+
+/// Everything a store carries.
+pub(crate) struct HostState {
+    pub(crate) limiter: Limiter,
+    pub(crate) log: LogSink,
+    data: Arc<dyn TenantData>,
+    host_bytes_left: u64,
+    host_bytes_cap: u64,
+    pub(crate) host_cap_hit: bool,
+    wasi: WasiCtx,
+    table: ResourceTable,
+}
+
+impl HostState {
+    pub(crate) fn new(quota: &Quota, data: Arc<dyn TenantData>) -> Self {
+        let log = LogSink::new(quota.log_bytes);
+        // No preopens, no env, no args, no network: the builder's defaults give
+        // none of those, and the linker doesn't even link filesystem or sockets.
+        let wasi = WasiCtx::builder()
+            .stdout(log.stream(LogSource::Stdout))
+            .stderr(log.stream(LogSource::Stderr))
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        Self {
+            limiter: Limiter::new(quota),
+            log,
+            data,
+            host_bytes_left: quota.host_call_bytes,
+            host_bytes_cap: quota.host_call_bytes,
+            host_cap_hit: false,
+            wasi,
+            table: ResourceTable::new(),
+        }
+    }
+
+    fn charge(&mut self, bytes: usize) -> wasmtime::Result<()> {
+        let bytes = u64::try_from(bytes).unwrap_or(u64::MAX);
+        match self.host_bytes_left.checked_sub(bytes) {
+            Some(left) => {
+                self.host_bytes_left = left;
+                Ok(())
+            }
+            None => {
+                self.host_bytes_left = 0;
+                self.host_cap_hit = true;
+                Err(HostCallCapExceeded(self.host_bytes_cap).into())
+            }
+        }
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl types::Host for HostState {}
+
+impl settings::Host for HostState {
+    fn get(&mut self) -> wasmtime::Result<String> {
+        let json = self.data.settings_json().to_owned();
+        self.charge(json.len())?;
+        Ok(json)
+    }
+}
+
+impl kv::Host for HostState {
+    fn get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
+        self.charge(key.len())?;
+        let value = self.data.kv_get(&key);
+        self.charge(value.as_ref().map_or(0, String::len))?;
+        Ok(value)
+    }
+
+    fn list_keys(&mut self, prefix: String, limit: u32) -> wasmtime::Result<Vec<String>> {
+        self.charge(prefix.len())?;
+        let limit = usize::try_from(limit.min(10_000)).unwrap_or(10_000);
+        let keys = self.data.kv_keys(&prefix, limit);
+        self.charge(keys.iter().map(String::len).sum())?;
+        Ok(keys)
+    }
+}
+
+impl log::Host for HostState {
+    fn write(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
+        self.charge(message.len())?;
+        let source = match level {
+            log::Level::Trace => LogSource::Trace,
+            log::Level::Debug => LogSource::Debug,
+            log::Level::Info => LogSource::Info,
+            log::Level::Warn => LogSource::Warn,
+            log::Level::Error => LogSource::Error,
+        };
+        self.log.line(source, &message);
+        Ok(())
+    }
+}

@@ -1,0 +1,8 @@
+//! End-to-end tests of Veneer: one binary, one module per area, a shared harness.
+//! They run the real components built from `plugins/` by `host/build.rs`.
+
+mod cli;
+mod hostile;
+mod plugins;
+mod runtime;
+mod util;

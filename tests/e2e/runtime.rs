@@ -1,0 +1,117 @@
+//! The runtime's lifecycle: describe, hook selection, artifact cache, quotas.
+
+use std::collections::BTreeSet;
+
+use veneer::built_plugins;
+use veneer::resolve::{Resolver, Source};
+use veneer::runtime::{Hook, OutcomeKind, Quota, Runtime, RuntimeConfig};
+
+use crate::util::{base, load, read, runtime, sale, settings};
+
+#[test]
+fn describe_reports_the_hooks_each_plugin_implements() {
+    let luxury = load(built_plugins::LUXURY_CONSIGNMENT);
+    let info = luxury.info();
+    assert_eq!(info.name, "plugin-luxury-consignment");
+    assert_eq!(info.hooks, BTreeSet::from([Hook::Categories, Hook::Commission]));
+    assert_eq!(info.sha256, Runtime::hash(&read(built_plugins::LUXURY_CONSIGNMENT)));
+    assert!(
+        info.imports.iter().all(|i| !i.starts_with("wasi:filesystem")),
+        "{:?}",
+        info.imports
+    );
+
+    let hostile = load(built_plugins::HOSTILE);
+    assert_eq!(hostile.info().hooks.len(), 4);
+}
+
+#[test]
+fn a_hook_the_plugin_does_not_implement_is_never_called() {
+    let luxury = load(built_plugins::LUXURY_CONSIGNMENT);
+    let resolved = Resolver::new(runtime(), base()).size_charts(
+        Some(&luxury),
+        settings("{}"),
+        &Quota::default(),
+        &base().categories,
+    );
+    assert_eq!(resolved.source, Source::Base);
+    assert!(resolved.run.is_none(), "no run, no cost");
+    assert_eq!(resolved.value, base().size_charts);
+}
+
+#[test]
+fn loading_the_same_bytes_twice_is_a_lookup() {
+    let a = load(built_plugins::SNEAKER_STORE);
+    let b = load(built_plugins::SNEAKER_STORE);
+    assert!(std::sync::Arc::ptr_eq(&a, &b));
+}
+
+#[test]
+fn compiled_artifacts_survive_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = RuntimeConfig {
+        artifact_dir: Some(dir.path().to_owned()),
+        max_concurrent_calls: 4,
+        ..RuntimeConfig::default()
+    };
+    let bytes = read(built_plugins::EMAIL_REBRAND);
+
+    let first = Runtime::new(config.clone()).expect("runtime starts");
+    let plugin = first.load(&bytes).expect("loads");
+    assert!(!plugin.from_artifact_cache(), "first load compiles");
+    let files: Vec<_> = std::fs::read_dir(dir.path()).expect("dir").collect();
+    assert_eq!(files.len(), 1, "one artifact written");
+    drop(first);
+
+    let second = Runtime::new(config).expect("runtime restarts");
+    let plugin = second.load(&bytes).expect("loads again");
+    assert!(plugin.from_artifact_cache(), "restart loads the artifact instead of compiling");
+    let run = second.email(
+        &plugin,
+        settings(r##"{"brand_name": "Acme", "primary_color": "#112233", "accent_color": "#445566"}"##),
+        &Quota::default(),
+        &base().emails["welcome"].template,
+        &base().emails["welcome"].sample,
+    );
+    assert_eq!(run.outcome.kind(), OutcomeKind::Ok, "{:?}", run.outcome.message());
+}
+
+#[test]
+fn a_corrupt_artifact_is_discarded_and_recompiled() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = RuntimeConfig {
+        artifact_dir: Some(dir.path().to_owned()),
+        max_concurrent_calls: 4,
+        ..RuntimeConfig::default()
+    };
+    let bytes = read(built_plugins::LUXURY_CONSIGNMENT);
+    Runtime::new(config.clone()).expect("starts").load(&bytes).expect("loads");
+    for entry in std::fs::read_dir(dir.path()).expect("dir") {
+        std::fs::write(entry.expect("entry").path(), b"not an artifact").expect("corrupt it");
+    }
+    let plugin = Runtime::new(config).expect("starts").load(&bytes).expect("recompiles");
+    assert!(!plugin.from_artifact_cache());
+}
+
+#[test]
+fn fuel_use_is_reported_and_deterministic() {
+    let luxury = load(built_plugins::LUXURY_CONSIGNMENT);
+    let sale = sale("bags", 250_000);
+    let decision = base().decide_commission(&sale);
+    let run = |_| runtime().commission(&luxury, settings("{}"), &Quota::default(), &sale, &decision);
+    let (a, b) = (run(()), run(()));
+    assert_eq!(a.outcome.kind(), OutcomeKind::Ok);
+    assert!(a.stats.fuel_used > 0);
+    assert_eq!(a.stats.fuel_used, b.stats.fuel_used, "same input, same fuel");
+    assert!(a.stats.peak_memory_bytes >= 1 << 20, "a Rust component starts with its stack");
+}
+
+#[test]
+fn quotas_outside_what_the_engine_enforces_are_refused() {
+    let quota = Quota {
+        memory_bytes: 8 << 30,
+        ..Quota::default()
+    };
+    let err = quota.validate().expect_err("8 GiB is over the pool's slot size");
+    assert_eq!(err.field, "memory_bytes");
+}

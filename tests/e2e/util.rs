@@ -1,0 +1,79 @@
+//! The shared harness: one runtime per test binary (as in the server, many calls
+//! share one engine), the repository's base configuration, fixtures and helpers.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+use veneer::base::{Attribute, BaseConfig, Sale};
+use veneer::built_plugins;
+use veneer::runtime::{LoadedPlugin, Runtime, RuntimeConfig, StaticTenantData, TenantData};
+
+pub fn runtime() -> &'static Runtime {
+    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| Runtime::new(RuntimeConfig::default()).expect("runtime starts"))
+}
+
+pub fn base() -> &'static BaseConfig {
+    static BASE: OnceLock<BaseConfig> = OnceLock::new();
+    BASE.get_or_init(|| BaseConfig::load(&veneer::base::default_dir()).expect("base-config loads"))
+}
+
+pub fn read(path: &str) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|err| panic!("cannot read {path}: {err}"))
+}
+
+pub fn load(path: &str) -> Arc<LoadedPlugin> {
+    runtime()
+        .load(&read(path))
+        .unwrap_or_else(|err| panic!("{path} should load: {err}"))
+}
+
+pub fn hostile() -> Arc<LoadedPlugin> {
+    load(built_plugins::HOSTILE)
+}
+
+pub fn fixture_path(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures").join(name)
+}
+
+/// A fixture's bytes; `.wat` fixtures are assembled from their text.
+pub fn fixture(name: &str) -> Vec<u8> {
+    let path = fixture_path(name);
+    let bytes = std::fs::read(&path).unwrap_or_else(|err| panic!("cannot read {}: {err}", path.display()));
+    if name.ends_with(".wat") {
+        wat::parse_bytes(&bytes).expect("fixture assembles").into_owned()
+    } else {
+        bytes
+    }
+}
+
+pub fn settings(json: &str) -> Arc<dyn TenantData> {
+    Arc::new(StaticTenantData::with_settings(json))
+}
+
+pub fn tenant(json: &str, kv: &[(&str, &str)]) -> Arc<dyn TenantData> {
+    Arc::new(StaticTenantData {
+        settings: json.to_owned(),
+        kv: kv
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect::<BTreeMap<_, _>>(),
+    })
+}
+
+pub fn sale(category_id: &str, unit_price: u64) -> Sale {
+    Sale {
+        order_id: "order-1".into(),
+        sku: "SKU-1".into(),
+        category_id: category_id.into(),
+        unit_price,
+        quantity: 1,
+        currency: base().commission.currency.clone(),
+        seller_id: Some("seller-1".into()),
+        attributes: vec![Attribute {
+            key: "authenticated".into(),
+            value: "true".into(),
+        }],
+    }
+}
