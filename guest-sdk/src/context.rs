@@ -82,6 +82,7 @@ impl Context {
     }
 
     /// Sets the settings JSON a test context returns. Has no effect on a host context.
+    #[allow(irrefutable_let_patterns)] // only one variant exists outside wasm32
     pub fn with_settings(mut self, json: impl Into<String>) -> Self {
         if let Source::Fixed { settings, .. } = &mut self.source {
             *settings = OnceCell::from(json.into());
@@ -90,6 +91,7 @@ impl Context {
     }
 
     /// Adds a key-value entry to a test context. Has no effect on a host context.
+    #[allow(irrefutable_let_patterns)] // only one variant exists outside wasm32
     pub fn with_kv(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         if let Source::Fixed { kv, .. } = &mut self.source {
             kv.insert(key.into(), value.into());

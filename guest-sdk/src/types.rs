@@ -131,7 +131,9 @@ impl CommissionDecision {
     pub fn refee(&mut self, gross: u64) {
         let raw = (u128::from(gross) * u128::from(self.rate_bps) + 5_000) / 10_000;
         let raw = u64::try_from(raw).unwrap_or(u64::MAX);
-        self.fee = raw.clamp(self.min_fee, self.max_fee.max(self.min_fee)).min(gross);
+        self.fee = raw
+            .clamp(self.min_fee, self.max_fee.max(self.min_fee))
+            .min(gross);
     }
 }
 

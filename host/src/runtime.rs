@@ -445,6 +445,122 @@ impl Runtime {
     }
 }
 
+/// Several calls against one live instance for one tenant, for example every
+/// line of one order. Fuel and the deadline are reset before each call; memory
+/// and the host-call budget are shared by the whole session. After any failure
+/// the session is poisoned: its instance may be in a broken state.
+pub struct Session {
+    store: Store<HostState>,
+    bindings: PluginBindings,
+    quota: Quota,
+    poisoned: bool,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("quota", &self.quota)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Runtime {
+    /// Instantiates `plugin` once for `data` under `quota`.
+    pub fn session(
+        &self,
+        plugin: &LoadedPlugin,
+        data: Arc<dyn TenantData>,
+        quota: &Quota,
+    ) -> Result<Session, Outcome<()>> {
+        let mut store = Store::new(&self.engine, HostState::new(quota, data));
+        store.limiter(|state| &mut state.limiter);
+        let _ = store.set_fuel(quota.fuel);
+        store.set_epoch_deadline(deadline_ticks(quota.deadline_ms));
+        store.epoch_deadline_trap();
+        match plugin.pre.instantiate(&mut store) {
+            Ok(bindings) => Ok(Session {
+                store,
+                bindings,
+                quota: *quota,
+                poisoned: false,
+            }),
+            Err(err) => Err(classify(&err, store.data())),
+        }
+    }
+}
+
+impl Session {
+    fn call<T>(
+        &mut self,
+        f: impl FnOnce(
+            &mut Store<HostState>,
+            &PluginBindings,
+        ) -> wasmtime::Result<Result<T, (String, String)>>,
+    ) -> Outcome<T> {
+        if self.poisoned {
+            return Outcome::Trap {
+                message: "the session's instance failed earlier; start a new session".into(),
+                backtrace: None,
+            };
+        }
+        let _ = self.store.set_fuel(self.quota.fuel);
+        self.store
+            .set_epoch_deadline(deadline_ticks(self.quota.deadline_ms));
+        let outcome = match f(&mut self.store, &self.bindings) {
+            Ok(Ok(value)) => Outcome::Ok(value),
+            Ok(Err((code, message))) => Outcome::PluginError { code, message },
+            Err(err) => classify(&err, self.store.data()),
+        };
+        if !matches!(outcome, Outcome::Ok(_) | Outcome::PluginError { .. }) {
+            self.poisoned = true;
+        }
+        outcome
+    }
+
+    /// Calls `describe`: the cheapest host-to-guest round trip.
+    pub fn describe(&mut self) -> Outcome<Vec<Hook>> {
+        self.call(|store, b| {
+            let info = b.veneer_plugin_hooks().call_describe(store)?;
+            Ok(Ok(info.hooks.into_iter().map(bindings::hook_in).collect()))
+        })
+    }
+
+    /// Runs the commission hook on the live instance (output cap applied; the
+    /// caller validates as the resolver does).
+    pub fn commission(
+        &mut self,
+        sale: &base::Sale,
+        base: &base::CommissionDecision,
+    ) -> Outcome<base::CommissionDecision> {
+        let sale = bindings::sale_out(sale);
+        let decision = bindings::decision_out(base);
+        let cap = self.quota.output_bytes;
+        let outcome = self.call(|store, b| {
+            let out = b
+                .veneer_plugin_hooks()
+                .call_commission(store, &sale, &decision)?;
+            Ok(out
+                .map(bindings::decision_in)
+                .map_err(|e| (e.code, e.message)))
+        });
+        match outcome {
+            Outcome::Ok(d) if u64::try_from(d.output_size()).unwrap_or(u64::MAX) > cap => {
+                Outcome::InvalidOutput {
+                    reason: format!("the plugin returned more than its output cap of {cap} bytes"),
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// Fuel the last call used.
+    pub fn last_fuel_used(&self) -> u64 {
+        self.quota
+            .fuel
+            .saturating_sub(self.store.get_fuel().unwrap_or(0))
+    }
+}
+
 fn deadline_ticks(deadline_ms: u64) -> u64 {
     let tick_ms = u64::try_from(EPOCH_TICK.as_millis()).unwrap_or(1).max(1);
     // +1: the current tick may be about to end.
@@ -509,7 +625,9 @@ fn trap_message(trap: Trap) -> String {
             "the plugin executed `unreachable` (a Rust panic ends this way; see its stderr)".into()
         }
         Trap::IntegerDivisionByZero => "the plugin divided an integer by zero".into(),
-        Trap::MemoryOutOfBounds => "the plugin accessed memory out of bounds".into(),
+        Trap::MemoryOutOfBounds => {
+            "the plugin accessed memory out of bounds (a Rust plugin does this when deep recursion exhausts its stack in linear memory)".into()
+        }
         other => format!("the plugin trapped: {other}"),
     }
 }

@@ -40,16 +40,34 @@ fn plugin_run_reports_outcome_fuel_memory_time_logs_and_output() {
         r#"{"order_id": "o-9", "sku": "W-1", "category_id": "watches", "unit_price": 800000, "quantity": 1, "currency": "EUR"}"#,
     );
     let out = veneer(&[
-        "plugin", "run", built_plugins::LUXURY_CONSIGNMENT, "--hook", "commission", "--input", &input, "--json",
+        "plugin",
+        "run",
+        built_plugins::LUXURY_CONSIGNMENT,
+        "--hook",
+        "commission",
+        "--input",
+        &input,
+        "--json",
     ]);
     let report = json(&out);
     assert!(out.status.success(), "{report}");
     assert_eq!(report["outcome"], "ok");
-    for key in ["fuel_used", "peak_memory_bytes", "wall_time_us", "logs", "output"] {
+    for key in [
+        "fuel_used",
+        "peak_memory_bytes",
+        "wall_time_us",
+        "logs",
+        "output",
+    ] {
         assert!(report.get(key).is_some(), "missing {key}: {report}");
     }
     assert!(report["fuel_used"].as_u64().unwrap_or(0) > 0);
-    assert!(report["output"]["rule_id"].as_str().unwrap_or("").starts_with("luxury-tier"));
+    assert!(
+        report["output"]["rule_id"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("luxury-tier")
+    );
 }
 
 #[test]
@@ -57,7 +75,15 @@ fn plugin_run_exits_non_zero_and_names_the_outcome_of_a_runaway_plugin() {
     let dir = tempfile::tempdir().expect("tempdir");
     let settings = write_temp(&dir, "settings.json", r#"{"mode": "spin"}"#);
     let out = veneer(&[
-        "plugin", "run", built_plugins::HOSTILE, "--hook", "categories", "--settings", &settings, "--fuel", "1000000",
+        "plugin",
+        "run",
+        built_plugins::HOSTILE,
+        "--hook",
+        "categories",
+        "--settings",
+        &settings,
+        "--fuel",
+        "1000000",
         "--json",
     ]);
     assert_eq!(out.status.code(), Some(1));
@@ -71,18 +97,40 @@ fn plugin_run_exits_non_zero_and_names_the_outcome_of_a_runaway_plugin() {
 fn plugin_run_shows_invalid_output_with_the_reason() {
     let dir = tempfile::tempdir().expect("tempdir");
     let settings = write_temp(&dir, "settings.json", r#"{"mode": "bad-tree"}"#);
-    let out = veneer(&["plugin", "run", built_plugins::HOSTILE, "--hook", "categories", "--settings", &settings, "--json"]);
+    let out = veneer(&[
+        "plugin",
+        "run",
+        built_plugins::HOSTILE,
+        "--hook",
+        "categories",
+        "--settings",
+        &settings,
+        "--json",
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let report = json(&out);
     assert_eq!(report["outcome"], "invalid_output");
-    assert!(report["message"].as_str().unwrap_or("").contains("cycle"), "{report}");
+    assert!(
+        report["message"].as_str().unwrap_or("").contains("cycle"),
+        "{report}"
+    );
 }
 
 #[test]
 fn plugin_run_human_report_mentions_the_default_quota() {
-    let out = veneer(&["plugin", "run", built_plugins::SNEAKER_STORE, "--hook", "size-charts"]);
+    let out = veneer(&[
+        "plugin",
+        "run",
+        built_plugins::SNEAKER_STORE,
+        "--hook",
+        "size-charts",
+    ]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("outcome      ok"), "{text}");
     assert!(text.contains("of the default quota"), "{text}");
 }
@@ -102,15 +150,32 @@ fn plugin_check_rejects_with_a_reason() {
     let core = wat::parse_file(fixture_path("core-module.wat")).expect("assembles");
     let path = dir.path().join("core.wasm");
     std::fs::write(&path, core).expect("write");
-    let out = veneer(&["plugin", "check", path.to_str().expect("utf-8 path"), "--json"]);
+    let out = veneer(&[
+        "plugin",
+        "check",
+        path.to_str().expect("utf-8 path"),
+        "--json",
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let report = json(&out);
     assert_eq!(report["outcome"], "rejected");
     assert_eq!(report["code"], "core_module");
-    assert!(report["message"].as_str().unwrap_or("").contains("wasm32-wasip2"));
+    assert!(
+        report["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("wasm32-wasip2")
+    );
 
     let empty = fixture_path("empty.wasm");
-    let out = veneer(&["plugin", "run", empty.to_str().expect("utf-8"), "--hook", "email", "--json"]);
+    let out = veneer(&[
+        "plugin",
+        "run",
+        empty.to_str().expect("utf-8"),
+        "--hook",
+        "email",
+        "--json",
+    ]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(json(&out)["outcome"], "rejected");
 }

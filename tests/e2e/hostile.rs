@@ -27,7 +27,12 @@ fn good_call_succeeds() {
         &sale("bags", 10_000),
         &base().decide_commission(&sale("bags", 10_000)),
     );
-    assert_eq!(run.outcome.kind(), OutcomeKind::Ok, "{:?}", run.outcome.message());
+    assert_eq!(
+        run.outcome.kind(),
+        OutcomeKind::Ok,
+        "{:?}",
+        run.outcome.message()
+    );
 }
 
 fn mode(json: &str) -> Arc<dyn TenantData> {
@@ -39,7 +44,11 @@ fn infinite_loop_runs_out_of_fuel() {
     let quota = Quota::default();
     let run = categories(mode(r#"{"mode": "spin"}"#), &quota);
     assert_eq!(run.outcome, Outcome::OutOfFuel);
-    assert!(run.stats.fuel_used >= quota.fuel - 10, "used {}", run.stats.fuel_used);
+    assert!(
+        run.stats.fuel_used >= quota.fuel - 10,
+        "used {}",
+        run.stats.fuel_used
+    );
     good_call_succeeds();
 }
 
@@ -60,15 +69,31 @@ fn loop_under_a_huge_fuel_budget_hits_the_deadline() {
 fn memory_grow_towards_4_gib_is_out_of_memory() {
     let quota = Quota::default();
     let run = categories(mode(r#"{"mode": "grow"}"#), &quota);
-    assert_eq!(run.outcome.kind(), OutcomeKind::OutOfMemory, "{:?}", run.outcome);
+    assert_eq!(
+        run.outcome.kind(),
+        OutcomeKind::OutOfMemory,
+        "{:?}",
+        run.outcome
+    );
     assert!(run.stats.peak_memory_bytes <= quota.memory_bytes);
     good_call_succeeds();
 }
 
 #[test]
 fn allocating_forever_is_out_of_memory() {
-    let run = categories(mode(r#"{"mode": "alloc"}"#), &Quota::default());
-    assert_eq!(run.outcome.kind(), OutcomeKind::OutOfMemory, "{:?}", run.outcome);
+    // Touching every page costs fuel: give enough that memory is what runs out.
+    let quota = Quota {
+        fuel: 2_000_000_000,
+        deadline_ms: 10_000,
+        ..Quota::default()
+    };
+    let run = categories(mode(r#"{"mode": "alloc"}"#), &quota);
+    assert_eq!(
+        run.outcome.kind(),
+        OutcomeKind::OutOfMemory,
+        "{:?}",
+        run.outcome
+    );
     good_call_succeeds();
 }
 
@@ -80,13 +105,32 @@ fn initial_memory_above_the_cap_is_refused_at_instantiation() {
         ..Quota::default()
     };
     let run = categories(mode(r#"{"mode": "ok"}"#), &quota);
-    assert_eq!(run.outcome.kind(), OutcomeKind::OutOfMemory, "{:?}", run.outcome);
+    assert_eq!(
+        run.outcome.kind(),
+        OutcomeKind::OutOfMemory,
+        "{:?}",
+        run.outcome
+    );
     assert_eq!(run.stats.fuel_used, 0, "nothing ran");
     good_call_succeeds();
 }
 
 #[test]
 fn unbounded_recursion_is_a_stack_overflow_trap() {
+    // Small frames live in wasm locals: the engine's bounded wasm stack stops them.
+    let run = categories(mode(r#"{"mode": "recurse-small"}"#), &Quota::default());
+    match &run.outcome {
+        Outcome::Trap { message, .. } => {
+            assert!(message.contains("overflowed its stack"), "{message}")
+        }
+        other => panic!("expected a trap, got {other:?}"),
+    }
+    good_call_succeeds();
+}
+
+#[test]
+fn recursion_with_big_frames_exhausts_the_linear_memory_stack_and_traps() {
+    // Big frames live on Rust's stack in linear memory, which ends at address 0.
     let run = categories(mode(r#"{"mode": "recurse"}"#), &Quota::default());
     match &run.outcome {
         Outcome::Trap { message, .. } => assert!(message.contains("stack"), "{message}"),
@@ -97,8 +141,16 @@ fn unbounded_recursion_is_a_stack_overflow_trap() {
 
 #[test]
 fn a_100_mib_output_runs_out_of_memory_first() {
-    let run = categories(mode(r#"{"mode": "big-output", "bytes": 104857600}"#), &Quota::default());
-    assert_eq!(run.outcome.kind(), OutcomeKind::OutOfMemory, "{:?}", run.outcome);
+    let run = categories(
+        mode(r#"{"mode": "big-output", "bytes": 104857600}"#),
+        &Quota::default(),
+    );
+    assert_eq!(
+        run.outcome.kind(),
+        OutcomeKind::OutOfMemory,
+        "{:?}",
+        run.outcome
+    );
     good_call_succeeds();
 }
 
@@ -144,7 +196,10 @@ fn a_rust_panic_is_a_trap_with_the_panic_message_in_the_log() {
     let run = categories(mode(r#"{"mode": "panic"}"#), &Quota::default());
     assert_eq!(run.outcome.kind(), OutcomeKind::Trap, "{:?}", run.outcome);
     assert!(
-        run.stats.logs.iter().any(|l| l.message.contains("panicked on purpose")),
+        run.stats
+            .logs
+            .iter()
+            .any(|l| l.message.contains("panicked on purpose")),
         "{:?}",
         run.stats.logs
     );
@@ -154,7 +209,10 @@ fn a_rust_panic_is_a_trap_with_the_panic_message_in_the_log() {
 #[test]
 fn a_stdout_flood_is_cut_at_the_log_cap_and_the_call_still_succeeds() {
     let quota = Quota::default();
-    let run = categories(mode(r#"{"mode": "stdout-flood", "bytes": 10485760}"#), &quota);
+    let run = categories(
+        mode(r#"{"mode": "stdout-flood", "bytes": 1048576}"#),
+        &quota,
+    );
     assert_eq!(run.outcome.kind(), OutcomeKind::Ok, "{:?}", run.outcome);
     assert!(run.stats.logs_truncated);
     let kept: usize = run.stats.logs.iter().map(|l| l.message.len()).sum();
@@ -164,7 +222,10 @@ fn a_stdout_flood_is_cut_at_the_log_cap_and_the_call_still_succeeds() {
 
 #[test]
 fn a_log_flood_past_the_host_call_cap_traps() {
-    let run = categories(mode(r#"{"mode": "log-flood", "bytes": 1048576, "count": 64}"#), &Quota::default());
+    let run = categories(
+        mode(r#"{"mode": "log-flood", "bytes": 1048576, "count": 64}"#),
+        &Quota::default(),
+    );
     match &run.outcome {
         Outcome::Trap { message, .. } => assert!(message.contains("host calls"), "{message}"),
         other => panic!("expected a trap, got {other:?}"),
@@ -193,11 +254,19 @@ fn a_fee_above_the_price_falls_back_to_the_base_decision() {
     let plugin = hostile();
     let sale = sale("bags", 10_000);
     let resolved = Resolver::new(runtime(), base())
-        .commission(Some(&plugin), mode(r#"{"mode": "bad-tree"}"#), &Quota::default(), &sale)
+        .commission(
+            Some(&plugin),
+            mode(r#"{"mode": "bad-tree"}"#),
+            &Quota::default(),
+            &sale,
+        )
         .expect("the sale is valid");
     assert_eq!(resolved.source, Source::Base);
     assert_eq!(resolved.value, base().decide_commission(&sale));
-    assert_eq!(resolved.run.expect("ran").outcome, OutcomeKind::InvalidOutput);
+    assert_eq!(
+        resolved.run.expect("ran").outcome,
+        OutcomeKind::InvalidOutput
+    );
 }
 
 #[test]
@@ -205,19 +274,30 @@ fn a_plugin_error_is_recorded_and_the_base_served() {
     let plugin = hostile();
     let sale = sale("watches", 500_000);
     let resolved = Resolver::new(runtime(), base())
-        .commission(Some(&plugin), mode(r#"{"mode": "error"}"#), &Quota::default(), &sale)
+        .commission(
+            Some(&plugin),
+            mode(r#"{"mode": "error"}"#),
+            &Quota::default(),
+            &sale,
+        )
         .expect("the sale is valid");
     assert_eq!(resolved.source, Source::Base);
     let run = resolved.run.expect("ran");
     assert_eq!(run.outcome, OutcomeKind::PluginError);
-    assert_eq!(run.message.as_deref(), Some("hostile-error: refused on purpose"));
+    assert_eq!(
+        run.message.as_deref(),
+        Some("hostile-error: refused on purpose")
+    );
 }
 
 #[test]
 fn a_plugin_sees_only_the_data_of_the_tenant_it_runs_for() {
     let plugin = hostile();
     let acme = tenant(r#"{"mode": "kv-probe"}"#, &[("acme:secret", "acme-only")]);
-    let globex = tenant(r#"{"mode": "kv-probe"}"#, &[("globex:secret", "globex-only")]);
+    let globex = tenant(
+        r#"{"mode": "kv-probe"}"#,
+        &[("globex:secret", "globex-only")],
+    );
     let sale = sale("bags", 10_000);
     let decision = base().decide_commission(&sale);
     let for_acme = runtime().commission(&plugin, acme, &Quota::default(), &sale, &decision);
@@ -232,7 +312,9 @@ fn a_plugin_sees_only_the_data_of_the_tenant_it_runs_for() {
 }
 
 fn rejected(bytes: &[u8]) -> CheckError {
-    runtime().load(bytes).expect_err("the component must be refused")
+    runtime()
+        .load(bytes)
+        .expect_err("the component must be refused")
 }
 
 #[test]
@@ -268,7 +350,10 @@ fn garbage_and_empty_files_are_rejected() {
 fn a_component_of_another_world_is_rejected() {
     let err = rejected(&fixture("wrong-world.wat"));
     assert_eq!(err.code(), "wrong_world", "{err}");
-    assert!(err.to_string().contains("veneer:plugin/hooks@0.1.0"), "{err}");
+    assert!(
+        err.to_string().contains("veneer:plugin/hooks@0.1.0"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -21,7 +21,12 @@ fn luxury_consignment_adds_categories_and_caps_commission() {
 
     let expensive = sale("watches", 5_000_000);
     let quote = resolver()
-        .commission(Some(&plugin), settings(r#"{"cap": 90000}"#), &Quota::default(), &expensive)
+        .commission(
+            Some(&plugin),
+            settings(r#"{"cap": 90000}"#),
+            &Quota::default(),
+            &expensive,
+        )
         .expect("valid sale");
     assert_eq!(quote.source, Source::Plugin, "{:?}", quote.run);
     assert_eq!(quote.value.fee, 90_000);
@@ -32,7 +37,12 @@ fn luxury_consignment_adds_categories_and_caps_commission() {
 fn bad_settings_fall_back_with_the_plugins_own_message() {
     let plugin = load(built_plugins::LUXURY_CONSIGNMENT);
     let quote = resolver()
-        .commission(Some(&plugin), settings(r#"{"cap": "a lot"}"#), &Quota::default(), &sale("bags", 10_000))
+        .commission(
+            Some(&plugin),
+            settings(r#"{"cap": "a lot"}"#),
+            &Quota::default(),
+            &sale("bags", 10_000),
+        )
         .expect("valid sale");
     assert_eq!(quote.source, Source::Base);
     let run = quote.run.expect("ran");
@@ -44,10 +54,23 @@ fn bad_settings_fall_back_with_the_plugins_own_message() {
 fn sneaker_store_adds_half_sizes_that_still_validate() {
     let plugin = load(built_plugins::SNEAKER_STORE);
     let cats = resolver().categories(Some(&plugin), settings("{}"), &Quota::default());
-    let charts = resolver().size_charts(Some(&plugin), settings("{}"), &Quota::default(), &cats.value);
+    let charts = resolver().size_charts(
+        Some(&plugin),
+        settings("{}"),
+        &Quota::default(),
+        &cats.value,
+    );
     assert_eq!(charts.source, Source::Plugin, "{:?}", charts.run);
-    let men = charts.value.iter().find(|c| c.id == "shoes-men").expect("men's chart");
-    let base_men = base().size_charts.iter().find(|c| c.id == "shoes-men").expect("base chart");
+    let men = charts
+        .value
+        .iter()
+        .find(|c| c.id == "shoes-men")
+        .expect("men's chart");
+    let base_men = base()
+        .size_charts
+        .iter()
+        .find(|c| c.id == "shoes-men")
+        .expect("base chart");
     assert!(men.rows.len() > base_men.rows.len(), "half sizes added");
     assert!(men.columns.iter().any(|c| c == "JP"));
 }
@@ -60,19 +83,30 @@ fn email_rebrand_changes_the_look_and_keeps_required_parts() {
             "reply_to": "care@acme.example", "from_name": "Acme Care", "footer_text": "Acme Ltd, 1 High St"}"##,
     );
     let email = resolver()
-        .email(Some(&plugin), tenant, &Quota::default(), "order-confirmation", None)
+        .email(
+            Some(&plugin),
+            tenant,
+            &Quota::default(),
+            "order-confirmation",
+            None,
+        )
         .expect("known template");
     assert_eq!(email.source, Source::Plugin, "{:?}", email.run);
     assert_eq!(email.value.reply_to.as_deref(), Some("care@acme.example"));
     assert!(email.value.html.contains("#0a0a0a"));
-    assert!(email.value.html.contains("Acme &lt;Luxe&gt;"), "brand name is escaped");
+    assert!(
+        email.value.html.contains("Acme &lt;Luxe&gt;"),
+        "brand name is escaped"
+    );
     assert!(email.value.html.contains("unsubscribe_url"));
 }
 
 #[test]
 fn email_rebrand_refuses_css_injection_in_colours() {
     let plugin = load(built_plugins::EMAIL_REBRAND);
-    let tenant = settings(r#"{"brand_name": "X", "primary_color": "red;background:url(x)", "accent_color": "#000000"}"#);
+    let tenant = settings(
+        r##"{"brand_name": "X", "primary_color": "red;background:url(x)", "accent_color": "#000000"}"##,
+    );
     let email = resolver()
         .email(Some(&plugin), tenant, &Quota::default(), "welcome", None)
         .expect("known template");
@@ -94,7 +128,12 @@ fn declarative_overrides_apply_json_patches_without_code() {
     assert!(cats.value.iter().any(|c| c.id == "bags-eco"));
 
     let quote = resolver()
-        .commission(Some(&plugin), tenant, &Quota::default(), &sale("bags", 100_000))
+        .commission(
+            Some(&plugin),
+            tenant,
+            &Quota::default(),
+            &sale("bags", 100_000),
+        )
         .expect("valid sale");
     assert_eq!(quote.source, Source::Plugin, "{:?}", quote.run);
     assert_eq!(quote.value.rate_bps, 500);

@@ -13,10 +13,18 @@ fn describe_reports_the_hooks_each_plugin_implements() {
     let luxury = load(built_plugins::LUXURY_CONSIGNMENT);
     let info = luxury.info();
     assert_eq!(info.name, "plugin-luxury-consignment");
-    assert_eq!(info.hooks, BTreeSet::from([Hook::Categories, Hook::Commission]));
-    assert_eq!(info.sha256, Runtime::hash(&read(built_plugins::LUXURY_CONSIGNMENT)));
+    assert_eq!(
+        info.hooks,
+        BTreeSet::from([Hook::Categories, Hook::Commission])
+    );
+    assert_eq!(
+        info.sha256,
+        Runtime::hash(&read(built_plugins::LUXURY_CONSIGNMENT))
+    );
     assert!(
-        info.imports.iter().all(|i| !i.starts_with("wasi:filesystem")),
+        info.imports
+            .iter()
+            .all(|i| !i.starts_with("wasi:filesystem")),
         "{:?}",
         info.imports
     );
@@ -65,15 +73,25 @@ fn compiled_artifacts_survive_a_restart() {
 
     let second = Runtime::new(config).expect("runtime restarts");
     let plugin = second.load(&bytes).expect("loads again");
-    assert!(plugin.from_artifact_cache(), "restart loads the artifact instead of compiling");
+    assert!(
+        plugin.from_artifact_cache(),
+        "restart loads the artifact instead of compiling"
+    );
     let run = second.email(
         &plugin,
-        settings(r##"{"brand_name": "Acme", "primary_color": "#112233", "accent_color": "#445566"}"##),
+        settings(
+            r##"{"brand_name": "Acme", "primary_color": "#112233", "accent_color": "#445566"}"##,
+        ),
         &Quota::default(),
         &base().emails["welcome"].template,
         &base().emails["welcome"].sample,
     );
-    assert_eq!(run.outcome.kind(), OutcomeKind::Ok, "{:?}", run.outcome.message());
+    assert_eq!(
+        run.outcome.kind(),
+        OutcomeKind::Ok,
+        "{:?}",
+        run.outcome.message()
+    );
 }
 
 #[test]
@@ -85,11 +103,17 @@ fn a_corrupt_artifact_is_discarded_and_recompiled() {
         ..RuntimeConfig::default()
     };
     let bytes = read(built_plugins::LUXURY_CONSIGNMENT);
-    Runtime::new(config.clone()).expect("starts").load(&bytes).expect("loads");
+    Runtime::new(config.clone())
+        .expect("starts")
+        .load(&bytes)
+        .expect("loads");
     for entry in std::fs::read_dir(dir.path()).expect("dir") {
         std::fs::write(entry.expect("entry").path(), b"not an artifact").expect("corrupt it");
     }
-    let plugin = Runtime::new(config).expect("starts").load(&bytes).expect("recompiles");
+    let plugin = Runtime::new(config)
+        .expect("starts")
+        .load(&bytes)
+        .expect("recompiles");
     assert!(!plugin.from_artifact_cache());
 }
 
@@ -98,12 +122,19 @@ fn fuel_use_is_reported_and_deterministic() {
     let luxury = load(built_plugins::LUXURY_CONSIGNMENT);
     let sale = sale("bags", 250_000);
     let decision = base().decide_commission(&sale);
-    let run = |_| runtime().commission(&luxury, settings("{}"), &Quota::default(), &sale, &decision);
+    let run =
+        |_| runtime().commission(&luxury, settings("{}"), &Quota::default(), &sale, &decision);
     let (a, b) = (run(()), run(()));
     assert_eq!(a.outcome.kind(), OutcomeKind::Ok);
     assert!(a.stats.fuel_used > 0);
-    assert_eq!(a.stats.fuel_used, b.stats.fuel_used, "same input, same fuel");
-    assert!(a.stats.peak_memory_bytes >= 1 << 20, "a Rust component starts with its stack");
+    assert_eq!(
+        a.stats.fuel_used, b.stats.fuel_used,
+        "same input, same fuel"
+    );
+    assert!(
+        a.stats.peak_memory_bytes >= 1 << 20,
+        "a Rust component starts with its stack"
+    );
 }
 
 #[test]
@@ -112,6 +143,8 @@ fn quotas_outside_what_the_engine_enforces_are_refused() {
         memory_bytes: 8 << 30,
         ..Quota::default()
     };
-    let err = quota.validate().expect_err("8 GiB is over the pool's slot size");
+    let err = quota
+        .validate()
+        .expect_err("8 GiB is over the pool's slot size");
     assert_eq!(err.field, "memory_bytes");
 }

@@ -34,15 +34,20 @@ pub fn hostile() -> Arc<LoadedPlugin> {
 }
 
 pub fn fixture_path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures")
+        .join(name)
 }
 
 /// A fixture's bytes; `.wat` fixtures are assembled from their text.
 pub fn fixture(name: &str) -> Vec<u8> {
     let path = fixture_path(name);
-    let bytes = std::fs::read(&path).unwrap_or_else(|err| panic!("cannot read {}: {err}", path.display()));
+    let bytes =
+        std::fs::read(&path).unwrap_or_else(|err| panic!("cannot read {}: {err}", path.display()));
     if name.ends_with(".wat") {
-        wat::parse_bytes(&bytes).expect("fixture assembles").into_owned()
+        wat::parse_bytes(&bytes)
+            .expect("fixture assembles")
+            .into_owned()
     } else {
         bytes
     }

@@ -73,10 +73,20 @@ impl Plugin for LuxuryConsignment {
             extra.push(category("bags-vintage", "bags", "Vintage Bags", 90));
         }
         if has("watches") {
-            extra.push(category("watches-pre-owned", "watches", "Pre-owned Watches", 90));
+            extra.push(category(
+                "watches-pre-owned",
+                "watches",
+                "Pre-owned Watches",
+                90,
+            ));
         }
         if has("accessories") {
-            extra.push(category("accessories-fine-jewelry", "accessories", "Fine Jewelry", 90));
+            extra.push(category(
+                "accessories-fine-jewelry",
+                "accessories",
+                "Fine Jewelry",
+                90,
+            ));
         }
         base.retain(|c| !extra.iter().any(|e| e.id == c.id));
         base.extend(extra);
@@ -95,7 +105,12 @@ impl Plugin for LuxuryConsignment {
             .iter()
             .filter(|tier| tier.from <= gross)
             .max_by_key(|tier| tier.from)
-            .ok_or_else(|| PluginError::new("bad-settings", "no tier starts at 0; add one with \"from\": 0"))?;
+            .ok_or_else(|| {
+                PluginError::new(
+                    "bad-settings",
+                    "no tier starts at 0; add one with \"from\": 0",
+                )
+            })?;
         let mut rate = tier.rate_bps;
         if sale.attribute("authenticated") != Some("true") {
             rate = rate.saturating_add(settings.unauthenticated_surcharge_bps);
@@ -104,7 +119,10 @@ impl Plugin for LuxuryConsignment {
         base.rate_bps = rate.min(10_000);
         base.max_fee = settings.cap.max(base.min_fee);
         base.refee(gross);
-        base.note = format!("consignment tier from {} at {} bp, capped at {}", tier.from, base.rate_bps, settings.cap);
+        base.note = format!(
+            "consignment tier from {} at {} bp, capped at {}",
+            tier.from, base.rate_bps, settings.cap
+        );
         Ok(base)
     }
 }
