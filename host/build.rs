@@ -103,6 +103,14 @@ fn main() {
     }
     all.push_str("];\n");
     code.push_str(&all);
+    // The example plugins' bytes, embedded for the demo tenants (not the hostile one).
+    code.push_str("/// The example plugins' bytes, for seeding the demo.\npub mod bytes {\n");
+    for (krate, constant) in PLUGINS.iter().filter(|(k, _)| *k != "plugin-hostile") {
+        let path = wasm_dir.join(format!("{}.wasm", krate.replace('-', "_")));
+        writeln!(code, "    /// The `{krate}` component.\n    pub const {constant}: &[u8] = include_bytes!({:?});", path.display().to_string())
+            .expect("writing to a String");
+    }
+    code.push_str("}\n");
     std::fs::write(out_dir.join("plugins.rs"), code).expect("cannot write plugins.rs");
 }
 

@@ -12,7 +12,9 @@ use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::auth::OrgRole;
 use crate::base::{self, BaseConfig, Category, CommissionDecision, EmailTemplate, Sale, SizeChart};
+use crate::config::ServeConfig;
 use crate::resolve;
 use crate::runtime::{
     CheckError, Hook, LoadedPlugin, Outcome, OutcomeKind, Quota, Run, RunStats, Runtime,
@@ -30,6 +32,29 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the multi-tenant server.
+    Serve(Box<ServeConfig>),
+    /// Print a development token (accepted only by a server started with --dev).
+    DevToken {
+        /// The tenant whose organisation (`org_<tenant>`) the token is for.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// The organisation role: admin or member.
+        #[arg(long, default_value = "admin")]
+        role: OrgRole,
+        /// The organisation id, when it is not `org_<tenant>`.
+        #[arg(long)]
+        org: Option<String>,
+        /// Mark the token as a platform admin's.
+        #[arg(long)]
+        platform_admin: bool,
+        /// The subject (user id).
+        #[arg(long, default_value = "user_dev")]
+        subject: String,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 86_400)]
+        ttl_secs: u64,
+    },
     /// Work with plugin components locally.
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -116,7 +141,7 @@ pub fn main() -> ExitCode {
 
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tower_http=warn,sqlx=warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -125,6 +150,37 @@ fn init_tracing() {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Serve(config) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(crate::server::serve(*config))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::DevToken {
+            tenant,
+            role,
+            org,
+            platform_admin,
+            subject,
+            ttl_secs,
+        } => {
+            let org = match (org, tenant) {
+                (Some(org), _) => org,
+                (None, Some(tenant)) => format!("org_{tenant}"),
+                (None, None) if platform_admin => String::new(),
+                (None, None) => bail!("give --tenant (or --org), or --platform-admin"),
+            };
+            let token = crate::auth::dev_token(
+                &org,
+                role,
+                &subject,
+                platform_admin,
+                std::time::Duration::from_secs(ttl_secs),
+            );
+            println!("{token}");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Plugin(PluginCommand::Run(args)) => plugin_run(args),
         Command::Plugin(PluginCommand::Check(args)) => plugin_check(args),
         Command::Base(BaseCommand::Check { base_config }) => {

@@ -7,13 +7,34 @@
 //! - [`validate`]: the invariants every section must keep;
 //! - [`runtime`]: the wasmtime sandbox (the only module touching wasmtime);
 //! - [`resolve`]: effective configuration = validate(plugin(base)), with fallback;
+//! - [`tenancy`]: tenant ids, hosts to tenants, cached tenant state;
+//! - [`auth`]: token verification (Clerk-style JWTs, JWKS, dev key);
+//! - [`storage`]: SQLite and PostgreSQL (the only module running SQL);
+//! - [`cache`], [`limits`], [`usage`]: caches, per-tenant limits, run recording;
+//! - [`email`]: template rendering;
+//! - [`http`]: the API; [`state`], [`server`], [`config`], [`demo`]: running it;
 //! - [`cli`]: the `veneer` command line.
 
+pub mod auth;
 pub mod base;
+pub mod cache;
 pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod email;
+pub mod http;
+pub mod limits;
 pub mod resolve;
 pub mod runtime;
+pub mod server;
+pub mod state;
+pub mod storage;
+pub mod tenancy;
+pub mod usage;
 pub mod validate;
+
+pub use http::app;
+pub use server::serve;
 
 /// Paths of the plugin components that `build.rs` builds from `plugins/`, for
 /// tests, benchmarks and the demo.

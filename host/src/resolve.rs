@@ -108,6 +108,41 @@ pub fn check_size_charts(out: &[SizeChart], categories: &[Category]) -> Result<(
     validate::size_chart_categories(out, categories)
 }
 
+/// A tenant's whole effective configuration, as served and cached.
+#[derive(Debug, Clone, Serialize)]
+pub struct EffectiveConfig {
+    /// Content version of everything it depends on (an ETag).
+    pub version: String,
+    /// The base configuration's version.
+    pub base_version: String,
+    /// The sha256 of the plugin that produced it, if any.
+    pub plugin: Option<String>,
+    /// The category tree.
+    pub categories: Resolved<Vec<Category>>,
+    /// The size charts.
+    pub size_charts: Resolved<Vec<SizeChart>>,
+    /// Every email template, customised, by id.
+    pub emails: BTreeMap<String, Resolved<EmailTemplate>>,
+}
+
+impl EffectiveConfig {
+    /// The plugin runs that produced it.
+    pub fn runs(&self) -> impl Iterator<Item = &RunRecord> {
+        self.categories
+            .run
+            .iter()
+            .chain(self.size_charts.run.iter())
+            .chain(self.emails.values().filter_map(|e| e.run.as_ref()))
+    }
+
+    /// Whether any run failed in a way that may not repeat (deadline, trap):
+    /// such a result is served but not cached.
+    pub fn is_transient(&self) -> bool {
+        self.runs()
+            .any(|run| matches!(run.outcome, OutcomeKind::Deadline | OutcomeKind::Trap))
+    }
+}
+
 /// Resolves sections for one tenant.
 #[derive(Debug, Clone, Copy)]
 pub struct Resolver<'a> {
@@ -201,6 +236,39 @@ impl<'a> Resolver<'a> {
             |p| self.runtime.email(p, data, quota, &def.template, context),
             |out| validate::email(out, def),
         ))
+    }
+}
+
+impl Resolver<'_> {
+    /// Every section at once: categories, size charts (against the effective
+    /// categories) and every email template with its sample context.
+    pub fn effective(
+        &self,
+        plugin: Option<&LoadedPlugin>,
+        data: Arc<dyn TenantData>,
+        quota: &Quota,
+        version: String,
+    ) -> EffectiveConfig {
+        let categories = self.categories(plugin, data.clone(), quota);
+        let size_charts = self.size_charts(plugin, data.clone(), quota, &categories.value);
+        let emails = self
+            .base
+            .emails
+            .keys()
+            .filter_map(|id| {
+                self.email(plugin, data.clone(), quota, id, None)
+                    .ok()
+                    .map(|resolved| (id.clone(), resolved))
+            })
+            .collect();
+        EffectiveConfig {
+            version,
+            base_version: self.base.version.clone(),
+            plugin: plugin.map(|p| p.info().sha256.clone()),
+            categories,
+            size_charts,
+            emails,
+        }
     }
 }
 

@@ -187,3 +187,91 @@ fn base_check_prints_the_content_version() {
     assert!(out.status.success(), "{text}");
     assert!(text.contains("is valid: version"), "{text}");
 }
+
+/// `veneer serve --dev` on an empty database: seeds the demo tenants, prints the
+/// curl lines, and the tenants' configurations differ. A real process on loopback.
+#[test]
+fn serve_dev_seeds_the_demo_and_prints_working_commands() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = format!("sqlite://{}", dir.path().join("demo.db").display());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_veneer"))
+        .args([
+            "serve",
+            "--dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--database-url",
+            &db,
+            "--artifact-dir",
+        ])
+        .arg(dir.path().join("artifacts"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("veneer serve starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let mut printed = Vec::new();
+    let mut addr = None;
+    for line in lines.by_ref() {
+        let line = line.expect("utf-8 output");
+        if addr.is_none()
+            && let Some(rest) = line.strip_prefix("veneer listening on http://")
+        {
+            addr = rest.split_whitespace().next().map(str::to_owned);
+        }
+        let done = line.contains("/v1/admin/tenants");
+        printed.push(line);
+        if done {
+            break;
+        }
+    }
+    let addr = addr.expect("the server prints its address");
+    let text = printed.join("\n");
+    assert!(
+        text.contains("export ACME_TOKEN=") && text.contains("export GLOBEX_TOKEN="),
+        "{text}"
+    );
+    assert!(text.contains("http://acme.localhost:"), "{text}");
+
+    let token = |name: &str| {
+        printed
+            .iter()
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix(&format!("export {name}="))
+                    .map(str::to_owned)
+            })
+            .expect("token line")
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    let fetch = |tenant: &str, token: String| {
+        rt.block_on(async {
+            reqwest::Client::new()
+                .get(format!("http://{addr}/v1/config/categories"))
+                .header("host", format!("{tenant}.localhost"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("answered")
+                .json::<Value>()
+                .await
+                .expect("json")
+        })
+    };
+    let acme = fetch("acme", token("ACME_TOKEN"));
+    let globex = fetch("globex", token("GLOBEX_TOKEN"));
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(acme["source"], "plugin", "{acme}");
+    assert_ne!(
+        acme["value"], globex["value"],
+        "the demo tenants' categories differ"
+    );
+}

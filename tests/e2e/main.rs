@@ -5,4 +5,5 @@ mod cli;
 mod hostile;
 mod plugins;
 mod runtime;
+mod server;
 mod util;

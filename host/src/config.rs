@@ -1,0 +1,123 @@
+//! The server's settings: command-line flags with environment fallbacks
+//! (`VENEER_*`), validated at start. Owns nothing else.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::base;
+
+/// Settings of `veneer serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeConfig {
+    /// Address to listen on.
+    #[arg(long, env = "VENEER_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Database URL: `sqlite://FILE` (created if missing) or `postgres://...`.
+    #[arg(
+        long,
+        env = "VENEER_DATABASE_URL",
+        default_value = "sqlite://veneer.db"
+    )]
+    pub database_url: String,
+
+    /// Connections in the database pool.
+    #[arg(long, env = "VENEER_DB_MAX_CONNECTIONS", default_value_t = 16)]
+    pub db_max_connections: u32,
+
+    /// How long a request waits for a database connection before answering 503.
+    #[arg(long, env = "VENEER_DB_ACQUIRE_TIMEOUT_MS", default_value_t = 2_000)]
+    pub db_acquire_timeout_ms: u64,
+
+    /// Tenants are served at `<tenant>.<base-domain>` (plus custom domains).
+    #[arg(long, env = "VENEER_BASE_DOMAIN", default_value = "localhost")]
+    pub base_domain: String,
+
+    /// The base-config directory.
+    #[arg(long, env = "VENEER_BASE_CONFIG", default_value_os_t = base::default_dir())]
+    pub base_config: PathBuf,
+
+    /// Where compiled plugin artifacts are cached (empty: no disk cache).
+    #[arg(long, env = "VENEER_ARTIFACT_DIR", default_value = ".veneer-artifacts")]
+    pub artifact_dir: PathBuf,
+
+    /// Development mode: trusts the built-in development signing key (see
+    /// `veneer dev-token`) and seeds the demo tenants into an empty database.
+    /// Never use it in production.
+    #[arg(long, env = "VENEER_DEV")]
+    pub dev: bool,
+
+    /// Expected `iss` of tokens (your Clerk instance's issuer URL).
+    #[arg(long, env = "VENEER_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// JWKS URL to fetch signing keys from.
+    #[arg(long, env = "VENEER_JWKS_URL")]
+    pub jwks_url: Option<String>,
+
+    /// PEM file with a token-signing public key.
+    #[arg(long, env = "VENEER_JWT_PEM")]
+    pub jwt_pem: Option<PathBuf>,
+
+    /// Allowed `azp` values (comma-separated); empty: not checked.
+    #[arg(long, env = "VENEER_JWT_AUTHORIZED_PARTIES", value_delimiter = ',')]
+    pub jwt_authorized_parties: Vec<String>,
+
+    /// Claim (dotted path allowed) that marks a platform admin when `true`.
+    #[arg(
+        long,
+        env = "VENEER_ADMIN_CLAIM",
+        default_value = "veneer_platform_admin"
+    )]
+    pub admin_claim: String,
+
+    /// Largest request body, in bytes (plugin uploads included).
+    #[arg(long, env = "VENEER_MAX_BODY_BYTES", default_value_t = 16 << 20)]
+    pub max_body_bytes: usize,
+
+    /// Plugin compilations that may run at once.
+    #[arg(long, env = "VENEER_COMPILE_CONCURRENCY", default_value_t = 2)]
+    pub compile_concurrency: usize,
+
+    /// Longest a plugin compilation may take, in seconds.
+    #[arg(long, env = "VENEER_COMPILE_TIMEOUT_SECS", default_value_t = 60)]
+    pub compile_timeout_secs: u64,
+
+    /// Plugin calls that may run at once in this process (all tenants).
+    #[arg(long, env = "VENEER_MAX_CONCURRENT_CALLS", default_value_t = 64)]
+    pub max_concurrent_calls: u32,
+}
+
+impl ServeConfig {
+    /// A configuration for tests and embedding: dev mode, SQLite at `database_url`,
+    /// listening on an ephemeral loopback port.
+    pub fn for_tests(database_url: impl Into<String>) -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            database_url: database_url.into(),
+            db_max_connections: 8,
+            db_acquire_timeout_ms: 2_000,
+            base_domain: "veneer.test".into(),
+            base_config: base::default_dir(),
+            artifact_dir: PathBuf::new(),
+            dev: true,
+            jwt_issuer: None,
+            jwks_url: None,
+            jwt_pem: None,
+            jwt_authorized_parties: Vec::new(),
+            admin_claim: "veneer_platform_admin".into(),
+            max_body_bytes: 16 << 20,
+            compile_concurrency: 2,
+            compile_timeout_secs: 60,
+            max_concurrent_calls: 32,
+        }
+    }
+
+    /// The acquire timeout as a duration.
+    pub fn db_acquire_timeout(&self) -> Duration {
+        Duration::from_millis(self.db_acquire_timeout_ms)
+    }
+}

@@ -1,0 +1,119 @@
+//! The demo: in development mode an empty database gets demo tenants, each with a
+//! different example plugin active, and the server prints the commands that show
+//! their effective configurations differ.
+
+use crate::auth::{OrgRole, dev_token};
+use crate::built_plugins::bytes;
+use crate::state::{AppState, CompileError};
+use crate::storage::{NewPluginVersion, NewTenant};
+use crate::tenancy::TenantId;
+
+/// One demo tenant: id, name, plugin bytes, settings.
+struct DemoTenant {
+    id: &'static str,
+    name: &'static str,
+    plugin: &'static [u8],
+    settings: &'static str,
+}
+
+const TENANTS: &[DemoTenant] = &[
+    DemoTenant {
+        id: "acme",
+        name: "Acme Luxury Consignment",
+        plugin: bytes::LUXURY_CONSIGNMENT,
+        settings: r#"{"cap": 120000, "unauthenticated_surcharge_bps": 500, "tiers": [{"from": 0, "rate_bps": 2500}, {"from": 100000, "rate_bps": 1800}, {"from": 500000, "rate_bps": 1200}]}"#,
+    },
+    DemoTenant {
+        id: "globex",
+        name: "Globex Sneakers",
+        plugin: bytes::SNEAKER_STORE,
+        settings: r#"{"charts": ["shoes-men", "shoes-women"], "subcategories": true}"#,
+    },
+    DemoTenant {
+        id: "initech",
+        name: "Initech Outlet",
+        plugin: bytes::DECLARATIVE_OVERRIDES,
+        settings: r#"{"categories": [{"op": "add", "path": "/-", "value": {"id": "outlet", "parent": null, "name": "Outlet", "slug": "outlet", "position": 99, "attributes": []}}], "commission": [{"when": {"min_gross": 0}, "patch": [{"op": "replace", "path": "/rate_bps", "value": 900}]}]}"#,
+    },
+];
+
+/// Seeds the demo tenants when there are no tenants yet. Returns whether it did.
+pub async fn seed_if_empty(app: &AppState) -> anyhow::Result<bool> {
+    let platform = app.storage.platform();
+    if !platform.list_tenants().await?.is_empty() {
+        return Ok(false);
+    }
+    for demo in TENANTS {
+        let id = TenantId::new(demo.id)?;
+        platform
+            .create_tenant(&NewTenant {
+                id: id.clone(),
+                org_id: format!("org_{}", demo.id),
+                name: demo.name.to_owned(),
+                rate_limit_per_sec: 500,
+                rate_limit_burst: 1_000,
+                max_concurrency: 4,
+            })
+            .await?;
+        let plugin = match app.compile(demo.plugin.to_vec()).await {
+            Ok(plugin) => plugin,
+            Err(CompileError::Check(err)) => {
+                anyhow::bail!("demo plugin for {} is refused: {err}", demo.id)
+            }
+            Err(CompileError::Api(err)) => anyhow::bail!(
+                "demo plugin for {} did not compile: {}",
+                demo.id,
+                err.code()
+            ),
+        };
+        let info = plugin.info();
+        let hooks: Vec<String> = info.hooks.iter().map(|h| h.as_str().to_owned()).collect();
+        let db = app.storage.tenant(&id);
+        db.put_plugin_version(&NewPluginVersion {
+            sha256: &info.sha256,
+            name: &info.name,
+            version: &info.version,
+            hooks: &hooks,
+            size_bytes: info.size_bytes as u64,
+            binary: demo.plugin,
+            uploaded_by: "demo",
+        })
+        .await?;
+        db.activate(&info.sha256, "demo").await?;
+        db.set_settings(demo.settings, None).await?;
+        db.audit("demo", "demo.seed", Some(&info.sha256), None, None)
+            .await?;
+    }
+    Ok(true)
+}
+
+/// The commands that show the demo, for the server's start-up message.
+pub fn instructions(base_domain: &str, port: u16) -> String {
+    let mut out = String::from("\nDemo tenants (development mode; tokens valid for 24 h):\n\n");
+    for demo in TENANTS {
+        let token = dev_token(
+            &format!("org_{}", demo.id),
+            OrgRole::Admin,
+            &format!("user_{}_admin", demo.id),
+            false,
+            std::time::Duration::from_secs(24 * 3600),
+        );
+        let var = format!("{}_TOKEN", demo.id.to_uppercase());
+        out.push_str(&format!("  export {var}={token}\n"));
+    }
+    out.push('\n');
+    for demo in TENANTS {
+        let var = format!("{}_TOKEN", demo.id.to_uppercase());
+        out.push_str(&format!(
+            "  curl -s -H \"Authorization: Bearer ${var}\" http://{}.{base_domain}:{port}/v1/config/categories\n",
+            demo.id
+        ));
+    }
+    out.push_str(&format!(
+        "\n  curl -s -H \"Authorization: Bearer $ACME_TOKEN\" -H 'Content-Type: application/json' \\\n    -d '{{\"order_id\":\"o-1\",\"sku\":\"bag-1\",\"category_id\":\"bags\",\"unit_price\":250000,\"quantity\":1,\"currency\":\"EUR\"}}' \\\n    http://acme.{base_domain}:{port}/v1/commission/quote\n"
+    ));
+    out.push_str(&format!(
+        "  (same quote for globex: http://globex.{base_domain}:{port}/v1/commission/quote with $GLOBEX_TOKEN)\n\n  A platform-admin token: veneer dev-token --platform-admin; admin API at http://{base_domain}:{port}/v1/admin/tenants\n"
+    ));
+    out
+}

@@ -1,0 +1,379 @@
+//! Platform administration, on the platform's own host with a platform-admin
+//! token: tenants and their status and limits, custom domains, per-plugin quotas,
+//! and the audit log of every tenant.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::{
+    Json, Router,
+    routing::{delete, get, put},
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::http::context::{JsonBody, PlatformAdmin};
+use crate::http::{ApiError, ApiResult};
+use crate::runtime::Quota;
+use crate::state::AppState;
+use crate::storage::{NewTenant, TenantPatch, TenantStatus};
+use crate::tenancy::TenantId;
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/admin/tenants", get(list).post(create))
+        .route("/v1/admin/tenants/{id}", get(show).patch(update))
+        .route(
+            "/v1/admin/tenants/{id}/domains",
+            get(domains).post(add_domain),
+        )
+        .route(
+            "/v1/admin/tenants/{id}/domains/{domain}",
+            delete(remove_domain),
+        )
+        .route(
+            "/v1/admin/tenants/{id}/quota",
+            put(set_quota).get(get_quota),
+        )
+        .route("/v1/admin/audit", get(audit))
+}
+
+fn tenant_id(id: &str) -> ApiResult<TenantId> {
+    TenantId::new(id).map_err(|err| ApiError::bad_request("invalid_tenant_id", err.to_string()))
+}
+
+/// Default request rate for a new tenant (per second) and burst.
+const DEFAULT_RATE: u32 = 200;
+const DEFAULT_BURST: u32 = 400;
+/// Default concurrent plugin executions for a new tenant.
+const DEFAULT_CONCURRENCY: u32 = 4;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateTenant {
+    id: String,
+    name: String,
+    org_id: Option<String>,
+    rate_limit_per_sec: Option<u32>,
+    rate_limit_burst: Option<u32>,
+    max_concurrency: Option<u32>,
+}
+
+fn check_limits(rate: Option<u32>, burst: Option<u32>, concurrency: Option<u32>) -> ApiResult<()> {
+    for (name, value, max) in [
+        ("rate_limit_per_sec", rate, 100_000),
+        ("rate_limit_burst", burst, 1_000_000),
+        ("max_concurrency", concurrency, 1_024),
+    ] {
+        if let Some(v) = value
+            && (v == 0 || v > max)
+        {
+            return Err(ApiError::bad_request(
+                "invalid_limit",
+                format!("{name} must be between 1 and {max}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+async fn create(
+    State(app): State<AppState>,
+    admin: PlatformAdmin,
+    JsonBody(body): JsonBody<CreateTenant>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let id = tenant_id(&body.id)?;
+    check_limits(
+        body.rate_limit_per_sec,
+        body.rate_limit_burst,
+        body.max_concurrency,
+    )?;
+    if body.name.trim().is_empty() || body.name.len() > 200 {
+        return Err(ApiError::bad_request(
+            "invalid_name",
+            "name must be 1 to 200 characters",
+        ));
+    }
+    let org_id = body
+        .org_id
+        .unwrap_or_else(|| format!("org_{}", id.as_str().replace('-', "_")));
+    let record = app
+        .storage
+        .platform()
+        .create_tenant(&NewTenant {
+            id: id.clone(),
+            org_id,
+            name: body.name,
+            rate_limit_per_sec: body.rate_limit_per_sec.unwrap_or(DEFAULT_RATE),
+            rate_limit_burst: body.rate_limit_burst.unwrap_or(DEFAULT_BURST),
+            max_concurrency: body.max_concurrency.unwrap_or(DEFAULT_CONCURRENCY),
+        })
+        .await?;
+    let after = serde_json::to_string(&record).unwrap_or_default();
+    app.storage
+        .platform()
+        .audit(&crate::storage::AuditEntry {
+            tenant: &id,
+            actor: &admin.0.subject,
+            action: "tenant.create",
+            plugin_sha256: None,
+            before: None,
+            after: Some(&after),
+        })
+        .await?;
+    app.caches.invalidate_hosts();
+    Ok((StatusCode::CREATED, Json(json!({ "tenant": record }))))
+}
+
+async fn list(State(app): State<AppState>, _admin: PlatformAdmin) -> ApiResult<Json<Value>> {
+    Ok(Json(
+        json!({ "tenants": app.storage.platform().list_tenants().await? }),
+    ))
+}
+
+async fn show(
+    State(app): State<AppState>,
+    _admin: PlatformAdmin,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let id = tenant_id(&id)?;
+    let record = app
+        .storage
+        .platform()
+        .tenant(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no tenant `{id}`")))?;
+    let domains = app.storage.platform().domains(&id).await?;
+    let quota = app.storage.platform().quota(&id).await?;
+    Ok(Json(
+        json!({ "tenant": record, "domains": domains, "quota": quota.and_then(|q| serde_json::from_str::<Value>(&q).ok()) }),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateTenant {
+    name: Option<String>,
+    status: Option<TenantStatus>,
+    rate_limit_per_sec: Option<u32>,
+    rate_limit_burst: Option<u32>,
+    max_concurrency: Option<u32>,
+}
+
+async fn update(
+    State(app): State<AppState>,
+    admin: PlatformAdmin,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<UpdateTenant>,
+) -> ApiResult<Json<Value>> {
+    let id = tenant_id(&id)?;
+    check_limits(
+        body.rate_limit_per_sec,
+        body.rate_limit_burst,
+        body.max_concurrency,
+    )?;
+    let platform = app.storage.platform();
+    let before = platform
+        .tenant(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no tenant `{id}`")))?;
+    let record = platform
+        .update_tenant(
+            &id,
+            &TenantPatch {
+                name: body.name,
+                status: body.status,
+                rate_limit_per_sec: body.rate_limit_per_sec,
+                rate_limit_burst: body.rate_limit_burst,
+                max_concurrency: body.max_concurrency,
+            },
+        )
+        .await?;
+    app.invalidate(&id);
+    app.caches.invalidate_hosts();
+    let (before, after) = (
+        serde_json::to_string(&before).unwrap_or_default(),
+        serde_json::to_string(&record).unwrap_or_default(),
+    );
+    platform
+        .audit(&crate::storage::AuditEntry {
+            tenant: &id,
+            actor: &admin.0.subject,
+            action: "tenant.update",
+            plugin_sha256: None,
+            before: Some(&before),
+            after: Some(&after),
+        })
+        .await?;
+    Ok(Json(json!({ "tenant": record })))
+}
+
+async fn domains(
+    State(app): State<AppState>,
+    _admin: PlatformAdmin,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let id = tenant_id(&id)?;
+    Ok(Json(
+        json!({ "domains": app.storage.platform().domains(&id).await? }),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddDomain {
+    domain: String,
+}
+
+fn check_domain(app: &AppState, domain: &str) -> ApiResult<String> {
+    let domain = domain.trim().trim_end_matches('.').to_ascii_lowercase();
+    let labels_ok = domain.split('.').count() >= 2
+        && domain.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !l.starts_with('-')
+        });
+    let base = app.config.base_domain.to_ascii_lowercase();
+    if !labels_ok || domain.len() > 253 {
+        return Err(ApiError::bad_request(
+            "invalid_domain",
+            "give a host name such as shop.example.com",
+        ));
+    }
+    if domain == base || domain.ends_with(&format!(".{base}")) {
+        return Err(ApiError::bad_request(
+            "invalid_domain",
+            "names under the base domain are tenant subdomains already",
+        ));
+    }
+    Ok(domain)
+}
+
+async fn add_domain(
+    State(app): State<AppState>,
+    admin: PlatformAdmin,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<AddDomain>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let id = tenant_id(&id)?;
+    let domain = check_domain(&app, &body.domain)?;
+    app.storage.platform().add_domain(&domain, &id).await?;
+    app.caches.invalidate_hosts();
+    let after = json!({ "domain": domain }).to_string();
+    app.storage
+        .platform()
+        .audit(&crate::storage::AuditEntry {
+            tenant: &id,
+            actor: &admin.0.subject,
+            action: "domain.add",
+            plugin_sha256: None,
+            before: None,
+            after: Some(&after),
+        })
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "domain": domain, "tenant": id })),
+    ))
+}
+
+async fn remove_domain(
+    State(app): State<AppState>,
+    admin: PlatformAdmin,
+    Path((id, domain)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let id = tenant_id(&id)?;
+    let domain = domain.to_ascii_lowercase();
+    let owned = app.storage.platform().domains(&id).await?;
+    if !owned.contains(&domain) {
+        return Err(ApiError::not_found(format!(
+            "tenant `{id}` has no domain `{}`",
+            domain.chars().take(80).collect::<String>()
+        )));
+    }
+    app.storage.platform().remove_domain(&domain).await?;
+    app.caches.invalidate_hosts();
+    let before = json!({ "domain": domain }).to_string();
+    app.storage
+        .platform()
+        .audit(&crate::storage::AuditEntry {
+            tenant: &id,
+            actor: &admin.0.subject,
+            action: "domain.remove",
+            plugin_sha256: None,
+            before: Some(&before),
+            after: None,
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn get_quota(
+    State(app): State<AppState>,
+    _admin: PlatformAdmin,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let id = tenant_id(&id)?;
+    app.storage
+        .platform()
+        .tenant(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no tenant `{id}`")))?;
+    let quota: Quota = match app.storage.platform().quota(&id).await? {
+        Some(json) => serde_json::from_str(&json).map_err(ApiError::internal)?,
+        None => Quota::default(),
+    };
+    Ok(Json(json!({ "tenant": id, "quota": quota })))
+}
+
+async fn set_quota(
+    State(app): State<AppState>,
+    admin: PlatformAdmin,
+    Path(id): Path<String>,
+    JsonBody(quota): JsonBody<Quota>,
+) -> ApiResult<Json<Value>> {
+    let id = tenant_id(&id)?;
+    quota
+        .validate()
+        .map_err(|err| ApiError::bad_request("invalid_quota", err.to_string()))?;
+    let platform = app.storage.platform();
+    platform
+        .tenant(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no tenant `{id}`")))?;
+    let before = platform.quota(&id).await?;
+    let json = serde_json::to_string(&quota).map_err(ApiError::internal)?;
+    platform.set_quota(&id, &json).await?;
+    app.invalidate(&id);
+    platform
+        .audit(&crate::storage::AuditEntry {
+            tenant: &id,
+            actor: &admin.0.subject,
+            action: "quota.update",
+            plugin_sha256: None,
+            before: before.as_deref(),
+            after: Some(&json),
+        })
+        .await?;
+    Ok(Json(json!({ "tenant": id, "quota": quota })))
+}
+
+#[derive(Debug, Deserialize)]
+struct AuditQuery {
+    tenant: Option<String>,
+    limit: Option<u32>,
+}
+
+async fn audit(
+    State(app): State<AppState>,
+    _admin: PlatformAdmin,
+    Query(q): Query<AuditQuery>,
+) -> ApiResult<Json<Value>> {
+    let tenant = q.tenant.as_deref().map(tenant_id).transpose()?;
+    let rows = app
+        .storage
+        .platform()
+        .audit_log(tenant.as_ref(), q.limit.unwrap_or(100).min(1_000))
+        .await?;
+    Ok(Json(json!({ "audit": rows })))
+}

@@ -1,0 +1,342 @@
+//! API traffic: the tenant's effective configuration (whole and per section,
+//! cached, with ETags), commission quotes that run the plugin on the request path,
+//! and email render previews.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::{
+    Json, Router,
+    routing::{get, post},
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::base::Sale;
+use crate::cache::EffectiveKey;
+use crate::email;
+use crate::http::context::{JsonBody, Member};
+use crate::http::{ApiError, ApiResult};
+use crate::resolve::{EffectiveConfig, Resolved, Resolver};
+use crate::runtime::LoadedPlugin;
+use crate::state::AppState;
+use crate::tenancy::TenantState;
+
+/// How long a request waits for one of its tenant's plugin slots.
+const SLOT_WAIT: Duration = Duration::from_secs(5);
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/config", get(config))
+        .route("/v1/config/{section}", get(section))
+        .route("/v1/commission/quote", post(quote))
+        .route("/v1/email/preview", post(preview))
+}
+
+/// The tenant's active plugin, ready to run.
+async fn active_plugin(
+    app: &AppState,
+    tenant: &TenantState,
+) -> ApiResult<Option<Arc<LoadedPlugin>>> {
+    match &tenant.active_plugin {
+        Some(sha) => Ok(Some(app.plugin(&tenant.record.id, sha).await?)),
+        None => Ok(None),
+    }
+}
+
+/// Runs `f` on a blocking thread while holding one of the tenant's plugin slots.
+async fn with_slot<T: Send + 'static>(
+    app: &AppState,
+    tenant: &TenantState,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> ApiResult<T> {
+    let slots = app.limits.calls(&tenant.record);
+    let permit = tokio::time::timeout(SLOT_WAIT, slots.acquire_owned())
+        .await
+        .map_err(|_| {
+            ApiError::unavailable(
+                "tenant_busy",
+                "all of this tenant's plugin slots are busy; retry shortly or ask for a higher concurrency limit",
+            )
+        })?
+        .map_err(|_| ApiError::internal("tenant slots closed"))?;
+    let out = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        f()
+    })
+    .await
+    .map_err(|err| ApiError::internal(format!("plugin task failed: {err}")))?;
+    Ok(out)
+}
+
+/// The tenant's effective configuration, from the cache or computed.
+pub(crate) async fn effective(
+    app: &AppState,
+    tenant: &Arc<TenantState>,
+) -> ApiResult<Arc<EffectiveConfig>> {
+    let key = EffectiveKey::new(
+        &tenant.record.id,
+        &app.base.version,
+        tenant.active_plugin.as_deref(),
+        tenant.settings.version,
+        tenant.quota_version,
+    );
+    if let Some(hit) = app.caches.effective(&key) {
+        return Ok(hit);
+    }
+    let plugin = active_plugin(app, tenant).await?;
+    let (runtime, base, data, quota, version) = (
+        app.runtime.clone(),
+        app.base.clone(),
+        tenant.data(),
+        tenant.quota,
+        key.version(),
+    );
+    let config = with_slot(app, tenant, move || {
+        Resolver::new(&runtime, &base).effective(plugin.as_deref(), data, &quota, version)
+    })
+    .await?;
+    if let Some(sha) = &config.plugin {
+        for run in config.runs() {
+            app.recorder.run(&tenant.record.id, sha, run);
+        }
+    }
+    let config = Arc::new(config);
+    if !config.is_transient() {
+        app.caches.put_effective(key, config.clone());
+    }
+    Ok(config)
+}
+
+fn etag(version: &str) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"{version}\""))
+        .unwrap_or_else(|_| HeaderValue::from_static("\"\""))
+}
+
+fn not_modified(headers: &HeaderMap, version: &str) -> bool {
+    headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|tag| tag.trim().trim_start_matches("W/") == format!("\"{version}\""))
+        })
+}
+
+fn with_etag(version: &str, body: Value) -> Response {
+    let mut response = Json(body).into_response();
+    response.headers_mut().insert(header::ETAG, etag(version));
+    response
+}
+
+fn fallbacks(config: &EffectiveConfig) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut push = |section: String, resolved_run: Option<&crate::resolve::RunRecord>| {
+        if let Some(run) = resolved_run
+            && run.outcome != crate::runtime::OutcomeKind::Ok
+        {
+            out.push(json!({ "section": section, "outcome": run.outcome, "message": run.message }));
+        }
+    };
+    push("categories".into(), config.categories.run.as_ref());
+    push("size_charts".into(), config.size_charts.run.as_ref());
+    for (id, email) in &config.emails {
+        push(format!("emails.{id}"), email.run.as_ref());
+    }
+    out
+}
+
+async fn config(
+    State(app): State<AppState>,
+    member: Member,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let tenant = &member.tenant.0;
+    let config = effective(&app, tenant).await?;
+    if not_modified(&headers, &config.version) {
+        return Ok((
+            StatusCode::NOT_MODIFIED,
+            [(header::ETAG, etag(&config.version))],
+        )
+            .into_response());
+    }
+    let emails: BTreeMap<_, _> = config
+        .emails
+        .iter()
+        .map(|(id, e)| (id.clone(), &e.value))
+        .collect();
+    let sources: BTreeMap<String, _> = [
+        ("categories".to_owned(), config.categories.source),
+        ("size_charts".to_owned(), config.size_charts.source),
+    ]
+    .into_iter()
+    .chain(
+        config
+            .emails
+            .iter()
+            .map(|(id, e)| (format!("emails.{id}"), e.source)),
+    )
+    .collect();
+    Ok(with_etag(
+        &config.version,
+        json!({
+            "tenant": tenant.record.id,
+            "version": config.version,
+            "base_version": config.base_version,
+            "plugin": config.plugin,
+            "categories": config.categories.value,
+            "size_charts": config.size_charts.value,
+            "emails": emails,
+            "commission_rules": app.base.commission,
+            "sources": sources,
+            "fallbacks": fallbacks(&config),
+        }),
+    ))
+}
+
+async fn section(
+    State(app): State<AppState>,
+    member: Member,
+    Path(section): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let tenant = &member.tenant.0;
+    let config = effective(&app, tenant).await?;
+    if not_modified(&headers, &config.version) {
+        return Ok((
+            StatusCode::NOT_MODIFIED,
+            [(header::ETAG, etag(&config.version))],
+        )
+            .into_response());
+    }
+    fn one<T: serde::Serialize>(r: &Resolved<T>) -> Value {
+        json!({ "source": r.source, "value": r.value, "outcome": r.run.as_ref().map(|run| run.outcome), "message": r.run.as_ref().and_then(|run| run.message.clone()) })
+    }
+    let body = match section.as_str() {
+        "categories" => one(&config.categories),
+        "size-charts" | "size_charts" => one(&config.size_charts),
+        "emails" => {
+            let emails: BTreeMap<_, _> = config
+                .emails
+                .iter()
+                .map(|(id, e)| (id.clone(), one(e)))
+                .collect();
+            json!({ "value": emails })
+        }
+        "commission-rules" | "commission_rules" => {
+            json!({ "source": "base", "value": app.base.commission })
+        }
+        other => {
+            return Err(ApiError::not_found(format!(
+                "there is no section `{}`; use categories, size-charts, emails or commission-rules",
+                other.chars().take(40).collect::<String>()
+            )));
+        }
+    };
+    let mut body = body;
+    if let Some(obj) = body.as_object_mut() {
+        obj.insert("tenant".into(), json!(tenant.record.id));
+        obj.insert("section".into(), json!(section));
+        obj.insert("version".into(), json!(config.version));
+    }
+    Ok(with_etag(&config.version, body))
+}
+
+async fn quote(
+    State(app): State<AppState>,
+    member: Member,
+    JsonBody(sale): JsonBody<Sale>,
+) -> ApiResult<Json<Value>> {
+    let tenant = member.tenant.0.clone();
+    crate::resolve::check_sale(&app.base, &sale)?;
+    let plugin = active_plugin(&app, &tenant).await?;
+    let (runtime, base, data, quota) = (
+        app.runtime.clone(),
+        app.base.clone(),
+        tenant.data(),
+        tenant.quota,
+    );
+    let plugin_for_run = plugin.clone();
+    let resolved = with_slot(&app, &tenant, move || {
+        Resolver::new(&runtime, &base).commission(plugin_for_run.as_deref(), data, &quota, &sale)
+    })
+    .await??;
+    if let (Some(plugin), Some(run)) = (&plugin, &resolved.run) {
+        app.recorder
+            .run(&tenant.record.id, &plugin.info().sha256, run);
+    }
+    let run = resolved.run.as_ref();
+    Ok(Json(json!({
+        "decision": resolved.value,
+        "source": resolved.source,
+        "plugin": plugin.as_ref().map(|p| p.info().sha256.clone()),
+        "outcome": run.map(|r| r.outcome),
+        "message": run.and_then(|r| r.message.clone()),
+        "fuel_used": run.map(|r| r.stats.fuel_used),
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PreviewRequest {
+    template: String,
+    #[serde(default)]
+    context: Option<BTreeMap<String, String>>,
+}
+
+async fn preview(
+    State(app): State<AppState>,
+    member: Member,
+    JsonBody(request): JsonBody<PreviewRequest>,
+) -> ApiResult<Json<Value>> {
+    let tenant = member.tenant.0.clone();
+    let def = app
+        .base
+        .email(&request.template)
+        .ok_or_else(|| crate::resolve::InputError::UnknownTemplate(request.template.clone()))?;
+    // Sample values first, the caller's on top: a partial context still renders.
+    let mut context = def.sample.clone();
+    context.extend(request.context.unwrap_or_default());
+    let plugin = active_plugin(&app, &tenant).await?;
+    let (runtime, base, data, quota) = (
+        app.runtime.clone(),
+        app.base.clone(),
+        tenant.data(),
+        tenant.quota,
+    );
+    let id = request.template.clone();
+    let ctx = context.clone();
+    let plugin_for_run = plugin.clone();
+    let resolved = with_slot(&app, &tenant, move || {
+        Resolver::new(&runtime, &base).email(
+            plugin_for_run.as_deref(),
+            data,
+            &quota,
+            &id,
+            Some(&ctx),
+        )
+    })
+    .await??;
+    if let (Some(plugin), Some(run)) = (&plugin, &resolved.run) {
+        app.recorder
+            .run(&tenant.record.id, &plugin.info().sha256, run);
+    }
+    let rendered = email::render(&resolved.value, &context).map_err(|err| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "render_failed",
+            err.to_string(),
+        )
+    })?;
+    Ok(Json(json!({
+        "template": request.template,
+        "source": resolved.source,
+        "outcome": resolved.run.as_ref().map(|r| r.outcome),
+        "message": resolved.run.as_ref().and_then(|r| r.message.clone()),
+        "rendered": rendered,
+    })))
+}

@@ -1,0 +1,216 @@
+//! The server's shared state, built once at start: storage, the plugin runtime,
+//! the base configuration, the authenticator, caches, limits and the recorder.
+//! Also the few operations every handler needs on it: the cached tenant state,
+//! a loaded plugin by hash, and invalidation after a write.
+
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::sync::Semaphore;
+
+use crate::auth::{AuthConfig, Authenticator};
+use crate::base::BaseConfig;
+use crate::cache::Caches;
+use crate::config::ServeConfig;
+use crate::http::ApiError;
+use crate::limits::Limits;
+use crate::runtime::{CheckError, LoadedPlugin, Runtime, RuntimeConfig};
+use crate::storage::{Storage, StorageOptions};
+use crate::tenancy::{TenantId, TenantState};
+use crate::usage::Recorder;
+
+/// Everything handlers share. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+/// The parts of [`AppState`].
+pub struct Inner {
+    /// The settings it was started with.
+    pub config: ServeConfig,
+    /// The database.
+    pub storage: Storage,
+    /// The plugin sandbox.
+    pub runtime: Arc<Runtime>,
+    /// The base configuration.
+    pub base: Arc<BaseConfig>,
+    /// Token verification.
+    pub auth: Authenticator,
+    /// In-process caches.
+    pub caches: Caches,
+    /// Per-tenant rate and concurrency limits.
+    pub limits: Limits,
+    /// Run and usage recording.
+    pub recorder: Recorder,
+    /// Bounds concurrent plugin compilations.
+    pub compile_slots: Arc<Semaphore>,
+}
+
+impl Deref for AppState {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// Connects, migrates, loads the base and starts the background parts.
+    pub async fn build(config: ServeConfig) -> anyhow::Result<Self> {
+        let base = BaseConfig::load(&config.base_config).with_context(|| {
+            format!(
+                "loading the base configuration from {}",
+                config.base_config.display()
+            )
+        })?;
+        let storage = Storage::connect(
+            &config.database_url,
+            &StorageOptions {
+                max_connections: config.db_max_connections,
+                acquire_timeout: config.db_acquire_timeout(),
+                ..StorageOptions::default()
+            },
+        )
+        .await
+        .with_context(|| {
+            format!(
+                "connecting to the database {}",
+                redact(&config.database_url)
+            )
+        })?;
+        let artifact_dir =
+            (!config.artifact_dir.as_os_str().is_empty()).then(|| config.artifact_dir.clone());
+        let runtime = Runtime::new(RuntimeConfig {
+            artifact_dir,
+            max_concurrent_calls: config.max_concurrent_calls,
+            ..RuntimeConfig::default()
+        })
+        .context("starting the plugin runtime")?;
+        let auth = Authenticator::new(AuthConfig {
+            issuer: config.jwt_issuer.clone(),
+            jwks_url: config.jwks_url.clone(),
+            pem_file: config.jwt_pem.clone(),
+            authorized_parties: config.jwt_authorized_parties.clone(),
+            admin_claim: config.admin_claim.clone(),
+            dev_mode: config.dev,
+            ..AuthConfig::default()
+        })
+        .await
+        .context("configuring token verification")?;
+        let recorder = Recorder::start(storage.clone());
+        let compile_slots = Arc::new(Semaphore::new(config.compile_concurrency.max(1)));
+        Ok(Self(Arc::new(Inner {
+            config,
+            storage,
+            runtime: Arc::new(runtime),
+            base: Arc::new(base),
+            auth,
+            caches: Caches::new(),
+            limits: Limits::new(),
+            recorder,
+            compile_slots,
+        })))
+    }
+
+    /// A tenant's state, from the cache or the database.
+    pub async fn tenant_state(&self, id: &TenantId) -> Result<Option<Arc<TenantState>>, ApiError> {
+        if let Some(state) = self.caches.tenant(id) {
+            return Ok(Some(state));
+        }
+        let Some(state) = TenantState::load(&self.storage, id).await? else {
+            return Ok(None);
+        };
+        let state = Arc::new(state);
+        self.caches.put_tenant(state.clone());
+        Ok(Some(state))
+    }
+
+    /// Forgets what is cached about a tenant, after a write.
+    pub fn invalidate(&self, id: &TenantId) {
+        self.caches.invalidate_tenant(id);
+    }
+
+    /// A tenant's plugin ready to run: loaded already, or fetched from the
+    /// database by hash and compiled (or loaded from the artifact cache).
+    pub async fn plugin(
+        &self,
+        tenant: &TenantId,
+        sha256: &str,
+    ) -> Result<Arc<LoadedPlugin>, ApiError> {
+        if let Some(plugin) = self.runtime.get(sha256) {
+            return Ok(plugin);
+        }
+        let bytes = self
+            .storage
+            .tenant(tenant)
+            .plugin_binary(sha256)
+            .await?
+            .ok_or_else(|| ApiError::not_found("this tenant has no plugin with that sha256"))?;
+        self.compile(bytes).await.map_err(|err| match err {
+            CompileError::Check(err) => ApiError::internal(format!(
+                "stored plugin {sha256} of {tenant} no longer loads: {err}"
+            )),
+            CompileError::Api(err) => err,
+        })
+    }
+
+    /// Checks and compiles a component off the request path, bounded in
+    /// concurrency and time.
+    pub async fn compile(&self, bytes: Vec<u8>) -> Result<Arc<LoadedPlugin>, CompileError> {
+        let _permit = self
+            .compile_slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| CompileError::Api(ApiError::internal("compile slots closed")))?;
+        let runtime = self.runtime.clone();
+        let job = tokio::task::spawn_blocking(move || runtime.load(&bytes));
+        match tokio::time::timeout(Duration::from_secs(self.config.compile_timeout_secs), job).await
+        {
+            Ok(Ok(Ok(plugin))) => Ok(plugin),
+            Ok(Ok(Err(check))) => Err(CompileError::Check(check)),
+            Ok(Err(join)) => Err(CompileError::Api(ApiError::internal(format!(
+                "compile task failed: {join}"
+            )))),
+            Err(_) => Err(CompileError::Api(ApiError::unavailable(
+                "compile_timeout",
+                format!(
+                    "compiling the plugin took longer than {} s; try a smaller plugin or retry later",
+                    self.config.compile_timeout_secs
+                ),
+            ))),
+        }
+    }
+}
+
+/// Why a compilation did not produce a plugin.
+#[derive(Debug)]
+pub enum CompileError {
+    /// The component was refused.
+    Check(CheckError),
+    /// The host could not compile it now.
+    Api(ApiError),
+}
+
+/// A database URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}

@@ -1,0 +1,63 @@
+//! The schema, embedded in the binary: one migration list per backend, built from
+//! the files in `host/migrations/` at compile time so a moved binary still knows
+//! its schema. Versions and descriptions must match the file names; an applied
+//! migration must never change (sqlx checks its checksum on every start).
+//!
+//! Callers apply them with `Migrator::run_direct` on a connection: `run` takes
+//! an `Acquire` whose lifetime bound makes the enclosing future not `Send`
+//! (the workaround sqlx itself documents on `run_direct`), and `Storage::connect`
+//! must be spawnable.
+
+use std::borrow::Cow;
+
+use sqlx::SqlSafeStr;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+
+/// (version, description, SQL) of each migration, oldest first.
+type Source = (i64, &'static str, &'static str);
+
+const SQLITE: &[Source] = &[(
+    1,
+    "init",
+    include_str!("../../migrations/sqlite/0001_init.sql"),
+)];
+
+const POSTGRES: &[Source] = &[
+    (
+        1,
+        "init",
+        include_str!("../../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        2,
+        "row level security",
+        include_str!("../../migrations/postgres/0002_row_level_security.sql"),
+    ),
+];
+
+fn migrator(sources: &[Source]) -> Migrator {
+    Migrator::with_migrations(
+        sources
+            .iter()
+            .map(|&(version, description, sql)| {
+                Migration::new(
+                    version,
+                    Cow::Borrowed(description),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
+            .collect(),
+    )
+}
+
+/// The SQLite schema.
+pub(super) fn sqlite() -> Migrator {
+    migrator(SQLITE)
+}
+
+/// The PostgreSQL schema, row-level security included.
+pub(super) fn postgres() -> Migrator {
+    migrator(POSTGRES)
+}

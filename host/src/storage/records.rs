@@ -1,0 +1,215 @@
+//! The values storage takes and returns. Plain data: no handles, no SQL.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::tenancy::TenantId;
+
+/// Whether a tenant is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TenantStatus {
+    /// Served normally.
+    Active,
+    /// Refused: its hosts answer with an error until reactivated.
+    Suspended,
+}
+
+impl TenantStatus {
+    /// The stored (and serialized) spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TenantStatus::Active => "active",
+            TenantStatus::Suspended => "suspended",
+        }
+    }
+}
+
+impl fmt::Display for TenantStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A string that is not a tenant status.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a tenant status: use `active` or `suspended`")]
+pub struct InvalidTenantStatus(pub String);
+
+impl FromStr for TenantStatus {
+    type Err = InvalidTenantStatus;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "active" => Ok(TenantStatus::Active),
+            "suspended" => Ok(TenantStatus::Suspended),
+            other => Err(InvalidTenantStatus(other.chars().take(40).collect())),
+        }
+    }
+}
+
+/// A tenant as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TenantRecord {
+    pub id: TenantId,
+    /// The Clerk organisation id that maps to this tenant.
+    pub org_id: String,
+    pub name: String,
+    pub status: TenantStatus,
+    pub rate_limit_per_sec: u32,
+    pub rate_limit_burst: u32,
+    pub max_concurrency: u32,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    /// Unix milliseconds.
+    pub updated_at: i64,
+}
+
+/// What an admin gives to create a tenant; it starts active.
+#[derive(Debug, Clone)]
+pub struct NewTenant {
+    pub id: TenantId,
+    pub org_id: String,
+    pub name: String,
+    pub rate_limit_per_sec: u32,
+    pub rate_limit_burst: u32,
+    pub max_concurrency: u32,
+}
+
+/// A partial update of a tenant: `None` leaves the field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct TenantPatch {
+    pub name: Option<String>,
+    pub status: Option<TenantStatus>,
+    pub rate_limit_per_sec: Option<u32>,
+    pub rate_limit_burst: Option<u32>,
+    pub max_concurrency: Option<u32>,
+}
+
+/// A plugin upload. `sha256` (lowercase hex) must be the hash of `binary` and
+/// `size_bytes` its length: storage checks both.
+#[derive(Debug, Clone, Copy)]
+pub struct NewPluginVersion<'a> {
+    pub sha256: &'a str,
+    pub name: &'a str,
+    pub version: &'a str,
+    pub hooks: &'a [String],
+    pub size_bytes: u64,
+    pub binary: &'a [u8],
+    pub uploaded_by: &'a str,
+}
+
+/// A stored plugin version, without its binary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PluginVersion {
+    pub sha256: String,
+    pub name: String,
+    pub version: String,
+    pub hooks: Vec<String>,
+    pub size_bytes: u64,
+    pub uploaded_by: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    /// Whether this is the tenant's active plugin now.
+    pub active: bool,
+}
+
+/// One entry of a tenant's activation history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Activation {
+    /// The plugin active after this entry; `None` after a deactivation.
+    pub sha256: Option<String>,
+    /// `activate`, `rollback` or `deactivate`.
+    pub action: String,
+    pub actor: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+}
+
+/// A tenant's plugin settings. Never set: `{}` at version 0.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SettingsRecord {
+    pub json: String,
+    /// Grows by one on every write; pass it back to `set_settings` to detect a
+    /// concurrent change.
+    pub version: i64,
+    /// Unix milliseconds; 0 when never set.
+    pub updated_at: i64,
+}
+
+impl Default for SettingsRecord {
+    fn default() -> Self {
+        Self {
+            json: "{}".into(),
+            version: 0,
+            updated_at: 0,
+        }
+    }
+}
+
+/// One plugin run to record.
+#[derive(Debug, Clone, Copy)]
+pub struct NewRun<'a> {
+    pub sha256: &'a str,
+    pub hook: &'a str,
+    pub outcome: &'a str,
+    pub message: Option<&'a str>,
+    pub fuel_used: u64,
+    pub peak_memory_bytes: u64,
+    pub wall_time_us: u64,
+    /// The captured log lines, as a JSON value.
+    pub logs_json: &'a str,
+}
+
+/// A recorded plugin run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunRecord {
+    pub id: i64,
+    pub sha256: String,
+    pub hook: String,
+    pub outcome: String,
+    pub message: Option<String>,
+    pub fuel_used: u64,
+    pub peak_memory_bytes: u64,
+    pub wall_time_us: u64,
+    pub logs: serde_json::Value,
+    /// Unix milliseconds.
+    pub created_at: i64,
+}
+
+/// An audit entry to append. `before` and `after` are JSON snapshots.
+#[derive(Debug, Clone, Copy)]
+pub struct AuditEntry<'a> {
+    pub tenant: &'a TenantId,
+    pub actor: &'a str,
+    pub action: &'a str,
+    pub plugin_sha256: Option<&'a str>,
+    pub before: Option<&'a str>,
+    pub after: Option<&'a str>,
+}
+
+/// A stored audit entry.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuditRecord {
+    pub id: i64,
+    pub tenant_id: String,
+    pub actor: String,
+    pub action: String,
+    pub plugin_sha256: Option<String>,
+    pub before: Option<serde_json::Value>,
+    pub after: Option<serde_json::Value>,
+    /// Unix milliseconds.
+    pub created_at: i64,
+}
+
+/// One UTC day of a tenant's usage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UsageRecord {
+    /// `YYYY-MM-DD`, UTC.
+    pub day: String,
+    pub requests: i64,
+    pub plugin_runs: i64,
+    pub fuel_used: i64,
+}

@@ -1,0 +1,149 @@
+//! A tenant's telemetry: recorded plugin runs (kept to a bounded number by
+//! pruning) and daily usage counters (incremented by upserts, one row per UTC day).
+
+use sqlx::any::AnyRow;
+
+use super::error::{check_json, tenant_fk, to_i64};
+use super::records::{NewRun, RunRecord, UsageRecord};
+use super::session::Access;
+use super::tenant::TenantDb;
+use super::time::{now_ms, utc_day, utc_day_before};
+use super::{StorageError, rows};
+
+impl TenantDb {
+    /// Records one plugin run and returns its id. `logs_json` must be JSON.
+    pub async fn record_run(&self, run: &NewRun<'_>) -> Result<i64, StorageError> {
+        check_json("the run's logs", run.logs_json)?;
+        let mut tx = self.begin(Access::Write).await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO plugin_runs (tenant_id, sha256, hook, outcome, message, fuel_used, \
+                                      peak_memory_bytes, wall_time_us, logs, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+        )
+        .bind(self.tenant_id().as_str())
+        .bind(run.sha256)
+        .bind(run.hook)
+        .bind(run.outcome)
+        .bind(run.message)
+        .bind(to_i64("fuel_used", run.fuel_used)?)
+        .bind(to_i64("peak_memory_bytes", run.peak_memory_bytes)?)
+        .bind(to_i64("wall_time_us", run.wall_time_us)?)
+        .bind(run.logs_json)
+        .bind(now_ms())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(tenant_fk(self.tenant_id()))?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// The newest `limit` runs, newest first.
+    pub async fn runs(&self, limit: u32) -> Result<Vec<RunRecord>, StorageError> {
+        let mut tx = self.begin(Access::Read).await?;
+        let rows = sqlx::query(
+            "SELECT id, sha256, hook, outcome, message, fuel_used, peak_memory_bytes, \
+                    wall_time_us, logs, created_at \
+               FROM plugin_runs WHERE tenant_id = $1 ORDER BY id DESC LIMIT $2",
+        )
+        .bind(self.tenant_id().as_str())
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        rows.iter().map(run_from_row).collect()
+    }
+
+    /// Deletes all but the newest `keep` runs; returns how many went.
+    pub async fn prune_runs(&self, keep: u32) -> Result<u64, StorageError> {
+        let mut tx = self.begin(Access::Write).await?;
+        // The (keep+1)-th newest id and everything older go. With fewer runs the
+        // subquery is NULL and the comparison deletes nothing.
+        let done = sqlx::query(
+            "DELETE FROM plugin_runs WHERE tenant_id = $1 AND id <= \
+               (SELECT id FROM plugin_runs WHERE tenant_id = $1 \
+                 ORDER BY id DESC LIMIT 1 OFFSET $2)",
+        )
+        .bind(self.tenant_id().as_str())
+        .bind(i64::from(keep))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Adds to today's (UTC) usage counters. Increments must not be negative.
+    pub async fn add_usage(
+        &self,
+        requests: i64,
+        plugin_runs: i64,
+        fuel: i64,
+    ) -> Result<(), StorageError> {
+        if requests < 0 || plugin_runs < 0 || fuel < 0 {
+            return Err(StorageError::Invalid(
+                "usage only grows: requests, plugin runs and fuel must not be negative".into(),
+            ));
+        }
+        let mut tx = self.begin(Access::Write).await?;
+        sqlx::query(
+            "INSERT INTO usage (tenant_id, day, requests, plugin_runs, fuel_used) \
+             VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (tenant_id, day) DO UPDATE SET \
+                 requests = usage.requests + excluded.requests, \
+                 plugin_runs = usage.plugin_runs + excluded.plugin_runs, \
+                 fuel_used = usage.fuel_used + excluded.fuel_used",
+        )
+        .bind(self.tenant_id().as_str())
+        .bind(utc_day(now_ms()))
+        .bind(requests)
+        .bind(plugin_runs)
+        .bind(fuel)
+        .execute(&mut *tx)
+        .await
+        .map_err(tenant_fk(self.tenant_id()))?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Usage of the last `days` UTC days (today included), oldest first; days
+    /// without activity have no row.
+    pub async fn usage(&self, days: u32) -> Result<Vec<UsageRecord>, StorageError> {
+        if days == 0 {
+            return Ok(Vec::new());
+        }
+        let since = utc_day_before(now_ms(), days - 1);
+        let mut tx = self.begin(Access::Read).await?;
+        let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(
+            "SELECT day, requests, plugin_runs, fuel_used FROM usage \
+              WHERE tenant_id = $1 AND day >= $2 ORDER BY day",
+        )
+        .bind(self.tenant_id().as_str())
+        .bind(since)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(rows
+            .into_iter()
+            .map(|(day, requests, plugin_runs, fuel_used)| UsageRecord {
+                day,
+                requests,
+                plugin_runs,
+                fuel_used,
+            })
+            .collect())
+    }
+}
+
+fn run_from_row(row: &AnyRow) -> Result<RunRecord, StorageError> {
+    Ok(RunRecord {
+        id: rows::int(row, "id")?,
+        sha256: rows::text(row, "sha256")?,
+        hook: rows::text(row, "hook")?,
+        outcome: rows::text(row, "outcome")?,
+        message: rows::opt_text(row, "message")?,
+        fuel_used: rows::u64(row, "fuel_used")?,
+        peak_memory_bytes: rows::u64(row, "peak_memory_bytes")?,
+        wall_time_us: rows::u64(row, "wall_time_us")?,
+        logs: rows::json(row, "logs")?,
+        created_at: rows::int(row, "created_at")?,
+    })
+}

@@ -1,0 +1,17 @@
+//! Storage tests. Every behaviour test runs twice, against a real SQLite file in
+//! a temporary directory and against a fresh PostgreSQL database that is dropped
+//! afterwards (`on_both!`). Tenant-boundary tests are written as the attack.
+//!
+//! PostgreSQL comes from `VENEER_TEST_PG` (default
+//! `postgres://postgres@127.0.0.1:5432`); the user must be able to create
+//! databases.
+
+#[macro_use]
+mod harness;
+
+mod availability;
+mod data;
+mod platform;
+mod plugins;
+mod rls;
+mod sqlite;

@@ -1,0 +1,297 @@
+//! Settings, key-value data, runs and usage through the tenant handle.
+
+use super::harness::{Ctx, tid};
+use crate::storage::time::{now_ms, utc_day};
+use crate::storage::{NewRun, SettingsRecord, StorageError};
+
+on_both!(
+    settings_use_optimistic_concurrency,
+    kv_stores_lists_by_literal_prefix_and_deletes,
+    runs_are_recorded_listed_and_pruned_per_tenant,
+    usage_accumulates_per_utc_day,
+    writes_for_a_tenant_that_does_not_exist_are_not_found,
+    reconnecting_keeps_data_and_reapplies_nothing,
+);
+
+async fn settings_use_optimistic_concurrency(ctx: Ctx) {
+    let acme = ctx.tenant("acme").await;
+    let beta = ctx.tenant("beta").await;
+    assert_eq!(acme.settings().await.unwrap(), SettingsRecord::default());
+    assert_eq!(SettingsRecord::default().json, "{}");
+
+    let v1 = acme.set_settings(r#"{"markup":1}"#, Some(0)).await.unwrap();
+    assert_eq!((v1.json.as_str(), v1.version), (r#"{"markup":1}"#, 1));
+    assert!(v1.updated_at > 0);
+
+    // A second editor who also started from "never set" loses.
+    match acme.set_settings(r#"{"markup":9}"#, Some(0)).await {
+        Err(StorageError::Conflict(m)) => assert!(m.contains("current one is 1"), "{m}"),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    let v2 = acme.set_settings(r#"{"markup":2}"#, Some(1)).await.unwrap();
+    assert_eq!(v2.version, 2);
+    assert!(matches!(
+        acme.set_settings(r#"{"markup":3}"#, Some(1)).await,
+        Err(StorageError::Conflict(_))
+    ));
+    assert!(matches!(
+        acme.set_settings(r#"{"markup":3}"#, Some(7)).await,
+        Err(StorageError::Conflict(_))
+    ));
+    let v3 = acme.set_settings(r#"{"markup":3}"#, None).await.unwrap();
+    assert_eq!(
+        v3.version, 3,
+        "an unconditional write still bumps the version"
+    );
+    assert_eq!(acme.settings().await.unwrap(), v3);
+
+    assert!(matches!(
+        acme.set_settings("{markup", None).await,
+        Err(StorageError::Invalid(_))
+    ));
+    assert_eq!(
+        acme.settings().await.unwrap(),
+        v3,
+        "a refused write changes nothing"
+    );
+
+    assert_eq!(beta.settings().await.unwrap(), SettingsRecord::default());
+    let b1 = beta.set_settings(r#"{"b":true}"#, None).await.unwrap();
+    assert_eq!(b1.version, 1);
+    assert_eq!(acme.settings().await.unwrap(), v3);
+}
+
+async fn kv_stores_lists_by_literal_prefix_and_deletes(ctx: Ctx) {
+    let acme = ctx.tenant("acme").await;
+    let beta = ctx.tenant("beta").await;
+    let keys = [
+        "user/1", "user/2", "user/10", "user_x", "userAx", "user%", "users", "u", "é/1", "é/2", "ü",
+    ];
+    for key in keys {
+        acme.kv_put(key, &format!("v:{key}")).await.unwrap();
+    }
+    assert_eq!(
+        acme.kv_get("user/1").await.unwrap().as_deref(),
+        Some("v:user/1")
+    );
+    assert_eq!(acme.kv_get("missing").await.unwrap(), None);
+    acme.kv_put("user/1", "new").await.unwrap();
+    assert_eq!(acme.kv_get("user/1").await.unwrap().as_deref(), Some("new"));
+
+    let list = |prefix: &'static str, limit: u32| {
+        let acme = acme.clone();
+        async move {
+            acme.kv_list(prefix, limit)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect::<Vec<_>>()
+        }
+    };
+    // Bytewise order on both backends.
+    assert_eq!(list("user/", 10).await, ["user/1", "user/10", "user/2"]);
+    assert_eq!(
+        list("user", 10).await,
+        [
+            "user%", "user/1", "user/10", "user/2", "userAx", "user_x", "users"
+        ]
+    );
+    // `_` and `%` are literal, not LIKE wildcards.
+    assert_eq!(list("user_", 10).await, ["user_x"]);
+    assert_eq!(list("user%", 10).await, ["user%"]);
+    assert_eq!(list("é/", 10).await, ["é/1", "é/2"]);
+    assert_eq!(list("user", 2).await, ["user%", "user/1"]);
+    assert!(list("nothing", 10).await.is_empty());
+    let everything = list("", 100).await;
+    let mut sorted: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+    sorted.sort();
+    assert_eq!(everything, sorted);
+    assert_eq!(
+        acme.kv_list("user/1", 10).await.unwrap()[0],
+        ("user/1".into(), "new".into())
+    );
+
+    let all = acme.kv_all(100).await.unwrap();
+    assert_eq!(all.keys().cloned().collect::<Vec<_>>(), sorted);
+    assert_eq!(all["ü"], "v:ü");
+    assert_eq!(acme.kv_all(3).await.unwrap().len(), 3);
+
+    // The attack: beta names acme's keys.
+    assert_eq!(beta.kv_get("user/1").await.unwrap(), None);
+    assert!(beta.kv_list("", 100).await.unwrap().is_empty());
+    assert!(!beta.kv_delete("user/1").await.unwrap());
+    beta.kv_put("user/1", "beta's").await.unwrap();
+    assert_eq!(acme.kv_get("user/1").await.unwrap().as_deref(), Some("new"));
+    assert_eq!(
+        beta.kv_get("user/1").await.unwrap().as_deref(),
+        Some("beta's")
+    );
+
+    assert!(acme.kv_delete("user/1").await.unwrap());
+    assert!(!acme.kv_delete("user/1").await.unwrap());
+    assert_eq!(acme.kv_get("user/1").await.unwrap(), None);
+    assert_eq!(
+        beta.kv_get("user/1").await.unwrap().as_deref(),
+        Some("beta's")
+    );
+
+    assert!(matches!(
+        acme.kv_put("a\0b", "v").await,
+        Err(StorageError::Invalid(_))
+    ));
+    assert!(matches!(
+        acme.kv_put("k", "v\0").await,
+        Err(StorageError::Invalid(_))
+    ));
+}
+
+fn run<'a>(sha: &'a str, outcome: &'a str, fuel: u64) -> NewRun<'a> {
+    NewRun {
+        sha256: sha,
+        hook: "categories",
+        outcome,
+        message: None,
+        fuel_used: fuel,
+        peak_memory_bytes: 65_536,
+        wall_time_us: 120,
+        logs_json: "[]",
+    }
+}
+
+async fn runs_are_recorded_listed_and_pruned_per_tenant(ctx: Ctx) {
+    let acme = ctx.tenant("acme").await;
+    let beta = ctx.tenant("beta").await;
+    let sha = "a".repeat(64);
+    let mut ids = Vec::new();
+    for fuel in 1..=5 {
+        ids.push(acme.record_run(&run(&sha, "ok", fuel)).await.unwrap());
+    }
+    let trapped = NewRun {
+        message: Some("out of fuel"),
+        logs_json: r#"[{"level":"info","line":"hello"}]"#,
+        fuel_used: u64::try_from(i64::MAX).unwrap(),
+        ..run(&sha, "out_of_fuel", 0)
+    };
+    ids.push(acme.record_run(&trapped).await.unwrap());
+    beta.record_run(&run(&sha, "ok", 1)).await.unwrap();
+    beta.record_run(&run(&sha, "ok", 2)).await.unwrap();
+
+    let runs = acme.runs(10).await.unwrap();
+    assert_eq!(runs.len(), 6);
+    assert_eq!(
+        runs.iter().map(|r| r.id).collect::<Vec<_>>(),
+        ids.iter().rev().copied().collect::<Vec<_>>(),
+        "newest first"
+    );
+    let newest = &runs[0];
+    assert_eq!(newest.outcome, "out_of_fuel");
+    assert_eq!(newest.message.as_deref(), Some("out of fuel"));
+    assert_eq!(newest.fuel_used, u64::try_from(i64::MAX).unwrap());
+    assert_eq!(newest.peak_memory_bytes, 65_536);
+    assert_eq!(newest.wall_time_us, 120);
+    assert_eq!(newest.hook, "categories");
+    assert_eq!(newest.sha256, sha);
+    assert_eq!(
+        newest.logs,
+        serde_json::json!([{"level": "info", "line": "hello"}])
+    );
+    assert!(newest.created_at > 0);
+    assert_eq!(runs[1].message, None);
+    assert_eq!(acme.runs(2).await.unwrap(), runs[..2].to_vec());
+
+    assert_eq!(acme.prune_runs(3).await.unwrap(), 3);
+    assert_eq!(
+        acme.runs(10).await.unwrap(),
+        runs[..3].to_vec(),
+        "the newest stay"
+    );
+    assert_eq!(acme.prune_runs(3).await.unwrap(), 0);
+    assert_eq!(
+        beta.runs(10).await.unwrap().len(),
+        2,
+        "pruning is per tenant"
+    );
+    assert_eq!(acme.prune_runs(0).await.unwrap(), 3);
+    assert!(acme.runs(10).await.unwrap().is_empty());
+    assert_eq!(beta.runs(10).await.unwrap().len(), 2);
+
+    assert!(matches!(
+        acme.record_run(&NewRun {
+            logs_json: "[",
+            ..run(&sha, "ok", 1)
+        })
+        .await,
+        Err(StorageError::Invalid(_))
+    ));
+    assert!(matches!(
+        acme.record_run(&run(&sha, "ok", u64::MAX)).await,
+        Err(StorageError::Invalid(_))
+    ));
+}
+
+async fn usage_accumulates_per_utc_day(ctx: Ctx) {
+    let acme = ctx.tenant("acme").await;
+    let beta = ctx.tenant("beta").await;
+    acme.add_usage(1, 0, 0).await.unwrap();
+    acme.add_usage(2, 1, 500).await.unwrap();
+    acme.add_usage(0, 2, 1_000_000_000_000).await.unwrap();
+    let usage = acme.usage(7).await.unwrap();
+    assert_eq!(usage.len(), 1);
+    // Midnight UTC may pass between the writes and this check; accept either day.
+    let today = utc_day(now_ms());
+    assert!(usage[0].day <= today, "{usage:?}");
+    assert_eq!(
+        (usage[0].requests, usage[0].plugin_runs, usage[0].fuel_used),
+        (3, 3, 1_000_000_000_500)
+    );
+    assert!(acme.usage(0).await.unwrap().is_empty());
+    assert!(beta.usage(7).await.unwrap().is_empty());
+    assert!(matches!(
+        acme.add_usage(-1, 0, 0).await,
+        Err(StorageError::Invalid(_))
+    ));
+}
+
+async fn writes_for_a_tenant_that_does_not_exist_are_not_found(ctx: Ctx) {
+    let ghost = ctx.storage.tenant(&tid("ghost"));
+    let not_found = |r: Result<(), StorageError>| {
+        assert!(
+            matches!(r, Err(StorageError::NotFound(ref m)) if m.contains("ghost")),
+            "{r:?}"
+        );
+    };
+    not_found(ghost.kv_put("k", "v").await);
+    not_found(ghost.set_settings("{}", None).await.map(|_| ()));
+    not_found(ghost.set_settings("{}", Some(0)).await.map(|_| ()));
+    not_found(
+        ghost
+            .record_run(&run(&"a".repeat(64), "ok", 1))
+            .await
+            .map(|_| ()),
+    );
+    not_found(ghost.add_usage(1, 1, 1).await);
+    assert_eq!(ghost.kv_get("k").await.unwrap(), None);
+    assert_eq!(ghost.settings().await.unwrap(), SettingsRecord::default());
+    assert!(ghost.runs(10).await.unwrap().is_empty());
+}
+
+async fn reconnecting_keeps_data_and_reapplies_nothing(ctx: Ctx) {
+    let acme = ctx.tenant("acme").await;
+    acme.kv_put("k", "v").await.unwrap();
+    let again = crate::storage::Storage::connect(&ctx.url, &super::harness::options())
+        .await
+        .unwrap();
+    assert_eq!(again.backend(), ctx.backend());
+    assert_eq!(
+        again
+            .tenant(&tid("acme"))
+            .kv_get("k")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("v")
+    );
+    again.ping().await.unwrap();
+    again.close().await;
+}

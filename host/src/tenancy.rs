@@ -1,0 +1,12 @@
+//! Tenancy: who a request is for. Owns the tenant id type, the mapping from a
+//! request's host (`<slug>.<base-domain>` or a custom domain) to a tenant, and the
+//! tenant's cached state (status, limits, active plugin, settings, quota). Runs
+//! no SQL itself: loads go through `storage`.
+
+mod host;
+mod id;
+mod state;
+
+pub use host::{HostTarget, classify};
+pub use id::{InvalidTenantId, TenantId};
+pub use state::{KV_SNAPSHOT_LIMIT, TenantState};

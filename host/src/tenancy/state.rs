@@ -1,0 +1,104 @@
+//! A tenant's state as the request path needs it, loaded once and cached: the
+//! tenant row, its active plugin, settings, quota and key-value snapshot.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::runtime::{Quota, TenantData};
+use crate::storage::{SettingsRecord, Storage, StorageError, TenantRecord};
+
+use super::TenantId;
+
+/// Key-value entries a plugin can read, at most (larger stores are cut).
+pub const KV_SNAPSHOT_LIMIT: u32 = 10_000;
+
+/// Everything about a tenant that resolution depends on.
+#[derive(Debug, Clone)]
+pub struct TenantState {
+    /// The tenant row.
+    pub record: TenantRecord,
+    /// The active plugin's sha256.
+    pub active_plugin: Option<String>,
+    /// The plugin settings and their version.
+    pub settings: SettingsRecord,
+    /// The plugin's quota (admin-set, else the default).
+    pub quota: Quota,
+    /// A version of the quota for cache keys.
+    pub quota_version: u64,
+    data: Arc<SnapshotData>,
+}
+
+impl TenantState {
+    /// Loads a tenant's state; `None` when the tenant does not exist.
+    pub async fn load(storage: &Storage, id: &TenantId) -> Result<Option<Self>, StorageError> {
+        let Some(record) = storage.platform().tenant(id).await? else {
+            return Ok(None);
+        };
+        let db = storage.tenant(id);
+        let active_plugin = db.active_plugin().await?;
+        let settings = db.settings().await?;
+        let quota_json = db.quota().await?;
+        let quota = match &quota_json {
+            Some(json) => serde_json::from_str(json).unwrap_or_else(|err| {
+                tracing::error!(tenant = %id, error = %err, "stored quota is unreadable; using the default");
+                Quota::default()
+            }),
+            None => Quota::default(),
+        };
+        let quota_version = {
+            use std::hash::{Hash, Hasher};
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            quota_json.hash(&mut hasher);
+            hasher.finish()
+        };
+        let kv = db.kv_all(KV_SNAPSHOT_LIMIT).await?;
+        let data = Arc::new(SnapshotData {
+            settings: settings.json.clone(),
+            kv,
+        });
+        Ok(Some(Self {
+            record,
+            active_plugin,
+            settings,
+            quota,
+            quota_version,
+            data,
+        }))
+    }
+
+    /// What the tenant's plugin may read.
+    pub fn data(&self) -> Arc<dyn TenantData> {
+        self.data.clone()
+    }
+}
+
+/// The tenant's data as a plugin sees it during a call: an immutable snapshot,
+/// so a call never waits on the database.
+#[derive(Debug)]
+struct SnapshotData {
+    settings: String,
+    kv: BTreeMap<String, String>,
+}
+
+impl TenantData for SnapshotData {
+    fn settings_json(&self) -> &str {
+        if self.settings.is_empty() {
+            "{}"
+        } else {
+            &self.settings
+        }
+    }
+
+    fn kv_get(&self, key: &str) -> Option<String> {
+        self.kv.get(key).cloned()
+    }
+
+    fn kv_keys(&self, prefix: &str, limit: usize) -> Vec<String> {
+        self.kv
+            .range(prefix.to_owned()..)
+            .take_while(|(key, _)| key.starts_with(prefix))
+            .take(limit)
+            .map(|(key, _)| key.clone())
+            .collect()
+    }
+}

@@ -1,0 +1,8 @@
+//! The server end to end over HTTP: a real `veneer` server on loopback against a
+//! real SQLite file or a fresh PostgreSQL database, driven with reqwest.
+
+mod attacks;
+mod harness;
+mod lifecycle;
+mod limits;
+mod traffic;

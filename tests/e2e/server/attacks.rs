@@ -1,0 +1,327 @@
+//! The cross-tenant attack matrix: every tenant endpoint on acme's host, attacked
+//! with globex's token, with globex's resource ids, without a token, with expired,
+//! wrong-issuer, `alg: none`, HS256-with-the-public-key, unknown-kid and
+//! wrong-organisation tokens. Each answer is 401, 403 or 404, and no answer
+//! contains any of globex's data.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use veneer::auth::{DEV_ISSUER, OrgRole, dev_token};
+
+use super::harness::{Db, Server, admin, member, sale};
+use crate::both_backends;
+
+const DEV_PRIVATE: &[u8] = include_bytes!("../../../host/dev-keys/dev-private.pem");
+const DEV_PUBLIC: &[u8] = include_bytes!("../../../host/dev-keys/dev-public.pem");
+const SECRET: &str = "globex-secret-value-7f3a";
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
+fn claims(org: &str, iss: &str, exp: u64) -> Value {
+    json!({ "sub": "user_attacker", "iss": iss, "iat": now() - 60, "nbf": now() - 60, "exp": exp,
+            "o": { "id": org, "rol": "admin" } })
+}
+
+fn rs256(claims: &Value, kid: &str) -> String {
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some(kid.to_owned());
+    encode(
+        &header,
+        claims,
+        &EncodingKey::from_rsa_pem(DEV_PRIVATE).expect("dev key"),
+    )
+    .expect("sign")
+}
+
+fn forged_tokens() -> Vec<(&'static str, String, &'static [u16])> {
+    let valid = claims("org_acme", DEV_ISSUER, now() + 3600);
+    let unsigned = format!(
+        "{}.{}.",
+        URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#),
+        URL_SAFE_NO_PAD.encode(valid.to_string())
+    );
+    let mut hs_header = Header::new(Algorithm::HS256);
+    hs_header.kid = Some("veneer-dev".into());
+    let hs256 = encode(&hs_header, &valid, &EncodingKey::from_secret(DEV_PUBLIC)).expect("hs256");
+    vec![
+        (
+            "expired",
+            rs256(&claims("org_acme", DEV_ISSUER, now() - 600), "veneer-dev"),
+            &[401],
+        ),
+        (
+            "wrong issuer",
+            rs256(
+                &claims("org_acme", "https://evil.example", now() + 3600),
+                "veneer-dev",
+            ),
+            &[401],
+        ),
+        ("alg none", unsigned, &[401]),
+        ("hs256 with the public key", hs256, &[401]),
+        ("unknown kid", rs256(&valid, "not-a-known-key"), &[401]),
+        ("garbage", "not.a.token".into(), &[401]),
+        ("globex's admin", admin("globex"), &[403]),
+        (
+            "unknown organisation",
+            dev_token(
+                "org_nobody",
+                OrgRole::Admin,
+                "user_x",
+                false,
+                std::time::Duration::from_secs(600),
+            ),
+            &[403],
+        ),
+    ]
+}
+
+struct Target {
+    method: Method,
+    path: String,
+    body: Option<Value>,
+}
+
+fn targets(globex_sha: &str) -> Vec<Target> {
+    let t = |method: Method, path: &str, body: Option<Value>| Target {
+        method,
+        path: path.to_owned(),
+        body,
+    };
+    vec![
+        t(Method::GET, "/v1/config", None),
+        t(Method::GET, "/v1/config/categories", None),
+        t(
+            Method::POST,
+            "/v1/commission/quote",
+            Some(sale("bags", 10_000)),
+        ),
+        t(
+            Method::POST,
+            "/v1/email/preview",
+            Some(json!({ "template": "welcome" })),
+        ),
+        t(Method::GET, "/v1/plugins", None),
+        t(Method::GET, "/v1/plugins/active", None),
+        t(Method::GET, &format!("/v1/plugins/{globex_sha}"), None),
+        t(
+            Method::POST,
+            &format!("/v1/plugins/{globex_sha}/activate"),
+            None,
+        ),
+        t(Method::POST, "/v1/plugins/rollback", None),
+        t(Method::POST, "/v1/plugins/deactivate", None),
+        t(Method::GET, "/v1/settings", None),
+        t(Method::PUT, "/v1/settings", Some(json!({ "cap": 1 }))),
+        t(Method::GET, "/v1/kv", None),
+        t(Method::GET, "/v1/kv/secret", None),
+        t(
+            Method::PUT,
+            "/v1/kv/secret",
+            Some(json!({ "value": "overwritten" })),
+        ),
+        t(Method::DELETE, "/v1/kv/secret", None),
+        t(Method::GET, "/v1/runs", None),
+        t(Method::GET, "/v1/usage", None),
+        t(Method::GET, "/v1/quota", None),
+        t(Method::GET, "/v1/audit", None),
+    ]
+}
+
+fn leaks(body: &Value, globex_sha: &str) -> Option<&'static str> {
+    let text = body.to_string();
+    [
+        (SECRET, "globex's kv value"),
+        (globex_sha, "globex's plugin hash"),
+        ("org_globex", "globex's organisation"),
+        ("Globex", "globex's name"),
+        ("shoes-men-extra-marker", "globex's settings"),
+    ]
+    .into_iter()
+    .find(|(needle, _)| text.contains(needle))
+    .map(|(_, what)| what)
+}
+
+async fn attack_matrix(db: Db) {
+    let server = Server::start(db).await;
+    let globex = admin("globex");
+    let (status, _) = server
+        .call(
+            Method::PUT,
+            "globex",
+            "/v1/kv/secret",
+            Some(&globex),
+            Some(json!({ "value": SECRET })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = server
+        .call(
+            Method::PUT,
+            "globex",
+            "/v1/settings",
+            Some(&globex),
+            Some(json!({ "charts": ["shoes-men"], "marker": "shoes-men-extra-marker" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "globex sets its settings");
+    let (_, active) = server.get("globex", "/v1/plugins/active", &globex).await;
+    let globex_sha = active["active"]
+        .as_str()
+        .expect("globex has an active plugin")
+        .to_owned();
+
+    let mut checked = 0;
+    for target in targets(&globex_sha) {
+        // A's own admin token, B's resource ids under A's host: 404, never B's data.
+        if target.path.contains(&globex_sha) {
+            let (status, body) = server
+                .call(
+                    target.method.clone(),
+                    "acme",
+                    &target.path,
+                    Some(&admin("acme")),
+                    target.body.clone(),
+                )
+                .await;
+            assert_eq!(
+                status,
+                StatusCode::NOT_FOUND,
+                "{} {} with acme's token: {body}",
+                target.method,
+                target.path
+            );
+            assert_eq!(
+                leaks(&body, &globex_sha),
+                None,
+                "{} {}",
+                target.method,
+                target.path
+            );
+            checked += 1;
+        }
+        // No token at all.
+        let (status, body) = server
+            .call(
+                target.method.clone(),
+                "acme",
+                &target.path,
+                None,
+                target.body.clone(),
+            )
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::UNAUTHORIZED,
+            "{} {} without a token: {body}",
+            target.method,
+            target.path
+        );
+        assert_eq!(body["error"]["code"], "missing_token");
+        for (name, token, allowed) in forged_tokens() {
+            let (status, body) = server
+                .call(
+                    target.method.clone(),
+                    "acme",
+                    &target.path,
+                    Some(&token),
+                    target.body.clone(),
+                )
+                .await;
+            assert!(
+                allowed.contains(&status.as_u16()),
+                "{} {} with the {name} token answered {status}: {body}",
+                target.method,
+                target.path
+            );
+            assert!(
+                body["error"]["code"].is_string(),
+                "{name}: an error body with a code: {body}"
+            );
+            assert_eq!(
+                leaks(&body, &globex_sha),
+                None,
+                "{name} on {} {}",
+                target.method,
+                target.path
+            );
+            checked += 1;
+        }
+        // An unknown host is a 404 before anything else, even with a valid token.
+        let (status, body) = server
+            .call(
+                target.method.clone(),
+                "nosuchtenant",
+                &target.path,
+                Some(&admin("acme")),
+                target.body.clone(),
+            )
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(body["error"]["code"], "unknown_host");
+    }
+    assert!(checked > 150, "the matrix ran ({checked} cases)");
+
+    // Globex's data is intact after the attacks.
+    let (status, body) = server.get("globex", "/v1/kv/secret", &globex).await;
+    assert_eq!(
+        (status, body["value"].as_str()),
+        (StatusCode::OK, Some(SECRET))
+    );
+    let (_, active) = server.get("globex", "/v1/plugins/active", &globex).await;
+    assert_eq!(active["active"].as_str(), Some(globex_sha.as_str()));
+    let (_, acme_active) = server
+        .get("acme", "/v1/plugins/active", &admin("acme"))
+        .await;
+    assert_ne!(
+        acme_active["active"].as_str(),
+        Some(globex_sha.as_str()),
+        "acme did not get globex's plugin"
+    );
+}
+both_backends!(cross_tenant_attack_matrix, attack_matrix);
+
+async fn roles(db: Db) {
+    let server = Server::start(db).await;
+    let m = member("acme");
+    let (status, _) = server.get("acme", "/v1/config", &m).await;
+    assert_eq!(status, StatusCode::OK, "members read");
+    for (method, path, body) in [
+        (Method::PUT, "/v1/settings", Some(json!({}))),
+        (Method::POST, "/v1/plugins/rollback", None),
+        (Method::PUT, "/v1/kv/x", Some(json!({ "value": "y" }))),
+        (Method::GET, "/v1/audit", None),
+    ] {
+        let (status, body) = server
+            .call(method.clone(), "acme", path, Some(&m), body)
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path}: {body}");
+        assert_eq!(body["error"]["code"], "insufficient_role");
+    }
+    // Tenant tokens are not platform admins; admin routes live on the platform host.
+    let (status, _) = server.get("", "/v1/admin/tenants", &admin("acme")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = server
+        .get(
+            "acme",
+            "/v1/admin/tenants",
+            &super::harness::platform_admin(),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "admin routes are not served on tenant hosts"
+    );
+}
+both_backends!(roles_are_enforced, roles);

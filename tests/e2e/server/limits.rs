@@ -1,0 +1,147 @@
+//! Tenant status, rate limits, unknown hosts, custom domains.
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use super::harness::{Db, Server, admin, platform_admin};
+use crate::both_backends;
+
+async fn status_and_limits(db: Db) {
+    let server = Server::start(db).await;
+    let pa = platform_admin();
+    let token = admin("acme");
+
+    // Suspension: 403 with a clear code, and back.
+    let (status, _) = server
+        .call(
+            Method::PATCH,
+            "",
+            "/v1/admin/tenants/acme",
+            Some(&pa),
+            Some(json!({ "status": "suspended" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = server.get("acme", "/v1/config", &token).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("tenant_suspended"))
+    );
+    let (status, _) = server.get("globex", "/v1/config", &admin("globex")).await;
+    assert_eq!(status, StatusCode::OK, "other tenants are unaffected");
+    server
+        .call(
+            Method::PATCH,
+            "",
+            "/v1/admin/tenants/acme",
+            Some(&pa),
+            Some(json!({ "status": "active" })),
+        )
+        .await;
+    let (status, _) = server.get("acme", "/v1/config", &token).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Rate limit: 429 with Retry-After, only for that tenant.
+    server
+        .call(
+            Method::PATCH,
+            "",
+            "/v1/admin/tenants/acme",
+            Some(&pa),
+            Some(json!({ "rate_limit_per_sec": 1, "rate_limit_burst": 3 })),
+        )
+        .await;
+    let mut limited = None;
+    for _ in 0..10 {
+        let response = server
+            .request(Method::GET, "acme", "/v1/quota")
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("answered");
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            limited = Some(response);
+            break;
+        }
+    }
+    let limited = limited.expect("the tenant is rate limited");
+    assert!(limited.headers().get("retry-after").is_some());
+    let (status, _) = server.get("globex", "/v1/quota", &admin("globex")).await;
+    assert_eq!(status, StatusCode::OK, "globex keeps its own rate");
+
+    // Custom domains map to their tenant.
+    let (status, body) = server
+        .call(
+            Method::POST,
+            "",
+            "/v1/admin/tenants/globex/domains",
+            Some(&pa),
+            Some(json!({ "domain": "shop.globex.example" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let response = server
+        .client
+        .get(server.url("/v1/config/categories"))
+        .header("host", "shop.globex.example")
+        .bearer_auth(admin("globex"))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(response.status(), StatusCode::OK);
+    let (status, _) = server
+        .call(
+            Method::POST,
+            "",
+            "/v1/admin/tenants/acme/domains",
+            Some(&pa),
+            Some(json!({ "domain": "shop.globex.example" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "a domain maps to one tenant");
+
+    // Tenants: duplicate ids conflict; bad ids are refused.
+    let (status, _) = server
+        .call(
+            Method::POST,
+            "",
+            "/v1/admin/tenants",
+            Some(&pa),
+            Some(json!({ "id": "acme", "name": "again" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, body) = server
+        .call(
+            Method::POST,
+            "",
+            "/v1/admin/tenants",
+            Some(&pa),
+            Some(json!({ "id": "Bad Id", "name": "x" })),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_tenant_id"))
+    );
+    let (status, body) = server
+        .call(
+            Method::POST,
+            "",
+            "/v1/admin/tenants",
+            Some(&pa),
+            Some(json!({ "id": "umbrella", "name": "Umbrella" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = server
+        .get("umbrella", "/v1/config", &admin("umbrella"))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "a new tenant is served the base: {body}"
+    );
+    assert_eq!(body["plugin"], serde_json::Value::Null);
+}
+both_backends!(suspension_rate_limits_and_domains, status_and_limits);
