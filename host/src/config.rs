@@ -89,6 +89,53 @@ pub struct ServeConfig {
     /// Plugin calls that may run at once in this process (all tenants).
     #[arg(long, env = "VENEER_MAX_CONCURRENT_CALLS", default_value_t = 64)]
     pub max_concurrent_calls: u32,
+
+    /// Key that encrypts credentials at rest, `<id>:<base64 of 32 bytes>`
+    /// (make one with `openssl rand -base64 32`). Dev mode has an insecure default.
+    #[arg(long, env = "VENEER_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
+
+    /// Older keys still accepted for decryption during a rotation (comma-separated).
+    #[arg(
+        long,
+        env = "VENEER_SECRET_OLD_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub secret_old_keys: Vec<String>,
+
+    /// Background jobs this process runs at once (0: run no worker).
+    #[arg(long, env = "VENEER_WORKER_CONCURRENCY", default_value_t = 4)]
+    pub worker_concurrency: usize,
+
+    /// Base URL for Shopify Admin API calls instead of https://<shop> (tests only).
+    #[arg(long, env = "VENEER_SHOPIFY_API_BASE", hide = true)]
+    pub shopify_api_base: Option<String>,
+
+    /// The platform's SMTP relay host.
+    #[arg(long, env = "VENEER_SMTP_HOST", default_value = "127.0.0.1")]
+    pub smtp_host: String,
+
+    /// The platform's SMTP relay port.
+    #[arg(long, env = "VENEER_SMTP_PORT", default_value_t = 25)]
+    pub smtp_port: u16,
+
+    /// TLS towards the platform relay: none, starttls or tls.
+    #[arg(long, env = "VENEER_SMTP_TLS", default_value = "none")]
+    pub smtp_tls: String,
+
+    /// Domain of the bounce (VERP) addresses: bounces come back to
+    /// `bounce+<tenant>.<message>@<bounce-domain>`.
+    #[arg(
+        long,
+        env = "VENEER_BOUNCE_DOMAIN",
+        default_value = "bounces.veneer.localhost"
+    )]
+    pub bounce_domain: String,
+
+    /// Shared token the bounce processor must send (header `X-Veneer-Bounce-Token`).
+    #[arg(long, env = "VENEER_BOUNCE_TOKEN", hide_env_values = true)]
+    pub bounce_token: Option<String>,
 }
 
 impl ServeConfig {
@@ -113,6 +160,15 @@ impl ServeConfig {
             compile_concurrency: 2,
             compile_timeout_secs: 60,
             max_concurrent_calls: 32,
+            secret_key: None,
+            secret_old_keys: Vec::new(),
+            worker_concurrency: 4,
+            shopify_api_base: None,
+            smtp_host: "127.0.0.1".into(),
+            smtp_port: 25,
+            smtp_tls: "none".into(),
+            bounce_domain: "bounces.veneer.test".into(),
+            bounce_token: Some("test-bounce-token".into()),
         }
     }
 

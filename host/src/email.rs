@@ -1,119 +1,40 @@
-//! Email rendering: a customised template plus a context becomes the subject,
-//! HTML and text of a message. minijinja with HTML auto-escaping for the HTML part
-//! and strict undefined variables, so a missing value is an error rather than a
-//! blank in a customer's inbox.
+//! Email: what a tenant's mail looks like and how it leaves and comes back.
+//! Owns template rendering (minijinja, HTML auto-escaped), the tenant's email
+//! settings rules (the from address in its sending domain, a complete custom
+//! relay), building the message (lettre), sending it over SMTP with the reply
+//! sorted into retry or give up, VERP bounce addresses, and reading bounces
+//! (RFC 3464 DSNs and a JSON webhook) into the tenant's suppression list.
+//!
+//! It runs no SQL (storage keeps settings, messages and suppressions), knows
+//! nothing of HTTP or jobs (callers decide when to send and retry), and never
+//! sees a key: the SMTP password arrives decrypted from the secrets module,
+//! with [`password_aad`] binding its ciphertext to the tenant.
+//!
+//! Every tenant sends as itself: From and Message-ID are in its sending domain,
+//! and the envelope sender is `bounce+<tenant>.<message id>@<bounce domain>`,
+//! so a bounce finds its tenant and message by the address it returns to.
 
-use std::collections::BTreeMap;
-
-use minijinja::{AutoEscape, Environment, UndefinedBehavior};
-use serde::Serialize;
-
-use crate::base::EmailTemplate;
-
-/// A rendered message body.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Rendered {
-    /// The subject line.
-    pub subject: String,
-    /// The HTML part.
-    pub html: String,
-    /// The text part.
-    pub text: String,
-    /// The sender's display name, when the template sets one.
-    pub from_name: Option<String>,
-    /// The Reply-To address, when the template sets one.
-    pub reply_to: Option<String>,
-}
-
-/// A template that does not render with the given context.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("the {part} of template `{template}` does not render: {message}")]
-pub struct RenderError {
-    /// The template id.
-    pub template: String,
-    /// subject, html or text.
-    pub part: &'static str,
-    /// minijinja's explanation (names the variable or the line).
-    pub message: String,
-}
-
-/// Renders every part of `template` with `context`.
-pub fn render(
-    template: &EmailTemplate,
-    context: &BTreeMap<String, String>,
-) -> Result<Rendered, RenderError> {
-    let mut env = Environment::new();
-    env.set_undefined_behavior(UndefinedBehavior::Strict);
-    env.set_auto_escape_callback(|name| {
-        if name.ends_with(".html") {
-            AutoEscape::Html
-        } else {
-            AutoEscape::None
-        }
-    });
-    let part = |name: &'static str, source: &str| -> Result<String, RenderError> {
-        let fail = |err: minijinja::Error| RenderError {
-            template: template.id.clone(),
-            part: name,
-            message: err.to_string(),
-        };
-        let file = match name {
-            "html" => "body.html",
-            "text" => "body.txt",
-            _ => "subject.txt",
-        };
-        let compiled = env.template_from_named_str(file, source).map_err(fail)?;
-        compiled.render(context).map_err(fail)
-    };
-    let subject = part("subject", &template.subject)?;
-    if subject.contains(['\r', '\n']) {
-        return Err(RenderError {
-            template: template.id.clone(),
-            part: "subject",
-            message: "the rendered subject contains a line break; remove it from the values".into(),
-        });
-    }
-    Ok(Rendered {
-        subject,
-        html: part("html", &template.html)?,
-        text: part("text", &template.text)?,
-        from_name: template.from_name.clone(),
-        reply_to: template.reply_to.clone(),
-    })
-}
+mod bounce;
+mod dsn;
+mod message;
+mod render;
+mod send;
+mod settings;
+mod verp;
 
 #[cfg(test)]
-mod tests {
-    use super::*;
+mod tests;
 
-    fn template() -> EmailTemplate {
-        EmailTemplate {
-            id: "t".into(),
-            subject: "Hi {{ name }}".into(),
-            html: "<p>{{ name }}</p>".into(),
-            text: "{{ name }}".into(),
-            from_name: None,
-            reply_to: None,
-        }
-    }
+pub use bounce::{
+    Bounce, BounceAction, BounceError, BounceOutcome, parse_bounce_webhook, record_bounce,
+};
+pub use dsn::parse_dsn;
+pub use message::{BuildError, build_message};
+pub use render::{RenderError, Rendered, render};
+pub use send::{SendError, SmtpConfig, SmtpOutcome, relay_config, send};
+pub use settings::{EmailSettingsError, password_aad, validate_settings};
+pub use verp::{
+    bounce_address, message_id_from_header, message_id_header, new_message_id, parse_bounce_address,
+};
 
-    #[test]
-    fn escapes_html_but_not_text() {
-        let ctx = BTreeMap::from([("name".to_owned(), "<b>Ann</b>".to_owned())]);
-        let out = render(&template(), &ctx).unwrap();
-        assert_eq!(out.html, "<p>&lt;b&gt;Ann&lt;&#x2f;b&gt;</p>");
-        assert_eq!(out.text, "<b>Ann</b>");
-    }
-
-    #[test]
-    fn a_missing_variable_is_an_error_naming_the_part() {
-        let err = render(&template(), &BTreeMap::new()).unwrap_err();
-        assert_eq!(err.part, "subject");
-    }
-
-    #[test]
-    fn a_line_break_in_the_subject_is_refused() {
-        let ctx = BTreeMap::from([("name".to_owned(), "a\r\nBcc: x@y".to_owned())]);
-        assert!(render(&template(), &ctx).is_err());
-    }
-}
+pub use crate::storage::{EmailRelay, EmailSettings, EmailTls};

@@ -6,10 +6,13 @@
 
 mod admin;
 mod context;
+pub mod email;
 mod error;
 mod health;
+mod jobs;
+pub mod shopify;
 mod tenant;
-mod traffic;
+pub(crate) mod traffic;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -31,6 +34,9 @@ pub fn app(state: AppState) -> Router {
         .merge(traffic::routes())
         .merge(tenant::routes())
         .merge(admin::routes())
+        .merge(jobs::routes())
+        .merge(shopify::routes())
+        .merge(email::routes())
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,

@@ -11,7 +11,10 @@
 //! - [`auth`]: token verification (Clerk-style JWTs, JWKS, dev key);
 //! - [`storage`]: SQLite and PostgreSQL (the only module running SQL);
 //! - [`cache`], [`limits`], [`usage`]: caches, per-tenant limits, run recording;
-//! - [`email`]: template rendering;
+//! - [`email`]: per-tenant email: settings, rendering, SMTP sending, bounces;
+//! - [`jobs`]: per-tenant durable background jobs with fair scheduling;
+//! - [`secrets`]: encryption of credentials at rest;
+//! - [`shopify`]: per-tenant Shopify stores, webhooks and the Admin API client;
 //! - [`http`]: the API; [`state`], [`server`], [`config`], [`demo`]: running it;
 //! - [`cli`]: the `veneer` command line.
 
@@ -23,15 +26,19 @@ pub mod config;
 pub mod demo;
 pub mod email;
 pub mod http;
+pub mod jobs;
 pub mod limits;
 pub mod resolve;
 pub mod runtime;
+pub mod secrets;
 pub mod server;
+pub mod shopify;
 pub mod state;
 pub mod storage;
 pub mod tenancy;
 pub mod usage;
 pub mod validate;
+pub mod workers;
 
 pub use http::app;
 pub use server::serve;

@@ -12,7 +12,6 @@ use crate::http::app;
 use crate::state::AppState;
 
 /// A running server: its address, its state and the task serving it.
-#[derive(Debug)]
 pub struct Running {
     /// The bound address.
     pub addr: SocketAddr,
@@ -20,6 +19,16 @@ pub struct Running {
     pub state: AppState,
     /// The serving task.
     pub task: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// The background-job worker, when this process runs one.
+    pub worker: Option<crate::jobs::WorkerHandle>,
+}
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Builds the state and starts serving in the background.
@@ -32,13 +41,19 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
+    let worker = crate::workers::start(&state);
     let router = app(state.clone());
     let task = tokio::spawn(async move {
         axum::serve(listener, router)
             .with_graceful_shutdown(shutdown_signal())
             .await
     });
-    Ok(Running { addr, state, task })
+    Ok(Running {
+        addr,
+        state,
+        task,
+        worker,
+    })
 }
 
 /// `veneer serve`: runs until a shutdown signal.
@@ -55,7 +70,12 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     if dev {
         println!("{}", demo::instructions(&base_domain, running.addr.port()));
     }
-    running.task.await.context("server task")??;
+    let served = running.task.await.context("server task")?;
+    if let Some(worker) = running.worker {
+        // Finish or release claimed jobs: nothing is lost on shutdown.
+        worker.shutdown(std::time::Duration::from_secs(10)).await;
+    }
+    served?;
     Ok(())
 }
 

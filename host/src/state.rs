@@ -17,6 +17,7 @@ use crate::config::ServeConfig;
 use crate::http::ApiError;
 use crate::limits::Limits;
 use crate::runtime::{CheckError, LoadedPlugin, Runtime, RuntimeConfig};
+use crate::secrets::SecretBox;
 use crate::storage::{Storage, StorageOptions};
 use crate::tenancy::{TenantId, TenantState};
 use crate::usage::Recorder;
@@ -45,6 +46,10 @@ pub struct Inner {
     pub recorder: Recorder,
     /// Bounds concurrent plugin compilations.
     pub compile_slots: Arc<Semaphore>,
+    /// Encryption of credentials at rest.
+    pub secrets: Arc<SecretBox>,
+    /// The outbound HTTP client (Shopify's Admin API).
+    pub http: reqwest::Client,
 }
 
 impl Deref for AppState {
@@ -106,6 +111,22 @@ impl AppState {
         })
         .await
         .context("configuring token verification")?;
+        let secrets = SecretBox::from_env_or_dev(
+            config.secret_key.as_deref(),
+            &config.secret_old_keys,
+            config.dev,
+        )
+        .context("loading the secrets key (VENEER_SECRET_KEY)")?;
+        if secrets.is_insecure_dev_key() {
+            tracing::warn!(
+                "credentials are encrypted with the insecure development key; set VENEER_SECRET_KEY in production"
+            );
+        }
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .context("building the HTTP client")?;
         let recorder = Recorder::start(storage.clone());
         let compile_slots = Arc::new(Semaphore::new(config.compile_concurrency.max(1)));
         Ok(Self(Arc::new(Inner {
@@ -118,6 +139,8 @@ impl AppState {
             limits: Limits::new(),
             recorder,
             compile_slots,
+            secrets: Arc::new(secrets),
+            http,
         })))
     }
 

@@ -32,7 +32,9 @@
 //!   `BEGIN IMMEDIATE`, so they queue on the busy timeout instead of failing when
 //!   a read lock cannot be upgraded.
 
+mod email;
 mod error;
+mod jobs;
 mod kv;
 mod migrate;
 mod platform;
@@ -41,6 +43,7 @@ mod records;
 mod rows;
 mod runs;
 mod session;
+mod shopify;
 mod tenant;
 mod time;
 
@@ -54,12 +57,15 @@ use sqlx::{AnyConnection, AnyPool, Connection};
 
 use crate::tenancy::TenantId;
 
+pub use email::*;
 pub use error::StorageError;
+pub use jobs::*;
 pub use platform::PlatformDb;
 pub use records::{
     Activation, AuditEntry, AuditRecord, InvalidTenantStatus, NewPluginVersion, NewRun, NewTenant,
     PluginVersion, RunRecord, SettingsRecord, TenantPatch, TenantRecord, TenantStatus, UsageRecord,
 };
+pub use shopify::*;
 pub use tenant::TenantDb;
 
 /// Which database engine a [`Storage`] talks to.

@@ -90,9 +90,14 @@ struct Tally {
     fuel: i64,
 }
 
+/// Old runs are pruned every this many batches (pruning is a DELETE per tenant).
+const PRUNE_EVERY: u64 = 64;
+
 async fn writer(storage: Storage, mut rx: mpsc::Receiver<Event>) {
     let mut batch = Vec::with_capacity(256);
+    let mut batches: u64 = 0;
     loop {
+        batches += 1;
         let received = rx.recv_many(&mut batch, 256).await;
         if received == 0 {
             return;
@@ -134,6 +139,7 @@ async fn writer(storage: Storage, mut rx: mpsc::Receiver<Event>) {
                 tracing::warn!(%tenant, error = %err, "could not record usage");
             }
             if tally.runs > 0
+                && batches % PRUNE_EVERY == 1
                 && let Err(err) = db.prune_runs(RUNS_KEPT).await
             {
                 tracing::warn!(%tenant, error = %err, "could not prune old runs");

@@ -148,3 +148,24 @@ fn quotas_outside_what_the_engine_enforces_are_refused() {
         .expect_err("8 GiB is over the pool's slot size");
     assert_eq!(err.field, "memory_bytes");
 }
+
+#[test]
+fn a_session_runs_several_calls_on_one_instance() {
+    let luxury = load(built_plugins::LUXURY_CONSIGNMENT);
+    let sale = sale("bags", 250_000);
+    let decision = base().decide_commission(&sale);
+    let mut session = runtime()
+        .session(&luxury, settings("{}"), &Quota::default())
+        .expect("instantiates");
+    for _ in 0..3 {
+        match session.commission(&sale, &decision) {
+            veneer::runtime::Outcome::Ok(d) => assert!(d.rule_id.starts_with("luxury-tier")),
+            other => panic!("session call failed: {other:?}"),
+        }
+        assert!(session.last_fuel_used() > 0);
+    }
+    match session.describe() {
+        veneer::runtime::Outcome::Ok(hooks) => assert_eq!(hooks.len(), 2),
+        other => panic!("describe failed: {other:?}"),
+    }
+}

@@ -38,7 +38,7 @@ pub(crate) fn routes() -> Router<AppState> {
 }
 
 /// The tenant's active plugin, ready to run.
-async fn active_plugin(
+pub(crate) async fn active_plugin(
     app: &AppState,
     tenant: &TenantState,
 ) -> ApiResult<Option<Arc<LoadedPlugin>>> {
@@ -49,7 +49,7 @@ async fn active_plugin(
 }
 
 /// Runs `f` on a blocking thread while holding one of the tenant's plugin slots.
-async fn with_slot<T: Send + 'static>(
+pub(crate) async fn with_slot<T: Send + 'static>(
     app: &AppState,
     tenant: &TenantState,
     f: impl FnOnce() -> T + Send + 'static,

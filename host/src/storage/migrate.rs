@@ -16,11 +16,28 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 /// (version, description, SQL) of each migration, oldest first.
 type Source = (i64, &'static str, &'static str);
 
-const SQLITE: &[Source] = &[(
-    1,
-    "init",
-    include_str!("../../migrations/sqlite/0001_init.sql"),
-)];
+const SQLITE: &[Source] = &[
+    (
+        1,
+        "init",
+        include_str!("../../migrations/sqlite/0001_init.sql"),
+    ),
+    (
+        2,
+        "jobs",
+        include_str!("../../migrations/sqlite/0002_jobs.sql"),
+    ),
+    (
+        3,
+        "shopify",
+        include_str!("../../migrations/sqlite/0003_shopify.sql"),
+    ),
+    (
+        4,
+        "email",
+        include_str!("../../migrations/sqlite/0004_email.sql"),
+    ),
+];
 
 const POSTGRES: &[Source] = &[
     (
@@ -32,6 +49,21 @@ const POSTGRES: &[Source] = &[
         2,
         "row level security",
         include_str!("../../migrations/postgres/0002_row_level_security.sql"),
+    ),
+    (
+        3,
+        "jobs",
+        include_str!("../../migrations/postgres/0003_jobs.sql"),
+    ),
+    (
+        4,
+        "shopify",
+        include_str!("../../migrations/postgres/0004_shopify.sql"),
+    ),
+    (
+        5,
+        "email",
+        include_str!("../../migrations/postgres/0005_email.sql"),
     ),
 ];
 

@@ -40,8 +40,17 @@ impl PlatformDb {
         Self { pool, backend }
     }
 
-    async fn begin(&self, access: Access) -> Result<Transaction<'static, Any>, StorageError> {
+    /// A platform-scoped transaction (for the other storage submodules).
+    pub(super) async fn begin(
+        &self,
+        access: Access,
+    ) -> Result<Transaction<'static, Any>, StorageError> {
         session::begin(&self.pool, self.backend, Scope::Platform, access).await
+    }
+
+    /// The backend (for the other storage submodules' dialect choices).
+    pub(super) fn backend(&self) -> Backend {
+        self.backend
     }
 
     /// Creates an active tenant. Conflict if its id or its organisation is taken.

@@ -11,7 +11,10 @@ mod harness;
 
 mod availability;
 mod data;
+mod email;
+mod jobs;
 mod platform;
 mod plugins;
 mod rls;
+mod shopify;
 mod sqlite;

@@ -1,0 +1,403 @@
+//! Per-tenant email routes: settings (sending domain, from, reply-to, relay),
+//! transactional sends (rendered now with the tenant's plugin, sent by a job in
+//! the tenant's queue), the delivery log, the suppression list, and — on the
+//! platform host — the bounce endpoint that attributes DSNs and bounce webhooks
+//! to their tenant and message.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::{
+    Json, Router,
+    routing::{delete, get, post},
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::email::{
+    self, BounceOutcome, EmailRelay, EmailSettings, EmailTls, message_id_header, new_message_id,
+    parse_bounce_webhook, parse_dsn, password_aad, record_bounce, validate_settings,
+};
+use crate::http::context::{JsonBody, Member, RawBody, TenantAdmin};
+use crate::http::traffic::{active_plugin, with_slot};
+use crate::http::{ApiError, ApiResult};
+use crate::resolve::Resolver;
+use crate::state::AppState;
+use crate::storage::{NewEmailMessage, NewJob};
+use crate::tenancy::{HostTarget, classify};
+
+/// The job kind that sends one message.
+pub const SEND_JOB: &str = "email.send";
+/// Attempts before a message is given up (temporary failures only).
+pub const SEND_JOB_ATTEMPTS: u32 = 10;
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/email/settings", get(get_settings).put(put_settings))
+        .route("/v1/email/send", post(send))
+        .route("/v1/email/messages", get(messages))
+        .route("/v1/email/messages/{id}", get(message))
+        .route("/v1/email/suppressions", get(suppressions))
+        .route("/v1/email/suppressions/{address}", delete(unsuppress))
+        .route("/v1/email/bounces", post(bounces))
+}
+
+async fn get_settings(State(app): State<AppState>, member: Member) -> ApiResult<Json<Value>> {
+    let record = app
+        .storage
+        .tenant(member.tenant.id())
+        .email_settings()
+        .await?;
+    Ok(Json(match record {
+        Some(record) => json!({
+            "configured": true,
+            "settings": record.settings,
+            "has_smtp_password": record.settings.smtp_password_enc.is_some(),
+            "updated_at": record.updated_at,
+        }),
+        None => json!({ "configured": false }),
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SettingsInput {
+    sending_domain: String,
+    from_name: String,
+    from_address: String,
+    #[serde(default)]
+    reply_to: Option<String>,
+    #[serde(default = "platform_relay")]
+    relay: EmailRelay,
+    #[serde(default)]
+    smtp_host: Option<String>,
+    #[serde(default)]
+    smtp_port: Option<u32>,
+    #[serde(default = "starttls")]
+    smtp_tls: EmailTls,
+    #[serde(default)]
+    smtp_username: Option<String>,
+    /// In clear; stored encrypted. Omit to keep the stored one.
+    #[serde(default)]
+    smtp_password: Option<String>,
+}
+
+fn platform_relay() -> EmailRelay {
+    EmailRelay::Platform
+}
+
+fn starttls() -> EmailTls {
+    EmailTls::Starttls
+}
+
+async fn put_settings(
+    State(app): State<AppState>,
+    admin: TenantAdmin,
+    JsonBody(input): JsonBody<SettingsInput>,
+) -> ApiResult<Json<Value>> {
+    let tenant = admin.tenant.id();
+    let db = app.storage.tenant(tenant);
+    let before = db.email_settings().await?;
+    let password_enc = match &input.smtp_password {
+        Some(password) if !password.is_empty() => Some(
+            app.secrets
+                .encrypt(password.as_bytes(), &password_aad(tenant)),
+        ),
+        Some(_) => None,
+        None => before
+            .as_ref()
+            .and_then(|b| b.settings.smtp_password_enc.clone()),
+    };
+    let settings = EmailSettings {
+        sending_domain: input.sending_domain.trim().to_ascii_lowercase(),
+        from_name: input.from_name,
+        from_address: input.from_address.trim().to_owned(),
+        reply_to: input
+            .reply_to
+            .map(|r| r.trim().to_owned())
+            .filter(|r| !r.is_empty()),
+        relay: input.relay,
+        smtp_host: input.smtp_host,
+        smtp_port: input.smtp_port,
+        smtp_tls: input.smtp_tls,
+        smtp_username: input.smtp_username,
+        smtp_password_enc: password_enc,
+    };
+    validate_settings(&settings).map_err(|err| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_email_settings",
+            err.to_string(),
+        )
+    })?;
+    let saved = db.email_set_settings(&settings).await?;
+    let after = serde_json::to_string(&saved.settings).unwrap_or_default();
+    let before = before.and_then(|b| serde_json::to_string(&b.settings).ok());
+    db.audit(
+        &admin.principal.subject,
+        "email.settings",
+        None,
+        before.as_deref(),
+        Some(&after),
+    )
+    .await?;
+    Ok(Json(
+        json!({ "configured": true, "settings": saved.settings, "updated_at": saved.updated_at }),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SendInput {
+    template: String,
+    to: String,
+    #[serde(default)]
+    context: BTreeMap<String, String>,
+}
+
+fn plausible_address(address: &str) -> bool {
+    let Some((local, domain)) = address.rsplit_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && domain.contains('.')
+        && address.len() <= 254
+        && !address
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | ',' | ';'))
+}
+
+async fn send(
+    State(app): State<AppState>,
+    admin: TenantAdmin,
+    JsonBody(input): JsonBody<SendInput>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let tenant = admin.tenant.0.clone();
+    let db = app.storage.tenant(&tenant.record.id);
+    let settings = db.email_settings().await?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "email_not_configured",
+            "set the tenant's email settings first: PUT /v1/email/settings",
+        )
+    })?;
+    let to = input.to.trim().to_ascii_lowercase();
+    if !plausible_address(&to) {
+        return Err(ApiError::bad_request(
+            "invalid_recipient",
+            "`to` must be one email address such as ann@example.com",
+        ));
+    }
+    let def = app
+        .base
+        .email(&input.template)
+        .ok_or_else(|| crate::resolve::InputError::UnknownTemplate(input.template.clone()))?;
+    // The template's sample values fill what the caller left out.
+    let mut context = def.sample.clone();
+    context.extend(input.context);
+
+    // Rendered now, with the tenant's plugin: a bad context is the caller's 4xx,
+    // and the job sends exactly what was rendered (retries never re-run the plugin).
+    let plugin = active_plugin(&app, &tenant).await?;
+    let (runtime, base, data, quota, id) = (
+        app.runtime.clone(),
+        app.base.clone(),
+        tenant.data(),
+        tenant.quota,
+        input.template.clone(),
+    );
+    let ctx = context.clone();
+    let plugin_for_run = plugin.clone();
+    let resolved = with_slot(&app, &tenant, move || {
+        Resolver::new(&runtime, &base).email(
+            plugin_for_run.as_deref(),
+            data,
+            &quota,
+            &id,
+            Some(&ctx),
+        )
+    })
+    .await??;
+    if let (Some(plugin), Some(run)) = (&plugin, &resolved.run) {
+        app.recorder
+            .run(&tenant.record.id, &plugin.info().sha256, run);
+    }
+    let rendered = email::render(&resolved.value, &context).map_err(|err| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "render_failed",
+            err.to_string(),
+        )
+    })?;
+
+    let id = new_message_id();
+    let header = message_id_header(&id, &settings.settings.sending_domain);
+    db.email_create_message(&NewEmailMessage {
+        id: &id,
+        template_id: &input.template,
+        to_address: &to,
+        subject: &rendered.subject,
+        message_id: &header,
+    })
+    .await?;
+    let payload = json!({ "message": id, "to": to, "rendered": rendered }).to_string();
+    let dedupe = format!("email:{id}");
+    let (job, _) = db
+        .enqueue_job(&NewJob {
+            kind: SEND_JOB,
+            payload: &payload,
+            max_attempts: SEND_JOB_ATTEMPTS,
+            run_at: None,
+            dedupe_key: Some(&dedupe),
+        })
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(
+            json!({ "message_id": id, "message_id_header": header, "job": job.id, "source": resolved.source }),
+        ),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+struct Limit {
+    limit: Option<u32>,
+}
+
+async fn messages(
+    State(app): State<AppState>,
+    member: Member,
+    Query(q): Query<Limit>,
+) -> ApiResult<Json<Value>> {
+    let messages = app
+        .storage
+        .tenant(member.tenant.id())
+        .email_messages(q.limit.unwrap_or(50).min(500))
+        .await?;
+    Ok(Json(json!({ "messages": messages })))
+}
+
+async fn message(
+    State(app): State<AppState>,
+    member: Member,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let message = app
+        .storage
+        .tenant(member.tenant.id())
+        .email_message(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("this tenant has no message with that id"))?;
+    Ok(Json(json!({ "message": message })))
+}
+
+async fn suppressions(
+    State(app): State<AppState>,
+    member: Member,
+    Query(q): Query<Limit>,
+) -> ApiResult<Json<Value>> {
+    let list = app
+        .storage
+        .tenant(member.tenant.id())
+        .email_suppressions(q.limit.unwrap_or(100).min(1_000))
+        .await?;
+    Ok(Json(json!({ "suppressions": list })))
+}
+
+async fn unsuppress(
+    State(app): State<AppState>,
+    admin: TenantAdmin,
+    Path(address): Path<String>,
+) -> ApiResult<StatusCode> {
+    let db = app.storage.tenant(admin.tenant.id());
+    if !db.email_unsuppress(&address).await? {
+        return Err(ApiError::not_found(
+            "that address is not on this tenant's suppression list",
+        ));
+    }
+    db.audit(
+        &admin.principal.subject,
+        "email.unsuppress",
+        None,
+        Some(&json!({ "address": address.to_ascii_lowercase() }).to_string()),
+        None,
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Bounce notifications from the platform's mail system: RFC 3464 delivery
+/// status messages (raw) or the JSON webhook form. Platform host only, with the
+/// configured shared token.
+async fn bounces(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> ApiResult<Json<Value>> {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    if classify(host, &app.config.base_domain) != HostTarget::Platform {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_host",
+            "bounces are accepted on the platform's host only",
+        ));
+    }
+    let expected = app.config.bounce_token.as_deref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "bounces_disabled",
+            "this server has no bounce token configured (VENEER_BOUNCE_TOKEN)",
+        )
+    })?;
+    let given = headers
+        .get("x-veneer-bounce-token")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if !constant_time_eq(given.as_bytes(), expected.as_bytes()) {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_bounce_token",
+            "send the configured token in X-Veneer-Bounce-Token",
+        ));
+    }
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"));
+    let parsed = if is_json {
+        parse_bounce_webhook(&body).map(|b| vec![b])
+    } else {
+        parse_dsn(&body)
+    };
+    let bounces = parsed.map_err(|err| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_bounce",
+            err.to_string(),
+        )
+    })?;
+    let mut results = Vec::new();
+    for bounce in &bounces {
+        let outcome = record_bounce(&app.storage, bounce).await?;
+        results.push(match outcome {
+            BounceOutcome::Delayed => json!({ "recipient": bounce.recipient, "result": "delayed" }),
+            BounceOutcome::Unattributed => json!({ "recipient": bounce.recipient, "result": "unattributed" }),
+            BounceOutcome::Recorded { tenant, message_id, hard, suppressed } => json!({
+                "recipient": bounce.recipient, "result": "recorded", "tenant": tenant, "message_id": message_id,
+                "hard": hard, "suppressed": suppressed,
+            }),
+        });
+    }
+    Ok(Json(json!({ "bounces": results })))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -1,0 +1,541 @@
+//! Email storage on both backends: settings, the message lifecycle, the
+//! per-tenant suppression list and bounce attribution; and, on PostgreSQL,
+//! row-level security attacked from below.
+
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
+
+use super::harness::{Ctx, on_postgres, tid};
+use crate::email::{
+    Bounce, BounceAction, BounceOutcome, bounce_address, message_id_header, new_message_id,
+    parse_bounce_address, record_bounce,
+};
+use crate::storage::{
+    EmailMessageRecord, EmailRelay, EmailSettings, EmailState, EmailTls, NewEmailMessage,
+    StorageError, TenantDb,
+};
+
+on_both!(
+    settings_round_trip_and_replace,
+    message_lifecycle,
+    transitions_refuse_wrong_states,
+    suppression_is_per_tenant,
+    bounces_reach_only_the_tenant_whose_message_it_is,
+    bad_input_is_refused,
+);
+
+fn settings(domain: &str) -> EmailSettings {
+    EmailSettings {
+        sending_domain: domain.into(),
+        from_name: "Shop".into(),
+        from_address: format!("orders@{domain}"),
+        reply_to: Some(format!("help@{domain}")),
+        relay: EmailRelay::Custom,
+        smtp_host: Some(format!("smtp.{domain}")),
+        smtp_port: Some(587),
+        smtp_tls: EmailTls::Starttls,
+        smtp_username: Some("user".into()),
+        smtp_password_enc: Some("v1:ciphertext".into()),
+    }
+}
+
+async fn queue(db: &TenantDb, to: &str) -> EmailMessageRecord {
+    let id = new_message_id();
+    let header = message_id_header(&id, "shop.example");
+    db.email_create_message(&NewEmailMessage {
+        id: &id,
+        template_id: "welcome",
+        to_address: to,
+        subject: "Welcome",
+        message_id: &header,
+    })
+    .await
+    .unwrap()
+}
+
+async fn settings_round_trip_and_replace(ctx: Ctx) {
+    let db = ctx.tenant("a").await;
+    assert_eq!(db.email_settings().await.unwrap(), None);
+    let stored = db.email_set_settings(&settings("a.example")).await.unwrap();
+    assert_eq!(stored.settings, settings("a.example"));
+    assert_eq!(db.email_settings().await.unwrap(), Some(stored.clone()));
+
+    let platform = EmailSettings {
+        relay: EmailRelay::Platform,
+        reply_to: None,
+        smtp_host: None,
+        smtp_port: None,
+        smtp_tls: EmailTls::None,
+        smtp_username: None,
+        smtp_password_enc: None,
+        ..settings("a.example")
+    };
+    let replaced = db.email_set_settings(&platform).await.unwrap();
+    assert_eq!(replaced.settings, platform);
+    assert!(replaced.updated_at >= stored.updated_at);
+    // The ciphertext never leaves in JSON.
+    let json = serde_json::to_string(&stored).unwrap();
+    assert!(
+        !json.contains("ciphertext") && json.contains("\"relay\":\"custom\""),
+        "{json}"
+    );
+
+    // Another tenant sees none of it; a tenant that does not exist cannot write.
+    let b = ctx.tenant("b").await;
+    assert_eq!(b.email_settings().await.unwrap(), None);
+    let ghost = ctx.storage.tenant(&tid("ghost"));
+    assert!(matches!(
+        ghost.email_set_settings(&settings("g.example")).await,
+        Err(StorageError::NotFound(_))
+    ));
+}
+
+async fn message_lifecycle(ctx: Ctx) {
+    let db = ctx.tenant("a").await;
+    let m = queue(&db, "ann@example.com").await;
+    assert_eq!(m.state, EmailState::Queued);
+    assert_eq!(
+        (m.attempts, m.sent_at, m.smtp_reply.as_deref()),
+        (0, None, None)
+    );
+    assert_eq!(m.tenant, tid("a"));
+
+    let retried = db.email_mark_retry(&m.id, "451 4.3.0 later").await.unwrap();
+    assert_eq!(retried.state, EmailState::Queued);
+    assert_eq!(retried.attempts, 1);
+    assert_eq!(retried.smtp_reply.as_deref(), Some("451 4.3.0 later"));
+
+    let sent = db
+        .email_mark_sent(&m.id, "250 2.0.0 queued as X")
+        .await
+        .unwrap();
+    assert_eq!(sent.state, EmailState::Sent);
+    assert_eq!(sent.attempts, 2);
+    assert!(sent.sent_at.is_some());
+
+    let bounced = db
+        .email_mark_bounced(&m.id, true, "5.1.1 smtp; 550 unknown")
+        .await
+        .unwrap();
+    assert_eq!(bounced.state, EmailState::Bounced);
+    assert_eq!(bounced.bounce_type.as_deref(), Some("hard"));
+    let first = bounced.bounced_at;
+    assert!(first.is_some());
+    let again = db.email_mark_bounced(&m.id, false, "again").await.unwrap();
+    assert_eq!(again.bounced_at, first, "the first bounce time is kept");
+
+    let failed = queue(&db, "bob@example.com").await;
+    let failed = db
+        .email_mark_failed(&failed.id, "550 5.7.1 no")
+        .await
+        .unwrap();
+    assert_eq!((failed.state, failed.attempts), (EmailState::Failed, 1));
+    let skipped = queue(&db, "carl@example.com").await;
+    let skipped = db.email_mark_skipped(&skipped.id).await.unwrap();
+    assert_eq!(
+        (skipped.state, skipped.attempts),
+        (EmailState::SkippedSuppressed, 0)
+    );
+
+    let listed = db.email_messages(10).await.unwrap();
+    assert_eq!(listed.len(), 3);
+    assert_eq!(db.email_messages(1).await.unwrap().len(), 1);
+    assert_eq!(db.email_message(&m.id).await.unwrap(), Some(again.clone()));
+    assert_eq!(
+        ctx.storage
+            .platform()
+            .email_message_by_id(&tid("a"), &m.id)
+            .await
+            .unwrap(),
+        Some(again)
+    );
+    // The id is unique per tenant.
+    let dup = db
+        .email_create_message(&NewEmailMessage {
+            id: &m.id,
+            template_id: "t",
+            to_address: "x@example.com",
+            subject: "s",
+            message_id: "<x@y>",
+        })
+        .await;
+    assert!(matches!(dup, Err(StorageError::Conflict(_))), "{dup:?}");
+}
+
+async fn transitions_refuse_wrong_states(ctx: Ctx) {
+    let db = ctx.tenant("a").await;
+    let m = queue(&db, "ann@example.com").await;
+    db.email_mark_sent(&m.id, "250 ok").await.unwrap();
+    for result in [
+        db.email_mark_sent(&m.id, "250 ok").await,
+        db.email_mark_retry(&m.id, "451").await,
+        db.email_mark_failed(&m.id, "550").await,
+        db.email_mark_skipped(&m.id).await,
+    ] {
+        assert!(
+            matches!(&result, Err(StorageError::Conflict(msg)) if msg.contains("is sent")),
+            "{result:?}"
+        );
+    }
+    let skipped = queue(&db, "bob@example.com").await;
+    db.email_mark_skipped(&skipped.id).await.unwrap();
+    assert!(matches!(
+        db.email_mark_bounced(&skipped.id, true, "x").await,
+        Err(StorageError::Conflict(_))
+    ));
+    let unknown = new_message_id();
+    assert!(matches!(
+        db.email_mark_sent(&unknown, "250").await,
+        Err(StorageError::NotFound(_))
+    ));
+
+    // Tenant b cannot move a's message, nor see it.
+    let b = ctx.tenant("b").await;
+    let m2 = queue(&db, "carl@example.com").await;
+    assert!(matches!(
+        b.email_mark_sent(&m2.id, "250").await,
+        Err(StorageError::NotFound(_))
+    ));
+    assert!(matches!(
+        b.email_mark_bounced(&m.id, true, "x").await,
+        Err(StorageError::NotFound(_))
+    ));
+    assert_eq!(b.email_message(&m2.id).await.unwrap(), None);
+    assert!(b.email_messages(10).await.unwrap().is_empty());
+    assert_eq!(
+        db.email_message(&m2.id).await.unwrap().unwrap().state,
+        EmailState::Queued
+    );
+}
+
+async fn suppression_is_per_tenant(ctx: Ctx) {
+    let a = ctx.tenant("a").await;
+    let b = ctx.tenant("b").await;
+    let entry = a
+        .email_suppress(" Ann@Example.COM ", "hard bounce 5.1.1", None)
+        .await
+        .unwrap();
+    assert_eq!(entry.address, "ann@example.com");
+    assert!(a.email_is_suppressed("ann@example.com").await.unwrap());
+    assert!(a.email_is_suppressed("ANN@example.com").await.unwrap());
+    assert!(
+        !b.email_is_suppressed("ann@example.com").await.unwrap(),
+        "only a suppressed it"
+    );
+    assert!(b.email_suppressions(10).await.unwrap().is_empty());
+
+    // Again: updated reason, first time kept.
+    let again = a
+        .email_suppress("ann@example.com", "manual", Some("m1"))
+        .await
+        .unwrap();
+    assert_eq!(again.created_at, entry.created_at);
+    assert_eq!(
+        (again.reason.as_str(), again.source_message_id.as_deref()),
+        ("manual", Some("m1"))
+    );
+    a.email_suppress("bob@example.com", "manual", None)
+        .await
+        .unwrap();
+    assert_eq!(a.email_suppressions(10).await.unwrap().len(), 2);
+    assert_eq!(a.email_suppressions(1).await.unwrap().len(), 1);
+
+    // b cannot lift a's suppression.
+    assert!(!b.email_unsuppress("ann@example.com").await.unwrap());
+    assert!(a.email_is_suppressed("ann@example.com").await.unwrap());
+    assert!(a.email_unsuppress("Ann@example.com").await.unwrap());
+    assert!(!a.email_is_suppressed("ann@example.com").await.unwrap());
+    assert!(!a.email_unsuppress("ann@example.com").await.unwrap());
+}
+
+async fn bounces_reach_only_the_tenant_whose_message_it_is(ctx: Ctx) {
+    let a = ctx.tenant("a").await;
+    let b = ctx.tenant("b").await;
+    let m = queue(&a, "ann@example.com").await;
+    a.email_mark_sent(&m.id, "250 ok").await.unwrap();
+    let verp = bounce_address("bounces.example", &tid("a"), &m.id);
+    let (tenant, id) = parse_bounce_address(&verp).unwrap();
+    let bounce = |tenant, hard, action| Bounce {
+        recipient: "ann@example.com".into(),
+        action,
+        hard,
+        status: Some(if hard { "5.1.1" } else { "4.2.2" }.into()),
+        diagnostic: Some("smtp; 550 5.1.1 unknown".into()),
+        tenant,
+        message_id: Some(id.clone()),
+    };
+
+    // Attack: b names itself with a's message id; a forged id names nothing.
+    let forged = bounce(Some(tid("b")), true, BounceAction::Failed);
+    assert_eq!(
+        record_bounce(&ctx.storage, &forged).await.unwrap(),
+        BounceOutcome::Unattributed
+    );
+    let unknown = Bounce {
+        message_id: Some(new_message_id()),
+        ..bounce(Some(tid("a")), true, BounceAction::Failed)
+    };
+    assert_eq!(
+        record_bounce(&ctx.storage, &unknown).await.unwrap(),
+        BounceOutcome::Unattributed
+    );
+    assert!(!b.email_is_suppressed("ann@example.com").await.unwrap());
+    assert!(!a.email_is_suppressed("ann@example.com").await.unwrap());
+
+    // A delay changes nothing; a soft bounce records without suppressing.
+    let delayed = bounce(Some(tenant.clone()), false, BounceAction::Delayed);
+    assert_eq!(
+        record_bounce(&ctx.storage, &delayed).await.unwrap(),
+        BounceOutcome::Delayed
+    );
+    assert_eq!(
+        a.email_message(&m.id).await.unwrap().unwrap().state,
+        EmailState::Sent
+    );
+    let soft = bounce(Some(tenant.clone()), false, BounceAction::Failed);
+    assert_eq!(
+        record_bounce(&ctx.storage, &soft).await.unwrap(),
+        BounceOutcome::Recorded {
+            tenant: tid("a"),
+            message_id: m.id.clone(),
+            hard: false,
+            suppressed: None
+        }
+    );
+    assert!(!a.email_is_suppressed("ann@example.com").await.unwrap());
+
+    // The hard bounce, attributed by id alone (no tenant in the report).
+    let hard = bounce(None, true, BounceAction::Failed);
+    assert_eq!(
+        record_bounce(&ctx.storage, &hard).await.unwrap(),
+        BounceOutcome::Recorded {
+            tenant: tid("a"),
+            message_id: m.id.clone(),
+            hard: true,
+            suppressed: Some("ann@example.com".into())
+        }
+    );
+    let stored = a.email_message(&m.id).await.unwrap().unwrap();
+    assert_eq!(stored.state, EmailState::Bounced);
+    assert_eq!(stored.bounce_type.as_deref(), Some("hard"));
+    assert_eq!(
+        stored.bounce_diagnostic.as_deref(),
+        Some("5.1.1 smtp; 550 5.1.1 unknown")
+    );
+    assert!(a.email_is_suppressed("ann@example.com").await.unwrap());
+    assert!(
+        !b.email_is_suppressed("ann@example.com").await.unwrap(),
+        "per tenant only"
+    );
+    let entry = &a.email_suppressions(10).await.unwrap()[0];
+    assert_eq!(entry.source_message_id.as_deref(), Some(m.id.as_str()));
+}
+
+async fn bad_input_is_refused(ctx: Ctx) {
+    let db = ctx.tenant("a").await;
+    for id in [
+        "",
+        "xyz",
+        "0123456789ABCDEF0123456789ABCDEF",
+        "0123456789abcdef",
+    ] {
+        let result = db
+            .email_create_message(&NewEmailMessage {
+                id,
+                template_id: "t",
+                to_address: "a@example.com",
+                subject: "s",
+                message_id: "<x@y>",
+            })
+            .await;
+        assert!(
+            matches!(result, Err(StorageError::Invalid(_))),
+            "{id}: {result:?}"
+        );
+    }
+    let nul = EmailSettings {
+        from_name: "a\0b".into(),
+        ..settings("a.example")
+    };
+    assert!(matches!(
+        db.email_set_settings(&nul).await,
+        Err(StorageError::Invalid(_))
+    ));
+    assert!(matches!(
+        db.email_suppress("a\0@example.com", "r", None).await,
+        Err(StorageError::Invalid(_))
+    ));
+    assert!(matches!(
+        db.email_suppress("  ", "r", None).await,
+        Err(StorageError::Invalid(_))
+    ));
+    // The schema's own checks hold on both backends.
+    let bad_port = EmailSettings {
+        smtp_port: Some(70000),
+        ..settings("a.example")
+    };
+    assert!(matches!(
+        db.email_set_settings(&bad_port).await,
+        Err(StorageError::Invalid(_))
+    ));
+}
+
+/// Every email table and whether the seed gives each tenant rows in it.
+const TABLES: &[&str] = &["email_settings", "email_messages", "email_suppressions"];
+
+async fn app_connection(url: &str, tenant: &str) -> PgConnection {
+    let mut conn = PgConnection::connect(url).await.unwrap();
+    sqlx::query("SET ROLE veneer_app")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::query("SELECT set_config('app.tenant_id', $1, false)")
+        .bind(tenant)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn
+}
+
+async fn seed(ctx: &Ctx, id: &str) -> EmailMessageRecord {
+    let db = ctx.tenant(id).await;
+    db.email_set_settings(&settings(&format!("{id}.example")))
+        .await
+        .unwrap();
+    db.email_suppress(&format!("x@{id}.example"), "manual", None)
+        .await
+        .unwrap();
+    queue(&db, "ann@example.com").await
+}
+
+fn refused<T: std::fmt::Debug>(result: Result<T, sqlx::Error>, what: &str) {
+    match result {
+        Err(sqlx::Error::Database(e)) => {
+            assert_eq!(e.code().as_deref(), Some("42501"), "{what}: {e}")
+        }
+        other => panic!("{what}: expected a refusal, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rls_keeps_tenant_a_out_of_bs_email() {
+    on_postgres(|ctx: Ctx| async move {
+        let _ = seed(&ctx, "a").await;
+        let b_message = seed(&ctx, "b").await;
+        let b = ctx.storage.tenant(&tid("b"));
+        let b_before = (
+            b.email_settings().await.unwrap(),
+            b.email_messages(10).await.unwrap(),
+            b.email_suppressions(10).await.unwrap(),
+        );
+
+        let mut conn = app_connection(&ctx.url, "a").await;
+        for table in TABLES {
+            let count = |sql: String| sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql));
+            let of_b = count(format!(
+                "SELECT count(*) FROM {table} WHERE tenant_id = 'b'"
+            ))
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+            assert_eq!(of_b, 0, "{table}: a reads b's rows");
+            let all = count(format!("SELECT count(*) FROM {table}"))
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+            assert_eq!(all, 1, "{table}: a sees exactly its own row");
+            for sql in [
+                format!("UPDATE {table} SET tenant_id = tenant_id WHERE tenant_id = 'b'"),
+                format!("UPDATE {table} SET tenant_id = 'a' WHERE tenant_id <> 'a'"),
+                format!("DELETE FROM {table} WHERE tenant_id <> 'a'"),
+            ] {
+                let done = sqlx::query(AssertSqlSafe(sql.clone()))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                assert_eq!(done.rows_affected(), 0, "{sql}");
+            }
+            // Handing its own row to b fails the WITH CHECK.
+            refused(
+                sqlx::query(AssertSqlSafe(format!(
+                    "UPDATE {table} SET tenant_id = 'b' WHERE tenant_id = 'a'"
+                )))
+                .execute(&mut conn)
+                .await,
+                table,
+            );
+        }
+        // Forging rows for b: a suppression that would silence b's mail, a
+        // message, b's relay settings (upsert included).
+        for sql in [
+            "INSERT INTO email_suppressions (tenant_id, address, reason, created_at) \
+             VALUES ('b', 'vip@customer.example', 'forged', 1)"
+                .to_owned(),
+            format!(
+                "INSERT INTO email_messages (tenant_id, id, template_id, to_address, subject, \
+                 message_id, created_at) VALUES ('b', '{}', 't', 'x@y.example', 's', '<m>', 1)",
+                new_message_id()
+            ),
+            "INSERT INTO email_settings (tenant_id, sending_domain, from_name, from_address, \
+             relay, smtp_tls, updated_at) VALUES ('b', 'evil.example', 'b', 'x@evil.example', \
+             'platform', 'none', 1) ON CONFLICT (tenant_id) DO UPDATE SET \
+             smtp_host = 'evil.example'"
+                .to_owned(),
+        ] {
+            refused(
+                sqlx::query(AssertSqlSafe(sql.clone()))
+                    .execute(&mut conn)
+                    .await,
+                &sql,
+            );
+        }
+        // Marking b's message bounced, by id, from a's session: no row.
+        let done = sqlx::query("UPDATE email_messages SET state = 'bounced' WHERE id = $1")
+            .bind(&b_message.id)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(done.rows_affected(), 0);
+
+        // Without a tenant nothing is visible.
+        sqlx::query("SELECT set_config('app.tenant_id', '', false)")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        for table in TABLES {
+            let n: i64 = sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+            assert_eq!(n, 0, "{table} without a tenant");
+        }
+        conn.close().await.unwrap();
+
+        let b_after = (
+            b.email_settings().await.unwrap(),
+            b.email_messages(10).await.unwrap(),
+            b.email_suppressions(10).await.unwrap(),
+        );
+        assert_eq!(b_after, b_before, "b's email data is intact");
+        assert!(!b.email_is_suppressed("vip@customer.example").await.unwrap());
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_tables_force_rls() {
+    on_postgres(|ctx: Ctx| async move {
+        let mut admin = PgConnection::connect(&ctx.url).await.unwrap();
+        for table in TABLES {
+            let (enabled, forced): (bool, bool) = sqlx::query_as(
+                "SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE oid = to_regclass($1)",
+            )
+            .bind(table)
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+            assert!(enabled && forced, "{table}");
+        }
+        admin.close().await.unwrap();
+    })
+    .await;
+}

@@ -1,0 +1,418 @@
+//! The server's background work: the job handlers (Shopify webhooks, email
+//! sends) and starting the worker that runs them. Each handler runs in the job's
+//! tenant context — the tenant's scoped database handle, its plugin, quota and
+//! credentials — restored from the job, never from anything global.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::base::Sale;
+use crate::http::traffic::{active_plugin, effective, with_slot};
+use crate::jobs::{JobContext, JobError, JobHandler, Worker, WorkerConfig, WorkerHandle};
+use crate::resolve::Resolver;
+use crate::shopify::{
+    LineItem, OrderCreated, ProductEvent, map_product_type, money_to_minor, open_credentials,
+    parse_timestamp_ms,
+};
+use crate::state::AppState;
+use crate::storage::NewShopifyCommission;
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+type Fut<'a> = Pin<Box<dyn Future<Output = Result<(), JobError>> + Send + 'a>>;
+
+/// Starts the worker with every handler registered, unless concurrency is 0.
+pub fn start(app: &AppState) -> Option<WorkerHandle> {
+    if app.config.worker_concurrency == 0 {
+        return None;
+    }
+    let mut worker = Worker::new(
+        app.storage.clone(),
+        Arc::new(app.clone()),
+        WorkerConfig {
+            concurrency: app.config.worker_concurrency,
+            ..WorkerConfig::default()
+        },
+    );
+    worker.register(crate::http::shopify::WEBHOOK_JOB, ShopifyWebhook);
+    worker.register(crate::http::email::SEND_JOB, EmailSend);
+    Some(worker.start())
+}
+
+fn retry(err: impl std::fmt::Display) -> JobError {
+    JobError::Retry(err.to_string())
+}
+
+#[derive(Debug, Deserialize)]
+struct WebhookJob {
+    topic: String,
+    webhook_id: String,
+    #[serde(default = "yes")]
+    store_enabled: bool,
+    body: Value,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Processes one Shopify webhook delivery.
+struct ShopifyWebhook;
+
+impl JobHandler<AppState> for ShopifyWebhook {
+    fn run<'a>(&'a self, app: &'a AppState, job: &'a JobContext) -> Fut<'a> {
+        Box::pin(async move {
+            let payload: WebhookJob =
+                serde_json::from_value(job.job.payload.clone()).map_err(|err| {
+                    JobError::Fail(format!("the job's payload is not a webhook: {err}"))
+                })?;
+            if !payload.store_enabled && payload.topic != "app/uninstalled" {
+                return Ok(());
+            }
+            match payload.topic.as_str() {
+                "orders/create" => orders_create(app, job, &payload).await,
+                "products/create" | "products/update" => product_upsert(app, job, &payload).await,
+                "products/delete" => {
+                    let id = payload
+                        .body
+                        .get("id")
+                        .map(|v| v.to_string())
+                        .unwrap_or_default();
+                    job.db.delete_shopify_product(&id).await.map_err(retry)?;
+                    Ok(())
+                }
+                "app/uninstalled" => {
+                    job.db.mark_shopify_uninstalled().await.map_err(retry)?;
+                    job.db
+                        .audit(
+                            "shopify",
+                            "shopify.uninstalled",
+                            None,
+                            None,
+                            Some(&json!({ "webhook": payload.webhook_id }).to_string()),
+                        )
+                        .await
+                        .map_err(retry)?;
+                    app.invalidate(&job.tenant);
+                    Ok(())
+                }
+                other => {
+                    tracing::debug!(tenant = %job.tenant, topic = other, "ignoring a webhook topic we do not handle");
+                    Ok(())
+                }
+            }
+        })
+    }
+}
+
+/// The category of a line item: the product's stored mapping, its product type
+/// mapped onto the tenant's effective categories, or — when the payload lacks a
+/// type — the type fetched through the Admin API with the tenant's own token.
+async fn line_category(
+    app: &AppState,
+    job: &JobContext,
+    line: &LineItem,
+    categories: &[crate::base::Category],
+) -> Result<String, JobError> {
+    if let Some(product_id) = line.product_id {
+        if let Some(product) = job
+            .db
+            .shopify_product(&product_id.to_string())
+            .await
+            .map_err(retry)?
+            && let Some(category) = product.category_id
+        {
+            return Ok(category);
+        }
+    }
+    if let Some(product_type) = line.product_type.as_deref().filter(|t| !t.is_empty())
+        && let Some(category) = map_product_type(product_type, categories)
+    {
+        return Ok(category);
+    }
+    let Some(product_id) = line.product_id else {
+        return Ok(UNMAPPED.into());
+    };
+    let product_type = fetch_product_type(app, job, product_id).await?;
+    let category = map_product_type(&product_type, categories);
+    job.db
+        .upsert_shopify_product(
+            &product_id.to_string(),
+            &product_type,
+            category.as_deref(),
+            now_ms(),
+        )
+        .await
+        .map_err(retry)?;
+    Ok(category.unwrap_or_else(|| UNMAPPED.into()))
+}
+
+/// Category id for items whose type maps to none of the tenant's categories:
+/// the base's default commission rule applies.
+const UNMAPPED: &str = "unmapped";
+
+async fn fetch_product_type(
+    app: &AppState,
+    job: &JobContext,
+    product_id: u64,
+) -> Result<String, JobError> {
+    let store = job
+        .db
+        .shopify_store()
+        .await
+        .map_err(retry)?
+        .ok_or_else(|| JobError::Fail("the tenant has no Shopify store connected".into()))?;
+    let credentials = open_credentials(&app.secrets, &job.tenant, &store)
+        .map_err(|err| JobError::Fail(format!("cannot open the store's credentials: {err}")))?;
+    let mut client = credentials
+        .client(app.http.clone())
+        .map_err(|err| JobError::Fail(err.to_string()))?;
+    if let Some(base) = &app.config.shopify_api_base {
+        client = client.with_base_url(base);
+    }
+    let data = client
+        .graphql(
+            "query productType($id: ID!) { product(id: $id) { productType } }",
+            json!({ "id": format!("gid://shopify/Product/{product_id}") }),
+        )
+        .await
+        .map_err(|err| JobError::Retry(format!("Shopify Admin API: {err}")))?;
+    Ok(data
+        .pointer("/product/productType")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned())
+}
+
+async fn orders_create(
+    app: &AppState,
+    job: &JobContext,
+    payload: &WebhookJob,
+) -> Result<(), JobError> {
+    let order: OrderCreated = serde_json::from_value(payload.body.clone())
+        .map_err(|err| JobError::Fail(format!("orders/create body is not an order: {err}")))?;
+    let tenant = app
+        .tenant_state(&job.tenant)
+        .await
+        .map_err(|err| retry(err.code()))?
+        .ok_or_else(|| JobError::Fail("the tenant no longer exists".into()))?;
+    let config = effective(app, &tenant)
+        .await
+        .map_err(|err| retry(err.code()))?;
+    let plugin = active_plugin(app, &tenant)
+        .await
+        .map_err(|err| retry(err.code()))?;
+    for line in &order.line_items {
+        let category_id = line_category(app, job, line, &config.categories.value).await?;
+        let unit_price = money_to_minor(&line.price, &order.currency)
+            .map_err(|err| JobError::Fail(format!("line {}: {err}", line.id)))?;
+        let sale = Sale {
+            order_id: order.id.to_string(),
+            sku: line.sku.clone().unwrap_or_else(|| line.id.to_string()),
+            category_id,
+            unit_price,
+            quantity: line.quantity.max(1),
+            currency: order.currency.clone(),
+            seller_id: line.vendor.clone(),
+            attributes: Vec::new(),
+        };
+        let (runtime, base, data, quota, plugin_for_run) = (
+            app.runtime.clone(),
+            app.base.clone(),
+            tenant.data(),
+            tenant.quota,
+            plugin.clone(),
+        );
+        let sale_for_run = sale.clone();
+        let resolved = with_slot(app, &tenant, move || {
+            Resolver::new(&runtime, &base).commission(
+                plugin_for_run.as_deref(),
+                data,
+                &quota,
+                &sale_for_run,
+            )
+        })
+        .await
+        .map_err(|err| retry(err.code()))?;
+        let (decision, source, outcome) = match resolved {
+            Ok(resolved) => {
+                if let (Some(plugin), Some(run)) = (&plugin, &resolved.run) {
+                    app.recorder.run(&job.tenant, &plugin.info().sha256, run);
+                }
+                let outcome = resolved
+                    .run
+                    .as_ref()
+                    .map_or("base".to_owned(), |r| r.outcome.as_str().to_owned());
+                let source = serde_json::to_value(resolved.source).unwrap_or(Value::Null);
+                (
+                    serde_json::to_string(&resolved.value).unwrap_or_default(),
+                    source.as_str().unwrap_or("base").to_owned(),
+                    outcome,
+                )
+            }
+            Err(err) => (
+                json!({ "error": err.to_string() }).to_string(),
+                "none".into(),
+                "invalid_sale".into(),
+            ),
+        };
+        job.db
+            .record_shopify_commission(&NewShopifyCommission {
+                order_id: &sale.order_id,
+                line_item_id: &line.id.to_string(),
+                decision_json: &decision,
+                source: &source,
+                outcome: &outcome,
+            })
+            .await
+            .map_err(retry)?;
+    }
+    Ok(())
+}
+
+async fn product_upsert(
+    app: &AppState,
+    job: &JobContext,
+    payload: &WebhookJob,
+) -> Result<(), JobError> {
+    let product: ProductEvent = serde_json::from_value(payload.body.clone())
+        .map_err(|err| JobError::Fail(format!("the product body is not a product: {err}")))?;
+    let tenant = app
+        .tenant_state(&job.tenant)
+        .await
+        .map_err(|err| retry(err.code()))?
+        .ok_or_else(|| JobError::Fail("the tenant no longer exists".into()))?;
+    let config = effective(app, &tenant)
+        .await
+        .map_err(|err| retry(err.code()))?;
+    let category = map_product_type(&product.product_type, &config.categories.value);
+    let updated_at = product
+        .updated_at
+        .as_deref()
+        .and_then(parse_timestamp_ms)
+        .unwrap_or_else(now_ms);
+    job.db
+        .upsert_shopify_product(
+            &product.id.to_string(),
+            &product.product_type,
+            category.as_deref(),
+            updated_at,
+        )
+        .await
+        .map_err(retry)?;
+    Ok(())
+}
+
+#[derive(Debug, Deserialize)]
+struct SendJob {
+    message: String,
+    to: String,
+    rendered: crate::email::Rendered,
+}
+
+/// Sends one rendered message through the tenant's relay. Idempotent: a message
+/// that is no longer queued (sent, skipped, failed) is not sent again.
+struct EmailSend;
+
+impl JobHandler<AppState> for EmailSend {
+    fn run<'a>(&'a self, app: &'a AppState, job: &'a JobContext) -> Fut<'a> {
+        Box::pin(async move {
+            use crate::email::{
+                SendError, SmtpConfig, bounce_address, build_message, relay_config, send,
+            };
+            use crate::storage::EmailState;
+
+            let payload: SendJob = serde_json::from_value(job.job.payload.clone())
+                .map_err(|err| JobError::Fail(format!("the job's payload is not a send: {err}")))?;
+            let db = &job.db;
+            let message = db
+                .email_message(&payload.message)
+                .await
+                .map_err(retry)?
+                .ok_or_else(|| JobError::Fail("the message no longer exists".into()))?;
+            if message.state != EmailState::Queued {
+                return Ok(());
+            }
+            if db.email_is_suppressed(&payload.to).await.map_err(retry)? {
+                db.email_mark_skipped(&payload.message)
+                    .await
+                    .map_err(retry)?;
+                return Ok(());
+            }
+            let Some(settings) = db.email_settings().await.map_err(retry)? else {
+                db.email_mark_failed(&payload.message, "the tenant has no email settings")
+                    .await
+                    .map_err(retry)?;
+                return Err(JobError::Fail("the tenant has no email settings".into()));
+            };
+            let settings = settings.settings;
+            let bounce = bounce_address(&app.config.bounce_domain, &job.tenant, &payload.message);
+            let built = build_message(
+                &settings,
+                &payload.rendered,
+                &payload.to,
+                &payload.message,
+                &bounce,
+            );
+            let email = match built {
+                Ok(email) => email,
+                Err(err) => {
+                    db.email_mark_failed(&payload.message, &err.to_string())
+                        .await
+                        .map_err(retry)?;
+                    return Err(JobError::Fail(err.to_string()));
+                }
+            };
+            let password = match &settings.smtp_password_enc {
+                Some(enc) => {
+                    let plain = app
+                        .secrets
+                        .decrypt(enc, &crate::email::password_aad(&job.tenant))
+                        .map_err(|err| {
+                            JobError::Fail(format!("cannot decrypt the SMTP password: {err}"))
+                        })?;
+                    Some(String::from_utf8_lossy(&plain).into_owned())
+                }
+                None => None,
+            };
+            let mut platform = SmtpConfig::plain(&app.config.smtp_host, app.config.smtp_port);
+            platform.tls = app.config.smtp_tls.parse().unwrap_or(platform.tls);
+            let relay = relay_config(&settings, &platform, password)
+                .map_err(|err| JobError::Fail(err.to_string()))?;
+            match send(&relay, &email).await {
+                Ok(outcome) => {
+                    db.email_mark_sent(&payload.message, &outcome.reply)
+                        .await
+                        .map_err(retry)?;
+                    Ok(())
+                }
+                Err(SendError::Temporary(reply)) => {
+                    if job.job.attempts >= job.job.max_attempts {
+                        db.email_mark_failed(&payload.message, &reply)
+                            .await
+                            .map_err(retry)?;
+                        return Err(JobError::Fail(reply));
+                    }
+                    db.email_mark_retry(&payload.message, &reply)
+                        .await
+                        .map_err(retry)?;
+                    Err(JobError::Retry(reply))
+                }
+                Err(SendError::Permanent(reply)) => {
+                    db.email_mark_failed(&payload.message, &reply)
+                        .await
+                        .map_err(retry)?;
+                    Err(JobError::Fail(reply))
+                }
+            }
+        })
+    }
+}
