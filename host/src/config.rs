@@ -108,6 +108,10 @@ pub struct ServeConfig {
     #[arg(long, env = "VENEER_WORKER_CONCURRENCY", default_value_t = 4)]
     pub worker_concurrency: usize,
 
+    /// First retry delay of a failed job, in milliseconds (doubles per attempt, with jitter).
+    #[arg(long, env = "VENEER_JOB_BACKOFF_MS", default_value_t = 1_000)]
+    pub job_backoff_ms: u64,
+
     /// Base URL for Shopify Admin API calls instead of https://<shop> (tests only).
     #[arg(long, env = "VENEER_SHOPIFY_API_BASE", hide = true)]
     pub shopify_api_base: Option<String>,
@@ -163,6 +167,7 @@ impl ServeConfig {
             secret_key: None,
             secret_old_keys: Vec::new(),
             worker_concurrency: 4,
+            job_backoff_ms: 1_000,
             shopify_api_base: None,
             smtp_host: "127.0.0.1".into(),
             smtp_port: 25,

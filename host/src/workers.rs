@@ -39,6 +39,8 @@ pub fn start(app: &AppState) -> Option<WorkerHandle> {
         Arc::new(app.clone()),
         WorkerConfig {
             concurrency: app.config.worker_concurrency,
+            base_backoff: std::time::Duration::from_millis(app.config.job_backoff_ms.max(1)),
+            poll_interval: std::time::Duration::from_millis(100),
             ..WorkerConfig::default()
         },
     );

@@ -2,7 +2,9 @@
 //! real SQLite file or a fresh PostgreSQL database, driven with reqwest.
 
 mod attacks;
+mod email;
 mod harness;
 mod lifecycle;
 mod limits;
+mod shopify;
 mod traffic;

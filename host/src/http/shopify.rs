@@ -29,6 +29,8 @@ pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/shopify", get(status).put(connect).delete(disconnect))
         .route("/v1/shopify/webhooks", post(webhook))
+        .route("/v1/shopify/commissions", get(commissions))
+        .route("/v1/shopify/products", get(products))
 }
 
 #[derive(Debug, Deserialize)]
@@ -122,6 +124,47 @@ async fn disconnect(State(app): State<AppState>, admin: TenantAdmin) -> ApiResul
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[derive(Debug, Deserialize)]
+struct CommissionQuery {
+    order_id: Option<String>,
+    limit: Option<u32>,
+}
+
+async fn commissions(
+    State(app): State<AppState>,
+    member: Member,
+    axum::extract::Query(q): axum::extract::Query<CommissionQuery>,
+) -> ApiResult<Json<Value>> {
+    let rows = app
+        .storage
+        .tenant(member.tenant.id())
+        .shopify_commissions(q.order_id.as_deref(), q.limit.unwrap_or(100).min(1_000))
+        .await?;
+    let rows: Vec<Value> = rows
+        .into_iter()
+        .map(|r| {
+            json!({
+                "order_id": r.order_id, "line_item_id": r.line_item_id, "source": r.source, "outcome": r.outcome,
+                "decision": serde_json::from_str::<Value>(&r.decision_json).unwrap_or(Value::Null), "created_at": r.created_at,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "commissions": rows })))
+}
+
+async fn products(State(app): State<AppState>, member: Member) -> ApiResult<Json<Value>> {
+    let rows = app
+        .storage
+        .tenant(member.tenant.id())
+        .shopify_products(1_000)
+        .await?;
+    let rows: Vec<Value> = rows
+        .into_iter()
+        .map(|p| json!({ "product_id": p.product_id, "product_type": p.product_type, "category_id": p.category_id, "updated_at": p.updated_at }))
+        .collect();
+    Ok(Json(json!({ "products": rows })))
+}
+
 fn unauthenticated() -> ApiError {
     // One answer for an unknown shop, a shop of another tenant and a bad
     // signature: a prober learns nothing about which shops exist.
@@ -145,6 +188,12 @@ async fn webhook(
                 "missing_header",
                 format!("the webhook has no {name} header"),
             ));
+        }
+        // A malformed signature is a bad signature: same answer as any other.
+        Err(WebhookError::InvalidHeader { name, .. })
+            if name.eq_ignore_ascii_case("x-shopify-hmac-sha256") =>
+        {
+            return Err(unauthenticated());
         }
         Err(WebhookError::InvalidHeader { name, reason }) => {
             return Err(ApiError::bad_request(

@@ -52,6 +52,7 @@ fn ensure_postgres() {
 /// A fresh database that is dropped with the guard.
 pub struct TestDb {
     pub url: String,
+    pub kind: Db,
     name: Option<String>,
     _dir: Option<tempfile::TempDir>,
 }
@@ -65,6 +66,7 @@ impl TestDb {
                 let url = format!("sqlite://{}", dir.path().join("veneer.db").display());
                 Self {
                     url,
+                    kind,
                     name: None,
                     _dir: Some(dir),
                 }
@@ -94,6 +96,7 @@ impl TestDb {
                 };
                 Self {
                     url,
+                    kind,
                     name: Some(name),
                     _dir: None,
                 }
@@ -139,8 +142,8 @@ impl Drop for TestDb {
 pub struct Server {
     pub running: Running,
     pub client: reqwest::Client,
-    /// Held so the database lives as long as the server and is dropped after it.
-    _db: TestDb,
+    /// The database; dropped after the server.
+    pub db: TestDb,
 }
 
 pub const BASE: &str = "veneer.test";
@@ -148,9 +151,15 @@ pub const BASE: &str = "veneer.test";
 impl Server {
     /// A server on a fresh database, seeded with the demo tenants.
     pub async fn start(kind: Db) -> Self {
+        Self::start_with(kind, |_| {}).await
+    }
+
+    /// Like [`Server::start`], with the configuration adjusted first.
+    pub async fn start_with(kind: Db, adjust: impl FnOnce(&mut ServeConfig)) -> Self {
         let db = TestDb::new(kind).await;
         let mut config = ServeConfig::for_tests(db.url.clone());
         config.base_domain = BASE.into();
+        adjust(&mut config);
         let running = start(config).await.expect("server starts");
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
@@ -159,7 +168,7 @@ impl Server {
         Self {
             running,
             client,
-            _db: db,
+            db,
         }
     }
 
@@ -271,4 +280,24 @@ macro_rules! both_backends {
             }
         }
     };
+}
+
+impl Server {
+    /// Polls `check` until it returns Some, for up to `secs` seconds.
+    pub async fn eventually<T>(
+        &self,
+        secs: u64,
+        mut check: impl AsyncFnMut(&Server) -> Option<T>,
+    ) -> Option<T> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(value) = check(self).await {
+                return Some(value);
+            }
+            if std::time::Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }

@@ -1,0 +1,1 @@
+//! Email end to end (being written).
