@@ -61,6 +61,38 @@ enum Command {
     /// Work with the base configuration.
     #[command(subcommand)]
     Base(BaseCommand),
+    /// Manage encrypted credentials.
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum SecretsCommand {
+    /// Re-encrypt every stored credential under the current key (after adding a
+    /// new VENEER_SECRET_KEY and moving the old one to VENEER_SECRET_OLD_KEYS).
+    Rotate {
+        /// Database URL.
+        #[arg(
+            long,
+            env = "VENEER_DATABASE_URL",
+            default_value = "sqlite://veneer.db"
+        )]
+        database_url: String,
+        /// The current key, `<id>:<base64>`.
+        #[arg(long, env = "VENEER_SECRET_KEY", hide_env_values = true)]
+        secret_key: Option<String>,
+        /// Older keys (comma-separated).
+        #[arg(
+            long,
+            env = "VENEER_SECRET_OLD_KEYS",
+            value_delimiter = ',',
+            hide_env_values = true
+        )]
+        secret_old_keys: Vec<String>,
+        /// Accept the insecure development key.
+        #[arg(long)]
+        dev: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -183,6 +215,48 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Plugin(PluginCommand::Run(args)) => plugin_run(args),
         Command::Plugin(PluginCommand::Check(args)) => plugin_check(args),
+        Command::Secrets(SecretsCommand::Rotate {
+            database_url,
+            secret_key,
+            secret_old_keys,
+            dev,
+        }) => {
+            let secrets = crate::secrets::SecretBox::from_env_or_dev(
+                secret_key.as_deref(),
+                &secret_old_keys,
+                dev,
+            )?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            let report = runtime.block_on(async {
+                let storage = crate::storage::Storage::connect(
+                    &database_url,
+                    &crate::storage::StorageOptions::default(),
+                )
+                .await?;
+                let report =
+                    crate::shopify::rotate_credentials(&storage.platform(), &secrets).await?;
+                anyhow::Ok(report)
+            })?;
+            println!(
+                "Shopify credentials: {} re-encrypted under key `{}`, {} already current, {} changed during the run (run again)",
+                report.rotated,
+                secrets.current_key_id(),
+                report.unchanged,
+                report.raced
+            );
+            for (tenant, err) in &report.failed {
+                println!(
+                    "  {tenant}: cannot open the stored credentials ({err}); the tenant must reconnect its store"
+                );
+            }
+            Ok(if report.failed.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
         Command::Base(BaseCommand::Check { base_config }) => {
             let base = BaseConfig::load(&base_config)?;
             println!(
