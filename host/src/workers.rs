@@ -124,16 +124,15 @@ async fn line_category(
     line: &LineItem,
     categories: &[crate::base::Category],
 ) -> Result<String, JobError> {
-    if let Some(product_id) = line.product_id {
-        if let Some(product) = job
+    if let Some(product_id) = line.product_id
+        && let Some(product) = job
             .db
             .shopify_product(&product_id.to_string())
             .await
             .map_err(retry)?
-            && let Some(category) = product.category_id
-        {
-            return Ok(category);
-        }
+        && let Some(category) = product.category_id
+    {
+        return Ok(category);
     }
     if let Some(product_type) = line.product_type.as_deref().filter(|t| !t.is_empty())
         && let Some(category) = map_product_type(product_type, categories)
@@ -375,20 +374,36 @@ impl JobHandler<AppState> for EmailSend {
             };
             let password = match &settings.smtp_password_enc {
                 Some(enc) => {
-                    let plain = app
+                    let plain = match app
                         .secrets
                         .decrypt(enc, &crate::email::password_aad(&job.tenant))
-                        .map_err(|err| {
-                            JobError::Fail(format!("cannot decrypt the SMTP password: {err}"))
-                        })?;
+                    {
+                        Ok(plain) => plain,
+                        Err(err) => {
+                            let reason = format!(
+                                "cannot decrypt the SMTP password ({err}); save the email settings again"
+                            );
+                            db.email_mark_failed(&payload.message, &reason)
+                                .await
+                                .map_err(retry)?;
+                            return Err(JobError::Fail(reason));
+                        }
+                    };
                     Some(String::from_utf8_lossy(&plain).into_owned())
                 }
                 None => None,
             };
             let mut platform = SmtpConfig::plain(&app.config.smtp_host, app.config.smtp_port);
             platform.tls = app.config.smtp_tls.parse().unwrap_or(platform.tls);
-            let relay = relay_config(&settings, &platform, password)
-                .map_err(|err| JobError::Fail(err.to_string()))?;
+            let relay = match relay_config(&settings, &platform, password) {
+                Ok(relay) => relay,
+                Err(err) => {
+                    db.email_mark_failed(&payload.message, &err.to_string())
+                        .await
+                        .map_err(retry)?;
+                    return Err(JobError::Fail(err.to_string()));
+                }
+            };
             match send(&relay, &email).await {
                 Ok(outcome) => {
                     db.email_mark_sent(&payload.message, &outcome.reply)

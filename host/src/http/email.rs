@@ -16,13 +16,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::email::{
-    self, BounceOutcome, EmailRelay, EmailSettings, EmailTls, message_id_header, new_message_id,
+    BounceOutcome, EmailRelay, EmailSettings, EmailTls, message_id_header, new_message_id,
     parse_bounce_webhook, parse_dsn, password_aad, record_bounce, validate_settings,
 };
 use crate::http::context::{JsonBody, Member, RawBody, TenantAdmin};
-use crate::http::traffic::{active_plugin, with_slot};
+use crate::http::traffic::render_email;
 use crate::http::{ApiError, ApiResult};
-use crate::resolve::Resolver;
 use crate::state::AppState;
 use crate::storage::{NewEmailMessage, NewJob};
 use crate::tenancy::{HostTarget, classify};
@@ -189,47 +188,9 @@ async fn send(
             "`to` must be one email address such as ann@example.com",
         ));
     }
-    let def = app
-        .base
-        .email(&input.template)
-        .ok_or_else(|| crate::resolve::InputError::UnknownTemplate(input.template.clone()))?;
-    // The template's sample values fill what the caller left out.
-    let mut context = def.sample.clone();
-    context.extend(input.context);
-
     // Rendered now, with the tenant's plugin: a bad context is the caller's 4xx,
     // and the job sends exactly what was rendered (retries never re-run the plugin).
-    let plugin = active_plugin(&app, &tenant).await?;
-    let (runtime, base, data, quota, id) = (
-        app.runtime.clone(),
-        app.base.clone(),
-        tenant.data(),
-        tenant.quota,
-        input.template.clone(),
-    );
-    let ctx = context.clone();
-    let plugin_for_run = plugin.clone();
-    let resolved = with_slot(&app, &tenant, move || {
-        Resolver::new(&runtime, &base).email(
-            plugin_for_run.as_deref(),
-            data,
-            &quota,
-            &id,
-            Some(&ctx),
-        )
-    })
-    .await??;
-    if let (Some(plugin), Some(run)) = (&plugin, &resolved.run) {
-        app.recorder
-            .run(&tenant.record.id, &plugin.info().sha256, run);
-    }
-    let rendered = email::render(&resolved.value, &context).map_err(|err| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "render_failed",
-            err.to_string(),
-        )
-    })?;
+    let (resolved, rendered) = render_email(&app, &tenant, &input.template, input.context).await?;
 
     let id = new_message_id();
     let header = message_id_header(&id, &settings.settings.sending_domain);

@@ -288,30 +288,30 @@ struct PreviewRequest {
     context: Option<BTreeMap<String, String>>,
 }
 
-async fn preview(
-    State(app): State<AppState>,
-    member: Member,
-    JsonBody(request): JsonBody<PreviewRequest>,
-) -> ApiResult<Json<Value>> {
-    let tenant = member.tenant.0.clone();
+/// A template customised by the tenant's plugin for `caller_context` (on top of
+/// the template's sample values) and rendered: what a preview shows and a send sends.
+pub(crate) async fn render_email(
+    app: &AppState,
+    tenant: &Arc<TenantState>,
+    template: &str,
+    caller_context: BTreeMap<String, String>,
+) -> ApiResult<(Resolved<crate::base::EmailTemplate>, email::Rendered)> {
     let def = app
         .base
-        .email(&request.template)
-        .ok_or_else(|| crate::resolve::InputError::UnknownTemplate(request.template.clone()))?;
+        .email(template)
+        .ok_or_else(|| crate::resolve::InputError::UnknownTemplate(template.to_owned()))?;
     // Sample values first, the caller's on top: a partial context still renders.
     let mut context = def.sample.clone();
-    context.extend(request.context.unwrap_or_default());
-    let plugin = active_plugin(&app, &tenant).await?;
+    context.extend(caller_context);
+    let plugin = active_plugin(app, tenant).await?;
     let (runtime, base, data, quota) = (
         app.runtime.clone(),
         app.base.clone(),
         tenant.data(),
         tenant.quota,
     );
-    let id = request.template.clone();
-    let ctx = context.clone();
-    let plugin_for_run = plugin.clone();
-    let resolved = with_slot(&app, &tenant, move || {
+    let (id, ctx, plugin_for_run) = (template.to_owned(), context.clone(), plugin.clone());
+    let resolved = with_slot(app, tenant, move || {
         Resolver::new(&runtime, &base).email(
             plugin_for_run.as_deref(),
             data,
@@ -332,6 +332,22 @@ async fn preview(
             err.to_string(),
         )
     })?;
+    Ok((resolved, rendered))
+}
+
+async fn preview(
+    State(app): State<AppState>,
+    member: Member,
+    JsonBody(request): JsonBody<PreviewRequest>,
+) -> ApiResult<Json<Value>> {
+    let tenant = member.tenant.0.clone();
+    let (resolved, rendered) = render_email(
+        &app,
+        &tenant,
+        &request.template,
+        request.context.unwrap_or_default(),
+    )
+    .await?;
     Ok(Json(json!({
         "template": request.template,
         "source": resolved.source,

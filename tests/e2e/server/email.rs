@@ -338,10 +338,9 @@ fn decode_part(part: &str) -> (String, String) {
         "quoted-printable" => decode_quoted_printable(body),
         _ => body.as_bytes().to_vec(),
     };
-    (
-        content_type,
-        String::from_utf8(bytes).expect("a UTF-8 part"),
-    )
+    // Line ends as written by the templates (they travel as CRLF).
+    let text = String::from_utf8(bytes).expect("a UTF-8 part");
+    (content_type, text.replace("\r\n", "\n"))
 }
 
 fn parse(mail: &ReceivedMail) -> Parsed {
@@ -378,21 +377,6 @@ fn parse(mail: &ReceivedMail) -> Parsed {
         content_type,
         text: text.unwrap_or_else(|| panic!("a text/plain part: {raw}")),
         html: html.unwrap_or_else(|| panic!("a text/html part: {raw}")),
-    }
-}
-
-/// The message among `received` whose Message-ID is `header`.
-fn received_with<'a>(received: &'a [ReceivedMail], header: &str) -> &'a ReceivedMail {
-    let matching: Vec<&ReceivedMail> = received
-        .iter()
-        .filter(|m| parse(m).header("message-id") == [header])
-        .collect();
-    match matching.as_slice() {
-        [one] => one,
-        other => panic!(
-            "expected one message with Message-ID {header}, got {}",
-            other.len()
-        ),
     }
 }
 
@@ -1112,6 +1096,35 @@ async fn permanent_failure(db: Db) {
     wait_for_state(&server, "acme", &id_of(&next), "sent").await;
     assert_eq!(smtp.messages().len(), 1);
     assert_eq!(message(&server, "acme", &id).await["state"], "failed");
+
+    // A temporary refusal, by contrast, is retried until the relay takes it.
+    smtp.fail_next(2, 451, "4.3.0 Try again later");
+    let later = send(
+        &server,
+        "acme",
+        "welcome",
+        "bob@example.com",
+        json!({ "customer_name": "Bob" }),
+    )
+    .await;
+    let later_row = wait_for_state(&server, "acme", &id_of(&later), "sent").await;
+    assert_eq!(
+        later_row["attempts"], 3,
+        "two refusals, then sent: {later_row}"
+    );
+    let later_job =
+        wait_for_job(&server, "acme", later["job"].as_i64().expect("job"), "done").await;
+    assert_eq!(later_job["attempts"], 3, "{later_job}");
+    assert!(
+        later_job["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("451"),
+        "{later_job}"
+    );
+    let received = smtp.messages();
+    assert_eq!(received.len(), 2, "one copy of the retried message");
+    assert_eq!(received[1].to, ["bob@example.com"]);
 }
 both_backends!(
     a_permanent_refusal_fails_the_message_and_dead_letters_the_job,
