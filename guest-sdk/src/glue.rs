@@ -2,6 +2,9 @@
 //! between the bindings' types and the SDK's, and the functions the exported hooks
 //! forward to. Compiled only for WebAssembly; plugin crates never see wit-bindgen.
 
+// Reached only through the doc(hidden) `__private` path, by the export macro.
+#![allow(missing_docs)]
+
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({

@@ -63,6 +63,8 @@
 //! Build the plugin with `cargo build --release --target wasm32-wasip2` (crate
 //! type `cdylib`) and try it with `veneer plugin run` before uploading it.
 
+#![deny(missing_docs)]
+
 mod context;
 #[cfg(target_arch = "wasm32")]
 mod glue;
