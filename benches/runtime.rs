@@ -1,10 +1,23 @@
-//! Runtime micro-benchmarks: the commission hook of the luxury-consignment plugin
-//! through the sandbox (fresh store per call, and a warm instance) against the
-//! same logic compiled natively, plus the cheapest host-to-guest call.
+//! Runtime micro-benchmarks, every figure against a baseline measured in the same
+//! run:
 //!
-//! `cargo bench -p veneer --bench runtime` — then a summary prints the ratios
-//! measured in this same run. Unset RUST_BACKTRACE first (it makes every error
-//! capture a backtrace). Results and the date go in docs/performance.md.
+//! - each hook through the sandbox with a fresh store (instantiate + one call);
+//! - the commission hook on a fresh store, on an already-instantiated plugin,
+//!   and the same logic compiled natively (`plugin-luxury-consignment` as a rlib);
+//! - the cheapest host-to-guest call (`describe` on a live instance);
+//! - instantiation alone (fresh store + instantiate, no call);
+//! - fuel vs epoch vs both vs neither on a compute-heavy plugin (the hostile
+//!   plugin's `slow-ok` mode), each on an engine built with that
+//!   [`Metering`] — the switch exists for this bench only;
+//! - an effective-configuration lookup that hits the cache (key + moka get),
+//!   against computing it.
+//!
+//! Every path's outcome is checked once before anything is timed, so a failing
+//! call cannot pass for a fast one.
+//!
+//! `env -u RUST_BACKTRACE CARGO_TARGET_DIR=/var/tmp/veneer-bench cargo bench -p veneer --bench runtime`
+//! — the summary at the end prints medians and ratios. Results and the date go in
+//! docs/performance.md.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -14,13 +27,27 @@ use criterion::Criterion;
 use plugin_luxury_consignment::LuxuryConsignment;
 use veneer::base::{self, BaseConfig};
 use veneer::built_plugins;
-use veneer::runtime::{Outcome, Quota, Runtime, RuntimeConfig, StaticTenantData, TenantData};
+use veneer::cache::{Caches, EffectiveKey};
+use veneer::resolve::Resolver;
+use veneer::runtime::{
+    LoadedPlugin, Metering, Outcome, Quota, Runtime, RuntimeConfig, Session, StaticTenantData,
+    TenantData,
+};
+use veneer::tenancy::TenantId;
 use veneer_sdk::Plugin as _;
 
+/// Rounds of the hostile plugin's `slow-ok` loop per call: long enough that the
+/// loop, not instantiation, dominates (about a millisecond).
+const SLOW_COUNT: u64 = 300_000;
+
 struct Fixture {
+    base: BaseConfig,
     runtime: Runtime,
-    plugin: Arc<veneer::runtime::LoadedPlugin>,
+    luxury: Arc<LoadedPlugin>,
+    sneakers: Arc<LoadedPlugin>,
+    email: Arc<LoadedPlugin>,
     data: Arc<dyn TenantData>,
+    email_data: Arc<dyn TenantData>,
     quota: Quota,
     sale: base::Sale,
     decision: base::CommissionDecision,
@@ -28,11 +55,21 @@ struct Fixture {
     sdk_decision: veneer_sdk::CommissionDecision,
 }
 
+fn load(runtime: &Runtime, path: &str) -> Arc<LoadedPlugin> {
+    let bytes = std::fs::read(path).expect("plugin built");
+    runtime.load(&bytes).expect("plugin loads")
+}
+
 fn fixture() -> Fixture {
-    let runtime = Runtime::new(RuntimeConfig::default()).expect("runtime starts");
+    let runtime = Runtime::new(RuntimeConfig {
+        max_concurrent_calls: 4,
+        ..RuntimeConfig::default()
+    })
+    .expect("runtime starts");
     let base = BaseConfig::load(&base::default_dir()).expect("base loads");
-    let bytes = std::fs::read(built_plugins::LUXURY_CONSIGNMENT).expect("plugin built");
-    let plugin = runtime.load(&bytes).expect("plugin loads");
+    let luxury = load(&runtime, built_plugins::LUXURY_CONSIGNMENT);
+    let sneakers = load(&runtime, built_plugins::SNEAKER_STORE);
+    let email = load(&runtime, built_plugins::EMAIL_REBRAND);
     let sale = base::Sale {
         order_id: "order-1".into(),
         sku: "SKU-1".into(),
@@ -66,9 +103,15 @@ fn fixture() -> Fixture {
         note: decision.note.clone(),
     };
     Fixture {
+        base,
         runtime,
-        plugin,
+        luxury,
+        sneakers,
+        email,
         data: Arc::new(StaticTenantData::with_settings("{}")),
+        email_data: Arc::new(StaticTenantData::with_settings(
+            r##"{"brand_name": "Acme", "primary_color": "#112233", "accent_color": "#445566"}"##,
+        )),
         quota: Quota::default(),
         sale,
         decision,
@@ -77,19 +120,53 @@ fn fixture() -> Fixture {
     }
 }
 
-fn fresh(f: &Fixture) {
-    let run = f
-        .runtime
-        .commission(&f.plugin, f.data.clone(), &f.quota, &f.sale, &f.decision);
-    assert!(matches!(run.outcome, Outcome::Ok(_)));
-    black_box(run);
+fn ok<T>(what: &str, outcome: Outcome<T>) -> T {
+    match outcome {
+        Outcome::Ok(value) => value,
+        other => panic!("{what}: {} {:?}", other.kind(), other.message()),
+    }
 }
 
-fn native(f: &Fixture) {
+fn fresh_commission(f: &Fixture) -> Outcome<base::CommissionDecision> {
+    f.runtime
+        .commission(&f.luxury, f.data.clone(), &f.quota, &f.sale, &f.decision)
+        .outcome
+}
+
+fn fresh_categories(f: &Fixture) -> Outcome<Vec<base::Category>> {
+    f.runtime
+        .categories(&f.luxury, f.data.clone(), &f.quota, &f.base.categories)
+        .outcome
+}
+
+fn fresh_size_charts(f: &Fixture) -> Outcome<Vec<base::SizeChart>> {
+    f.runtime
+        .size_charts(&f.sneakers, f.data.clone(), &f.quota, &f.base.size_charts)
+        .outcome
+}
+
+fn fresh_email(f: &Fixture) -> Outcome<base::EmailTemplate> {
+    let def = &f.base.emails["welcome"];
+    f.runtime
+        .email(
+            &f.email,
+            f.email_data.clone(),
+            &f.quota,
+            &def.template,
+            &def.sample,
+        )
+        .outcome
+}
+
+fn native(f: &Fixture) -> veneer_sdk::CommissionDecision {
     // The same work the guest does: settings come from the context and are parsed.
     let ctx = veneer_sdk::Context::testing().with_settings("{}");
-    let out = LuxuryConsignment::commission(&ctx, &f.sdk_sale, f.sdk_decision.clone());
-    black_box(out.expect("native commission"));
+    LuxuryConsignment::commission(&ctx, &f.sdk_sale, f.sdk_decision.clone())
+        .expect("native commission")
+}
+
+fn warm(session: &mut Session, f: &Fixture) -> Outcome<base::CommissionDecision> {
+    session.commission(&f.sale, &f.decision)
 }
 
 /// Median time per call over `rounds` rounds of `batch` calls.
@@ -107,43 +184,254 @@ fn median(rounds: usize, batch: u32, mut f: impl FnMut()) -> Duration {
     samples[samples.len() / 2]
 }
 
+/// One engine per metering variant, each with the hostile plugin loaded and set
+/// to do `SLOW_COUNT` rounds of arithmetic.
+struct Metered {
+    name: &'static str,
+    runtime: Runtime,
+    plugin: Arc<LoadedPlugin>,
+}
+
+fn metered(name: &'static str, fuel: bool, epoch: bool) -> Metered {
+    let runtime = Runtime::new(RuntimeConfig {
+        max_concurrent_calls: 2,
+        metering: Metering { fuel, epoch },
+        ..RuntimeConfig::default()
+    })
+    .expect("runtime starts");
+    let plugin = load(&runtime, built_plugins::HOSTILE);
+    Metered {
+        name,
+        runtime,
+        plugin,
+    }
+}
+
+fn slow_quota() -> Quota {
+    Quota {
+        fuel: 1_000_000_000,
+        deadline_ms: 10_000,
+        ..Quota::default()
+    }
+}
+
+fn slow_data() -> Arc<dyn TenantData> {
+    Arc::new(StaticTenantData::with_settings(format!(
+        r#"{{"mode": "slow-ok", "count": {SLOW_COUNT}}}"#
+    )))
+}
+
+fn slow_call(m: &Metered, f: &Fixture, data: &Arc<dyn TenantData>, quota: &Quota) -> u64 {
+    let run = m
+        .runtime
+        .commission(&m.plugin, data.clone(), quota, &f.sale, &f.decision);
+    assert!(matches!(run.outcome, Outcome::Ok(_)), "{}", m.name);
+    run.stats.fuel_used
+}
+
 fn main() {
     let f = fixture();
+
+    // Every path checked once, before any timing.
+    let expected = ok("fresh commission", fresh_commission(&f));
+    assert_eq!(
+        expected.rule_id,
+        native(&f).rule_id,
+        "wasm and native agree"
+    );
+    assert_eq!(expected.fee, native(&f).fee, "wasm and native agree");
+    ok("fresh categories", fresh_categories(&f));
+    ok("fresh size charts", fresh_size_charts(&f));
+    ok("fresh email", fresh_email(&f));
     let mut session = f
         .runtime
-        .session(&f.plugin, f.data.clone(), &f.quota)
+        .session(&f.luxury, f.data.clone(), &f.quota)
         .expect("instantiates");
+    for _ in 0..3 {
+        assert_eq!(
+            ok("warm commission", warm(&mut session, &f)),
+            expected,
+            "a warm call returns what a fresh one does"
+        );
+    }
+    let warm_fuel = session.last_fuel_used();
+    assert!(!ok("warm describe", session.describe()).is_empty());
+    assert_eq!(
+        ok("warm after describe", warm(&mut session, &f)),
+        expected
+    );
+
+    let variants = [
+        metered("fuel + epoch (production)", true, true),
+        metered("fuel only", true, false),
+        metered("epoch only", false, true),
+        metered("neither", false, false),
+    ];
+    let (slow, quota) = (slow_data(), slow_quota());
+    let slow_fuel = slow_call(&variants[0], &f, &slow, &quota);
+    for m in &variants {
+        slow_call(m, &f, &slow, &quota);
+    }
+
+    let tenant = TenantId::new("acme").expect("tenant id");
+    let caches = Caches::new();
+    let key_for = |settings_version: i64| {
+        EffectiveKey::new(
+            &tenant,
+            &f.base.version,
+            Some(f.luxury.info().sha256.as_str()),
+            settings_version,
+            1,
+        )
+    };
+    let compute = || {
+        Resolver::new(&f.runtime, &f.base).effective(
+            Some(&f.luxury),
+            f.data.clone(),
+            &f.quota,
+            key_for(1).version(),
+        )
+    };
+    let effective = Arc::new(compute());
+    assert!(!effective.is_transient());
+    caches.put_effective(key_for(1), effective);
+    let cached = || caches.effective(&key_for(1)).expect("cache hit");
+    cached();
 
     let mut c = Criterion::default().configure_from_args();
     {
         let mut group = c.benchmark_group("commission");
-        group.bench_function("wasm_fresh_store", |b| b.iter(|| fresh(&f)));
-        group.bench_function("wasm_warm_instance", |b| {
-            b.iter(|| black_box(session.commission(&f.sale, &f.decision)))
+        group.bench_function("wasm_fresh_store", |b| {
+            b.iter(|| black_box(fresh_commission(&f)))
         });
-        group.bench_function("native", |b| b.iter(|| native(&f)));
+        group.bench_function("wasm_warm_instance", |b| {
+            b.iter(|| black_box(warm(&mut session, &f)))
+        });
+        group.bench_function("native", |b| b.iter(|| black_box(native(&f))));
         group.finish();
     }
+    {
+        let mut group = c.benchmark_group("fresh_store_hook");
+        group.bench_function("categories", |b| {
+            b.iter(|| black_box(fresh_categories(&f)))
+        });
+        group.bench_function("size_charts", |b| {
+            b.iter(|| black_box(fresh_size_charts(&f)))
+        });
+        group.bench_function("commission", |b| {
+            b.iter(|| black_box(fresh_commission(&f)))
+        });
+        group.bench_function("email", |b| b.iter(|| black_box(fresh_email(&f))));
+        group.finish();
+    }
+    c.bench_function("instantiate_only", |b| {
+        b.iter(|| black_box(f.runtime.session(&f.luxury, f.data.clone(), &f.quota)))
+    });
     c.bench_function("noop_describe_warm", |b| {
         b.iter(|| black_box(session.describe()))
     });
+    {
+        let mut group = c.benchmark_group("metering_slow_ok");
+        group.sample_size(30);
+        for m in &variants {
+            group.bench_function(m.name, |b| {
+                b.iter(|| black_box(slow_call(m, &f, &slow, &quota)))
+            });
+        }
+        group.finish();
+    }
+    {
+        let mut group = c.benchmark_group("effective_config");
+        group.bench_function("cache_hit", |b| b.iter(|| black_box(cached())));
+        group.sample_size(20);
+        group.bench_function("computed", |b| b.iter(|| black_box(compute())));
+        group.finish();
+    }
     c.final_summary();
 
     // Ratios from one interleaved measurement, so both sides see the same machine.
     let rounds = 41;
-    let fresh_t = median(rounds, 200, || fresh(&f));
-    let native_t = median(rounds, 200, || native(&f));
-    let warm_t = median(rounds, 200, || {
-        black_box(session.commission(&f.sale, &f.decision));
+    let fresh_t = median(rounds, 200, || {
+        black_box(fresh_commission(&f));
     });
+    let native_t = median(rounds, 200, || {
+        black_box(native(&f));
+    });
+    let warm_t = median(rounds, 200, || {
+        black_box(warm(&mut session, &f));
+    });
+    let inst_t = median(rounds, 200, || {
+        black_box(f.runtime.session(&f.luxury, f.data.clone(), &f.quota)).ok();
+    });
+    let noop_t = median(rounds, 1_000, || {
+        black_box(session.describe());
+    });
+    let hit_t = median(rounds, 1_000, || {
+        black_box(cached());
+    });
+    let computed_t = median(11, 5, || {
+        black_box(compute());
+    });
+    let slow_t: Vec<Duration> = variants
+        .iter()
+        .map(|m| {
+            median(11, 3, || {
+                black_box(slow_call(m, &f, &slow, &quota));
+            })
+        })
+        .collect();
+    // The session's outcome is checked again after timing: a poisoned session
+    // returns at once and would have made the warm figures meaningless.
+    assert_eq!(ok("warm after timing", warm(&mut session, &f)), expected);
+
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
     println!("\nsummary (median of {rounds} rounds, same run):");
-    println!("  fresh store + instantiate + commission  {fresh_t:>10.2?}");
-    println!("  warm instance commission                {warm_t:>10.2?}");
-    println!("  native commission                       {native_t:>10.2?}");
     println!(
-        "  ratio fresh/native  {:.1}x   warm/native  {:.1}x",
-        fresh_t.as_secs_f64() / native_t.as_secs_f64(),
-        warm_t.as_secs_f64() / native_t.as_secs_f64()
+        "  fresh store + instantiate + commission  {:>10.2} µs",
+        us(fresh_t)
     );
-    println!("  fuel per commission call: {}", session.last_fuel_used());
+    println!(
+        "  fresh store + instantiate (no call)     {:>10.2} µs",
+        us(inst_t)
+    );
+    println!(
+        "  warm instance commission                {:>10.2} µs",
+        us(warm_t)
+    );
+    println!(
+        "  native commission                       {:>10.2} µs",
+        us(native_t)
+    );
+    println!(
+        "  no-op host->guest call (describe, warm) {:>10.2} µs",
+        us(noop_t)
+    );
+    println!(
+        "  ratio fresh/native  {:.1}x   warm/native  {:.2}x",
+        ratio(fresh_t, native_t),
+        ratio(warm_t, native_t)
+    );
+    println!("  fuel per commission call: {warm_fuel}");
+    println!(
+        "\n  compute-heavy plugin (slow-ok, {SLOW_COUNT} rounds, {slow_fuel} fuel), fresh store per call:"
+    );
+    let neither = slow_t[3];
+    for (m, t) in variants.iter().zip(&slow_t) {
+        println!(
+            "    {:<28} {:>10.1} µs   vs neither {:+6.1} %",
+            m.name,
+            us(*t),
+            (ratio(*t, neither) - 1.0) * 100.0
+        );
+    }
+    println!(
+        "\n  effective config, cache hit (key + get) {:>10.3} µs",
+        us(hit_t)
+    );
+    println!(
+        "  effective config, computed (all hooks)  {:>10.1} µs   ratio computed/hit {:.0}x",
+        us(computed_t),
+        ratio(computed_t, hit_t)
+    );
 }

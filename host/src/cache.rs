@@ -18,7 +18,7 @@ pub struct EffectiveKey {
     base_version: Arc<str>,
     plugin: Option<Arc<str>>,
     settings_version: i64,
-    quota_version: u64,
+    data_version: u64,
 }
 
 impl EffectiveKey {
@@ -28,14 +28,14 @@ impl EffectiveKey {
         base_version: &str,
         plugin: Option<&str>,
         settings_version: i64,
-        quota_version: u64,
+        data_version: u64,
     ) -> Self {
         Self {
             tenant: tenant.clone(),
             base_version: Arc::from(base_version),
             plugin: plugin.map(Arc::from),
             settings_version,
-            quota_version,
+            data_version,
         }
     }
 
@@ -107,6 +107,8 @@ impl Caches {
             effective: Cache::builder()
                 .max_capacity(20_000)
                 .time_to_idle(Duration::from_secs(3_600))
+                // `invalidate_tenant` drops a tenant's entries by predicate.
+                .support_invalidation_closures()
                 .build(),
         }
     }

@@ -183,6 +183,11 @@ fn init_tracing() {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(config) => {
+            if config.bench_native && !cfg!(feature = "bench-native") {
+                anyhow::bail!(
+                    "--bench-native needs a build with `--features bench-native` (benchmarks only)"
+                );
+            }
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;

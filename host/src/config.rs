@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::base;
+pub use crate::limits::RateLimitMode;
 
 /// Settings of `veneer serve`.
 #[derive(Debug, Clone, Args)]
@@ -31,6 +32,12 @@ pub struct ServeConfig {
     /// How long a request waits for a database connection before answering 503.
     #[arg(long, env = "VENEER_DB_ACQUIRE_TIMEOUT_MS", default_value_t = 2_000)]
     pub db_acquire_timeout_ms: u64,
+
+    /// Per-tenant request rate: `local` (each node allows the tenant's whole
+    /// rate) or `global` (the nodes share it through the database; see
+    /// docs/deployment.md).
+    #[arg(long, env = "VENEER_RATE_LIMIT_MODE", value_enum, default_value_t = RateLimitMode::Local)]
+    pub rate_limit_mode: RateLimitMode,
 
     /// Tenants are served at `<tenant>.<base-domain>` (plus custom domains).
     #[arg(long, env = "VENEER_BASE_DOMAIN", default_value = "localhost")]
@@ -140,6 +147,12 @@ pub struct ServeConfig {
     /// Shared token the bounce processor must send (header `X-Veneer-Bounce-Token`).
     #[arg(long, env = "VENEER_BOUNCE_TOKEN", hide_env_values = true)]
     pub bounce_token: Option<String>,
+
+    /// Benchmarks only: run the luxury-consignment plugin's commission hook
+    /// natively instead of in the sandbox (docs/performance.md). Needs a build
+    /// with `--features bench-native`; refused otherwise.
+    #[arg(long, hide = true)]
+    pub bench_native: bool,
 }
 
 impl ServeConfig {
@@ -151,6 +164,7 @@ impl ServeConfig {
             database_url: database_url.into(),
             db_max_connections: 8,
             db_acquire_timeout_ms: 2_000,
+            rate_limit_mode: RateLimitMode::Local,
             base_domain: "veneer.test".into(),
             base_config: base::default_dir(),
             artifact_dir: PathBuf::new(),
@@ -174,6 +188,7 @@ impl ServeConfig {
             smtp_tls: "none".into(),
             bounce_domain: "bounces.veneer.test".into(),
             bounce_token: Some("test-bounce-token".into()),
+            bench_native: false,
         }
     }
 

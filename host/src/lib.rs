@@ -11,6 +11,7 @@
 //! - [`auth`]: token verification (Clerk-style JWTs, JWKS, dev key);
 //! - [`storage`]: SQLite and PostgreSQL (the only module running SQL);
 //! - [`cache`], [`limits`], [`usage`]: caches, per-tenant limits, run recording;
+//! - [`invalidation`]: cache invalidation across nodes (PostgreSQL LISTEN/NOTIFY);
 //! - [`email`]: per-tenant email: settings, rendering, SMTP sending, bounces;
 //! - [`jobs`]: per-tenant durable background jobs with fair scheduling;
 //! - [`secrets`]: encryption of credentials at rest;
@@ -20,12 +21,15 @@
 
 pub mod auth;
 pub mod base;
+#[cfg(feature = "bench-native")]
+pub mod bench_native;
 pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod email;
 pub mod http;
+pub mod invalidation;
 pub mod jobs;
 pub mod limits;
 pub mod resolve;

@@ -1,6 +1,10 @@
 //! Per-tenant limits: a request rate (governor's GCRA, 429 with Retry-After) and
 //! a cap on concurrent plugin executions, so one tenant cannot starve the others.
-//! Both are per node; see docs/deployment.md for running several nodes.
+//! The concurrency cap is per node (it protects this node's CPU). The rate is
+//! per node in [`RateLimitMode::Local`]; in [`RateLimitMode::Global`] the nodes
+//! also share it through a per-tenant counter per one-second window in the
+//! database, which each node takes in blocks (see [`Limits::check_rate`] and
+//! docs/deployment.md).
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -9,21 +13,56 @@ use std::time::Duration;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota as RateQuota, RateLimiter};
 use moka::sync::Cache;
-use tokio::sync::Semaphore;
+use tokio::sync::{Mutex, Semaphore};
+use tokio::time::Instant;
 
-use crate::storage::TenantRecord;
+use crate::storage::{PlatformDb, TenantRecord};
 use crate::tenancy::TenantId;
+
+/// Where a tenant's request rate is counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum RateLimitMode {
+    /// On each node alone: N nodes let a tenant through at up to N times its rate.
+    #[default]
+    Local,
+    /// On each node, and shared by all nodes through the database.
+    Global,
+}
+
+/// Length of a shared counting window.
+const WINDOW_MS: i64 = 1_000;
+/// Longest a request waits for the shared counter before it is let through.
+const GLOBAL_WAIT: Duration = Duration::from_millis(500);
+/// After the shared counter failed, how long the nodes count locally only.
+const FAIL_OPEN_FOR: Duration = Duration::from_secs(1);
+/// Shared windows older than this are deleted (now and then).
+const KEEP_WINDOWS_MS: i64 = 10_000;
+
+/// This node's share of the tenant's current shared window.
+#[derive(Debug, Default)]
+struct Window {
+    start_ms: i64,
+    /// Requests taken from the shared counter and not yet used.
+    tokens: i64,
+    /// The shared counter is at the limit: refuse until the window ends.
+    exhausted: bool,
+}
 
 struct TenantLimiter {
     params: (u32, u32, u32),
     rate: DefaultDirectRateLimiter,
     calls: Arc<Semaphore>,
+    window: Mutex<Window>,
 }
 
 /// The limiters of every tenant seen by this node.
 #[derive(Clone)]
 pub struct Limits {
     tenants: Cache<TenantId, Arc<TenantLimiter>>,
+    mode: RateLimitMode,
+    platform: PlatformDb,
+    /// While set and in the future, the shared counter is not asked.
+    shared_down_until: Arc<std::sync::Mutex<Option<Instant>>>,
 }
 
 impl std::fmt::Debug for Limits {
@@ -34,21 +73,24 @@ impl std::fmt::Debug for Limits {
     }
 }
 
-impl Default for Limits {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl Limits {
-    /// No limiters yet; they are made on a tenant's first request.
-    pub fn new() -> Self {
+    /// No limiters yet; they are made on a tenant's first request. `platform`
+    /// holds the shared counters of the global mode.
+    pub fn new(mode: RateLimitMode, platform: PlatformDb) -> Self {
         Self {
             tenants: Cache::builder()
                 .max_capacity(100_000)
                 .time_to_idle(Duration::from_secs(3_600))
                 .build(),
+            mode,
+            platform,
+            shared_down_until: Arc::new(std::sync::Mutex::new(None)),
         }
+    }
+
+    /// Where the rate is counted.
+    pub fn mode(&self) -> RateLimitMode {
+        self.mode
     }
 
     fn limiter(&self, tenant: &TenantRecord) -> Arc<TenantLimiter> {
@@ -68,22 +110,138 @@ impl Limits {
             params,
             rate: RateLimiter::direct(RateQuota::per_second(per_sec).allow_burst(burst)),
             calls: Arc::new(Semaphore::new(params.2 as usize)),
+            window: Mutex::new(Window::default()),
         });
         self.tenants.insert(tenant.id.clone(), limiter.clone());
         limiter
     }
 
     /// Takes one request from the tenant's rate; `Err` holds how long to wait.
-    pub fn check_rate(&self, tenant: &TenantRecord) -> Result<(), Duration> {
+    ///
+    /// Always charged to this node's GCRA limiter (rate and burst). In global
+    /// mode also to the shared counter of the current one-second window, whose
+    /// limit is the tenant's rate per second: the node takes
+    /// [`block_size`] requests at a time with one upsert and spends them
+    /// locally, so the database sees about 16 writes per second per busy
+    /// tenant and node, not one per request. A node may hold up to a block it
+    /// does not use, so the nodes together admit between `rate - N × block`
+    /// and `rate` requests per window. If the counter cannot be reached within
+    /// [`GLOBAL_WAIT`], requests are let through on the local limit alone for
+    /// [`FAIL_OPEN_FOR`]: a database outage must not turn into 429s.
+    pub async fn check_rate(&self, tenant: &TenantRecord) -> Result<(), Duration> {
         let limiter = self.limiter(tenant);
         limiter
             .rate
             .check()
-            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))?;
+        if self.mode == RateLimitMode::Local {
+            return Ok(());
+        }
+        let now_ms = unix_ms();
+        let start = now_ms - now_ms.rem_euclid(WINDOW_MS);
+        let until_next =
+            Duration::from_millis(u64::try_from(start + WINDOW_MS - now_ms).unwrap_or(0));
+        let mut window = limiter.window.lock().await;
+        if window.start_ms != start {
+            *window = Window {
+                start_ms: start,
+                ..Window::default()
+            };
+            if (start / WINDOW_MS) % 60 == 0 {
+                self.prune(&tenant.id, start - KEEP_WINDOWS_MS);
+            }
+        }
+        if window.tokens > 0 {
+            window.tokens -= 1;
+            return Ok(());
+        }
+        if window.exhausted {
+            return Err(until_next);
+        }
+        if self.shared_down() {
+            return Ok(());
+        }
+        let limit = i64::from(tenant.rate_limit_per_sec.max(1));
+        let block = block_size(tenant.rate_limit_per_sec);
+        let taken = tokio::time::timeout(
+            GLOBAL_WAIT,
+            self.platform.take_rate(&tenant.id, start, block),
+        )
+        .await;
+        match taken {
+            Ok(Ok((before, _after))) => {
+                let granted = (limit - before).clamp(0, block);
+                if granted == 0 {
+                    window.exhausted = true;
+                    Err(until_next)
+                } else {
+                    window.tokens = granted - 1;
+                    Ok(())
+                }
+            }
+            Ok(Err(err)) => {
+                self.fail_open(&err.to_string());
+                Ok(())
+            }
+            Err(_) => {
+                self.fail_open("no answer in time");
+                Ok(())
+            }
+        }
+    }
+
+    fn shared_down(&self) -> bool {
+        let mut down = self
+            .shared_down_until
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match *down {
+            Some(until) if until > Instant::now() => true,
+            Some(_) => {
+                *down = None;
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn fail_open(&self, why: &str) {
+        let mut down = self
+            .shared_down_until
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if down.is_none() {
+            tracing::warn!(
+                error = why,
+                "the shared rate counter is unreachable; limiting on this node only for now"
+            );
+        }
+        *down = Some(Instant::now() + FAIL_OPEN_FOR);
+    }
+
+    fn prune(&self, tenant: &TenantId, before_ms: i64) {
+        let (platform, tenant) = (self.platform.clone(), tenant.clone());
+        tokio::spawn(async move {
+            if let Err(err) = platform.prune_rate_windows(&tenant, before_ms).await {
+                tracing::debug!(%tenant, %err, "could not prune old rate windows");
+            }
+        });
     }
 
     /// The semaphore bounding the tenant's concurrent plugin executions.
     pub fn calls(&self, tenant: &TenantRecord) -> Arc<Semaphore> {
         self.limiter(tenant).calls.clone()
     }
+}
+
+/// Requests a node takes from the shared counter at once: a sixteenth of the
+/// rate, between 1 and 50.
+pub fn block_size(rate_per_sec: u32) -> i64 {
+    i64::from(rate_per_sec / 16).clamp(1, 50)
+}
+
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

@@ -203,13 +203,28 @@ impl<'a> Resolver<'a> {
         quota: &Quota,
         sale: &Sale,
     ) -> Result<Resolved<CommissionDecision>, InputError> {
+        self.commission_with(plugin, sale, |p, base| {
+            self.runtime.commission(p, data, quota, sale, base)
+        })
+    }
+
+    /// The commission for one sale line, with `run` computing the plugin's
+    /// decision from the base one: the same input check, validation and
+    /// fallback as [`Resolver::commission`]. The benchmarks' native baseline
+    /// runs through here.
+    pub fn commission_with(
+        &self,
+        plugin: Option<&LoadedPlugin>,
+        sale: &Sale,
+        run: impl FnOnce(&LoadedPlugin, &CommissionDecision) -> Run<CommissionDecision>,
+    ) -> Result<Resolved<CommissionDecision>, InputError> {
         check_sale(self.base, sale)?;
         let base = self.base.decide_commission(sale);
         Ok(resolve(
             Hook::Commission,
             plugin,
             || base.clone(),
-            |p| self.runtime.commission(p, data, quota, sale, &base),
+            |p| run(p, &base),
             |out| validate::commission(sale, out),
         ))
     }

@@ -56,6 +56,33 @@ pub struct RuntimeConfig {
     pub max_component_bytes: usize,
     /// Calls that may run at once (sizes the instance pool).
     pub max_concurrent_calls: u32,
+    /// Which limits on running time the engine enforces. Production keeps the
+    /// default (both on); turning one off is for benchmarks only (see
+    /// [`Metering`]).
+    pub metering: Metering,
+}
+
+/// The engine's time limits: fuel (an instruction budget, deterministic) and the
+/// epoch deadline (wall clock). The server always runs with both, as the design
+/// requires; the switch exists so the benchmarks can measure what each costs on
+/// a compute-heavy plugin (`benches/runtime.rs`, docs/performance.md). With one
+/// off, a plugin that loops is stopped only by the other; with both off, by
+/// nothing — never build a serving runtime that way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Metering {
+    /// Count fuel and trap when the quota's `fuel` runs out.
+    pub fuel: bool,
+    /// Trap when the quota's `deadline_ms` has passed (an epoch ticker thread runs).
+    pub epoch: bool,
+}
+
+impl Default for Metering {
+    fn default() -> Self {
+        Self {
+            fuel: true,
+            epoch: true,
+        }
+    }
 }
 
 impl Default for RuntimeConfig {
@@ -64,6 +91,7 @@ impl Default for RuntimeConfig {
             artifact_dir: None,
             max_component_bytes: DEFAULT_MAX_COMPONENT_BYTES,
             max_concurrent_calls: 64,
+            metering: Metering::default(),
         }
     }
 }
@@ -166,20 +194,28 @@ impl Runtime {
             None => None,
         };
 
+        if config.metering != Metering::default() {
+            tracing::warn!(
+                metering = ?config.metering,
+                "plugin runtime started with a limit switched off; for benchmarks only"
+            );
+        }
         let ticker_stop = Arc::new(AtomicBool::new(false));
-        let weak = engine.weak();
-        let stop = ticker_stop.clone();
-        std::thread::Builder::new()
-            .name("veneer-epoch".into())
-            .spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(EPOCH_TICK);
-                    match weak.upgrade() {
-                        Some(engine) => engine.increment_epoch(),
-                        None => break,
+        if config.metering.epoch {
+            let weak = engine.weak();
+            let stop = ticker_stop.clone();
+            std::thread::Builder::new()
+                .name("veneer-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(EPOCH_TICK);
+                        match weak.upgrade() {
+                            Some(engine) => engine.increment_epoch(),
+                            None => break,
+                        }
                     }
-                }
-            })?;
+                })?;
+        }
 
         Ok(Self {
             engine,
@@ -406,12 +442,8 @@ impl Runtime {
         ) -> wasmtime::Result<Result<T, (String, String)>>,
     ) -> Run<T> {
         let started = Instant::now();
-        let mut store = Store::new(&self.engine, HostState::new(quota, data));
-        store.limiter(|state| &mut state.limiter);
-        // Both set before instantiation: start functions count against the quota.
-        let fuel_set = store.set_fuel(quota.fuel).is_ok();
-        store.set_epoch_deadline(deadline_ticks(quota.deadline_ms));
-        store.epoch_deadline_trap();
+        let mut store = self.store(quota, data);
+        let fuel_set = self.config.metering.fuel;
 
         let result = plugin
             .pre
@@ -453,6 +485,7 @@ pub struct Session {
     store: Store<HostState>,
     bindings: PluginBindings,
     quota: Quota,
+    metering: Metering,
     poisoned: bool,
 }
 
@@ -465,6 +498,22 @@ impl std::fmt::Debug for Session {
 }
 
 impl Runtime {
+    /// A fresh store for one tenant's `data` under `quota`, with every limit set
+    /// before instantiation: start functions count against the quota.
+    fn store(&self, quota: &Quota, data: Arc<dyn TenantData>) -> Store<HostState> {
+        let mut store = Store::new(&self.engine, HostState::new(quota, data));
+        store.limiter(|state| &mut state.limiter);
+        if self.config.metering.fuel {
+            // Cannot fail: the engine consumes fuel.
+            let _ = store.set_fuel(quota.fuel);
+        }
+        if self.config.metering.epoch {
+            store.set_epoch_deadline(deadline_ticks(quota.deadline_ms));
+            store.epoch_deadline_trap();
+        }
+        store
+    }
+
     /// Instantiates `plugin` once for `data` under `quota`.
     pub fn session(
         &self,
@@ -472,16 +521,13 @@ impl Runtime {
         data: Arc<dyn TenantData>,
         quota: &Quota,
     ) -> Result<Session, Outcome<()>> {
-        let mut store = Store::new(&self.engine, HostState::new(quota, data));
-        store.limiter(|state| &mut state.limiter);
-        let _ = store.set_fuel(quota.fuel);
-        store.set_epoch_deadline(deadline_ticks(quota.deadline_ms));
-        store.epoch_deadline_trap();
+        let mut store = self.store(quota, data);
         match plugin.pre.instantiate(&mut store) {
             Ok(bindings) => Ok(Session {
                 store,
                 bindings,
                 quota: *quota,
+                metering: self.config.metering,
                 poisoned: false,
             }),
             Err(err) => Err(classify(&err, store.data())),
@@ -503,9 +549,13 @@ impl Session {
                 backtrace: None,
             };
         }
-        let _ = self.store.set_fuel(self.quota.fuel);
-        self.store
-            .set_epoch_deadline(deadline_ticks(self.quota.deadline_ms));
+        if self.metering.fuel {
+            let _ = self.store.set_fuel(self.quota.fuel);
+        }
+        if self.metering.epoch {
+            self.store
+                .set_epoch_deadline(deadline_ticks(self.quota.deadline_ms));
+        }
         let outcome = match f(&mut self.store, &self.bindings) {
             Ok(Ok(value)) => Outcome::Ok(value),
             Ok(Err((code, message))) => Outcome::PluginError { code, message },
@@ -555,6 +605,9 @@ impl Session {
 
     /// Fuel the last call used.
     pub fn last_fuel_used(&self) -> u64 {
+        if !self.metering.fuel {
+            return 0;
+        }
         self.quota
             .fuel
             .saturating_sub(self.store.get_fuel().unwrap_or(0))
@@ -635,8 +688,8 @@ fn trap_message(trap: Trap) -> String {
 fn engine_config(config: &RuntimeConfig) -> Config {
     let mut cfg = Config::new();
     cfg.wasm_component_model(true)
-        .consume_fuel(true)
-        .epoch_interruption(true)
+        .consume_fuel(config.metering.fuel)
+        .epoch_interruption(config.metering.epoch)
         .max_wasm_stack(MAX_WASM_STACK);
 
     let slots = config.max_concurrent_calls.max(1);

@@ -1,7 +1,8 @@
 //! The server's shared state, built once at start: storage, the plugin runtime,
 //! the base configuration, the authenticator, caches, limits and the recorder.
 //! Also the few operations every handler needs on it: the cached tenant state,
-//! a loaded plugin by hash, and invalidation after a write.
+//! a loaded plugin by hash, and invalidation after a write (on every node: see
+//! [`crate::invalidation`]).
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -15,10 +16,11 @@ use crate::base::BaseConfig;
 use crate::cache::Caches;
 use crate::config::ServeConfig;
 use crate::http::ApiError;
+use crate::invalidation::Invalidation;
 use crate::limits::Limits;
 use crate::runtime::{CheckError, LoadedPlugin, Runtime, RuntimeConfig};
 use crate::secrets::SecretBox;
-use crate::storage::{Storage, StorageOptions};
+use crate::storage::{Storage, StorageError, StorageOptions};
 use crate::tenancy::{TenantId, TenantState};
 use crate::usage::Recorder;
 
@@ -40,6 +42,8 @@ pub struct Inner {
     pub auth: Authenticator,
     /// In-process caches.
     pub caches: Caches,
+    /// Invalidation of the caches here and on the other nodes.
+    pub invalidation: Invalidation,
     /// Per-tenant rate and concurrency limits.
     pub limits: Limits,
     /// Run and usage recording.
@@ -128,6 +132,9 @@ impl AppState {
             .build()
             .context("building the HTTP client")?;
         let recorder = Recorder::start(storage.clone());
+        let caches = Caches::new();
+        let invalidation = Invalidation::start(caches.clone(), &storage, &config.database_url);
+        let limits = Limits::new(config.rate_limit_mode, storage.platform());
         let compile_slots = Arc::new(Semaphore::new(config.compile_concurrency.max(1)));
         Ok(Self(Arc::new(Inner {
             config,
@@ -135,8 +142,9 @@ impl AppState {
             runtime: Arc::new(runtime),
             base: Arc::new(base),
             auth,
-            caches: Caches::new(),
-            limits: Limits::new(),
+            caches,
+            invalidation,
+            limits,
             recorder,
             compile_slots,
             secrets: Arc::new(secrets),
@@ -144,22 +152,43 @@ impl AppState {
         })))
     }
 
-    /// A tenant's state, from the cache or the database.
+    /// A tenant's state, from the cache or the database; when the database
+    /// cannot be reached, the last state known (see [`crate::invalidation`]).
     pub async fn tenant_state(&self, id: &TenantId) -> Result<Option<Arc<TenantState>>, ApiError> {
         if let Some(state) = self.caches.tenant(id) {
             return Ok(Some(state));
         }
-        let Some(state) = TenantState::load(&self.storage, id).await? else {
-            return Ok(None);
-        };
-        let state = Arc::new(state);
-        self.caches.put_tenant(state.clone());
-        Ok(Some(state))
+        let epoch = self.invalidation.epoch();
+        match TenantState::load(&self.storage, id).await {
+            Ok(Some(state)) => {
+                let state = Arc::new(state);
+                self.invalidation.loaded(epoch, state.clone());
+                Ok(Some(state))
+            }
+            Ok(None) => Ok(None),
+            Err(StorageError::Unavailable(detail)) => {
+                match self.invalidation.last_known(epoch, id) {
+                    Some(state) => {
+                        tracing::warn!(tenant = %id, %detail, "database unavailable; serving the tenant's last known state");
+                        Ok(Some(state))
+                    }
+                    None => Err(StorageError::Unavailable(detail).into()),
+                }
+            }
+            Err(err) => Err(err.into()),
+        }
     }
 
-    /// Forgets what is cached about a tenant, after a write.
+    /// Forgets what is cached about a tenant, after a write: here at once, on
+    /// the other nodes as soon as they hear of it.
     pub fn invalidate(&self, id: &TenantId) {
-        self.caches.invalidate_tenant(id);
+        self.invalidation.tenant(id);
+    }
+
+    /// Forgets every host-to-tenant mapping (after a domain or tenant change),
+    /// here and on the other nodes.
+    pub fn invalidate_hosts(&self) {
+        self.invalidation.hosts();
     }
 
     /// A tenant's plugin ready to run: loaded already, or fetched from the

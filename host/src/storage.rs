@@ -37,8 +37,10 @@ mod error;
 mod jobs;
 mod kv;
 mod migrate;
+mod notify;
 mod platform;
 mod plugins;
+mod rate;
 mod records;
 mod rows;
 mod runs;
@@ -60,6 +62,7 @@ use crate::tenancy::TenantId;
 pub use email::*;
 pub use error::StorageError;
 pub use jobs::*;
+pub use notify::NotificationListener;
 pub use platform::PlatformDb;
 pub use records::{
     Activation, AuditEntry, AuditRecord, InvalidTenantStatus, NewPluginVersion, NewRun, NewTenant,

@@ -120,7 +120,7 @@ async fn create(
             after: Some(&after),
         })
         .await?;
-    app.caches.invalidate_hosts();
+    app.invalidate_hosts();
     Ok((StatusCode::CREATED, Json(json!({ "tenant": record }))))
 }
 
@@ -189,7 +189,7 @@ async fn update(
         )
         .await?;
     app.invalidate(&id);
-    app.caches.invalidate_hosts();
+    app.invalidate_hosts();
     let (before, after) = (
         serde_json::to_string(&before).unwrap_or_default(),
         serde_json::to_string(&record).unwrap_or_default(),
@@ -258,7 +258,7 @@ async fn add_domain(
     let id = tenant_id(&id)?;
     let domain = check_domain(&app, &body.domain)?;
     app.storage.platform().add_domain(&domain, &id).await?;
-    app.caches.invalidate_hosts();
+    app.invalidate_hosts();
     let after = json!({ "domain": domain }).to_string();
     app.storage
         .platform()
@@ -292,7 +292,7 @@ async fn remove_domain(
         )));
     }
     app.storage.platform().remove_domain(&domain).await?;
-    app.caches.invalidate_hosts();
+    app.invalidate_hosts();
     let before = json!({ "domain": domain }).to_string();
     app.storage
         .platform()

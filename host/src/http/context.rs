@@ -154,7 +154,7 @@ async fn caller(
             ));
         }
     }
-    if let Err(wait) = app.limits.check_rate(&tenant.0.record) {
+    if let Err(wait) = app.limits.check_rate(&tenant.0.record).await {
         return Err(ApiError::rate_limited(wait.as_secs_f64().ceil() as u64));
     }
     app.recorder.request(tenant.id());

@@ -83,7 +83,7 @@ pub(crate) async fn effective(
         &app.base.version,
         tenant.active_plugin.as_deref(),
         tenant.settings.version,
-        tenant.quota_version,
+        tenant.data_version,
     );
     if let Some(hit) = app.caches.effective(&key) {
         return Ok(hit);
@@ -261,8 +261,21 @@ async fn quote(
         tenant.quota,
     );
     let plugin_for_run = plugin.clone();
+    #[cfg(feature = "bench-native")]
+    let native = app.config.bench_native;
     let resolved = with_slot(&app, &tenant, move || {
-        Resolver::new(&runtime, &base).commission(plugin_for_run.as_deref(), data, &quota, &sale)
+        let resolver = Resolver::new(&runtime, &base);
+        #[cfg(feature = "bench-native")]
+        if native
+            && plugin_for_run
+                .as_deref()
+                .is_some_and(crate::bench_native::applies)
+        {
+            return resolver.commission_with(plugin_for_run.as_deref(), &sale, |_, base| {
+                crate::bench_native::commission(&*data, &sale, base)
+            });
+        }
+        resolver.commission(plugin_for_run.as_deref(), data, &quota, &sale)
     })
     .await??;
     if let (Some(plugin), Some(run)) = (&plugin, &resolved.run) {

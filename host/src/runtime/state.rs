@@ -167,22 +167,30 @@ pub(crate) struct HostState {
     host_bytes_left: u64,
     host_bytes_cap: u64,
     pub(crate) host_cap_hit: bool,
-    wasi: WasiCtx,
+    /// Built on the first WASI call, not per store: most hook calls never touch
+    /// WASI, and building a context seeds two random generators and allocates
+    /// its streams (about a microsecond, twice over, since the builder makes a
+    /// spare one). The context built is the same locked-down one either way.
+    wasi: Option<WasiCtx>,
     table: ResourceTable,
+}
+
+/// The plugin's WASI context: stdout and stderr into its bounded log, nothing else.
+fn locked_down_wasi(log: &LogSink) -> WasiCtx {
+    // No preopens, no env, no args, no network: the builder's defaults give
+    // none of those, and the linker doesn't even link filesystem or sockets.
+    WasiCtx::builder()
+        .stdout(log.stream(LogSource::Stdout))
+        .stderr(log.stream(LogSource::Stderr))
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .build()
 }
 
 impl HostState {
     pub(crate) fn new(quota: &Quota, data: Arc<dyn TenantData>) -> Self {
         let log = LogSink::new(quota.log_bytes);
-        // No preopens, no env, no args, no network: the builder's defaults give
-        // none of those, and the linker doesn't even link filesystem or sockets.
-        let wasi = WasiCtx::builder()
-            .stdout(log.stream(LogSource::Stdout))
-            .stderr(log.stream(LogSource::Stderr))
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build();
         Self {
             limiter: Limiter::new(quota),
             log,
@@ -190,7 +198,7 @@ impl HostState {
             host_bytes_left: quota.host_call_bytes,
             host_bytes_cap: quota.host_call_bytes,
             host_cap_hit: false,
-            wasi,
+            wasi: None,
             table: ResourceTable::new(),
         }
     }
@@ -213,8 +221,9 @@ impl HostState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
+        let log = &self.log;
         WasiCtxView {
-            ctx: &mut self.wasi,
+            ctx: self.wasi.get_or_insert_with(|| locked_down_wasi(log)),
             table: &mut self.table,
         }
     }

@@ -37,6 +37,11 @@ const SQLITE: &[Source] = &[
         "email",
         include_str!("../../migrations/sqlite/0004_email.sql"),
     ),
+    (
+        5,
+        "rate windows",
+        include_str!("../../migrations/sqlite/0005_rate_windows.sql"),
+    ),
 ];
 
 const POSTGRES: &[Source] = &[
@@ -64,6 +69,11 @@ const POSTGRES: &[Source] = &[
         5,
         "email",
         include_str!("../../migrations/postgres/0005_email.sql"),
+    ),
+    (
+        6,
+        "rate windows",
+        include_str!("../../migrations/postgres/0006_rate_windows.sql"),
     ),
 ];
 

@@ -23,8 +23,8 @@ pub struct TenantState {
     pub settings: SettingsRecord,
     /// The plugin's quota (admin-set, else the default).
     pub quota: Quota,
-    /// A version of the quota for cache keys.
-    pub quota_version: u64,
+    /// A version of the quota and the key-value data, for cache keys.
+    pub data_version: u64,
     data: Arc<SnapshotData>,
 }
 
@@ -45,13 +45,16 @@ impl TenantState {
             }),
             None => Quota::default(),
         };
-        let quota_version = {
+        let kv = db.kv_all(KV_SNAPSHOT_LIMIT).await?;
+        // Everything besides the plugin and settings that a plugin's output can
+        // depend on: its quota and the key-value data it reads.
+        let data_version = {
             use std::hash::{Hash, Hasher};
             let mut hasher = std::collections::hash_map::DefaultHasher::new();
             quota_json.hash(&mut hasher);
+            kv.hash(&mut hasher);
             hasher.finish()
         };
-        let kv = db.kv_all(KV_SNAPSHOT_LIMIT).await?;
         let data = Arc::new(SnapshotData {
             settings: settings.json.clone(),
             kv,
@@ -61,7 +64,7 @@ impl TenantState {
             active_plugin,
             settings,
             quota,
-            quota_version,
+            data_version,
             data,
         }))
     }

@@ -1,0 +1,171 @@
+#!/usr/bin/env bash
+# Load benchmark of the HTTP stack (docs/performance.md): builds `veneer` in
+# release mode with the benchmark-only `bench-native` feature, starts it on
+# loopback in development mode on a fresh SQLite database (the demo tenants),
+# drives it with wrk and prints one table:
+#   (a) GET /healthz                        the floor of the stack
+#   (b) GET /v1/config (acme)               effective configuration, cache hit
+#   (c) POST /v1/commission/quote (acme)    luxury-consignment plugin in Wasm
+#   (d) the same quote, the same plugin compiled into the host (--bench-native)
+# with the ratios b/a and c/d; then the noisy neighbour: globex's quotes alone,
+# and again while acme's plugin (the hostile one, mode "spin") loops until its
+# limits stop it on every call.
+#
+# The machine has 2 cores: the server is pinned to one (SERVER_CPU) and wrk to
+# the other (LOAD_CPU), so neither steals the other's core.
+#
+# Usage: benches/load.sh          (env: DURATION=10s CONNS=32 PORT=18480)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BENCH_DIR="$ROOT/benches/load"
+export BENCH_DIR
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/veneer-bench}
+# Backtrace capture on every error would be measured too.
+unset RUST_BACKTRACE
+DURATION=${DURATION:-10s}
+CONNS=${CONNS:-32}
+PORT=${PORT:-18480}
+SERVER_CPU=${SERVER_CPU:-0}
+LOAD_CPU=${LOAD_CPU:-1}
+BASE="http://127.0.0.1:$PORT"
+
+if ! command -v wrk >/dev/null; then
+    apt-get update
+    apt-get install -y wrk
+fi
+
+echo "building veneer (release, --features bench-native) in $CARGO_TARGET_DIR ..." >&2
+(cd "$ROOT" && cargo build --release -p veneer --features bench-native --bin veneer >&2)
+BIN="$CARGO_TARGET_DIR/release/veneer"
+
+WORK=$(mktemp -d /tmp/veneer-load.XXXXXX)
+SERVER_PID=
+stop_server() {
+    if [[ -n "$SERVER_PID" ]]; then
+        kill "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+        SERVER_PID=
+    fi
+}
+cleanup() {
+    stop_server
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+start_server() {
+    RUST_LOG=warn taskset -c "$SERVER_CPU" "$BIN" serve --dev \
+        --listen "127.0.0.1:$PORT" \
+        --database-url "sqlite://$WORK/veneer.db" \
+        --artifact-dir "$WORK/artifacts" \
+        "$@" >>"$WORK/server.log" 2>&1 &
+    SERVER_PID=$!
+    for _ in $(seq 1 300); do
+        if curl -fsS -o /dev/null "$BASE/healthz"; then return 0; fi
+        sleep 0.1
+    done
+    echo "the server did not start; its log:" >&2
+    cat "$WORK/server.log" >&2
+    exit 1
+}
+
+ACME=$("$BIN" dev-token --tenant acme)
+GLOBEX=$("$BIN" dev-token --tenant globex)
+ADMIN=$("$BIN" dev-token --platform-admin)
+
+# curl as a tenant: tcurl TENANT TOKEN [curl args...]
+tcurl() {
+    local tenant=$1 token=$2
+    shift 2
+    curl -fsS -H "Host: $tenant.localhost" -H "Authorization: Bearer $token" "$@"
+}
+
+SAMPLE_SALE='{"order_id":"o-1","sku":"bag-1","category_id":"bags","unit_price":250000,"quantity":1,"currency":"EUR","attributes":[{"key":"authenticated","value":"true"}]}'
+
+# run NAME HOST TOKEN SCRIPT PATH -> prints "NAME rps p50_us p99_us non2xx errors"
+run() {
+    local name=$1 host=$2 token=$3 script=$4 path=$5 out
+    out=$(BENCH_HOST=$host BENCH_TOKEN=$token taskset -c "$LOAD_CPU" \
+        wrk -t1 -c"$CONNS" -d"$DURATION" --timeout 10s -s "$BENCH_DIR/$script" "$BASE$path" |
+        grep '^RESULT')
+    # RESULT requests duration_us p50 p99 non2xx errors
+    read -r _ requests duration p50 p99 non2xx errors <<<"$out"
+    local rps
+    rps=$(awk -v r="$requests" -v d="$duration" 'BEGIN { printf "%.0f", r / (d / 1e6) }')
+    echo "$name $rps $p50 $p99 $non2xx $errors"
+}
+
+# ---------------------------------------------------------------- server 1: Wasm
+start_server
+# The demo's per-tenant rate limits (500/s) would answer 429 long before the
+# host is the limit: lift them for both tenants; concurrency caps stay as seeded.
+for t in acme globex; do
+    curl -fsS -o /dev/null -X PATCH -H "Host: localhost" -H "Authorization: Bearer $ADMIN" \
+        -H 'Content-Type: application/json' \
+        -d '{"rate_limit_per_sec": 100000, "rate_limit_burst": 1000000}' \
+        "$BASE/v1/admin/tenants/$t"
+done
+
+# Every path answers correctly before it is measured.
+tcurl acme "$ACME" -o /dev/null "$BASE/v1/config"
+wasm_quote=$(tcurl acme "$ACME" -H 'Content-Type: application/json' -d "$SAMPLE_SALE" "$BASE/v1/commission/quote")
+echo "$wasm_quote" | grep -q '"source":"plugin"' || { echo "wasm quote not from the plugin: $wasm_quote" >&2; exit 1; }
+echo "$wasm_quote" | grep -q '"fuel_used":0[,}]' && { echo "wasm quote used no fuel: $wasm_quote" >&2; exit 1; }
+lux=$(echo "$wasm_quote" | sed -n 's/.*"plugin":"\([0-9a-f]*\)".*/\1/p')
+
+echo "scenario rps p50_us p99_us non2xx errors" >"$WORK/results"
+run a_static localhost "" get.lua /healthz >>"$WORK/results"
+run b_config acme.localhost "$ACME" get.lua /v1/config >>"$WORK/results"
+run c_quote_wasm acme.localhost "$ACME" quote.lua / >>"$WORK/results"
+
+# ---------------------------------------------------- noisy neighbour (server 1)
+run B_alone globex.localhost "$GLOBEX" quote.lua / >>"$WORK/results"
+hostile="$CARGO_TARGET_DIR/wasm-plugins/wasm32-wasip2/plugin/plugin_hostile.wasm"
+sha=$(tcurl acme "$ACME" -H 'Content-Type: application/wasm' --data-binary "@$hostile" "$BASE/v1/plugins" |
+    sed -n 's/.*"sha256":"\([0-9a-f]*\)".*/\1/p' | head -1)
+tcurl acme "$ACME" -o /dev/null -X POST "$BASE/v1/plugins/$sha/activate"
+tcurl acme "$ACME" -o /dev/null -X PUT -H 'Content-Type: application/json' -d '{"mode":"spin"}' "$BASE/v1/settings"
+spin_quote=$(tcurl acme "$ACME" -H 'Content-Type: application/json' -d "$SAMPLE_SALE" "$BASE/v1/commission/quote")
+echo "$spin_quote" | grep -q '"outcome":"\(out_of_fuel\|deadline\)"' || { echo "spin quote did not hit a limit: $spin_quote" >&2; exit 1; }
+# A hammers in the background, B measured meanwhile.
+(BENCH_HOST=acme.localhost BENCH_TOKEN=$ACME taskset -c "$LOAD_CPU" \
+    wrk -t1 -c"$CONNS" -d"$DURATION" --timeout 10s -s "$BENCH_DIR/quote.lua" "$BASE/" >"$WORK/noisy_a.txt") &
+NOISY=$!
+sleep 0.5
+run B_with_A_spinning globex.localhost "$GLOBEX" quote.lua / >>"$WORK/results"
+wait "$NOISY"
+stop_server
+
+# ------------------------------------------------------ server 2: native quote
+# Same database; acme goes back to the luxury-consignment plugin first.
+start_server --bench-native
+tcurl acme "$ACME" -o /dev/null -X POST "$BASE/v1/plugins/$lux/activate"
+tcurl acme "$ACME" -o /dev/null -X PUT -H 'Content-Type: application/json' \
+    -d '{"cap": 120000, "unauthenticated_surcharge_bps": 500, "tiers": [{"from": 0, "rate_bps": 2500}, {"from": 100000, "rate_bps": 1800}, {"from": 500000, "rate_bps": 1200}]}' \
+    "$BASE/v1/settings"
+native_quote=$(tcurl acme "$ACME" -H 'Content-Type: application/json' -d "$SAMPLE_SALE" "$BASE/v1/commission/quote")
+echo "$native_quote" | grep -q '"source":"plugin"' || { echo "native quote not from the plugin: $native_quote" >&2; exit 1; }
+echo "$native_quote" | grep -q '"fuel_used":0[,}]' || { echo "native quote ran in Wasm: $native_quote" >&2; exit 1; }
+# Same decision either way.
+[[ "$(echo "$wasm_quote" | grep -o '"decision":{[^}]*}')" == "$(echo "$native_quote" | grep -o '"decision":{[^}]*}')" ]] ||
+    { echo "native and wasm decisions differ: $wasm_quote / $native_quote" >&2; exit 1; }
+run d_quote_native acme.localhost "$ACME" quote.lua / >>"$WORK/results"
+run a_static_again localhost "" get.lua /healthz >>"$WORK/results"
+stop_server
+
+# ------------------------------------------------------------------ the table
+echo
+echo "veneer load benchmark — $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, server on CPU $SERVER_CPU, wrk on CPU $LOAD_CPU,"
+echo "wrk -t1 -c$CONNS -d$DURATION per row; latencies in µs"
+echo
+awk 'NR == 1 { printf "%-20s %10s %10s %10s %8s %7s\n", $1, "req/s", "p50", "p99", "non2xx", "errors"; next }
+     { printf "%-20s %10s %10s %10s %8s %7s\n", $1, $2, $3, $4, $5, $6; rps[$1] = $2; p50[$1] = $3; p99[$1] = $4 }
+     END {
+       printf "\nb/a throughput %.2f   b/a p50 %.2f\n", rps["b_config"] / rps["a_static"], p50["b_config"] / p50["a_static"]
+       printf "c/d throughput %.2f   c/d p50 %.2f   c/d p99 %.2f\n", rps["c_quote_wasm"] / rps["d_quote_native"], p50["c_quote_wasm"] / p50["d_quote_native"], p99["c_quote_wasm"] / p99["d_quote_native"]
+       printf "noisy neighbour: B p99 alone %d µs, with A spinning %d µs, ratio %.2f\n", p99["B_alone"], p99["B_with_A_spinning"], p99["B_with_A_spinning"] / p99["B_alone"]
+     }' "$WORK/results"
+echo
+echo "A (acme, spinning plugin) during the noisy run:"
+grep -E 'Requests/sec|Non-2xx|Socket|RESULT' "$WORK/noisy_a.txt" || true

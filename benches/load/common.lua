@@ -1,0 +1,15 @@
+-- Shared by the load scenarios (benches/load.sh): the Host and Authorization
+-- headers from the environment, and one machine-readable result line.
+wrk.headers["Host"] = os.getenv("BENCH_HOST") or "localhost"
+local token = os.getenv("BENCH_TOKEN")
+if token and token ~= "" then
+  wrk.headers["Authorization"] = "Bearer " .. token
+end
+
+done = function(summary, latency, requests)
+  local non2xx = summary.errors.status
+  local sockets = summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout
+  -- RESULT requests duration_us p50_us p99_us non2xx socket_errors
+  io.write(string.format("RESULT %d %d %d %d %d %d\n", summary.requests, summary.duration,
+    latency:percentile(50), latency:percentile(99), non2xx, sockets))
+end

@@ -1,0 +1,91 @@
+//! An activation through one node is served by the other within a second.
+
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use veneer::auth::OrgRole;
+
+use crate::harness::{Node, TestDb, runtime, serial, token};
+
+/// Polls `node`'s effective configuration of acme until its plugin is `sha`;
+/// returns how long that took, or `None` after `within`.
+async fn serves_plugin(node: &Node, sha: &str, within: Duration) -> Option<Duration> {
+    let admin = token("acme", OrgRole::Admin);
+    let start = Instant::now();
+    loop {
+        let (status, body) = node
+            .call(Method::GET, "acme", "/v1/config", Some(&admin), None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        if body["plugin"].as_str() == Some(sha) {
+            return Some(start.elapsed());
+        }
+        if start.elapsed() > within {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[test]
+fn an_activation_on_one_node_is_served_by_the_other_within_a_second() {
+    let _serial = serial();
+    runtime().block_on(async {
+        let db = TestDb::new("invalidation").await;
+        // Node 1 seeds the demo into the empty database; node 2 finds it seeded.
+        let node1 = Node::start("node1", &db, &[]).await;
+        let node2 = Node::start("node2", &db, &[]).await;
+        let admin = token("acme", OrgRole::Admin);
+
+        // Warm node 2: the tenant state and the effective configuration cached.
+        let (status, before) = node2
+            .call(Method::GET, "acme", "/v1/config", Some(&admin), None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{before}");
+        let old_sha = before["plugin"]
+            .as_str()
+            .expect("acme has a plugin")
+            .to_owned();
+        let (_, again) = node2
+            .call(Method::GET, "acme", "/v1/config", Some(&admin), None)
+            .await;
+        assert_eq!(again["version"], before["version"]);
+
+        let bytes = std::fs::read(veneer::built_plugins::DECLARATIVE_OVERRIDES).expect("plugin");
+        let sha = node1.upload("acme", &admin, bytes).await;
+        assert_ne!(sha, old_sha);
+        let (status, body) = node1
+            .call(
+                Method::POST,
+                "acme",
+                &format!("/v1/plugins/{sha}/activate"),
+                Some(&admin),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let took = serves_plugin(&node2, &sha, Duration::from_secs(1)).await;
+        assert!(
+            took.is_some(),
+            "node 2 still serves the old plugin a second after the activation on node 1"
+        );
+        eprintln!("node 2 served the activation after {took:?}");
+
+        // And back: a rollback through node 2 reaches node 1 (warm too).
+        assert!(serves_plugin(&node1, &sha, Duration::ZERO).await.is_some());
+        let (status, body) = node2
+            .call(
+                Method::POST,
+                "acme",
+                "/v1/plugins/rollback",
+                Some(&admin),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let took = serves_plugin(&node1, &old_sha, Duration::from_secs(1)).await;
+        assert!(took.is_some(), "node 1 missed the rollback made on node 2");
+        eprintln!("node 1 served the rollback after {took:?}");
+        drop((node1, node2));
+    });
+}
