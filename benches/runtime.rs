@@ -256,10 +256,7 @@ fn main() {
     }
     let warm_fuel = session.last_fuel_used();
     assert!(!ok("warm describe", session.describe()).is_empty());
-    assert_eq!(
-        ok("warm after describe", warm(&mut session, &f)),
-        expected
-    );
+    assert_eq!(ok("warm after describe", warm(&mut session, &f)), expected);
 
     let variants = [
         metered("fuel + epoch (production)", true, true),
@@ -312,15 +309,11 @@ fn main() {
     }
     {
         let mut group = c.benchmark_group("fresh_store_hook");
-        group.bench_function("categories", |b| {
-            b.iter(|| black_box(fresh_categories(&f)))
-        });
+        group.bench_function("categories", |b| b.iter(|| black_box(fresh_categories(&f))));
         group.bench_function("size_charts", |b| {
             b.iter(|| black_box(fresh_size_charts(&f)))
         });
-        group.bench_function("commission", |b| {
-            b.iter(|| black_box(fresh_commission(&f)))
-        });
+        group.bench_function("commission", |b| b.iter(|| black_box(fresh_commission(&f))));
         group.bench_function("email", |b| b.iter(|| black_box(fresh_email(&f))));
         group.finish();
     }

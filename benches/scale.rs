@@ -84,7 +84,8 @@ fn luxury() -> Vec<u8> {
 }
 
 fn config(dir: &Path) -> ServeConfig {
-    let mut config = ServeConfig::for_tests(format!("sqlite://{}", dir.join("veneer.db").display()));
+    let mut config =
+        ServeConfig::for_tests(format!("sqlite://{}", dir.join("veneer.db").display()));
     config.artifact_dir = dir.join("artifacts");
     config.max_concurrent_calls = 64;
     config.worker_concurrency = 0;
@@ -182,7 +183,10 @@ async fn start(dir: &Path, tenants: usize) -> anyhow::Result<()> {
             &tenant.quota,
             &sale,
         )?;
-        anyhow::ensure!(resolved.source == Source::Plugin, "tenant {id}: {resolved:?}");
+        anyhow::ensure!(
+            resolved.source == Source::Plugin,
+            "tenant {id}: {resolved:?}"
+        );
     }
     let ready = started.elapsed();
     println!(

@@ -10,6 +10,7 @@
 mod harness;
 mod invalidation;
 mod jobs;
+mod rate;
 mod restart;
 #[path = "../e2e/smtp_server.rs"]
 mod smtp_server;
