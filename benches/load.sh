@@ -62,7 +62,7 @@ start_server() {
         "$@" >>"$WORK/server.log" 2>&1 &
     SERVER_PID=$!
     for _ in $(seq 1 300); do
-        if curl -fsS -o /dev/null "$BASE/healthz"; then return 0; fi
+        if curl -fs -o /dev/null "$BASE/healthz" 2>/dev/null; then return 0; fi
         sleep 0.1
     done
     echo "the server did not start; its log:" >&2
