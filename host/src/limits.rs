@@ -53,6 +53,25 @@ struct TenantLimiter {
     rate: DefaultDirectRateLimiter,
     calls: Arc<Semaphore>,
     window: Mutex<Window>,
+    breaker: std::sync::Mutex<Breaker>,
+}
+
+/// Consecutive runs ending at a limit (out of fuel, deadline) that pause a
+/// tenant's plugin.
+pub const BREAKER_THRESHOLD: u32 = 3;
+/// First pause; it doubles on each trip without a success in between.
+pub const BREAKER_PAUSE: std::time::Duration = std::time::Duration::from_secs(5);
+/// Longest pause.
+pub const BREAKER_MAX_PAUSE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A plugin that keeps running into its limits burns its quota of CPU on every
+/// call; paused, its tenant is served the base and the node's cores go to the
+/// other tenants. Per node.
+#[derive(Debug, Default)]
+struct Breaker {
+    consecutive: u32,
+    trips: u32,
+    open_until: Option<std::time::Instant>,
 }
 
 /// The limiters of every tenant seen by this node.
@@ -111,6 +130,7 @@ impl Limits {
             rate: RateLimiter::direct(RateQuota::per_second(per_sec).allow_burst(burst)),
             calls: Arc::new(Semaphore::new(params.2 as usize)),
             window: Mutex::new(Window::default()),
+            breaker: std::sync::Mutex::new(Breaker::default()),
         });
         self.tenants.insert(tenant.id.clone(), limiter.clone());
         limiter
@@ -226,6 +246,41 @@ impl Limits {
                 tracing::debug!(%tenant, %err, "could not prune old rate windows");
             }
         });
+    }
+
+    /// How much longer the tenant's plugin stays paused, if it is.
+    pub fn plugin_paused(&self, tenant: &TenantRecord) -> Option<std::time::Duration> {
+        let limiter = self.limiter(tenant);
+        let breaker = limiter.breaker.lock().unwrap_or_else(|p| p.into_inner());
+        breaker
+            .open_until
+            .and_then(|until| until.checked_duration_since(std::time::Instant::now()))
+    }
+
+    /// Feeds one plugin run's outcome to the tenant's breaker: repeated runs
+    /// into the fuel or time limit pause the plugin; any other ending resets it.
+    pub fn record_outcome(&self, tenant: &TenantRecord, outcome: crate::runtime::OutcomeKind) {
+        use crate::runtime::OutcomeKind;
+        let limiter = self.limiter(tenant);
+        let mut breaker = limiter.breaker.lock().unwrap_or_else(|p| p.into_inner());
+        match outcome {
+            OutcomeKind::OutOfFuel | OutcomeKind::Deadline => {
+                breaker.consecutive += 1;
+                if breaker.consecutive >= BREAKER_THRESHOLD {
+                    let pause = BREAKER_PAUSE
+                        .saturating_mul(1 << breaker.trips.min(4))
+                        .min(BREAKER_MAX_PAUSE);
+                    breaker.open_until = Some(std::time::Instant::now() + pause);
+                    breaker.trips += 1;
+                    breaker.consecutive = 0;
+                    tracing::warn!(tenant = %tenant.id, pause_secs = pause.as_secs(), "pausing a plugin that keeps hitting its limits");
+                }
+            }
+            _ => {
+                breaker.consecutive = 0;
+                breaker.trips = 0;
+            }
+        }
     }
 
     /// The semaphore bounding the tenant's concurrent plugin executions.

@@ -246,7 +246,7 @@ async fn orders_create(
         let (decision, source, outcome) = match resolved {
             Ok(resolved) => {
                 if let (Some(plugin), Some(run)) = (&plugin, &resolved.run) {
-                    app.recorder.run(&job.tenant, &plugin.info().sha256, run);
+                    crate::http::traffic::record_run(app, &tenant, &plugin.info().sha256, run);
                 }
                 let outcome = resolved
                     .run

@@ -42,10 +42,30 @@ pub(crate) async fn active_plugin(
     app: &AppState,
     tenant: &TenantState,
 ) -> ApiResult<Option<Arc<LoadedPlugin>>> {
+    if app.limits.plugin_paused(&tenant.record).is_some() {
+        // Paused after repeated limit failures: serve the base, run nothing.
+        return Ok(None);
+    }
     match &tenant.active_plugin {
         Some(sha) => Ok(Some(app.plugin(&tenant.record.id, sha).await?)),
         None => Ok(None),
     }
+}
+
+/// Records a plugin run: in the tenant's run log and in its breaker.
+pub(crate) fn record_run(app: &AppState, tenant: &TenantState, plugin: &str, run: &crate::resolve::RunRecord) {
+    app.recorder.run(&tenant.record.id, plugin, run);
+    app.limits.record_outcome(&tenant.record, run.outcome);
+}
+
+/// The message served while a tenant's plugin is paused.
+pub(crate) fn paused_message(app: &AppState, tenant: &TenantState) -> Option<String> {
+    app.limits.plugin_paused(&tenant.record).map(|left| {
+        format!(
+            "the plugin is paused for {} s after repeatedly running out of fuel or time; the base is served meanwhile",
+            left.as_secs() + 1
+        )
+    })
 }
 
 /// Runs `f` on a blocking thread while holding one of the tenant's plugin slots.
@@ -102,11 +122,13 @@ pub(crate) async fn effective(
     .await?;
     if let Some(sha) = &config.plugin {
         for run in config.runs() {
-            app.recorder.run(&tenant.record.id, sha, run);
+            record_run(app, tenant, sha, run);
         }
     }
     let config = Arc::new(config);
-    if !config.is_transient() {
+    // A paused plugin's base answers are not its configuration: never cache them.
+    let paused = tenant.active_plugin.is_some() && config.plugin.is_none();
+    if !config.is_transient() && !paused {
         app.caches.put_effective(key, config.clone());
     }
     Ok(config)
@@ -279,8 +301,7 @@ async fn quote(
     })
     .await??;
     if let (Some(plugin), Some(run)) = (&plugin, &resolved.run) {
-        app.recorder
-            .run(&tenant.record.id, &plugin.info().sha256, run);
+        record_run(&app, &tenant, &plugin.info().sha256, run);
     }
     let run = resolved.run.as_ref();
     Ok(Json(json!({
@@ -288,7 +309,7 @@ async fn quote(
         "source": resolved.source,
         "plugin": plugin.as_ref().map(|p| p.info().sha256.clone()),
         "outcome": run.map(|r| r.outcome),
-        "message": run.and_then(|r| r.message.clone()),
+        "message": run.and_then(|r| r.message.clone()).or_else(|| paused_message(&app, &tenant)),
         "fuel_used": run.map(|r| r.stats.fuel_used),
     })))
 }
@@ -335,8 +356,7 @@ pub(crate) async fn render_email(
     })
     .await??;
     if let (Some(plugin), Some(run)) = (&plugin, &resolved.run) {
-        app.recorder
-            .run(&tenant.record.id, &plugin.info().sha256, run);
+        record_run(&app, &tenant, &plugin.info().sha256, run);
     }
     let rendered = email::render(&resolved.value, &context).map_err(|err| {
         ApiError::new(
