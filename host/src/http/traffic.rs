@@ -53,7 +53,12 @@ pub(crate) async fn active_plugin(
 }
 
 /// Records a plugin run: in the tenant's run log and in its breaker.
-pub(crate) fn record_run(app: &AppState, tenant: &TenantState, plugin: &str, run: &crate::resolve::RunRecord) {
+pub(crate) fn record_run(
+    app: &AppState,
+    tenant: &TenantState,
+    plugin: &str,
+    run: &crate::resolve::RunRecord,
+) {
     app.recorder.run(&tenant.record.id, plugin, run);
     app.limits.record_outcome(&tenant.record, run.outcome);
 }
@@ -356,7 +361,7 @@ pub(crate) async fn render_email(
     })
     .await??;
     if let (Some(plugin), Some(run)) = (&plugin, &resolved.run) {
-        record_run(&app, &tenant, &plugin.info().sha256, run);
+        record_run(app, tenant, &plugin.info().sha256, run);
     }
     let rendered = email::render(&resolved.value, &context).map_err(|err| {
         ApiError::new(

@@ -151,24 +151,85 @@ both_backends!(suspension_rate_limits_and_domains, status_and_limits);
 async fn breaker(db: Db) {
     let server = Server::start(db).await;
     let token = admin("acme");
-    let (status, uploaded) = server.upload("acme", &token, crate::util::read(veneer::built_plugins::HOSTILE)).await;
+    let (status, uploaded) = server
+        .upload(
+            "acme",
+            &token,
+            crate::util::read(veneer::built_plugins::HOSTILE),
+        )
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{uploaded}");
-    let sha = uploaded["plugin"]["sha256"].as_str().expect("sha").to_owned();
-    server.call(Method::PUT, "acme", "/v1/settings", Some(&token), Some(json!({ "mode": "spin" }))).await;
-    let (status, _) = server.call(Method::POST, "acme", &format!("/v1/plugins/{sha}/activate"), Some(&token), None).await;
+    let sha = uploaded["plugin"]["sha256"]
+        .as_str()
+        .expect("sha")
+        .to_owned();
+    server
+        .call(
+            Method::PUT,
+            "acme",
+            "/v1/settings",
+            Some(&token),
+            Some(json!({ "mode": "spin" })),
+        )
+        .await;
+    let (status, _) = server
+        .call(
+            Method::POST,
+            "acme",
+            &format!("/v1/plugins/{sha}/activate"),
+            Some(&token),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
     let sale = super::harness::sale("bags", 10_000);
     for attempt in 0..veneer::limits::BREAKER_THRESHOLD {
-        let (_, quote) = server.call(Method::POST, "acme", "/v1/commission/quote", Some(&token), Some(sale.clone())).await;
-        assert_eq!(quote["outcome"], "out_of_fuel", "attempt {attempt}: {quote}");
+        let (_, quote) = server
+            .call(
+                Method::POST,
+                "acme",
+                "/v1/commission/quote",
+                Some(&token),
+                Some(sale.clone()),
+            )
+            .await;
+        assert_eq!(
+            quote["outcome"], "out_of_fuel",
+            "attempt {attempt}: {quote}"
+        );
         assert_eq!(quote["source"], "base");
     }
-    let (status, quote) = server.call(Method::POST, "acme", "/v1/commission/quote", Some(&token), Some(sale.clone())).await;
+    let (status, quote) = server
+        .call(
+            Method::POST,
+            "acme",
+            "/v1/commission/quote",
+            Some(&token),
+            Some(sale.clone()),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(quote["source"], "base", "{quote}");
-    assert!(quote["outcome"].is_null(), "the plugin did not run: {quote}");
-    assert!(quote["message"].as_str().unwrap_or("").contains("paused"), "{quote}");
-    let (_, other) = server.call(Method::POST, "globex", "/v1/commission/quote", Some(&admin("globex")), Some(sale)).await;
-    assert!(other["outcome"].is_null() || other["outcome"] == "ok", "globex is unaffected: {other}");
+    assert!(
+        quote["outcome"].is_null(),
+        "the plugin did not run: {quote}"
+    );
+    assert!(
+        quote["message"].as_str().unwrap_or("").contains("paused"),
+        "{quote}"
+    );
+    let (_, other) = server
+        .call(
+            Method::POST,
+            "globex",
+            "/v1/commission/quote",
+            Some(&admin("globex")),
+            Some(sale),
+        )
+        .await;
+    assert!(
+        other["outcome"].is_null() || other["outcome"] == "ok",
+        "globex is unaffected: {other}"
+    );
 }
 both_backends!(a_plugin_stuck_at_its_limits_is_paused, breaker);
