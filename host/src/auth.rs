@@ -42,6 +42,11 @@ use std::path::PathBuf;
 use std::sync::{Arc, Once};
 
 use jsonwebtoken::Validation;
+
+/// Verified tokens remembered, at most.
+const VERIFIED_CACHE_CAPACITY: u64 = 100_000;
+/// How long a verified token is remembered before it is verified again.
+const VERIFIED_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 use jsonwebtoken::errors::ErrorKind;
 use serde_json::{Map, Value};
 
@@ -129,6 +134,11 @@ pub struct Authenticator {
 
 struct Inner {
     keys: KeyStore,
+    /// Tokens already verified, by sha256 of the whole token, with their `exp`.
+    /// RS256 verification dominates an authenticated request's CPU; a token is
+    /// re-verified at most once a minute (so a key removed from the JWKS stops
+    /// being honoured within a minute) and never past its own expiry.
+    verified: moka::sync::Cache<[u8; 32], (Principal, u64)>,
     authorized_parties: Vec<String>,
     admin_claim: Vec<String>,
     dev_admin_claim: Vec<String>,
@@ -157,6 +167,8 @@ impl Authenticator {
     }
 
     fn with_policy(config: AuthConfig, policy: RefetchPolicy) -> Result<Self, AuthSetupError> {
+        // A token is never trusted longer than the key set it was checked against.
+        let verified_ttl = VERIFIED_CACHE_TTL.min(policy.max_age);
         ensure_crypto_provider();
         if config.leeway_secs > MAX_LEEWAY_SECS {
             return Err(AuthSetupError::LeewayTooLarge {
@@ -212,6 +224,10 @@ impl Authenticator {
         Ok(Authenticator {
             inner: Arc::new(Inner {
                 keys,
+                verified: moka::sync::Cache::builder()
+                    .max_capacity(VERIFIED_CACHE_CAPACITY)
+                    .time_to_live(verified_ttl)
+                    .build(),
                 authorized_parties: config
                     .authorized_parties
                     .into_iter()
@@ -227,6 +243,24 @@ impl Authenticator {
 
     /// Verifies a token (without the `Bearer ` prefix; see [`bearer`]).
     pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        use sha2::Digest as _;
+        let digest: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if let Some((principal, exp)) = self.inner.verified.get(&digest)
+            && exp > now
+        {
+            return Ok(principal);
+        }
+        let (principal, exp) = self.verify_uncached(token).await?;
+        if let Some(exp) = exp {
+            self.inner.verified.insert(digest, (principal.clone(), exp));
+        }
+        Ok(principal)
+    }
+
+    async fn verify_uncached(&self, token: &str) -> Result<(Principal, Option<u64>), AuthError> {
         // Shape and algorithm are settled before any key is chosen or fetched.
         let inspected = token::inspect(token)?;
         let key = self.inner.keys.select(inspected.kid.as_deref()).await?;
@@ -238,7 +272,8 @@ impl Authenticator {
             });
         }
         let claims = self.verify_signature_and_times(token, &key)?;
-        self.principal(&key, &claims)
+        let exp = claims.get("exp").and_then(Value::as_u64);
+        Ok((self.principal(&key, &claims)?, exp))
     }
 
     fn verify_signature_and_times(

@@ -1257,3 +1257,31 @@ async fn authenticator_is_shareable_across_tasks() {
     // axum handlers need the verification future to be Send.
     send(&auth.verify("a.b.c"));
 }
+
+#[tokio::test]
+async fn a_remembered_token_is_not_accepted_past_its_expiry() {
+    let server = JwksServer::start(vec![rsa_jwk()]).await;
+    let auth = Authenticator::new(AuthConfig {
+        leeway_secs: 0,
+        ..jwks_config(&server.url)
+    })
+    .await
+    .unwrap();
+    let mut claims = claims_v2("org_a", "admin");
+    claims["exp"] = json!(now() + 2);
+    let token = rs256(&claims);
+    auth.verify(&token).await.unwrap();
+    // Verified once, remembered: accepted again without a second verification.
+    auth.verify(&token).await.unwrap();
+    // Past `exp` by more than a whole second (exp has one-second resolution).
+    tokio::time::sleep(Duration::from_millis(3_200)).await;
+    assert_eq!(code_of(&auth, &token).await, "expired");
+    // A forged token with the same claims is still checked, never served from memory.
+    let forged = sign(
+        Algorithm::RS256,
+        ATTACKER_PRIVATE,
+        Some(RSA_KID),
+        &claims_v2("org_a", "admin"),
+    );
+    assert_eq!(code_of(&auth, &forged).await, "bad_signature");
+}
