@@ -32,6 +32,7 @@ pub use dsn::parse_dsn;
 pub use message::{BuildError, build_message};
 pub use render::{RenderError, Rendered, render};
 pub use send::{SendError, SmtpConfig, SmtpOutcome, relay_config, send};
+pub(crate) use settings::check_address;
 pub use settings::{EmailSettingsError, password_aad, validate_settings};
 pub use verp::{
     bounce_address, message_id_from_header, message_id_header, new_message_id, parse_bounce_address,

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::email::{
-    BounceOutcome, EmailRelay, EmailSettings, EmailTls, message_id_header, new_message_id,
+    self, BounceOutcome, EmailRelay, EmailSettings, EmailTls, message_id_header, new_message_id,
     parse_bounce_webhook, parse_dsn, password_aad, record_bounce, validate_settings,
 };
 use crate::http::context::{JsonBody, Member, RawBody, TenantAdmin};
@@ -155,18 +155,6 @@ struct SendInput {
     context: BTreeMap<String, String>,
 }
 
-fn plausible_address(address: &str) -> bool {
-    let Some((local, domain)) = address.rsplit_once('@') else {
-        return false;
-    };
-    !local.is_empty()
-        && domain.contains('.')
-        && address.len() <= 254
-        && !address
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | ',' | ';'))
-}
-
 async fn send(
     State(app): State<AppState>,
     admin: TenantAdmin,
@@ -182,10 +170,10 @@ async fn send(
         )
     })?;
     let to = input.to.trim().to_ascii_lowercase();
-    if !plausible_address(&to) {
+    if let Err(why) = email::check_address(&to) {
         return Err(ApiError::bad_request(
             "invalid_recipient",
-            "`to` must be one email address such as ann@example.com",
+            format!("`to` {why}; give one email address such as ann@example.com"),
         ));
     }
     // Rendered now, with the tenant's plugin: a bad context is the caller's 4xx,
