@@ -135,6 +135,40 @@ fn targets(globex_sha: &str) -> Vec<Target> {
         t(Method::GET, "/v1/usage", None),
         t(Method::GET, "/v1/quota", None),
         t(Method::GET, "/v1/audit", None),
+        t(Method::GET, "/v1/jobs", None),
+        t(Method::GET, "/v1/jobs/1", None),
+        t(Method::POST, "/v1/jobs/1/retry", None),
+        t(Method::GET, "/v1/shopify", None),
+        t(
+            Method::PUT,
+            "/v1/shopify",
+            Some(
+                json!({ "shop_domain": "x.myshopify.com", "access_token": "t", "app_secret": "s" }),
+            ),
+        ),
+        t(Method::DELETE, "/v1/shopify", None),
+        t(Method::GET, "/v1/shopify/commissions", None),
+        t(Method::GET, "/v1/shopify/products", None),
+        t(Method::GET, "/v1/email/settings", None),
+        t(
+            Method::PUT,
+            "/v1/email/settings",
+            Some(
+                json!({ "sending_domain": "x.example", "from_name": "X", "from_address": "a@x.example" }),
+            ),
+        ),
+        t(
+            Method::POST,
+            "/v1/email/send",
+            Some(json!({ "template": "welcome", "to": "ann@example.com" })),
+        ),
+        t(Method::GET, "/v1/email/messages", None),
+        t(Method::GET, "/v1/email/suppressions", None),
+        t(
+            Method::DELETE,
+            "/v1/email/suppressions/ann@example.com",
+            None,
+        ),
     ]
 }
 
