@@ -5,6 +5,8 @@
 # drives it with wrk and prints one table:
 #   (a) GET /healthz                        the floor of the stack
 #   (b) GET /v1/config (acme)               effective configuration, cache hit
+#       (and again with Accept-Encoding: gzip, served from the cached encoding,
+#       and with If-None-Match: a 304 without a body)
 #   (c) POST /v1/commission/quote (acme)    luxury-consignment plugin in Wasm
 #   (d) the same quote, the same plugin compiled into the host (--bench-native)
 # with the ratios b/a and c/d; then the noisy neighbour: globex's quotes alone,
@@ -86,7 +88,7 @@ SAMPLE_SALE='{"order_id":"o-1","sku":"bag-1","category_id":"bags","unit_price":2
 # run NAME HOST TOKEN SCRIPT PATH -> prints "NAME rps p50_us p99_us non2xx errors"
 run() {
     local name=$1 host=$2 token=$3 script=$4 path=$5 out
-    out=$(BENCH_HOST=$host BENCH_TOKEN=$token taskset -c "$LOAD_CPU" \
+    out=$(BENCH_HOST=$host BENCH_TOKEN=$token BENCH_ACCEPT_ENCODING=${BENCH_ACCEPT_ENCODING:-} BENCH_IF_NONE_MATCH=${BENCH_IF_NONE_MATCH:-} taskset -c "$LOAD_CPU" \
         wrk -t1 -c"$CONNS" -d"$DURATION" --timeout 10s -s "$BENCH_DIR/$script" "$BASE$path" |
         grep '^RESULT')
     # RESULT requests duration_us p50 p99 non2xx errors
@@ -109,6 +111,12 @@ done
 
 # Every path answers correctly before it is measured.
 tcurl acme "$ACME" -o /dev/null "$BASE/v1/config"
+B_BYTES=$(tcurl acme "$ACME" "$BASE/v1/config" | wc -c)
+B_GZIP_BYTES=$(tcurl acme "$ACME" -H 'Accept-Encoding: gzip' "$BASE/v1/config" | wc -c)
+# The gzip body must be the same document.
+cmp <(tcurl acme "$ACME" "$BASE/v1/config") <(tcurl acme "$ACME" -H 'Accept-Encoding: gzip' "$BASE/v1/config" | gzip -d) ||
+    { echo "the gzip body of /v1/config is not the identity body" >&2; exit 1; }
+export B_BYTES B_GZIP_BYTES
 wasm_quote=$(tcurl acme "$ACME" -H 'Content-Type: application/json' -d "$SAMPLE_SALE" "$BASE/v1/commission/quote")
 echo "$wasm_quote" | grep -q '"source":"plugin"' || { echo "wasm quote not from the plugin: $wasm_quote" >&2; exit 1; }
 echo "$wasm_quote" | grep -q '"fuel_used":0[,}]' && { echo "wasm quote used no fuel: $wasm_quote" >&2; exit 1; }
@@ -117,6 +125,13 @@ lux=$(echo "$wasm_quote" | sed -n 's/.*"plugin":"\([0-9a-f]*\)".*/\1/p')
 echo "scenario rps p50_us p99_us non2xx errors" >"$WORK/results"
 run a_static localhost "" get.lua /healthz >>"$WORK/results"
 run b_config acme.localhost "$ACME" get.lua /v1/config >>"$WORK/results"
+BENCH_ACCEPT_ENCODING=gzip run b_config_gzip acme.localhost "$ACME" get.lua /v1/config >>"$WORK/results"
+# Revalidation: the same request with the ETag the client holds (304, no body):
+# what the tenant path costs without the payload.
+ETAG=$(tcurl acme "$ACME" -D - -o /dev/null "$BASE/v1/config" | tr -d '\r' | sed -n 's/^etag: //Ip')
+[[ "$(tcurl acme "$ACME" -H "If-None-Match: $ETAG" -o /dev/null -w '%{http_code}' "$BASE/v1/config")" == 304 ]] ||
+    { echo "a conditional GET of /v1/config with ETag $ETAG did not answer 304" >&2; exit 1; }
+BENCH_IF_NONE_MATCH=$ETAG run b_config_304 acme.localhost "$ACME" get.lua /v1/config >>"$WORK/results"
 run c_quote_wasm acme.localhost "$ACME" quote.lua / >>"$WORK/results"
 
 # ---------------------------------------------------- noisy neighbour (server 1)
@@ -162,7 +177,9 @@ echo
 awk 'NR == 1 { printf "%-20s %10s %10s %10s %8s %7s\n", $1, "req/s", "p50", "p99", "non2xx", "errors"; next }
      { printf "%-20s %10s %10s %10s %8s %7s\n", $1, $2, $3, $4, $5, $6; rps[$1] = $2; p50[$1] = $3; p99[$1] = $4 }
      END {
-       printf "\nb/a throughput %.2f   b/a p50 %.2f\n", rps["b_config"] / rps["a_static"], p50["b_config"] / p50["a_static"]
+       printf "\nb/a throughput %.2f   b/a p50 %.2f   (identity, %s bytes)\n", rps["b_config"] / rps["a_static"], p50["b_config"] / p50["a_static"], ENVIRON["B_BYTES"]
+       printf "b/a throughput %.2f   b/a p50 %.2f   (Accept-Encoding: gzip, %s bytes)\n", rps["b_config_gzip"] / rps["a_static"], p50["b_config_gzip"] / p50["a_static"], ENVIRON["B_GZIP_BYTES"]
+       printf "b/a throughput %.2f   b/a p50 %.2f   (If-None-Match: 304, no body)\n", rps["b_config_304"] / rps["a_static"], p50["b_config_304"] / p50["a_static"]
        printf "c/d throughput %.2f   c/d p50 %.2f   c/d p99 %.2f\n", rps["c_quote_wasm"] / rps["d_quote_native"], p50["c_quote_wasm"] / p50["d_quote_native"], p99["c_quote_wasm"] / p99["d_quote_native"]
        printf "noisy neighbour: B p99 alone %d µs, with A spinning %d µs, ratio %.2f\n", p99["B_alone"], p99["B_with_A_spinning"], p99["B_with_A_spinning"] / p99["B_alone"]
      }' "$WORK/results"

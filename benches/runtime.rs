@@ -31,7 +31,7 @@ use veneer::cache::{Caches, EffectiveKey};
 use veneer::resolve::Resolver;
 use veneer::runtime::{
     LoadedPlugin, Metering, Outcome, Quota, Runtime, RuntimeConfig, Session, StaticTenantData,
-    TenantData,
+    TenantData, WarmKey,
 };
 use veneer::tenancy::TenantId;
 use veneer_sdk::Plugin as _;
@@ -130,6 +130,21 @@ fn ok<T>(what: &str, outcome: Outcome<T>) -> T {
 fn fresh_commission(f: &Fixture) -> Outcome<base::CommissionDecision> {
     f.runtime
         .commission(&f.luxury, f.data.clone(), &f.quota, &f.sale, &f.decision)
+        .outcome
+}
+
+/// The server's quote path: `commission_reusing` with the tenant's warm key, so
+/// the call takes a warm instance from the runtime's pool and puts it back.
+fn pooled_commission(f: &Fixture, key: &WarmKey) -> Outcome<base::CommissionDecision> {
+    f.runtime
+        .commission_reusing(
+            &f.luxury,
+            Some(key),
+            f.data.clone(),
+            &f.quota,
+            &f.sale,
+            &f.decision,
+        )
         .outcome
 }
 
@@ -335,6 +350,11 @@ fn main() {
     let cached = || caches.effective(&key_for(1)).expect("cache hit");
     cached();
 
+    let warm_key = WarmKey::new("acme", 1);
+    assert_eq!(ok("pooled", pooled_commission(&f, &warm_key)), expected);
+    assert_eq!(ok("pooled", pooled_commission(&f, &warm_key)), expected);
+    assert_eq!(f.runtime.warm_instances(), 1);
+
     let mut c = Criterion::default().configure_from_args();
     {
         let mut group = c.benchmark_group("commission");
@@ -343,6 +363,9 @@ fn main() {
         });
         group.bench_function("wasm_warm_instance", |b| {
             b.iter(|| black_box(session.commission()))
+        });
+        group.bench_function("wasm_pooled_warm", |b| {
+            b.iter(|| black_box(ok("pooled", pooled_commission(&f, &warm_key))))
         });
         group.bench_function("native", |b| b.iter(|| black_box(native(&f))));
         group.finish();
@@ -393,6 +416,9 @@ fn main() {
     let warm_t = median(rounds, 200, || {
         black_box(session.commission());
     });
+    let pooled_t = median(rounds, 200, || {
+        ok("pooled", pooled_commission(&f, &warm_key));
+    });
     let inst_t = median(rounds, 200, || {
         black_box(f.runtime.session(&f.luxury, f.data.clone(), &f.quota)).ok();
     });
@@ -431,6 +457,10 @@ fn main() {
         us(warm_t)
     );
     println!(
+        "  pooled warm instance commission (server){:>10.2} µs",
+        us(pooled_t)
+    );
+    println!(
         "  native commission                       {:>10.2} µs",
         us(native_t)
     );
@@ -439,9 +469,10 @@ fn main() {
         us(noop_t)
     );
     println!(
-        "  ratio fresh/native  {:.1}x   warm/native  {:.2}x",
+        "  ratio fresh/native  {:.1}x   warm/native  {:.2}x   pooled/native  {:.2}x",
         ratio(fresh_t, native_t),
-        ratio(warm_t, native_t)
+        ratio(warm_t, native_t),
+        ratio(pooled_t, native_t)
     );
     println!("  fuel per commission call: {warm_fuel}");
     println!(

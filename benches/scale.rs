@@ -179,6 +179,7 @@ async fn start(dir: &Path, tenants: usize) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("{e:?}"))?;
         let resolved = Resolver::new(&app.runtime, &app.base).commission(
             Some(&plugin),
+            Some(&tenant.warm_key()),
             tenant.data(),
             &tenant.quota,
             &sale,

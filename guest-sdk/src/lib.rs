@@ -92,6 +92,12 @@ pub type RenderContext = BTreeMap<String, String>;
 /// Return `Err(PluginError)` to refuse on purpose: the host then serves the base
 /// result and records your error. A panic, a runaway loop or excessive memory is
 /// stopped by the host and recorded too, but says less to the tenant.
+///
+/// Write hooks as functions of their inputs, the settings and the key-value
+/// data. The host may call `commission` several times on one instance (for the
+/// same tenant, settings and data; never after a failed call), so statics and
+/// memory may or may not survive from one call to the next: don't rely on
+/// either. Every call gets the whole of its fuel, time and host-call quota.
 pub trait Plugin {
     /// Changes the category tree. The result must still be a tree: unique ids,
     /// every parent present, no cycles.

@@ -384,7 +384,7 @@ pub fn bearer(header_value: &str) -> Result<&str, AuthError> {
     if token.is_empty() {
         return Err(AuthError::MissingToken);
     }
-    if token.contains(|c: char| c.is_ascii_whitespace()) {
+    if token.bytes().any(|b| b.is_ascii_whitespace()) {
         return Err(AuthError::malformed(
             "the Authorization header must be exactly `Bearer <token>`",
         ));

@@ -97,6 +97,11 @@ pub struct ServeConfig {
     #[arg(long, env = "VENEER_MAX_CONCURRENT_CALLS", default_value_t = 64)]
     pub max_concurrent_calls: u32,
 
+    /// Plugin instances kept warm between commission calls (per tenant, plugin
+    /// and data version; dropped after any failure). 0: a fresh store per call.
+    #[arg(long, env = "VENEER_WARM_INSTANCES", default_value_t = 64)]
+    pub warm_instances: u32,
+
     /// Key that encrypts credentials at rest, `<id>:<base64 of 32 bytes>`
     /// (make one with `openssl rand -base64 32`). Dev mode has an insecure default.
     #[arg(long, env = "VENEER_SECRET_KEY", hide_env_values = true)]
@@ -178,6 +183,7 @@ impl ServeConfig {
             compile_concurrency: 2,
             compile_timeout_secs: 60,
             max_concurrent_calls: 32,
+            warm_instances: 16,
             secret_key: None,
             secret_old_keys: Vec::new(),
             worker_concurrency: 4,

@@ -10,6 +10,7 @@ pub mod email;
 mod error;
 mod health;
 mod jobs;
+mod served;
 pub mod shopify;
 mod tenant;
 pub(crate) mod traffic;
@@ -23,6 +24,7 @@ use tower_http::trace::TraceLayer;
 
 pub use context::{Member, PlatformAdmin, TenantAdmin, TenantCtx};
 pub use error::{ApiError, ApiResult};
+pub use served::ServedDocument;
 
 use crate::state::AppState;
 

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::base::{BaseConfig, Category, CommissionDecision, EmailTemplate, Sale, SizeChart};
 use crate::runtime::{
-    Hook, LoadedPlugin, Outcome, OutcomeKind, Quota, Run, RunStats, Runtime, TenantData,
+    Hook, LoadedPlugin, Outcome, OutcomeKind, Quota, Run, RunStats, Runtime, TenantData, WarmKey,
 };
 use crate::validate::{self, Violation};
 
@@ -123,6 +123,11 @@ pub struct EffectiveConfig {
     pub size_charts: Resolved<Vec<SizeChart>>,
     /// Every email template, customised, by id.
     pub emails: BTreeMap<String, Resolved<EmailTemplate>>,
+    /// The whole configuration as the API serves it, serialised on first use
+    /// and kept with the cached configuration, so a cache hit costs no
+    /// serialisation (filled by the HTTP layer, which owns the document's shape).
+    #[serde(skip)]
+    pub served: std::sync::OnceLock<crate::http::ServedDocument>,
 }
 
 impl EffectiveConfig {
@@ -199,12 +204,14 @@ impl<'a> Resolver<'a> {
     pub fn commission(
         &self,
         plugin: Option<&LoadedPlugin>,
+        warm: Option<&WarmKey>,
         data: Arc<dyn TenantData>,
         quota: &Quota,
         sale: &Sale,
     ) -> Result<Resolved<CommissionDecision>, InputError> {
         self.commission_with(plugin, sale, |p, base| {
-            self.runtime.commission(p, data, quota, sale, base)
+            self.runtime
+                .commission_reusing(p, warm, data, quota, sale, base)
         })
     }
 
@@ -283,6 +290,7 @@ impl Resolver<'_> {
             categories,
             size_charts,
             emails,
+            served: std::sync::OnceLock::new(),
         }
     }
 }

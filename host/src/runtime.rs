@@ -17,6 +17,7 @@ mod hook;
 mod outcome;
 mod quota;
 mod state;
+mod warm;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -33,12 +34,14 @@ use artifacts::ArtifactCache;
 use bindings::OutputSize;
 use bindings::v0_1_0::{Plugin as PluginBindings, PluginPre};
 use state::{HostCallCapExceeded, HostState, LimitExceeded};
+use warm::{Warm, WarmPool};
 
 pub use check::CheckError;
 pub use hook::{Hook, UnknownHook};
 pub use outcome::{LogLine, LogSource, Outcome, OutcomeKind, Run, RunStats};
 pub use quota::{MAX_DEADLINE_MS, MAX_MEMORY_BYTES, Quota, QuotaError};
 pub use state::{StaticTenantData, TenantData};
+pub use warm::WarmKey;
 
 /// How often the epoch advances; deadlines are rounded up to whole ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(1);
@@ -56,6 +59,9 @@ pub struct RuntimeConfig {
     pub max_component_bytes: usize,
     /// Calls that may run at once (sizes the instance pool).
     pub max_concurrent_calls: u32,
+    /// Instances kept warm between per-sale calls (see [`WarmKey`]); 0 gives
+    /// every call a fresh store. Each holds a slot of the instance pool.
+    pub warm_instances: u32,
     /// Which limits on running time the engine enforces. Production keeps the
     /// default (both on); turning one off is for benchmarks only (see
     /// [`Metering`]).
@@ -91,6 +97,7 @@ impl Default for RuntimeConfig {
             artifact_dir: None,
             max_component_bytes: DEFAULT_MAX_COMPONENT_BYTES,
             max_concurrent_calls: 64,
+            warm_instances: 64,
             metering: Metering::default(),
         }
     }
@@ -152,6 +159,7 @@ pub struct Runtime {
     config: RuntimeConfig,
     artifacts: Option<ArtifactCache>,
     loaded: Mutex<HashMap<String, Arc<LoadedPlugin>>>,
+    warm: WarmPool,
     ticker_stop: Arc<AtomicBool>,
 }
 
@@ -166,6 +174,7 @@ impl std::fmt::Debug for Runtime {
 impl Drop for Runtime {
     fn drop(&mut self) {
         self.ticker_stop.store(true, Ordering::Relaxed);
+        self.warm.clear();
     }
 }
 
@@ -217,12 +226,14 @@ impl Runtime {
                 })?;
         }
 
+        let warm = WarmPool::new(usize::try_from(config.warm_instances).unwrap_or(0));
         Ok(Self {
             engine,
             linker,
             config,
             artifacts,
             loaded: Mutex::new(HashMap::new()),
+            warm,
             ticker_stop,
         })
     }
@@ -312,6 +323,7 @@ impl Runtime {
     /// Forgets a loaded plugin (its artifact stays on disk).
     pub fn unload(&self, sha256: &str) {
         self.lock_loaded().remove(sha256);
+        self.warm.clear();
     }
 
     fn lock_loaded(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<LoadedPlugin>>> {
@@ -354,7 +366,7 @@ impl Runtime {
         })
     }
 
-    /// Runs the commission hook for one sale line.
+    /// Runs the commission hook for one sale line, on a fresh store.
     pub fn commission(
         &self,
         plugin: &LoadedPlugin,
@@ -363,9 +375,24 @@ impl Runtime {
         sale: &base::Sale,
         base: &base::CommissionDecision,
     ) -> Run<base::CommissionDecision> {
+        self.commission_reusing(plugin, None, data, quota, sale, base)
+    }
+
+    /// Runs the commission hook for one sale line on a warm instance of
+    /// `warm`'s, when one is kept (else a fresh store, kept afterwards if the
+    /// call ends well). `data` must be the data `warm`'s version names.
+    pub fn commission_reusing(
+        &self,
+        plugin: &LoadedPlugin,
+        warm: Option<&WarmKey>,
+        data: Arc<dyn TenantData>,
+        quota: &Quota,
+        sale: &base::Sale,
+        base: &base::CommissionDecision,
+    ) -> Run<base::CommissionDecision> {
         let sale = bindings::sale_out(sale);
         let decision = bindings::decision_out(base);
-        self.call_capped(plugin, data, quota, move |store, b| {
+        self.call_capped_reusing(plugin, warm, data, quota, move |store, b| {
             let out = b
                 .veneer_plugin_hooks()
                 .call_commission(store, &sale, &decision)?;
@@ -413,7 +440,21 @@ impl Runtime {
             &PluginBindings,
         ) -> wasmtime::Result<Result<T, (String, String)>>,
     ) -> Run<T> {
-        let mut run = self.call(plugin, data, quota, f);
+        self.call_capped_reusing(plugin, None, data, quota, f)
+    }
+
+    fn call_capped_reusing<T: OutputSize>(
+        &self,
+        plugin: &LoadedPlugin,
+        warm: Option<&WarmKey>,
+        data: Arc<dyn TenantData>,
+        quota: &Quota,
+        f: impl FnOnce(
+            &mut Store<HostState>,
+            &PluginBindings,
+        ) -> wasmtime::Result<Result<T, (String, String)>>,
+    ) -> Run<T> {
+        let mut run = self.call_reusing(plugin, warm, data, quota, f);
         if let Outcome::Ok(value) = &run.outcome {
             let size = value.output_size();
             run.stats.output_bytes = u64::try_from(size).unwrap_or(u64::MAX);
@@ -441,16 +482,44 @@ impl Runtime {
             &PluginBindings,
         ) -> wasmtime::Result<Result<T, (String, String)>>,
     ) -> Run<T> {
+        self.call_reusing(plugin, None, data, quota, f)
+    }
+
+    /// [`Runtime::call`], on a warm instance of `warm`'s when the pool has one,
+    /// and keeping the instance afterwards when `warm` is given and the call
+    /// ended well (see `runtime/warm.rs` for the rules).
+    fn call_reusing<T>(
+        &self,
+        plugin: &LoadedPlugin,
+        warm: Option<&WarmKey>,
+        data: Arc<dyn TenantData>,
+        quota: &Quota,
+        f: impl FnOnce(
+            &mut Store<HostState>,
+            &PluginBindings,
+        ) -> wasmtime::Result<Result<T, (String, String)>>,
+    ) -> Run<T> {
         let started = Instant::now();
-        let mut store = self.store(quota, data);
-        let fuel_set = self.config.metering.fuel;
+        let sha = plugin.info.sha256.as_str();
+        let reused = warm.and_then(|key| self.warm.take(key, sha, quota));
+        let (mut store, bindings, calls) = match reused {
+            Some(mut w) => {
+                w.store.data_mut().begin_call();
+                self.arm(&mut w.store, quota);
+                (w.store, Ok(w.bindings), w.calls)
+            }
+            None => {
+                let mut store = self.store(quota, data);
+                let bindings = plugin.pre.instantiate(&mut store);
+                (store, bindings, 0)
+            }
+        };
+        let (result, bindings) = match bindings {
+            Ok(bindings) => (f(&mut store, &bindings), Some(bindings)),
+            Err(err) => (Err(err), None),
+        };
 
-        let result = plugin
-            .pre
-            .instantiate(&mut store)
-            .and_then(|bindings| f(&mut store, &bindings));
-
-        let fuel_used = if fuel_set {
+        let fuel_used = if self.config.metering.fuel {
             quota.fuel.saturating_sub(store.get_fuel().unwrap_or(0))
         } else {
             0
@@ -463,17 +532,33 @@ impl Runtime {
             Err(err) => classify(&err, state),
         };
         let (logs, logs_truncated) = state.log.finish();
+        let peak_memory = state.limiter.peak_memory;
+        let keep = matches!(outcome, Outcome::Ok(_))
+            && calls + 1 < warm::MAX_CALLS
+            && u64::try_from(state.memory_in_use()).unwrap_or(u64::MAX) <= quota.memory_bytes / 2;
+        if let (Some(key), Some(bindings), true) = (warm, bindings, keep) {
+            self.warm.put(
+                key.clone(),
+                sha,
+                Warm::new(store, bindings, *quota, calls + 1),
+            );
+        }
         Run {
             outcome,
             stats: RunStats {
                 fuel_used,
-                peak_memory_bytes: u64::try_from(state.limiter.peak_memory).unwrap_or(u64::MAX),
+                peak_memory_bytes: u64::try_from(peak_memory).unwrap_or(u64::MAX),
                 wall_time,
                 output_bytes: 0,
                 logs,
                 logs_truncated,
             },
         }
+    }
+
+    /// Warm instances held now.
+    pub fn warm_instances(&self) -> usize {
+        self.warm.len()
     }
 }
 
@@ -503,15 +588,22 @@ impl Runtime {
     fn store(&self, quota: &Quota, data: Arc<dyn TenantData>) -> Store<HostState> {
         let mut store = Store::new(&self.engine, HostState::new(quota, data));
         store.limiter(|state| &mut state.limiter);
+        if self.config.metering.epoch {
+            store.epoch_deadline_trap();
+        }
+        self.arm(&mut store, quota);
+        store
+    }
+
+    /// Gives a store the whole of `quota`'s fuel and deadline, from now.
+    fn arm(&self, store: &mut Store<HostState>, quota: &Quota) {
         if self.config.metering.fuel {
             // Cannot fail: the engine consumes fuel.
             let _ = store.set_fuel(quota.fuel);
         }
         if self.config.metering.epoch {
             store.set_epoch_deadline(deadline_ticks(quota.deadline_ms));
-            store.epoch_deadline_trap();
         }
-        store
     }
 
     /// Instantiates `plugin` once for `data` under `quota`.
@@ -692,7 +784,11 @@ fn engine_config(config: &RuntimeConfig) -> Config {
         .epoch_interruption(config.metering.epoch)
         .max_wasm_stack(MAX_WASM_STACK);
 
-    let slots = config.max_concurrent_calls.max(1);
+    // Warm instances keep their slots between calls.
+    let slots = config
+        .max_concurrent_calls
+        .max(1)
+        .saturating_add(config.warm_instances);
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(slots)
         .total_core_instances(slots.saturating_mul(8))

@@ -101,6 +101,7 @@ impl AppState {
         let runtime = Runtime::new(RuntimeConfig {
             artifact_dir,
             max_concurrent_calls: config.max_concurrent_calls,
+            warm_instances: config.warm_instances,
             ..RuntimeConfig::default()
         })
         .context("starting the plugin runtime")?;

@@ -225,17 +225,19 @@ async fn orders_create(
             seller_id: line.vendor.clone(),
             attributes: Vec::new(),
         };
-        let (runtime, base, data, quota, plugin_for_run) = (
+        let (runtime, base, data, quota, plugin_for_run, warm) = (
             app.runtime.clone(),
             app.base.clone(),
             tenant.data(),
             tenant.quota,
             plugin.clone(),
+            tenant.warm_key(),
         );
         let sale_for_run = sale.clone();
         let resolved = with_slot(app, &tenant, move || {
             Resolver::new(&runtime, &base).commission(
                 plugin_for_run.as_deref(),
+                Some(&warm),
                 data,
                 &quota,
                 &sale_for_run,

@@ -256,6 +256,7 @@ fn a_fee_above_the_price_falls_back_to_the_base_decision() {
     let resolved = Resolver::new(runtime(), base())
         .commission(
             Some(&plugin),
+            None,
             mode(r#"{"mode": "bad-tree"}"#),
             &Quota::default(),
             &sale,
@@ -276,6 +277,7 @@ fn a_plugin_error_is_recorded_and_the_base_served() {
     let resolved = Resolver::new(runtime(), base())
         .commission(
             Some(&plugin),
+            None,
             mode(r#"{"mode": "error"}"#),
             &Quota::default(),
             &sale,

@@ -9,3 +9,4 @@ mod runtime;
 mod server;
 mod smtp_server;
 mod util;
+mod warm;

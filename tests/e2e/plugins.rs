@@ -23,6 +23,7 @@ fn luxury_consignment_adds_categories_and_caps_commission() {
     let quote = resolver()
         .commission(
             Some(&plugin),
+            None,
             settings(r#"{"cap": 90000}"#),
             &Quota::default(),
             &expensive,
@@ -39,6 +40,7 @@ fn bad_settings_fall_back_with_the_plugins_own_message() {
     let quote = resolver()
         .commission(
             Some(&plugin),
+            None,
             settings(r#"{"cap": "a lot"}"#),
             &Quota::default(),
             &sale("bags", 10_000),
@@ -130,6 +132,7 @@ fn declarative_overrides_apply_json_patches_without_code() {
     let quote = resolver()
         .commission(
             Some(&plugin),
+            None,
             tenant,
             &Quota::default(),
             &sale("bags", 100_000),

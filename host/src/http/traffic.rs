@@ -13,12 +13,13 @@ use axum::{
     Json, Router,
     routing::{get, post},
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::base::Sale;
 use crate::cache::EffectiveKey;
 use crate::email;
+use crate::http::ServedDocument;
 use crate::http::context::{JsonBody, Member};
 use crate::http::{ApiError, ApiResult};
 use crate::resolve::{EffectiveConfig, Resolved, Resolver};
@@ -149,8 +150,19 @@ fn not_modified(headers: &HeaderMap, version: &str) -> bool {
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| {
-            v.split(',')
-                .any(|tag| tag.trim().trim_start_matches("W/") == format!("\"{version}\""))
+            v.split(',').any(|tag| {
+                let tag = tag.trim();
+                tag == "*" || {
+                    let tag = tag.trim_start_matches("W/");
+                    let tag = tag.strip_prefix('"').and_then(|t| t.strip_suffix('"'));
+                    // Either representation's validator (identity or gzip).
+                    tag.is_some_and(|t| {
+                        t.strip_suffix(crate::http::served::GZIP_ETAG_SUFFIX)
+                            .unwrap_or(t)
+                            == version
+                    })
+                }
+            })
         })
 }
 
@@ -177,6 +189,56 @@ fn fallbacks(config: &EffectiveConfig) -> Vec<Value> {
     out
 }
 
+/// `GET /v1/config` as serialised: borrowed from the cached configuration.
+#[derive(Serialize)]
+struct Document<'a> {
+    tenant: &'a str,
+    version: &'a str,
+    base_version: &'a str,
+    plugin: &'a Option<String>,
+    categories: &'a [crate::base::Category],
+    size_charts: &'a [crate::base::SizeChart],
+    emails: BTreeMap<&'a str, &'a crate::base::EmailTemplate>,
+    commission_rules: &'a crate::base::CommissionRules,
+    sources: BTreeMap<String, crate::resolve::Source>,
+    fallbacks: Vec<Value>,
+}
+
+/// Serialises the whole configuration once (and gzips it once).
+fn serve_document(app: &AppState, tenant: &str, config: &EffectiveConfig) -> ServedDocument {
+    let sources: BTreeMap<String, _> = [
+        ("categories".to_owned(), config.categories.source),
+        ("size_charts".to_owned(), config.size_charts.source),
+    ]
+    .into_iter()
+    .chain(
+        config
+            .emails
+            .iter()
+            .map(|(id, e)| (format!("emails.{id}"), e.source)),
+    )
+    .collect();
+    let document = Document {
+        tenant,
+        version: &config.version,
+        base_version: &config.base_version,
+        plugin: &config.plugin,
+        categories: &config.categories.value,
+        size_charts: &config.size_charts.value,
+        emails: config
+            .emails
+            .iter()
+            .map(|(id, e)| (id.as_str(), &e.value))
+            .collect(),
+        commission_rules: &app.base.commission,
+        sources,
+        fallbacks: fallbacks(config),
+    };
+    // Serialising borrowed base types cannot fail.
+    let json = serde_json::to_vec(&document).unwrap_or_default();
+    ServedDocument::new(json, etag(&config.version))
+}
+
 async fn config(
     State(app): State<AppState>,
     member: Member,
@@ -191,38 +253,10 @@ async fn config(
         )
             .into_response());
     }
-    let emails: BTreeMap<_, _> = config
-        .emails
-        .iter()
-        .map(|(id, e)| (id.clone(), &e.value))
-        .collect();
-    let sources: BTreeMap<String, _> = [
-        ("categories".to_owned(), config.categories.source),
-        ("size_charts".to_owned(), config.size_charts.source),
-    ]
-    .into_iter()
-    .chain(
-        config
-            .emails
-            .iter()
-            .map(|(id, e)| (format!("emails.{id}"), e.source)),
-    )
-    .collect();
-    Ok(with_etag(
-        &config.version,
-        json!({
-            "tenant": tenant.record.id,
-            "version": config.version,
-            "base_version": config.base_version,
-            "plugin": config.plugin,
-            "categories": config.categories.value,
-            "size_charts": config.size_charts.value,
-            "emails": emails,
-            "commission_rules": app.base.commission,
-            "sources": sources,
-            "fallbacks": fallbacks(&config),
-        }),
-    ))
+    let served = config
+        .served
+        .get_or_init(|| serve_document(&app, tenant.record.id.as_str(), &config));
+    Ok(served.respond(&headers))
 }
 
 async fn section(
@@ -281,11 +315,12 @@ async fn quote(
     let tenant = member.tenant.0.clone();
     crate::resolve::check_sale(&app.base, &sale)?;
     let plugin = active_plugin(&app, &tenant).await?;
-    let (runtime, base, data, quota) = (
+    let (runtime, base, data, quota, warm) = (
         app.runtime.clone(),
         app.base.clone(),
         tenant.data(),
         tenant.quota,
+        tenant.warm_key(),
     );
     let plugin_for_run = plugin.clone();
     #[cfg(feature = "bench-native")]
@@ -302,7 +337,7 @@ async fn quote(
                 crate::bench_native::commission(&*data, &sale, base)
             });
         }
-        resolver.commission(plugin_for_run.as_deref(), data, &quota, &sale)
+        resolver.commission(plugin_for_run.as_deref(), Some(&warm), data, &quota, &sale)
     })
     .await??;
     if let (Some(plugin), Some(run)) = (&plugin, &resolved.run) {

@@ -113,6 +113,16 @@ impl LogSink {
         (std::mem::take(&mut buf.lines), buf.truncated)
     }
 
+    /// Empties the log for the next call of a warm instance.
+    pub(crate) fn reset(&self) {
+        let mut buf = self.lock();
+        let cap = buf.cap;
+        *buf = LogBuf {
+            cap,
+            ..LogBuf::default()
+        };
+    }
+
     /// A WASI stdout/stderr that writes into this log.
     pub(crate) fn stream(&self, source: LogSource) -> CaptureStream {
         CaptureStream {

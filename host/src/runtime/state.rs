@@ -203,6 +203,22 @@ impl HostState {
         }
     }
 
+    /// Gets a warm instance's state ready for its next call: the host-call
+    /// budget and the log start over, and the call's peak memory starts at what
+    /// the instance already holds.
+    pub(crate) fn begin_call(&mut self) {
+        self.host_bytes_left = self.host_bytes_cap;
+        self.host_cap_hit = false;
+        self.limiter.refused = None;
+        self.limiter.peak_memory = self.limiter.memory_total;
+        self.log.reset();
+    }
+
+    /// Linear memory the instance holds now, in bytes.
+    pub(crate) fn memory_in_use(&self) -> usize {
+        self.limiter.memory_total
+    }
+
     fn charge(&mut self, bytes: usize) -> wasmtime::Result<()> {
         let bytes = u64::try_from(bytes).unwrap_or(u64::MAX);
         match self.host_bytes_left.checked_sub(bytes) {

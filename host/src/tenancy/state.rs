@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::runtime::{Quota, TenantData};
+use crate::runtime::{Quota, TenantData, WarmKey};
 use crate::storage::{SettingsRecord, Storage, StorageError, TenantRecord};
 
 use super::TenantId;
@@ -72,6 +72,16 @@ impl TenantState {
     /// What the tenant's plugin may read.
     pub fn data(&self) -> Arc<dyn TenantData> {
         self.data.clone()
+    }
+
+    /// The key of this tenant's warm plugin instances at its current settings,
+    /// quota and data: an instance made with older data is never reused.
+    pub fn warm_key(&self) -> WarmKey {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        self.settings.version.hash(&mut hasher);
+        self.data_version.hash(&mut hasher);
+        WarmKey::new(self.record.id.as_str(), hasher.finish())
     }
 }
 

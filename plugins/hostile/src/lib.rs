@@ -24,9 +24,11 @@
 //! | `error` | returns the plugin error `hostile-error` |
 //! | `kv-probe` | reports every key-value pair it can see: a category name, a chart name, the note, the text body |
 //! | `slow-ok` | does `count` rounds of arithmetic, then returns the base |
+//! | `count-calls` | counts the calls its instance has served in a static; the commission note says `call <n>` |
 
 use std::hint::black_box;
 use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Deserialize;
 use veneer_sdk::{
@@ -74,6 +76,8 @@ pub enum Mode {
     KvProbe,
     /// Do `count` rounds of busy work, then behave.
     SlowOk,
+    /// Count calls in instance memory and report the count (shows instance reuse).
+    CountCalls,
 }
 
 /// The tenant's settings.
@@ -99,6 +103,10 @@ impl Default for Settings {
 }
 
 const MIB: usize = 1024 * 1024;
+
+/// Calls this instance has served, for `count-calls`: state that lives exactly
+/// as long as the instance's linear memory.
+static CALLS: AtomicU64 = AtomicU64::new(0);
 
 fn spin() -> ! {
     let mut counter = 0u64;
@@ -237,6 +245,9 @@ fn misbehave(ctx: &Context, settings: &Settings) -> Result<(), PluginError> {
         Mode::LogFlood => log_flood(ctx, settings.count, settings.bytes),
         Mode::SlowOk => slow(settings.count),
         Mode::Error => return Err(PluginError::new("hostile-error", "refused on purpose")),
+        Mode::CountCalls => {
+            CALLS.fetch_add(1, Ordering::Relaxed);
+        }
         Mode::Ok | Mode::BigOutput | Mode::BadTree | Mode::KvProbe => {}
     }
     Ok(())
@@ -347,6 +358,7 @@ impl Plugin for Hostile {
                 base.max_fee = base.max_fee.max(base.fee);
             }
             Mode::KvProbe => base.note = kv_probe(ctx),
+            Mode::CountCalls => base.note = format!("call {}", CALLS.load(Ordering::Relaxed)),
             _ => {}
         }
         Ok(base)

@@ -30,6 +30,53 @@ async fn traffic(db: Db) {
         .expect("answered");
     assert_eq!(cached.status(), StatusCode::NOT_MODIFIED);
 
+    // gzip for clients that accept it: the same document, cached encoded, with
+    // its own validator, which a conditional request accepts too.
+    let zipped = server
+        .request(Method::GET, "acme", "/v1/config")
+        .bearer_auth(&acme)
+        .header("accept-encoding", "br;q=1, gzip;q=0.8")
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(zipped.status(), StatusCode::OK);
+    assert_eq!(zipped.headers()["content-encoding"], "gzip");
+    assert_eq!(zipped.headers()["vary"], "accept-encoding");
+    let gzip_tag = zipped.headers()["etag"].to_str().expect("etag").to_owned();
+    assert_eq!(gzip_tag, format!("\"{version}-gzip\""));
+    let bytes = zipped.bytes().await.expect("body");
+    let mut json = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut json)
+        .expect("valid gzip");
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&json).expect("json"),
+        a
+    );
+    assert!(
+        bytes.len() * 3 < json.len(),
+        "{} of {}",
+        bytes.len(),
+        json.len()
+    );
+    let cached = server
+        .request(Method::GET, "acme", "/v1/config")
+        .bearer_auth(&acme)
+        .header("accept-encoding", "gzip")
+        .header("if-none-match", &gzip_tag)
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(cached.status(), StatusCode::NOT_MODIFIED);
+    let refused = server
+        .request(Method::GET, "acme", "/v1/config")
+        .bearer_auth(&acme)
+        .header("accept-encoding", "gzip;q=0")
+        .send()
+        .await
+        .expect("answered");
+    assert!(refused.headers().get("content-encoding").is_none());
+    assert_eq!(refused.json::<serde_json::Value>().await.expect("json"), a);
+
     // Sections.
     let (status, section) = server
         .get("globex", "/v1/config/size-charts", &globex)
@@ -131,3 +178,87 @@ async fn traffic(db: Db) {
     let _ = admin("acme");
 }
 both_backends!(demo_tenants_differ_and_traffic_works, traffic);
+
+/// Quotes run on warm instances of the tenant's own plugin: reused between one
+/// tenant's calls, never across tenants, and never after the settings change.
+/// The hostile plugin's `count-calls` mode counts calls in instance memory.
+async fn warm_quotes(db: Db) {
+    let server = Server::start(db).await;
+    let mut shas = Vec::new();
+    for tenant in ["acme", "globex"] {
+        let token = admin(tenant);
+        let (status, uploaded) = server
+            .upload(
+                tenant,
+                &token,
+                crate::util::read(veneer::built_plugins::HOSTILE),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{uploaded}");
+        let sha = uploaded["plugin"]["sha256"]
+            .as_str()
+            .expect("sha")
+            .to_owned();
+        let (status, _) = server
+            .call(
+                Method::PUT,
+                tenant,
+                "/v1/settings",
+                Some(&token),
+                Some(json!({ "mode": "count-calls" })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, _) = server
+            .call(
+                Method::POST,
+                tenant,
+                &format!("/v1/plugins/{sha}/activate"),
+                Some(&token),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        shas.push(sha);
+    }
+    assert_eq!(shas[0], shas[1], "both run the same plugin");
+    let note = |tenant: &'static str| {
+        let server = &server;
+        async move {
+            let (status, quote) = server
+                .call(
+                    Method::POST,
+                    tenant,
+                    "/v1/commission/quote",
+                    Some(&admin(tenant)),
+                    Some(sale("bags", 10_000)),
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{quote}");
+            assert_eq!(quote["outcome"], "ok", "{quote}");
+            quote["decision"]["note"].as_str().expect("note").to_owned()
+        }
+    };
+    assert_eq!(note("acme").await, "call 1");
+    assert_eq!(note("acme").await, "call 2");
+    assert_eq!(
+        note("globex").await,
+        "call 1",
+        "globex never gets acme's instance"
+    );
+    assert_eq!(note("acme").await, "call 3");
+    // New settings, a new instance.
+    let (status, _) = server
+        .call(
+            Method::PUT,
+            "acme",
+            "/v1/settings",
+            Some(&admin("acme")),
+            Some(json!({ "mode": "count-calls", "count": 7 })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(note("acme").await, "call 1");
+    assert_eq!(note("globex").await, "call 2");
+}
+both_backends!(quotes_reuse_a_tenants_own_warm_instance, warm_quotes);
