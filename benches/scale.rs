@@ -7,7 +7,11 @@
 //!    quote resolved): start-up time, time until every tenant is served, RSS.
 //! 2. **1,000 distinct plugins stored**: loads them into a fresh runtime with an
 //!    empty artifact cache (cold: every one compiled) and, in a fresh process,
-//!    with the cache filled (warm: every one deserialized): time and RSS.
+//!    with the cache filled (warm: every one deserialized): time and RSS. Then
+//!    the same through the server: 1,000 tenants, each with its own plugin,
+//!    seeded on a filled artifact cache; a restart builds the state and serves
+//!    every tenant one quote (each plugin read from the database, loaded from
+//!    the artifact cache, run).
 //!
 //! Distinct plugins are the luxury-consignment component with a custom section
 //! naming its index appended: a different sha256, so a different plugin to the
@@ -156,6 +160,7 @@ async fn seed(dir: &Path, tenants: usize, plugins: usize) -> anyhow::Result<()> 
 
 /// A restart: build the state, then make every tenant ready.
 async fn start(dir: &Path, tenants: usize) -> anyhow::Result<()> {
+    let mut from_cache = 0;
     let rss_before = rss_mib();
     let started = Instant::now();
     let app = AppState::build(config(dir)).await?;
@@ -177,6 +182,7 @@ async fn start(dir: &Path, tenants: usize) -> anyhow::Result<()> {
             .plugin(&id, &sha)
             .await
             .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        from_cache += usize::from(plugin.from_artifact_cache());
         let resolved = Resolver::new(&app.runtime, &app.base).commission(
             Some(&plugin),
             Some(&tenant.warm_key()),
@@ -191,7 +197,8 @@ async fn start(dir: &Path, tenants: usize) -> anyhow::Result<()> {
     }
     let ready = started.elapsed();
     println!(
-        "RESULT tenants={tenants} state_built_ms={:.0} all_tenants_served_ms={:.0} rss_before_mib={rss_before:.0} rss_after_build_mib={rss_built:.0} rss_all_ready_mib={:.0}",
+        "RESULT tenants={tenants} plugins_loaded={} from_artifact_cache={from_cache} state_built_ms={:.0} all_tenants_served_ms={:.0} rss_before_mib={rss_before:.0} rss_after_build_mib={rss_built:.0} rss_all_ready_mib={:.0}",
+        app.runtime.loaded_count(),
         built.as_secs_f64() * 1e3,
         ready.as_secs_f64() * 1e3,
         rss_mib()
@@ -231,10 +238,11 @@ fn load_plugins(dir: &Path, phase: &str, count: usize) {
     );
 }
 
-/// Fills the artifact cache for variants `from..to` by copying variant 0's
-/// artifact under their hashes (see the module docs).
-fn fill_cache(dir: &Path, from: usize, to: usize) {
+/// Fills the artifact cache `into` for variants `from..to` by copying variant
+/// 0's artifact from `dir`'s runtime cache under their hashes (see the module docs).
+fn fill_cache(dir: &Path, into: &Path, from: usize, to: usize) {
     let art = dir.join("plugin-artifacts");
+    std::fs::create_dir_all(into).expect("artifact dir");
     let bytes = luxury();
     let first = Runtime::hash(&variant(&bytes, 0));
     let source: PathBuf = std::fs::read_dir(&art)
@@ -254,7 +262,7 @@ fn fill_cache(dir: &Path, from: usize, to: usize) {
         .to_owned();
     for i in from..to {
         let sha = Runtime::hash(&variant(&bytes, i));
-        std::fs::copy(&source, art.join(name.replacen(&first, &sha, 1))).expect("copy artifact");
+        std::fs::copy(&source, into.join(name.replacen(&first, &sha, 1))).expect("copy artifact");
     }
 }
 
@@ -288,8 +296,19 @@ fn main() -> anyhow::Result<()> {
         child("start", dir.path());
         child("start", dir.path());
         child("cold", dir.path());
-        fill_cache(dir.path(), cold, plugins);
+        fill_cache(
+            dir.path(),
+            &dir.path().join("plugin-artifacts"),
+            cold,
+            plugins,
+        );
         child("warm", dir.path());
+        // The same through a server: one tenant per distinct plugin, seeded on
+        // a filled artifact cache, then restarted and every tenant served once.
+        let distinct = dir.path().join("distinct");
+        fill_cache(dir.path(), &distinct.join("artifacts"), 0, plugins);
+        child("seed-distinct", &distinct);
+        child("start-distinct", &distinct);
         return Ok(());
     };
     let dir = PathBuf::from(std::env::var("VENEER_SCALE_DIR")?);
@@ -298,6 +317,8 @@ fn main() -> anyhow::Result<()> {
         "start" => rt.block_on(start(&dir, tenants))?,
         "cold" => load_plugins(&dir, "cold", cold),
         "warm" => load_plugins(&dir, "warm", plugins),
+        "seed-distinct" => rt.block_on(seed(&dir, plugins, plugins))?,
+        "start-distinct" => rt.block_on(start(&dir, plugins))?,
         other => anyhow::bail!("unknown phase {other}"),
     }
     Ok(())

@@ -315,6 +315,11 @@ impl Runtime {
         Ok(plugin)
     }
 
+    /// How many plugins are loaded.
+    pub fn loaded_count(&self) -> usize {
+        self.lock_loaded().len()
+    }
+
     /// A plugin already loaded under `sha256`.
     pub fn get(&self, sha256: &str) -> Option<Arc<LoadedPlugin>> {
         self.lock_loaded().get(sha256).cloned()

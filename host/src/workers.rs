@@ -234,7 +234,7 @@ async fn orders_create(
             tenant.warm_key(),
         );
         let sale_for_run = sale.clone();
-        let resolved = with_slot(app, &tenant, move || {
+        let resolved = with_slot(app, &tenant, plugin.is_some(), move || {
             Resolver::new(&runtime, &base).commission(
                 plugin_for_run.as_deref(),
                 Some(&warm),

@@ -74,12 +74,19 @@ pub(crate) fn paused_message(app: &AppState, tenant: &TenantState) -> Option<Str
     })
 }
 
-/// Runs `f` on a blocking thread while holding one of the tenant's plugin slots.
+/// Runs `f` on a blocking thread while holding one of the tenant's plugin
+/// slots — when it runs a plugin. Without one (none active, or paused)
+/// `f` only computes base answers: it runs right here, with no slot and no
+/// thread hop, so a paused tenant's traffic stays cheap for everyone else.
 pub(crate) async fn with_slot<T: Send + 'static>(
     app: &AppState,
     tenant: &TenantState,
+    runs_plugin: bool,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> ApiResult<T> {
+    if !runs_plugin {
+        return Ok(f());
+    }
     let slots = app.limits.calls(&tenant.record);
     let permit = tokio::time::timeout(SLOT_WAIT, slots.acquire_owned())
         .await
@@ -122,7 +129,7 @@ pub(crate) async fn effective(
         tenant.quota,
         key.version(),
     );
-    let config = with_slot(app, tenant, move || {
+    let config = with_slot(app, tenant, plugin.is_some(), move || {
         Resolver::new(&runtime, &base).effective(plugin.as_deref(), data, &quota, version)
     })
     .await?;
@@ -325,7 +332,7 @@ async fn quote(
     let plugin_for_run = plugin.clone();
     #[cfg(feature = "bench-native")]
     let native = app.config.bench_native;
-    let resolved = with_slot(&app, &tenant, move || {
+    let resolved = with_slot(&app, &tenant, plugin.is_some(), move || {
         let resolver = Resolver::new(&runtime, &base);
         #[cfg(feature = "bench-native")]
         if native
@@ -385,7 +392,7 @@ pub(crate) async fn render_email(
         tenant.quota,
     );
     let (id, ctx, plugin_for_run) = (template.to_owned(), context.clone(), plugin.clone());
-    let resolved = with_slot(app, tenant, move || {
+    let resolved = with_slot(app, tenant, plugin.is_some(), move || {
         Resolver::new(&runtime, &base).email(
             plugin_for_run.as_deref(),
             data,

@@ -8,8 +8,9 @@
 //! quota and it has served fewer than [`MAX_CALLS`] calls. Anything else (trap,
 //! fuel, deadline, memory, host-call cap, a plugin error) drops it, and the
 //! next call starts from a fresh store. The pool holds at most `cap` instances
-//! across all owners (least recently used dropped first) and none idle longer
-//! than [`IDLE`]. Fuel, the deadline, the host-call budget and the log are
+//! across all owners (least recently used dropped first); an instance idle
+//! longer than [`IDLE`] is never reused, and is dropped when the pool is next
+//! used after that (the pool sweeps at most every [`IDLE`]). Fuel, the deadline, the host-call budget and the log are
 //! reset before every call, so each call has its whole quota; only the guest's
 //! own memory contents carry over, and only within one owner.
 
@@ -81,10 +82,20 @@ pub(crate) struct WarmPool {
     inner: Mutex<Inner>,
 }
 
-#[derive(Default)]
 struct Inner {
     by_key: HashMap<PoolKey, Vec<Warm>>,
     count: usize,
+    last_sweep: Instant,
+}
+
+impl Default for Inner {
+    fn default() -> Self {
+        Self {
+            by_key: HashMap::new(),
+            count: 0,
+            last_sweep: Instant::now(),
+        }
+    }
 }
 
 impl WarmPool {
@@ -152,8 +163,10 @@ impl WarmPool {
         {
             let mut inner = self.lock();
             let now = Instant::now();
-            if inner.count >= self.cap {
-                evict(&mut inner, now, &mut dropped);
+            let full = inner.count >= self.cap;
+            if full || now.duration_since(inner.last_sweep) >= IDLE {
+                inner.last_sweep = now;
+                evict(&mut inner, now, &mut dropped, full);
             }
             inner
                 .by_key
@@ -172,8 +185,9 @@ impl WarmPool {
     }
 }
 
-/// Removes idle instances, and the least recently used one if none were idle.
-fn evict(inner: &mut Inner, now: Instant, dropped: &mut Vec<Warm>) {
+/// Removes idle instances and, when `make_room` and none were idle, the least
+/// recently used one.
+fn evict(inner: &mut Inner, now: Instant, dropped: &mut Vec<Warm>, make_room: bool) {
     let before = dropped.len();
     for list in inner.by_key.values_mut() {
         let (keep, old): (Vec<_>, Vec<_>) = std::mem::take(list)
@@ -182,7 +196,7 @@ fn evict(inner: &mut Inner, now: Instant, dropped: &mut Vec<Warm>) {
         *list = keep;
         dropped.extend(old);
     }
-    if dropped.len() == before {
+    if make_room && dropped.len() == before {
         // Each list is ordered oldest first: compare the heads.
         let oldest = inner
             .by_key
