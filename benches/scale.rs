@@ -185,7 +185,7 @@ async fn start(dir: &Path, tenants: usize) -> anyhow::Result<()> {
         from_cache += usize::from(plugin.from_artifact_cache());
         let resolved = Resolver::new(&app.runtime, &app.base).commission(
             Some(&plugin),
-            Some(&tenant.warm_key()),
+            Some(tenant.warm_key()),
             tenant.data(),
             &tenant.quota,
             &sale,

@@ -123,6 +123,8 @@ pub struct PluginInfo {
 /// A checked, compiled, pre-instantiated plugin.
 pub struct LoadedPlugin {
     info: PluginInfo,
+    /// `info.sha256`, shared with the warm instances made of it.
+    shared_sha256: Arc<str>,
     pre: PluginPre<HostState>,
     from_artifact_cache: bool,
 }
@@ -278,6 +280,7 @@ impl Runtime {
             .map_err(|err| CheckError::WrongWorld(format!("{err:#}")))?;
 
         let mut plugin = LoadedPlugin {
+            shared_sha256: Arc::from(sha256.as_str()),
             info: PluginInfo {
                 sha256: sha256.clone(),
                 size_bytes: bytes.len(),
@@ -542,10 +545,10 @@ impl Runtime {
             && calls + 1 < warm::MAX_CALLS
             && u64::try_from(state.memory_in_use()).unwrap_or(u64::MAX) <= quota.memory_bytes / 2;
         if let (Some(key), Some(bindings), true) = (warm, bindings, keep) {
+            let plugin = plugin.shared_sha256.clone();
             self.warm.put(
                 key.clone(),
-                sha,
-                Warm::new(store, bindings, *quota, calls + 1),
+                Warm::new(plugin, store, bindings, *quota, calls + 1),
             );
         }
         Run {

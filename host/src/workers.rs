@@ -231,7 +231,7 @@ async fn orders_create(
             tenant.data(),
             tenant.quota,
             plugin.clone(),
-            tenant.warm_key(),
+            tenant.warm_key().clone(),
         );
         let sale_for_run = sale.clone();
         let resolved = with_slot(app, &tenant, plugin.is_some(), move || {

@@ -16,19 +16,27 @@ use axum::{
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::base::Sale;
+use crate::base::{CommissionDecision, Sale};
 use crate::cache::EffectiveKey;
 use crate::email;
 use crate::http::ServedDocument;
 use crate::http::context::{JsonBody, Member};
 use crate::http::{ApiError, ApiResult};
 use crate::resolve::{EffectiveConfig, Resolved, Resolver};
-use crate::runtime::LoadedPlugin;
+use crate::runtime::{LoadedPlugin, OutcomeKind, WarmKey};
 use crate::state::AppState;
 use crate::tenancy::TenantState;
+use tokio::sync::OwnedSemaphorePermit;
 
 /// How long a request waits for one of its tenant's plugin slots.
 const SLOT_WAIT: Duration = Duration::from_secs(5);
+
+/// Fuel a quote's plugin call may use in place, on the request's own worker
+/// thread (a commission call needs about 9,000); one that needs more is run
+/// again on a blocking thread with its whole quota.
+pub const INLINE_FUEL: u64 = 1_000_000;
+/// Deadline of the in-place attempt, in milliseconds.
+pub const INLINE_DEADLINE_MS: u64 = 2;
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -87,8 +95,14 @@ pub(crate) async fn with_slot<T: Send + 'static>(
     if !runs_plugin {
         return Ok(f());
     }
+    let permit = slot(app, tenant).await?;
+    on_blocking_thread(permit, f).await
+}
+
+/// One of the tenant's plugin slots, waiting up to [`SLOT_WAIT`].
+async fn slot(app: &AppState, tenant: &TenantState) -> ApiResult<OwnedSemaphorePermit> {
     let slots = app.limits.calls(&tenant.record);
-    let permit = tokio::time::timeout(SLOT_WAIT, slots.acquire_owned())
+    tokio::time::timeout(SLOT_WAIT, slots.acquire_owned())
         .await
         .map_err(|_| {
             ApiError::unavailable(
@@ -96,7 +110,14 @@ pub(crate) async fn with_slot<T: Send + 'static>(
                 "all of this tenant's plugin slots are busy; retry shortly or ask for a higher concurrency limit",
             )
         })?
-        .map_err(|_| ApiError::internal("tenant slots closed"))?;
+        .map_err(|_| ApiError::internal("tenant slots closed"))
+}
+
+/// Runs `f` on a blocking thread, holding `permit` until it ends.
+async fn on_blocking_thread<T: Send + 'static>(
+    permit: OwnedSemaphorePermit,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> ApiResult<T> {
     let out = tokio::task::spawn_blocking(move || {
         let _permit = permit;
         f()
@@ -314,6 +335,96 @@ async fn section(
     Ok(with_etag(&config.version, body))
 }
 
+/// The commission for one sale through the tenant's plugin, on the request
+/// path. The plugin call runs first in place, on this worker thread, under a
+/// budget capped at [`INLINE_FUEL`] and [`INLINE_DEADLINE_MS`] (on the tenant's
+/// warm instance): a commission hook needs a few microseconds, and skipping the
+/// hop to a blocking thread is most of a quote's saving. A call that runs out
+/// of that budget (and whose quota allows more) is run again from a fresh store
+/// on a blocking thread with its whole quota; its recorded fuel includes the
+/// first attempt's. Hooks are functions of their inputs, so the repeat is safe;
+/// the first attempt's log is dropped. Either way the call holds one of the
+/// tenant's plugin slots.
+async fn commission_quote(
+    app: &AppState,
+    tenant: &Arc<TenantState>,
+    plugin: Option<Arc<LoadedPlugin>>,
+    sale: Sale,
+) -> ApiResult<Result<Resolved<CommissionDecision>, crate::resolve::InputError>> {
+    let (runtime, base, data, quota) = (
+        app.runtime.clone(),
+        app.base.clone(),
+        tenant.data(),
+        tenant.quota,
+    );
+    #[cfg(feature = "bench-native")]
+    let native = app.config.bench_native;
+    #[cfg(not(feature = "bench-native"))]
+    let native = false;
+    let Some(plugin) = plugin else {
+        return Ok(Resolver::new(&runtime, &base).commission(None, None, data, &quota, &sale));
+    };
+    let inline = quota.capped(INLINE_FUEL, INLINE_DEADLINE_MS);
+    let permit = slot(app, tenant).await?;
+    let first = run_commission(
+        &runtime,
+        &base,
+        &plugin,
+        Some(tenant.warm_key()),
+        data.clone(),
+        &inline,
+        &sale,
+        native,
+    );
+    let ran_short = first
+        .as_ref()
+        .ok()
+        .and_then(|r| r.run.as_ref())
+        .is_some_and(|run| matches!(run.outcome, OutcomeKind::OutOfFuel | OutcomeKind::Deadline))
+        && inline != quota;
+    if !ran_short {
+        drop(permit);
+        return Ok(first);
+    }
+    let spent = first
+        .as_ref()
+        .ok()
+        .and_then(|r| r.run.as_ref())
+        .map_or(0, |run| run.stats.fuel_used);
+    let mut second = on_blocking_thread(permit, move || {
+        run_commission(&runtime, &base, &plugin, None, data, &quota, &sale, native)
+    })
+    .await?;
+    if let Ok(Resolved { run: Some(run), .. }) = &mut second {
+        run.stats.fuel_used = run.stats.fuel_used.saturating_add(spent);
+    }
+    Ok(second)
+}
+
+/// One commission call through `plugin` (or, in a `--bench-native` benchmark
+/// server, the same logic compiled in).
+#[allow(clippy::too_many_arguments)]
+fn run_commission(
+    runtime: &crate::runtime::Runtime,
+    base: &crate::base::BaseConfig,
+    plugin: &LoadedPlugin,
+    warm: Option<&WarmKey>,
+    data: Arc<dyn crate::runtime::TenantData>,
+    quota: &crate::runtime::Quota,
+    sale: &Sale,
+    native: bool,
+) -> Result<Resolved<CommissionDecision>, crate::resolve::InputError> {
+    let resolver = Resolver::new(runtime, base);
+    #[cfg(feature = "bench-native")]
+    if native && crate::bench_native::applies(plugin) {
+        return resolver.commission_with(Some(plugin), sale, |_, base| {
+            crate::bench_native::commission(&*data, sale, base)
+        });
+    }
+    let _ = native;
+    resolver.commission(Some(plugin), warm, data, quota, sale)
+}
+
 async fn quote(
     State(app): State<AppState>,
     member: Member,
@@ -322,31 +433,7 @@ async fn quote(
     let tenant = member.tenant.0.clone();
     crate::resolve::check_sale(&app.base, &sale)?;
     let plugin = active_plugin(&app, &tenant).await?;
-    let (runtime, base, data, quota, warm) = (
-        app.runtime.clone(),
-        app.base.clone(),
-        tenant.data(),
-        tenant.quota,
-        tenant.warm_key(),
-    );
-    let plugin_for_run = plugin.clone();
-    #[cfg(feature = "bench-native")]
-    let native = app.config.bench_native;
-    let resolved = with_slot(&app, &tenant, plugin.is_some(), move || {
-        let resolver = Resolver::new(&runtime, &base);
-        #[cfg(feature = "bench-native")]
-        if native
-            && plugin_for_run
-                .as_deref()
-                .is_some_and(crate::bench_native::applies)
-        {
-            return resolver.commission_with(plugin_for_run.as_deref(), &sale, |_, base| {
-                crate::bench_native::commission(&*data, &sale, base)
-            });
-        }
-        resolver.commission(plugin_for_run.as_deref(), Some(&warm), data, &quota, &sale)
-    })
-    .await??;
+    let resolved = commission_quote(&app, &tenant, plugin.clone(), sale).await??;
     if let (Some(plugin), Some(run)) = (&plugin, &resolved.run) {
         record_run(&app, &tenant, &plugin.info().sha256, run);
     }

@@ -58,6 +58,16 @@ pub struct QuotaError {
 }
 
 impl Quota {
+    /// This quota with its fuel and deadline capped at `fuel` and `deadline_ms`
+    /// (every other limit unchanged): the budget of an attempt made in place.
+    pub fn capped(&self, fuel: u64, deadline_ms: u64) -> Self {
+        Self {
+            fuel: self.fuel.min(fuel),
+            deadline_ms: self.deadline_ms.min(deadline_ms),
+            ..*self
+        }
+    }
+
     /// Checks every field is within what the engine can enforce.
     pub fn validate(&self) -> Result<(), QuotaError> {
         let range = |field: &'static str, value: u64, min: u64, max: u64| {

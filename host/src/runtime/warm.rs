@@ -50,6 +50,8 @@ impl WarmKey {
 
 /// A live instance between calls.
 pub(crate) struct Warm {
+    /// The sha256 of the plugin it is an instance of.
+    plugin: Arc<str>,
     pub(crate) store: Store<HostState>,
     pub(crate) bindings: PluginBindings,
     pub(crate) quota: Quota,
@@ -59,12 +61,14 @@ pub(crate) struct Warm {
 
 impl Warm {
     pub(crate) fn new(
+        plugin: Arc<str>,
         store: Store<HostState>,
         bindings: PluginBindings,
         quota: Quota,
         calls: u32,
     ) -> Self {
         Self {
+            plugin,
             store,
             bindings,
             quota,
@@ -74,8 +78,6 @@ impl Warm {
     }
 }
 
-type PoolKey = (WarmKey, Arc<str>);
-
 /// The pool of warm instances of one runtime.
 pub(crate) struct WarmPool {
     cap: usize,
@@ -83,7 +85,7 @@ pub(crate) struct WarmPool {
 }
 
 struct Inner {
-    by_key: HashMap<PoolKey, Vec<Warm>>,
+    by_key: HashMap<WarmKey, Vec<Warm>>,
     count: usize,
     last_sweep: Instant,
 }
@@ -130,18 +132,21 @@ impl WarmPool {
         let mut dropped = Vec::new();
         let found = {
             let mut inner = self.lock();
-            let pool_key = (key.clone(), Arc::<str>::from(plugin));
             let mut found = None;
-            if let Some(list) = inner.by_key.get_mut(&pool_key) {
+            if let Some(list) = inner.by_key.get_mut(key) {
                 while let Some(warm) = list.pop() {
-                    if warm.quota == *quota && warm.last_used.elapsed() < IDLE {
+                    // Another plugin (activated since) or quota: never this call's.
+                    if &*warm.plugin == plugin
+                        && warm.quota == *quota
+                        && warm.last_used.elapsed() < IDLE
+                    {
                         found = Some(warm);
                         break;
                     }
                     dropped.push(warm);
                 }
                 if list.is_empty() {
-                    inner.by_key.remove(&pool_key);
+                    inner.by_key.remove(key);
                 }
             }
             inner.count -= dropped.len() + usize::from(found.is_some());
@@ -154,7 +159,7 @@ impl WarmPool {
 
     /// Keeps `warm` for the next call with `key` and `plugin`, dropping the
     /// least recently used instance (and any idle one) to stay within the cap.
-    pub(crate) fn put(&self, key: WarmKey, plugin: &str, mut warm: Warm) {
+    pub(crate) fn put(&self, key: WarmKey, mut warm: Warm) {
         if !self.enabled() {
             return;
         }
@@ -168,11 +173,7 @@ impl WarmPool {
                 inner.last_sweep = now;
                 evict(&mut inner, now, &mut dropped, full);
             }
-            inner
-                .by_key
-                .entry((key, Arc::from(plugin)))
-                .or_default()
-                .push(warm);
+            inner.by_key.entry(key).or_default().push(warm);
             inner.count += 1;
         }
         drop(dropped);

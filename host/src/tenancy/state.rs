@@ -26,6 +26,7 @@ pub struct TenantState {
     /// A version of the quota and the key-value data, for cache keys.
     pub data_version: u64,
     data: Arc<SnapshotData>,
+    warm_key: WarmKey,
 }
 
 impl TenantState {
@@ -59,6 +60,13 @@ impl TenantState {
             settings: settings.json.clone(),
             kv,
         });
+        let warm_key = {
+            use std::hash::{Hash, Hasher};
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            settings.version.hash(&mut hasher);
+            data_version.hash(&mut hasher);
+            WarmKey::new(record.id.as_str(), hasher.finish())
+        };
         Ok(Some(Self {
             record,
             active_plugin,
@@ -66,6 +74,7 @@ impl TenantState {
             quota,
             data_version,
             data,
+            warm_key,
         }))
     }
 
@@ -76,12 +85,8 @@ impl TenantState {
 
     /// The key of this tenant's warm plugin instances at its current settings,
     /// quota and data: an instance made with older data is never reused.
-    pub fn warm_key(&self) -> WarmKey {
-        use std::hash::{Hash, Hasher};
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        self.settings.version.hash(&mut hasher);
-        self.data_version.hash(&mut hasher);
-        WarmKey::new(self.record.id.as_str(), hasher.finish())
+    pub fn warm_key(&self) -> &WarmKey {
+        &self.warm_key
     }
 }
 

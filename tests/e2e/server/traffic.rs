@@ -262,3 +262,82 @@ async fn warm_quotes(db: Db) {
     assert_eq!(note("globex").await, "call 2");
 }
 both_backends!(quotes_reuse_a_tenants_own_warm_instance, warm_quotes);
+
+/// A quote first runs in place under a small budget; a plugin that needs more
+/// (but stays within its quota) is run again on a blocking thread and succeeds,
+/// its recorded fuel covering both attempts. One that loops still ends out of
+/// fuel, having used its whole quota.
+async fn slow_quotes(db: Db) {
+    let server = Server::start(db).await;
+    let token = admin("acme");
+    let (status, uploaded) = server
+        .upload(
+            "acme",
+            &token,
+            crate::util::read(veneer::built_plugins::HOSTILE),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{uploaded}");
+    let sha = uploaded["plugin"]["sha256"]
+        .as_str()
+        .expect("sha")
+        .to_owned();
+    let set = |settings: serde_json::Value| {
+        let (server, token) = (&server, &token);
+        async move {
+            let (status, body) = server
+                .call(
+                    Method::PUT,
+                    "acme",
+                    "/v1/settings",
+                    Some(token),
+                    Some(settings),
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+        }
+    };
+    set(json!({ "mode": "slow-ok", "count": 300000 })).await;
+    let (status, _) = server
+        .call(
+            Method::POST,
+            "acme",
+            &format!("/v1/plugins/{sha}/activate"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let quote = || async {
+        let (status, quote) = server
+            .call(
+                Method::POST,
+                "acme",
+                "/v1/commission/quote",
+                Some(&token),
+                Some(sale("bags", 10_000)),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{quote}");
+        quote
+    };
+    let slow = quote().await;
+    assert_eq!(slow["outcome"], "ok", "{slow}");
+    assert_eq!(slow["source"], "plugin", "{slow}");
+    let fuel = slow["fuel_used"].as_u64().expect("fuel");
+    // 300,000 rounds need about 5.3 M fuel: more than the in-place budget, and
+    // the in-place attempt's fuel is counted on top.
+    assert!(fuel > 5_000_000 + veneer::http::INLINE_FUEL, "fuel {fuel}");
+    set(json!({ "mode": "spin" })).await;
+    let spin = quote().await;
+    assert_eq!(spin["outcome"], "out_of_fuel", "{spin}");
+    let quota_fuel = veneer::runtime::Quota::default().fuel;
+    assert!(
+        spin["fuel_used"].as_u64().expect("fuel") >= quota_fuel,
+        "{spin}"
+    );
+}
+both_backends!(
+    a_quote_too_slow_for_the_inline_budget_runs_again_with_its_quota,
+    slow_quotes
+);
