@@ -42,6 +42,14 @@ impl ServedDocument {
         }
     }
 
+    /// The ETag of the representation `request` would get.
+    pub fn etag_for(&self, request: &HeaderMap) -> HeaderValue {
+        match self.gzip.as_ref().filter(|_| accepts_gzip(request)) {
+            Some((_, etag)) => etag.clone(),
+            None => self.etag.clone(),
+        }
+    }
+
     /// A 200 response with the representation the request accepts.
     pub fn respond(&self, request: &HeaderMap) -> Response {
         let gzip = self.gzip.as_ref().filter(|_| accepts_gzip(request));

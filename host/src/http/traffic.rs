@@ -274,16 +274,20 @@ async fn config(
 ) -> ApiResult<Response> {
     let tenant = &member.tenant.0;
     let config = effective(&app, tenant).await?;
-    if not_modified(&headers, &config.version) {
-        return Ok((
-            StatusCode::NOT_MODIFIED,
-            [(header::ETAG, etag(&config.version))],
-        )
-            .into_response());
-    }
     let served = config
         .served
         .get_or_init(|| serve_document(&app, tenant.record.id.as_str(), &config));
+    if not_modified(&headers, &config.version) {
+        // The validator of the representation this request would get.
+        return Ok((
+            StatusCode::NOT_MODIFIED,
+            [
+                (header::ETAG, served.etag_for(&headers)),
+                (header::VARY, HeaderValue::from_static("accept-encoding")),
+            ],
+        )
+            .into_response());
+    }
     Ok(served.respond(&headers))
 }
 

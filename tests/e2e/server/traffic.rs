@@ -67,6 +67,7 @@ async fn traffic(db: Db) {
         .await
         .expect("answered");
     assert_eq!(cached.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(cached.headers()["etag"].to_str().expect("etag"), gzip_tag);
     let refused = server
         .request(Method::GET, "acme", "/v1/config")
         .bearer_auth(&acme)
