@@ -182,25 +182,29 @@ async fn send(
 
     let id = new_message_id();
     let header = message_id_header(&id, &settings.settings.sending_domain);
-    db.email_create_message(&NewEmailMessage {
-        id: &id,
-        template_id: &input.template,
-        to_address: &to,
-        subject: &rendered.subject,
-        message_id: &header,
-    })
-    .await?;
     let payload = json!({ "message": id, "to": to, "rendered": rendered }).to_string();
     let dedupe = format!("email:{id}");
-    let (job, _) = db
-        .enqueue_job(&NewJob {
-            kind: SEND_JOB,
-            payload: &payload,
-            max_attempts: SEND_JOB_ATTEMPTS,
-            run_at: None,
-            dedupe_key: Some(&dedupe),
-        })
+    // The message and the job that sends it, in one transaction: a failure
+    // between them can no longer leave a queued message nothing will send.
+    let (_, job) = db
+        .email_queue_message(
+            &NewEmailMessage {
+                id: &id,
+                template_id: &input.template,
+                to_address: &to,
+                subject: &rendered.subject,
+                message_id: &header,
+            },
+            Some(&NewJob {
+                kind: SEND_JOB,
+                payload: &payload,
+                max_attempts: SEND_JOB_ATTEMPTS,
+                run_at: None,
+                dedupe_key: Some(&dedupe),
+            }),
+        )
         .await?;
+    let job = job.ok_or_else(|| ApiError::internal("the send job was not written"))?;
     Ok((
         StatusCode::ACCEPTED,
         Json(

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 
 use super::error::tenant_fk;
+use super::jobs::{JobRecord, NewJob};
 use super::platform::PlatformDb;
 use super::session::Access;
 use super::tenant::TenantDb;
@@ -396,6 +397,21 @@ impl TenantDb {
         &self,
         new: &NewEmailMessage<'_>,
     ) -> Result<EmailMessageRecord, StorageError> {
+        self.email_queue_message(new, None)
+            .await
+            .map(|(record, _)| record)
+    }
+
+    /// Creates a queued message and, in the same transaction, the job that
+    /// sends it: either both are written or neither is.
+    pub async fn email_queue_message(
+        &self,
+        new: &NewEmailMessage<'_>,
+        job: Option<&NewJob<'_>>,
+    ) -> Result<(EmailMessageRecord, Option<JobRecord>), StorageError> {
+        if let Some(job) = job {
+            super::jobs::check_new_job(job)?;
+        }
         check_id(new.id)?;
         for (field, value) in [
             ("template_id", new.template_id),
@@ -429,8 +445,16 @@ impl TenantDb {
             _ => tenant_fk(self.tenant_id())(e),
         })?;
         let record = message_from_row(&row)?;
+        let job = match job {
+            Some(job) => Some(
+                super::jobs::insert_job(&mut tx, self.tenant_id(), job)
+                    .await?
+                    .0,
+            ),
+            None => None,
+        };
         tx.commit().await?;
-        Ok(record)
+        Ok((record, job))
     }
 
     /// A queued message was accepted by the relay (`reply` is its answer).

@@ -242,43 +242,8 @@ impl TenantDb {
     /// a job with the same `dedupe_key`, that job and `false`.
     pub async fn enqueue_job(&self, job: &NewJob<'_>) -> Result<(JobRecord, bool), StorageError> {
         check_new_job(job)?;
-        let now = now_ms();
-        let tenant = self.tenant_id().as_str();
         let mut tx = self.begin(Access::Write).await?;
-        join_rotation(&mut tx, self.tenant_id()).await?;
-        let row = sqlx::query(concat!(
-            "INSERT INTO jobs (tenant_id, kind, payload, state, attempts, max_attempts, run_at, \
-                               dedupe_key, created_at, updated_at) \
-             VALUES ($1, $2, $3, 'queued', 0, $4, $5, $6, $7, $7) \
-             ON CONFLICT (tenant_id, dedupe_key) DO NOTHING RETURNING ",
-            job_columns!()
-        ))
-        .bind(tenant)
-        .bind(job.kind)
-        .bind(job.payload)
-        .bind(i64::from(job.max_attempts))
-        .bind(job.run_at.unwrap_or(now))
-        .bind(job.dedupe_key)
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(tenant_fk(self.tenant_id()))?;
-        let (row, created) = match row {
-            Some(row) => (row, true),
-            None => {
-                let existing = sqlx::query(concat!(
-                    "SELECT ",
-                    job_columns!(),
-                    " FROM jobs WHERE tenant_id = $1 AND dedupe_key = $2"
-                ))
-                .bind(tenant)
-                .bind(job.dedupe_key)
-                .fetch_one(&mut *tx)
-                .await?;
-                (existing, false)
-            }
-        };
-        let record = job_from_row(&row)?;
+        let (record, created) = insert_job(&mut tx, self.tenant_id(), job).await?;
         tx.commit().await?;
         Ok((record, created))
     }
@@ -650,6 +615,52 @@ impl PlatformDb {
     }
 }
 
+/// Inserts one checked job of `tenant` inside `tx` (an existing job with the
+/// same dedupe key is returned instead), so callers can write it together with
+/// the row it belongs to.
+pub(super) async fn insert_job(
+    tx: &mut Transaction<'static, Any>,
+    tenant_id: &TenantId,
+    job: &NewJob<'_>,
+) -> Result<(JobRecord, bool), StorageError> {
+    let now = now_ms();
+    let tenant = tenant_id.as_str();
+    join_rotation(tx, tenant_id).await?;
+    let row = sqlx::query(concat!(
+        "INSERT INTO jobs (tenant_id, kind, payload, state, attempts, max_attempts, run_at, \
+                           dedupe_key, created_at, updated_at) \
+         VALUES ($1, $2, $3, 'queued', 0, $4, $5, $6, $7, $7) \
+         ON CONFLICT (tenant_id, dedupe_key) DO NOTHING RETURNING ",
+        job_columns!()
+    ))
+    .bind(tenant)
+    .bind(job.kind)
+    .bind(job.payload)
+    .bind(i64::from(job.max_attempts))
+    .bind(job.run_at.unwrap_or(now))
+    .bind(job.dedupe_key)
+    .bind(now)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(tenant_fk(tenant_id))?;
+    let (row, created) = match row {
+        Some(row) => (row, true),
+        None => {
+            let existing = sqlx::query(concat!(
+                "SELECT ",
+                job_columns!(),
+                " FROM jobs WHERE tenant_id = $1 AND dedupe_key = $2"
+            ))
+            .bind(tenant)
+            .bind(job.dedupe_key)
+            .fetch_one(&mut **tx)
+            .await?;
+            (existing, false)
+        }
+    };
+    Ok((job_from_row(&row)?, created))
+}
+
 /// Puts the tenant in the scheduler's rotation, at the front if it is new.
 async fn join_rotation(
     tx: &mut Transaction<'static, Any>,
@@ -690,7 +701,7 @@ fn batch_insert_sql(rows: usize) -> String {
     sql
 }
 
-fn check_new_job(job: &NewJob<'_>) -> Result<(), StorageError> {
+pub(super) fn check_new_job(job: &NewJob<'_>) -> Result<(), StorageError> {
     let kind = job.kind;
     if kind.trim().is_empty() || kind.len() > MAX_KIND_BYTES || kind.contains('\0') {
         return Err(StorageError::Invalid(format!(

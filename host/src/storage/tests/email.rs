@@ -10,7 +10,7 @@ use crate::email::{
     parse_bounce_address, record_bounce,
 };
 use crate::storage::{
-    EmailMessageRecord, EmailRelay, EmailSettings, EmailState, EmailTls, NewEmailMessage,
+    EmailMessageRecord, EmailRelay, EmailSettings, EmailState, EmailTls, NewEmailMessage, NewJob,
     StorageError, TenantDb,
 };
 
@@ -21,6 +21,7 @@ on_both!(
     suppression_is_per_tenant,
     bounces_reach_only_the_tenant_whose_message_it_is,
     bad_input_is_refused,
+    a_message_and_its_send_job_are_written_together,
 );
 
 fn settings(domain: &str) -> EmailSettings {
@@ -538,4 +539,43 @@ async fn email_tables_force_rls() {
         admin.close().await.unwrap();
     })
     .await;
+}
+
+/// The send route writes the message and its job in one transaction: both or
+/// neither (a failure between two separate writes used to leave a queued
+/// message that nothing would ever send).
+async fn a_message_and_its_send_job_are_written_together(ctx: Ctx) {
+    let db = ctx.tenant("a").await;
+    let id = new_message_id();
+    let header = message_id_header(&id, "shop.example");
+    let dedupe = format!("email:{id}");
+    let job = NewJob {
+        kind: "email.send",
+        payload: r#"{"message":"m"}"#,
+        max_attempts: 3,
+        run_at: None,
+        dedupe_key: Some(&dedupe),
+    };
+    let message = NewEmailMessage {
+        id: &id,
+        template_id: "welcome",
+        to_address: "a@example.com",
+        subject: "Welcome",
+        message_id: &header,
+    };
+    let (record, written) = db.email_queue_message(&message, Some(&job)).await.unwrap();
+    let written = written.expect("the job");
+    assert_eq!(record.state, EmailState::Queued);
+    let stored = db.job(written.id).await.unwrap().expect("job stored");
+    assert_eq!(stored.kind, "email.send");
+    // A second message with the same id fails, and takes its new job with it.
+    let other = format!("email:{id}-again");
+    let again = NewJob {
+        dedupe_key: Some(&other),
+        ..job
+    };
+    let dup = db.email_queue_message(&message, Some(&again)).await;
+    assert!(matches!(dup, Err(StorageError::Conflict(_))), "{dup:?}");
+    let ours = db.jobs(None, 100).await.unwrap();
+    assert_eq!(ours.len(), 1, "{ours:?}");
 }
