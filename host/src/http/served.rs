@@ -44,19 +44,21 @@ impl ServedDocument {
 
     /// The ETag of the representation `request` would get.
     pub fn etag_for(&self, request: &HeaderMap) -> HeaderValue {
+        self.pick(request).1.clone()
+    }
+
+    /// The body, ETag and whether it is gzip, of what `request` accepts.
+    fn pick(&self, request: &HeaderMap) -> (&Bytes, &HeaderValue, bool) {
         match self.gzip.as_ref().filter(|_| accepts_gzip(request)) {
-            Some((_, etag)) => etag.clone(),
-            None => self.etag.clone(),
+            Some((bytes, etag)) => (bytes, etag, true),
+            None => (&self.json, &self.etag, false),
         }
     }
 
     /// A 200 response with the representation the request accepts.
     pub fn respond(&self, request: &HeaderMap) -> Response {
-        let gzip = self.gzip.as_ref().filter(|_| accepts_gzip(request));
-        let (body, etag) = match gzip {
-            Some((bytes, etag)) => (bytes.clone(), etag.clone()),
-            None => (self.json.clone(), self.etag.clone()),
-        };
+        let (body, etag, gzip) = self.pick(request);
+        let (body, etag) = (body.clone(), etag.clone());
         let mut response = Response::new(Body::from(body));
         *response.status_mut() = StatusCode::OK;
         let headers = response.headers_mut();
@@ -66,7 +68,7 @@ impl ServedDocument {
         );
         headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
         headers.insert(header::ETAG, etag);
-        if gzip.is_some() {
+        if gzip {
             headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         }
         response

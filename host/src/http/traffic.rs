@@ -380,21 +380,15 @@ async fn commission_quote(
         &sale,
         native,
     );
-    let ran_short = first
-        .as_ref()
-        .ok()
-        .and_then(|r| r.run.as_ref())
+    let first_run = first.as_ref().ok().and_then(|r| r.run.as_ref());
+    let ran_short = first_run
         .is_some_and(|run| matches!(run.outcome, OutcomeKind::OutOfFuel | OutcomeKind::Deadline))
         && inline != quota;
     if !ran_short {
         drop(permit);
         return Ok(first);
     }
-    let spent = first
-        .as_ref()
-        .ok()
-        .and_then(|r| r.run.as_ref())
-        .map_or(0, |run| run.stats.fuel_used);
+    let spent = first_run.map_or(0, |run| run.stats.fuel_used);
     let mut second = on_blocking_thread(permit, move || {
         run_commission(&runtime, &base, &plugin, None, data, &quota, &sale, native)
     })

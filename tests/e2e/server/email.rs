@@ -438,38 +438,21 @@ async fn delivered_as_configured(db: Db) {
     );
 
     // The email-rebrand plugin, with the tenant's brand.
-    let (status, settings_body) = server
-        .call(
-            Method::PUT,
+    server
+        .install(
             "acme",
-            "/v1/settings",
-            Some(&token),
-            Some(json!({
+            &token,
+            read(built_plugins::EMAIL_REBRAND),
+            json!({
                 "brand_name": "Acme",
                 "primary_color": "#0a0a0a",
                 "accent_color": "#c9a227",
                 "reply_to": "care@acme.example",
                 "from_name": "Acme Care",
                 "footer_text": "Acme Ltd",
-            })),
+            }),
         )
         .await;
-    assert_eq!(status, StatusCode::OK, "{settings_body}");
-    let (status, uploaded) = server
-        .upload("acme", &token, read(built_plugins::EMAIL_REBRAND))
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{uploaded}");
-    let sha = uploaded["plugin"]["sha256"].as_str().expect("sha");
-    let (status, body) = server
-        .call(
-            Method::POST,
-            "acme",
-            &format!("/v1/plugins/{sha}/activate"),
-            Some(&token),
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
 
     let second = send(
         &server,

@@ -218,6 +218,44 @@ impl Server {
         self.call(Method::GET, host, path, Some(token), None).await
     }
 
+    /// Uploads `bytes` as `tenant`'s plugin, sets `settings` and activates it,
+    /// asserting each step; returns the plugin's sha256.
+    pub async fn install(
+        &self,
+        tenant: &str,
+        token: &str,
+        bytes: Vec<u8>,
+        settings: Value,
+    ) -> String {
+        let (status, uploaded) = self.upload(tenant, token, bytes).await;
+        assert_eq!(status, StatusCode::CREATED, "{uploaded}");
+        let sha = uploaded["plugin"]["sha256"]
+            .as_str()
+            .expect("sha")
+            .to_owned();
+        let (status, body) = self
+            .call(
+                Method::PUT,
+                tenant,
+                "/v1/settings",
+                Some(token),
+                Some(settings),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let (status, body) = self
+            .call(
+                Method::POST,
+                tenant,
+                &format!("/v1/plugins/{sha}/activate"),
+                Some(token),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        sha
+    }
+
     pub async fn upload(&self, host: &str, token: &str, bytes: Vec<u8>) -> (StatusCode, Value) {
         let response = self
             .request(Method::POST, host, "/v1/plugins")

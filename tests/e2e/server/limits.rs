@@ -151,37 +151,14 @@ both_backends!(suspension_rate_limits_and_domains, status_and_limits);
 async fn breaker(db: Db) {
     let server = Server::start(db).await;
     let token = admin("acme");
-    let (status, uploaded) = server
-        .upload(
+    server
+        .install(
             "acme",
             &token,
             crate::util::read(veneer::built_plugins::HOSTILE),
+            json!({ "mode": "spin" }),
         )
         .await;
-    assert_eq!(status, StatusCode::CREATED, "{uploaded}");
-    let sha = uploaded["plugin"]["sha256"]
-        .as_str()
-        .expect("sha")
-        .to_owned();
-    server
-        .call(
-            Method::PUT,
-            "acme",
-            "/v1/settings",
-            Some(&token),
-            Some(json!({ "mode": "spin" })),
-        )
-        .await;
-    let (status, _) = server
-        .call(
-            Method::POST,
-            "acme",
-            &format!("/v1/plugins/{sha}/activate"),
-            Some(&token),
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
     let sale = super::harness::sale("bags", 10_000);
     for attempt in 0..veneer::limits::BREAKER_THRESHOLD {
         let (_, quote) = server

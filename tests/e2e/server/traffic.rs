@@ -187,39 +187,14 @@ async fn warm_quotes(db: Db) {
     let server = Server::start(db).await;
     let mut shas = Vec::new();
     for tenant in ["acme", "globex"] {
-        let token = admin(tenant);
-        let (status, uploaded) = server
-            .upload(
+        let sha = server
+            .install(
                 tenant,
-                &token,
+                &admin(tenant),
                 crate::util::read(veneer::built_plugins::HOSTILE),
+                json!({ "mode": "count-calls" }),
             )
             .await;
-        assert_eq!(status, StatusCode::CREATED, "{uploaded}");
-        let sha = uploaded["plugin"]["sha256"]
-            .as_str()
-            .expect("sha")
-            .to_owned();
-        let (status, _) = server
-            .call(
-                Method::PUT,
-                tenant,
-                "/v1/settings",
-                Some(&token),
-                Some(json!({ "mode": "count-calls" })),
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK);
-        let (status, _) = server
-            .call(
-                Method::POST,
-                tenant,
-                &format!("/v1/plugins/{sha}/activate"),
-                Some(&token),
-                None,
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK);
         shas.push(sha);
     }
     assert_eq!(shas[0], shas[1], "both run the same plugin");
@@ -271,18 +246,14 @@ both_backends!(quotes_reuse_a_tenants_own_warm_instance, warm_quotes);
 async fn slow_quotes(db: Db) {
     let server = Server::start(db).await;
     let token = admin("acme");
-    let (status, uploaded) = server
-        .upload(
+    server
+        .install(
             "acme",
             &token,
             crate::util::read(veneer::built_plugins::HOSTILE),
+            json!({ "mode": "slow-ok", "count": 300000 }),
         )
         .await;
-    assert_eq!(status, StatusCode::CREATED, "{uploaded}");
-    let sha = uploaded["plugin"]["sha256"]
-        .as_str()
-        .expect("sha")
-        .to_owned();
     let set = |settings: serde_json::Value| {
         let (server, token) = (&server, &token);
         async move {
@@ -298,17 +269,6 @@ async fn slow_quotes(db: Db) {
             assert_eq!(status, StatusCode::OK, "{body}");
         }
     };
-    set(json!({ "mode": "slow-ok", "count": 300000 })).await;
-    let (status, _) = server
-        .call(
-            Method::POST,
-            "acme",
-            &format!("/v1/plugins/{sha}/activate"),
-            Some(&token),
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
     let quote = || async {
         let (status, quote) = server
             .call(
