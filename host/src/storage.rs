@@ -50,7 +50,7 @@ mod tenant;
 mod time;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::time::Duration;
 
@@ -68,6 +68,7 @@ pub use records::{
     Activation, AuditEntry, AuditRecord, InvalidTenantStatus, NewPluginVersion, NewRun, NewTenant,
     PluginVersion, RunRecord, SettingsRecord, TenantPatch, TenantRecord, TenantStatus, UsageRecord,
 };
+pub use runs::UsageDelta;
 pub use shopify::*;
 pub use tenant::TenantDb;
 

@@ -7,7 +7,7 @@
 //! databases.
 
 #[macro_use]
-mod harness;
+pub(crate) mod harness;
 
 mod availability;
 mod data;

@@ -2,13 +2,14 @@
 
 use super::harness::{Ctx, tid};
 use crate::storage::time::{now_ms, utc_day};
-use crate::storage::{NewRun, SettingsRecord, StorageError};
+use crate::storage::{NewRun, SettingsRecord, StorageError, UsageDelta};
 
 on_both!(
     settings_use_optimistic_concurrency,
     kv_stores_lists_by_literal_prefix_and_deletes,
     runs_are_recorded_listed_and_pruned_per_tenant,
     usage_accumulates_per_utc_day,
+    a_batch_writes_runs_usage_and_pruning_together_or_nothing,
     writes_for_a_tenant_that_does_not_exist_are_not_found,
     reconnecting_keeps_data_and_reapplies_nothing,
 );
@@ -250,6 +251,87 @@ async fn usage_accumulates_per_utc_day(ctx: Ctx) {
     assert!(matches!(
         acme.add_usage(-1, 0, 0).await,
         Err(StorageError::Invalid(_))
+    ));
+}
+
+async fn a_batch_writes_runs_usage_and_pruning_together_or_nothing(ctx: Ctx) {
+    let acme = ctx.tenant("acme").await;
+    let beta = ctx.tenant("beta").await;
+    let sha = "b".repeat(64);
+    beta.record_run(&run(&sha, "ok", 9)).await.unwrap();
+    let delta = UsageDelta {
+        requests: 7,
+        plugin_runs: 4,
+        fuel: 10,
+    };
+    let four: Vec<NewRun<'_>> = (1..=4).map(|fuel| run(&sha, "ok", fuel)).collect();
+    acme.record_batch(&four, delta, None).await.unwrap();
+    let runs = acme.runs(10).await.unwrap();
+    assert_eq!(
+        runs.iter().map(|r| r.fuel_used).collect::<Vec<_>>(),
+        [4, 3, 2, 1],
+        "written oldest first, listed newest first"
+    );
+    // A second batch prunes to the newest three, its own rows included.
+    acme.record_batch(&four[..2], delta, Some(3)).await.unwrap();
+    assert_eq!(
+        acme.runs(10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.fuel_used)
+            .collect::<Vec<_>>(),
+        [2, 1, 4]
+    );
+    let usage = acme.usage(1).await.unwrap();
+    assert_eq!(
+        (usage[0].requests, usage[0].plugin_runs, usage[0].fuel_used),
+        (14, 8, 20)
+    );
+    // Usage alone (no runs) is a batch too.
+    acme.record_batch(
+        &[],
+        UsageDelta {
+            requests: 1,
+            ..UsageDelta::default()
+        },
+        Some(3),
+    )
+    .await
+    .unwrap();
+    assert_eq!(acme.usage(1).await.unwrap()[0].requests, 15);
+
+    // One bad row, or a negative count, and nothing of the batch is written.
+    let bad = [
+        run(&sha, "ok", 5),
+        NewRun {
+            logs_json: "[",
+            ..run(&sha, "ok", 6)
+        },
+    ];
+    assert!(matches!(
+        acme.record_batch(&bad, delta, Some(0)).await,
+        Err(StorageError::Invalid(_))
+    ));
+    let negative = UsageDelta {
+        requests: -1,
+        ..delta
+    };
+    assert!(matches!(
+        acme.record_batch(&four, negative, Some(0)).await,
+        Err(StorageError::Invalid(_))
+    ));
+    assert_eq!(acme.runs(10).await.unwrap().len(), 3);
+    assert_eq!(acme.usage(1).await.unwrap()[0].requests, 15);
+    assert_eq!(
+        beta.runs(10).await.unwrap().len(),
+        1,
+        "pruning is per tenant"
+    );
+    let ghost = ctx.storage.tenant(&tid("ghost"));
+    assert!(matches!(
+        ghost.record_batch(&four, delta, None).await,
+        Err(StorageError::NotFound(_))
     ));
 }
 
