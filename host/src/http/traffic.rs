@@ -270,25 +270,27 @@ fn serve_document(app: &AppState, tenant: &str, config: &EffectiveConfig) -> Ser
 async fn config(
     State(app): State<AppState>,
     member: Member,
-    headers: HeaderMap,
+    // The request itself rather than a `HeaderMap` (which axum clones).
+    request: axum::extract::Request,
 ) -> ApiResult<Response> {
+    let headers = request.headers();
     let tenant = &member.tenant.0;
     let config = effective(&app, tenant).await?;
     let served = config
         .served
         .get_or_init(|| serve_document(&app, tenant.record.id.as_str(), &config));
-    if not_modified(&headers, &config.version) {
+    if not_modified(headers, &config.version) {
         // The validator of the representation this request would get.
         return Ok((
             StatusCode::NOT_MODIFIED,
             [
-                (header::ETAG, served.etag_for(&headers)),
+                (header::ETAG, served.etag_for(headers)),
                 (header::VARY, HeaderValue::from_static("accept-encoding")),
             ],
         )
             .into_response());
     }
-    Ok(served.respond(&headers))
+    Ok(served.respond(headers))
 }
 
 async fn section(

@@ -19,10 +19,8 @@ pub enum HostTarget {
 
 /// Classifies a `Host` header value against the base domain.
 pub fn classify(host: &str, base_domain: &str) -> HostTarget {
-    let host = strip_port(host.trim())
-        .trim_end_matches('.')
-        .to_ascii_lowercase();
-    let base = base_domain.trim_end_matches('.').to_ascii_lowercase();
+    let host = strip_port(host.trim()).trim_end_matches('.');
+    let base = base_domain.trim_end_matches('.');
     if host.is_empty()
         || host.len() > 253
         || !host.bytes().all(|b| {
@@ -36,21 +34,32 @@ pub fn classify(host: &str, base_domain: &str) -> HostTarget {
     {
         return HostTarget::Invalid;
     }
-    if host == base
-        || host == "localhost"
-        || host.parse::<std::net::IpAddr>().is_ok()
+    // Every byte is ASCII from here on, so byte offsets are char boundaries.
+    if host.eq_ignore_ascii_case(base)
+        || host.eq_ignore_ascii_case("localhost")
         || host.starts_with('[')
+        || host.parse::<std::net::IpAddr>().is_ok()
     {
         return HostTarget::Platform;
     }
-    if let Some(sub) = host.strip_suffix(&format!(".{base}")) {
-        return match TenantId::new(sub) {
+    let label_end = host.len().saturating_sub(base.len() + 1);
+    if host.len() > base.len()
+        && host.as_bytes()[label_end] == b'.'
+        && host[label_end + 1..].eq_ignore_ascii_case(base)
+    {
+        let sub = &host[..label_end];
+        let id = if sub.bytes().any(|b| b.is_ascii_uppercase()) {
+            TenantId::new(sub.to_ascii_lowercase())
+        } else {
+            TenantId::new(sub)
+        };
+        return match id {
             Ok(id) => HostTarget::Subdomain(id),
             // a.b.<base> or an invalid label: no tenant has it.
             Err(_) => HostTarget::Invalid,
         };
     }
-    HostTarget::Custom(host)
+    HostTarget::Custom(host.to_ascii_lowercase())
 }
 
 fn strip_port(host: &str) -> &str {
@@ -110,6 +119,31 @@ mod tests {
             HostTarget::Invalid
         );
         assert_eq!(classify("evil/..", "veneer.example"), HostTarget::Invalid);
+        // The base must follow a dot: a look-alike domain is someone else's.
+        assert_eq!(
+            classify("acmeveneer.example", "veneer.example"),
+            HostTarget::Custom("acmeveneer.example".into())
+        );
+        assert_eq!(
+            classify("Shop.Acme.COM.", "veneer.example"),
+            HostTarget::Custom("shop.acme.com".into())
+        );
+        assert_eq!(
+            classify(".veneer.example", "veneer.example"),
+            HostTarget::Invalid
+        );
+        assert_eq!(
+            classify("LOCALHOST", "veneer.example"),
+            HostTarget::Platform
+        );
+        assert_eq!(
+            classify("acme.veneer.example", "Veneer.Example."),
+            sub("acme")
+        );
+        assert_eq!(
+            classify("acmé.veneer.example", "veneer.example"),
+            HostTarget::Invalid
+        );
         assert_eq!(classify("", "veneer.example"), HostTarget::Invalid);
     }
 }
