@@ -10,7 +10,7 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use governor::clock::{Clock, DefaultClock};
+use governor::clock::Clock;
 use governor::{DefaultDirectRateLimiter, Quota as RateQuota, RateLimiter};
 use moka::sync::Cache;
 use tokio::sync::{Mutex, Semaphore};
@@ -153,7 +153,10 @@ impl Limits {
         limiter
             .rate
             .check()
-            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))?;
+            // The limiter's own clock: `DefaultClock::default()` builds a quanta
+            // clock, which runs CPUID — a VM exit costing tens of µs — on every
+            // refused request (it made a 429 cost twice a plugin quote).
+            .map_err(|not_until| not_until.wait_time_from(limiter.rate.clock().now()))?;
         if self.mode == RateLimitMode::Local {
             return Ok(());
         }
