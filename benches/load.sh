@@ -4,6 +4,8 @@
 # loopback in development mode on a fresh SQLite database (the demo tenants),
 # drives it with wrk and prints one table:
 #   (a) GET /healthz                        the floor of the stack
+#       (and GET /bench/static-config: the base configuration served as a
+#       static document, identity and gzip — the floor for a body of b's size)
 #   (b) GET /v1/config (acme)               effective configuration, cache hit
 #       (and again with Accept-Encoding: gzip, served from the cached encoding,
 #       and with If-None-Match: a 304 without a body)
@@ -116,7 +118,12 @@ B_GZIP_BYTES=$(tcurl acme "$ACME" -H 'Accept-Encoding: gzip' "$BASE/v1/config" |
 # The gzip body must be the same document.
 cmp <(tcurl acme "$ACME" "$BASE/v1/config") <(tcurl acme "$ACME" -H 'Accept-Encoding: gzip' "$BASE/v1/config" | gzip -d) ||
     { echo "the gzip body of /v1/config is not the identity body" >&2; exit 1; }
-export B_BYTES B_GZIP_BYTES
+# The static document of about b's size (benchmark builds only).
+A_DOC_BYTES=$(curl -fsS -H "Host: localhost" "$BASE/bench/static-config" | wc -c)
+A_DOC_GZIP_BYTES=$(curl -fsS -H "Host: localhost" -H 'Accept-Encoding: gzip' "$BASE/bench/static-config" | wc -c)
+curl -fsS -H "Host: localhost" "$BASE/bench/static-config" | grep -q '"categories"' ||
+    { echo "/bench/static-config did not serve the base configuration" >&2; exit 1; }
+export B_BYTES B_GZIP_BYTES A_DOC_BYTES A_DOC_GZIP_BYTES
 wasm_quote=$(tcurl acme "$ACME" -H 'Content-Type: application/json' -d "$SAMPLE_SALE" "$BASE/v1/commission/quote")
 echo "$wasm_quote" | grep -q '"source":"plugin"' || { echo "wasm quote not from the plugin: $wasm_quote" >&2; exit 1; }
 echo "$wasm_quote" | grep -q '"fuel_used":0[,}]' && { echo "wasm quote used no fuel: $wasm_quote" >&2; exit 1; }
@@ -124,6 +131,8 @@ lux=$(echo "$wasm_quote" | sed -n 's/.*"plugin":"\([0-9a-f]*\)".*/\1/p')
 
 echo "scenario rps p50_us p99_us non2xx errors" >"$WORK/results"
 run a_static localhost "" get.lua /healthz >>"$WORK/results"
+run a_static_doc localhost "" get.lua /bench/static-config >>"$WORK/results"
+BENCH_ACCEPT_ENCODING=gzip run a_static_doc_gzip localhost "" get.lua /bench/static-config >>"$WORK/results"
 run b_config acme.localhost "$ACME" get.lua /v1/config >>"$WORK/results"
 BENCH_ACCEPT_ENCODING=gzip run b_config_gzip acme.localhost "$ACME" get.lua /v1/config >>"$WORK/results"
 # Revalidation: the same request with the ETag the client holds (304, no body):
@@ -197,6 +206,8 @@ awk 'NR == 1 { printf "%-20s %10s %10s %10s %8s %7s\n", $1, "req/s", "p50", "p99
        printf "\nb/a throughput %.2f   b/a p50 %.2f   (identity, %s bytes)\n", rps["b_config"] / rps["a_static"], p50["b_config"] / p50["a_static"], ENVIRON["B_BYTES"]
        printf "b/a throughput %.2f   b/a p50 %.2f   (Accept-Encoding: gzip, %s bytes)\n", rps["b_config_gzip"] / rps["a_static"], p50["b_config_gzip"] / p50["a_static"], ENVIRON["B_GZIP_BYTES"]
        printf "b/a throughput %.2f   b/a p50 %.2f   (If-None-Match: 304, no body)\n", rps["b_config_304"] / rps["a_static"], p50["b_config_304"] / p50["a_static"]
+       printf "b/a_doc throughput %.2f   p50 %.2f   (identity; static document of %s bytes)\n", rps["b_config"] / rps["a_static_doc"], p50["b_config"] / p50["a_static_doc"], ENVIRON["A_DOC_BYTES"]
+       printf "b/a_doc throughput %.2f   p50 %.2f   (gzip; static document of %s bytes)\n", rps["b_config_gzip"] / rps["a_static_doc_gzip"], p50["b_config_gzip"] / p50["a_static_doc_gzip"], ENVIRON["A_DOC_GZIP_BYTES"]
        printf "c/d throughput %.2f   c/d p50 %.2f   c/d p99 %.2f\n", rps["c_quote_wasm"] / rps["d_quote_native"], p50["c_quote_wasm"] / p50["d_quote_native"], p99["c_quote_wasm"] / p99["d_quote_native"]
        printf "noisy neighbour: B p99 alone %d µs, with A spinning %d µs, ratio %.2f (A at its demo rate limit, 500/s)\n", p99["B_alone"], p99["B_with_A_spinning"], p99["B_with_A_spinning"] / p99["B_alone"]
        printf "                 B p99 alone %d µs, with A spinning %d µs, ratio %.2f (A unlimited)\n", p99["B_alone"], p99["B_with_A_unlimited"], p99["B_with_A_unlimited"] / p99["B_alone"]

@@ -5,6 +5,8 @@
 //! caches; they run no SQL and touch no wasmtime type themselves.
 
 mod admin;
+#[cfg(feature = "bench-native")]
+mod bench;
 mod context;
 pub mod email;
 mod error;
@@ -32,7 +34,10 @@ use crate::state::AppState;
 /// The whole API.
 pub fn app(state: AppState) -> Router {
     let max_body = state.config.max_body_bytes;
-    Router::new()
+    let router = Router::new();
+    #[cfg(feature = "bench-native")]
+    let router = router.merge(bench::routes());
+    router
         .merge(health::routes())
         .merge(traffic::routes())
         .merge(tenant::routes())
