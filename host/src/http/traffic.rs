@@ -127,11 +127,15 @@ async fn on_blocking_thread<T: Send + 'static>(
     Ok(out)
 }
 
-/// The tenant's effective configuration, from the cache or computed.
+/// The tenant's effective configuration: remembered by the tenant's state while
+/// the cache holds it, else from the cache, else computed.
 pub(crate) async fn effective(
     app: &AppState,
     tenant: &Arc<TenantState>,
 ) -> ApiResult<Arc<EffectiveConfig>> {
+    if let Some(kept) = tenant.effective() {
+        return Ok(kept);
+    }
     let key = EffectiveKey::new(
         &tenant.record.id,
         &app.base.version,
@@ -140,6 +144,7 @@ pub(crate) async fn effective(
         tenant.data_version,
     );
     if let Some(hit) = app.caches.effective(&key) {
+        tenant.keep_effective(&hit);
         return Ok(hit);
     }
     let plugin = active_plugin(app, tenant).await?;
@@ -164,6 +169,7 @@ pub(crate) async fn effective(
     let paused = tenant.active_plugin.is_some() && config.plugin.is_none();
     if !config.is_transient() && !paused {
         app.caches.put_effective(key, config.clone());
+        tenant.keep_effective(&config);
     }
     Ok(config)
 }

@@ -2,7 +2,7 @@
 //! tenant row, its active plugin, settings, quota and key-value snapshot.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, Weak};
 
 use crate::runtime::{Quota, TenantData, WarmKey};
 use crate::storage::{SettingsRecord, Storage, StorageError, TenantRecord};
@@ -27,6 +27,12 @@ pub struct TenantState {
     pub data_version: u64,
     data: Arc<SnapshotData>,
     warm_key: WarmKey,
+    /// The cached effective configuration of exactly this state (the base is
+    /// fixed for the process, and any change to the tenant loads a new state),
+    /// so a request finds it without building a cache key or a cache lookup.
+    /// Weak: the effective-config cache owns it and bounds how many are held;
+    /// once the cache has let it go, requests look it up (or compute it) again.
+    effective: OnceLock<Weak<crate::resolve::EffectiveConfig>>,
 }
 
 impl TenantState {
@@ -75,6 +81,7 @@ impl TenantState {
             data_version,
             data,
             warm_key,
+            effective: OnceLock::new(),
         }))
     }
 
@@ -87,6 +94,17 @@ impl TenantState {
     /// quota and data: an instance made with older data is never reused.
     pub fn warm_key(&self) -> &WarmKey {
         &self.warm_key
+    }
+
+    /// This state's cached effective configuration, while the cache holds it.
+    pub fn effective(&self) -> Option<Arc<crate::resolve::EffectiveConfig>> {
+        self.effective.get().and_then(Weak::upgrade)
+    }
+
+    /// Remembers `config`, which the effective-config cache now holds, as this
+    /// state's (the first stays: every one computed for the same state is equal).
+    pub fn keep_effective(&self, config: &Arc<crate::resolve::EffectiveConfig>) {
+        let _ = self.effective.set(Arc::downgrade(config));
     }
 }
 
