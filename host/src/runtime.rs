@@ -62,6 +62,9 @@ pub struct RuntimeConfig {
     /// Instances kept warm between per-sale calls (see [`WarmKey`]); 0 gives
     /// every call a fresh store. Each holds a slot of the instance pool.
     pub warm_instances: u32,
+    /// How long a warm instance may stay unused before it is dropped (and its
+    /// pool slot and memory returned).
+    pub warm_idle: Duration,
     /// Which limits on running time the engine enforces. Production keeps the
     /// default (both on); turning one off is for benchmarks only (see
     /// [`Metering`]).
@@ -98,6 +101,7 @@ impl Default for RuntimeConfig {
             max_component_bytes: DEFAULT_MAX_COMPONENT_BYTES,
             max_concurrent_calls: 64,
             warm_instances: 64,
+            warm_idle: warm::IDLE,
             metering: Metering::default(),
         }
     }
@@ -161,7 +165,7 @@ pub struct Runtime {
     config: RuntimeConfig,
     artifacts: Option<ArtifactCache>,
     loaded: Mutex<HashMap<String, Arc<LoadedPlugin>>>,
-    warm: WarmPool,
+    warm: Arc<WarmPool>,
     ticker_stop: Arc<AtomicBool>,
 }
 
@@ -212,23 +216,42 @@ impl Runtime {
             );
         }
         let ticker_stop = Arc::new(AtomicBool::new(false));
-        if config.metering.epoch {
-            let weak = engine.weak();
+        let warm = Arc::new(WarmPool::new(
+            usize::try_from(config.warm_instances).unwrap_or(0),
+            config.warm_idle,
+        ));
+        {
+            // One ticker thread: the epoch (every EPOCH_TICK, when epoch
+            // deadlines are on) and the sweep of idle warm instances.
+            let epoch = config.metering.epoch;
+            let engine = engine.weak();
+            let pool = Arc::downgrade(&warm);
             let stop = ticker_stop.clone();
+            let sweep_every = config.warm_idle.clamp(EPOCH_TICK, Duration::from_secs(1));
+            let tick = if epoch { EPOCH_TICK } else { sweep_every };
             std::thread::Builder::new()
                 .name("veneer-epoch".into())
                 .spawn(move || {
+                    let mut last_sweep = Instant::now();
                     while !stop.load(Ordering::Relaxed) {
-                        std::thread::sleep(EPOCH_TICK);
-                        match weak.upgrade() {
-                            Some(engine) => engine.increment_epoch(),
-                            None => break,
+                        std::thread::sleep(tick);
+                        if epoch {
+                            match engine.upgrade() {
+                                Some(engine) => engine.increment_epoch(),
+                                None => break,
+                            }
+                        }
+                        if last_sweep.elapsed() >= sweep_every {
+                            last_sweep = Instant::now();
+                            match pool.upgrade() {
+                                Some(pool) => pool.sweep(),
+                                None => break,
+                            }
                         }
                     }
                 })?;
         }
 
-        let warm = WarmPool::new(usize::try_from(config.warm_instances).unwrap_or(0));
         Ok(Self {
             engine,
             linker,

@@ -197,6 +197,33 @@ fn the_pool_keeps_to_its_cap_dropping_the_least_recently_used() {
 }
 
 #[test]
+fn idle_instances_are_dropped_without_further_use_of_the_pool() {
+    let rt = Runtime::new(RuntimeConfig {
+        warm_instances: 8,
+        warm_idle: std::time::Duration::from_millis(200),
+        ..RuntimeConfig::default()
+    })
+    .expect("runtime starts");
+    let plugin = hostile_on(&rt);
+    let data = counting();
+    let key = WarmKey::new("acme", 1);
+    assert_eq!(call_number(&rt, &plugin, Some(&key), &data), "call 1");
+    assert_eq!(call_number(&rt, &plugin, Some(&key), &data), "call 2");
+    assert_eq!(rt.warm_instances(), 1);
+    // No call touches the pool from here: the runtime's ticker drops it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while rt.warm_instances() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "an idle instance was still held 10 s after its 200 ms idle time"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // The next call starts from a fresh instance.
+    assert_eq!(call_number(&rt, &plugin, Some(&key), &data), "call 1");
+}
+
+#[test]
 fn no_pool_means_a_fresh_store_per_call() {
     let rt = runtime_with(0);
     let plugin = hostile_on(&rt);

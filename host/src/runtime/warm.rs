@@ -9,8 +9,9 @@
 //! fuel, deadline, memory, host-call cap, a plugin error) drops it, and the
 //! next call starts from a fresh store. The pool holds at most `cap` instances
 //! across all owners (least recently used dropped first); an instance idle
-//! longer than [`IDLE`] is never reused, and is dropped when the pool is next
-//! used after that (the pool sweeps at most every [`IDLE`]). Fuel, the deadline, the host-call budget and the log are
+//! longer than the pool's idle time ([`IDLE`] by default) is never reused, and
+//! the runtime's ticker thread drops it within a second or so of that, whether
+//! or not the pool is used again. Fuel, the deadline, the host-call budget and the log are
 //! reset before every call, so each call has its whole quota; only the guest's
 //! own memory contents carry over, and only within one owner.
 
@@ -26,7 +27,7 @@ use super::state::HostState;
 
 /// Calls one instance serves before it is dropped for a fresh one.
 pub const MAX_CALLS: u32 = 10_000;
-/// An instance unused this long is dropped.
+/// By default, an instance unused this long is dropped.
 pub const IDLE: Duration = Duration::from_secs(30);
 
 /// Whose warm instances these are: an owner (the caller's scope, for the server
@@ -81,6 +82,7 @@ impl Warm {
 /// The pool of warm instances of one runtime.
 pub(crate) struct WarmPool {
     cap: usize,
+    idle: Duration,
     inner: Mutex<Inner>,
 }
 
@@ -101,9 +103,10 @@ impl Default for Inner {
 }
 
 impl WarmPool {
-    pub(crate) fn new(cap: usize) -> Self {
+    pub(crate) fn new(cap: usize, idle: Duration) -> Self {
         Self {
             cap,
+            idle,
             inner: Mutex::new(Inner::default()),
         }
     }
@@ -138,7 +141,7 @@ impl WarmPool {
                     // Another plugin (activated since) or quota: never this call's.
                     if &*warm.plugin == plugin
                         && warm.quota == *quota
-                        && warm.last_used.elapsed() < IDLE
+                        && warm.last_used.elapsed() < self.idle
                     {
                         found = Some(warm);
                         break;
@@ -169,12 +172,31 @@ impl WarmPool {
             let mut inner = self.lock();
             let now = Instant::now();
             let full = inner.count >= self.cap;
-            if full || now.duration_since(inner.last_sweep) >= IDLE {
+            if full || now.duration_since(inner.last_sweep) >= self.idle {
                 inner.last_sweep = now;
-                evict(&mut inner, now, &mut dropped, full);
+                evict(&mut inner, now, self.idle, &mut dropped, full);
             }
             inner.by_key.entry(key).or_default().push(warm);
             inner.count += 1;
+        }
+        drop(dropped);
+    }
+
+    /// Drops the instances idle longer than the pool's idle time (the runtime's
+    /// ticker calls this, so idle instances go even if the pool is never used again).
+    pub(crate) fn sweep(&self) {
+        if !self.enabled() {
+            return;
+        }
+        let mut dropped = Vec::new();
+        {
+            let mut inner = self.lock();
+            if inner.count == 0 {
+                return;
+            }
+            let now = Instant::now();
+            inner.last_sweep = now;
+            evict(&mut inner, now, self.idle, &mut dropped, false);
         }
         drop(dropped);
     }
@@ -188,12 +210,18 @@ impl WarmPool {
 
 /// Removes idle instances and, when `make_room` and none were idle, the least
 /// recently used one.
-fn evict(inner: &mut Inner, now: Instant, dropped: &mut Vec<Warm>, make_room: bool) {
+fn evict(
+    inner: &mut Inner,
+    now: Instant,
+    idle: Duration,
+    dropped: &mut Vec<Warm>,
+    make_room: bool,
+) {
     let before = dropped.len();
     for list in inner.by_key.values_mut() {
         let (keep, old): (Vec<_>, Vec<_>) = std::mem::take(list)
             .into_iter()
-            .partition(|w| now.duration_since(w.last_used) < IDLE);
+            .partition(|w| now.duration_since(w.last_used) < idle);
         *list = keep;
         dropped.extend(old);
     }
