@@ -27,6 +27,7 @@ use tower_http::trace::TraceLayer;
 pub use context::{Member, PlatformAdmin, TenantAdmin, TenantCtx};
 pub use error::{ApiError, ApiResult};
 pub use served::ServedDocument;
+pub(crate) use traffic::SECTION_COUNT;
 pub use traffic::{INLINE_DEADLINE_MS, INLINE_FUEL};
 
 use crate::state::AppState;

@@ -128,6 +128,11 @@ pub struct EffectiveConfig {
     /// serialisation (filled by the HTTP layer, which owns the document's shape).
     #[serde(skip)]
     pub served: std::sync::OnceLock<crate::http::ServedDocument>,
+    /// Each section as `GET /v1/config/{section}` serves it, the same way (one
+    /// slot per name in `http::traffic::SECTIONS`).
+    #[serde(skip)]
+    pub served_sections:
+        [std::sync::OnceLock<crate::http::ServedDocument>; crate::http::SECTION_COUNT],
 }
 
 impl EffectiveConfig {
@@ -291,6 +296,7 @@ impl Resolver<'_> {
             size_charts,
             emails,
             served: std::sync::OnceLock::new(),
+            served_sections: Default::default(),
         }
     }
 }

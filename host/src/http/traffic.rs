@@ -200,12 +200,6 @@ fn not_modified(headers: &HeaderMap, version: &str) -> bool {
         })
 }
 
-fn with_etag(version: &str, body: Value) -> Response {
-    let mut response = Json(body).into_response();
-    response.headers_mut().insert(header::ETAG, etag(version));
-    response
-}
-
 fn fallbacks(config: &EffectiveConfig) -> Vec<Value> {
     let mut out = Vec::new();
     let mut push = |section: String, resolved_run: Option<&crate::resolve::RunRecord>| {
@@ -299,25 +293,61 @@ async fn config(
     Ok(served.respond(headers))
 }
 
+/// The section names `GET /v1/config/{section}` answers to, each with its own
+/// served document (the body echoes the name asked for).
+pub(crate) const SECTIONS: [&str; SECTION_COUNT] = [
+    "categories",
+    "size-charts",
+    "size_charts",
+    "emails",
+    "commission-rules",
+    "commission_rules",
+];
+/// How many names [`SECTIONS`] holds.
+pub(crate) const SECTION_COUNT: usize = 6;
+
 async fn section(
     State(app): State<AppState>,
     member: Member,
     Path(section): Path<String>,
-    headers: HeaderMap,
+    // The request itself rather than a `HeaderMap` (which axum clones).
+    request: axum::extract::Request,
 ) -> ApiResult<Response> {
+    let Some(slot) = SECTIONS.iter().position(|name| *name == section) else {
+        return Err(ApiError::not_found(format!(
+            "there is no section `{}`; use categories, size-charts, emails or commission-rules",
+            section.chars().take(40).collect::<String>()
+        )));
+    };
+    let headers = request.headers();
     let tenant = &member.tenant.0;
     let config = effective(&app, tenant).await?;
-    if not_modified(&headers, &config.version) {
+    let served = config.served_sections[slot]
+        .get_or_init(|| serve_section(&app, tenant.record.id.as_str(), &config, SECTIONS[slot]));
+    if not_modified(headers, &config.version) {
         return Ok((
             StatusCode::NOT_MODIFIED,
-            [(header::ETAG, etag(&config.version))],
+            [
+                (header::ETAG, served.etag_for(headers)),
+                (header::VARY, HeaderValue::from_static("accept-encoding")),
+            ],
         )
             .into_response());
     }
+    Ok(served.respond(headers))
+}
+
+/// Serialises one section once (and gzips it once, when worth it).
+fn serve_section(
+    app: &AppState,
+    tenant: &str,
+    config: &EffectiveConfig,
+    section: &str,
+) -> ServedDocument {
     fn one<T: serde::Serialize>(r: &Resolved<T>) -> Value {
         json!({ "source": r.source, "value": r.value, "outcome": r.run.as_ref().map(|run| run.outcome), "message": r.run.as_ref().and_then(|run| run.message.clone()) })
     }
-    let body = match section.as_str() {
+    let mut body = match section {
         "categories" => one(&config.categories),
         "size-charts" | "size_charts" => one(&config.size_charts),
         "emails" => {
@@ -328,23 +358,16 @@ async fn section(
                 .collect();
             json!({ "value": emails })
         }
-        "commission-rules" | "commission_rules" => {
-            json!({ "source": "base", "value": app.base.commission })
-        }
-        other => {
-            return Err(ApiError::not_found(format!(
-                "there is no section `{}`; use categories, size-charts, emails or commission-rules",
-                other.chars().take(40).collect::<String>()
-            )));
-        }
+        _ => json!({ "source": "base", "value": app.base.commission }),
     };
-    let mut body = body;
     if let Some(obj) = body.as_object_mut() {
-        obj.insert("tenant".into(), json!(tenant.record.id));
+        obj.insert("tenant".into(), json!(tenant));
         obj.insert("section".into(), json!(section));
         obj.insert("version".into(), json!(config.version));
     }
-    Ok(with_etag(&config.version, body))
+    // Serialising a JSON value cannot fail.
+    let json = serde_json::to_vec(&body).unwrap_or_default();
+    ServedDocument::new(json, etag(&config.version))
 }
 
 /// The commission for one sale through the tenant's plugin, on the request

@@ -86,6 +86,68 @@ async fn traffic(db: Db) {
         (status, section["source"].as_str()),
         (StatusCode::OK, Some("plugin"))
     );
+    assert_eq!(section["section"], "size-charts");
+    assert_eq!(section["tenant"], "globex");
+    // Each name answers as asked (an alias echoes itself), served from the
+    // cached configuration, with the configuration's validator.
+    let (_, alias) = server
+        .get("globex", "/v1/config/size_charts", &globex)
+        .await;
+    assert_eq!(alias["section"], "size_charts");
+    assert_eq!(alias["value"], section["value"]);
+    let (_, again) = server
+        .get("globex", "/v1/config/size-charts", &globex)
+        .await;
+    assert_eq!(again, section, "the second answer is the same document");
+    for name in [
+        "categories",
+        "emails",
+        "commission-rules",
+        "commission_rules",
+    ] {
+        let (status, body) = server
+            .get("globex", &format!("/v1/config/{name}"), &globex)
+            .await;
+        assert_eq!(
+            (status, body["section"].as_str()),
+            (StatusCode::OK, Some(name)),
+            "{body}"
+        );
+        assert!(!body["value"].is_null(), "{name}: {body}");
+    }
+    let section_version = section["version"].as_str().expect("version").to_owned();
+    let zipped = server
+        .request(Method::GET, "globex", "/v1/config/emails")
+        .bearer_auth(&globex)
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .expect("answered");
+    let tag = zipped.headers()["etag"].to_str().expect("etag").to_owned();
+    if zipped.headers().get("content-encoding").is_some() {
+        assert_eq!(tag, format!("\"{section_version}-gzip\""));
+    } else {
+        assert_eq!(tag, format!("\"{section_version}\""));
+    }
+    let cached = server
+        .request(Method::GET, "globex", "/v1/config/emails")
+        .bearer_auth(&globex)
+        .header("accept-encoding", "gzip")
+        .header("if-none-match", &tag)
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(cached.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(cached.headers()["etag"].to_str().expect("etag"), tag);
+    // An unknown section is a 404 even with a matching validator.
+    let unknown = server
+        .request(Method::GET, "globex", "/v1/config/colours")
+        .bearer_auth(&globex)
+        .header("if-none-match", format!("\"{section_version}\""))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
     let (status, body) = server.get("globex", "/v1/config/colours", &globex).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(
