@@ -2,8 +2,10 @@
 //! key-value data and the run log. Inside the host these read through the WIT
 //! imports; in native tests they read from values the test supplies.
 
+use std::any::{Any, TypeId};
 use std::cell::{OnceCell, RefCell};
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use serde::de::DeserializeOwned;
 
@@ -27,7 +29,7 @@ pub enum Level {
 enum Source {
     /// Reads through the host's imports (only inside a component).
     #[cfg(target_arch = "wasm32")]
-    Host { settings: OnceCell<String> },
+    Host,
     /// Reads from values given by a native test.
     Fixed {
         settings: OnceCell<String>,
@@ -64,9 +66,7 @@ impl Context {
     #[doc(hidden)]
     pub fn host() -> Self {
         Self {
-            source: Source::Host {
-                settings: OnceCell::new(),
-            },
+            source: Source::Host,
         }
     }
 
@@ -100,10 +100,17 @@ impl Context {
     }
 
     /// The plugin's settings as the tenant set them, as JSON text (`{}` when unset).
+    ///
+    /// Inside the host this is read once per instance: an instance only ever
+    /// sees one tenant's settings at one version (see the WIT `settings`
+    /// interface), so later calls on a kept instance skip the host call.
     pub fn settings_json(&self) -> &str {
         match &self.source {
             #[cfg(target_arch = "wasm32")]
-            Source::Host { settings } => settings.get_or_init(crate::glue::settings_get),
+            Source::Host => {
+                static SETTINGS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+                SETTINGS.get_or_init(crate::glue::settings_get)
+            }
             Source::Fixed { settings, .. } => settings.get_or_init(|| "{}".to_owned()),
         }
     }
@@ -121,11 +128,55 @@ impl Context {
         })
     }
 
+    /// The plugin's settings parsed into `T`, parsed once and shared: later
+    /// calls with the same settings text (on an instance the host keeps between
+    /// calls, or in a native test) get the same parsed value without parsing
+    /// again. Errors are not kept; they are reported as by [`Context::settings`].
+    ///
+    /// ```
+    /// use veneer_sdk::Context;
+    ///
+    /// #[derive(serde::Deserialize)]
+    /// struct Settings { cap: u64 }
+    ///
+    /// let ctx = Context::testing().with_settings(r#"{"cap": 5000}"#);
+    /// let first = ctx.settings_shared::<Settings>().unwrap();
+    /// let again = ctx.settings_shared::<Settings>().unwrap();
+    /// assert_eq!(first.cap, 5000);
+    /// assert!(std::sync::Arc::ptr_eq(&first, &again));
+    /// ```
+    pub fn settings_shared<T>(&self) -> Result<Arc<T>, PluginError>
+    where
+        T: DeserializeOwned + Send + Sync + 'static,
+    {
+        /// Parsed settings by type and text, newest last, at most `KEPT`.
+        type Parsed = Vec<(TypeId, Arc<str>, Arc<dyn Any + Send + Sync>)>;
+        const KEPT: usize = 8;
+        static PARSED: Mutex<Parsed> = Mutex::new(Vec::new());
+
+        let json = self.settings_json();
+        let id = TypeId::of::<T>();
+        let mut parsed = PARSED.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(value) = parsed
+            .iter()
+            .find(|(t, text, _)| *t == id && &**text == json)
+            .and_then(|(_, _, value)| value.clone().downcast::<T>().ok())
+        {
+            return Ok(value);
+        }
+        let value = Arc::new(self.settings::<T>()?);
+        if parsed.len() >= KEPT {
+            parsed.remove(0);
+        }
+        parsed.push((id, Arc::from(json), value.clone()));
+        Ok(value)
+    }
+
     /// The tenant's value stored under `key`, or `None`.
     pub fn kv_get(&self, key: &str) -> Option<String> {
         match &self.source {
             #[cfg(target_arch = "wasm32")]
-            Source::Host { .. } => crate::glue::kv_get(key),
+            Source::Host => crate::glue::kv_get(key),
             Source::Fixed { kv, .. } => kv.get(key).cloned(),
         }
     }
@@ -134,7 +185,7 @@ impl Context {
     pub fn kv_keys(&self, prefix: &str, limit: u32) -> Vec<String> {
         match &self.source {
             #[cfg(target_arch = "wasm32")]
-            Source::Host { .. } => crate::glue::kv_list_keys(prefix, limit),
+            Source::Host => crate::glue::kv_list_keys(prefix, limit),
             Source::Fixed { kv, .. } => kv
                 .keys()
                 .filter(|key| key.starts_with(prefix))
@@ -148,7 +199,7 @@ impl Context {
     pub fn log(&self, level: Level, message: &str) {
         match &self.source {
             #[cfg(target_arch = "wasm32")]
-            Source::Host { .. } => crate::glue::log_write(level, message),
+            Source::Host => crate::glue::log_write(level, message),
             Source::Fixed { logs, .. } => logs.borrow_mut().push((level, message.to_owned())),
         }
     }
@@ -167,8 +218,59 @@ impl Context {
     pub fn logged(&self) -> Vec<(Level, String)> {
         match &self.source {
             #[cfg(target_arch = "wasm32")]
-            Source::Host { .. } => Vec::new(),
+            Source::Host => Vec::new(),
             Source::Fixed { logs, .. } => logs.borrow().clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize, PartialEq)]
+    struct Cap {
+        cap: u64,
+    }
+
+    #[derive(Debug, serde::Deserialize, PartialEq)]
+    struct Other {
+        #[serde(default)]
+        cap: Option<u64>,
+    }
+
+    #[test]
+    fn shared_settings_are_parsed_once_per_text_and_type() {
+        let ctx = Context::testing().with_settings(r#"{"cap": 7001}"#);
+        let first = ctx.settings_shared::<Cap>().unwrap();
+        assert_eq!(*first, Cap { cap: 7001 });
+        assert!(Arc::ptr_eq(&first, &ctx.settings_shared::<Cap>().unwrap()));
+        // Another context with the same text shares it too.
+        let same = Context::testing().with_settings(r#"{"cap": 7001}"#);
+        assert!(Arc::ptr_eq(&first, &same.settings_shared::<Cap>().unwrap()));
+        // Other text, other value; another type, its own parse.
+        let changed = Context::testing().with_settings(r#"{"cap": 7002}"#);
+        assert_eq!(changed.settings_shared::<Cap>().unwrap().cap, 7002);
+        assert_eq!(
+            *ctx.settings_shared::<Other>().unwrap(),
+            Other { cap: Some(7001) }
+        );
+        assert_eq!(ctx.settings_shared::<Cap>().unwrap().cap, 7001);
+    }
+
+    #[test]
+    fn bad_settings_are_reported_every_time_and_never_kept() {
+        let ctx = Context::testing().with_settings(r#"{"cap": "lots"}"#);
+        for _ in 0..2 {
+            let err = ctx.settings_shared::<Cap>().unwrap_err();
+            assert_eq!(err.code, "bad-settings");
+            assert!(err.message.contains("expected u64"), "{}", err.message);
+        }
+        assert!(
+            Context::testing()
+                .with_settings(r#"{"cap": 3}"#)
+                .settings_shared::<Cap>()
+                .is_ok()
+        );
     }
 }

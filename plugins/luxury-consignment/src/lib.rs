@@ -98,7 +98,8 @@ impl Plugin for LuxuryConsignment {
         sale: &Sale,
         mut base: CommissionDecision,
     ) -> Result<CommissionDecision, PluginError> {
-        let settings: Settings = ctx.settings()?;
+        // Parsed once per instance: quotes call this hook many times.
+        let settings = ctx.settings_shared::<Settings>()?;
         let gross = sale.gross();
         let tier = settings
             .tiers
