@@ -15,7 +15,7 @@ const GZIP_FROM: usize = 1024;
 
 /// The suffix of the ETag of the gzip representation (it is a different byte
 /// sequence, so it gets its own strong validator).
-pub(crate) const GZIP_ETAG_SUFFIX: &str = "-gzip";
+const GZIP_ETAG_SUFFIX: &str = "-gzip";
 
 /// A serialised document and, when that is smaller, its gzip encoding, each
 /// with its ETag.
@@ -42,9 +42,37 @@ impl ServedDocument {
         }
     }
 
-    /// The ETag of the representation `request` would get.
-    pub fn etag_for(&self, request: &HeaderMap) -> HeaderValue {
-        self.pick(request).1.clone()
+    /// The answer to `request`: a 304 carrying the validator of the
+    /// representation it would get when its `If-None-Match` names either
+    /// representation's (or `*`), else [`ServedDocument::respond`].
+    pub fn answer(&self, request: &HeaderMap) -> Response {
+        if !self.not_modified(request) {
+            return self.respond(request);
+        }
+        let mut response = Response::new(Body::empty());
+        *response.status_mut() = StatusCode::NOT_MODIFIED;
+        let headers = response.headers_mut();
+        headers.insert(header::ETAG, self.pick(request).1.clone());
+        headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+        response
+    }
+
+    /// Whether `If-None-Match` names this document (identity or gzip) or `*`.
+    fn not_modified(&self, request: &HeaderMap) -> bool {
+        let own = self.etag.to_str().unwrap_or("").trim_matches('"');
+        request
+            .get(header::IF_NONE_MATCH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.split(',').any(|tag| {
+                    let tag = tag.trim();
+                    tag == "*" || {
+                        let tag = tag.trim_start_matches("W/");
+                        let tag = tag.strip_prefix('"').and_then(|t| t.strip_suffix('"'));
+                        tag.is_some_and(|t| t.strip_suffix(GZIP_ETAG_SUFFIX).unwrap_or(t) == own)
+                    }
+                })
+            })
     }
 
     /// The body, ETag and whether it is gzip, of what `request` accepts.
@@ -160,5 +188,28 @@ mod tests {
         let plain = doc.respond(&HeaderMap::new());
         assert!(plain.headers().get(header::CONTENT_ENCODING).is_none());
         assert_eq!(plain.headers()[header::ETAG], "\"v\"");
+    }
+
+    #[test]
+    fn conditional_requests_match_either_validator() {
+        let json = serde_json::to_vec(&vec!["repeated text"; 500]).unwrap();
+        let doc = ServedDocument::new(json, HeaderValue::from_static("\"v\""));
+        let ask = |inm: &str, accept: &str| {
+            let mut h = headers(accept);
+            h.insert(header::IF_NONE_MATCH, HeaderValue::from_str(inm).unwrap());
+            doc.answer(&h)
+        };
+        for tag in ["\"v\"", "\"v-gzip\"", "W/\"v\"", "\"x\", \"v\"", "*"] {
+            let response = ask(tag, "gzip");
+            assert_eq!(response.status(), StatusCode::NOT_MODIFIED, "{tag}");
+            assert_eq!(response.headers()[header::ETAG], "\"v-gzip\"");
+        }
+        assert_eq!(
+            ask("\"v-gzip\"", "identity").headers()[header::ETAG],
+            "\"v\""
+        );
+        for tag in ["\"w\"", "\"v2\"", "v", "\"v-br\""] {
+            assert_eq!(ask(tag, "gzip").status(), StatusCode::OK, "{tag}");
+        }
     }
 }

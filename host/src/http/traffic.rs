@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::Response;
 use axum::{
     Json, Router,
     routing::{get, post},
@@ -179,27 +179,6 @@ fn etag(version: &str) -> HeaderValue {
         .unwrap_or_else(|_| HeaderValue::from_static("\"\""))
 }
 
-fn not_modified(headers: &HeaderMap, version: &str) -> bool {
-    headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(',').any(|tag| {
-                let tag = tag.trim();
-                tag == "*" || {
-                    let tag = tag.trim_start_matches("W/");
-                    let tag = tag.strip_prefix('"').and_then(|t| t.strip_suffix('"'));
-                    // Either representation's validator (identity or gzip).
-                    tag.is_some_and(|t| {
-                        t.strip_suffix(crate::http::served::GZIP_ETAG_SUFFIX)
-                            .unwrap_or(t)
-                            == version
-                    })
-                }
-            })
-        })
-}
-
 fn fallbacks(config: &EffectiveConfig) -> Vec<Value> {
     let mut out = Vec::new();
     let mut push = |section: String, resolved_run: Option<&crate::resolve::RunRecord>| {
@@ -279,23 +258,12 @@ async fn config(
     let served = config
         .served
         .get_or_init(|| serve_document(&app, tenant.record.id.as_str(), &config));
-    if not_modified(headers, &config.version) {
-        // The validator of the representation this request would get.
-        return Ok((
-            StatusCode::NOT_MODIFIED,
-            [
-                (header::ETAG, served.etag_for(headers)),
-                (header::VARY, HeaderValue::from_static("accept-encoding")),
-            ],
-        )
-            .into_response());
-    }
-    Ok(served.respond(headers))
+    Ok(served.answer(headers))
 }
 
 /// The section names `GET /v1/config/{section}` answers to, each with its own
 /// served document (the body echoes the name asked for).
-pub(crate) const SECTIONS: [&str; SECTION_COUNT] = [
+pub(crate) const SECTIONS: [&str; 6] = [
     "categories",
     "size-charts",
     "size_charts",
@@ -304,13 +272,12 @@ pub(crate) const SECTIONS: [&str; SECTION_COUNT] = [
     "commission_rules",
 ];
 /// How many names [`SECTIONS`] holds.
-pub(crate) const SECTION_COUNT: usize = 6;
+pub(crate) const SECTION_COUNT: usize = SECTIONS.len();
 
 async fn section(
     State(app): State<AppState>,
     member: Member,
     Path(section): Path<String>,
-    // The request itself rather than a `HeaderMap` (which axum clones).
     request: axum::extract::Request,
 ) -> ApiResult<Response> {
     let Some(slot) = SECTIONS.iter().position(|name| *name == section) else {
@@ -324,17 +291,7 @@ async fn section(
     let config = effective(&app, tenant).await?;
     let served = config.served_sections[slot]
         .get_or_init(|| serve_section(&app, tenant.record.id.as_str(), &config, SECTIONS[slot]));
-    if not_modified(headers, &config.version) {
-        return Ok((
-            StatusCode::NOT_MODIFIED,
-            [
-                (header::ETAG, served.etag_for(headers)),
-                (header::VARY, HeaderValue::from_static("accept-encoding")),
-            ],
-        )
-            .into_response());
-    }
-    Ok(served.respond(headers))
+    Ok(served.answer(headers))
 }
 
 /// Serialises one section once (and gzips it once, when worth it).
