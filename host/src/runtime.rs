@@ -317,6 +317,7 @@ impl Runtime {
         };
         let described = self.call(
             &plugin,
+            None,
             Arc::new(StaticTenantData::default()),
             &DESCRIBE_QUOTA,
             |store, bindings| Ok(Ok(bindings.veneer_plugin_hooks().call_describe(store)?)),
@@ -372,7 +373,7 @@ impl Runtime {
         base: &[base::Category],
     ) -> Run<Vec<base::Category>> {
         let input: Vec<_> = base.iter().map(bindings::category_out).collect();
-        self.call_capped(plugin, data, quota, move |store, b| {
+        self.call_capped(plugin, None, data, quota, move |store, b| {
             let out = b.veneer_plugin_hooks().call_categories(store, &input)?;
             Ok(out
                 .map(|list| list.into_iter().map(bindings::category_in).collect())
@@ -389,7 +390,7 @@ impl Runtime {
         base: &[base::SizeChart],
     ) -> Run<Vec<base::SizeChart>> {
         let input: Vec<_> = base.iter().map(bindings::size_chart_out).collect();
-        self.call_capped(plugin, data, quota, move |store, b| {
+        self.call_capped(plugin, None, data, quota, move |store, b| {
             let out = b.veneer_plugin_hooks().call_size_charts(store, &input)?;
             Ok(out
                 .map(|list| list.into_iter().map(bindings::size_chart_in).collect())
@@ -423,7 +424,7 @@ impl Runtime {
     ) -> Run<base::CommissionDecision> {
         let sale = bindings::sale_out(sale);
         let decision = bindings::decision_out(base);
-        self.call_capped_reusing(plugin, warm, data, quota, move |store, b| {
+        self.call_capped(plugin, warm, data, quota, move |store, b| {
             let out = b
                 .veneer_plugin_hooks()
                 .call_commission(store, &sale, &decision)?;
@@ -452,7 +453,7 @@ impl Runtime {
                 },
             )
             .collect();
-        self.call_capped(plugin, data, quota, move |store, b| {
+        self.call_capped(plugin, None, data, quota, move |store, b| {
             let out = b
                 .veneer_plugin_hooks()
                 .call_email(store, &template, &context)?;
@@ -464,19 +465,6 @@ impl Runtime {
     fn call_capped<T: OutputSize>(
         &self,
         plugin: &LoadedPlugin,
-        data: Arc<dyn TenantData>,
-        quota: &Quota,
-        f: impl FnOnce(
-            &mut Store<HostState>,
-            &PluginBindings,
-        ) -> wasmtime::Result<Result<T, (String, String)>>,
-    ) -> Run<T> {
-        self.call_capped_reusing(plugin, None, data, quota, f)
-    }
-
-    fn call_capped_reusing<T: OutputSize>(
-        &self,
-        plugin: &LoadedPlugin,
         warm: Option<&WarmKey>,
         data: Arc<dyn TenantData>,
         quota: &Quota,
@@ -485,7 +473,7 @@ impl Runtime {
             &PluginBindings,
         ) -> wasmtime::Result<Result<T, (String, String)>>,
     ) -> Run<T> {
-        let mut run = self.call_reusing(plugin, warm, data, quota, f);
+        let mut run = self.call(plugin, warm, data, quota, f);
         if let Outcome::Ok(value) = &run.outcome {
             let size = value.output_size();
             run.stats.output_bytes = u64::try_from(size).unwrap_or(u64::MAX);
@@ -501,25 +489,11 @@ impl Runtime {
         run
     }
 
-    /// One sandboxed call: a fresh store for `data` under `quota`, instantiate,
-    /// run `f`, classify how it ended.
+    /// One sandboxed call: a fresh store for `data` under `quota` (or, with
+    /// `warm`, a warm instance of that key's when the pool has one), instantiate,
+    /// run `f`, classify how it ended; the instance is kept afterwards when
+    /// `warm` is given and the call ended well (see `runtime/warm.rs`).
     fn call<T>(
-        &self,
-        plugin: &LoadedPlugin,
-        data: Arc<dyn TenantData>,
-        quota: &Quota,
-        f: impl FnOnce(
-            &mut Store<HostState>,
-            &PluginBindings,
-        ) -> wasmtime::Result<Result<T, (String, String)>>,
-    ) -> Run<T> {
-        self.call_reusing(plugin, None, data, quota, f)
-    }
-
-    /// [`Runtime::call`], on a warm instance of `warm`'s when the pool has one,
-    /// and keeping the instance afterwards when `warm` is given and the call
-    /// ended well (see `runtime/warm.rs` for the rules).
-    fn call_reusing<T>(
         &self,
         plugin: &LoadedPlugin,
         warm: Option<&WarmKey>,
