@@ -233,16 +233,7 @@ impl Server {
             .as_str()
             .expect("sha")
             .to_owned();
-        let (status, body) = self
-            .call(
-                Method::PUT,
-                tenant,
-                "/v1/settings",
-                Some(token),
-                Some(settings),
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "{body}");
+        self.set_settings(tenant, token, settings).await;
         let (status, body) = self
             .call(
                 Method::POST,
@@ -254,6 +245,20 @@ impl Server {
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         sha
+    }
+
+    /// Sets `tenant`'s plugin settings, asserting they were taken.
+    pub async fn set_settings(&self, tenant: &str, token: &str, settings: Value) {
+        let (status, body) = self
+            .call(
+                Method::PUT,
+                tenant,
+                "/v1/settings",
+                Some(token),
+                Some(settings),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
     }
 
     pub async fn upload(&self, host: &str, token: &str, bytes: Vec<u8>) -> (StatusCode, Value) {

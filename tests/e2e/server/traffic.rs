@@ -286,16 +286,13 @@ async fn warm_quotes(db: Db) {
     );
     assert_eq!(note("acme").await, "call 3");
     // New settings, a new instance.
-    let (status, _) = server
-        .call(
-            Method::PUT,
+    server
+        .set_settings(
             "acme",
-            "/v1/settings",
-            Some(&admin("acme")),
-            Some(json!({ "mode": "count-calls", "count": 7 })),
+            &admin("acme"),
+            json!({ "mode": "count-calls", "count": 7 }),
         )
         .await;
-    assert_eq!(status, StatusCode::OK);
     assert_eq!(note("acme").await, "call 1");
     assert_eq!(note("globex").await, "call 2");
 }
@@ -316,21 +313,6 @@ async fn slow_quotes(db: Db) {
             json!({ "mode": "slow-ok", "count": 300000 }),
         )
         .await;
-    let set = |settings: serde_json::Value| {
-        let (server, token) = (&server, &token);
-        async move {
-            let (status, body) = server
-                .call(
-                    Method::PUT,
-                    "acme",
-                    "/v1/settings",
-                    Some(token),
-                    Some(settings),
-                )
-                .await;
-            assert_eq!(status, StatusCode::OK, "{body}");
-        }
-    };
     let quote = || async {
         let (status, quote) = server
             .call(
@@ -379,7 +361,9 @@ async fn slow_quotes(db: Db) {
     };
     assert!(once > 5_000_000, "one run {once}");
     assert!(fuel > once, "fuel {fuel}, the same work once {once}");
-    set(json!({ "mode": "spin" })).await;
+    server
+        .set_settings("acme", &token, json!({ "mode": "spin" }))
+        .await;
     let spin = quote().await;
     assert_eq!(spin["outcome"], "out_of_fuel", "{spin}");
     let quota_fuel = veneer::runtime::Quota::default().fuel;
