@@ -148,6 +148,18 @@ async fn traffic(db: Db) {
         .await
         .expect("answered");
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    // The benchmarks' static floor exists only in `bench-native` builds: a
+    // served build answers it like any unknown path, on any host.
+    for host in ["localhost", "acme"] {
+        let (status, body) = server
+            .call(Method::GET, host, "/bench/static-config", None, None)
+            .await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (StatusCode::NOT_FOUND, Some("no_route")),
+            "{body}"
+        );
+    }
     let (status, body) = server.get("globex", "/v1/config/colours", &globex).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(
