@@ -149,17 +149,25 @@ impl Context {
     where
         T: DeserializeOwned + Send + Sync + 'static,
     {
-        /// Parsed settings by type and text, newest last, at most `KEPT`.
-        type Parsed = Vec<(TypeId, Arc<str>, Arc<dyn Any + Send + Sync>)>;
+        /// Parsed settings by type and text, newest last, at most `KEPT`. A
+        /// host context's entries have no text: its settings never change
+        /// within an instance, so the type alone is the key, and the text is
+        /// not compared on every call (a byte loop over it, in Wasm).
+        type Parsed = Vec<(TypeId, Option<Arc<str>>, Arc<dyn Any + Send + Sync>)>;
         const KEPT: usize = 8;
         static PARSED: Mutex<Parsed> = Mutex::new(Vec::new());
 
         let json = self.settings_json();
+        let text = match &self.source {
+            #[cfg(target_arch = "wasm32")]
+            Source::Host => None,
+            Source::Fixed { .. } => Some(json),
+        };
         let id = TypeId::of::<T>();
         let mut parsed = PARSED.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(value) = parsed
             .iter()
-            .find(|(t, text, _)| *t == id && &**text == json)
+            .find(|(t, kept, _)| *t == id && kept.as_deref() == text)
             .and_then(|(_, _, value)| value.clone().downcast::<T>().ok())
         {
             return Ok(value);
@@ -168,7 +176,7 @@ impl Context {
         if parsed.len() >= KEPT {
             parsed.remove(0);
         }
-        parsed.push((id, Arc::from(json), value.clone()));
+        parsed.push((id, text.map(Arc::from), value.clone()));
         Ok(value)
     }
 
