@@ -384,6 +384,10 @@ struct HookResult {
     outcome: Outcome<()>,
     output: Value,
     stats: RunStats,
+    /// Commission only: the fuel of the same call made again on an instance
+    /// that has served it once, as the server's quote path does on the
+    /// tenant's warm instance (one-time work such as parsing settings left out).
+    warm_fuel_used: Option<u64>,
 }
 
 fn finish<T: serde::Serialize>(
@@ -404,12 +408,14 @@ fn finish<T: serde::Serialize>(
                 outcome,
                 output,
                 stats,
+                warm_fuel_used: None,
             }
         }
         other => HookResult {
             outcome: other.map(|_| ()),
             output: Value::Null,
             stats,
+            warm_fuel_used: None,
         },
     }
 }
@@ -528,10 +534,15 @@ fn run_hook(
                 }
             };
             resolve::check_sale(base, &sale)?;
-            finish(
-                runtime.commission(plugin, data, quota, &sale, &decision),
+            let mut result = finish(
+                runtime.commission(plugin, data.clone(), quota, &sale, &decision),
                 |out| validate::commission(&sale, out),
-            )
+            );
+            if matches!(result.outcome, Outcome::Ok(())) {
+                result.warm_fuel_used =
+                    warm_commission_fuel(runtime, plugin, data, quota, &sale, &decision);
+            }
+            result
         }
         Hook::Email => {
             let input: EmailInput = match &args.input {
@@ -561,6 +572,25 @@ fn run_hook(
     })
 }
 
+/// The fuel of a second commission call on one instance (`None` if either
+/// call fails): what each quote costs on a warm instance.
+fn warm_commission_fuel(
+    runtime: &Runtime,
+    plugin: &LoadedPlugin,
+    data: Arc<StaticTenantData>,
+    quota: &Quota,
+    sale: &Sale,
+    decision: &CommissionDecision,
+) -> Option<u64> {
+    let mut session = runtime.session(plugin, data, quota).ok()?;
+    for _ in 0..2 {
+        if !matches!(session.commission(sale, decision), Outcome::Ok(_)) {
+            return None;
+        }
+    }
+    Some(session.last_fuel_used())
+}
+
 fn report(
     args: &RunArgs,
     plugin: &LoadedPlugin,
@@ -571,6 +601,7 @@ fn report(
         outcome,
         output,
         stats,
+        warm_fuel_used,
     } = result;
     let kind = outcome.kind();
     let wall_time_us = u64::try_from(stats.wall_time.as_micros()).unwrap_or(u64::MAX);
@@ -591,6 +622,7 @@ fn report(
             "hook": args.hook,
             "plugin": plugin.info(),
             "fuel_used": stats.fuel_used,
+            "warm_fuel_used": warm_fuel_used,
             "peak_memory_bytes": stats.peak_memory_bytes,
             "wall_time_us": wall_time_us,
             "output_bytes": stats.output_bytes,
@@ -623,6 +655,11 @@ fn report(
             percent(stats.fuel_used, defaults.fuel),
             defaults.fuel
         );
+        if let Some(warm) = warm_fuel_used {
+            println!(
+                "fuel, warm   {warm} (the same call again on this instance, as each quote on the server's kept instance)"
+            );
+        }
         println!(
             "peak memory  {} bytes ({:.2} % of the default quota {})",
             stats.peak_memory_bytes,

@@ -39,6 +39,11 @@ fn plugin_run_reports_outcome_fuel_memory_time_logs_and_output() {
         "sale.json",
         r#"{"order_id": "o-9", "sku": "W-1", "category_id": "watches", "unit_price": 800000, "quantity": 1, "currency": "EUR"}"#,
     );
+    let settings = write_temp(
+        &dir,
+        "settings.json",
+        r#"{"cap": 120000, "unauthenticated_surcharge_bps": 500, "tiers": [{"from": 0, "rate_bps": 2500}, {"from": 100000, "rate_bps": 1800}]}"#,
+    );
     let out = veneer(&[
         "plugin",
         "run",
@@ -47,10 +52,22 @@ fn plugin_run_reports_outcome_fuel_memory_time_logs_and_output() {
         "commission",
         "--input",
         &input,
+        "--settings",
+        &settings,
         "--json",
     ]);
     let report = json(&out);
     assert!(out.status.success(), "{report}");
+    // The same call again on the instance skips the one-time work (the
+    // plugin parses its settings once per instance).
+    let (fresh, warm) = (
+        report["fuel_used"].as_u64().unwrap_or(0),
+        report["warm_fuel_used"].as_u64().unwrap_or(0),
+    );
+    assert!(
+        warm > 0 && warm < fresh,
+        "fresh {fresh}, warm {warm}: {report}"
+    );
     assert_eq!(report["outcome"], "ok");
     for key in [
         "fuel_used",
