@@ -62,13 +62,34 @@
 //!
 //! Build the plugin with `cargo build --release --target wasm32-wasip2` (crate
 //! type `cdylib`) and try it with `veneer plugin run` before uploading it.
+//!
+//! Inside the host the SDK installs a size-class allocator as the plugin's
+//! global allocator (cargo feature `allocator`, on by default): every hook call
+//! allocates a block for each string the host passes in, and this makes each
+//! allocation and free a few instructions instead of dlmalloc's bookkeeping.
+//! Small blocks are rounded up to a power of two and kept for reuse. A plugin
+//! with its own `#[global_allocator]` depends on `veneer-sdk` with
+//! `default-features = false`.
 
 #![deny(missing_docs)]
 
+#[cfg(any(test, all(feature = "allocator", target_arch = "wasm32")))]
+mod allocator;
 mod context;
 #[cfg(target_arch = "wasm32")]
 mod glue;
 mod types;
+
+/// Inside the host, the plugin allocates through size classes (see
+/// `allocator.rs`; turn off with `default-features = false`).
+#[cfg(all(
+    feature = "allocator",
+    target_arch = "wasm32",
+    not(target_feature = "atomics")
+))]
+#[global_allocator]
+static ALLOCATOR: allocator::SizeClassAlloc<std::alloc::System> =
+    allocator::SizeClassAlloc::new(std::alloc::System);
 
 use std::collections::BTreeMap;
 
