@@ -18,7 +18,13 @@
 # The machine has 2 cores: the server is pinned to one (SERVER_CPU) and wrk to
 # the other (LOAD_CPU), so neither steals the other's core.
 #
-# Usage: benches/load.sh          (env: DURATION=10s CONNS=32 PORT=18480)
+# c and d run on two servers one after the other; on a VM whose speed drifts
+# from one minute to the next a single pair can say 0.7 or 0.97. So after the
+# first pair the script alternates ROUNDS-1 more pairs (a fresh Wasm server for
+# c, a fresh native one for d) and reports c/d from the medians, with every
+# round's ratio beside it.
+#
+# Usage: benches/load.sh          (env: DURATION=10s CONNS=32 PORT=18480 ROUNDS=5)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -28,6 +34,7 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/veneer-bench}
 # Backtrace capture on every error would be measured too.
 unset RUST_BACKTRACE
 DURATION=${DURATION:-10s}
+ROUNDS=${ROUNDS:-5}
 CONNS=${CONNS:-32}
 PORT=${PORT:-18480}
 SERVER_CPU=${SERVER_CPU:-0}
@@ -195,20 +202,53 @@ run d_quote_native acme.localhost "$ACME" quote.lua / >>"$WORK/results"
 run a_static_again localhost "" get.lua /healthz >>"$WORK/results"
 stop_server
 
+# ------------------------------------- more c/d pairs, alternating the servers
+# quote_path EXPECT: one quote, checked to run in Wasm (fuel used) or natively (none).
+quote_path() {
+    local q
+    q=$(tcurl acme "$ACME" -H 'Content-Type: application/json' -d "$SAMPLE_SALE" "$BASE/v1/commission/quote")
+    echo "$q" | grep -q '"source":"plugin"' || { echo "quote not from the plugin: $q" >&2; exit 1; }
+    if [[ $1 == wasm ]]; then
+        echo "$q" | grep -q '"fuel_used":0[,}]' && { echo "wasm quote used no fuel: $q" >&2; exit 1; }
+    else
+        echo "$q" | grep -q '"fuel_used":0[,}]' || { echo "native quote ran in Wasm: $q" >&2; exit 1; }
+    fi
+    return 0
+}
+for round in $(seq 2 "$ROUNDS"); do
+    start_server
+    quote_path wasm
+    run "c_quote_wasm_$round" acme.localhost "$ACME" quote.lua / >>"$WORK/results"
+    stop_server
+    start_server --bench-native
+    quote_path native
+    run "d_quote_native_$round" acme.localhost "$ACME" quote.lua / >>"$WORK/results"
+    stop_server
+done
+
 # ------------------------------------------------------------------ the table
 echo
 echo "veneer load benchmark — $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, server on CPU $SERVER_CPU, wrk on CPU $LOAD_CPU,"
 echo "wrk -t1 -c$CONNS -d$DURATION per row; latencies in µs"
 echo
-awk 'NR == 1 { printf "%-20s %10s %10s %10s %8s %7s\n", $1, "req/s", "p50", "p99", "non2xx", "errors"; next }
+awk 'function median(a, n,    i, j, t) {
+       for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
+       return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+     }
+     NR == 1 { printf "%-20s %10s %10s %10s %8s %7s\n", $1, "req/s", "p50", "p99", "non2xx", "errors"; next }
      { printf "%-20s %10s %10s %10s %8s %7s\n", $1, $2, $3, $4, $5, $6; rps[$1] = $2; p50[$1] = $3; p99[$1] = $4 }
+     /^c_quote_wasm/ { nc++; crps[nc] = $2; cp50[nc] = $3; round_c[nc] = $2 }
+     /^d_quote_native/ { nd++; drps[nd] = $2; dp50[nd] = $3; round_d[nd] = $2 }
      END {
        printf "\nb/a throughput %.2f   b/a p50 %.2f   (identity, %s bytes)\n", rps["b_config"] / rps["a_static"], p50["b_config"] / p50["a_static"], ENVIRON["B_BYTES"]
        printf "b/a throughput %.2f   b/a p50 %.2f   (Accept-Encoding: gzip, %s bytes)\n", rps["b_config_gzip"] / rps["a_static"], p50["b_config_gzip"] / p50["a_static"], ENVIRON["B_GZIP_BYTES"]
        printf "b/a throughput %.2f   b/a p50 %.2f   (If-None-Match: 304, no body)\n", rps["b_config_304"] / rps["a_static"], p50["b_config_304"] / p50["a_static"]
        printf "b/a_doc throughput %.2f   p50 %.2f   (identity; static document of %s bytes)\n", rps["b_config"] / rps["a_static_doc"], p50["b_config"] / p50["a_static_doc"], ENVIRON["A_DOC_BYTES"]
        printf "b/a_doc throughput %.2f   p50 %.2f   (gzip; static document of %s bytes)\n", rps["b_config_gzip"] / rps["a_static_doc_gzip"], p50["b_config_gzip"] / p50["a_static_doc_gzip"], ENVIRON["A_DOC_GZIP_BYTES"]
-       printf "c/d throughput %.2f   c/d p50 %.2f   c/d p99 %.2f\n", rps["c_quote_wasm"] / rps["d_quote_native"], p50["c_quote_wasm"] / p50["d_quote_native"], p99["c_quote_wasm"] / p99["d_quote_native"]
+       printf "c/d throughput %.2f   c/d p50 %.2f   c/d p99 %.2f   (first pair)\n", rps["c_quote_wasm"] / rps["d_quote_native"], p50["c_quote_wasm"] / p50["d_quote_native"], p99["c_quote_wasm"] / p99["d_quote_native"]
+       per = ""; for (i = 1; i <= nc && i <= nd; i++) per = per sprintf(" %.2f", round_c[i] / round_d[i])
+       mc = median(crps, nc); md = median(drps, nd); mcp = median(cp50, nc); mdp = median(dp50, nd)
+       printf "c/d throughput %.2f   c/d p50 %.2f   (medians of %d pairs: c %d / d %d req/s, p50 %d / %d µs; per pair:%s)\n", mc / md, mcp / mdp, nc, mc, md, mcp, mdp, per
        printf "noisy neighbour: B p99 alone %d µs, with A spinning %d µs, ratio %.2f (A at its demo rate limit, 500/s)\n", p99["B_alone"], p99["B_with_A_spinning"], p99["B_with_A_spinning"] / p99["B_alone"]
        printf "                 B p99 alone %d µs, with A spinning %d µs, ratio %.2f (A unlimited)\n", p99["B_alone"], p99["B_with_A_unlimited"], p99["B_with_A_unlimited"] / p99["B_alone"]
      }' "$WORK/results"
