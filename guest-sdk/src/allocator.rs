@@ -1,6 +1,6 @@
 //! The plugin's memory allocator inside the host (cargo feature `allocator`,
 //! on by default): small blocks in power-of-two size classes, each class with
-//! its own free list, carved from chunks of the standard allocator.
+//! its own free list; a class's new blocks come from the standard allocator.
 //!
 //! Why: every hook call allocates and frees a dozen small blocks before the
 //! plugin's own code runs (the host copies each string of the input into the
@@ -14,8 +14,10 @@
 //! bytes) and freed blocks are kept for their size class, never returned to
 //! the standard allocator. The host bounds an instance's memory and its number
 //! of calls, so this is what a plugin instance wants. Blocks above
-//! [`MAX_BLOCK`] bytes, or aligned to more than that, go to the standard
-//! allocator unchanged. A plugin that brings its own `#[global_allocator]`
+//! [`MAX_BLOCK`] bytes, or aligned to more than 8, go to the standard
+//! allocator unchanged. Blocks are taken one at a time, not in chunks ahead of
+//! need: a chunk made every fresh instance grow its memory by a page, which
+//! cost more than the allocator saved on a fresh-store call. A plugin that brings its own `#[global_allocator]`
 //! turns this off with `default-features = false` on `veneer-sdk`.
 
 // An allocator hands out raw memory: the one module of the SDK that needs
@@ -32,8 +34,9 @@ const MIN_SHIFT: u32 = 3;
 const CLASSES: usize = 9;
 /// The largest block served from a size class.
 pub(crate) const MAX_BLOCK: usize = 1 << (MIN_SHIFT as usize + CLASSES - 1);
-/// New blocks are carved from chunks of this size, aligned to [`MAX_BLOCK`].
-const CHUNK: usize = 32 << 10;
+/// The alignment of every block: layouts aligned to more go to the standard
+/// allocator (on wasm32 only `u128`-like types ask for more than 8).
+const ALIGN: usize = 8;
 
 /// A size-class allocator in front of `B` (the standard allocator in a plugin).
 /// Not thread-safe: a plugin instance runs on one thread.
@@ -45,10 +48,6 @@ pub(crate) struct SizeClassAlloc<B> {
 struct State {
     /// The head of each class's free list (null when empty).
     free: [*mut u8; CLASSES],
-    /// The chunk new blocks are carved from (null before the first).
-    chunk: *mut u8,
-    /// Bytes of `chunk` handed out.
-    used: usize,
 }
 
 // A wasm32 plugin without the threads proposal has exactly one thread, which
@@ -58,8 +57,8 @@ unsafe impl<B: Sync> Sync for SizeClassAlloc<B> {}
 
 /// The size class of `layout`, or `None` when the standard allocator serves it.
 fn class(layout: Layout) -> Option<usize> {
-    let size = layout.size().max(layout.align());
-    if size > MAX_BLOCK {
+    let size = layout.size();
+    if size > MAX_BLOCK || layout.align() > ALIGN {
         return None;
     }
     let size = size.max(1 << MIN_SHIFT);
@@ -73,45 +72,14 @@ const fn block_size(class: usize) -> usize {
 }
 
 impl<B> SizeClassAlloc<B> {
-    /// An allocator with empty free lists, taking its chunks from `backing`.
+    /// An allocator with empty free lists, taking new blocks from `backing`.
     pub(crate) const fn new(backing: B) -> Self {
         Self {
             backing,
             state: UnsafeCell::new(State {
                 free: [ptr::null_mut(); CLASSES],
-                chunk: ptr::null_mut(),
-                used: 0,
             }),
         }
-    }
-}
-
-impl<B: GlobalAlloc> SizeClassAlloc<B> {
-    /// A new block of `size` bytes (a power of two, at most `MAX_BLOCK`),
-    /// aligned to `size`: the chunk is aligned to `MAX_BLOCK`, so an offset
-    /// that is a multiple of `size` is an address aligned to it.
-    ///
-    /// # Safety
-    /// The caller holds the only access to `state`.
-    unsafe fn carve(&self, state: &mut State, size: usize) -> *mut u8 {
-        let offset = (state.used + size - 1) & !(size - 1);
-        if state.chunk.is_null() || offset + size > CHUNK {
-            // The old chunk's tail (less than one block) is left unused.
-            // SAFETY: CHUNK is non-zero and MAX_BLOCK a power of two.
-            let chunk = unsafe {
-                self.backing
-                    .alloc(Layout::from_size_align_unchecked(CHUNK, MAX_BLOCK))
-            };
-            if chunk.is_null() {
-                return chunk;
-            }
-            state.chunk = chunk;
-            state.used = size;
-            return chunk;
-        }
-        state.used = offset + size;
-        // SAFETY: offset + size <= CHUNK: inside the chunk.
-        unsafe { state.chunk.add(offset) }
     }
 }
 
@@ -126,8 +94,14 @@ unsafe impl<B: GlobalAlloc> GlobalAlloc for SizeClassAlloc<B> {
         let state = unsafe { &mut *self.state.get() };
         let head = state.free[class];
         if head.is_null() {
-            // SAFETY: exclusive access to `state`, as above.
-            return unsafe { self.carve(state, block_size(class)) };
+            // A new block from the backing allocator, at its usual alignment:
+            // a fresh instance grows its memory no more than it would without
+            // this allocator (no chunk ahead of need).
+            // SAFETY: a non-zero size and an alignment that is a power of two.
+            return unsafe {
+                self.backing
+                    .alloc(Layout::from_size_align_unchecked(block_size(class), ALIGN))
+            };
         }
         // SAFETY: a free block of this class holds the next one's address.
         state.free[class] = unsafe { head.cast::<*mut u8>().read() };
@@ -187,10 +161,13 @@ mod tests {
         assert_eq!(class(layout(8, 8)), Some(0));
         assert_eq!(class(layout(9, 1)), Some(1));
         assert_eq!(class(layout(16, 1)), Some(1));
-        assert_eq!(class(layout(3, 64)), Some(3), "alignment counts as size");
+        assert_eq!(
+            class(layout(3, 16)),
+            None,
+            "over-aligned: the standard allocator"
+        );
         assert_eq!(class(layout(MAX_BLOCK, 1)), Some(CLASSES - 1));
         assert_eq!(class(layout(MAX_BLOCK + 1, 1)), None);
-        assert_eq!(class(layout(8, 2 * MAX_BLOCK)), None);
         assert_eq!(block_size(CLASSES - 1), MAX_BLOCK);
     }
 
@@ -211,8 +188,7 @@ mod tests {
                 let l = layout(size, align);
                 let p = a.alloc(l);
                 assert!(!p.is_null());
-                let need = size.max(align).next_power_of_two().max(8);
-                assert_eq!(p as usize % need, 0, "{size}/{align} aligned to its block");
+                assert_eq!(p as usize % align, 0, "{size}/{align} aligned");
                 ptr::write_bytes(p, 0xAB, size);
                 blocks.push((p, l));
             }
@@ -272,11 +248,11 @@ mod tests {
     }
 
     #[test]
-    fn many_blocks_span_several_chunks() {
+    fn many_live_blocks_keep_their_contents() {
         let a = SizeClassAlloc::new(System);
         unsafe {
             let l = layout(MAX_BLOCK, 1);
-            let blocks: Vec<_> = (0..3 * CHUNK / MAX_BLOCK)
+            let blocks: Vec<_> = (0..48)
                 .map(|i| {
                     let p = a.alloc(l);
                     assert!(!p.is_null());
