@@ -94,6 +94,20 @@ tcurl() {
 
 SAMPLE_SALE='{"order_id":"o-1","sku":"bag-1","category_id":"bags","unit_price":250000,"quantity":1,"currency":"EUR","attributes":[{"key":"authenticated","value":"true"}]}'
 
+# quote_path EXPECT: one quote, checked to come from the plugin and to run in
+# Wasm (EXPECT=wasm: fuel used) or natively (EXPECT=native: none); prints its body.
+quote_path() {
+    local q
+    q=$(tcurl acme "$ACME" -H 'Content-Type: application/json' -d "$SAMPLE_SALE" "$BASE/v1/commission/quote")
+    echo "$q" | grep -q '"source":"plugin"' || { echo "$1 quote not from the plugin: $q" >&2; exit 1; }
+    if [[ $1 == wasm ]]; then
+        echo "$q" | grep -q '"fuel_used":0[,}]' && { echo "wasm quote used no fuel: $q" >&2; exit 1; }
+    else
+        echo "$q" | grep -q '"fuel_used":0[,}]' || { echo "native quote ran in Wasm: $q" >&2; exit 1; }
+    fi
+    echo "$q"
+}
+
 # run NAME HOST TOKEN SCRIPT PATH -> prints "NAME rps p50_us p99_us non2xx errors"
 run() {
     local name=$1 host=$2 token=$3 script=$4 path=$5 out
@@ -131,9 +145,7 @@ A_DOC_GZIP_BYTES=$(curl -fsS -H "Host: localhost" -H 'Accept-Encoding: gzip' "$B
 curl -fsS -H "Host: localhost" "$BASE/bench/static-config" | grep -q '"categories"' ||
     { echo "/bench/static-config did not serve the base configuration" >&2; exit 1; }
 export B_BYTES B_GZIP_BYTES A_DOC_BYTES A_DOC_GZIP_BYTES
-wasm_quote=$(tcurl acme "$ACME" -H 'Content-Type: application/json' -d "$SAMPLE_SALE" "$BASE/v1/commission/quote")
-echo "$wasm_quote" | grep -q '"source":"plugin"' || { echo "wasm quote not from the plugin: $wasm_quote" >&2; exit 1; }
-echo "$wasm_quote" | grep -q '"fuel_used":0[,}]' && { echo "wasm quote used no fuel: $wasm_quote" >&2; exit 1; }
+wasm_quote=$(quote_path wasm)
 lux=$(echo "$wasm_quote" | sed -n 's/.*"plugin":"\([0-9a-f]*\)".*/\1/p')
 
 echo "scenario rps p50_us p99_us non2xx errors" >"$WORK/results"
@@ -192,9 +204,7 @@ tcurl acme "$ACME" -o /dev/null -X POST "$BASE/v1/plugins/$lux/activate"
 tcurl acme "$ACME" -o /dev/null -X PUT -H 'Content-Type: application/json' \
     -d '{"cap": 120000, "unauthenticated_surcharge_bps": 500, "tiers": [{"from": 0, "rate_bps": 2500}, {"from": 100000, "rate_bps": 1800}, {"from": 500000, "rate_bps": 1200}]}' \
     "$BASE/v1/settings"
-native_quote=$(tcurl acme "$ACME" -H 'Content-Type: application/json' -d "$SAMPLE_SALE" "$BASE/v1/commission/quote")
-echo "$native_quote" | grep -q '"source":"plugin"' || { echo "native quote not from the plugin: $native_quote" >&2; exit 1; }
-echo "$native_quote" | grep -q '"fuel_used":0[,}]' || { echo "native quote ran in Wasm: $native_quote" >&2; exit 1; }
+native_quote=$(quote_path native)
 # Same decision either way.
 [[ "$(echo "$wasm_quote" | grep -o '"decision":{[^}]*}')" == "$(echo "$native_quote" | grep -o '"decision":{[^}]*}')" ]] ||
     { echo "native and wasm decisions differ: $wasm_quote / $native_quote" >&2; exit 1; }
@@ -203,25 +213,13 @@ run a_static_again localhost "" get.lua /healthz >>"$WORK/results"
 stop_server
 
 # ------------------------------------- more c/d pairs, alternating the servers
-# quote_path EXPECT: one quote, checked to run in Wasm (fuel used) or natively (none).
-quote_path() {
-    local q
-    q=$(tcurl acme "$ACME" -H 'Content-Type: application/json' -d "$SAMPLE_SALE" "$BASE/v1/commission/quote")
-    echo "$q" | grep -q '"source":"plugin"' || { echo "quote not from the plugin: $q" >&2; exit 1; }
-    if [[ $1 == wasm ]]; then
-        echo "$q" | grep -q '"fuel_used":0[,}]' && { echo "wasm quote used no fuel: $q" >&2; exit 1; }
-    else
-        echo "$q" | grep -q '"fuel_used":0[,}]' || { echo "native quote ran in Wasm: $q" >&2; exit 1; }
-    fi
-    return 0
-}
 for round in $(seq 2 "$ROUNDS"); do
     start_server
-    quote_path wasm
+    quote_path wasm >/dev/null
     run "c_quote_wasm_$round" acme.localhost "$ACME" quote.lua / >>"$WORK/results"
     stop_server
     start_server --bench-native
-    quote_path native
+    quote_path native >/dev/null
     run "d_quote_native_$round" acme.localhost "$ACME" quote.lua / >>"$WORK/results"
     stop_server
 done

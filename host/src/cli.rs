@@ -22,6 +22,20 @@ use crate::runtime::{
 };
 use crate::validate;
 
+/// `println!` that returns the write's error instead of panicking: a reader that
+/// closes the pipe early (`veneer plugin run … | head`) ends the command quietly.
+macro_rules! outln {
+    () => {
+        std::io::Write::write_all(&mut std::io::stdout().lock(), b"\n")?
+    };
+    ($($arg:tt)*) => {
+        std::io::Write::write_fmt(
+            &mut std::io::stdout().lock(),
+            format_args!("{}\n", format_args!($($arg)*)),
+        )?
+    };
+}
+
 /// Veneer: per-tenant configuration through sandboxed WebAssembly plugins.
 #[derive(Debug, Parser)]
 #[command(name = "veneer", version, about)]
@@ -164,11 +178,21 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
+        Err(err) if closed_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
             ExitCode::from(2)
         }
     }
+}
+
+/// Whether `err` is stdout's reader having gone away (not the command's fault).
+fn closed_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 fn init_tracing() {
@@ -215,7 +239,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 platform_admin,
                 std::time::Duration::from_secs(ttl_secs),
             );
-            println!("{token}");
+            outln!("{token}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Plugin(PluginCommand::Run(args)) => plugin_run(args),
@@ -244,7 +268,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     crate::shopify::rotate_credentials(&storage.platform(), &secrets).await?;
                 anyhow::Ok(report)
             })?;
-            println!(
+            outln!(
                 "Shopify credentials: {} re-encrypted under key `{}`, {} already current, {} changed during the run (run again)",
                 report.rotated,
                 secrets.current_key_id(),
@@ -252,7 +276,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 report.raced
             );
             for (tenant, err) in &report.failed {
-                println!(
+                outln!(
                     "  {tenant}: cannot open the stored credentials ({err}); the tenant must reconnect its store"
                 );
             }
@@ -264,7 +288,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Base(BaseCommand::Check { base_config }) => {
             let base = BaseConfig::load(&base_config)?;
-            println!(
+            outln!(
                 "base configuration {} is valid: version {}, {} categories, {} size charts, {} commission rules, {} email templates",
                 base_config.display(),
                 base.version,
@@ -298,17 +322,20 @@ fn plugin_check(args: CheckArgs) -> anyhow::Result<ExitCode> {
             Ok(plugin) => json!({ "outcome": "ok", "plugin": plugin.info() }),
             Err(err) => rejected_json(err),
         };
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         match &result {
             Ok(plugin) => {
                 let info = plugin.info();
-                println!(
+                outln!(
                     "ok: {} {} ({} bytes, sha256 {})",
-                    info.name, info.version, info.size_bytes, info.sha256
+                    info.name,
+                    info.version,
+                    info.size_bytes,
+                    info.sha256
                 );
                 let hooks: Vec<_> = info.hooks.iter().map(|h| h.as_str()).collect();
-                println!(
+                outln!(
                     "hooks:   {}",
                     if hooks.is_empty() {
                         "none".into()
@@ -316,9 +343,9 @@ fn plugin_check(args: CheckArgs) -> anyhow::Result<ExitCode> {
                         hooks.join(", ")
                     }
                 );
-                println!("imports: {}", info.imports.join(", "));
+                outln!("imports: {}", info.imports.join(", "));
             }
-            Err(err) => println!("rejected ({}): {err}", err.code()),
+            Err(err) => outln!("rejected ({}): {err}", err.code()),
         }
     }
     Ok(if ok {
@@ -455,9 +482,9 @@ fn plugin_run(args: RunArgs) -> anyhow::Result<ExitCode> {
         Ok(plugin) => plugin,
         Err(err) => {
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&rejected_json(&err))?);
+                outln!("{}", serde_json::to_string_pretty(&rejected_json(&err))?);
             } else {
-                println!("outcome: rejected ({})\n{err}", err.code());
+                outln!("outcome: rejected ({})\n{err}", err.code());
             }
             return Ok(ExitCode::from(1));
         }
@@ -632,60 +659,62 @@ fn report(
             "exceeds_default_quota": exceeds,
             "output": output,
         });
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         if !output.is_null() {
-            println!("{}", serde_json::to_string_pretty(&output)?);
-            println!();
+            outln!("{}", serde_json::to_string_pretty(&output)?);
+            outln!();
         }
-        println!("outcome      {kind}");
+        outln!("outcome      {kind}");
         if let Some(message) = outcome.message() {
-            println!("message      {message}");
+            outln!("message      {message}");
         }
         if let Outcome::Trap {
             backtrace: Some(bt),
             ..
         } = &outcome
         {
-            println!("backtrace\n{bt}");
+            outln!("backtrace\n{bt}");
         }
-        println!(
+        outln!(
             "fuel used    {} ({:.2} % of the default quota {})",
             stats.fuel_used,
             percent(stats.fuel_used, defaults.fuel),
             defaults.fuel
         );
         if let Some(warm) = warm_fuel_used {
-            println!(
+            outln!(
                 "fuel, warm   {warm} (the same call again on this instance, as each quote on the server's kept instance)"
             );
         }
-        println!(
+        outln!(
             "peak memory  {} bytes ({:.2} % of the default quota {})",
             stats.peak_memory_bytes,
             percent(stats.peak_memory_bytes, defaults.memory_bytes),
             defaults.memory_bytes
         );
-        println!(
+        outln!(
             "wall time    {wall_time_us} µs (default deadline {} ms)",
             defaults.deadline_ms
         );
-        println!(
+        outln!(
             "output       {} bytes (cap {})",
-            stats.output_bytes, quota.output_bytes
+            stats.output_bytes,
+            quota.output_bytes
         );
         if exceeds.is_empty() {
-            println!("default quota: within every limit");
+            outln!("default quota: within every limit");
         } else {
             for e in &exceeds {
-                println!(
+                outln!(
                     "default quota: would exceed {} (default {})",
-                    e["quota"], e["default"]
+                    e["quota"],
+                    e["default"]
                 );
             }
         }
         if !stats.logs.is_empty() {
-            println!(
+            outln!(
                 "logs{}:",
                 if stats.logs_truncated {
                     " (truncated)"
@@ -694,7 +723,7 @@ fn report(
                 }
             );
             for line in &stats.logs {
-                println!(
+                outln!(
                     "  [{}] {}",
                     serde_json::to_value(line.source)?.as_str().unwrap_or("?"),
                     line.message

@@ -153,6 +153,30 @@ fn plugin_run_human_report_mentions_the_default_quota() {
 }
 
 #[test]
+fn plugin_run_ends_quietly_when_its_reader_closes_the_pipe() {
+    // `veneer plugin run … | head -0`: the reader is gone before the report.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_veneer"))
+        .args([
+            "plugin",
+            "run",
+            built_plugins::SNEAKER_STORE,
+            "--hook",
+            "size-charts",
+        ])
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the veneer binary runs");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("it ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!stderr.contains("error:"), "{stderr}");
+}
+
+#[test]
 fn plugin_check_accepts_a_plugin_and_lists_its_hooks() {
     let out = veneer(&["plugin", "check", built_plugins::EMAIL_REBRAND, "--json"]);
     assert!(out.status.success());

@@ -218,6 +218,21 @@ impl Server {
         self.call(Method::GET, host, path, Some(token), None).await
     }
 
+    /// A conditional GET of `path` accepting gzip with validator `tag`:
+    /// asserts the answer is 304 Not Modified carrying the same ETag.
+    pub async fn revalidate(&self, host: &str, path: &str, token: &str, tag: &str) {
+        let cached = self
+            .request(Method::GET, host, path)
+            .bearer_auth(token)
+            .header("accept-encoding", "gzip")
+            .header("if-none-match", tag)
+            .send()
+            .await
+            .expect("answered");
+        assert_eq!(cached.status(), StatusCode::NOT_MODIFIED, "{path} {tag}");
+        assert_eq!(cached.headers()["etag"].to_str().expect("etag"), tag);
+    }
+
     /// Uploads `bytes` as `tenant`'s plugin, sets `settings` and activates it,
     /// asserting each step; returns the plugin's sha256.
     pub async fn install(
