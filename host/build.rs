@@ -28,8 +28,12 @@ fn main() {
         .expect("host/ sits in the workspace root")
         .to_owned();
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    // Relative paths: cargo resolves them against the package root of the
+    // checkout being built. Absolute ones would point every checkout sharing
+    // this target dir (a CI clone, a second worktree) at whichever checkout ran
+    // the script last, and its fixtures would be built from that one's sources.
     for path in ["plugins", "guest-sdk", "wit", "Cargo.lock"] {
-        println!("cargo:rerun-if-changed={}", root.join(path).display());
+        println!("cargo:rerun-if-changed=../{path}");
     }
     println!("cargo:rerun-if-env-changed=VENEER_PLUGIN_TARGET_DIR");
 

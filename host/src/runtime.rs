@@ -422,15 +422,8 @@ impl Runtime {
         sale: &base::Sale,
         base: &base::CommissionDecision,
     ) -> Run<base::CommissionDecision> {
-        let sale = bindings::sale_out(sale);
-        let decision = bindings::decision_out(base);
         self.call_capped(plugin, warm, data, quota, move |store, b| {
-            let out = b
-                .veneer_plugin_hooks()
-                .call_commission(store, &sale, &decision)?;
-            Ok(out
-                .map(bindings::decision_in)
-                .map_err(|e| (e.code, e.message)))
+            bindings::call_commission(store, b, sale, base)
         })
     }
 
@@ -679,17 +672,8 @@ impl Session {
         sale: &base::Sale,
         base: &base::CommissionDecision,
     ) -> Outcome<base::CommissionDecision> {
-        let sale = bindings::sale_out(sale);
-        let decision = bindings::decision_out(base);
         let cap = self.quota.output_bytes;
-        let outcome = self.call(|store, b| {
-            let out = b
-                .veneer_plugin_hooks()
-                .call_commission(store, &sale, &decision)?;
-            Ok(out
-                .map(bindings::decision_in)
-                .map_err(|e| (e.code, e.message)))
-        });
+        let outcome = self.call(|store, b| bindings::call_commission(store, b, sale, base));
         match outcome {
             Outcome::Ok(d) if u64::try_from(d.output_size()).unwrap_or(u64::MAX) > cap => {
                 Outcome::InvalidOutput {

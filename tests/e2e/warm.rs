@@ -275,3 +275,81 @@ fn concurrent_calls_never_share_an_instance() {
         assert!(counts[&n] <= counts[&(n - 1)], "count {n}");
     }
 }
+
+#[test]
+fn every_sale_and_decision_field_reaches_the_plugin_fresh_and_warm() {
+    let rt = runtime_with(8);
+    let plugin = hostile_on(&rt);
+    let data = settings(r#"{"mode": "echo"}"#);
+    let sale = veneer::base::Sale {
+        order_id: "o-7 ünïcode".into(),
+        sku: "SKU-9".into(),
+        category_id: "bags".into(),
+        unit_price: 123_456,
+        quantity: 3,
+        currency: "EUR".into(),
+        seller_id: Some("seller-42".into()),
+        attributes: vec![
+            veneer::base::Attribute {
+                key: "authenticated".into(),
+                value: "true".into(),
+            },
+            veneer::base::Attribute {
+                key: "colour".into(),
+                value: "".into(),
+            },
+        ],
+    };
+    let decision = veneer::base::CommissionDecision {
+        rule_id: "bags".into(),
+        rate_bps: 1_200,
+        min_fee: 100,
+        max_fee: 50_000,
+        fee: 44_444,
+        note: "base note".into(),
+    };
+    let expected = "sale o-7 ünïcode|SKU-9|bags|123456|3|EUR|Some(\"seller-42\")|authenticated=true,colour=; \
+                    base bags|1200|100|50000|44444|base note";
+    let key = WarmKey::new("acme", 1);
+    // Fresh, then twice on the kept instance, then with no seller and no attributes.
+    for _ in 0..3 {
+        match rt
+            .commission_reusing(
+                &plugin,
+                Some(&key),
+                data.clone(),
+                &Quota::default(),
+                &sale,
+                &decision,
+            )
+            .outcome
+        {
+            Outcome::Ok(out) => assert_eq!(out.note, expected),
+            other => panic!("echo should succeed: {other:?}"),
+        }
+    }
+    let bare = veneer::base::Sale {
+        seller_id: None,
+        attributes: Vec::new(),
+        ..sale
+    };
+    match rt
+        .commission_reusing(
+            &plugin,
+            Some(&key),
+            data,
+            &Quota::default(),
+            &bare,
+            &decision,
+        )
+        .outcome
+    {
+        Outcome::Ok(out) => assert!(
+            out.note
+                .ends_with("|EUR|None|; base bags|1200|100|50000|44444|base note"),
+            "{}",
+            out.note
+        ),
+        other => panic!("echo should succeed: {other:?}"),
+    }
+}

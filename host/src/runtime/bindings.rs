@@ -10,10 +10,14 @@ pub(crate) mod v0_1_0 {
     });
 }
 
+use wasmtime::Store;
+use wasmtime::component::{ComponentType, Lower, TypedFunc};
+
 use crate::base;
 use v0_1_0::veneer::plugin::types as wit;
 
 use super::hook::Hook;
+use super::state::HostState;
 
 fn attributes_out(list: &[base::Attribute]) -> Vec<wit::Attribute> {
     list.iter()
@@ -89,28 +93,118 @@ pub(crate) fn size_chart_in(c: wit::SizeChart) -> base::SizeChart {
     }
 }
 
-pub(crate) fn sale_out(s: &base::Sale) -> wit::Sale {
-    wit::Sale {
-        order_id: s.order_id.clone(),
-        sku: s.sku.clone(),
-        category_id: s.category_id.clone(),
-        unit_price: s.unit_price,
-        quantity: s.quantity,
-        currency: s.currency.clone(),
-        seller_id: s.seller_id.clone(),
-        attributes: attributes_out(&s.attributes),
+/// WIT `attribute`, lowered from the host's [`base::Attribute`] without copying
+/// its text first.
+#[derive(ComponentType, Lower)]
+#[component(record)]
+pub(crate) struct AttributeView<'a> {
+    key: &'a str,
+    value: &'a str,
+}
+
+/// WIT `sale`, lowered straight from the host's [`base::Sale`]: the same record
+/// as the bindings' `Sale` (wasmtime checks that against the plugin's export
+/// before the first call), borrowing the host's text instead of cloning every
+/// string of every quote into an owned copy first.
+#[derive(ComponentType, Lower)]
+#[component(record)]
+pub(crate) struct SaleView<'a> {
+    #[component(name = "order-id")]
+    order_id: &'a str,
+    sku: &'a str,
+    #[component(name = "category-id")]
+    category_id: &'a str,
+    #[component(name = "unit-price")]
+    unit_price: u64,
+    quantity: u32,
+    currency: &'a str,
+    #[component(name = "seller-id")]
+    seller_id: Option<&'a str>,
+    attributes: Vec<AttributeView<'a>>,
+}
+
+impl<'a> SaleView<'a> {
+    pub(crate) fn of(s: &'a base::Sale) -> Self {
+        Self {
+            order_id: &s.order_id,
+            sku: &s.sku,
+            category_id: &s.category_id,
+            unit_price: s.unit_price,
+            quantity: s.quantity,
+            currency: &s.currency,
+            seller_id: s.seller_id.as_deref(),
+            attributes: s
+                .attributes
+                .iter()
+                .map(|a| AttributeView {
+                    key: &a.key,
+                    value: &a.value,
+                })
+                .collect(),
+        }
     }
 }
 
-pub(crate) fn decision_out(d: &base::CommissionDecision) -> wit::CommissionDecision {
-    wit::CommissionDecision {
-        rule_id: d.rule_id.clone(),
-        rate_bps: d.rate_bps,
-        min_fee: d.min_fee,
-        max_fee: d.max_fee,
-        fee: d.fee,
-        note: d.note.clone(),
+/// WIT `commission-decision`, lowered from the host's [`base::CommissionDecision`].
+#[derive(ComponentType, Lower)]
+#[component(record)]
+pub(crate) struct DecisionView<'a> {
+    #[component(name = "rule-id")]
+    rule_id: &'a str,
+    #[component(name = "rate-bps")]
+    rate_bps: u32,
+    #[component(name = "min-fee")]
+    min_fee: u64,
+    #[component(name = "max-fee")]
+    max_fee: u64,
+    fee: u64,
+    note: &'a str,
+}
+
+impl<'a> DecisionView<'a> {
+    pub(crate) fn of(d: &'a base::CommissionDecision) -> Self {
+        Self {
+            rule_id: &d.rule_id,
+            rate_bps: d.rate_bps,
+            min_fee: d.min_fee,
+            max_fee: d.max_fee,
+            fee: d.fee,
+            note: &d.note,
+        }
     }
+}
+
+/// The `commission` export typed for the borrowed views. Its parameters'
+/// lifetimes are `'static` here only as a type: a `TypedFunc` is covariant in
+/// them, so a call takes views that live just as long as the call.
+pub(crate) type CommissionFunc = TypedFunc<
+    (SaleView<'static>, DecisionView<'static>),
+    (Result<wit::CommissionDecision, wit::PluginError>,),
+>;
+
+/// Calls the commission hook with `sale` and `base` lowered straight from the
+/// host's types. The typed function is checked against the plugin's export
+/// on the instance's first commission call and kept in the store's state.
+pub(crate) fn call_commission(
+    store: &mut Store<HostState>,
+    bindings: &v0_1_0::Plugin,
+    sale: &base::Sale,
+    base: &base::CommissionDecision,
+) -> wasmtime::Result<Result<base::CommissionDecision, (String, String)>> {
+    let func = match store.data().commission {
+        Some(func) => func,
+        None => {
+            let func: CommissionFunc = bindings
+                .veneer_plugin_hooks()
+                .func_commission()
+                .func()
+                .typed(&*store)?;
+            store.data_mut().commission = Some(func);
+            func
+        }
+    };
+    let (out,) = func.call(&mut *store, (SaleView::of(sale), DecisionView::of(base)))?;
+    Ok(out.map(decision_in).map_err(|e| (e.code, e.message)))
 }
 
 pub(crate) fn decision_in(d: wit::CommissionDecision) -> base::CommissionDecision {

@@ -173,6 +173,9 @@ pub(crate) struct HostState {
     /// spare one). The context built is the same locked-down one either way.
     wasi: Option<WasiCtx>,
     table: ResourceTable,
+    /// The commission export typed for the host's borrowed views, checked on
+    /// this instance's first commission call and kept for the rest.
+    pub(crate) commission: Option<super::bindings::CommissionFunc>,
 }
 
 /// The plugin's WASI context: stdout and stderr into its bounded log, nothing else.
@@ -200,6 +203,7 @@ impl HostState {
             host_cap_hit: false,
             wasi: None,
             table: ResourceTable::new(),
+            commission: None,
         }
     }
 

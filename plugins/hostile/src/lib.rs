@@ -78,6 +78,9 @@ pub enum Mode {
     SlowOk,
     /// Count calls in instance memory and report the count (shows instance reuse).
     CountCalls,
+    /// Report every field of the sale and of the base decision the hook was
+    /// given, in the note (shows what crossed the boundary).
+    Echo,
 }
 
 /// The tenant's settings.
@@ -248,7 +251,7 @@ fn misbehave(ctx: &Context, settings: &Settings) -> Result<(), PluginError> {
         Mode::CountCalls => {
             CALLS.fetch_add(1, Ordering::Relaxed);
         }
-        Mode::Ok | Mode::BigOutput | Mode::BadTree | Mode::KvProbe => {}
+        Mode::Ok | Mode::BigOutput | Mode::BadTree | Mode::KvProbe | Mode::Echo => {}
     }
     Ok(())
 }
@@ -359,6 +362,30 @@ impl Plugin for Hostile {
             }
             Mode::KvProbe => base.note = kv_probe(ctx),
             Mode::CountCalls => base.note = format!("call {}", CALLS.load(Ordering::Relaxed)),
+            Mode::Echo => {
+                let attributes: Vec<String> = sale
+                    .attributes
+                    .iter()
+                    .map(|a| format!("{}={}", a.key, a.value))
+                    .collect();
+                base.note = format!(
+                    "sale {}|{}|{}|{}|{}|{}|{:?}|{}; base {}|{}|{}|{}|{}|{}",
+                    sale.order_id,
+                    sale.sku,
+                    sale.category_id,
+                    sale.unit_price,
+                    sale.quantity,
+                    sale.currency,
+                    sale.seller_id,
+                    attributes.join(","),
+                    base.rule_id,
+                    base.rate_bps,
+                    base.min_fee,
+                    base.max_fee,
+                    base.fee,
+                    base.note,
+                );
+            }
             _ => {}
         }
         Ok(base)
