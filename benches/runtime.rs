@@ -474,7 +474,7 @@ fn main() {
         ratio(warm_t, native_t),
         ratio(pooled_t, native_t)
     );
-    println!("  fuel per commission call: {warm_fuel}");
+    println!("  fuel per commission call (warm session, settings {{}}): {warm_fuel}");
     println!(
         "\n  compute-heavy plugin (slow-ok, {SLOW_COUNT} rounds, {slow_fuel} fuel), fresh store per call:"
     );
