@@ -143,7 +143,7 @@ struct Inner {
     /// re-verified at most once a minute (so a key removed from the JWKS stops
     /// being honoured within a minute) and never past its own expiry. Only
     /// tokens that verified are ever inserted.
-    verified: moka::sync::Cache<Arc<str>, (Principal, u64)>,
+    verified: moka::sync::Cache<Arc<str>, (Arc<Principal>, u64)>,
     authorized_parties: Vec<String>,
     admin_claim: Vec<String>,
     dev_admin_claim: Vec<String>,
@@ -250,7 +250,7 @@ impl Authenticator {
     }
 
     /// Verifies a token (without the `Bearer ` prefix; see [`bearer`]).
-    pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+    pub async fn verify(&self, token: &str) -> Result<Arc<Principal>, AuthError> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -260,6 +260,7 @@ impl Authenticator {
             return Ok(principal);
         }
         let (principal, exp) = self.verify_uncached(token).await?;
+        let principal = Arc::new(principal);
         if let Some(exp) = exp {
             self.inner
                 .verified

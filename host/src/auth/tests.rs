@@ -256,7 +256,7 @@ async fn rs256_token_with_v2_claims_gives_a_principal() {
         .await
         .unwrap();
     assert_eq!(
-        principal,
+        *principal,
         Principal {
             subject: "user_2abc".into(),
             org_id: Some("org_acme".into()),
@@ -314,7 +314,10 @@ async fn roles_map_for_both_layouts() {
     // No organisation at all: a signed-in user outside any org.
     let claims = without(claims_v2("org_a", "admin"), "o");
     let principal = auth.verify(&rs256(&claims)).await.unwrap();
-    assert_eq!((principal.org_id, principal.org_role), (None, None));
+    assert_eq!(
+        (principal.org_id.as_deref(), principal.org_role),
+        (None, None)
+    );
     // Two layouts naming two organisations: refused, not guessed.
     let claims = with(claims_v2("org_a", "admin"), "org_id", json!("org_b"));
     assert_eq!(code_of(&auth, &rs256(&claims)).await, "malformed_token");
@@ -893,7 +896,7 @@ async fn dev_tokens_are_accepted_only_in_dev_mode() {
     .await
     .unwrap();
     assert_eq!(
-        dev.verify(&token).await.unwrap(),
+        *dev.verify(&token).await.unwrap(),
         Principal {
             subject: "user_dev".into(),
             org_id: Some("org_dev".into()),
@@ -922,7 +925,10 @@ async fn dev_tokens_are_accepted_only_in_dev_mode() {
         Duration::from_secs(60),
     );
     let principal = dev.verify(&no_org).await.unwrap();
-    assert_eq!((principal.org_id, principal.org_role), (None, None));
+    assert_eq!(
+        (principal.org_id.as_deref(), principal.org_role),
+        (None, None)
+    );
     assert!(principal.platform_admin);
 
     // Production configurations refuse it, without a JWKS request.

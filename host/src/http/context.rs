@@ -100,7 +100,7 @@ impl FromRequestParts<AppState> for TenantCtx {
     }
 }
 
-async fn principal(parts: &Parts, app: &AppState) -> Result<Principal, ApiError> {
+async fn principal(parts: &Parts, app: &AppState) -> Result<Arc<Principal>, ApiError> {
     let header = parts
         .headers
         .get(header::AUTHORIZATION)
@@ -127,7 +127,7 @@ async fn caller(
     parts: &mut Parts,
     app: &AppState,
     need_admin: bool,
-) -> Result<(TenantCtx, Principal), ApiError> {
+) -> Result<(TenantCtx, Arc<Principal>), ApiError> {
     let tenant = TenantCtx::from_request_parts(parts, app).await?;
     let principal = principal(parts, app).await?;
     if principal.org_id.as_deref() != Some(tenant.0.record.org_id.as_str()) {
@@ -166,8 +166,8 @@ async fn caller(
 pub struct Member {
     /// The tenant.
     pub tenant: TenantCtx,
-    /// The caller.
-    pub principal: Principal,
+    /// The caller (shared with the verified-token cache: no copy per request).
+    pub principal: Arc<Principal>,
 }
 
 impl FromRequestParts<AppState> for Member {
@@ -184,8 +184,8 @@ impl FromRequestParts<AppState> for Member {
 pub struct TenantAdmin {
     /// The tenant.
     pub tenant: TenantCtx,
-    /// The caller.
-    pub principal: Principal,
+    /// The caller (shared with the verified-token cache: no copy per request).
+    pub principal: Arc<Principal>,
 }
 
 impl FromRequestParts<AppState> for TenantAdmin {
@@ -199,7 +199,7 @@ impl FromRequestParts<AppState> for TenantAdmin {
 
 /// A platform admin, on the platform's own host.
 #[derive(Debug, Clone)]
-pub struct PlatformAdmin(pub Principal);
+pub struct PlatformAdmin(pub Arc<Principal>);
 
 impl FromRequestParts<AppState> for PlatformAdmin {
     type Rejection = ApiError;
