@@ -422,7 +422,7 @@ impl Runtime {
         sale: &base::Sale,
         base: &base::CommissionDecision,
     ) -> Run<base::CommissionDecision> {
-        self.call_capped(plugin, warm, data, quota, move |store, b| {
+        self.call_capped(plugin, warm, data, quota, |store, b| {
             bindings::call_commission(store, b, sale, base)
         })
     }

@@ -327,6 +327,8 @@ fn every_sale_and_decision_field_reaches_the_plugin_fresh_and_warm() {
             Outcome::Ok(out) => assert_eq!(out.note, expected),
             other => panic!("echo should succeed: {other:?}"),
         }
+        // Kept after every call: the later ones ran on the warm instance.
+        assert_eq!(rt.warm_instances(), 1);
     }
     let bare = veneer::base::Sale {
         seller_id: None,
