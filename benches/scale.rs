@@ -119,7 +119,7 @@ async fn seed(dir: &Path, tenants: usize, plugins: usize) -> anyhow::Result<()> 
     let mut loaded = Vec::new();
     for p in 0..plugins {
         let bytes = variant(&bytes, p);
-        let plugin = match app.compile(bytes.clone()).await {
+        let plugin = match app.compile(None, bytes.clone()).await {
             Ok(plugin) => plugin,
             Err(_) => anyhow::bail!("variant {p} does not load"),
         };
@@ -209,6 +209,7 @@ async fn start(dir: &Path, tenants: usize) -> anyhow::Result<()> {
 fn plugin_runtime(dir: &Path) -> Runtime {
     Runtime::new(RuntimeConfig {
         artifact_dir: Some(dir.join("plugin-artifacts")),
+        artifact_key: Some([5; 32]),
         max_concurrent_calls: 8,
         ..RuntimeConfig::default()
     })

@@ -15,6 +15,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("plugin-email-rebrand", "EMAIL_REBRAND"),
     ("plugin-declarative-overrides", "DECLARATIVE_OVERRIDES"),
     ("plugin-hostile", "HOSTILE"),
+    ("plugin-hostile-describe", "HOSTILE_DESCRIBE"),
 ];
 
 const TARGET: &str = "wasm32-wasip2";
@@ -109,7 +110,10 @@ fn main() {
     code.push_str(&all);
     // The example plugins' bytes, embedded for the demo tenants (not the hostile one).
     code.push_str("/// The example plugins' bytes, for seeding the demo.\npub mod bytes {\n");
-    for (krate, constant) in PLUGINS.iter().filter(|(k, _)| *k != "plugin-hostile") {
+    for (krate, constant) in PLUGINS
+        .iter()
+        .filter(|(k, _)| !k.starts_with("plugin-hostile"))
+    {
         let path = wasm_dir.join(format!("{}.wasm", krate.replace('-', "_")));
         writeln!(code, "    /// The `{krate}` component.\n    pub const {constant}: &[u8] = include_bytes!({:?});", path.display().to_string())
             .expect("writing to a String");

@@ -47,8 +47,10 @@ pub struct ServeConfig {
     #[arg(long, env = "VENEER_BASE_CONFIG", default_value_os_t = base::default_dir())]
     pub base_config: PathBuf,
 
-    /// Where compiled plugin artifacts are cached (empty: no disk cache).
-    #[arg(long, env = "VENEER_ARTIFACT_DIR", default_value = ".veneer-artifacts")]
+    /// Where compiled plugin artifacts (native code) are cached, made owner-only
+    /// and each signed with a key derived from VENEER_SECRET_KEY (empty: no
+    /// disk cache). A relative path is taken from the working directory at start.
+    #[arg(long, env = "VENEER_ARTIFACT_DIR", default_value_os_t = default_artifact_dir())]
     pub artifact_dir: PathBuf,
 
     /// Development mode: trusts the built-in development signing key (see
@@ -202,4 +204,20 @@ impl ServeConfig {
     pub fn db_acquire_timeout(&self) -> Duration {
         Duration::from_millis(self.db_acquire_timeout_ms)
     }
+}
+
+/// The artifact cache's default place: `$XDG_CACHE_HOME/veneer/artifacts`, else
+/// `$HOME/.cache/veneer/artifacts`, else under the system's temporary directory.
+pub fn default_artifact_dir() -> PathBuf {
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .filter(|dir| dir.is_absolute())
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .filter(|dir| dir.is_absolute())
+                .map(|home| home.join(".cache"))
+        })
+        .unwrap_or_else(std::env::temp_dir);
+    cache.join("veneer").join("artifacts")
 }

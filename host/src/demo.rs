@@ -55,7 +55,7 @@ pub async fn seed_if_empty(app: &AppState) -> anyhow::Result<bool> {
                 max_concurrency: 4,
             })
             .await?;
-        let plugin = match app.compile(demo.plugin.to_vec()).await {
+        let plugin = match app.compile(None, demo.plugin.to_vec()).await {
             Ok(plugin) => plugin,
             Err(CompileError::Check(err)) => {
                 anyhow::bail!("demo plugin for {} is refused: {err}", demo.id)

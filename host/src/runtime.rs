@@ -18,6 +18,7 @@ mod outcome;
 mod quota;
 mod state;
 mod warm;
+mod wasi;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -39,7 +40,9 @@ use warm::{Warm, WarmPool};
 pub use check::CheckError;
 pub use hook::{Hook, UnknownHook};
 pub use outcome::{LogLine, LogSource, Outcome, OutcomeKind, Run, RunStats};
-pub use quota::{MAX_DEADLINE_MS, MAX_MEMORY_BYTES, Quota, QuotaError};
+pub use quota::{
+    MAX_DEADLINE_MS, MAX_INSTANCES, MAX_MEMORIES, MAX_MEMORY_BYTES, MAX_TABLES, Quota, QuotaError,
+};
 pub use state::{StaticTenantData, TenantData};
 pub use warm::WarmKey;
 
@@ -53,8 +56,14 @@ pub const DEFAULT_MAX_COMPONENT_BYTES: usize = 16 << 20;
 /// Settings of the runtime that are fixed for the process.
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
-    /// Where compiled artifacts are cached; `None` disables the disk cache.
+    /// Where compiled artifacts are cached (an absolute path); `None`
+    /// disables the disk cache.
     pub artifact_dir: Option<PathBuf>,
+    /// The key artifacts are signed with (HMAC-SHA256) and checked against
+    /// before they are loaded. Give the same key to every process that should
+    /// trust another's artifacts; `None` draws a random key, so only this
+    /// process's own artifacts are trusted.
+    pub artifact_key: Option<[u8; 32]>,
     /// Largest component accepted, in bytes.
     pub max_component_bytes: usize,
     /// Calls that may run at once (sizes the instance pool).
@@ -98,6 +107,7 @@ impl Default for RuntimeConfig {
     fn default() -> Self {
         Self {
             artifact_dir: None,
+            artifact_key: None,
             max_component_bytes: DEFAULT_MAX_COMPONENT_BYTES,
             max_concurrent_calls: 64,
             warm_instances: 64,
@@ -193,7 +203,7 @@ const DESCRIBE_QUOTA: Quota = Quota {
     host_call_bytes: 1 << 20,
     log_bytes: 16 << 10,
     table_elements: 20_000,
-    instances: 32,
+    instances: MAX_INSTANCES,
 };
 
 impl Runtime {
@@ -205,7 +215,14 @@ impl Runtime {
         PluginBindings::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)?;
 
         let artifacts = match &config.artifact_dir {
-            Some(dir) => Some(ArtifactCache::new(dir, &engine)?),
+            Some(dir) => {
+                let key = config.artifact_key.unwrap_or_else(|| {
+                    let mut key = [0; 32];
+                    rand::RngCore::fill_bytes(&mut rand::rng(), &mut key);
+                    key
+                });
+                Some(ArtifactCache::new(dir, &engine, key)?)
+            }
             None => None,
         };
 
@@ -289,6 +306,7 @@ impl Runtime {
         let (component, fresh) = match cached {
             Some(component) => (component, false),
             None => {
+                check::code_size(bytes)?;
                 let component = Component::new(&self.engine, bytes)
                     .map_err(|err| CheckError::Invalid(format!("{err:#}")))?;
                 (component, true)
@@ -508,12 +526,12 @@ impl Runtime {
             }
             None => {
                 let mut store = self.store(quota, data);
-                let bindings = plugin.pre.instantiate(&mut store);
+                let bindings = guarded(|| plugin.pre.instantiate(&mut store));
                 (store, bindings, 0)
             }
         };
         let (result, bindings) = match bindings {
-            Ok(bindings) => (f(&mut store, &bindings), Some(bindings)),
+            Ok(bindings) => (guarded(|| f(&mut store, &bindings)), Some(bindings)),
             Err(err) => (Err(err), None),
         };
 
@@ -595,13 +613,7 @@ impl Runtime {
 
     /// Gives a store the whole of `quota`'s fuel and deadline, from now.
     fn arm(&self, store: &mut Store<HostState>, quota: &Quota) {
-        if self.config.metering.fuel {
-            // Cannot fail: the engine consumes fuel.
-            let _ = store.set_fuel(quota.fuel);
-        }
-        if self.config.metering.epoch {
-            store.set_epoch_deadline(deadline_ticks(quota.deadline_ms));
-        }
+        arm(store, quota, self.config.metering);
     }
 
     /// Instantiates `plugin` once for `data` under `quota`.
@@ -612,7 +624,7 @@ impl Runtime {
         quota: &Quota,
     ) -> Result<Session, Outcome<()>> {
         let mut store = self.store(quota, data);
-        match plugin.pre.instantiate(&mut store) {
+        match guarded(|| plugin.pre.instantiate(&mut store)) {
             Ok(bindings) => Ok(Session {
                 store,
                 bindings,
@@ -639,14 +651,8 @@ impl Session {
                 backtrace: None,
             };
         }
-        if self.metering.fuel {
-            let _ = self.store.set_fuel(self.quota.fuel);
-        }
-        if self.metering.epoch {
-            self.store
-                .set_epoch_deadline(deadline_ticks(self.quota.deadline_ms));
-        }
-        let outcome = match f(&mut self.store, &self.bindings) {
+        arm(&mut self.store, &self.quota, self.metering);
+        let outcome = match guarded(|| f(&mut self.store, &self.bindings)) {
             Ok(Ok(value)) => Outcome::Ok(value),
             Ok(Err((code, message))) => Outcome::PluginError { code, message },
             Err(err) => classify(&err, self.store.data()),
@@ -695,6 +701,42 @@ impl Session {
     }
 }
 
+/// Gives a store the whole of `quota`'s fuel and deadline, from now. The
+/// deadline bounds host calls too: no WASI call waits past it (`runtime/wasi.rs`),
+/// whether or not epoch interruption is on.
+fn arm(store: &mut Store<HostState>, quota: &Quota, metering: Metering) {
+    if metering.fuel {
+        // Cannot fail: the engine consumes fuel.
+        let _ = store.set_fuel(quota.fuel);
+    }
+    if metering.epoch {
+        store.set_epoch_deadline(deadline_ticks(quota.deadline_ms));
+    }
+    store.data_mut().deadline =
+        Instant::now().checked_add(Duration::from_millis(quota.deadline_ms));
+}
+
+/// Runs one step of a call (instantiation or the export), turning a panic
+/// anywhere under it (a host function's bug, a library's) into an error: a
+/// plugin can make a call fail, never the host thread that made it. The store
+/// is not reused after a panic (the call's outcome is not `ok`).
+fn guarded<T>(f: impl FnOnce() -> wasmtime::Result<T>) -> wasmtime::Result<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(result) => result,
+        Err(panic) => {
+            let detail = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic with no message".into());
+            tracing::error!(%detail, "a host function panicked during a plugin call");
+            Err(wasmtime::Error::msg(format!(
+                "the host failed while serving this plugin call ({detail}); the call was stopped"
+            )))
+        }
+    }
+}
+
 fn deadline_ticks(deadline_ms: u64) -> u64 {
     let tick_ms = u64::try_from(EPOCH_TICK.as_millis()).unwrap_or(1).max(1);
     // +1: the current tick may be about to end.
@@ -725,6 +767,9 @@ fn classify<T>(err: &wasmtime::Error, state: &HostState) -> Outcome<T> {
                 .map_or_else(|| format!("{err}"), |e| e.to_string()),
             backtrace,
         };
+    }
+    if err.downcast_ref::<wasi::DeadlinePassed>().is_some() {
+        return Outcome::Deadline;
     }
     match err.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => Outcome::OutOfFuel,
@@ -778,11 +823,17 @@ fn engine_config(config: &RuntimeConfig) -> Config {
         .max_concurrent_calls
         .max(1)
         .saturating_add(config.warm_instances);
+    // Per component, what one slot holds; the store's limiter allows the same
+    // (`runtime/state.rs`), so one component cannot take more than its share
+    // of the pool's memories, tables or instances.
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(slots)
-        .total_core_instances(slots.saturating_mul(8))
-        .total_memories(slots.saturating_mul(2))
-        .total_tables(slots.saturating_mul(4))
+        .max_core_instances_per_component(MAX_INSTANCES)
+        .max_memories_per_component(MAX_MEMORIES)
+        .max_tables_per_component(MAX_TABLES)
+        .total_core_instances(slots.saturating_mul(MAX_INSTANCES))
+        .total_memories(slots.saturating_mul(MAX_MEMORIES))
+        .total_tables(slots.saturating_mul(MAX_TABLES))
         .total_stacks(slots)
         .max_memory_size(usize::try_from(MAX_MEMORY_BYTES).unwrap_or(usize::MAX))
         // Keep the first MiB of each slot resident between calls: instantiation
@@ -799,12 +850,14 @@ fn engine_config(config: &RuntimeConfig) -> Config {
 /// Links the WASI subset plugins may use: io, clocks, random, and cli stdio and
 /// environment (which are empty). No filesystem, sockets or HTTP are linked, so
 /// even a component that slipped past the import check could not reach them.
+/// Everything that can wait (poll, streams, the monotonic clock's timers) and
+/// random (which allocates) is Veneer's own, bounded by the call's deadline and
+/// host-call budget (`runtime/wasi.rs`); the rest never waits.
 fn add_wasi_subset(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
     use wasmtime_wasi::cli::{WasiCli, WasiCliView};
     use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView};
     use wasmtime_wasi::p2::bindings::sync::io as sync_io;
     use wasmtime_wasi::p2::bindings::{cli, clocks, random};
-    use wasmtime_wasi::random::{WasiRandom, WasiRandomView};
     use wasmtime_wasi::{ResourceTable, WasiView};
 
     struct HasTable;
@@ -816,13 +869,13 @@ fn add_wasi_subset(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
     wasmtime_wasi::p2::bindings::io::error::add_to_linker::<HostState, HasTable>(l, |t| {
         t.ctx().table
     })?;
-    sync_io::poll::add_to_linker::<HostState, HasTable>(l, |t| t.ctx().table)?;
-    sync_io::streams::add_to_linker::<HostState, HasTable>(l, |t| t.ctx().table)?;
+    sync_io::poll::add_to_linker::<HostState, HasSelf<HostState>>(l, |s| s)?;
+    sync_io::streams::add_to_linker::<HostState, HasSelf<HostState>>(l, |s| s)?;
     clocks::wall_clock::add_to_linker::<HostState, WasiClocks>(l, HostState::clocks)?;
-    clocks::monotonic_clock::add_to_linker::<HostState, WasiClocks>(l, HostState::clocks)?;
-    random::random::add_to_linker::<HostState, WasiRandom>(l, HostState::random)?;
-    random::insecure::add_to_linker::<HostState, WasiRandom>(l, HostState::random)?;
-    random::insecure_seed::add_to_linker::<HostState, WasiRandom>(l, HostState::random)?;
+    clocks::monotonic_clock::add_to_linker::<HostState, HasSelf<HostState>>(l, |s| s)?;
+    random::random::add_to_linker::<HostState, HasSelf<HostState>>(l, |s| s)?;
+    random::insecure::add_to_linker::<HostState, HasSelf<HostState>>(l, |s| s)?;
+    random::insecure_seed::add_to_linker::<HostState, HasSelf<HostState>>(l, |s| s)?;
     cli::exit::add_to_linker::<HostState, WasiCli>(l, HostState::cli)?;
     cli::environment::add_to_linker::<HostState, WasiCli>(l, HostState::cli)?;
     cli::stdin::add_to_linker::<HostState, WasiCli>(l, HostState::cli)?;
@@ -834,4 +887,75 @@ fn add_wasi_subset(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
     cli::terminal_stdout::add_to_linker::<HostState, WasiCli>(l, HostState::cli)?;
     cli::terminal_stderr::add_to_linker::<HostState, WasiCli>(l, HostState::cli)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A component of `count` core instances of a module with `memories`
+    /// memories each.
+    fn component_wat(count: usize, memory: bool) -> String {
+        let module = if memory {
+            "(core module $m (memory 1))"
+        } else {
+            "(core module $m)"
+        };
+        let instances = "(core instance (instantiate $m))".repeat(count);
+        format!("(component {module} {instances})")
+    }
+
+    /// Compiles and instantiates `wat` the way plugins are: the server's engine
+    /// configuration and a store with the quota's limiter.
+    fn instantiate(wat: &str) -> wasmtime::Result<()> {
+        let engine = Engine::new(&engine_config(&RuntimeConfig::default()))?;
+        let component = Component::new(&engine, wat::parse_str(wat)?)?;
+        let quota = Quota::default();
+        let mut store = Store::new(
+            &engine,
+            HostState::new(&quota, Arc::new(StaticTenantData::default())),
+        );
+        store.limiter(|state| &mut state.limiter);
+        Linker::<HostState>::new(&engine).instantiate(&mut store, &component)?;
+        Ok(())
+    }
+
+    #[test]
+    fn a_component_within_a_pool_slot_instantiates() {
+        instantiate(&component_wat(MAX_MEMORIES as usize, true)).expect("fits a slot");
+        instantiate(&component_wat(MAX_INSTANCES as usize, false)).expect("fits a slot");
+    }
+
+    #[test]
+    fn more_memories_than_a_pool_slot_holds_are_refused() {
+        let err = instantiate(&component_wat(MAX_MEMORIES as usize + 1, true))
+            .expect_err("three memories do not fit a slot");
+        assert!(format!("{err:#}").contains("memor"), "{err:#}");
+    }
+
+    #[test]
+    fn more_core_instances_than_a_pool_slot_holds_are_refused() {
+        instantiate(&component_wat(MAX_INSTANCES as usize + 1, false))
+            .expect_err("nine core instances do not fit a slot");
+    }
+
+    #[test]
+    fn random_bytes_are_charged_before_they_are_allocated() {
+        let quota = Quota::default();
+        let mut state = HostState::new(&quota, Arc::new(StaticTenantData::default()));
+        // 2^40 bytes would abort the process if allocated; the budget refuses first.
+        let err = wasmtime_wasi::p2::bindings::random::random::Host::get_random_bytes(
+            &mut state,
+            1 << 40,
+        )
+        .expect_err("over the host-call budget");
+        assert!(err.downcast_ref::<HostCallCapExceeded>().is_some(), "{err}");
+        assert!(state.host_cap_hit);
+        let bytes = wasmtime_wasi::p2::bindings::random::random::Host::get_random_bytes(
+            &mut HostState::new(&quota, Arc::new(StaticTenantData::default())),
+            32,
+        )
+        .expect("within the budget");
+        assert_eq!(bytes.len(), 32);
+    }
 }

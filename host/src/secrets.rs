@@ -91,6 +91,8 @@ struct Key {
 pub struct SecretBox {
     current: Key,
     older: Vec<Key>,
+    /// The root of keys derived for other purposes ([`SecretBox::derive_key`]).
+    derive_root: Zeroizing<[u8; 32]>,
 }
 
 impl fmt::Debug for SecretBox {
@@ -112,6 +114,7 @@ impl SecretBox {
         current: (String, [u8; 32]),
         older: Vec<(String, [u8; 32])>,
     ) -> Result<SecretBox, SecretsError> {
+        let derive_root = Zeroizing::new(hmac_sha256(&current.1, b"veneer:derive:v1"));
         let current = make_key(current.0, Zeroizing::new(current.1))?;
         let mut seen = vec![current.id.clone()];
         let mut keys = Vec::with_capacity(older.len());
@@ -126,6 +129,7 @@ impl SecretBox {
         Ok(SecretBox {
             current,
             older: keys,
+            derive_root,
         })
     }
 
@@ -157,6 +161,13 @@ impl SecretBox {
             .map(parse_key_spec)
             .collect::<Result<Vec<_>, _>>()?;
         SecretBox::new(current, older)
+    }
+
+    /// A 32-byte key for `purpose`, derived from the current master key
+    /// (HMAC-SHA256): the same on every node sharing that key, unrelated to
+    /// the encryption key itself. Rotating the master key changes it.
+    pub fn derive_key(&self, purpose: &str) -> [u8; 32] {
+        hmac_sha256(&*self.derive_root, purpose.as_bytes())
     }
 
     /// The id of the key new values are encrypted with.
@@ -276,6 +287,14 @@ fn valid_key_id(id: &str) -> bool {
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    use hmac::{Hmac, Mac};
+    // Cannot fail: HMAC takes keys of any length.
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC accepts any key length");
+    mac.update(message);
+    mac.finalize().into_bytes().into()
 }
 
 fn make_key(id: String, bytes: Zeroizing<[u8; 32]>) -> Result<Key, SecretsError> {

@@ -50,6 +50,8 @@ pub struct Inner {
     pub recorder: Recorder,
     /// Bounds concurrent plugin compilations.
     pub compile_slots: Arc<Semaphore>,
+    /// Each tenant's running compilations, held to its share of the slots.
+    pub compile_shares: CompileShares,
     /// Encryption of credentials at rest.
     pub secrets: Arc<SecretBox>,
     /// The outbound HTTP client (Shopify's Admin API).
@@ -96,10 +98,25 @@ impl AppState {
                 redact(&config.database_url)
             )
         })?;
-        let artifact_dir =
-            (!config.artifact_dir.as_os_str().is_empty()).then(|| config.artifact_dir.clone());
+        let artifact_dir = if config.artifact_dir.as_os_str().is_empty() {
+            None
+        } else {
+            Some(std::path::absolute(&config.artifact_dir).with_context(|| {
+                format!(
+                    "resolving the artifact directory {}",
+                    config.artifact_dir.display()
+                )
+            })?)
+        };
+        let secrets = SecretBox::from_env_or_dev(
+            config.secret_key.as_deref(),
+            &config.secret_old_keys,
+            config.dev,
+        )
+        .context("loading the secrets key (VENEER_SECRET_KEY)")?;
         let runtime = Runtime::new(RuntimeConfig {
             artifact_dir,
+            artifact_key: Some(secrets.derive_key("veneer:artifacts:v1")),
             max_concurrent_calls: config.max_concurrent_calls,
             warm_instances: config.warm_instances,
             ..RuntimeConfig::default()
@@ -116,12 +133,6 @@ impl AppState {
         })
         .await
         .context("configuring token verification")?;
-        let secrets = SecretBox::from_env_or_dev(
-            config.secret_key.as_deref(),
-            &config.secret_old_keys,
-            config.dev,
-        )
-        .context("loading the secrets key (VENEER_SECRET_KEY)")?;
         if secrets.is_insecure_dev_key() {
             tracing::warn!(
                 "credentials are encrypted with the insecure development key; set VENEER_SECRET_KEY in production"
@@ -137,6 +148,7 @@ impl AppState {
         let invalidation = Invalidation::start(caches.clone(), &storage, &config.database_url);
         let limits = Limits::new(config.rate_limit_mode, storage.platform());
         let compile_slots = Arc::new(Semaphore::new(config.compile_concurrency.max(1)));
+        let compile_shares = CompileShares::new(config.compile_concurrency.max(1));
         Ok(Self(Arc::new(Inner {
             config,
             storage,
@@ -148,6 +160,7 @@ impl AppState {
             limits,
             recorder,
             compile_slots,
+            compile_shares,
             secrets: Arc::new(secrets),
             http,
         })))
@@ -208,7 +221,9 @@ impl AppState {
             .plugin_binary(sha256)
             .await?
             .ok_or_else(|| ApiError::not_found("this tenant has no plugin with that sha256"))?;
-        self.compile(bytes).await.map_err(|err| match err {
+        // Already checked at upload: a reload (after a restart, or on another
+        // node) is the platform's work, bounded by the compile slots alone.
+        self.compile(None, bytes).await.map_err(|err| match err {
             CompileError::Check(err) => ApiError::internal(format!(
                 "stored plugin {sha256} of {tenant} no longer loads: {err}"
             )),
@@ -217,18 +232,42 @@ impl AppState {
     }
 
     /// Checks and compiles a component off the request path, bounded in
-    /// concurrency and time.
-    pub async fn compile(&self, bytes: Vec<u8>) -> Result<Arc<LoadedPlugin>, CompileError> {
-        let _permit = self
-            .compile_slots
-            .clone()
-            .acquire_owned()
+    /// concurrency and time. `owner` is the tenant the work is for (`None`:
+    /// the platform's own, such as the demo seed): a tenant holds at most its
+    /// share of the compile slots at once ([`CompileShares`]). The slot and the
+    /// share are held by the compiling thread until the work really ends, so
+    /// a compile that outlives its timeout still counts against both.
+    pub async fn compile(
+        &self,
+        owner: Option<&TenantId>,
+        bytes: Vec<u8>,
+    ) -> Result<Arc<LoadedPlugin>, CompileError> {
+        let limit = Duration::from_secs(self.config.compile_timeout_secs);
+        let share = match owner {
+            Some(tenant) => Some(self.compile_shares.take(tenant).ok_or_else(|| {
+                CompileError::Api(ApiError::new(
+                    axum::http::StatusCode::TOO_MANY_REQUESTS,
+                    "compile_busy",
+                    "this tenant's earlier uploads are still compiling; retry when they finish",
+                ))
+            })?),
+            None => None,
+        };
+        let permit = tokio::time::timeout(limit, self.compile_slots.clone().acquire_owned())
             .await
+            .map_err(|_| {
+                CompileError::Api(ApiError::unavailable(
+                    "compile_busy",
+                    "every compile slot of the host is busy; retry shortly",
+                ))
+            })?
             .map_err(|_| CompileError::Api(ApiError::internal("compile slots closed")))?;
         let runtime = self.runtime.clone();
-        let job = tokio::task::spawn_blocking(move || runtime.load(&bytes));
-        match tokio::time::timeout(Duration::from_secs(self.config.compile_timeout_secs), job).await
-        {
+        let job = tokio::task::spawn_blocking(move || {
+            let _held = (permit, share);
+            runtime.load(&bytes)
+        });
+        match tokio::time::timeout(limit, job).await {
             Ok(Ok(Ok(plugin))) => Ok(plugin),
             Ok(Ok(Err(check))) => Err(CompileError::Check(check)),
             Ok(Err(join)) => Err(CompileError::Api(ApiError::internal(format!(
@@ -241,6 +280,63 @@ impl AppState {
                     self.config.compile_timeout_secs
                 ),
             ))),
+        }
+    }
+}
+
+/// How many compiles each tenant has running, so one tenant's uploads use at
+/// most its share of the host's compile slots (half of them, at least one).
+#[derive(Debug, Clone)]
+pub struct CompileShares {
+    per_tenant: usize,
+    running: Arc<std::sync::Mutex<std::collections::HashMap<TenantId, usize>>>,
+}
+
+/// One running compile of a tenant's; dropping it ends its share.
+#[derive(Debug)]
+pub struct CompileShare {
+    tenant: TenantId,
+    running: Arc<std::sync::Mutex<std::collections::HashMap<TenantId, usize>>>,
+}
+
+impl CompileShares {
+    /// Shares of `slots` compile slots.
+    pub fn new(slots: usize) -> Self {
+        Self {
+            per_tenant: slots.div_ceil(2).max(1),
+            running: Arc::default(),
+        }
+    }
+
+    /// A share for `tenant`, or `None` when it already runs its whole share.
+    pub fn take(&self, tenant: &TenantId) -> Option<CompileShare> {
+        let mut running = self
+            .running
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let count = running.entry(tenant.clone()).or_insert(0);
+        if *count >= self.per_tenant {
+            return None;
+        }
+        *count += 1;
+        Some(CompileShare {
+            tenant: tenant.clone(),
+            running: self.running.clone(),
+        })
+    }
+}
+
+impl Drop for CompileShare {
+    fn drop(&mut self) {
+        let mut running = self
+            .running
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(count) = running.get_mut(&self.tenant) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                running.remove(&self.tenant);
+            }
         }
     }
 }

@@ -316,3 +316,32 @@ fn serve_dev_seeds_the_demo_and_prints_working_commands() {
         "the demo tenants' categories differ"
     );
 }
+
+#[test]
+fn plugin_run_ends_a_sleeping_plugin_at_its_deadline() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let settings = write_temp(
+        &dir,
+        "settings.json",
+        r#"{"mode": "sleep", "count": 60000}"#,
+    );
+    let started = std::time::Instant::now();
+    let out = veneer(&[
+        "plugin",
+        "run",
+        built_plugins::HOSTILE,
+        "--hook",
+        "categories",
+        "--settings",
+        &settings,
+        "--deadline-ms",
+        "50",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let report = json(&out);
+    assert_eq!(report["outcome"], "deadline", "{report}");
+    // Ends at the deadline, not after the minute the plugin asked to sleep.
+    assert!(report["wall_time_us"].as_u64().expect("wall time") < 5_000_000);
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+}

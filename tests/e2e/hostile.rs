@@ -372,3 +372,164 @@ fn a_component_over_the_size_cap_is_rejected() {
         other => panic!("expected too large, got {other:?}"),
     }
 }
+
+// Host calls: the deadline bounds the plugin's waiting in WASI, not only its
+// wasm code, and stdio never blocks or touches an async runtime.
+
+/// Far past any deadline below: on a host whose WASI waits block, a call
+/// would take this long.
+const SLEEP_MS: u64 = 60_000;
+/// Generous for a loaded 2-core CI machine, and still far below `SLEEP_MS`.
+const SLACK: std::time::Duration = std::time::Duration::from_secs(5);
+
+fn short_deadline() -> Quota {
+    Quota {
+        deadline_ms: 50,
+        ..Quota::default()
+    }
+}
+
+fn sleeper() -> Arc<dyn TenantData> {
+    settings(&format!(r#"{{"mode": "sleep", "count": {SLEEP_MS}}}"#))
+}
+
+#[test]
+fn a_sleeping_plugin_ends_at_its_deadline_on_every_hook() {
+    let plugin = hostile();
+    let quota = short_deadline();
+    let rt = runtime();
+    let email = &base().emails["welcome"];
+    let runs = [
+        ("categories", {
+            let run = rt.categories(&plugin, sleeper(), &quota, &base().categories);
+            (run.outcome.kind(), run.stats.wall_time)
+        }),
+        ("size_charts", {
+            let run = rt.size_charts(&plugin, sleeper(), &quota, &base().size_charts);
+            (run.outcome.kind(), run.stats.wall_time)
+        }),
+        ("commission", {
+            let s = sale("bags", 10_000);
+            let run = rt.commission(
+                &plugin,
+                sleeper(),
+                &quota,
+                &s,
+                &base().decide_commission(&s),
+            );
+            (run.outcome.kind(), run.stats.wall_time)
+        }),
+        ("email", {
+            let run = rt.email(&plugin, sleeper(), &quota, &email.template, &email.sample);
+            (run.outcome.kind(), run.stats.wall_time)
+        }),
+    ];
+    for (hook, (kind, wall)) in runs {
+        assert_eq!(kind, OutcomeKind::Deadline, "{hook}");
+        assert!(wall < SLACK, "{hook} held its thread for {wall:?}");
+    }
+    good_call_succeeds();
+}
+
+#[test]
+fn a_sleep_that_fits_in_the_deadline_is_slept() {
+    let quota = Quota {
+        deadline_ms: 5_000,
+        ..Quota::default()
+    };
+    let run = categories(mode(r#"{"mode": "sleep", "count": 30}"#), &quota);
+    assert_eq!(
+        run.outcome.kind(),
+        OutcomeKind::Ok,
+        "{:?}",
+        run.outcome.message()
+    );
+    assert!(run.stats.wall_time >= std::time::Duration::from_millis(30));
+}
+
+#[test]
+fn a_session_call_that_sleeps_ends_at_its_deadline() {
+    let plugin = hostile();
+    let mut session = runtime()
+        .session(&plugin, sleeper(), &short_deadline())
+        .unwrap_or_else(|_| panic!("instantiates"));
+    let s = sale("bags", 10_000);
+    let started = std::time::Instant::now();
+    let outcome = session.commission(&s, &base().decide_commission(&s));
+    assert_eq!(outcome.kind(), OutcomeKind::Deadline);
+    assert!(started.elapsed() < SLACK);
+}
+
+/// On a Tokio worker thread (where a quote's in-place attempt runs), a plugin
+/// that prints, panics or sleeps ends in its outcome; the thread never panics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stdio_and_sleep_on_an_async_worker_never_panic_the_host() {
+    let plugin = hostile();
+    let s = sale("bags", 10_000);
+    let decision = base().decide_commission(&s);
+    let call = |json: &str, quota: &Quota| {
+        runtime().commission(&plugin, settings(json), quota, &s, &decision)
+    };
+
+    let printed = call(r#"{"mode": "print"}"#, &Quota::default());
+    assert_eq!(
+        printed.outcome.kind(),
+        OutcomeKind::Ok,
+        "{:?}",
+        printed.outcome.message()
+    );
+    let lines: Vec<_> = printed
+        .stats
+        .logs
+        .iter()
+        .map(|l| l.message.as_str())
+        .collect();
+    assert!(
+        lines.contains(&"hostile plugin printing to stdout"),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(&"hostile plugin printing to stderr"),
+        "{lines:?}"
+    );
+
+    let flooded = call(
+        r#"{"mode": "stdout-flood", "bytes": 200000}"#,
+        &Quota::default(),
+    );
+    assert_eq!(flooded.outcome.kind(), OutcomeKind::Ok);
+    assert!(flooded.stats.logs_truncated);
+
+    let panicked = call(r#"{"mode": "panic"}"#, &Quota::default());
+    assert_eq!(panicked.outcome.kind(), OutcomeKind::Trap);
+    assert!(
+        panicked
+            .stats
+            .logs
+            .iter()
+            .any(|l| l.message.contains("panicked on purpose")),
+        "{:?}",
+        panicked.stats.logs
+    );
+
+    let slept = call(
+        &format!(r#"{{"mode": "sleep", "count": {SLEEP_MS}}}"#),
+        &short_deadline(),
+    );
+    assert_eq!(slept.outcome.kind(), OutcomeKind::Deadline);
+    assert!(slept.stats.wall_time < SLACK);
+    good_call_succeeds();
+}
+
+#[test]
+fn a_component_whose_describe_sleeps_is_rejected_at_its_deadline() {
+    let rt = Runtime::new(RuntimeConfig::default()).expect("runtime starts");
+    let started = std::time::Instant::now();
+    let err = rt
+        .load(&crate::util::read(veneer::built_plugins::HOSTILE_DESCRIBE))
+        .expect_err("refused");
+    assert_eq!(err.code(), "describe_failed", "{err}");
+    assert!(err.to_string().contains("deadline"), "{err}");
+    assert!(started.elapsed() < SLACK + std::time::Duration::from_secs(10));
+    good_call_succeeds();
+}

@@ -59,6 +59,7 @@ fn compiled_artifacts_survive_a_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = RuntimeConfig {
         artifact_dir: Some(dir.path().to_owned()),
+        artifact_key: Some([9; 32]),
         max_concurrent_calls: 4,
         ..RuntimeConfig::default()
     };
@@ -99,6 +100,7 @@ fn a_corrupt_artifact_is_discarded_and_recompiled() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = RuntimeConfig {
         artifact_dir: Some(dir.path().to_owned()),
+        artifact_key: Some([9; 32]),
         max_concurrent_calls: 4,
         ..RuntimeConfig::default()
     };
@@ -115,6 +117,30 @@ fn a_corrupt_artifact_is_discarded_and_recompiled() {
         .load(&bytes)
         .expect("recompiles");
     assert!(!plugin.from_artifact_cache());
+}
+
+#[test]
+fn artifacts_written_under_another_key_are_not_trusted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = |key| RuntimeConfig {
+        artifact_dir: Some(dir.path().to_owned()),
+        artifact_key: Some(key),
+        max_concurrent_calls: 4,
+        ..RuntimeConfig::default()
+    };
+    let bytes = read(built_plugins::LUXURY_CONSIGNMENT);
+    Runtime::new(config([1; 32]))
+        .expect("starts")
+        .load(&bytes)
+        .expect("loads");
+    let plugin = Runtime::new(config([2; 32]))
+        .expect("starts")
+        .load(&bytes)
+        .expect("recompiles");
+    assert!(
+        !plugin.from_artifact_cache(),
+        "native code signed with another key is recompiled, never run"
+    );
 }
 
 #[test]

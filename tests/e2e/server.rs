@@ -6,5 +6,6 @@ mod email;
 mod harness;
 mod lifecycle;
 mod limits;
+mod sandbox;
 mod shopify;
 mod traffic;

@@ -55,7 +55,7 @@ async fn upload(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let tenant = admin.tenant.id().clone();
     let bytes = bytes.to_vec();
-    let plugin = match app.compile(bytes.clone()).await {
+    let plugin = match app.compile(Some(&tenant), bytes.clone()).await {
         Ok(plugin) => plugin,
         Err(CompileError::Check(err)) => return Err(err.into()),
         Err(CompileError::Api(err)) => return Err(err),

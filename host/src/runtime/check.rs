@@ -45,6 +45,11 @@ pub enum CheckError {
         "the component was not built for the world veneer:plugin/plugin@0.1.0: {0}; build it with veneer-sdk"
     )]
     WrongWorld(String),
+    /// More code than the host compiles for one plugin.
+    #[error(
+        "the component is too large to compile: {0}; split the plugin or build it with opt-level \"s\" and LTO"
+    )]
+    TooComplex(String),
     /// `describe` failed.
     #[error(
         "the plugin's `describe` call failed ({0}); plugins must describe themselves without error"
@@ -63,6 +68,7 @@ impl CheckError {
             CheckError::Invalid(_) => "invalid_component",
             CheckError::ForbiddenImport(_) => "forbidden_import",
             CheckError::WrongWorld(_) => "wrong_world",
+            CheckError::TooComplex(_) => "too_complex",
             CheckError::DescribeFailed(_) => "describe_failed",
         }
     }
@@ -132,6 +138,42 @@ pub(crate) fn header(bytes: &[u8], cap: usize) -> Result<(), CheckError> {
     Ok(())
 }
 
+/// Most functions, across all of a component's core modules, the host compiles.
+pub(crate) const MAX_FUNCTIONS: u64 = 100_000;
+/// Largest single function body the host compiles, in bytes: compile time grows
+/// faster than linearly with a function's size, so one giant function costs
+/// more than the same bytes spread over many.
+pub(crate) const MAX_FUNCTION_BYTES: usize = 1 << 20;
+
+/// Bounds the compiler's input before any compiling: the number of functions
+/// and the size of each body (the total is already bounded by the size cap).
+/// Reads the component's structure only; validation comes with compilation.
+pub(crate) fn code_size(bytes: &[u8]) -> Result<(), CheckError> {
+    let mut functions: u64 = 0;
+    for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+        match payload.map_err(|err| CheckError::Invalid(err.to_string()))? {
+            wasmparser::Payload::CodeSectionStart { count, .. } => {
+                functions += u64::from(count);
+                if functions > MAX_FUNCTIONS {
+                    return Err(CheckError::TooComplex(format!(
+                        "more than {MAX_FUNCTIONS} functions"
+                    )));
+                }
+            }
+            wasmparser::Payload::CodeSectionEntry(body) => {
+                let size = body.range().len();
+                if size > MAX_FUNCTION_BYTES {
+                    return Err(CheckError::TooComplex(format!(
+                        "a function body of {size} bytes, over the cap of {MAX_FUNCTION_BYTES} bytes"
+                    )));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// The checks on a compiled component's imports and exports.
 pub(crate) fn interface(
     engine: &wasmtime::Engine,
@@ -180,6 +222,26 @@ mod tests {
         assert!(!import_allowed("wasi:http/outgoing-handler@0.2.6"));
         assert!(!import_allowed("wasi:cli/stderr@0.3.0"));
         assert!(!import_allowed("wasi:cli/stderr"));
+    }
+
+    #[test]
+    fn compile_input_is_bounded_before_compiling() {
+        let component = |module: String| wat::parse_str(format!("(component {module})")).unwrap();
+        let small = component("(core module (func) (func))".into());
+        assert_eq!(code_size(&small), Ok(()));
+
+        let giant_body = component(format!(
+            "(core module (func {}))",
+            "nop ".repeat(MAX_FUNCTION_BYTES + 1)
+        ));
+        let err = code_size(&giant_body).unwrap_err();
+        assert_eq!(err.code(), "too_complex");
+        assert!(err.to_string().contains("function body"), "{err}");
+
+        let count = usize::try_from(MAX_FUNCTIONS).unwrap() + 1;
+        let many = component(format!("(core module {})", "(func)".repeat(count)));
+        let err = code_size(&many).unwrap_err();
+        assert!(err.to_string().contains("functions"), "{err}");
     }
 
     #[test]

@@ -9,6 +9,13 @@ use serde::{Deserialize, Serialize};
 pub const MAX_MEMORY_BYTES: u64 = 512 << 20;
 /// Longest wall-clock deadline any quota may set.
 pub const MAX_DEADLINE_MS: u64 = 30_000;
+/// Core instances a plugin's component may create: what one slot of the
+/// engine's instance pool holds, and what the store's limiter allows.
+pub const MAX_INSTANCES: u32 = 8;
+/// Linear memories one slot of the pool holds (and the limiter allows).
+pub const MAX_MEMORIES: u32 = 2;
+/// Tables one slot of the pool holds (and the limiter allows).
+pub const MAX_TABLES: u32 = 4;
 
 /// Resource limits for one plugin call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,7 +35,7 @@ pub struct Quota {
     pub log_bytes: u64,
     /// Elements across all tables.
     pub table_elements: u64,
-    /// Core and component instances per call.
+    /// Core instances per call (at most [`MAX_INSTANCES`], what a pool slot holds).
     pub instances: u32,
 }
 
@@ -42,7 +49,7 @@ impl Default for Quota {
             host_call_bytes: 4 << 20,
             log_bytes: 64 << 10,
             table_elements: 20_000,
-            instances: 32,
+            instances: MAX_INSTANCES,
         }
     }
 }
@@ -92,7 +99,12 @@ impl Quota {
         range("host_call_bytes", self.host_call_bytes, 1 << 10, 256 << 20)?;
         range("log_bytes", self.log_bytes, 0, 16 << 20)?;
         range("table_elements", self.table_elements, 1, 1_000_000)?;
-        range("instances", u64::from(self.instances), 1, 1_000)?;
+        range(
+            "instances",
+            u64::from(self.instances),
+            1,
+            u64::from(MAX_INSTANCES),
+        )?;
         Ok(())
     }
 

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
@@ -12,7 +13,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::bindings::v0_1_0::veneer::plugin::{kv, log, settings, types};
 use super::capture::LogSink;
 use super::outcome::LogSource;
-use super::quota::Quota;
+use super::quota::{MAX_INSTANCES, MAX_MEMORIES, MAX_TABLES, Quota};
 
 /// Read access to one tenant's data, as a plugin's imports see it. The runtime
 /// is handed one per call; it never sees a tenant id.
@@ -85,7 +86,9 @@ impl Limiter {
         Self {
             memory_cap: usize::try_from(quota.memory_bytes).unwrap_or(usize::MAX),
             table_cap: usize::try_from(quota.table_elements).unwrap_or(usize::MAX),
-            instances: usize::try_from(quota.instances).unwrap_or(usize::MAX),
+            // A quota stored before the cap existed may ask for more: the
+            // pool's slot is the real bound, so the limiter never exceeds it.
+            instances: usize::try_from(quota.instances.min(MAX_INSTANCES)).unwrap_or(1),
             memory_total: 0,
             table_total: 0,
             peak_memory: 0,
@@ -146,11 +149,11 @@ impl ResourceLimiter for Limiter {
     }
 
     fn tables(&self) -> usize {
-        self.instances.saturating_mul(4)
+        MAX_TABLES as usize
     }
 
     fn memories(&self) -> usize {
-        self.instances
+        MAX_MEMORIES as usize
     }
 }
 
@@ -176,6 +179,9 @@ pub(crate) struct HostState {
     /// The commission export typed for the host's borrowed views, checked on
     /// this instance's first commission call and kept for the rest.
     pub(crate) commission: Option<super::bindings::CommissionFunc>,
+    /// When the current call's time is up: no host call waits past it
+    /// (`runtime/wasi.rs`). Set whenever the store is armed for a call.
+    pub(crate) deadline: Option<Instant>,
 }
 
 /// The plugin's WASI context: stdout and stderr into its bounded log, nothing else.
@@ -204,6 +210,7 @@ impl HostState {
             wasi: None,
             table: ResourceTable::new(),
             commission: None,
+            deadline: None,
         }
     }
 
@@ -223,7 +230,13 @@ impl HostState {
         self.limiter.memory_total
     }
 
-    fn charge(&mut self, bytes: usize) -> wasmtime::Result<()> {
+    /// The store's resource table (WASI streams and pollables).
+    pub(super) fn table(&mut self) -> &mut ResourceTable {
+        &mut self.table
+    }
+
+    /// Takes `bytes` from the call's host-call budget, or traps.
+    pub(super) fn charge(&mut self, bytes: usize) -> wasmtime::Result<()> {
         let bytes = u64::try_from(bytes).unwrap_or(u64::MAX);
         match self.host_bytes_left.checked_sub(bytes) {
             Some(left) => {

@@ -25,6 +25,8 @@
 //! | `kv-probe` | reports every key-value pair it can see: a category name, a chart name, the note, the text body |
 //! | `slow-ok` | does `count` rounds of arithmetic, then returns the base |
 //! | `count-calls` | counts the calls its instance has served in a static; the commission note says `call <n>` |
+//! | `sleep` | sleeps `count` milliseconds (WASI `monotonic-clock` + `poll`, as `std::thread::sleep` does), then returns the base |
+//! | `print` | prints a line to stdout and one to stderr (`println!`, `eprintln!`), then returns the base |
 
 use std::hint::black_box;
 use std::io::Write;
@@ -81,6 +83,10 @@ pub enum Mode {
     /// Report every field of the sale and of the base decision the hook was
     /// given, in the note (shows what crossed the boundary).
     Echo,
+    /// Sleep `count` milliseconds, then behave.
+    Sleep,
+    /// Print to stdout and stderr, then behave.
+    Print,
 }
 
 /// The tenant's settings.
@@ -91,7 +97,7 @@ pub struct Settings {
     pub mode: Mode,
     /// A size in bytes, for the modes that produce output.
     pub bytes: usize,
-    /// A repeat count, for `log-flood` and `slow-ok`.
+    /// A repeat count, for `log-flood` and `slow-ok`; milliseconds for `sleep`.
     pub count: u64,
 }
 
@@ -250,6 +256,11 @@ fn misbehave(ctx: &Context, settings: &Settings) -> Result<(), PluginError> {
         Mode::Error => return Err(PluginError::new("hostile-error", "refused on purpose")),
         Mode::CountCalls => {
             CALLS.fetch_add(1, Ordering::Relaxed);
+        }
+        Mode::Sleep => std::thread::sleep(std::time::Duration::from_millis(settings.count)),
+        Mode::Print => {
+            println!("hostile plugin printing to stdout");
+            eprintln!("hostile plugin printing to stderr");
         }
         Mode::Ok | Mode::BigOutput | Mode::BadTree | Mode::KvProbe | Mode::Echo => {}
     }
