@@ -32,30 +32,20 @@ pub fn postgres_admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
-/// The cluster's major version (`/etc/postgresql/<version>`).
-pub fn cluster_version() -> String {
-    std::fs::read_dir("/etc/postgresql")
+/// The installed PostgreSQL's major version (`/usr/lib/postgresql/<version>`).
+fn server_version() -> String {
+    std::fs::read_dir("/usr/lib/postgresql")
         .ok()
-        .and_then(|mut dir| dir.next())
-        .and_then(Result::ok)
-        .map(|entry| entry.file_name().to_string_lossy().into_owned())
-        .expect("a PostgreSQL cluster under /etc/postgresql")
+        .and_then(|dir| {
+            dir.filter_map(Result::ok)
+                .map(|entry| entry.file_name().to_string_lossy().into_owned())
+                .max_by_key(|v| v.parse::<u32>().unwrap_or(0))
+        })
+        .expect("PostgreSQL server binaries under /usr/lib/postgresql")
 }
 
-/// `pg_ctlcluster <version> main <action>`; panics if it fails.
-pub fn pg_ctl(action: &str) {
-    let status = Command::new("pg_ctlcluster")
-        .args([
-            "--skip-systemctl-redirect",
-            &cluster_version(),
-            "main",
-            action,
-        ])
-        .status()
-        .expect("pg_ctlcluster runs");
-    assert!(status.success(), "pg_ctlcluster {action}: {status}");
-}
-
+/// Starts the machine's cluster when it is down (it never stops or restarts it:
+/// tests that need a database to go away make a [`PrivateCluster`]).
 fn ensure_postgres() {
     if std::net::TcpStream::connect_timeout(
         &"127.0.0.1:5432".parse().expect("addr"),
@@ -63,8 +53,151 @@ fn ensure_postgres() {
     )
     .is_err()
     {
-        pg_ctl("start");
+        let version = std::fs::read_dir("/etc/postgresql")
+            .ok()
+            .and_then(|mut dir| dir.next())
+            .and_then(Result::ok)
+            .map(|entry| entry.file_name().to_string_lossy().into_owned())
+            .expect("a PostgreSQL cluster under /etc/postgresql");
+        let status = Command::new("pg_ctlcluster")
+            .args(["--skip-systemctl-redirect", &version, "main", "start"])
+            .status()
+            .expect("pg_ctlcluster runs");
+        assert!(status.success(), "pg_ctlcluster start: {status}");
     }
+}
+
+/// A PostgreSQL cluster of the test's own, in a temporary directory on a free
+/// port, for tests that stop or restart the database: the machine's cluster is
+/// never touched. Stopped and removed when dropped, whatever the test did.
+pub struct PrivateCluster {
+    dir: tempfile::TempDir,
+    port: u16,
+    bin: std::path::PathBuf,
+}
+
+impl PrivateCluster {
+    /// `initdb` (trust auth, superuser `postgres`) and start.
+    pub fn start() -> Self {
+        let bin = std::path::Path::new("/usr/lib/postgresql")
+            .join(server_version())
+            .join("bin");
+        let dir = tempfile::Builder::new()
+            .prefix("veneer-pg-")
+            .tempdir()
+            .expect("tempdir");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let cluster = Self { dir, port, bin };
+        // PostgreSQL refuses to run as root: as root, the cluster belongs to
+        // the `postgres` user.
+        if is_root() {
+            let status = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(cluster.dir.path())
+                .status()
+                .expect("chown runs");
+            assert!(status.success(), "chown the private cluster's dir");
+        }
+        let data = cluster.data().display().to_string();
+        cluster.run(
+            "initdb",
+            &["-D", &data, "-U", "postgres", "--auth=trust", "--no-sync"],
+        );
+        cluster.control("start");
+        cluster
+    }
+
+    fn data(&self) -> std::path::PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The superuser URL of this cluster's `postgres` database.
+    pub fn admin_url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Stops the cluster (fast shutdown), waiting until it is down.
+    pub fn stop(&self) {
+        self.control("stop");
+    }
+
+    /// Restarts the cluster, waiting until it accepts connections again.
+    pub fn restart(&self) {
+        self.control("restart");
+    }
+
+    /// Starts the stopped cluster again.
+    pub fn resume(&self) {
+        self.control("start");
+    }
+
+    /// `pg_ctl <action>` on this cluster, waiting until it is done.
+    fn control(&self, action: &str) {
+        let data = self.data().display().to_string();
+        let log = self.dir.path().join("postgres.log").display().to_string();
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.dir.path().display()
+        );
+        let mut args = vec!["-D", &data, "-l", &log, "-w", "-t", "60"];
+        if action != "stop" {
+            args.extend(["-o", &options]);
+        }
+        if action != "start" {
+            args.extend(["-m", "fast"]);
+        }
+        args.insert(0, action);
+        self.run("pg_ctl", &args);
+    }
+
+    fn run(&self, program: &str, args: &[&str]) {
+        let program = self.bin.join(program);
+        let mut cmd = if is_root() {
+            let mut cmd = Command::new("runuser");
+            cmd.args(["-u", "postgres", "--"]).arg(&program);
+            cmd
+        } else {
+            Command::new(&program)
+        };
+        let output = cmd
+            .args(args)
+            .current_dir(self.dir.path())
+            .output()
+            .expect("PostgreSQL's tools run");
+        assert!(
+            output.status.success(),
+            "{} {args:?}: {}\n{}",
+            program.display(),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+impl Drop for PrivateCluster {
+    fn drop(&mut self) {
+        let data = self.data().display().to_string();
+        let program = self.bin.join("pg_ctl");
+        let mut cmd = if is_root() {
+            let mut cmd = Command::new("runuser");
+            cmd.args(["-u", "postgres", "--"]).arg(&program);
+            cmd
+        } else {
+            Command::new(&program)
+        };
+        let _ = cmd
+            .args(["stop", "-D", &data, "-m", "immediate", "-w"])
+            .output();
+        // The temporary directory goes with `dir`.
+    }
+}
+
+fn is_root() -> bool {
+    std::fs::metadata("/proc/self").is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
 }
 
 /// A superuser connection to the test database, for assertions that look
@@ -87,14 +220,21 @@ pub async fn superuser(url: &str) -> sqlx::PgConnection {
 /// A fresh database, dropped (with force) at the end.
 pub struct TestDb {
     pub url: String,
+    admin: String,
     name: String,
 }
 
 impl TestDb {
+    /// A fresh database on the machine's cluster.
     pub async fn new(label: &str) -> Self {
         ensure_postgres();
+        Self::on(&postgres_admin_url(), label).await
+    }
+
+    /// A fresh database on the cluster whose superuser URL is `admin`.
+    pub async fn on(admin: &str, label: &str) -> Self {
         let name = format!("veneer_multinode_{label}_{}", std::process::id());
-        let admin = postgres_admin_url();
+        let admin = admin.to_owned();
         let mut conn = superuser(&admin).await;
         for sql in [
             format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
@@ -108,6 +248,7 @@ impl TestDb {
         let (server, _) = admin.rsplit_once('/').expect("a database in the URL");
         Self {
             url: format!("{server}/{name}"),
+            admin,
             name,
         }
     }
@@ -116,6 +257,7 @@ impl TestDb {
 impl Drop for TestDb {
     fn drop(&mut self) {
         let name = std::mem::take(&mut self.name);
+        let admin = std::mem::take(&mut self.admin);
         // Drop cannot await: a thread with its own runtime.
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -123,7 +265,7 @@ impl Drop for TestDb {
                 .build()
                 .expect("rt");
             rt.block_on(async move {
-                let mut conn = superuser(&postgres_admin_url()).await;
+                let mut conn = superuser(&admin).await;
                 let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
                     "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
                 )))

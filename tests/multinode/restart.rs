@@ -17,7 +17,9 @@ use serde_json::{Value, json};
 use tokio::sync::Mutex;
 use veneer::auth::OrgRole;
 
-use crate::harness::{Node, TestDb, message_id, pg_ctl, runtime, serial, smtp_flags, token};
+use crate::harness::{
+    Node, PrivateCluster, TestDb, message_id, runtime, serial, smtp_flags, token,
+};
 use crate::smtp_server::SmtpServer;
 
 /// What the load saw: (status or "no answer", error code) → count.
@@ -113,7 +115,9 @@ fn assert_only_ok_or_unavailable(what: &str, seen: &BTreeMap<(String, String), u
 fn a_database_restart_under_load_gives_503s_only_and_recovers() {
     let _serial = serial();
     runtime().block_on(async {
-        let db = TestDb::new("restart").await;
+        // Restarted and stopped below: a cluster of the test's own, never the machine's.
+        let cluster = Arc::new(PrivateCluster::start());
+        let db = TestDb::on(&cluster.admin_url(), "restart").await;
         let smtp = SmtpServer::start().await;
         let mut flags = smtp_flags(smtp.port());
         flags.extend(["--db-acquire-timeout-ms".into(), "1000".into()]);
@@ -155,7 +159,10 @@ fn a_database_restart_under_load_gives_503s_only_and_recovers() {
         let stop = Arc::new(AtomicBool::new(false));
         let tasks = load(&nodes, &stop, &seen);
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let restart = tokio::task::spawn_blocking(|| pg_ctl("restart"));
+        let restart = {
+            let cluster = cluster.clone();
+            tokio::task::spawn_blocking(move || cluster.restart())
+        };
         let mut i = 10;
         while !restart.is_finished() {
             accepted.extend(send(&nodes[i % 2], i, &seen).await);
@@ -175,7 +182,7 @@ fn a_database_restart_under_load_gives_503s_only_and_recovers() {
 
         // Phase 2: the database down for 3 s. A warm tenant's configuration is
         // still served; what needs the database fails fast with 503.
-        pg_ctl("stop");
+        cluster.stop();
         tokio::time::sleep(Duration::from_millis(300)).await;
         for node in &nodes {
             let (status, body) = node
@@ -205,7 +212,7 @@ fn a_database_restart_under_load_gives_503s_only_and_recovers() {
             assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
-        pg_ctl("start");
+        cluster.resume();
         tokio::time::sleep(Duration::from_secs(3)).await;
         stop.store(true, Ordering::Relaxed);
         for task in tasks {
