@@ -21,8 +21,15 @@
 //! artifact of an identical-code variant under their hashes (what compiling
 //! each would have written, byte for byte apart from nothing the loader reads).
 //!
+//! 3. **Churn**: 5,000 loads cycling through the distinct plugins on a runtime
+//!    whose loaded-plugin cache holds far fewer (`SCALE_CHURN_LOADED_MIB`,
+//!    default 128), so every load releases another: resident memory after each
+//!    500 loads, which must stay flat after warm-up. `SCALE_ONLY=churn` runs
+//!    this part alone.
+//!
 //! `env -u RUST_BACKTRACE CARGO_TARGET_DIR=/var/tmp/veneer-bench cargo bench -p veneer --bench scale`
-//! (env: SCALE_TENANTS=10000 SCALE_SHARED_PLUGINS=10 SCALE_PLUGINS=1000).
+//! (env: SCALE_TENANTS=10000 SCALE_SHARED_PLUGINS=10 SCALE_PLUGINS=1000
+//! SCALE_CHURN_LOADS=5000).
 //! Each measured phase runs in its own process, so RSS is that phase's alone.
 
 use std::path::{Path, PathBuf};
@@ -216,6 +223,39 @@ fn plugin_runtime(dir: &Path) -> Runtime {
     .expect("runtime starts")
 }
 
+/// Loads `loads` plugins cycling through variants `0..count` on a runtime
+/// holding `SCALE_CHURN_LOADED_MIB` of them; prints RSS every 500 loads.
+fn churn(dir: &Path, count: usize, loads: usize) {
+    let bytes = luxury();
+    let variants: Vec<Vec<u8>> = (0..count).map(|i| variant(&bytes, i)).collect();
+    let cap_mib = env_usize("SCALE_CHURN_LOADED_MIB", 128);
+    let runtime = Runtime::new(RuntimeConfig {
+        artifact_dir: Some(dir.join("plugin-artifacts")),
+        artifact_key: Some([5; 32]),
+        max_concurrent_calls: 8,
+        loaded_bytes: u64::try_from(cap_mib).unwrap_or(128) << 20,
+        ..RuntimeConfig::default()
+    })
+    .expect("runtime starts");
+    let started = Instant::now();
+    let mut rss = Vec::new();
+    for i in 0..loads {
+        runtime
+            .load(&variants[i % count.max(1)])
+            .expect("variant loads");
+        if (i + 1) % 500 == 0 {
+            rss.push(format!("{:.0}", rss_mib()));
+        }
+    }
+    println!(
+        "RESULT phase=churn loads={loads} distinct={count} loaded_cap_mib={cap_mib} loaded_now={} loaded_mib={:.0} per_load_ms={:.2} rss_mib_every_500=[{}]",
+        runtime.loaded_count(),
+        runtime.loaded_bytes() as f64 / f64::from(1 << 20),
+        started.elapsed().as_secs_f64() * 1e3 / loads.max(1) as f64,
+        rss.join(",")
+    );
+}
+
 /// Loads variants `0..count` into a fresh runtime; prints time and RSS.
 fn load_plugins(dir: &Path, phase: &str, count: usize) {
     let bytes = luxury();
@@ -285,9 +325,16 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let loads = env_usize("SCALE_CHURN_LOADS", 5_000);
     let Some(phase) = phase else {
         let _ = BaseConfig::load(&base::default_dir())?;
         let dir = tempfile::tempdir()?;
+        if std::env::var("SCALE_ONLY").as_deref() == Ok("churn") {
+            child("compile-one", dir.path());
+            fill_cache(dir.path(), &dir.path().join("plugin-artifacts"), 1, plugins);
+            child("churn", dir.path());
+            return Ok(());
+        }
         let started = Instant::now();
         child("seed", dir.path());
         println!(
@@ -304,6 +351,7 @@ fn main() -> anyhow::Result<()> {
             plugins,
         );
         child("warm", dir.path());
+        child("churn", dir.path());
         // The same through a server: one tenant per distinct plugin, seeded on
         // a filled artifact cache, then restarted and every tenant served once.
         let distinct = dir.path().join("distinct");
@@ -318,6 +366,8 @@ fn main() -> anyhow::Result<()> {
         "start" => rt.block_on(start(&dir, tenants))?,
         "cold" => load_plugins(&dir, "cold", cold),
         "warm" => load_plugins(&dir, "warm", plugins),
+        "compile-one" => load_plugins(&dir, "cold", 1),
+        "churn" => churn(&dir, plugins, loads),
         "seed-distinct" => rt.block_on(seed(&dir, plugins, plugins))?,
         "start-distinct" => rt.block_on(start(&dir, plugins))?,
         other => anyhow::bail!("unknown phase {other}"),

@@ -20,10 +20,10 @@ mod state;
 mod warm;
 mod wasi;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
@@ -52,6 +52,10 @@ const EPOCH_TICK: Duration = Duration::from_millis(1);
 pub const MAX_WASM_STACK: usize = 512 << 10;
 /// Largest component accepted by default.
 pub const DEFAULT_MAX_COMPONENT_BYTES: usize = 16 << 20;
+/// Compiled code kept loaded by default.
+pub const DEFAULT_LOADED_BYTES: u64 = 1 << 30;
+/// How long an unused plugin stays loaded by default.
+pub const DEFAULT_LOADED_IDLE: Duration = Duration::from_secs(3600);
 
 /// Settings of the runtime that are fixed for the process.
 #[derive(Debug, Clone)]
@@ -74,6 +78,13 @@ pub struct RuntimeConfig {
     /// How long a warm instance may stay unused before it is dropped (and its
     /// pool slot and memory returned).
     pub warm_idle: Duration,
+    /// Bytes of compiled code kept loaded (all plugins together); past it the
+    /// least recently used plugins are released and reloaded from the artifact
+    /// cache (or recompiled) when next needed.
+    pub loaded_bytes: u64,
+    /// How long a loaded plugin may go unused before it is released: versions
+    /// superseded by an activation age out this way.
+    pub loaded_idle: Duration,
     /// Which limits on running time the engine enforces. Production keeps the
     /// default (both on); turning one off is for benchmarks only (see
     /// [`Metering`]).
@@ -112,6 +123,8 @@ impl Default for RuntimeConfig {
             max_concurrent_calls: 64,
             warm_instances: 64,
             warm_idle: warm::IDLE,
+            loaded_bytes: DEFAULT_LOADED_BYTES,
+            loaded_idle: DEFAULT_LOADED_IDLE,
             metering: Metering::default(),
         }
     }
@@ -137,6 +150,9 @@ pub struct PluginInfo {
 /// A checked, compiled, pre-instantiated plugin.
 pub struct LoadedPlugin {
     info: PluginInfo,
+    /// What keeping it loaded costs, in bytes: its compiled code plus the
+    /// component's size (its type information and metadata).
+    weight: u64,
     /// `info.sha256`, shared with the warm instances made of it.
     shared_sha256: Arc<str>,
     pre: PluginPre<HostState>,
@@ -174,7 +190,8 @@ pub struct Runtime {
     linker: Linker<HostState>,
     config: RuntimeConfig,
     artifacts: Option<ArtifactCache>,
-    loaded: Mutex<HashMap<String, Arc<LoadedPlugin>>>,
+    /// Loaded plugins by sha256, bounded by weight (`RuntimeConfig::loaded_bytes`).
+    loaded: moka::sync::Cache<String, Arc<LoadedPlugin>>,
     warm: Arc<WarmPool>,
     ticker_stop: Arc<AtomicBool>,
 }
@@ -269,12 +286,19 @@ impl Runtime {
                 })?;
         }
 
+        let loaded = moka::sync::Cache::builder()
+            .max_capacity(config.loaded_bytes)
+            .weigher(|_, plugin: &Arc<LoadedPlugin>| {
+                u32::try_from(plugin.weight).unwrap_or(u32::MAX)
+            })
+            .time_to_idle(config.loaded_idle)
+            .build();
         Ok(Self {
             engine,
             linker,
             config,
             artifacts,
-            loaded: Mutex::new(HashMap::new()),
+            loaded,
             warm,
             ticker_stop,
         })
@@ -295,8 +319,8 @@ impl Runtime {
     pub fn load(&self, bytes: &[u8]) -> Result<Arc<LoadedPlugin>, CheckError> {
         check::header(bytes, self.config.max_component_bytes)?;
         let sha256 = Self::hash(bytes);
-        if let Some(plugin) = self.lock_loaded().get(&sha256) {
-            return Ok(plugin.clone());
+        if let Some(plugin) = self.loaded.get(&sha256) {
+            return Ok(plugin);
         }
 
         let cached = self
@@ -320,7 +344,10 @@ impl Runtime {
         let pre = PluginPre::new(instance_pre)
             .map_err(|err| CheckError::WrongWorld(format!("{err:#}")))?;
 
+        let code = component.image_range();
+        let code_bytes = code.end.addr().saturating_sub(code.start.addr());
         let mut plugin = LoadedPlugin {
+            weight: u64::try_from(code_bytes.saturating_add(bytes.len())).unwrap_or(u64::MAX),
             shared_sha256: Arc::from(sha256.as_str()),
             info: PluginInfo {
                 sha256: sha256.clone(),
@@ -356,30 +383,31 @@ impl Runtime {
             cache.store(&sha256, &component);
         }
         let plugin = Arc::new(plugin);
-        self.lock_loaded().insert(sha256, plugin.clone());
+        self.loaded.insert(sha256, plugin.clone());
         Ok(plugin)
     }
 
     /// How many plugins are loaded.
     pub fn loaded_count(&self) -> usize {
-        self.lock_loaded().len()
+        self.loaded.run_pending_tasks();
+        usize::try_from(self.loaded.entry_count()).unwrap_or(usize::MAX)
+    }
+
+    /// Bytes the loaded plugins weigh together (compiled code and components).
+    pub fn loaded_bytes(&self) -> u64 {
+        self.loaded.run_pending_tasks();
+        self.loaded.weighted_size()
     }
 
     /// A plugin already loaded under `sha256`.
     pub fn get(&self, sha256: &str) -> Option<Arc<LoadedPlugin>> {
-        self.lock_loaded().get(sha256).cloned()
+        self.loaded.get(sha256)
     }
 
     /// Forgets a loaded plugin (its artifact stays on disk).
     pub fn unload(&self, sha256: &str) {
-        self.lock_loaded().remove(sha256);
+        self.loaded.invalidate(sha256);
         self.warm.clear();
-    }
-
-    fn lock_loaded(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<LoadedPlugin>>> {
-        self.loaded
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Runs the categories hook.

@@ -195,3 +195,48 @@ fn a_session_runs_several_calls_on_one_instance() {
         other => panic!("describe failed: {other:?}"),
     }
 }
+
+#[test]
+fn loaded_plugins_are_bounded_by_weight_and_reload_on_demand() {
+    let probe = Runtime::new(RuntimeConfig::default()).expect("runtime starts");
+    probe
+        .load(&read(built_plugins::LUXURY_CONSIGNMENT))
+        .expect("loads");
+    let one = probe.loaded_bytes();
+    assert!(one > 0);
+
+    // Room for about one plugin: loading others releases the least recently used.
+    let rt = Runtime::new(RuntimeConfig {
+        loaded_bytes: one + one / 2,
+        ..RuntimeConfig::default()
+    })
+    .expect("runtime starts");
+    let plugins = [
+        built_plugins::LUXURY_CONSIGNMENT,
+        built_plugins::SNEAKER_STORE,
+        built_plugins::EMAIL_REBRAND,
+        built_plugins::DECLARATIVE_OVERRIDES,
+    ];
+    for path in plugins {
+        rt.load(&read(path)).expect("loads");
+        assert!(
+            rt.loaded_bytes() <= one + one / 2 + one,
+            "held {} bytes",
+            rt.loaded_bytes()
+        );
+    }
+    assert!(rt.loaded_count() < plugins.len(), "{}", rt.loaded_count());
+    // A released plugin is loaded again when needed, and runs.
+    let luxury = rt
+        .load(&read(built_plugins::LUXURY_CONSIGNMENT))
+        .expect("reloads");
+    let s = sale("bags", 250_000);
+    let run = rt.commission(
+        &luxury,
+        settings("{}"),
+        &Quota::default(),
+        &s,
+        &base().decide_commission(&s),
+    );
+    assert_eq!(run.outcome.kind(), OutcomeKind::Ok);
+}
