@@ -17,15 +17,37 @@ pub use types::{
     EmailTemplate, Sale, SizeChart, SizeRow, Tier,
 };
 
-/// The repository's `base-config` directory, the default for the CLI and for tests.
+/// The repository's `base-config` directory, for tests and benchmarks run in
+/// the checkout. The binary does not need it: it carries the same files
+/// ([`BaseConfig::built_in`]).
 pub fn default_dir() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../base-config"))
+}
+
+/// The files of `base-config/` embedded at build time.
+mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/base_config.rs"));
 }
 
 impl BaseConfig {
     /// Reads, parses and validates every file of a base configuration directory.
     pub fn load(dir: &Path) -> Result<BaseConfig, BaseError> {
         load::load(dir)
+    }
+
+    /// The base configuration this binary was built with (`base-config/`,
+    /// embedded), parsed and validated like a directory: the default when no
+    /// `--base-config` is given, so a copied binary runs anywhere.
+    pub fn built_in() -> Result<BaseConfig, BaseError> {
+        load::load_files(embedded::FILES)
+    }
+
+    /// The base configuration in `dir`, or the built-in one when `None`.
+    pub fn load_or_built_in(dir: Option<&Path>) -> Result<BaseConfig, BaseError> {
+        match dir {
+            Some(dir) => Self::load(dir),
+            None => Self::built_in(),
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::auth::OrgRole;
-use crate::base::{self, BaseConfig, Category, CommissionDecision, EmailTemplate, Sale, SizeChart};
+use crate::base::{BaseConfig, Category, CommissionDecision, EmailTemplate, Sale, SizeChart};
 use crate::config::ServeConfig;
 use crate::resolve;
 use crate::runtime::{
@@ -121,9 +121,9 @@ enum PluginCommand {
 enum BaseCommand {
     /// Load and validate the base configuration; print its version.
     Check {
-        /// The base-config directory.
-        #[arg(long, env = "VENEER_BASE_CONFIG", default_value_os_t = base::default_dir())]
-        base_config: PathBuf,
+        /// A base-config directory (default: the one built into the binary).
+        #[arg(long, env = "VENEER_BASE_CONFIG")]
+        base_config: Option<PathBuf>,
     },
 }
 
@@ -158,9 +158,9 @@ struct RunArgs {
     /// Print one JSON object instead of a report.
     #[arg(long)]
     json: bool,
-    /// The base-config directory.
-    #[arg(long, env = "VENEER_BASE_CONFIG", default_value_os_t = base::default_dir())]
-    base_config: PathBuf,
+    /// A base-config directory (default: the one built into the binary).
+    #[arg(long, env = "VENEER_BASE_CONFIG")]
+    base_config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -287,10 +287,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Base(BaseCommand::Check { base_config }) => {
-            let base = BaseConfig::load(&base_config)?;
+            let base = BaseConfig::load_or_built_in(base_config.as_deref())?;
+            let origin = base_config
+                .as_ref()
+                .map_or_else(|| "(built in)".to_owned(), |dir| dir.display().to_string());
             outln!(
-                "base configuration {} is valid: version {}, {} categories, {} size charts, {} commission rules, {} email templates",
-                base_config.display(),
+                "base configuration {origin} is valid: version {}, {} categories, {} size charts, {} commission rules, {} email templates",
                 base.version,
                 base.categories.len(),
                 base.size_charts.len(),
@@ -448,7 +450,7 @@ fn finish<T: serde::Serialize>(
 }
 
 fn plugin_run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let base = BaseConfig::load(&args.base_config)?;
+    let base = BaseConfig::load_or_built_in(args.base_config.as_deref())?;
     let mut quota = Quota::default();
     if let Some(fuel) = args.fuel {
         quota.fuel = fuel;

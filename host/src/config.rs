@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::base;
 pub use crate::limits::RateLimitMode;
 
 /// Settings of `veneer serve`.
@@ -43,9 +42,9 @@ pub struct ServeConfig {
     #[arg(long, env = "VENEER_BASE_DOMAIN", default_value = "localhost")]
     pub base_domain: String,
 
-    /// The base-config directory.
-    #[arg(long, env = "VENEER_BASE_CONFIG", default_value_os_t = base::default_dir())]
-    pub base_config: PathBuf,
+    /// A base-config directory to serve instead of the one built into the binary.
+    #[arg(long, env = "VENEER_BASE_CONFIG")]
+    pub base_config: Option<PathBuf>,
 
     /// Where compiled plugin artifacts (native code) are cached, made owner-only
     /// and each signed with a key derived from VENEER_SECRET_KEY (empty: no
@@ -173,7 +172,7 @@ impl ServeConfig {
             db_acquire_timeout_ms: 2_000,
             rate_limit_mode: RateLimitMode::Local,
             base_domain: "veneer.test".into(),
-            base_config: base::default_dir(),
+            base_config: None,
             artifact_dir: PathBuf::new(),
             dev: true,
             jwt_issuer: None,

@@ -77,12 +77,13 @@ impl std::fmt::Debug for AppState {
 impl AppState {
     /// Connects, migrates, loads the base and starts the background parts.
     pub async fn build(config: ServeConfig) -> anyhow::Result<Self> {
-        let base = BaseConfig::load(&config.base_config).with_context(|| {
-            format!(
-                "loading the base configuration from {}",
-                config.base_config.display()
-            )
-        })?;
+        let base =
+            BaseConfig::load_or_built_in(config.base_config.as_deref()).with_context(|| {
+                match &config.base_config {
+                    Some(dir) => format!("loading the base configuration from {}", dir.display()),
+                    None => "loading the built-in base configuration".to_owned(),
+                }
+            })?;
         let storage = Storage::connect(
             &config.database_url,
             &StorageOptions {

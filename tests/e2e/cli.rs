@@ -227,6 +227,19 @@ fn base_check_prints_the_content_version() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("is valid: version"), "{text}");
+    assert!(text.contains("(built in)"), "{text}");
+    // The repository's directory is the same configuration, same version.
+    let dir = veneer::base::default_dir().display().to_string();
+    let out = veneer(&["base", "check", "--base-config", &dir]);
+    let from_dir = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{from_dir}");
+    let version = |t: &str| {
+        t.split("version ")
+            .nth(1)
+            .and_then(|v| v.split(',').next())
+            .map(str::to_owned)
+    };
+    assert_eq!(version(&text), version(&from_dir));
 }
 
 /// `veneer serve --dev` on an empty database: seeds the demo tenants, prints the
@@ -238,7 +251,13 @@ fn serve_dev_seeds_the_demo_and_prints_working_commands() {
 
     let dir = tempfile::tempdir().expect("tempdir");
     let db = format!("sqlite://{}", dir.path().join("demo.db").display());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_veneer"))
+    // A copy of the binary, run from elsewhere: it needs nothing of the
+    // checkout it was built from (the base configuration is built in).
+    let binary = dir.path().join("veneer");
+    std::fs::copy(env!("CARGO_BIN_EXE_veneer"), &binary).expect("copy the binary");
+    let mut child = Command::new(&binary)
+        .current_dir(dir.path())
+        .env_remove("VENEER_BASE_CONFIG")
         .args([
             "serve",
             "--dev",

@@ -94,7 +94,29 @@ struct EmailFile {
 }
 
 pub(super) fn load(dir: &Path) -> Result<BaseConfig, BaseError> {
-    let files = read_layout(dir)?;
+    from_files(dir, read_layout(dir)?)
+}
+
+/// Where errors in the built-in base configuration say they are.
+const BUILT_IN: &str = "(built-in base-config)";
+
+/// The base configuration from files given as `(relative path, bytes)`, laid
+/// out as in a directory (the binary's embedded copy of `base-config/`).
+pub(super) fn load_files(given: &[(&str, &[u8])]) -> Result<BaseConfig, BaseError> {
+    let root = Path::new(BUILT_IN);
+    let mut files: Vec<File> = given
+        .iter()
+        .map(|(rel, bytes)| File {
+            rel: (*rel).to_owned(),
+            path: root.join(rel),
+            bytes: bytes.to_vec(),
+        })
+        .collect();
+    files.sort_by(|a, b| a.rel.cmp(&b.rel));
+    from_files(root, files)
+}
+
+fn from_files(dir: &Path, files: Vec<File>) -> Result<BaseConfig, BaseError> {
     let version = version(&files);
 
     let find = |rel: &str, needed_for: &'static str| {
@@ -392,6 +414,14 @@ mod tests {
             assert_eq!(def.template.id, id);
         }
         assert!(base.email("nope").is_none());
+    }
+
+    #[test]
+    fn the_built_in_copy_is_the_repository_directory() {
+        let built_in = BaseConfig::built_in().expect("built-in base loads");
+        let dir = BaseConfig::load(&default_dir()).expect("load");
+        assert_eq!(built_in.version, dir.version);
+        assert_eq!(built_in.emails.len(), dir.emails.len());
     }
 
     #[test]
