@@ -141,6 +141,22 @@ pub struct ServeConfig {
     #[arg(long, env = "VENEER_SMTP_TLS", default_value = "none")]
     pub smtp_tls: String,
 
+    /// Ports a tenant's own SMTP relay may use (comma-separated).
+    #[arg(
+        long,
+        env = "VENEER_SMTP_RELAY_PORTS",
+        value_delimiter = ',',
+        default_value = "25,465,587,2525"
+    )]
+    pub smtp_relay_ports: Vec<u16>,
+
+    /// Internal addresses a tenant's own SMTP relay may use all the same
+    /// (comma-separated `IP`, `IP/PREFIX`, `IP:PORT` or `[IPv6]:PORT`; a port
+    /// given is allowed on that address even if not in --smtp-relay-ports).
+    /// Empty by default: tenants' relays must be public.
+    #[arg(long, env = "VENEER_SMTP_RELAY_ALLOW", value_delimiter = ',')]
+    pub smtp_relay_allow: Vec<crate::outbound::AllowedTarget>,
+
     /// Domain of the bounce (VERP) addresses: bounces come back to
     /// `bounce+<tenant>.<message>@<bounce-domain>`.
     #[arg(
@@ -193,9 +209,19 @@ impl ServeConfig {
             smtp_host: "127.0.0.1".into(),
             smtp_port: 25,
             smtp_tls: "none".into(),
+            smtp_relay_ports: crate::outbound::SUBMISSION_PORTS.to_vec(),
+            smtp_relay_allow: Vec::new(),
             bounce_domain: "bounces.veneer.test".into(),
             bounce_token: Some("test-bounce-token".into()),
             bench_native: false,
+        }
+    }
+
+    /// Where tenants' own SMTP relays may connect.
+    pub fn relay_policy(&self) -> crate::outbound::OutboundPolicy {
+        crate::outbound::OutboundPolicy {
+            ports: self.smtp_relay_ports.clone(),
+            allow: self.smtp_relay_allow.clone(),
         }
     }
 

@@ -1,5 +1,6 @@
 //! Email: what a tenant's mail looks like and how it leaves and comes back.
-//! Owns template rendering (minijinja, HTML auto-escaped), the tenant's email
+//! Owns template rendering (minijinja, HTML auto-escaped, bounded: a language
+//! subset, fuel, nesting and output caps), the tenant's email
 //! settings rules (the from address in its sending domain, a complete custom
 //! relay), building the message (lettre), sending it over SMTP with the reply
 //! sorted into retry or give up, VERP bounce addresses, and reading bounces
@@ -20,6 +21,7 @@ mod message;
 mod render;
 mod send;
 mod settings;
+mod subset;
 mod verp;
 
 #[cfg(test)]
@@ -30,10 +32,17 @@ pub use bounce::{
 };
 pub use dsn::parse_dsn;
 pub use message::{BuildError, build_message};
-pub use render::{RenderError, Rendered, render};
-pub use send::{SendError, SmtpConfig, SmtpOutcome, relay_config, send};
+pub use render::{
+    Bound, MAX_HTML_OUTPUT, MAX_RANGE, MAX_SUBJECT_OUTPUT, MAX_TEXT_OUTPUT, RenderError, Rendered,
+    TEMPLATE_FUEL, TEMPLATE_RECURSION, render,
+};
+pub use send::{SendError, SmtpConfig, SmtpOutcome, check_relay, relay_config, send};
 pub(crate) use settings::check_address;
-pub use settings::{EmailSettingsError, password_aad, validate_settings};
+pub use settings::{
+    EmailSettingsError, FROM_NAME_CODE, SETTINGS_CODE, check_display_name, password_aad,
+    validate_settings,
+};
+pub use subset::{FILTERS as TEMPLATE_FILTERS, check as check_template};
 pub use verp::{
     bounce_address, message_id_from_header, message_id_header, new_message_id, parse_bounce_address,
 };

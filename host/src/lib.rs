@@ -13,6 +13,7 @@
 //! - [`cache`], [`limits`], [`usage`]: caches, per-tenant limits, run recording;
 //! - [`invalidation`]: cache invalidation across nodes (PostgreSQL LISTEN/NOTIFY);
 //! - [`email`]: per-tenant email: settings, rendering, SMTP sending, bounces;
+//! - [`outbound`]: which addresses and ports a tenant-directed connection may reach;
 //! - [`jobs`]: per-tenant durable background jobs with fair scheduling;
 //! - [`secrets`]: encryption of credentials at rest;
 //! - [`shopify`]: per-tenant Shopify stores, webhooks and the Admin API client;
@@ -32,6 +33,7 @@ pub mod http;
 pub mod invalidation;
 pub mod jobs;
 pub mod limits;
+pub mod outbound;
 pub mod resolve;
 pub mod runtime;
 pub mod secrets;

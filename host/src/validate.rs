@@ -542,6 +542,16 @@ pub fn email(template: &EmailTemplate, def: &EmailDef) -> Result<(), Violation> 
         ("html", &t.html),
         ("text", &t.text),
     ] {
+        // The subset first: compiling folds constants, so a template outside it
+        // could allocate gigabytes before anything runs (see email::check_template).
+        crate::email::check_template(source).map_err(|why| {
+            let fix = if why.starts_with("is not a valid") {
+                "fix the template syntax"
+            } else {
+                "rewrite that part"
+            };
+            violation(field, format!("{why}; {fix}"))
+        })?;
         let parsed = env.template_from_named_str(field, source).map_err(|e| {
             violation(
                 field,
@@ -585,6 +595,10 @@ pub fn email(template: &EmailTemplate, def: &EmailDef) -> Result<(), Violation> 
             "is empty or contains a line break or control character; give a plain name on one \
              line, or leave it out",
         ));
+    }
+    if let Some(from_name) = &t.from_name {
+        crate::email::check_display_name(from_name)
+            .map_err(|why| violation("from_name", format!("{} {why}", quote(from_name))))?;
     }
     if let Some(reply_to) = &t.reply_to {
         check_address("reply_to", reply_to)?;

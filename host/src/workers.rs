@@ -397,15 +397,16 @@ impl JobHandler<AppState> for EmailSend {
             };
             let mut platform = SmtpConfig::plain(&app.config.smtp_host, app.config.smtp_port);
             platform.tls = app.config.smtp_tls.parse().unwrap_or(platform.tls);
-            let relay = match relay_config(&settings, &platform, password) {
-                Ok(relay) => relay,
-                Err(err) => {
-                    db.email_mark_failed(&payload.message, &err.to_string())
-                        .await
-                        .map_err(retry)?;
-                    return Err(JobError::Fail(err.to_string()));
-                }
-            };
+            let relay =
+                match relay_config(&settings, &platform, password, &app.config.relay_policy()) {
+                    Ok(relay) => relay,
+                    Err(err) => {
+                        db.email_mark_failed(&payload.message, &err.to_string())
+                            .await
+                            .map_err(retry)?;
+                        return Err(JobError::Fail(err.to_string()));
+                    }
+                };
             match send(&relay, &email).await {
                 Ok(outcome) => {
                     db.email_mark_sent(&payload.message, &outcome.reply)

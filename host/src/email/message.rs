@@ -12,7 +12,7 @@ use lettre::address::{Address, Envelope};
 use lettre::message::{Mailbox, MultiPart};
 
 use super::Rendered;
-use super::settings::check_address;
+use super::settings::{check_address, check_display_name};
 use super::verp::message_id_header;
 use crate::storage::{EmailSettings, is_email_message_id};
 
@@ -76,6 +76,9 @@ pub fn build_message(
             "contains a line break or control character",
         ));
     }
+    // Settings and templates are checked when stored and returned; this holds
+    // for rows written before the rule existed.
+    check_display_name(from_name).map_err(|why| field_error("from_name", from_name, why))?;
     let from = Mailbox::new(
         Some(from_name.to_owned()).filter(|n| !n.trim().is_empty()),
         address("from_address", &settings.from_address)?,
@@ -291,6 +294,16 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(field(err), "from_name");
+        for forged in [
+            "\"Bank\" <ceo@bank.example>",
+            "ceo@bank.example",
+            "Bank \u{FF1C}ceo\u{FF20}bank.example\u{FF1E}",
+        ] {
+            let mut settings = settings();
+            settings.from_name = forged.into();
+            let err = build_message(&settings, &r, "ann@example.com", ID, &verp()).unwrap_err();
+            assert_eq!(field(err), "from_name", "{forged}");
+        }
         let err = build_message(
             &settings(),
             &rendered(None, Some("x@evil.example\nBcc: y@evil.example")),

@@ -25,6 +25,9 @@ const MAX_CREDENTIAL_BYTES: usize = 4096;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field} {message}")]
 pub struct EmailSettingsError {
+    /// The stable error code: [`SETTINGS_CODE`] for most rules, a code of its
+    /// own for a rule a client may want to tell apart ([`FROM_NAME_CODE`]).
+    pub code: &'static str,
     /// The settings field at fault, e.g. `from_address`.
     pub field: &'static str,
     /// What is wrong and what to do, e.g. "`a@other.com` is outside the sending
@@ -32,8 +35,14 @@ pub struct EmailSettingsError {
     pub message: String,
 }
 
+/// The code of most settings errors (answered 422).
+pub const SETTINGS_CODE: &str = "invalid_email_settings";
+/// The code of a display name that reads as an address (answered 400).
+pub const FROM_NAME_CODE: &str = "invalid_from_name";
+
 fn error(field: &'static str, message: impl Into<String>) -> EmailSettingsError {
     EmailSettingsError {
+        code: SETTINGS_CODE,
         field,
         message: message.into(),
     }
@@ -77,6 +86,11 @@ pub fn validate_settings(settings: &EmailSettings) -> Result<(), EmailSettingsEr
         )
     })?;
 
+    check_display_name(&s.from_name).map_err(|why| EmailSettingsError {
+        field: "from_name",
+        message: format!("`{}` {why}", shown(&s.from_name)),
+        code: FROM_NAME_CODE,
+    })?;
     let name_chars = s.from_name.chars().count();
     if name_chars > MAX_FROM_NAME_CHARS {
         return Err(error(
@@ -205,6 +219,27 @@ pub fn validate_settings(settings: &EmailSettings) -> Result<(), EmailSettingsEr
 /// decrypt there.
 pub fn password_aad(tenant: &TenantId) -> String {
     format!("email.smtp_password:{tenant}")
+}
+
+/// Characters that make a display name read as an address: `@`, angle
+/// brackets and their look-alikes (fullwidth, small, math and CJK forms).
+const ADDRESS_CHARS: &[char] = &[
+    '@', '\u{FF20}', '\u{FE6B}', '<', '>', '\u{FF1C}', '\u{FF1E}', '\u{FE64}', '\u{FE65}',
+    '\u{2039}', '\u{203A}', '\u{2329}', '\u{232A}', '\u{3008}', '\u{3009}', '\u{27E8}', '\u{27E9}',
+    '\u{276C}', '\u{276D}',
+];
+
+/// Checks a sender display name: a name, never something that reads as an
+/// address (`"Bank" <ceo@bank.example>` would show a forged sender in most
+/// mail clients). The error completes a sentence about the name.
+pub fn check_display_name(name: &str) -> Result<(), String> {
+    if let Some(c) = name.chars().find(|c| ADDRESS_CHARS.contains(c)) {
+        return Err(format!(
+            "contains `{c}`, which makes it read as an address; give a plain name such as \
+             `Acme Store` (the address is always from_address)"
+        ));
+    }
+    Ok(())
 }
 
 /// Input shown in an error, cut so a huge value does not flood the message.
@@ -489,6 +524,40 @@ mod tests {
         assert_eq!(
             refused(|s| s.from_name = "n".repeat(101)).field,
             "from_name"
+        );
+    }
+
+    #[test]
+    fn a_display_name_that_reads_as_an_address_is_refused() {
+        for forged in [
+            "\"Bank\" <ceo@bank.example>",
+            "ceo@bank.example",
+            "Bank <ceo>",
+            "Bank \u{FF1C}ceo\u{FF20}bank.example\u{FF1E}",
+            "ceo\u{FE6B}bank.example",
+        ] {
+            let err = refused(|s| s.from_name = forged.into());
+            assert_eq!(
+                (err.field, err.code),
+                ("from_name", FROM_NAME_CODE),
+                "{forged}"
+            );
+            assert!(err.message.contains("read as an address"), "{err}");
+        }
+        for fine in [
+            "Maison «Léa»",
+            "Acme & Sons",
+            "O'Brien \"Shop\"",
+            "Acme (Returns)",
+        ] {
+            let mut settings = good();
+            settings.from_name = fine.into();
+            assert_eq!(validate_settings(&settings), Ok(()), "{fine}");
+        }
+        // Other rules keep the general code.
+        assert_eq!(
+            refused(|s| s.from_name = "n".repeat(101)).code,
+            SETTINGS_CODE
         );
     }
 

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::*;
 use crate::base::EmailTemplate;
+use crate::outbound::OutboundPolicy;
 use crate::storage::EmailRelay;
 use crate::tenancy::TenantId;
 
@@ -230,7 +231,7 @@ async fn required_starttls_on_a_plain_relay_sends_nothing() {
 fn the_relay_is_the_platforms_or_the_tenants_own() {
     let platform = SmtpConfig::plain("relay.platform.example", 25);
     assert_eq!(
-        relay_config(&settings(), &platform, None).unwrap(),
+        relay_config(&settings(), &platform, None, &OutboundPolicy::default()).unwrap(),
         platform
     );
     let custom = EmailSettings {
@@ -242,7 +243,18 @@ fn the_relay_is_the_platforms_or_the_tenants_own() {
         smtp_password_enc: Some("v1:opaque".into()),
         ..settings()
     };
-    let config = relay_config(&custom, &platform, Some("secret".into())).unwrap();
+    let config = relay_config(
+        &custom,
+        &platform,
+        Some("secret".into()),
+        &OutboundPolicy::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        config.policy,
+        Some(OutboundPolicy::default()),
+        "a tenant's relay is restricted"
+    );
     assert_eq!(
         (config.host.as_str(), config.port, config.tls),
         ("smtp.acme.example", 465, EmailTls::Tls)
@@ -253,9 +265,110 @@ fn the_relay_is_the_platforms_or_the_tenants_own() {
         ..custom
     };
     assert_eq!(
-        relay_config(&incomplete, &platform, None)
+        relay_config(&incomplete, &platform, None, &OutboundPolicy::default())
             .unwrap_err()
             .field,
         "smtp_port"
     );
+}
+
+/// `config(server)` as a tenant's own relay, with the test server's address
+/// allowed by the platform.
+fn tenant_relay(server: &SmtpServer) -> SmtpConfig {
+    SmtpConfig {
+        policy: Some(OutboundPolicy {
+            allow: vec![format!("127.0.0.1:{}", server.port()).parse().unwrap()],
+            ..OutboundPolicy::default()
+        }),
+        ..config(server)
+    }
+}
+
+#[tokio::test]
+async fn a_tenant_relay_reaches_only_checked_addresses() {
+    let server = SmtpServer::start().await;
+    let (message, _) = message("ann@example.com");
+    // Allowed by the platform: sent, to the address that was checked.
+    let outcome = send(&tenant_relay(&server), &message).await.unwrap();
+    assert_eq!(outcome.code, 250);
+    assert_eq!(server.messages().len(), 1);
+
+    // Without the exception the same relay is refused before any connection,
+    // whether named by address or by a name that resolves to loopback.
+    for host in ["127.0.0.1", "localhost", "::ffff:127.0.0.1"] {
+        let config = SmtpConfig {
+            host: host.into(),
+            policy: Some(OutboundPolicy {
+                ports: vec![server.port()],
+                allow: Vec::new(),
+            }),
+            ..config(&server)
+        };
+        let err = send(&config, &message).await.unwrap_err();
+        assert!(
+            matches!(&err, SendError::Permanent(why) if why.contains("loopback address") && why.contains("fix the email settings")),
+            "{host}: {err:?}"
+        );
+    }
+    assert_eq!(server.messages().len(), 1, "nothing more reached the relay");
+}
+
+#[tokio::test]
+async fn a_tenant_relay_failure_reads_generic() {
+    let server = SmtpServer::start().await;
+    let banner = "5.7.1 INFO {\"server_id\":\"NATS-internal\",\"version\":\"2.10\"}";
+    server.fail_next(1, 550, banner);
+    let (message, _) = message("ann@example.com");
+    let err = send(&tenant_relay(&server), &message).await.unwrap_err();
+    assert_eq!(
+        err,
+        SendError::Permanent(
+            "the relay refused or could not be reached (reply code 550); the details are in the server log".into()
+        )
+    );
+    server.fail_next(1, 451, banner);
+    let err = send(&tenant_relay(&server), &message).await.unwrap_err();
+    assert!(err.is_temporary(), "{err:?}");
+    assert!(!err.reply().contains("NATS"), "{err:?}");
+
+    // Down: no "connection refused" for a port scan to read.
+    let relay = tenant_relay(&server);
+    server.stop().await;
+    let err = send(&relay, &message).await.unwrap_err();
+    assert_eq!(
+        err,
+        SendError::Temporary(
+            "the relay refused or could not be reached; the details are in the server log; will retry".into()
+        )
+    );
+    // The platform's relay keeps the server's words (the operator's own).
+    let err = send(&config(&server), &message).await.unwrap_err();
+    assert!(err.reply().contains("cannot reach"), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_silent_tenant_relay_times_out_generically() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            open.push(stream);
+        }
+    });
+    let config = SmtpConfig {
+        timeout: Duration::from_millis(300),
+        policy: Some(OutboundPolicy {
+            allow: vec![format!("127.0.0.1:{port}").parse().unwrap()],
+            ..OutboundPolicy::default()
+        }),
+        ..SmtpConfig::plain("127.0.0.1", port)
+    };
+    let (message, _) = message("ann@example.com");
+    let err = send(&config, &message).await.unwrap_err();
+    assert_eq!(
+        err,
+        SendError::Temporary("the relay refused or could not be reached; will retry".into())
+    );
+    held.abort();
 }

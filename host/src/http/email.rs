@@ -124,12 +124,30 @@ async fn put_settings(
         smtp_password_enc: password_enc,
     };
     validate_settings(&settings).map_err(|err| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_email_settings",
-            err.to_string(),
-        )
+        // A display name that reads as an address is refused as a bad request
+        // with a code of its own; the other rules keep their 422.
+        let status = if err.code == email::SETTINGS_CODE {
+            StatusCode::UNPROCESSABLE_ENTITY
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        ApiError::new(status, err.code, err.to_string())
     })?;
+    // A tenant's own relay must be public and on a submission port, unless the
+    // platform allows it (checked again at every send: DNS can change).
+    if settings.relay == EmailRelay::Custom
+        && let (Some(host), Some(port)) = (&settings.smtp_host, settings.smtp_port)
+    {
+        email::check_relay(host, port, &app.config.relay_policy())
+            .await
+            .map_err(|refusal| {
+                let field = match refusal {
+                    crate::outbound::Refusal::Port { .. } => "smtp_port:".to_owned(),
+                    _ => format!("smtp_host `{}`", host.chars().take(80).collect::<String>()),
+                };
+                ApiError::bad_request(refusal.code(), format!("{field} {refusal}"))
+            })?;
+    }
     let saved = db.email_set_settings(&settings).await?;
     let after = serde_json::to_string(&saved.settings).unwrap_or_default();
     let before = before.and_then(|b| serde_json::to_string(&b.settings).ok());

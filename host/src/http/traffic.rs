@@ -442,8 +442,18 @@ struct PreviewRequest {
     context: Option<BTreeMap<String, String>>,
 }
 
+/// Largest context a caller may pass to a render, keys and values together:
+/// it bounds what one template instruction can cost (fuel counts instructions,
+/// not bytes).
+pub const MAX_EMAIL_CONTEXT_BYTES: usize = 64 * 1024;
+
 /// A template customised by the tenant's plugin for `caller_context` (on top of
-/// the template's sample values) and rendered: what a preview shows and a send sends.
+/// the template's sample values) and rendered: what a preview shows and a send
+/// sends. The plugin call and the rendering run on a blocking thread, under one
+/// of the tenant's plugin slots when a plugin runs (rendering the base alone
+/// needs no slot, but still leaves the async workers). A plugin template that
+/// does not render, or goes past a rendering bound, is the plugin's
+/// `invalid_output`: the base template is rendered and served instead.
 pub(crate) async fn render_email(
     app: &AppState,
     tenant: &Arc<TenantState>,
@@ -454,6 +464,16 @@ pub(crate) async fn render_email(
         .base
         .email(template)
         .ok_or_else(|| crate::resolve::InputError::UnknownTemplate(template.to_owned()))?;
+    let context_bytes: usize = caller_context.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if context_bytes > MAX_EMAIL_CONTEXT_BYTES {
+        return Err(ApiError::bad_request(
+            "context_too_large",
+            format!(
+                "the context holds {context_bytes} bytes, more than {MAX_EMAIL_CONTEXT_BYTES}; \
+                 pass only the values the template shows"
+            ),
+        ));
+    }
     // Sample values first, the caller's on top: a partial context still renders.
     let mut context = def.sample.clone();
     context.extend(caller_context);
@@ -464,21 +484,29 @@ pub(crate) async fn render_email(
         tenant.data(),
         tenant.quota,
     );
-    let (id, ctx, plugin_for_run) = (template.to_owned(), context.clone(), plugin.clone());
-    let resolved = with_slot(app, tenant, plugin.is_some(), move || {
-        Resolver::new(&runtime, &base).email(
+    let (id, plugin_for_run) = (template.to_owned(), plugin.clone());
+    let work = move || {
+        let resolved = Resolver::new(&runtime, &base).email(
             plugin_for_run.as_deref(),
             data,
             &quota,
             &id,
-            Some(&ctx),
-        )
-    })
-    .await??;
+            Some(&context),
+        )?;
+        let base_template = base.email(&id).map(|d| d.template.clone());
+        Ok::<_, crate::resolve::InputError>(render_or_base(resolved, base_template, &context))
+    };
+    let (resolved, rendered) = if plugin.is_some() {
+        with_slot(app, tenant, true, work).await??
+    } else {
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|err| ApiError::internal(format!("render task failed: {err}")))??
+    };
     if let (Some(plugin), Some(run)) = (&plugin, &resolved.run) {
         record_run(app, tenant, &plugin.info().sha256, run);
     }
-    let rendered = email::render(&resolved.value, &context).map_err(|err| {
+    let rendered = rendered.map_err(|err| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "render_failed",
@@ -486,6 +514,38 @@ pub(crate) async fn render_email(
         )
     })?;
     Ok((resolved, rendered))
+}
+
+/// Renders the resolved template; when it is the plugin's and does not render
+/// (a bound, or an error of its own), renders `base` instead and marks the run
+/// `invalid_output`. When the base does not render either, the context is at
+/// fault: the base's error is returned and the run is left as it was.
+fn render_or_base(
+    mut resolved: Resolved<crate::base::EmailTemplate>,
+    base: Option<crate::base::EmailTemplate>,
+    context: &BTreeMap<String, String>,
+) -> (
+    Resolved<crate::base::EmailTemplate>,
+    Result<email::Rendered, email::RenderError>,
+) {
+    let first = email::render(&resolved.value, context);
+    let (Err(err), crate::resolve::Source::Plugin, Some(base)) = (&first, resolved.source, base)
+    else {
+        return (resolved, first);
+    };
+    match email::render(&base, context) {
+        Ok(rendered) => {
+            tracing::info!(template = %base.id, part = err.part, bound = ?err.bound, "plugin template does not render; serving the base");
+            if let Some(run) = &mut resolved.run {
+                run.outcome = OutcomeKind::InvalidOutput;
+                run.message = Some(format!("the plugin's email template is refused: {err}"));
+            }
+            resolved.value = base;
+            resolved.source = crate::resolve::Source::Base;
+            (resolved, Ok(rendered))
+        }
+        Err(base_err) => (resolved, Err(base_err)),
+    }
 }
 
 async fn preview(

@@ -1113,3 +1113,422 @@ both_backends!(
     a_permanent_refusal_fails_the_message_and_dead_letters_the_job,
     permanent_failure
 );
+
+// ---------------------------------------------------------------------------
+// Hostile: template bombs and relays that point inside the platform.
+
+/// A member's preview of `template` as `tenant`; asserts 200.
+async fn preview(server: &Server, tenant: &str, template: &str) -> Value {
+    let (status, body) = server
+        .call(
+            Method::POST,
+            tenant,
+            "/v1/email/preview",
+            Some(&member(tenant)),
+            Some(json!({ "template": template })),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{tenant} previews {template}: {body}"
+    );
+    body
+}
+
+/// The rendered subject of `template` from the base alone.
+async fn base_subject(server: &Server, template: &str) -> String {
+    let body = preview(server, "globex", template).await;
+    body["rendered"]["subject"]
+        .as_str()
+        .expect("subject")
+        .to_owned()
+}
+
+/// Waits until `tenant`'s run log holds an `invalid_output` email run whose
+/// message contains `needle`.
+async fn wait_for_invalid_run(server: &Server, tenant: &str, needle: &str) {
+    let mut last = Value::Null;
+    let found = server
+        .eventually(WAIT, async |s| {
+            let (status, runs) = s.get(tenant, "/v1/runs?limit=500", &member(tenant)).await;
+            assert_eq!(status, StatusCode::OK, "{runs}");
+            last = runs.clone();
+            runs["runs"]
+                .as_array()
+                .is_some_and(|r| {
+                    r.iter().any(|run| {
+                        run["hook"] == "email"
+                            && run["outcome"] == "invalid_output"
+                            && run["message"].as_str().unwrap_or_default().contains(needle)
+                    })
+                })
+                .then_some(())
+        })
+        .await;
+    assert!(
+        found.is_some(),
+        "an invalid_output run naming {needle:?}: {last}"
+    );
+}
+
+/// Polls `/healthz` while `work` runs; every answer must be a 200 within a
+/// generous 10 s (a frozen server never answers). Returns the work's result.
+async fn while_healthy<T>(server: &Server, work: impl Future<Output = T>) -> T {
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let probe = async {
+        let mut answered = 0;
+        while !done.load(std::sync::atomic::Ordering::Relaxed) {
+            let response = tokio::time::timeout(
+                Duration::from_secs(10),
+                server.request(Method::GET, "", "/healthz").send(),
+            )
+            .await
+            .expect("/healthz answers while templates render")
+            .expect("/healthz is answered");
+            assert_eq!(response.status(), StatusCode::OK);
+            answered += 1;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        answered
+    };
+    let work = async {
+        let out = work.await;
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        out
+    };
+    let (out, answered) = tokio::join!(work, probe);
+    assert!(answered >= 1, "/healthz was probed");
+    out
+}
+
+async fn template_bombs(db: Db) {
+    let smtp = SmtpServer::start().await;
+    let server = server_with(db, &smtp).await;
+    let token = admin("acme");
+    // The base's subjects, from a tenant without the bombs.
+    let mut base = std::collections::BTreeMap::new();
+    for template in ["welcome", "order-confirmation", "item-sold", "payout-sent"] {
+        base.insert(template, base_subject(&server, template).await);
+    }
+
+    let nested_ranges =
+        "{% for a in range(100000) %}{% for b in range(100000) %}x{% endfor %}{% endfor %}";
+    let fuel = "{% for a in range(1000) %}{% for b in range(1000) %}{% for c in range(1000) %}\
+                {% if c == -1 %}x{% endif %}{% endfor %}{% endfor %}{% endfor %}";
+    let replace =
+        |path: &str, value: &str| json!([{ "op": "replace", "path": path, "value": value }]);
+    server
+        .install(
+            "acme",
+            &token,
+            read(built_plugins::DECLARATIVE_OVERRIDES),
+            json!({ "email": {
+                "welcome": replace("/subject", nested_ranges),
+                "order-confirmation": replace("/subject", fuel),
+                "item-sold": replace("/subject", "{{ 'x' * 100000000 }}"),
+                "payout-sent": replace("/subject", "{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}"),
+            }}),
+        )
+        .await;
+
+    // Two concurrent previews of each bomb, by a member, while /healthz is
+    // probed: each is answered with the base and an invalid_output.
+    let bombs = [
+        ("welcome", "range() has too many items"),
+        ("order-confirmation", "instructions"),
+        ("item-sold", "the `*` operator"),
+        ("payout-sent", "a macro"),
+    ];
+    let answers = while_healthy(&server, async {
+        let mut calls = tokio::task::JoinSet::new();
+        for (index, (template, _)) in bombs.iter().chain(bombs.iter()).enumerate() {
+            let request = server
+                .request(Method::POST, "acme", "/v1/email/preview")
+                .bearer_auth(member("acme"))
+                .json(&json!({ "template": template }));
+            calls.spawn(async move {
+                let response = request.send().await.expect("the preview is answered");
+                let status = response.status();
+                let body: Value = response.json().await.expect("a JSON body");
+                assert_eq!(status, StatusCode::OK, "{body}");
+                (index, body)
+            });
+        }
+        let mut answers = vec![Value::Null; bombs.len() * 2];
+        while let Some(done) = calls.join_next().await {
+            let (index, body) = done.expect("the preview task ends");
+            answers[index] = body;
+        }
+        answers
+    })
+    .await;
+    for ((template, needle), body) in bombs.iter().chain(bombs.iter()).zip(&answers) {
+        assert_eq!(body["source"], "base", "{template}: {body}");
+        assert_eq!(body["outcome"], "invalid_output", "{template}: {body}");
+        let message = body["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(needle),
+            "{template} names {needle:?}: {body}"
+        );
+        assert_eq!(
+            body["rendered"]["subject"],
+            base[template].as_str(),
+            "{body}"
+        );
+    }
+    for (_, needle) in bombs {
+        wait_for_invalid_run(&server, "acme", needle).await;
+    }
+
+    // A huge output through repeated loops, and a forged sender name.
+    let output = "{{ unsubscribe_url }} {{ postal_address }}\n\
+                  {% for a in range(1000) %}{% for b in range(1000) %}{{ postal_address }}{% endfor %}{% endfor %}";
+    server
+        .set_settings(
+            "acme",
+            &token,
+            json!({ "email": {
+                "welcome": replace("/text", output),
+                "order-confirmation": [{ "op": "add", "path": "/from_name", "value": "\"Bank\" <ceo@bank.example>" }],
+            }}),
+        )
+        .await;
+    let body = while_healthy(&server, preview(&server, "acme", "welcome")).await;
+    assert_eq!(
+        (&body["source"], &body["outcome"]),
+        (&json!("base"), &json!("invalid_output")),
+        "{body}"
+    );
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("larger than"),
+        "{body}"
+    );
+    assert!(
+        body["rendered"]["text"].as_str().unwrap_or_default().len() < 10_000,
+        "{body}"
+    );
+    let body = preview(&server, "acme", "order-confirmation").await;
+    assert_eq!(body["outcome"], "invalid_output", "{body}");
+    assert!(body["rendered"]["from_name"].is_null(), "{body}");
+
+    // The send path is bounded the same way: the base goes out.
+    configure(
+        &server,
+        "acme",
+        settings("acme.example", "Acme", "help@acme.example"),
+    )
+    .await;
+    let sent = send(&server, "acme", "welcome", "ann@example.com", json!({})).await;
+    assert_eq!(sent["source"], "base", "{sent}");
+    let received = smtp.wait_for_messages(1, Duration::from_secs(WAIT)).await;
+    assert_eq!(received.len(), 1);
+    assert!(parse(&received[0]).text.len() < 10_000);
+    wait_for_invalid_run(&server, "acme", "larger than").await;
+
+    // Another tenant is served normally (its plugin leaves emails alone).
+    let body = preview(&server, "globex", "welcome").await;
+    assert!(body["outcome"] != "invalid_output", "{body}");
+    assert_eq!(body["rendered"]["subject"], base["welcome"].as_str());
+
+    // A caller's context is bounded too.
+    let (status, body) = server
+        .call(
+            Method::POST,
+            "globex",
+            "/v1/email/preview",
+            Some(&member("globex")),
+            Some(json!({ "template": "welcome", "context": { "customer_name": "x".repeat(70_000) } })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["code"], "context_too_large", "{body}");
+}
+both_backends!(
+    a_template_bomb_is_invalid_output_with_the_base_served,
+    template_bombs
+);
+
+/// Custom relay settings for `acme.example` pointing at `host:port`, in clear.
+fn custom_relay(host: &str, port: u16) -> Value {
+    json!({
+        "sending_domain": "acme.example",
+        "from_name": "Acme",
+        "from_address": "orders@acme.example",
+        "relay": "custom",
+        "smtp_host": host,
+        "smtp_port": port,
+        "smtp_tls": "none",
+    })
+}
+
+/// PUTs `acme`'s email settings; returns status and body.
+async fn put_settings(server: &Server, tenant: &str, settings: Value) -> (StatusCode, Value) {
+    server
+        .call(
+            Method::PUT,
+            tenant,
+            "/v1/email/settings",
+            Some(&admin(tenant)),
+            Some(settings),
+        )
+        .await
+}
+
+async fn relay_ssrf(db: Db) {
+    let platform = SmtpServer::start().await;
+    // A relay the platform lets tenants use on loopback (the flag tests and
+    // operators use), and one it does not.
+    let allowed = SmtpServer::start().await;
+    let internal = SmtpServer::start().await;
+    let (allowed_port, internal_port) = (allowed.port(), internal.port());
+    let server = Server::start_with(db, |config| {
+        config.smtp_host = "127.0.0.1".into();
+        config.smtp_port = platform.port();
+        config.smtp_tls = "none".into();
+        config.job_backoff_ms = 50;
+        config.smtp_relay_allow = vec![format!("127.0.0.1:{allowed_port}").parse().expect("allow")];
+        // The internal relay's port counts as a submission port here, so only
+        // the address rule stands between a tenant and it.
+        config.smtp_relay_ports.push(internal_port);
+    })
+    .await;
+    let good_call = async || {
+        configure(
+            &server,
+            "globex",
+            settings("globex.example", "Globex", "help@globex.example"),
+        )
+        .await;
+    };
+
+    // Internal targets, by address or by a name that resolves to one.
+    for host in [
+        "127.0.0.1",
+        "::1",
+        "::ffff:127.0.0.1",
+        "10.0.0.1",
+        "169.254.169.254",
+        "localhost",
+    ] {
+        let (status, body) = put_settings(&server, "acme", custom_relay(host, 587)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{host}: {body}");
+        assert_eq!(
+            body["error"]["code"], "relay_address_not_allowed",
+            "{host}: {body}"
+        );
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.starts_with("smtp_host") && message.contains("address, which a tenant"),
+            "{host}: {body}"
+        );
+        good_call().await;
+    }
+    // The NATS port of the report, and the discard port: not submission ports.
+    for port in [4222, 9] {
+        let (status, body) = put_settings(&server, "acme", custom_relay("127.0.0.1", port)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{port}: {body}");
+        assert_eq!(
+            body["error"]["code"], "relay_port_not_allowed",
+            "{port}: {body}"
+        );
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("587"),
+            "names the allowed ports: {body}"
+        );
+        good_call().await;
+    }
+    // A display name that forges a sender.
+    let mut forged = settings("acme.example", "Acme", "help@acme.example");
+    forged["from_name"] = json!("\"Bank\" <ceo@bank.example>");
+    let (status, body) = put_settings(&server, "acme", forged).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_from_name", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("from_name"),
+        "{body}"
+    );
+    good_call().await;
+    let (_, stored) = server
+        .get("acme", "/v1/email/settings", &member("acme"))
+        .await;
+    assert_eq!(stored["configured"], false, "nothing was stored: {stored}");
+
+    // The allowed relay is taken; when it fails, the tenant reads a generic
+    // reason and the relay's words stay in the server log.
+    let (status, body) =
+        put_settings(&server, "acme", custom_relay("127.0.0.1", allowed_port)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let banner =
+        "INFO {\"server_id\":\"NBX7\",\"server_name\":\"nats-internal-1\",\"version\":\"2.10.4\"}";
+    allowed.fail_next(1, 554, banner);
+    let sent = send(&server, "acme", "welcome", "ann@example.com", json!({})).await;
+    let failed = wait_for_state(&server, "acme", &id_of(&sent), "failed").await;
+    let job = wait_for_job(&server, "acme", sent["job"].as_i64().expect("job"), "dead").await;
+    for shown in [&failed["smtp_reply"], &job["last_error"]] {
+        let shown = shown.as_str().unwrap_or_default();
+        assert!(
+            shown.starts_with("the relay refused or could not be reached"),
+            "{shown}"
+        );
+        for secret in ["nats", "NBX7", "127.0.0.1", "refused (os error"] {
+            assert!(!shown.contains(secret), "{secret} leaked: {shown}");
+        }
+    }
+    // The same relay, working, delivers.
+    let sent = send(&server, "acme", "welcome", "ann@example.com", json!({})).await;
+    wait_for_state(&server, "acme", &id_of(&sent), "sent").await;
+    assert_eq!(allowed.messages().len(), 1);
+
+    // Settings stored before the rule (or a name whose DNS changed since):
+    // checked again at connect time, and nothing reaches the internal relay.
+    let stale = veneer::storage::EmailSettings {
+        sending_domain: "acme.example".into(),
+        from_name: "Acme".into(),
+        from_address: "orders@acme.example".into(),
+        reply_to: None,
+        relay: veneer::storage::EmailRelay::Custom,
+        smtp_host: Some("127.0.0.1".into()),
+        smtp_port: Some(u32::from(internal_port)),
+        smtp_tls: veneer::storage::EmailTls::None,
+        smtp_username: None,
+        smtp_password_enc: None,
+    };
+    server
+        .running
+        .state
+        .storage
+        .tenant(&veneer::tenancy::TenantId::new("acme").expect("id"))
+        .email_set_settings(&stale)
+        .await
+        .expect("stored directly");
+    let sent = send(&server, "acme", "welcome", "ann@example.com", json!({})).await;
+    let failed = wait_for_state(&server, "acme", &id_of(&sent), "failed").await;
+    let reason = failed["smtp_reply"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("loopback address") && reason.contains("fix the email settings"),
+        "{failed}"
+    );
+    assert!(
+        internal.messages().is_empty(),
+        "the internal relay was never reached"
+    );
+
+    // Another tenant's mail goes out through the platform relay meanwhile.
+    let sent = send(&server, "globex", "welcome", "bob@example.com", json!({})).await;
+    wait_for_state(&server, "globex", &id_of(&sent), "sent").await;
+    assert_eq!(platform.messages().len(), 1);
+}
+both_backends!(
+    a_tenant_relay_cannot_reach_internal_addresses_or_read_their_replies,
+    relay_ssrf
+);
