@@ -1178,7 +1178,8 @@ async fn while_healthy<T>(server: &Server, work: impl Future<Output = T>) -> T {
     let done = std::sync::atomic::AtomicBool::new(false);
     let probe = async {
         let mut answered = 0;
-        while !done.load(std::sync::atomic::Ordering::Relaxed) {
+        // At least once, however fast the work ends; then until it has.
+        while answered == 0 || !done.load(std::sync::atomic::Ordering::Relaxed) {
             let response = tokio::time::timeout(
                 Duration::from_secs(10),
                 server.request(Method::GET, "", "/healthz").send(),
