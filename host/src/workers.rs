@@ -329,9 +329,10 @@ async fn orders_create(
     Ok(())
 }
 
-/// Why an order with more line items than the cap is refused. Shopify's own
-/// order APIs create at most 499 lines per order, so only a forged or broken
-/// delivery gets here.
+/// Why an order with more line items than the cap is refused. The default cap
+/// (500) is above the 499 line items Shopify's Admin API accepts on a draft
+/// order, so genuine orders pass; a tenant can sign its own webhooks, so the
+/// cap is what bounds the work one delivery can ask for.
 fn too_many_lines(lines: usize, max: usize) -> String {
     format!(
         "the order has {lines} line items; at most {max} are processed per order \
