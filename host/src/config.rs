@@ -125,6 +125,26 @@ pub struct ServeConfig {
     #[arg(long, env = "VENEER_JOB_BACKOFF_MS", default_value_t = 1_000)]
     pub job_backoff_ms: u64,
 
+    /// Jobs of one tenant running at once, across every node (0: no cap).
+    #[arg(long, env = "VENEER_JOBS_PER_TENANT", default_value_t = 2)]
+    pub jobs_per_tenant: u32,
+
+    /// Wall-clock budget of one attempt of a Shopify webhook job, in seconds.
+    #[arg(long, env = "VENEER_SHOPIFY_JOB_BUDGET_SECS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub shopify_job_budget_secs: u64,
+
+    /// Wall-clock budget of one attempt of an email send job, in seconds.
+    #[arg(long, env = "VENEER_EMAIL_JOB_BUDGET_SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub email_job_budget_secs: u64,
+
+    /// Line items an `orders/create` webhook may carry; a larger order is
+    /// dead-lettered without any commission recorded.
+    #[arg(long, env = "VENEER_MAX_ORDER_LINES", default_value_t = 500,
+          value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub max_order_lines: u64,
+
     /// Base URL for Shopify Admin API calls instead of https://<shop> (tests only).
     #[arg(long, env = "VENEER_SHOPIFY_API_BASE", hide = true)]
     pub shopify_api_base: Option<String>,
@@ -205,6 +225,10 @@ impl ServeConfig {
             secret_old_keys: Vec::new(),
             worker_concurrency: 4,
             job_backoff_ms: 1_000,
+            jobs_per_tenant: 2,
+            shopify_job_budget_secs: 300,
+            email_job_budget_secs: 60,
+            max_order_lines: 500,
             shopify_api_base: None,
             smtp_host: "127.0.0.1".into(),
             smtp_port: 25,

@@ -22,6 +22,24 @@
 //! counted). Handlers must therefore be idempotent: a job may run again after a
 //! crash, a lost lease or a shutdown.
 //!
+//! **Time budget.** Each attempt runs under a wall-clock budget (per job kind,
+//! [`Worker::set_budget`], else [`WorkerConfig::default_budget`]). When it
+//! passes, the handler is stopped and the attempt fails with a reason that
+//! names the budget ([`JobError::Retry`]: backoff, then the dead letter once
+//! the attempts are used up). The lease is never extended past the budget, so
+//! even a handler that blocks its thread cannot keep the job: the attempt is
+//! recorded as failed at the budget, and were this worker itself stuck, the
+//! lease would run out shortly after it and another worker reclaim the job.
+//! (A handler that blocks a thread keeps that thread until it returns; the
+//! plugin calls handlers make are bounded by their own deadline.)
+//!
+//! **Per-tenant cap.** At most [`WorkerConfig::max_running_per_tenant`] jobs
+//! of one tenant run at once across every worker sharing the database, and a
+//! suspended tenant's jobs are not claimed at all until it is resumed (both
+//! enforced by the claim in `storage`). So with `concurrency` above the cap,
+//! one tenant's slow jobs leave the other slots to the other tenants: their
+//! ready jobs are claimed at the next claim, within `poll_interval`.
+//!
 //! **Fairness bound.** Storage hands out at most one job per tenant per claim,
 //! least recently served tenant first, and this worker claims as soon as one
 //! of its `concurrency` slots is free. So when tenant B's job becomes ready
@@ -111,6 +129,12 @@ pub struct WorkerConfig {
     pub base_backoff: Duration,
     /// Largest retry delay ceiling.
     pub max_backoff: Duration,
+    /// Jobs of one tenant running at once, across every worker sharing the
+    /// database (0: no cap).
+    pub max_running_per_tenant: u32,
+    /// Wall-clock budget of one attempt of a job whose kind has none of its
+    /// own ([`Worker::set_budget`]).
+    pub default_budget: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -122,9 +146,18 @@ impl Default for WorkerConfig {
             poll_interval: Duration::from_millis(200),
             base_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(5 * 60),
+            max_running_per_tenant: DEFAULT_RUNNING_PER_TENANT,
+            default_budget: DEFAULT_BUDGET,
         }
     }
 }
+
+/// Default cap on one tenant's running jobs: small, so that with the default
+/// concurrency (4) one tenant can never hold every slot.
+pub const DEFAULT_RUNNING_PER_TENANT: u32 = 2;
+
+/// Default budget of one attempt of a job.
+pub const DEFAULT_BUDGET: Duration = Duration::from_secs(5 * 60);
 
 /// The delay before retry number `attempt` (1 for the first retry): a uniformly
 /// random duration between zero and `min(max, base × 2^(attempt-1))` ("full
@@ -194,6 +227,10 @@ mod tests {
         assert_eq!(
             (a.base_backoff, a.max_backoff),
             (Duration::from_secs(1), Duration::from_secs(300))
+        );
+        assert_eq!(
+            (a.max_running_per_tenant, a.default_budget),
+            (2, Duration::from_secs(300))
         );
     }
 

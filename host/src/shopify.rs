@@ -15,10 +15,16 @@
 //! false = a redelivery: acknowledge and drop), enqueues a job and answers 200.
 //! If enqueueing fails it forgets the id again and answers 503, so Shopify's
 //! retry is processed.
+//!
+//! A store is connected only once its ownership is proven:
+//! [`prove_ownership`] asks the shop's Admin API, with the token the tenant
+//! supplied, which shop the token belongs to, and the answer must name the
+//! shop being connected.
 
 mod client;
 mod credentials;
 mod mapping;
+mod ownership;
 mod payload;
 mod time;
 mod webhook;
@@ -29,9 +35,11 @@ mod tests;
 pub use client::{AdminClient, QueryCost, RetryPolicy, ThrottleStatus};
 pub use credentials::{
     OpenedCredentials, RotationReport, VerifiedWebhook, access_token_aad, app_secret_aad,
-    authenticate_webhook, open_credentials, rotate_credentials, seal_credentials,
+    authenticate_webhook, authenticate_webhook_for, open_credentials, rotate_credentials,
+    seal_credentials,
 };
 pub use mapping::map_product_type;
+pub use ownership::{SHOP_OWNER_QUERY, ownership_policy, prove_ownership};
 pub use payload::{
     AppUninstalled, InvalidMoney, LineItem, OrderCreated, ProductEvent, currency_exponent,
     money_to_minor,
@@ -72,6 +80,12 @@ pub enum ShopifyError {
         status: u16,
         reason: &'static str,
     },
+    /// The token works, but for another shop than the one being connected.
+    #[error(
+        "the access token belongs to another shop than `{shop}`: connect `{shop}` with the \
+         Admin API access token of its own app installation"
+    )]
+    ShopMismatch { shop: String },
     /// 404: no such shop, or no such API version.
     #[error(
         "Shopify answered 404 for {shop}: check the shop domain and that API version `{version}` \

@@ -2,10 +2,18 @@
 //! sends) and starting the worker that runs them. Each handler runs in the job's
 //! tenant context — the tenant's scoped database handle, its plugin, quota and
 //! credentials — restored from the job, never from anything global.
+//!
+//! Bounds: each kind has its own time budget (`--shopify-job-budget-secs`,
+//! `--email-job-budget-secs`), a tenant runs at most `--jobs-per-tenant` jobs
+//! at once, and an order carries at most `--max-order-lines` line items. An
+//! order job that ran out of time comes back for the lines it has not
+//! recorded yet, so every attempt makes progress.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -39,13 +47,22 @@ pub fn start(app: &AppState) -> Option<WorkerHandle> {
         Arc::new(app.clone()),
         WorkerConfig {
             concurrency: app.config.worker_concurrency,
-            base_backoff: std::time::Duration::from_millis(app.config.job_backoff_ms.max(1)),
-            poll_interval: std::time::Duration::from_millis(100),
+            base_backoff: Duration::from_millis(app.config.job_backoff_ms.max(1)),
+            poll_interval: Duration::from_millis(100),
+            max_running_per_tenant: app.config.jobs_per_tenant,
             ..WorkerConfig::default()
         },
     );
     worker.register(crate::http::shopify::WEBHOOK_JOB, ShopifyWebhook);
+    worker.set_budget(
+        crate::http::shopify::WEBHOOK_JOB,
+        Duration::from_secs(app.config.shopify_job_budget_secs),
+    );
     worker.register(crate::http::email::SEND_JOB, EmailSend);
+    worker.set_budget(
+        crate::http::email::SEND_JOB,
+        Duration::from_secs(app.config.email_job_budget_secs),
+    );
     Some(worker.start())
 }
 
@@ -200,6 +217,34 @@ async fn orders_create(
 ) -> Result<(), JobError> {
     let order: OrderCreated = serde_json::from_value(payload.body.clone())
         .map_err(|err| JobError::Fail(format!("orders/create body is not an order: {err}")))?;
+    let max_lines = usize::try_from(app.config.max_order_lines).unwrap_or(usize::MAX);
+    if order.line_items.len() > max_lines {
+        return Err(JobError::Fail(too_many_lines(
+            order.line_items.len(),
+            max_lines,
+        )));
+    }
+    // Lines recorded by an earlier attempt (one that ran out of time, say)
+    // are not computed again: their decision stands.
+    let order_id = order.id.to_string();
+    let recorded: HashSet<String> = job
+        .db
+        .shopify_commissions(
+            Some(&order_id),
+            u32::try_from(order.line_items.len()).unwrap_or(u32::MAX),
+        )
+        .await
+        .map_err(retry)?
+        .into_iter()
+        .map(|c| c.line_item_id)
+        .collect();
+    if order
+        .line_items
+        .iter()
+        .all(|line| recorded.contains(&line.id.to_string()))
+    {
+        return Ok(());
+    }
     let tenant = app
         .tenant_state(&job.tenant)
         .await
@@ -212,6 +257,9 @@ async fn orders_create(
         .await
         .map_err(|err| retry(err.code()))?;
     for line in &order.line_items {
+        if recorded.contains(&line.id.to_string()) {
+            continue;
+        }
         let category_id = line_category(app, job, line, &config.categories.value).await?;
         let unit_price = money_to_minor(&line.price, &order.currency)
             .map_err(|err| JobError::Fail(format!("line {}: {err}", line.id)))?;
@@ -279,6 +327,17 @@ async fn orders_create(
             .map_err(retry)?;
     }
     Ok(())
+}
+
+/// Why an order with more line items than the cap is refused. The default cap
+/// (500) is above the 499 line items Shopify's Admin API accepts on a draft
+/// order, so genuine orders pass; a tenant can sign its own webhooks, so the
+/// cap is what bounds the work one delivery can ask for.
+fn too_many_lines(lines: usize, max: usize) -> String {
+    format!(
+        "the order has {lines} line items; at most {max} are processed per order \
+         (VENEER_MAX_ORDER_LINES): no commission was recorded for it"
+    )
 }
 
 async fn product_upsert(

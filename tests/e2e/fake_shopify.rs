@@ -1,11 +1,14 @@
 //! A fake Shopify for tests. It serves the Admin GraphQL endpoint
 //! (`POST /admin/api/{version}/graphql.json`) the way Shopify does: the
 //! `X-Shopify-Access-Token` header picks the shop (an unknown token is a 401),
-//! every answer carries `extensions.cost`, and a leaky bucket per fake
+//! a query for `shop { … }` is always answered with that token's shop (its
+//! `myshopifyDomain` is how the host proves who owns a store), every answer
+//! carries `extensions.cost`, and a leaky bucket per fake
 //! (`maximumAvailable` points, `restoreRate` per second) answers `THROTTLED`
 //! when a query costs more than what is left. It can be told to fail the next
-//! requests with any status (5xx, 429 with `Retry-After`), records every
-//! request (to assert which token was sent), and sends webhooks signed as
+//! requests with any status (5xx, 429 with `Retry-After`) or answer slowly,
+//! records every request (to assert which token was sent), and sends webhooks
+//! signed as
 //! Shopify signs them (HMAC-SHA256 of the raw body, base64).
 //!
 //! Self-contained on purpose: it shares no code with the host, so a bug in the
@@ -17,7 +20,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -96,6 +99,7 @@ struct Inner {
     rejections: VecDeque<String>,
     responder: Responder,
     requests: Vec<FakeRequest>,
+    delay: Duration,
 }
 
 /// The running fake. Stops when dropped.
@@ -130,6 +134,7 @@ impl FakeShopify {
             rejections: VecDeque::new(),
             responder: Arc::new(default_data),
             requests: Vec::new(),
+            delay: Duration::ZERO,
         }));
         let app = Router::new()
             .route("/admin/api/{version}/graphql.json", post(graphql))
@@ -208,12 +213,19 @@ impl FakeShopify {
         self.lock().rejections.push_back(message.to_owned());
     }
 
-    /// Answers every query with `data`.
+    /// Waits `delay` before answering each request from now on (a slow
+    /// Shopify, or a slow network).
+    pub fn set_delay(&self, delay: Duration) {
+        self.lock().delay = delay;
+    }
+
+    /// Answers every query but the shop query with `data`.
     pub fn set_data(&self, data: Value) {
         self.lock().responder = Arc::new(move |_| data.clone());
     }
 
-    /// Answers each query with what `responder` computes from it.
+    /// Answers each query but the shop query with what `responder` computes
+    /// from it.
     pub fn respond_with(&self, responder: impl Fn(&FakeRequest) -> Value + Send + Sync + 'static) {
         self.lock().responder = Arc::new(responder);
     }
@@ -330,12 +342,24 @@ fn default_data(request: &FakeRequest) -> Value {
     json!({ "shop": { "name": shop, "myshopifyDomain": shop } })
 }
 
+/// Whether a query selects the `shop` object (`{ shop { … } }`), which
+/// Shopify answers for the shop the token belongs to, whatever else a test
+/// has the fake answer.
+fn asks_for_the_shop(query: &str) -> bool {
+    let compact: String = query.chars().filter(|c| !c.is_whitespace()).collect();
+    compact.contains("{shop{")
+}
+
 async fn graphql(
     State(inner): State<Arc<Mutex<Inner>>>,
     Path(api_version): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let delay = inner.lock().unwrap_or_else(|e| e.into_inner()).delay;
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     let now = Instant::now();
     let access_token = headers
         .get("X-Shopify-Access-Token")
@@ -461,7 +485,11 @@ async fn graphql(
                 inner.requests.push(request);
                 return axum::Json(body).into_response();
             }
-            let data = (inner.responder)(&request);
+            let data = if asks_for_the_shop(&request.query) {
+                default_data(&request)
+            } else {
+                (inner.responder)(&request)
+            };
             let body = json!({ "data": data, "extensions": cost_extension });
             (
                 FakeOutcome::Answered {

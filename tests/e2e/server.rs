@@ -4,6 +4,7 @@
 mod attacks;
 mod email;
 mod harness;
+mod jobs;
 mod lifecycle;
 mod limits;
 mod sandbox;

@@ -33,7 +33,14 @@ fn a_killed_node_loses_no_job_and_none_runs_twice_to_completion() {
         let db = TestDb::new("jobs").await;
         let smtp = SmtpServer::start().await;
         let mut flags = smtp_flags(smtp.port());
-        flags.extend(["--worker-concurrency".into(), CONCURRENCY.to_string()]);
+        // One tenant's 1,000 sends: its running jobs may use every worker
+        // (the per-tenant cap is tested in the storage and e2e suites).
+        flags.extend([
+            "--worker-concurrency".into(),
+            CONCURRENCY.to_string(),
+            "--jobs-per-tenant".into(),
+            CONCURRENCY.to_string(),
+        ]);
         let node1 = Node::start("node1", &db, &flags).await;
         let mut node2 = Node::start("node2", &db, &flags).await;
         let admin = token("acme", OrgRole::Admin);

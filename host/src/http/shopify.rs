@@ -1,6 +1,10 @@
 //! The Shopify integration's routes: a tenant admin connects or disconnects the
-//! tenant's store; Shopify delivers webhooks to the tenant's host. A webhook is
-//! authenticated with that tenant's own app secret (HMAC over the raw body,
+//! tenant's store; Shopify delivers webhooks to the tenant's host. Connecting
+//! proves ownership first (the shop's Admin API must answer the supplied token
+//! with the same shop) and only then checks that no other tenant holds the
+//! shop, so a caller without a working token learns nothing about other
+//! tenants' shops; disconnecting and uninstalling release the shop. A webhook
+//! is authenticated with that tenant's own app secret (HMAC over the raw body,
 //! constant time), must come from the shop connected to the host's tenant, is
 //! deduplicated on its webhook id, and is acknowledged at once: the work runs as a
 //! job in the tenant's queue.
@@ -16,7 +20,10 @@ use serde_json::{Value, json};
 
 use crate::http::context::{JsonBody, Member, RawBody, TenantAdmin, TenantCtx};
 use crate::http::{ApiError, ApiResult};
-use crate::shopify::{WebhookError, authenticate_webhook, seal_credentials};
+use crate::shopify::{
+    AdminClient, ShopifyError, WebhookError, authenticate_webhook_for, ownership_policy,
+    prove_ownership, seal_credentials,
+};
 use crate::state::AppState;
 use crate::storage::NewJob;
 
@@ -80,16 +87,32 @@ async fn connect(
             ));
         }
     }
+    let shop_domain = body
+        .shop_domain
+        .trim()
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
+    let mut client = AdminClient::new(
+        app.http.clone(),
+        &shop_domain,
+        &body.access_token,
+        &body.api_version,
+    )
+    .map_err(|err| ApiError::bad_request("invalid_shopify_store", err.to_string()))?
+    .with_retry_policy(ownership_policy());
+    if let Some(base) = &app.config.shopify_api_base {
+        client = client.with_base_url(base);
+    }
+    // Ownership first: until it is proven, nothing about other tenants' shops
+    // is looked at, so nothing about them can leak into the answer.
+    prove_ownership(&client)
+        .await
+        .map_err(|err| not_proven(&shop_domain, err))?;
     let (token_enc, secret_enc) =
         seal_credentials(&app.secrets, tenant, &body.access_token, &body.app_secret);
     let db = app.storage.tenant(tenant);
     let store = db
-        .connect_shopify(
-            &body.shop_domain.to_ascii_lowercase(),
-            &token_enc,
-            &secret_enc,
-            &body.api_version,
-        )
+        .connect_shopify(&shop_domain, &token_enc, &secret_enc, &body.api_version)
         .await?;
     let after =
         json!({ "shop_domain": store.shop_domain, "api_version": store.api_version }).to_string();
@@ -104,6 +127,47 @@ async fn connect(
     Ok(Json(
         json!({ "connected": true, "shop_domain": store.shop_domain, "api_version": store.api_version }),
     ))
+}
+
+/// The answer when Shopify did not confirm that the token belongs to the shop.
+fn not_proven(shop: &str, err: ShopifyError) -> ApiError {
+    const CODE: &str = "shop_ownership_not_proven";
+    let status = StatusCode::UNPROCESSABLE_ENTITY;
+    match err {
+        ShopifyError::Unauthorized { status: 401, .. } => ApiError::new(
+            status,
+            CODE,
+            format!(
+                "Shopify refused the access token for `{shop}`: give the Admin API access \
+                 token (shpat_…) of the app installed on `{shop}`"
+            ),
+        ),
+        ShopifyError::Unauthorized { .. }
+        | ShopifyError::ShopMismatch { .. }
+        | ShopifyError::NotFound { .. }
+        | ShopifyError::ShopUnavailable { .. } => ApiError::new(status, CODE, err.to_string()),
+        ShopifyError::Http { status: code, .. } if (400..500).contains(&code) => ApiError::new(
+            status,
+            CODE,
+            format!(
+                "Shopify answered HTTP {code} for `{shop}`: check the shop domain and the \
+                 access token"
+            ),
+        ),
+        ShopifyError::InvalidConfig(message) => {
+            ApiError::bad_request("invalid_shopify_store", message)
+        }
+        other => {
+            tracing::warn!(shop, error = %other, "cannot ask Shopify who owns a shop");
+            ApiError::unavailable(
+                "shopify_unavailable",
+                format!(
+                    "Shopify could not be asked to confirm the access token for `{shop}`; \
+                     nothing was connected, try again shortly"
+                ),
+            )
+        }
+    }
 }
 
 async fn disconnect(State(app): State<AppState>, admin: TenantAdmin) -> ApiResult<StatusCode> {
@@ -181,32 +245,35 @@ async fn webhook(
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let verified = match authenticate_webhook(&app.storage, &app.secrets, &headers, &body).await {
-        Ok(verified) => verified,
-        Err(WebhookError::MissingHeader(name)) => {
-            return Err(ApiError::bad_request(
-                "missing_header",
-                format!("the webhook has no {name} header"),
-            ));
-        }
-        // A malformed signature is a bad signature: same answer as any other.
-        Err(WebhookError::InvalidHeader { name, .. })
-            if name.eq_ignore_ascii_case("x-shopify-hmac-sha256") =>
+    let verified =
+        match authenticate_webhook_for(&app.storage, &app.secrets, tenant.id(), &headers, &body)
+            .await
         {
-            return Err(unauthenticated());
-        }
-        Err(WebhookError::InvalidHeader { name, reason }) => {
-            return Err(ApiError::bad_request(
-                "invalid_header",
-                format!("the {name} header is invalid: {reason}"),
-            ));
-        }
-        Err(WebhookError::Storage(err)) => return Err(err.into()),
-        Err(other) => {
-            tracing::info!(tenant = %tenant.id(), reason = %other, "refused a Shopify webhook");
-            return Err(unauthenticated());
-        }
-    };
+            Ok(verified) => verified,
+            Err(WebhookError::MissingHeader(name)) => {
+                return Err(ApiError::bad_request(
+                    "missing_header",
+                    format!("the webhook has no {name} header"),
+                ));
+            }
+            // A malformed signature is a bad signature: same answer as any other.
+            Err(WebhookError::InvalidHeader { name, .. })
+                if name.eq_ignore_ascii_case("x-shopify-hmac-sha256") =>
+            {
+                return Err(unauthenticated());
+            }
+            Err(WebhookError::InvalidHeader { name, reason }) => {
+                return Err(ApiError::bad_request(
+                    "invalid_header",
+                    format!("the {name} header is invalid: {reason}"),
+                ));
+            }
+            Err(WebhookError::Storage(err)) => return Err(err.into()),
+            Err(other) => {
+                tracing::info!(tenant = %tenant.id(), reason = %other, "refused a Shopify webhook");
+                return Err(unauthenticated());
+            }
+        };
     if &verified.tenant != tenant.id() {
         tracing::warn!(host_tenant = %tenant.id(), shop_tenant = %verified.tenant, "a shop's webhook was sent to another tenant's host");
         return Err(unauthenticated());

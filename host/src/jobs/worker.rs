@@ -23,6 +23,9 @@ const MAX_OUTAGE_PAUSE: Duration = Duration::from_secs(30);
 /// Tries to give a job back at shutdown before leaving it to lease expiry.
 const RELEASE_TRIES: u32 = 3;
 
+/// The smallest budget a job kind can have.
+const MIN_BUDGET: Duration = Duration::from_millis(1);
+
 /// Runs registered handlers on the jobs of every tenant. Build it, register
 /// handlers, then [`start`](Worker::start) it.
 pub struct Worker<C> {
@@ -30,6 +33,7 @@ pub struct Worker<C> {
     app: Arc<C>,
     config: WorkerConfig,
     handlers: HashMap<String, Arc<dyn JobHandler<C>>>,
+    budgets: HashMap<String, Duration>,
 }
 
 /// A started worker: stop it with [`shutdown`](WorkerHandle::shutdown).
@@ -44,10 +48,11 @@ pub struct WorkerHandle {
 
 impl<C: Send + Sync + 'static> Worker<C> {
     /// A worker over `storage`, handing `app` to every handler. A concurrency
-    /// of 0 counts as 1, and an empty or NUL-bearing worker id is replaced by
-    /// the default kind.
+    /// of 0 counts as 1, a zero default budget as 1 ms, and an empty or
+    /// NUL-bearing worker id is replaced by the default kind.
     pub fn new(storage: Storage, app: Arc<C>, mut config: WorkerConfig) -> Self {
         config.concurrency = config.concurrency.max(1);
+        config.default_budget = config.default_budget.max(MIN_BUDGET);
         if config.worker_id.is_empty() || config.worker_id.contains('\0') {
             config.worker_id = WorkerConfig::default().worker_id;
         }
@@ -56,7 +61,14 @@ impl<C: Send + Sync + 'static> Worker<C> {
             app,
             config,
             handlers: HashMap::new(),
+            budgets: HashMap::new(),
         }
+    }
+
+    /// Gives each attempt of a `kind` job `budget` of wall-clock time (at
+    /// least 1 ms) instead of the default budget.
+    pub fn set_budget(&mut self, kind: &str, budget: Duration) {
+        self.budgets.insert(kind.to_owned(), budget.max(MIN_BUDGET));
     }
 
     /// Runs jobs of `kind` with `handler` (replacing any earlier one). Jobs of
@@ -84,6 +96,7 @@ impl<C: Send + Sync + 'static> Worker<C> {
             storage: self.storage,
             app: self.app,
             handlers: self.handlers,
+            budgets: self.budgets,
             config: self.config,
         });
         let span = tracing::info_span!("jobs_worker", worker = %worker_id);
@@ -127,12 +140,28 @@ struct Shared<C> {
     platform: PlatformDb,
     app: Arc<C>,
     handlers: HashMap<String, Arc<dyn JobHandler<C>>>,
+    budgets: HashMap<String, Duration>,
     config: WorkerConfig,
 }
 
 impl<C> Shared<C> {
     fn worker(&self) -> &str {
         &self.config.worker_id
+    }
+
+    fn budget(&self, kind: &str) -> Duration {
+        self.budgets
+            .get(kind)
+            .copied()
+            .unwrap_or(self.config.default_budget)
+    }
+
+    /// The per-tenant cap as storage takes it.
+    fn per_tenant(&self) -> u32 {
+        match self.config.max_running_per_tenant {
+            0 => u32::MAX,
+            cap => cap,
+        }
     }
 }
 
@@ -206,7 +235,7 @@ async fn run<C: Send + Sync + 'static>(
             let limit = u32::try_from(free).unwrap_or(u32::MAX);
             match shared
                 .platform
-                .claim_jobs(shared.worker(), limit, config.lease)
+                .claim_jobs(shared.worker(), limit, config.lease, shared.per_tenant())
                 .await
             {
                 Ok(jobs) => {
@@ -369,21 +398,24 @@ impl<T> Drop for AbortOnDrop<T> {
 }
 
 /// Runs the handler in a task of its own (so a panic is caught as a failure)
-/// while extending the lease. `None` if the lease was lost: the job is someone
-/// else's now, and this run stops.
+/// while extending the lease, for at most the kind's budget. `None` if the
+/// lease was lost: the job is someone else's now, and this run stops.
 async fn run_leased<C: Send + Sync + 'static>(
     shared: &Arc<Shared<C>>,
     handler: Arc<dyn JobHandler<C>>,
     context: JobContext,
 ) -> Option<Result<(), JobError>> {
     let id = context.job.id;
+    let budget = shared.budget(&context.job.kind);
     let app = shared.app.clone();
+    let started = Instant::now();
+    let budget_ends = started.checked_add(budget).unwrap_or(started + DAY);
     let mut handler_task = AbortOnDrop(tokio::spawn(
         async move { handler.run(&app, &context).await }.in_current_span(),
     ));
     let lease = shared.config.lease;
     let every = (lease / 3).max(Duration::from_millis(10));
-    let mut renew = tokio::time::interval_at(Instant::now() + every, every);
+    let mut renew = tokio::time::interval_at(started + every, every);
     loop {
         tokio::select! {
             ended = &mut handler_task.0 => {
@@ -396,7 +428,16 @@ async fn run_leased<C: Send + Sync + 'static>(
                     Err(e) => Err(JobError::Retry(format!("the handler was cancelled: {e}"))),
                 });
             }
+            () = sleep_until(budget_ends) => {
+                // Returning drops the handler task, which aborts it.
+                tracing::warn!(?budget, "the job ran past its time budget; stopping it");
+                return Some(Err(JobError::Retry(over_budget(budget))));
+            }
             _ = renew.tick() => {
+                // Never past the budget (plus one renewal period to record
+                // the outcome): a stuck run cannot keep the job.
+                let left = budget_ends.saturating_duration_since(Instant::now());
+                let lease = renewal(lease, every, left);
                 match shared.platform.extend_lease(id, shared.worker(), lease).await {
                     Ok(true) => {}
                     Ok(false) => {
@@ -408,6 +449,35 @@ async fn run_leased<C: Send + Sync + 'static>(
                 }
             }
         }
+    }
+}
+
+/// How far to extend a lease with `left` of the budget: the usual lease, but
+/// never more than one renewal period past the budget.
+fn renewal(lease: Duration, every: Duration, left: Duration) -> Duration {
+    lease.min(left.saturating_add(every))
+}
+
+/// More than any budget is meant to be: stands in for an overflowing one.
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
+/// Why an attempt that ran out of time failed.
+fn over_budget(budget: Duration) -> String {
+    format!(
+        "the job ran past its time budget of {} and was stopped; it is retried while \
+         attempts are left",
+        human(budget)
+    )
+}
+
+/// `1.5 s`, `250 ms`: a budget as a person reads it.
+fn human(d: Duration) -> String {
+    if d < Duration::from_secs(1) {
+        format!("{} ms", d.as_millis())
+    } else if d.subsec_millis() == 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{:.3} s", d.as_secs_f64())
     }
 }
 
@@ -485,4 +555,33 @@ fn panic_message(payload: &(dyn Any + Send)) -> &str {
         .copied()
         .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
         .unwrap_or("(no message)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budgets_read_as_people_write_them() {
+        assert_eq!(human(Duration::from_millis(250)), "250 ms");
+        assert_eq!(human(Duration::from_secs(300)), "300 s");
+        assert_eq!(human(Duration::from_millis(1_500)), "1.500 s");
+        let reason = over_budget(Duration::from_secs(60));
+        assert!(reason.contains("time budget of 60 s"), "{reason}");
+    }
+
+    #[test]
+    fn lease_renewals_never_outlast_the_budget() {
+        let (lease, every) = (Duration::from_secs(30), Duration::from_secs(10));
+        // Plenty of budget left: the usual lease.
+        assert_eq!(renewal(lease, every, Duration::from_secs(600)), lease);
+        // Near the end: up to one renewal period past it, no more.
+        assert_eq!(
+            renewal(lease, every, Duration::from_secs(4)),
+            Duration::from_secs(14)
+        );
+        // Spent: one period to record the outcome, then the lease runs out.
+        assert_eq!(renewal(lease, every, Duration::ZERO), every);
+        assert_eq!(renewal(lease, every, Duration::MAX), lease);
+    }
 }

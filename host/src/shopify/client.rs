@@ -224,6 +224,11 @@ impl AdminClient {
         &self.endpoint
     }
 
+    /// The shop this client calls, `<name>.myshopify.com`, lower case.
+    pub fn shop_domain(&self) -> &str {
+        &self.shop_domain
+    }
+
     /// The cost report of the last answer, if any.
     pub fn last_cost(&self) -> Option<QueryCost> {
         self.lock().last_cost

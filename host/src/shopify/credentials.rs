@@ -100,7 +100,8 @@ pub struct VerifiedWebhook {
 /// Parses the headers, finds the shop's tenant and checks the signature over
 /// `raw_body` (the bytes as received, before any parsing) with that tenant's
 /// own app secret. It does not record the webhook id: the caller does, next
-/// to enqueueing the job.
+/// to enqueueing the job. A shop that was released by one tenant and
+/// connected by another is found as the tenant holding it now.
 pub async fn authenticate_webhook(
     storage: &Storage,
     secrets: &SecretBox,
@@ -113,10 +114,36 @@ pub async fn authenticate_webhook(
         .tenant_by_shop_domain(&headers.shop_domain)
         .await?
         .ok_or(WebhookError::UnknownShop)?;
+    verify_for(storage, secrets, tenant, headers, raw_body).await
+}
+
+/// [`authenticate_webhook`] for a delivery made to `tenant`'s host: the shop
+/// must be the one `tenant` has (or last had) connected, and the signature
+/// must check out with `tenant`'s app secret. No other tenant's store is
+/// looked at, so the answer is the same whoever else holds the shop.
+pub async fn authenticate_webhook_for(
+    storage: &Storage,
+    secrets: &SecretBox,
+    tenant: &TenantId,
+    headers: &HeaderMap,
+    raw_body: &[u8],
+) -> Result<VerifiedWebhook, WebhookError> {
+    let headers = parse_webhook_headers(headers)?;
+    verify_for(storage, secrets, tenant.clone(), headers, raw_body).await
+}
+
+async fn verify_for(
+    storage: &Storage,
+    secrets: &SecretBox,
+    tenant: TenantId,
+    headers: WebhookHeaders,
+    raw_body: &[u8],
+) -> Result<VerifiedWebhook, WebhookError> {
     let store = storage
         .tenant(&tenant)
         .shopify_store()
         .await?
+        .filter(|store| store.shop_domain.eq_ignore_ascii_case(&headers.shop_domain))
         .ok_or(WebhookError::UnknownShop)?;
     let sealed = store
         .app_secret_enc

@@ -302,8 +302,12 @@ async fn graphql_errors_and_oversized_queries_are_not_retried() {
     assert_eq!(fake.requests().len(), 1, "not retried");
 
     fake.respond_with(|request| json!({ "echo": request.variables.clone() }));
-    let data = client.graphql(QUERY, json!({"id": 7})).await.unwrap();
+    let echo = "query echo($id: ID!) { node(id: $id) { id } }";
+    let data = client.graphql(echo, json!({"id": 7})).await.unwrap();
     assert_eq!(data, json!({"echo": {"id": 7}}));
+    // The shop query is the token's shop's, whatever else the fake answers.
+    let data = client.graphql(QUERY, json!({})).await.unwrap();
+    assert_eq!(data["shop"]["myshopifyDomain"], SHOP);
 }
 
 #[tokio::test]
@@ -734,4 +738,140 @@ async fn webhooks_sent_by_the_fake_authenticate_with_their_host_header() {
         seen.lock().unwrap()
     );
     server.abort();
+}
+
+// --- Ownership of a store ------------------------------------------------------
+
+#[tokio::test]
+async fn ownership_is_proven_only_by_a_token_shopify_answers_for_that_shop() {
+    let fake = fake().await;
+    fake.add_shop("other.myshopify.com", "shpat_other_token");
+    // The shop's own token: Shopify names the shop.
+    prove_ownership(&client(&fake, TOKEN)).await.unwrap();
+    assert_eq!(fake.requests()[0].query, SHOP_OWNER_QUERY);
+
+    // Any other string: 401, not retried.
+    fake.clear_requests();
+    match prove_ownership(&client(&fake, "shpat_guessed")).await {
+        Err(ShopifyError::Unauthorized { status: 401, .. }) => {}
+        other => panic!("expected a 401, got {other:?}"),
+    }
+    assert_eq!(fake.requests().len(), 1);
+
+    // A working token of another shop, offered for this one: refused, and the
+    // message does not say which shop the token is for.
+    match prove_ownership(&client(&fake, "shpat_other_token")).await {
+        Err(e @ ShopifyError::ShopMismatch { .. }) => {
+            let message = e.to_string();
+            assert!(message.contains(SHOP), "{message}");
+            assert!(!message.contains("other.myshopify.com"), "{message}");
+        }
+        other => panic!("expected a mismatch, got {other:?}"),
+    }
+
+    // Shopify failing: not a proof either way, reported as such.
+    fake.fail_next(10, 503, None);
+    let failing = client(&fake, TOKEN).with_retry_policy(RetryPolicy {
+        max_attempts: 2,
+        ..fast_policy()
+    });
+    assert!(matches!(
+        prove_ownership(&failing).await,
+        Err(ShopifyError::GaveUp { attempts: 2, .. })
+    ));
+    // The proof's own limits are those of a request someone waits on.
+    let policy = ownership_policy();
+    assert!(policy.max_attempts <= 3 && policy.request_timeout <= Duration::from_secs(10));
+}
+
+#[tokio::test]
+async fn a_webhook_to_a_tenants_host_is_checked_against_that_tenants_store_only() {
+    let world = world().await;
+    tenant_with_store(&world, "acme", SHOP, TOKEN, "acme-secret").await;
+    tenant_with_store(&world, "evil", "evil.myshopify.com", "t", "evil-secret").await;
+    let body = br#"{"id":1,"currency":"EUR","line_items":[]}"#;
+    let (acme, evil) = (tid("acme"), tid("evil"));
+    let signed_by = |secret: &[u8]| webhook_headers(SHOP, &sign(secret, body));
+
+    let verified = authenticate_webhook_for(
+        &world.storage,
+        &world.secrets,
+        &acme,
+        &signed_by(b"acme-secret"),
+        body,
+    )
+    .await
+    .unwrap();
+    assert_eq!(verified.tenant, acme);
+    // Acme's shop to evil's host: evil has another shop, whatever the secret.
+    for secret in [&b"acme-secret"[..], b"evil-secret"] {
+        assert!(matches!(
+            authenticate_webhook_for(
+                &world.storage,
+                &world.secrets,
+                &evil,
+                &signed_by(secret),
+                body
+            )
+            .await,
+            Err(WebhookError::UnknownShop)
+        ));
+    }
+
+    // Acme uninstalls (its secret stays); the shop moves to evil.
+    world
+        .storage
+        .tenant(&acme)
+        .mark_shopify_uninstalled()
+        .await
+        .unwrap();
+    let (token_enc, secret_enc) = seal_credentials(&world.secrets, &evil, "t2", "evil-secret-2");
+    world
+        .storage
+        .tenant(&evil)
+        .connect_shopify(SHOP, &token_enc, &secret_enc, "2025-07")
+        .await
+        .unwrap();
+    // Shopify's late privacy webhook to acme still verifies, as acme's, disabled.
+    let late = authenticate_webhook_for(
+        &world.storage,
+        &world.secrets,
+        &acme,
+        &signed_by(b"acme-secret"),
+        body,
+    )
+    .await
+    .unwrap();
+    assert_eq!((late.tenant, late.store_enabled), (acme.clone(), false));
+    // The shop's webhooks now belong to evil, with evil's new secret only.
+    let now = authenticate_webhook_for(
+        &world.storage,
+        &world.secrets,
+        &evil,
+        &signed_by(b"evil-secret-2"),
+        body,
+    )
+    .await
+    .unwrap();
+    assert_eq!((now.tenant, now.store_enabled), (evil.clone(), true));
+    assert!(matches!(
+        authenticate_webhook_for(
+            &world.storage,
+            &world.secrets,
+            &evil,
+            &signed_by(b"acme-secret"),
+            body
+        )
+        .await,
+        Err(WebhookError::BadSignature)
+    ));
+    let looked_up = authenticate_webhook(
+        &world.storage,
+        &world.secrets,
+        &signed_by(b"evil-secret-2"),
+        body,
+    )
+    .await
+    .unwrap();
+    assert_eq!(looked_up.tenant, evil);
 }

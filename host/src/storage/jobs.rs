@@ -28,7 +28,16 @@
 //! with ready jobs) are claimed ahead of it, besides the jobs already running
 //! and the claims already under way when it became ready. The bound in
 //! completed jobs, per worker, is in `crate::jobs`. Finding the ready tenants
-//! costs one index probe per tenant that ever queued a job, on every claim.
+//! costs a few index probes per tenant that ever queued a job, on every claim.
+//!
+//! **Caps and holds.** A tenant with `max_running_per_tenant` jobs running on
+//! live leases (counted across every worker sharing the database) is passed
+//! over until one of them ends, and a suspended tenant (`tenants.status`) is
+//! passed over until it is active again: its queued jobs, retries and expired
+//! leases stay as they are, and nothing of it is claimed. Both are checked in
+//! the claim itself, so the other tenants' ready jobs take the free slots. A
+//! dead worker's jobs count against their tenant's cap until their leases
+//! expire.
 //!
 //! **Claims across hosts.** On PostgreSQL the claim locks the tenants it picks
 //! and the job rows it takes with `FOR UPDATE SKIP LOCKED`, so concurrent
@@ -102,18 +111,23 @@ macro_rules! sweep_sql {
 }
 
 /// Tenants with a ready job (queued and due, or running on an expired lease
-/// with attempts left), least recently served first. `$1` now, `$2` limit; the
-/// argument is the row-locking clause.
+/// with attempts left), least recently served first, among those that are
+/// active and below their cap of running jobs. `$1` now, `$2` limit, `$3` the
+/// cap; the argument is the row-locking clause.
 macro_rules! ready_tenants_sql {
     ($lock:literal) => {
         concat!(
-            "SELECT t.tenant_id FROM job_tenants t \
-              WHERE EXISTS (SELECT 1 FROM jobs j \
-                             WHERE j.tenant_id = t.tenant_id AND j.state = 'queued' \
-                               AND j.run_at <= $1) \
-                 OR EXISTS (SELECT 1 FROM jobs j \
-                             WHERE j.tenant_id = t.tenant_id AND j.state = 'running' \
-                               AND j.lease_until <= $1 AND j.attempts < j.max_attempts) \
+            "SELECT t.tenant_id FROM job_tenants t JOIN tenants tn ON tn.id = t.tenant_id \
+              WHERE tn.status = 'active' \
+                AND (SELECT COUNT(*) FROM jobs r \
+                      WHERE r.tenant_id = t.tenant_id AND r.state = 'running' \
+                        AND r.lease_until > $1) < $3 \
+                AND (EXISTS (SELECT 1 FROM jobs j \
+                              WHERE j.tenant_id = t.tenant_id AND j.state = 'queued' \
+                                AND j.run_at <= $1) \
+                     OR EXISTS (SELECT 1 FROM jobs j \
+                                 WHERE j.tenant_id = t.tenant_id AND j.state = 'running' \
+                                   AND j.lease_until <= $1 AND j.attempts < j.max_attempts)) \
               ORDER BY t.serve_seq, t.tenant_id LIMIT $2",
             $lock
         )
@@ -121,8 +135,15 @@ macro_rules! ready_tenants_sql {
 }
 
 /// Takes one tenant's oldest ready job of a kind (`reclaim`: an expired lease;
-/// `queued`: due), marking it running for the worker. `$1` tenant, `$2` now,
-/// `$3` worker, `$4` lease end; the last argument is the row-locking clause.
+/// `queued`: due), marking it running for the worker, unless the tenant already
+/// has `$5` jobs running on live leases. `$1` tenant, `$2` now, `$3` worker,
+/// `$4` lease end, `$5` the cap; the last argument is the row-locking clause.
+///
+/// The cap is counted again here, not only when picking tenants: on
+/// PostgreSQL this statement runs while the claim holds the tenant's
+/// `job_tenants` row, which every claimer locks before taking that tenant's
+/// jobs, and it reads the jobs as committed now, so concurrent claimers on
+/// several hosts never take a tenant past its cap.
 macro_rules! take_sql {
     (reclaim, $lock:literal) => {
         take_sql!(@ "state = 'running' AND lease_until <= $2 AND attempts < max_attempts \
@@ -139,7 +160,9 @@ macro_rules! take_sql {
             $which,
             " LIMIT 1",
             $lock,
-            ") RETURNING ",
+            ") AND (SELECT COUNT(*) FROM jobs r WHERE r.tenant_id = $1 AND r.state = 'running' \
+                        AND r.lease_until > $2) < $5 \
+              RETURNING ",
             job_columns!()
         )
     };
@@ -386,19 +409,24 @@ impl PlatformDb {
     /// Claims up to `limit` ready jobs for `worker`, leasing each for `lease`:
     /// at most one per tenant, tenants least recently served first, each
     /// tenant's oldest ready job (an expired lease is reclaimed before queued
-    /// jobs are taken). Claimed jobs are `running` with `attempts` counted.
-    /// Expired leases on a last attempt are dead-lettered here instead of run
-    /// again. Returns the jobs in claim order.
+    /// jobs are taken). A tenant that is suspended, or that already has
+    /// `max_running_per_tenant` jobs running on live leases (on any worker), is
+    /// passed over: its jobs wait, and the claim serves the next tenants
+    /// instead. A cap of 0 counts as 1. Claimed jobs are `running` with
+    /// `attempts` counted. Expired leases on a last attempt are dead-lettered
+    /// here instead of run again. Returns the jobs in claim order.
     pub async fn claim_jobs(
         &self,
         worker: &str,
         limit: u32,
         lease: Duration,
+        max_running_per_tenant: u32,
     ) -> Result<Vec<JobRecord>, StorageError> {
         check_worker(worker)?;
         if limit == 0 {
             return Ok(Vec::new());
         }
+        let cap = i64::from(max_running_per_tenant.max(1));
         let now = now_ms();
         let lease_until = now.saturating_add(duration_ms(lease));
         let postgres = self.backend() == Backend::Postgres;
@@ -421,6 +449,7 @@ impl PlatformDb {
         })
         .bind(now)
         .bind(i64::from(limit))
+        .bind(cap)
         .fetch_all(&mut *tx)
         .await?;
         if tenants.is_empty() {
@@ -451,6 +480,7 @@ impl PlatformDb {
                     .bind(now)
                     .bind(worker)
                     .bind(lease_until)
+                    .bind(cap)
                     .fetch_optional(&mut *tx)
                     .await?;
                 if row.is_some() {

@@ -4,6 +4,14 @@
 //! arrive here already encrypted (`secrets::SecretBox`) and are refused
 //! otherwise; this module never sees a plaintext token.
 //!
+//! **Binding.** A shop is bound to at most one tenant at a time: the one whose
+//! store row for it is enabled (a unique index over enabled rows). Disconnecting
+//! and uninstalling disable the row, which releases the shop for another
+//! tenant while the row (and, after an uninstall, the app secret) stays for
+//! the record. Callers prove ownership before connecting (`shopify::
+//! prove_ownership`), so the conflict below only ever answers a caller who
+//! holds a working token for the shop.
+//!
 //! Booleans are BOOLEAN on PostgreSQL and INTEGER on SQLite: statements write
 //! the literals TRUE/FALSE (both accept them) and read `CASE WHEN enabled ..`,
 //! which yields an integer on both.
@@ -134,9 +142,10 @@ impl std::fmt::Debug for ShopifyStoredCredentials {
 
 impl TenantDb {
     /// Connects (or reconnects) this tenant's store: replaces any previous
-    /// store, enabled, not uninstalled. The credentials must be encrypted.
-    /// Conflict if the shop is connected to another tenant (which one is not
-    /// said: that is the other tenant's business).
+    /// store, enabled, not uninstalled. The credentials must be encrypted, and
+    /// the caller must have proven the tenant holds the shop. Conflict if the
+    /// shop is bound to another tenant (which one is not said: that is the
+    /// other tenant's business).
     pub async fn connect_shopify(
         &self,
         shop_domain: &str,
@@ -174,7 +183,7 @@ impl TenantDb {
         .map_err(|e| {
             if is_unique_on(
                 &e,
-                "shopify_stores_shop_domain_key",
+                "shopify_stores_bound_shop",
                 "shopify_stores.shop_domain",
             ) {
                 StorageError::Conflict(format!(
@@ -206,8 +215,9 @@ impl TenantDb {
         row.as_ref().map(store_from_row).transpose()
     }
 
-    /// Disconnects the store: wipes both credentials and disables it, keeping
-    /// the shop domain bound to this tenant. False if there was no store.
+    /// Disconnects the store: wipes both credentials and disables it, which
+    /// releases the shop for another tenant (the row stays, for the record).
+    /// False if there was no store.
     pub async fn disconnect_shopify(&self) -> Result<bool, StorageError> {
         self.update_store(
             "UPDATE shopify_stores SET access_token_enc = NULL, app_secret_enc = NULL, \
@@ -217,10 +227,11 @@ impl TenantDb {
         .await
     }
 
-    /// Records that the app was uninstalled from the shop: disables the store
-    /// and wipes the access token (Shopify has revoked it). The app secret is
-    /// kept so the privacy webhooks Shopify sends after an uninstall can still
-    /// be verified. False if there was no store.
+    /// Records that the app was uninstalled from the shop: disables the store,
+    /// which releases the shop for another tenant, and wipes the access token
+    /// (Shopify has revoked it). The app secret is kept so the privacy webhooks
+    /// Shopify sends after an uninstall can still be verified. False if there
+    /// was no store.
     pub async fn mark_shopify_uninstalled(&self) -> Result<bool, StorageError> {
         self.update_store(
             "UPDATE shopify_stores SET access_token_enc = NULL, enabled = FALSE, \
@@ -470,8 +481,9 @@ impl TenantDb {
 }
 
 impl PlatformDb {
-    /// The tenant a shop is connected to (enabled or not). A malformed domain
-    /// is simply unknown: it comes straight from a webhook header.
+    /// The tenant a shop is bound to, or, when none holds it, the tenant that
+    /// released it last (its store disabled). A malformed domain is simply
+    /// unknown: it comes straight from a webhook header.
     pub async fn tenant_by_shop_domain(
         &self,
         shop_domain: &str,
@@ -480,11 +492,15 @@ impl PlatformDb {
             return Ok(None);
         };
         let mut tx = self.begin(Access::Read).await?;
-        let tenant: Option<String> =
-            sqlx::query_scalar("SELECT tenant_id FROM shopify_stores WHERE shop_domain = $1")
-                .bind(domain.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
+        // The tenant holding it, else the one that released it last.
+        let tenant: Option<String> = sqlx::query_scalar(
+            "SELECT tenant_id FROM shopify_stores WHERE shop_domain = $1 \
+              ORDER BY CASE WHEN enabled THEN 0 ELSE 1 END, updated_at DESC, tenant_id \
+              LIMIT 1",
+        )
+        .bind(domain.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
         tx.commit().await?;
         tenant.map(|t| stored_tenant(&t)).transpose()
     }

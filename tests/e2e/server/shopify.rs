@@ -13,6 +13,7 @@ use crate::fake_shopify::{FakeOutcome, FakeShopify, FakeWebhook};
 const ACME_SHOP: &str = "acme-shop.myshopify.com";
 const GLOBEX_SHOP: &str = "globex-shop.myshopify.com";
 const ACME_TOKEN: &str = "shpat_acme_0123456789abcdef";
+const GLOBEX_TOKEN: &str = "shpat_globex_x";
 const ACME_SECRET: &str = "acme-app-secret-4f1c";
 const GLOBEX_SECRET: &str = "globex-app-secret-99aa";
 
@@ -55,9 +56,11 @@ async fn shopify(db: Db) {
         config.job_backoff_ms = 20;
     })
     .await;
+    fake.add_shop(ACME_SHOP, ACME_TOKEN);
+    fake.add_shop(GLOBEX_SHOP, GLOBEX_TOKEN);
     for (tenant, shop, token, secret) in [
         ("acme", ACME_SHOP, ACME_TOKEN, ACME_SECRET),
-        ("globex", GLOBEX_SHOP, "shpat_globex_x", GLOBEX_SECRET),
+        ("globex", GLOBEX_SHOP, GLOBEX_TOKEN, GLOBEX_SECRET),
     ] {
         let (status, body) = server
             .call(
@@ -70,7 +73,6 @@ async fn shopify(db: Db) {
             .await;
         assert_eq!(status, StatusCode::OK, "{tenant} connects: {body}");
     }
-    fake.add_shop(ACME_SHOP, ACME_TOKEN);
     let (status, body) = server
         .call(
             Method::PUT,
@@ -82,14 +84,16 @@ async fn shopify(db: Db) {
         .await;
     assert_eq!(
         status,
-        StatusCode::CONFLICT,
-        "a shop belongs to one tenant: {body}"
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "a shop is connected only with a token Shopify accepts for it: {body}"
     );
     let text = body.to_string();
     assert!(
-        !text.contains("`acme`") && !text.contains("org_acme"),
-        "the conflict does not name the owner: {body}"
+        !text.contains("`acme`") && !text.contains("org_acme") && !text.contains("another"),
+        "the refusal says nothing of the owner: {body}"
     );
+    // From here on, only the jobs call Shopify.
+    fake.clear_requests();
     let (_, status_body) = server.get("acme", "/v1/shopify", &member("acme")).await;
     assert!(
         !status_body.to_string().contains(ACME_TOKEN)
@@ -386,3 +390,188 @@ async fn assert_no_plaintext(server: &Server, secrets: &[&str]) {
         assert!(!dump.contains(secret), "`{secret}` is stored in plain text");
     }
 }
+
+const FREE_SHOP: &str = "free-shop.myshopify.com";
+const FREE_TOKEN: &str = "shpat_free_77aa01";
+
+async fn connect(
+    server: &Server,
+    tenant: &str,
+    shop: &str,
+    token: &str,
+    secret: &str,
+) -> (StatusCode, Value) {
+    server
+        .call(
+            Method::PUT,
+            tenant,
+            "/v1/shopify",
+            Some(&admin(tenant)),
+            Some(json!({ "shop_domain": shop, "access_token": token, "app_secret": secret })),
+        )
+        .await
+}
+
+async fn store(server: &Server, tenant: &str) -> Value {
+    let (status, body) = server.get(tenant, "/v1/shopify", &member(tenant)).await;
+    assert_eq!(status, StatusCode::OK, "{tenant}: {body}");
+    body
+}
+
+/// Asserts an answer names neither acme nor says that someone holds the shop.
+fn reveals_nothing(body: &Value) {
+    let text = body.to_string();
+    for leak in [
+        "`acme`",
+        "org_acme",
+        "another Veneer tenant",
+        "connected to",
+    ] {
+        assert!(!text.contains(leak), "`{leak}` in {body}");
+    }
+}
+
+async fn webhook_status(
+    server: &Server,
+    fake: &FakeShopify,
+    host: &str,
+    id: &str,
+    secret: &str,
+) -> StatusCode {
+    let product = json!({ "id": 42, "title": "Kelly 28", "product_type": "Handbags", "tags": "" });
+    fake.send_webhook(
+        &server.url("/v1/shopify/webhooks"),
+        &format!("{host}.veneer.test"),
+        "products/create",
+        ACME_SHOP,
+        id,
+        secret,
+        &product,
+    )
+    .await
+    .status()
+}
+
+async fn ownership(db: Db) {
+    let fake = FakeShopify::start().await;
+    fake.add_shop(ACME_SHOP, ACME_TOKEN);
+    fake.add_shop(GLOBEX_SHOP, GLOBEX_TOKEN);
+    fake.add_shop(FREE_SHOP, FREE_TOKEN);
+    let base = fake.base_url();
+    let server = Server::start_with(db, |config| {
+        config.shopify_api_base = Some(base);
+        config.job_backoff_ms = 20;
+    })
+    .await;
+    let (status, body) = connect(&server, "acme", ACME_SHOP, ACME_TOKEN, ACME_SECRET).await;
+    assert_eq!(status, StatusCode::OK, "acme connects its shop: {body}");
+
+    // Squatting with a made-up token: refused before anything is looked up,
+    // with the very answer a shop nobody holds gets.
+    let (held_status, held) = connect(&server, "globex", ACME_SHOP, "shpat_guess", "s").await;
+    let (free_status, free) = connect(&server, "globex", FREE_SHOP, "shpat_guess", "s").await;
+    assert_eq!(held_status, StatusCode::UNPROCESSABLE_ENTITY, "{held}");
+    assert_eq!(free_status, StatusCode::UNPROCESSABLE_ENTITY, "{free}");
+    assert_eq!(held["error"]["code"], "shop_ownership_not_proven", "{held}");
+    assert_eq!(
+        held.to_string().replace(ACME_SHOP, "<shop>"),
+        free.to_string().replace(FREE_SHOP, "<shop>"),
+        "a bound and a free shop answer alike"
+    );
+    reveals_nothing(&held);
+    // A working token, but for globex's own shop: refused the same way.
+    let (status, body) = connect(&server, "globex", ACME_SHOP, GLOBEX_TOKEN, "s").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["code"], "shop_ownership_not_proven", "{body}");
+    reveals_nothing(&body);
+    assert_eq!(store(&server, "globex").await["connected"], false);
+    // A bad domain is a 400 that says what to give, and costs Shopify nothing.
+    fake.clear_requests();
+    let (status, body) = connect(&server, "globex", "evil.example.com", GLOBEX_TOKEN, "s").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(fake.requests().is_empty());
+    // After each: the good call by another tenant succeeds.
+    let (status, body) = connect(&server, "globex", GLOBEX_SHOP, GLOBEX_TOKEN, GLOBEX_SECRET).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "globex connects its own shop: {body}"
+    );
+    let acme = store(&server, "acme").await;
+    assert_eq!(
+        (acme["connected"].clone(), acme["shop_domain"].clone()),
+        (json!(true), json!(ACME_SHOP))
+    );
+
+    // Proven but bound elsewhere (globex got hold of acme's token): a
+    // conflict that does not say who holds the shop.
+    let (status, body) = connect(&server, "globex", ACME_SHOP, ACME_TOKEN, GLOBEX_SECRET).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    for leak in ["`acme`", "org_acme", "Acme"] {
+        assert!(!body.to_string().contains(leak), "`{leak}` in {body}");
+    }
+    assert_eq!(store(&server, "globex").await["shop_domain"], GLOBEX_SHOP);
+    assert_eq!(
+        webhook_status(&server, &fake, "acme", "wh-a1", ACME_SECRET).await,
+        StatusCode::OK,
+        "acme's shop still reaches acme"
+    );
+
+    // Disconnecting releases the shop: another tenant who proves it may take it.
+    let (status, body) = server
+        .call(
+            Method::DELETE,
+            "acme",
+            "/v1/shopify",
+            Some(&admin("acme")),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let (status, body) = connect(&server, "globex", ACME_SHOP, ACME_TOKEN, GLOBEX_SECRET).await;
+    assert_eq!(status, StatusCode::OK, "the released shop is taken: {body}");
+    assert_eq!(
+        webhook_status(&server, &fake, "acme", "wh-a2", ACME_SECRET).await,
+        StatusCode::UNAUTHORIZED,
+        "acme let the shop go"
+    );
+    assert_eq!(
+        webhook_status(&server, &fake, "globex", "wh-g1", GLOBEX_SECRET).await,
+        StatusCode::OK,
+        "the shop's webhooks reach its new tenant"
+    );
+    let acme = store(&server, "acme").await;
+    assert_eq!(
+        (acme["connected"].clone(), acme["enabled"].clone()),
+        (json!(false), json!(false))
+    );
+
+    // The app uninstalled from the shop releases it too.
+    let uninstall = json!({ "id": 1, "domain": ACME_SHOP, "myshopify_domain": ACME_SHOP });
+    let response = fake
+        .send_webhook(
+            &server.url("/v1/shopify/webhooks"),
+            "globex.veneer.test",
+            "app/uninstalled",
+            ACME_SHOP,
+            "wh-g-uninstall",
+            GLOBEX_SECRET,
+            &uninstall,
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    server
+        .eventually(20, async |s| {
+            (store(s, "globex").await["enabled"] == false).then_some(())
+        })
+        .await
+        .expect("the uninstall is processed");
+    let (status, body) = connect(&server, "acme", ACME_SHOP, ACME_TOKEN, ACME_SECRET).await;
+    assert_eq!(status, StatusCode::OK, "acme takes its shop back: {body}");
+    assert_eq!(
+        webhook_status(&server, &fake, "acme", "wh-a3", ACME_SECRET).await,
+        StatusCode::OK
+    );
+    assert_eq!(store(&server, "acme").await["connected"], true);
+}
+both_backends!(a_shop_is_connected_only_by_who_proves_it, ownership);

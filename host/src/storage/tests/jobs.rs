@@ -34,9 +34,16 @@ on_both!(
     dropping_the_handle_gives_back_running_jobs,
     two_workers_share_the_queue_and_run_each_job_once,
     a_backlog_delays_another_tenant_by_at_most_the_bound,
+    a_tenant_at_its_cap_waits_while_other_tenants_are_claimed,
+    a_suspended_tenants_jobs_are_held_until_it_is_resumed,
+    a_job_past_its_budget_fails_and_is_retried_then_dead_lettered,
+    a_slow_tenant_leaves_free_workers_to_the_others,
 );
 
 const LEASE: Duration = Duration::from_secs(30);
+
+/// A per-tenant cap no test reaches, for the tests about something else.
+const NO_CAP: u32 = u32::MAX;
 
 fn job(kind: &str) -> NewJob<'_> {
     NewJob {
@@ -52,7 +59,7 @@ async fn claim_one(ctx: &Ctx, worker: &str, lease: Duration) -> Option<JobRecord
     let mut claimed = ctx
         .storage
         .platform()
-        .claim_jobs(worker, 1, lease)
+        .claim_jobs(worker, 1, lease, NO_CAP)
         .await
         .unwrap();
     assert!(claimed.len() <= 1);
@@ -210,7 +217,7 @@ async fn claim_leases_one_job_and_complete_finishes_it(ctx: Ctx) {
         .unwrap();
 
     let before = now_ms();
-    let claimed = platform.claim_jobs("w1", 10, LEASE).await.unwrap();
+    let claimed = platform.claim_jobs("w1", 10, LEASE, NO_CAP).await.unwrap();
     assert_eq!(claimed.len(), 1, "the later job is not due");
     let c = &claimed[0];
     assert_eq!(c.id, now_job.id);
@@ -226,7 +233,7 @@ async fn claim_leases_one_job_and_complete_finishes_it(ctx: Ctx) {
     // Leased: nobody else gets it.
     assert!(
         platform
-            .claim_jobs("w2", 10, LEASE)
+            .claim_jobs("w2", 10, LEASE, NO_CAP)
             .await
             .unwrap()
             .is_empty()
@@ -258,7 +265,7 @@ async fn claim_leases_one_job_and_complete_finishes_it(ctx: Ctx) {
     );
     assert!(
         platform
-            .claim_jobs("w1", 10, LEASE)
+            .claim_jobs("w1", 10, LEASE, NO_CAP)
             .await
             .unwrap()
             .is_empty()
@@ -266,13 +273,13 @@ async fn claim_leases_one_job_and_complete_finishes_it(ctx: Ctx) {
 
     assert!(
         platform
-            .claim_jobs("w1", 0, LEASE)
+            .claim_jobs("w1", 0, LEASE, NO_CAP)
             .await
             .unwrap()
             .is_empty()
     );
     assert!(matches!(
-        platform.claim_jobs("", 1, LEASE).await,
+        platform.claim_jobs("", 1, LEASE, NO_CAP).await,
         Err(StorageError::Invalid(_))
     ));
 }
@@ -512,7 +519,7 @@ async fn claims_take_one_job_per_tenant_in_rotation(ctx: Ctx) {
     c.enqueue_jobs(&vec![job("x"); 4]).await.unwrap();
 
     // One claim: one job from each tenant, never two from the backlog.
-    let round = platform.claim_jobs("w", 10, LEASE).await.unwrap();
+    let round = platform.claim_jobs("w", 10, LEASE, NO_CAP).await.unwrap();
     let mut tenants: Vec<_> = round.iter().map(|j| j.tenant_id.clone()).collect();
     tenants.sort();
     assert_eq!(tenants, ["a", "b", "c"]);
@@ -543,7 +550,7 @@ async fn claims_take_one_job_per_tenant_in_rotation(ctx: Ctx) {
     let (dj, _) = d.enqueue_job(&job("x")).await.unwrap();
     assert_eq!(claim_one(&ctx, "w", LEASE).await.unwrap().id, dj.id);
     // Tenants with nothing ready are skipped; the backlog carries on.
-    let rest = platform.claim_jobs("w", 10, LEASE).await.unwrap();
+    let rest = platform.claim_jobs("w", 10, LEASE, NO_CAP).await.unwrap();
     let tenants: Vec<_> = rest.iter().map(|j| j.tenant_id.as_str()).collect();
     assert_eq!(tenants.len(), 3, "{tenants:?}");
     assert!(!tenants.contains(&"d"));
@@ -595,6 +602,8 @@ fn config(worker_id: &str, concurrency: usize) -> WorkerConfig {
         poll_interval: Duration::from_millis(20),
         base_backoff: Duration::from_millis(5),
         max_backoff: Duration::from_millis(40),
+        max_running_per_tenant: 2,
+        default_budget: Duration::from_secs(60),
     }
 }
 
@@ -1134,6 +1143,365 @@ async fn a_backlog_delays_another_tenant_by_at_most_the_bound(ctx: Ctx) {
 }
 
 // ---------------------------------------------------------------------------
+// Bounds: the per-tenant cap, suspension, the time budget.
+
+async fn a_tenant_at_its_cap_waits_while_other_tenants_are_claimed(ctx: Ctx) {
+    const CAP: u32 = 2;
+    let platform = ctx.storage.platform();
+    let heavy = ctx.tenant("heavy").await;
+    let light = ctx.tenant("light").await;
+    heavy.enqueue_jobs(&vec![job("x"); 10]).await.unwrap();
+    let claim = |limit: u32| {
+        let platform = platform.clone();
+        async move { platform.claim_jobs("w", limit, LEASE, CAP).await.unwrap() }
+    };
+    let tenants = |jobs: &[JobRecord]| jobs.iter().map(|j| j.tenant_id.clone()).collect::<Vec<_>>();
+
+    // Heavy fills its cap, one job per claim; then nothing more of it is
+    // claimed, however many of its jobs are ready.
+    let mut heavy_running = Vec::new();
+    for _ in 0..CAP {
+        let got = claim(10).await;
+        assert_eq!(tenants(&got), ["heavy"]);
+        heavy_running.extend(got);
+    }
+    assert!(claim(10).await.is_empty(), "heavy is at its cap");
+
+    // Light is served (twice, so that heavy is now the least recently served
+    // tenant, first in the rotation) ...
+    light.enqueue_jobs(&vec![job("x"); 3]).await.unwrap();
+    for _ in 0..2 {
+        let got = claim(1).await;
+        assert_eq!(tenants(&got), ["light"]);
+        assert!(platform.complete_job(got[0].id, "w").await.unwrap());
+    }
+    // ... and a claim of one still takes light's job, not nothing: a capped
+    // tenant does not use up the claim's limit.
+    let got = claim(1).await;
+    assert_eq!(tenants(&got), ["light"], "the capped tenant is passed over");
+    assert!(platform.complete_job(got[0].id, "w").await.unwrap());
+
+    // One of heavy's jobs ends: heavy gets the freed place, and only it.
+    assert!(
+        platform
+            .complete_job(heavy_running[0].id, "w")
+            .await
+            .unwrap()
+    );
+    let got = claim(10).await;
+    assert_eq!(tenants(&got), ["heavy"]);
+    heavy_running[0] = got[0].clone();
+    assert!(claim(10).await.is_empty());
+
+    // A job whose lease ran out (its worker died) no longer counts, and is
+    // the one heavy gets back first.
+    let orphan = heavy_running[1].id;
+    assert!(
+        platform
+            .extend_lease(orphan, "w", Duration::from_millis(1))
+            .await
+            .unwrap()
+    );
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let got = claim(10).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!((got[0].id, got[0].attempts), (orphan, 2));
+    assert!(claim(10).await.is_empty());
+    let running = heavy.jobs(Some(JobState::Running), 100).await.unwrap();
+    assert_eq!(running.len(), CAP as usize);
+
+    // A cap of 0 counts as 1.
+    let solo = ctx.tenant("solo").await;
+    solo.enqueue_jobs(&vec![job("x"); 3]).await.unwrap();
+    let got = platform.claim_jobs("w", 10, LEASE, 0).await.unwrap();
+    assert_eq!(tenants(&got), ["solo"]);
+    assert!(
+        platform
+            .claim_jobs("w", 10, LEASE, 0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Hosts claiming at the same moment never take a tenant past its cap.
+    let crowd = ctx.tenant("crowd").await;
+    crowd.enqueue_jobs(&vec![job("x"); 40]).await.unwrap();
+    let other_host = Storage::connect(&ctx.url, &options()).await.unwrap();
+    let mut claims = tokio::task::JoinSet::new();
+    for i in 0..12 {
+        let storage = if i % 2 == 0 {
+            ctx.storage.clone()
+        } else {
+            other_host.clone()
+        };
+        claims.spawn(async move {
+            storage
+                .platform()
+                .claim_jobs(&format!("w{i}"), 10, LEASE, CAP)
+                .await
+        });
+    }
+    let mut crowd_claimed = 0;
+    while let Some(done) = claims.join_next().await {
+        let jobs = match done.unwrap() {
+            Ok(jobs) => jobs,
+            // SQLite may answer "busy" to a claimer that waited too long: a
+            // claim that took nothing.
+            Err(StorageError::Unavailable(_)) => Vec::new(),
+            Err(e) => panic!("{e}"),
+        };
+        crowd_claimed += jobs.iter().filter(|j| j.tenant_id == "crowd").count();
+    }
+    other_host.close().await;
+    assert!(crowd_claimed <= CAP as usize, "{crowd_claimed} claimed");
+    assert_eq!(
+        crowd
+            .jobs(Some(JobState::Running), 100)
+            .await
+            .unwrap()
+            .len(),
+        crowd_claimed
+    );
+}
+
+async fn a_suspended_tenants_jobs_are_held_until_it_is_resumed(ctx: Ctx) {
+    use crate::storage::{TenantPatch, TenantStatus};
+    let platform = ctx.storage.platform();
+    let held = ctx.tenant("held").await;
+    let other = ctx.tenant("other").await;
+    // Three kinds of ready job: one whose worker died (expired lease), one
+    // due for a retry, one queued.
+    let (orphan, _) = held.enqueue_job(&job("send")).await.unwrap();
+    let (retrying, _) = held.enqueue_job(&job("send")).await.unwrap();
+    let (queued, _) = held.enqueue_job(&job("send")).await.unwrap();
+    assert_eq!(claim_one(&ctx, "w", LEASE).await.unwrap().id, orphan.id);
+    assert_eq!(claim_one(&ctx, "w", LEASE).await.unwrap().id, retrying.id);
+    let state = platform
+        .fail_job(retrying.id, "w", "451 try later", Some(now_ms()))
+        .await
+        .unwrap();
+    assert_eq!(state, Some(JobState::Queued));
+    assert!(
+        platform
+            .extend_lease(orphan.id, "w", Duration::from_millis(1))
+            .await
+            .unwrap()
+    );
+    tokio::time::sleep(Duration::from_millis(30)).await;
+
+    let status = |status| TenantPatch {
+        status: Some(status),
+        ..TenantPatch::default()
+    };
+    platform
+        .update_tenant(&tid("held"), &status(TenantStatus::Suspended))
+        .await
+        .unwrap();
+    let snapshot = || async {
+        let mut jobs: Vec<_> = held
+            .jobs(None, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|j| (j.id, j.state, j.attempts, j.run_at, j.locked_by))
+            .collect();
+        jobs.sort_by_key(|j| j.0);
+        jobs
+    };
+    let before = snapshot().await;
+    let (theirs, _) = other.enqueue_job(&job("send")).await.unwrap();
+
+    // Suspended: nothing of it is claimed; the other tenant is served.
+    let got = platform.claim_jobs("w2", 10, LEASE, NO_CAP).await.unwrap();
+    assert_eq!(got.iter().map(|j| j.id).collect::<Vec<_>>(), [theirs.id]);
+    for _ in 0..3 {
+        assert!(
+            platform
+                .claim_jobs("w2", 10, LEASE, NO_CAP)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+    assert_eq!(snapshot().await, before, "held jobs are untouched");
+
+    // Resumed: all three come back, the orphan first.
+    platform
+        .update_tenant(&tid("held"), &status(TenantStatus::Active))
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let j = claim_one(&ctx, "w3", LEASE).await.unwrap();
+        assert_eq!(j.tenant_id, "held");
+        ids.push(j.id);
+    }
+    assert_eq!(ids[0], orphan.id);
+    ids.sort();
+    let mut expected = vec![orphan.id, retrying.id, queued.id];
+    expected.sort();
+    assert_eq!(ids, expected);
+}
+
+/// Counts how many runs of a handler were stopped (dropped unfinished).
+struct Stopped<'a>(&'a AtomicUsize);
+
+impl Drop for Stopped<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+async fn a_job_past_its_budget_fails_and_is_retried_then_dead_lettered(ctx: Ctx) {
+    #[derive(Default)]
+    struct App {
+        runs: Runs,
+        stopped: AtomicUsize,
+    }
+    const BUDGET: Duration = Duration::from_millis(300);
+    let acme = ctx.tenant("acme").await;
+    let app = Arc::new(App::default());
+    let mut worker = Worker::new(ctx.storage.clone(), app.clone(), config("w", 3));
+    worker.register_fn("stuck", |app: &App, job| {
+        Box::pin(async move {
+            app.runs.count(job);
+            let _guard = Stopped(&app.stopped);
+            std::future::pending::<()>().await;
+            Ok(())
+        })
+    });
+    worker.set_budget("stuck", BUDGET);
+    worker.register_fn("in-time", |app: &App, job| {
+        Box::pin(async move {
+            app.runs.count(job);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Ok(())
+        })
+    });
+    worker.set_budget("in-time", BUDGET);
+    // The default budget (60 s in `config`) covers every other kind.
+    worker.register_fn("slowish", |app: &App, job| {
+        Box::pin(async move {
+            app.runs.count(job);
+            tokio::time::sleep(BUDGET * 2).await;
+            Ok(())
+        })
+    });
+    let handle = worker.start();
+    let started = Instant::now();
+    let (stuck, _) = acme
+        .enqueue_job(&NewJob {
+            max_attempts: 2,
+            ..job("stuck")
+        })
+        .await
+        .unwrap();
+    let (in_time, _) = acme.enqueue_job(&job("in-time")).await.unwrap();
+    let (slowish, _) = acme.enqueue_job(&job("slowish")).await.unwrap();
+    handle.wake();
+
+    eventually(
+        "the stuck job to be dead",
+        Duration::from_secs(20),
+        || async { state_of(&ctx, "acme", stuck.id).await == JobState::Dead },
+    )
+    .await;
+    let took = started.elapsed();
+    let dead = acme.job(stuck.id).await.unwrap().unwrap();
+    assert_eq!((dead.attempts, app.runs.of(stuck.id)), (2, 2));
+    let error = dead.last_error.unwrap();
+    assert!(error.contains("time budget of 300 ms"), "{error}");
+    assert!(
+        took >= BUDGET * 2 && took < Duration::from_secs(15),
+        "two attempts of {BUDGET:?}: {took:?}"
+    );
+    eventually(
+        "both runs to be stopped",
+        Duration::from_secs(5),
+        || async { app.stopped.load(Ordering::SeqCst) == 2 },
+    )
+    .await;
+
+    for id in [in_time.id, slowish.id] {
+        eventually(
+            "the other jobs to finish",
+            Duration::from_secs(20),
+            || async { state_of(&ctx, "acme", id).await == JobState::Done },
+        )
+        .await;
+        let done = acme.job(id).await.unwrap().unwrap();
+        assert_eq!((done.attempts, done.last_error), (1, None));
+    }
+    handle.shutdown(Duration::from_secs(5)).await;
+}
+
+async fn a_slow_tenant_leaves_free_workers_to_the_others(ctx: Ctx) {
+    #[derive(Default)]
+    struct App {
+        runs: Runs,
+        slow_now: AtomicUsize,
+        slow_most: AtomicUsize,
+    }
+    let slow = ctx.tenant("slow").await;
+    let quick = ctx.tenant("quick").await;
+    let app = Arc::new(App::default());
+    // Three slots, at most two for one tenant (as `config` says).
+    let mut worker = Worker::new(ctx.storage.clone(), app.clone(), config("w", 3));
+    worker.register_fn("work", |app: &App, job| {
+        Box::pin(async move {
+            app.runs.count(job);
+            if job.tenant.as_str() == "slow" {
+                let now = app.slow_now.fetch_add(1, Ordering::SeqCst) + 1;
+                app.slow_most.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                app.slow_now.fetch_sub(1, Ordering::SeqCst);
+            }
+            Ok(())
+        })
+    });
+    let handle = worker.start();
+    slow.enqueue_jobs(&vec![job("work"); 6]).await.unwrap();
+    handle.wake();
+    eventually(
+        "the slow jobs to start",
+        Duration::from_secs(20),
+        || async { app.slow_now.load(Ordering::SeqCst) == 2 },
+    )
+    .await;
+    // Give the worker time to claim more of them if it would.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let ready = Instant::now();
+    let (mine, _) = quick.enqueue_job(&job("work")).await.unwrap();
+    eventually(
+        "the quick tenant's job",
+        Duration::from_secs(20),
+        || async { state_of(&ctx, "quick", mine.id).await == JobState::Done },
+    )
+    .await;
+    let waited = ready.elapsed();
+    eprintln!(
+        "{:?}: the quick tenant's job was done {waited:?} after it was ready",
+        ctx.backend()
+    );
+    assert!(
+        waited < Duration::from_secs(5),
+        "waited {waited:?} behind the slow tenant"
+    );
+    assert_eq!(app.slow_most.load(Ordering::SeqCst), 2, "the cap held");
+    assert_eq!(
+        slow.jobs(Some(JobState::Running), 10).await.unwrap().len(),
+        2
+    );
+    handle.shutdown(Duration::ZERO).await;
+    assert_eq!(
+        slow.jobs(Some(JobState::Queued), 10).await.unwrap().len(),
+        6,
+        "the slow ones were given back"
+    );
+}
+
+// ---------------------------------------------------------------------------
 // PostgreSQL row-level security on the jobs tables, attacked from below.
 
 async fn app_connection(url: &str) -> PgConnection {
@@ -1185,7 +1553,7 @@ async fn tenant_a_cannot_see_or_touch_b_jobs() {
         b.enqueue_jobs(&[job("secret"), job("secret")]).await.unwrap();
         // Give b a dead job, the kind a would most like to replay.
         let platform = ctx.storage.platform();
-        let claimed = platform.claim_jobs("w", 10, LEASE).await.unwrap();
+        let claimed = platform.claim_jobs("w", 10, LEASE, NO_CAP).await.unwrap();
         let b_job = claimed.iter().find(|j| j.tenant_id == "b").unwrap().id;
         platform.fail_job(b_job, "w", "boom", None).await.unwrap();
         let b_before: Vec<_> = b

@@ -190,23 +190,71 @@ async fn a_shop_domain_belongs_to_one_tenant_and_is_not_revealed(ctx: Ctx) {
         mallory.shopify_store().await.unwrap().unwrap().shop_domain,
         "mallory.myshopify.com"
     );
-    // Disconnecting keeps the domain bound; deleting the store frees it.
+    // Disconnecting releases the shop (the row stays, disabled, for the
+    // record): another tenant may now connect it.
+    let platform = ctx.storage.platform();
     owner.disconnect_shopify().await.unwrap();
-    assert!(matches!(
-        mallory
-            .connect_shopify("target.myshopify.com", &sealed, &sealed, "2025-07")
-            .await,
-        Err(StorageError::Conflict(_))
-    ));
-    owner.delete_shopify_store().await.unwrap();
+    assert_eq!(
+        platform
+            .tenant_by_shop_domain("target.myshopify.com")
+            .await
+            .unwrap(),
+        Some(tid("secret-owner")),
+        "a released shop still finds the tenant that released it"
+    );
     connect(&mallory, "target.myshopify.com").await;
     assert_eq!(
-        ctx.storage
-            .platform()
+        platform
+            .tenant_by_shop_domain("target.myshopify.com")
+            .await
+            .unwrap(),
+        Some(tid("mallory")),
+        "the tenant holding it comes first"
+    );
+    let released = owner.shopify_store().await.unwrap().unwrap();
+    assert_eq!(
+        (released.shop_domain.as_str(), released.enabled),
+        ("target.myshopify.com", false)
+    );
+    // Now the first owner is the one refused, without being told who holds it.
+    let sealed = secrets().encrypt(b"x", "secret-owner/shopify/access_token");
+    match owner
+        .connect_shopify("target.myshopify.com", &sealed, &sealed, "2025-07")
+        .await
+    {
+        Err(StorageError::Conflict(message)) => {
+            assert!(!message.contains("mallory"), "names the holder: {message}")
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    assert!(!owner.shopify_store().await.unwrap().unwrap().enabled);
+
+    // An uninstall releases it too.
+    assert!(mallory.mark_shopify_uninstalled().await.unwrap());
+    connect(&owner, "target.myshopify.com").await;
+    assert_eq!(
+        platform
+            .tenant_by_shop_domain("target.myshopify.com")
+            .await
+            .unwrap(),
+        Some(tid("secret-owner"))
+    );
+    // Deleting a store frees its row entirely.
+    owner.delete_shopify_store().await.unwrap();
+    assert_eq!(
+        platform
             .tenant_by_shop_domain("target.myshopify.com")
             .await
             .unwrap(),
         Some(tid("mallory"))
+    );
+    mallory.delete_shopify_store().await.unwrap();
+    assert_eq!(
+        platform
+            .tenant_by_shop_domain("target.myshopify.com")
+            .await
+            .unwrap(),
+        None
     );
 }
 
