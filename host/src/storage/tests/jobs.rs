@@ -1115,8 +1115,10 @@ async fn a_backlog_delays_another_tenant_by_at_most_the_bound(ctx: Ctx) {
     )
     .await;
 
-    light.enqueue_job(&job("work")).await.unwrap();
+    // Read before the job is queued: a free worker may claim it at once (the
+    // heavy tenant is at its cap of running jobs), before a read made after.
     let ready_at = progress.heavy_done.load(Ordering::SeqCst);
+    light.enqueue_job(&job("work")).await.unwrap();
     eventually(
         "the light tenant's job",
         Duration::from_secs(30),
