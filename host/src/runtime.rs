@@ -570,11 +570,7 @@ impl Runtime {
         };
         let wall_time = started.elapsed();
         let state = store.data();
-        let outcome = match result {
-            Ok(Ok(value)) => Outcome::Ok(value),
-            Ok(Err((code, message))) => Outcome::PluginError { code, message },
-            Err(err) => classify(&err, state),
-        };
+        let outcome = outcome_of(result, state);
         let (logs, logs_truncated) = state.log.finish();
         let peak_memory = state.limiter.peak_memory;
         let keep = matches!(outcome, Outcome::Ok(_))
@@ -680,11 +676,8 @@ impl Session {
             };
         }
         arm(&mut self.store, &self.quota, self.metering);
-        let outcome = match guarded(|| f(&mut self.store, &self.bindings)) {
-            Ok(Ok(value)) => Outcome::Ok(value),
-            Ok(Err((code, message))) => Outcome::PluginError { code, message },
-            Err(err) => classify(&err, self.store.data()),
-        };
+        let result = guarded(|| f(&mut self.store, &self.bindings));
+        let outcome = outcome_of(result, self.store.data());
         if !matches!(outcome, Outcome::Ok(_) | Outcome::PluginError { .. }) {
             self.poisoned = true;
         }
@@ -769,6 +762,19 @@ fn deadline_ticks(deadline_ms: u64) -> u64 {
     let tick_ms = u64::try_from(EPOCH_TICK.as_millis()).unwrap_or(1).max(1);
     // +1: the current tick may be about to end.
     deadline_ms.div_ceil(tick_ms) + 1
+}
+
+/// How a call ended: its value, the plugin's own error, or the classified
+/// failure. The one place the runtime and sessions turn a result into an outcome.
+fn outcome_of<T>(
+    result: wasmtime::Result<Result<T, (String, String)>>,
+    state: &HostState,
+) -> Outcome<T> {
+    match result {
+        Ok(Ok(value)) => Outcome::Ok(value),
+        Ok(Err((code, message))) => Outcome::PluginError { code, message },
+        Err(err) => classify(&err, state),
+    }
 }
 
 /// Turns a failed call into its outcome. Limits set flags on the state before
