@@ -7,6 +7,6 @@ mod host;
 mod id;
 mod state;
 
-pub use host::{HostTarget, classify};
+pub use host::{HostTarget, classify, strip_port};
 pub use id::{InvalidTenantId, TenantId};
-pub use state::{KV_SNAPSHOT_LIMIT, TenantState};
+pub use state::{KV_SNAPSHOT_LIMIT, KvSnapshot, KvSnapshots, NoSharing, TenantState};

@@ -42,6 +42,11 @@ const SQLITE: &[Source] = &[
         "rate windows",
         include_str!("../../migrations/sqlite/0005_rate_windows.sql"),
     ),
+    (
+        6,
+        "kv usage",
+        include_str!("../../migrations/sqlite/0006_kv_usage.sql"),
+    ),
 ];
 
 const POSTGRES: &[Source] = &[
@@ -74,6 +79,11 @@ const POSTGRES: &[Source] = &[
         6,
         "rate windows",
         include_str!("../../migrations/postgres/0006_rate_windows.sql"),
+    ),
+    (
+        7,
+        "kv usage",
+        include_str!("../../migrations/postgres/0007_kv_usage.sql"),
     ),
 ];
 
