@@ -9,4 +9,4 @@ mod state;
 
 pub use host::{HostTarget, classify, strip_port};
 pub use id::{InvalidTenantId, TenantId};
-pub use state::{KV_SNAPSHOT_LIMIT, KvSnapshot, KvSnapshots, NoSharing, TenantState};
+pub use state::{KvSnapshot, KvSnapshots, NoSharing, TenantState};

@@ -2,9 +2,10 @@
 //! the host names a tenant (an unknown host is a 404 before anything else), the
 //! tenant's row says whether it is active (a suspended tenant is a 403), the
 //! bearer token is verified and its organisation must be that tenant's, the role
-//! must allow the route, the tenant's request rate is charged — and only then is
-//! the tenant's state (settings, key-value data) loaded. A request without a
-//! valid token for the tenant never costs more than a small cached row.
+//! must allow the route, the tenant's request rate is charged — and only then,
+//! and only if the handler needs it, is the tenant's state (settings, key-value
+//! data) loaded. A request without a valid token for the tenant never costs more
+//! than a small cached row.
 //!
 //! The host comes from [`request_host`], the one place every route reads it.
 
@@ -156,15 +157,30 @@ fn check_active(record: &TenantRecord) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The full state of the host's tenant, for an authenticated caller (see
-/// [`Member`] and [`TenantAdmin`], which load it after checking the token).
+/// The host's tenant, for an authenticated caller (see [`Member`] and
+/// [`TenantAdmin`]): its row at once, its full state (settings, key-value data)
+/// only when a handler asks for it, so routes that do not need the state (key-value
+/// writes, settings, runs, ...) never load it.
 #[derive(Debug, Clone)]
-pub struct TenantCtx(pub Arc<TenantState>);
+pub struct TenantCtx(Arc<TenantRecord>);
 
 impl TenantCtx {
     /// The tenant's id.
     pub fn id(&self) -> &TenantId {
-        &self.0.record.id
+        &self.0.id
+    }
+
+    /// The tenant's row.
+    pub fn record(&self) -> &TenantRecord {
+        &self.0
+    }
+
+    /// The tenant's full state: cached, or loaded once for every request that
+    /// needs it at the same time.
+    pub async fn state(&self, app: &AppState) -> Result<Arc<TenantState>, ApiError> {
+        app.tenant_state(self.id())
+            .await?
+            .ok_or_else(|| ApiError::not_found("this tenant no longer exists"))
     }
 }
 
@@ -225,14 +241,10 @@ async fn caller(
     if let Err(wait) = app.limits.check_rate(&tenant.0).await {
         return Err(ApiError::rate_limited(wait.as_secs_f64().ceil() as u64));
     }
-    // Authenticated, authorised and within its rate: now the heavy part.
-    let state = app
-        .tenant_state(tenant.id())
-        .await?
-        .ok_or_else(|| ApiError::not_found("this tenant no longer exists"))?;
-    check_active(&state.record)?;
     app.recorder.request(tenant.id());
-    Ok((TenantCtx(state), principal))
+    // Authenticated, authorised and within its rate: the handler may now load
+    // the heavy part.
+    Ok((TenantCtx(tenant.0), principal))
 }
 
 /// A member (or admin) of the host's tenant.

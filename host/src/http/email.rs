@@ -159,7 +159,7 @@ async fn send(
     admin: TenantAdmin,
     JsonBody(input): JsonBody<SendInput>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let tenant = admin.tenant.0.clone();
+    let tenant = admin.tenant.state(&app).await?;
     let db = app.storage.tenant(&tenant.record.id);
     let settings = db.email_settings().await?.ok_or_else(|| {
         ApiError::new(

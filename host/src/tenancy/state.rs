@@ -13,10 +13,6 @@ use crate::storage::{SettingsRecord, Storage, StorageError, TenantRecord};
 
 use super::TenantId;
 
-/// Key-value entries a plugin can read when no other limit is given (the
-/// default per-tenant key cap, so nothing is cut unless the cap was lowered).
-pub const KV_SNAPSHOT_LIMIT: u32 = 10_000;
-
 /// What one key-value entry costs in memory besides its bytes (two `String`s
 /// and a share of a B-tree node), for weighing states.
 const KV_ENTRY_OVERHEAD: usize = 96;
