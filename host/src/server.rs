@@ -56,7 +56,12 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
     let addr = listener.local_addr()?;
     let worker = crate::workers::start(&state);
     let router = app(state.clone());
-    let task = tokio::spawn(serve_connections(listener, router, shutdown_signal()));
+    let task = tokio::spawn(serve_connections(
+        listener,
+        router,
+        shutdown_signal(),
+        HEADER_READ_TIMEOUT,
+    ));
     Ok(Running {
         addr,
         state,
@@ -93,17 +98,19 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Accepts connections and serves `router` on each until `shutdown` completes;
 /// then stops accepting, lets in-flight requests finish (idle connections are
-/// closed, HTTP/2 ones get a GOAWAY) and returns.
+/// closed, HTTP/2 ones get a GOAWAY) and returns. An HTTP/1 client that has not
+/// sent a request's head within `header_read_timeout` is disconnected.
 pub async fn serve_connections(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()>,
+    header_read_timeout: Duration,
 ) -> std::io::Result<()> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(header_read_timeout);
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -171,4 +178,57 @@ async fn shutdown_signal() {
         () = term => {},
     }
     tracing::info!("shutting down: finishing in-flight requests");
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_client_slow_to_send_its_head_is_disconnected_and_others_are_served() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = Router::new().route("/", axum::routing::get(|| async { "ok" }));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve_connections(
+            listener,
+            router,
+            async {
+                let _ = stopped.await;
+            },
+            Duration::from_millis(200),
+        ));
+
+        let mut slow = TcpStream::connect(addr).await.unwrap();
+        slow.write_all(b"GET / HTTP/1.1\r\nHost: a").await.unwrap();
+        let started = Instant::now();
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut answer))
+            .await
+            .expect("the connection is closed, not left open")
+            .ok();
+        assert!(started.elapsed() < Duration::from_secs(3));
+        assert!(
+            answer.is_empty() || answer.starts_with(b"HTTP/1.1 408"),
+            "{}",
+            String::from_utf8_lossy(&answer)
+        );
+
+        let mut prompt = TcpStream::connect(addr).await.unwrap();
+        prompt
+            .write_all(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        prompt.read_to_end(&mut answer).await.unwrap();
+        assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
+
+        stop.send(()).unwrap();
+        server.await.unwrap().unwrap();
+    }
 }

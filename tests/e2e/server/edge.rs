@@ -266,6 +266,48 @@ async fn coalescing(db: Db) {
 }
 both_backends!(concurrent_loads_of_one_tenant_coalesce, coalescing);
 
+/// The tenant cache is weighed in bytes: a state heavier than its capacity is
+/// not kept (it is loaded again when needed), a light one is.
+async fn cache_bound(db: Db) {
+    let server = Server::start_with(db, |config| config.tenant_cache_mib = 1).await;
+    let big = "v".repeat(60 << 10);
+    for i in 0..30 {
+        let (status, body) = put_kv(&server, "acme", &format!("big-{i}"), &big).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let caches = &server.running.state.caches;
+    let config_of = |tenant: &'static str| {
+        let server = &server;
+        async move {
+            let (status, body) = server.get(tenant, "/v1/config", &admin(tenant)).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            caches.run_pending_tasks();
+        }
+    };
+    let before = loads(&server);
+    config_of("acme").await;
+    config_of("acme").await;
+    assert_eq!(
+        loads(&server).state_loads,
+        before.state_loads + 2,
+        "acme's 1.8 MiB state is not kept in a 1 MiB cache"
+    );
+    assert!(
+        caches.tenant_bytes() <= 1 << 20,
+        "{}",
+        caches.tenant_bytes()
+    );
+    let before = loads(&server);
+    config_of("globex").await;
+    config_of("globex").await;
+    assert_eq!(
+        loads(&server).state_loads,
+        before.state_loads + 1,
+        "globex's small state stays"
+    );
+}
+both_backends!(the_tenant_cache_is_bounded_in_bytes, cache_bound);
+
 /// Unknown hosts cost one database query per few seconds, not one each; a
 /// tenant or domain created is reachable at once.
 async fn unknown_hosts(db: Db) {
