@@ -56,18 +56,6 @@ pub trait KvSnapshots {
     fn read(&self, tenant: &TenantId, version: Option<i64>, snapshot: &Arc<KvSnapshot>);
 }
 
-/// No sharing: every load reads the database (tools and tests).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoSharing;
-
-impl KvSnapshots for NoSharing {
-    fn shared(&self, _: &TenantId, _: i64) -> Option<Arc<KvSnapshot>> {
-        None
-    }
-
-    fn read(&self, _: &TenantId, _: Option<i64>, _: &Arc<KvSnapshot>) {}
-}
-
 /// Everything about a tenant that resolution depends on.
 #[derive(Debug, Clone)]
 pub struct TenantState {
