@@ -13,6 +13,9 @@
 //!
 //! Claims:
 //! - `exp` required, `nbf` honoured, both with `leeway_secs` (0..=5, default 5);
+//! - lifetime at most `max_lifetime_secs` (default 24 h; `None`: no maximum):
+//!   `exp` minus `iat`, or minus now when there is no `iat` or it is in the
+//!   future, so a token signed to live until the year 3000 is refused;
 //! - `iss` must be a string equal to the configured issuer (the dev issuer for
 //!   the dev key, which vouches for nothing else);
 //! - `sub` required, a non-empty string;
@@ -64,6 +67,10 @@ use keys::{KeyOrigin, KeyStore, PemKey, VerifyKey};
 /// The default name of the platform-admin claim.
 pub const DEFAULT_ADMIN_CLAIM: &str = "veneer_platform_admin";
 
+/// The default longest token lifetime: a day (Clerk session tokens live a
+/// minute, other providers' access tokens an hour or a day).
+pub const DEFAULT_MAX_LIFETIME_SECS: u64 = 24 * 3600;
+
 /// The largest clock-skew allowance accepted for `exp` and `nbf`, in seconds.
 pub const MAX_LEEWAY_SECS: u64 = 5;
 
@@ -92,6 +99,8 @@ pub struct AuthConfig {
     pub admin_claim: String,
     /// Clock-skew allowance for `exp`/`nbf`, at most [`MAX_LEEWAY_SECS`].
     pub leeway_secs: u64,
+    /// The longest lifetime a token may have, in seconds; `None`: no maximum.
+    pub max_lifetime_secs: Option<u64>,
     /// Trust the committed development key (issuer [`DEV_ISSUER`]). Never in
     /// production: its private key is in the repository.
     pub dev_mode: bool,
@@ -107,6 +116,7 @@ impl Default for AuthConfig {
             authorized_parties: Vec::new(),
             admin_claim: DEFAULT_ADMIN_CLAIM.to_owned(),
             leeway_secs: MAX_LEEWAY_SECS,
+            max_lifetime_secs: Some(DEFAULT_MAX_LIFETIME_SECS),
             dev_mode: false,
         }
     }
@@ -148,6 +158,7 @@ struct Inner {
     admin_claim: Vec<String>,
     dev_admin_claim: Vec<String>,
     leeway_secs: u64,
+    max_lifetime_secs: Option<u64>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -245,6 +256,7 @@ impl Authenticator {
                 admin_claim,
                 dev_admin_claim,
                 leeway_secs: config.leeway_secs,
+                max_lifetime_secs: config.max_lifetime_secs,
             }),
         })
     }
@@ -281,6 +293,7 @@ impl Authenticator {
             });
         }
         let claims = self.verify_signature_and_times(token, &key)?;
+        self.check_lifetime(&claims)?;
         let exp = claims.get("exp").and_then(Value::as_u64);
         Ok((self.principal(&key, &claims)?, exp))
     }
@@ -324,6 +337,36 @@ impl Authenticator {
                 }
             }),
         }
+    }
+
+    /// Refuses a token meant to live longer than the configured maximum. From
+    /// `iat` (or now, when it has none or claims a time still to come) to `exp`,
+    /// with the clock-skew leeway.
+    fn check_lifetime(&self, claims: &Map<String, Value>) -> Result<(), AuthError> {
+        let Some(max) = self.inner.max_lifetime_secs else {
+            return Ok(());
+        };
+        let time = |name: &str| -> Result<Option<u64>, AuthError> {
+            match claims.get(name) {
+                None => Ok(None),
+                // Saturating: a negative or huge number is still a time, just absurd.
+                Some(value) => value.as_f64().map(|t| Some(t as u64)).ok_or_else(|| {
+                    AuthError::malformed(format!("its `{name}` claim is not a number"))
+                }),
+            }
+        };
+        let Some(exp) = time("exp")? else {
+            return Err(AuthError::MissingClaim {
+                claim: "exp".to_owned(),
+            });
+        };
+        let now = jsonwebtoken::get_current_timestamp();
+        let from = time("iat")?.map_or(now, |iat| iat.min(now));
+        let lifetime = exp.saturating_sub(from);
+        if lifetime > max.saturating_add(self.inner.leeway_secs) {
+            return Err(AuthError::LifetimeTooLong { lifetime, max });
+        }
+        Ok(())
     }
 
     fn principal(

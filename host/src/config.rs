@@ -190,6 +190,33 @@ pub struct ServeConfig {
     #[arg(long, env = "VENEER_BOUNCE_TOKEN", hide_env_values = true)]
     pub bounce_token: Option<String>,
 
+    /// Keys one tenant's key-value store may hold (writes past it: 409
+    /// `kv_quota_exceeded`). Also how many entries a plugin can read.
+    #[arg(long, env = "VENEER_KV_MAX_KEYS", default_value_t = 10_000)]
+    pub kv_max_keys: u64,
+
+    /// Bytes (keys plus values) one tenant's key-value store may hold (writes
+    /// past it: 409 `kv_quota_exceeded`).
+    #[arg(long, env = "VENEER_KV_MAX_BYTES", default_value_t = 16 << 20)]
+    pub kv_max_bytes: u64,
+
+    /// Memory the cached tenant states (key-value snapshots included) may take
+    /// together, in MiB; the least used are dropped past it.
+    #[arg(long, env = "VENEER_TENANT_CACHE_MIB", default_value_t = 256)]
+    pub tenant_cache_mib: u64,
+
+    /// Longest a request may take, in milliseconds, before it is answered 503
+    /// `request_timeout` (plugin uploads get the compile timeout on top).
+    #[arg(long, env = "VENEER_REQUEST_TIMEOUT_MS", default_value_t = 30_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub request_timeout_ms: u64,
+
+    /// Longest lifetime of a token, in seconds (`exp - iat`, or `exp - now` when
+    /// it has no `iat`); a longer-lived one is refused (401 `token_lifetime_too_long`).
+    /// 0: no maximum.
+    #[arg(long, env = "VENEER_JWT_MAX_LIFETIME_SECS", default_value_t = 86_400)]
+    pub jwt_max_lifetime_secs: u64,
+
     /// Benchmarks only: run the luxury-consignment plugin's commission hook
     /// natively instead of in the sandbox (docs/performance.md). Needs a build
     /// with `--features bench-native`; refused otherwise.
@@ -237,6 +264,11 @@ impl ServeConfig {
             smtp_relay_allow: Vec::new(),
             bounce_domain: "bounces.veneer.test".into(),
             bounce_token: Some("test-bounce-token".into()),
+            kv_max_keys: 10_000,
+            kv_max_bytes: 16 << 20,
+            tenant_cache_mib: 256,
+            request_timeout_ms: 30_000,
+            jwt_max_lifetime_secs: 86_400,
             bench_native: false,
         }
     }
@@ -247,6 +279,11 @@ impl ServeConfig {
             ports: self.smtp_relay_ports.clone(),
             allow: self.smtp_relay_allow.clone(),
         }
+    }
+
+    /// The request timeout as a duration.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms.max(1))
     }
 
     /// The acquire timeout as a duration.

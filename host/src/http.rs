@@ -3,6 +3,12 @@
 //! context (tenant from host, token, role, rate) comes from the extractors in
 //! `context`. Handlers call `storage`, `runtime` (through `resolve`) and the
 //! caches; they run no SQL and touch no wasmtime type themselves.
+//!
+//! Every request has a time limit (`--request-timeout-ms`, default 30 s; plugin
+//! uploads get the compile timeout on top): past it the handler is dropped and
+//! the answer is 503 `request_timeout` — 503 rather than 408, because the time
+//! is nearly always the server's own work (a slow body is the exception), and
+//! clients and proxies retry a 503.
 
 mod admin;
 #[cfg(feature = "bench-native")]
@@ -17,14 +23,19 @@ pub mod shopify;
 mod tenant;
 pub(crate) mod traffic;
 
+use std::time::Duration;
+
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
-pub use context::{Member, PlatformAdmin, TenantAdmin, TenantCtx};
+pub use context::{
+    Member, PlatformAdmin, PlatformHost, TenantAdmin, TenantCtx, TenantHost, request_host,
+};
 pub use error::{ApiError, ApiResult};
 pub use served::ServedDocument;
 pub(crate) use traffic::SECTION_COUNT;
@@ -35,6 +46,11 @@ use crate::state::AppState;
 /// The whole API.
 pub fn app(state: AppState) -> Router {
     let max_body = state.config.max_body_bytes;
+    let timeouts = Timeouts {
+        default: state.config.request_timeout(),
+        upload: state.config.request_timeout()
+            + Duration::from_secs(state.config.compile_timeout_secs),
+    };
     let router = Router::new();
     #[cfg(feature = "bench-native")]
     let router = router.merge(bench::routes());
@@ -61,9 +77,101 @@ pub fn app(state: AppState) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn_with_state(
+            timeouts,
+            request_timeout,
+        ))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::internal("a handler panicked").into_response()
         }))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// The time limits of requests.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// Every request but plugin uploads.
+    pub default: Duration,
+    /// Plugin uploads (`POST /v1/plugins`), which compile.
+    pub upload: Duration,
+}
+
+/// Middleware: answers 503 `request_timeout` when the rest of the stack takes
+/// longer than its limit (the handler's future, body reading included, is
+/// dropped; blocking work it started ends under its own bounds).
+pub async fn request_timeout(
+    State(timeouts): State<Timeouts>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let limit = if request.method() == Method::POST && request.uri().path() == "/v1/plugins" {
+        timeouts.upload
+    } else {
+        timeouts.default
+    };
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::unavailable(
+            "request_timeout",
+            format!(
+                "the request took longer than the server's limit of {} ms and was stopped; retry, or send less work per request",
+                limit.as_millis()
+            ),
+        )
+        .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::routing::get;
+    use tower::ServiceExt as _;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_slow_request_is_answered_503_request_timeout_in_the_house_shape() {
+        let timeouts = Timeouts {
+            default: Duration::from_millis(50),
+            upload: Duration::from_secs(5),
+        };
+        let app = Router::new()
+            .route(
+                "/slow",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    "done"
+                }),
+            )
+            .route("/fast", get(|| async { "done" }))
+            .layer(axum::middleware::from_fn_with_state(
+                timeouts,
+                request_timeout,
+            ));
+        let started = std::time::Instant::now();
+        let response = app
+            .clone()
+            .oneshot(Request::get("/slow").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()["retry-after"], "1");
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error"]["code"], "request_timeout");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains("50 ms"),
+            "{body}"
+        );
+        let response = app
+            .oneshot(Request::get("/fast").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
 }

@@ -35,8 +35,8 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::cache::Caches;
-use crate::storage::{Backend, NotificationListener, Storage};
+use crate::cache::{Caches, HostKey, state_weight};
+use crate::storage::{Backend, NotificationListener, Storage, TenantRecord};
 use crate::tenancy::{TenantId, TenantState};
 
 /// The PostgreSQL channel invalidations travel on.
@@ -111,12 +111,16 @@ impl Invalidation {
         } else {
             (None, None)
         };
+        let capacity = caches.tenant_capacity();
         let this = Self(Arc::new(Inner {
             node,
             caches,
             epoch: Mutex::new(0),
+            // Weighed like the tenant cache, so the fallback cannot hold more
+            // state than the cache it backs.
             last_known: Cache::builder()
-                .max_capacity(100_000)
+                .weigher(|_, state: &Arc<TenantState>| state_weight(state))
+                .max_capacity(capacity)
                 .time_to_idle(Duration::from_secs(24 * 3_600))
                 .build(),
             // One node: nothing to miss.
@@ -169,6 +173,30 @@ impl Invalidation {
         }
         self.0.caches.put_tenant(state.clone());
         self.0.last_known.insert(state.record.id.clone(), state);
+    }
+
+    /// Caches a tenant row (or that there is none) read from the database since
+    /// `epoch`, unless an invalidation happened meanwhile.
+    pub fn loaded_record(&self, epoch: u64, id: TenantId, record: Option<Arc<TenantRecord>>) {
+        let current = self.0.lock_epoch();
+        if *current == epoch {
+            self.0.caches.put_record(id, record);
+        }
+    }
+
+    /// Caches a host's tenant (or that it has none) read from the database
+    /// since `epoch`, unless an invalidation happened meanwhile.
+    pub fn loaded_host(&self, epoch: u64, key: HostKey, tenant: Option<TenantId>) {
+        let current = self.0.lock_epoch();
+        if *current == epoch {
+            self.0.caches.put_host(key, tenant);
+        }
+    }
+
+    /// The row of a tenant's last known state, for when the database cannot be
+    /// read (not cached again: the state itself is, once a request needs it).
+    pub fn last_known_record(&self, id: &TenantId) -> Option<TenantRecord> {
+        self.0.last_known.get(id).map(|state| state.record.clone())
     }
 
     /// The last known state of a tenant, for when the database cannot be read;

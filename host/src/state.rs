@@ -1,7 +1,10 @@
 //! The server's shared state, built once at start: storage, the plugin runtime,
 //! the base configuration, the authenticator, caches, limits and the recorder.
-//! Also the few operations every handler needs on it: the cached tenant state,
-//! a loaded plugin by hash, and invalidation after a write (on every node: see
+//! Also the few operations every handler needs on it: the cached tenant row
+//! (cheap: routing, status and limits before the caller is authenticated) and
+//! tenant state (heavy: settings and key-value data, loaded after), each load
+//! coalesced so concurrent requests for one cold tenant read the database once;
+//! a loaded plugin by hash; and invalidation after a write (on every node: see
 //! [`crate::invalidation`]).
 
 use std::ops::Deref;
@@ -13,14 +16,14 @@ use tokio::sync::Semaphore;
 
 use crate::auth::{AuthConfig, Authenticator};
 use crate::base::BaseConfig;
-use crate::cache::Caches;
+use crate::cache::{Caches, Flights, HostKey};
 use crate::config::ServeConfig;
 use crate::http::ApiError;
 use crate::invalidation::Invalidation;
 use crate::limits::Limits;
 use crate::runtime::{CheckError, LoadedPlugin, Runtime, RuntimeConfig};
 use crate::secrets::SecretBox;
-use crate::storage::{Storage, StorageError, StorageOptions};
+use crate::storage::{KvLimits, Storage, StorageError, StorageOptions, TenantRecord};
 use crate::tenancy::{TenantId, TenantState};
 use crate::usage::Recorder;
 
@@ -56,6 +59,12 @@ pub struct Inner {
     pub secrets: Arc<SecretBox>,
     /// The outbound HTTP client (Shopify's Admin API).
     pub http: reqwest::Client,
+    /// Tenant-row loads in progress.
+    record_loads: Flights<TenantId, Result<Option<Arc<TenantRecord>>, ApiError>>,
+    /// Tenant-state loads in progress.
+    state_loads: Flights<TenantId, Result<Option<Arc<TenantState>>, ApiError>>,
+    /// Custom-domain lookups in progress.
+    host_lookups: Flights<HostKey, Result<Option<TenantId>, ApiError>>,
 }
 
 impl Deref for AppState {
@@ -89,6 +98,10 @@ impl AppState {
             &StorageOptions {
                 max_connections: config.db_max_connections,
                 acquire_timeout: config.db_acquire_timeout(),
+                kv_limits: KvLimits {
+                    max_keys: config.kv_max_keys,
+                    max_bytes: config.kv_max_bytes,
+                },
                 ..StorageOptions::default()
             },
         )
@@ -130,6 +143,8 @@ impl AppState {
             authorized_parties: config.jwt_authorized_parties.clone(),
             admin_claim: config.admin_claim.clone(),
             dev_mode: config.dev,
+            max_lifetime_secs: (config.jwt_max_lifetime_secs > 0)
+                .then_some(config.jwt_max_lifetime_secs),
             ..AuthConfig::default()
         })
         .await
@@ -145,7 +160,7 @@ impl AppState {
             .build()
             .context("building the HTTP client")?;
         let recorder = Recorder::start(storage.clone());
-        let caches = Caches::new();
+        let caches = Caches::with_tenant_capacity(config.tenant_cache_mib.saturating_mul(1 << 20));
         let invalidation = Invalidation::start(caches.clone(), &storage, &config.database_url);
         let limits = Limits::new(config.rate_limit_mode, storage.platform());
         let compile_slots = Arc::new(Semaphore::new(config.compile_concurrency.max(1)));
@@ -164,17 +179,106 @@ impl AppState {
             compile_shares,
             secrets: Arc::new(secrets),
             http,
+            record_loads: Flights::default(),
+            state_loads: Flights::default(),
+            host_lookups: Flights::default(),
         })))
+    }
+
+    /// The tenant a custom domain is mapped to, from the cache or the database
+    /// (an unknown domain is remembered as such for [`crate::cache::MISS_TTL`]).
+    pub async fn tenant_for_domain(&self, domain: &str) -> Result<Option<TenantId>, ApiError> {
+        let key = HostKey::new(domain);
+        if let Some(id) = self.caches.host(&key) {
+            return Ok(id);
+        }
+        self.host_lookups
+            .run(&key, || async {
+                if let Some(id) = self.caches.host(&key) {
+                    return Ok(id);
+                }
+                let epoch = self.invalidation.epoch();
+                self.caches.count_host_lookup();
+                let id = self
+                    .storage
+                    .platform()
+                    .tenant_by_domain(domain)
+                    .await?
+                    .map(|record| record.id);
+                self.invalidation
+                    .loaded_host(epoch, key.clone(), id.clone());
+                Ok(id)
+            })
+            .await
+    }
+
+    /// A tenant's row (status, organisation, limits): what a request needs
+    /// before its caller is authenticated. Cheap: a small cached row, never the
+    /// tenant's settings or key-value data. A tenant that does not exist is
+    /// remembered as such for [`crate::cache::MISS_TTL`].
+    pub async fn tenant_record(
+        &self,
+        id: &TenantId,
+    ) -> Result<Option<Arc<TenantRecord>>, ApiError> {
+        if let Some(record) = self.caches.record(id) {
+            return Ok(record);
+        }
+        if let Some(state) = self.caches.tenant(id) {
+            return Ok(Some(Arc::new(state.record.clone())));
+        }
+        self.record_loads
+            .run(id, || async {
+                if let Some(record) = self.caches.record(id) {
+                    return Ok(record);
+                }
+                let epoch = self.invalidation.epoch();
+                self.caches.count_record_load();
+                match self.storage.platform().tenant(id).await {
+                    Ok(record) => {
+                        let record = record.map(Arc::new);
+                        self.invalidation
+                            .loaded_record(epoch, id.clone(), record.clone());
+                        Ok(record)
+                    }
+                    Err(StorageError::Unavailable(detail)) => {
+                        match self.invalidation.last_known_record(id) {
+                            Some(record) => {
+                                tracing::warn!(tenant = %id, %detail, "database unavailable; routing with the tenant's last known row");
+                                Ok(Some(Arc::new(record)))
+                            }
+                            None => Err(StorageError::Unavailable(detail).into()),
+                        }
+                    }
+                    Err(err) => Err(err.into()),
+                }
+            })
+            .await
     }
 
     /// A tenant's state, from the cache or the database; when the database
     /// cannot be reached, the last state known (see [`crate::invalidation`]).
+    /// Heavy (settings and key-value data): load it only for an authenticated
+    /// caller of this tenant, or for the tenant's own jobs. Concurrent loads of
+    /// one tenant share one read, and a key-value snapshot of the same data
+    /// version still in memory is shared rather than read again.
     pub async fn tenant_state(&self, id: &TenantId) -> Result<Option<Arc<TenantState>>, ApiError> {
         if let Some(state) = self.caches.tenant(id) {
             return Ok(Some(state));
         }
+        self.state_loads
+            .run(id, || self.load_tenant_state(id))
+            .await
+    }
+
+    async fn load_tenant_state(&self, id: &TenantId) -> Result<Option<Arc<TenantState>>, ApiError> {
+        // A caller that joined just after the previous flight ended.
+        if let Some(state) = self.caches.tenant(id) {
+            return Ok(Some(state));
+        }
         let epoch = self.invalidation.epoch();
-        match TenantState::load(&self.storage, id).await {
+        self.caches.count_state_load();
+        let kv_limit = u32::try_from(self.config.kv_max_keys).unwrap_or(u32::MAX);
+        match TenantState::load(&self.storage, id, kv_limit, &self.caches).await {
             Ok(Some(state)) => {
                 let state = Arc::new(state);
                 self.invalidation.loaded(epoch, state.clone());

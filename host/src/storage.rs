@@ -62,6 +62,7 @@ use crate::tenancy::TenantId;
 pub use email::*;
 pub use error::StorageError;
 pub use jobs::*;
+pub use kv::{KvLimits, KvSnapshotRead, KvUsage};
 pub use notify::NotificationListener;
 pub use platform::PlatformDb;
 pub use records::{
@@ -94,6 +95,8 @@ pub struct StorageOptions {
     /// PostgreSQL `idle_in_transaction_session_timeout`: a transaction left idle
     /// longer is ended by the server, so a stuck task cannot hold locks forever.
     pub idle_in_transaction_timeout: Duration,
+    /// Per-tenant caps on the key-value store, checked by every write.
+    pub kv_limits: KvLimits,
 }
 
 impl Default for StorageOptions {
@@ -103,6 +106,7 @@ impl Default for StorageOptions {
             acquire_timeout: Duration::from_secs(3),
             statement_timeout: Duration::from_secs(5),
             idle_in_transaction_timeout: Duration::from_secs(10),
+            kv_limits: KvLimits::default(),
         }
     }
 }
@@ -112,6 +116,7 @@ impl Default for StorageOptions {
 pub struct Storage {
     pool: AnyPool,
     backend: Backend,
+    kv_limits: KvLimits,
 }
 
 impl Storage {
@@ -135,7 +140,7 @@ impl Storage {
 
     /// A handle on one tenant's data: the only way to reach tenant tables.
     pub fn tenant(&self, id: &TenantId) -> TenantDb {
-        TenantDb::new(self.pool.clone(), self.backend, id.clone())
+        TenantDb::new(self.pool.clone(), self.backend, id.clone(), self.kv_limits)
     }
 
     /// A handle for admin operations and host lookups, across tenants.
@@ -203,6 +208,7 @@ async fn connect_sqlite(url: &str, options: &StorageOptions) -> Result<Storage, 
     Ok(Storage {
         pool,
         backend: Backend::Sqlite,
+        kv_limits: options.kv_limits,
     })
 }
 
@@ -240,5 +246,6 @@ async fn connect_postgres(url: &str, options: &StorageOptions) -> Result<Storage
     Ok(Storage {
         pool,
         backend: Backend::Postgres,
+        kv_limits: options.kv_limits,
     })
 }

@@ -2,6 +2,7 @@
 //! real SQLite file or a fresh PostgreSQL database, driven with reqwest.
 
 mod attacks;
+mod edge;
 mod email;
 mod harness;
 mod jobs;

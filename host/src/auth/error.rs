@@ -46,6 +46,16 @@ pub enum AuthError {
     /// `exp` is in the past by more than the configured leeway.
     #[error("token has expired; get a fresh session token from the identity provider")]
     Expired,
+    /// The token is meant to live longer than the server allows.
+    #[error(
+        "token is valid for {lifetime} s (from its `iat` to its `exp`), longer than this server's maximum of {max} s; use a session token with a shorter lifetime"
+    )]
+    LifetimeTooLong {
+        /// The token's lifetime, in seconds.
+        lifetime: u64,
+        /// The configured maximum, in seconds.
+        max: u64,
+    },
     /// `nbf` is in the future by more than the configured leeway.
     #[error("token is not valid yet (its `nbf` is in the future); check the client's clock")]
     NotYetValid,
@@ -90,6 +100,7 @@ impl AuthError {
             AuthError::UnknownKey { .. } => "unknown_key",
             AuthError::BadSignature => "bad_signature",
             AuthError::Expired => "expired",
+            AuthError::LifetimeTooLong { .. } => "token_lifetime_too_long",
             AuthError::NotYetValid => "not_yet_valid",
             AuthError::WrongIssuer { .. } => "wrong_issuer",
             AuthError::UnauthorizedParty { .. } => "unauthorized_party",

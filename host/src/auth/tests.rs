@@ -343,6 +343,75 @@ async fn expiry_is_enforced_with_a_small_leeway() {
 }
 
 #[tokio::test]
+async fn tokens_meant_to_live_too_long_are_refused() {
+    let server = JwksServer::start(vec![rsa_jwk()]).await;
+    let auth = jwks_auth(&server).await; // default maximum: 24 h
+    let year_3000 = 32_503_680_000u64;
+    let forever = with(claims_v2("org_a", "admin"), "exp", json!(year_3000));
+    assert_eq!(
+        code_of(&auth, &rs256(&forever)).await,
+        "token_lifetime_too_long"
+    );
+    let message = auth.verify(&rs256(&forever)).await.unwrap_err().to_string();
+    assert!(message.contains("86400 s"), "{message}");
+    // Without `iat`, the lifetime counts from now.
+    let no_iat = without(forever.clone(), "iat");
+    assert_eq!(
+        code_of(&auth, &rs256(&no_iat)).await,
+        "token_lifetime_too_long"
+    );
+    // An `iat` claimed in the future does not shorten it either.
+    let future_iat = with(forever.clone(), "iat", json!(year_3000 - 60));
+    assert_eq!(
+        code_of(&auth, &rs256(&future_iat)).await,
+        "token_lifetime_too_long"
+    );
+    // Issued two days ago, still valid for a minute: a two-day token.
+    let old = with(
+        with(
+            claims_v2("org_a", "admin"),
+            "iat",
+            json!(now() - 2 * 86_400),
+        ),
+        "exp",
+        json!(now() + 60),
+    );
+    assert_eq!(
+        code_of(&auth, &rs256(&old)).await,
+        "token_lifetime_too_long"
+    );
+    let not_a_time = with(claims_v2("org_a", "admin"), "iat", json!("yesterday"));
+    assert_eq!(code_of(&auth, &rs256(&not_a_time)).await, "malformed_token");
+    // A day is the limit (the dev token's default), within the leeway.
+    let day = with(claims_v2("org_a", "admin"), "exp", json!(now() + 86_400));
+    auth.verify(&rs256(&day)).await.unwrap();
+    let day_and_a_minute = with(claims_v2("org_a", "admin"), "exp", json!(now() + 86_460));
+    assert_eq!(
+        code_of(&auth, &rs256(&day_and_a_minute)).await,
+        "token_lifetime_too_long"
+    );
+
+    let strict = Authenticator::new(AuthConfig {
+        max_lifetime_secs: Some(60),
+        ..jwks_config(&server.url)
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        code_of(&strict, &rs256(&claims_v2("org_a", "admin"))).await,
+        "token_lifetime_too_long",
+        "a five-minute token over a one-minute maximum"
+    );
+    let off = Authenticator::new(AuthConfig {
+        max_lifetime_secs: None,
+        ..jwks_config(&server.url)
+    })
+    .await
+    .unwrap();
+    off.verify(&rs256(&forever)).await.unwrap();
+}
+
+#[tokio::test]
 async fn not_before_is_honoured() {
     let server = JwksServer::start(vec![rsa_jwk()]).await;
     let auth = jwks_auth(&server).await;

@@ -1,32 +1,74 @@
 //! Who and what a request is for, in the order of the design's request flow:
 //! the host names a tenant (an unknown host is a 404 before anything else), the
-//! tenant's state is loaded (a suspended tenant is a 403), the bearer token is
-//! verified and its organisation must be that tenant's, the role must allow the
-//! route, and the tenant's request rate is charged.
+//! tenant's row says whether it is active (a suspended tenant is a 403), the
+//! bearer token is verified and its organisation must be that tenant's, the role
+//! must allow the route, the tenant's request rate is charged — and only then,
+//! and only if the handler needs it, is the tenant's state (settings, key-value
+//! data) loaded. A request without a valid token for the tenant never costs more
+//! than a small cached row.
+//!
+//! The host comes from [`request_host`], the one place every route reads it.
 
 use std::sync::Arc;
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::StatusCode;
-use axum::http::header;
 use axum::http::request::Parts;
+use axum::http::{StatusCode, Version, header};
 use serde::de::DeserializeOwned;
 
 use crate::auth::{OrgRole, Principal, bearer};
-use crate::cache::HostKey;
 use crate::http::ApiError;
 use crate::state::AppState;
-use crate::storage::TenantStatus;
-use crate::tenancy::{HostTarget, TenantId, TenantState, classify};
+use crate::storage::{TenantRecord, TenantStatus};
+use crate::tenancy::{HostTarget, TenantId, TenantState, classify, strip_port};
 
-fn host_of(parts: &Parts) -> String {
-    parts
-        .headers
-        .get(header::HOST)
-        .and_then(|value| value.to_str().ok())
-        .map(str::to_owned)
-        .or_else(|| parts.uri.authority().map(|a| a.as_str().to_owned()))
-        .unwrap_or_default()
+/// The host a request is for, read the same way by every route:
+/// - the authority of the request target when it has one: an absolute-form
+///   target (`GET http://acme.example/v1/config HTTP/1.1`), whose authority wins
+///   over `Host` (RFC 9112 §3.2.2), or HTTP/2's `:authority` (hyper puts both in
+///   the URI); an HTTP/2 request whose `Host` names another host is refused
+///   (RFC 9113 §8.3.1);
+/// - else the `Host` header; more than one is refused (RFC 9112 §3.2: the
+///   server cannot know which one a proxy in front of it routed by).
+///
+/// Userinfo and port are dropped; [`classify`] says what the name is.
+pub fn request_host(parts: &Parts) -> Result<String, ApiError> {
+    let mut hosts = parts.headers.get_all(header::HOST).iter();
+    let host_header = hosts.next();
+    if hosts.next().is_some() {
+        return Err(ApiError::bad_request(
+            "duplicate_host",
+            "the request has more than one Host header; send exactly one",
+        ));
+    }
+    let host_header = match host_header {
+        None => None,
+        Some(value) => Some(value.to_str().map_err(|_| {
+            ApiError::bad_request("invalid_host", "the Host header is not ASCII text")
+        })?),
+    };
+    if let Some(authority) = parts.uri.authority() {
+        let host = authority.host();
+        if parts.version == Version::HTTP_2
+            && let Some(header) = host_header
+            && !strip_port(header.trim()).eq_ignore_ascii_case(host)
+        {
+            return Err(ApiError::bad_request(
+                "conflicting_host",
+                "the Host header names another host than the request's :authority; send one host",
+            ));
+        }
+        return Ok(match authority.port_u16() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_owned(),
+        });
+    }
+    host_header.map(str::to_owned).ok_or_else(|| {
+        ApiError::bad_request(
+            "missing_host",
+            "the request names no host: send a Host header (e.g. Host: <tenant>.<base-domain>)",
+        )
+    })
 }
 
 fn unknown_host(host: &str) -> ApiError {
@@ -40,63 +82,105 @@ fn unknown_host(host: &str) -> ApiError {
     )
 }
 
-/// The tenant named by the request's host, loaded and active.
+/// The request is on the platform's own host (health, admin and bounce routes).
+#[derive(Debug, Clone, Copy)]
+pub struct PlatformHost;
+
+impl FromRequestParts<AppState> for PlatformHost {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
+        let host = request_host(parts)?;
+        if classify(&host, &app.config.base_domain) != HostTarget::Platform {
+            let shown: String = host.chars().take(100).collect();
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_host",
+                format!(
+                    "this endpoint is served on the platform's own host ({}) only, not at `{shown}`",
+                    app.config.base_domain
+                ),
+            ));
+        }
+        Ok(Self)
+    }
+}
+
+/// The active tenant the request's host names, as its row only (status,
+/// organisation, limits): what routes need before, or without, a bearer token.
+/// Never loads the tenant's settings or key-value data.
 #[derive(Debug, Clone)]
-pub struct TenantCtx(pub Arc<TenantState>);
+pub struct TenantHost(pub Arc<TenantRecord>);
+
+impl TenantHost {
+    /// The tenant's id.
+    pub fn id(&self) -> &TenantId {
+        &self.0.id
+    }
+}
+
+impl FromRequestParts<AppState> for TenantHost {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
+        if let Some(tenant) = parts.extensions.get::<TenantHost>() {
+            return Ok(tenant.clone());
+        }
+        let host = request_host(parts)?;
+        let id = match classify(&host, &app.config.base_domain) {
+            HostTarget::Subdomain(id) => id,
+            HostTarget::Custom(domain) => app
+                .tenant_for_domain(&domain)
+                .await?
+                .ok_or_else(|| unknown_host(&host))?,
+            HostTarget::Platform | HostTarget::Invalid => return Err(unknown_host(&host)),
+        };
+        let record = app
+            .tenant_record(&id)
+            .await?
+            .ok_or_else(|| unknown_host(&host))?;
+        check_active(&record)?;
+        let tenant = TenantHost(record);
+        parts.extensions.insert(tenant.clone());
+        Ok(tenant)
+    }
+}
+
+fn check_active(record: &TenantRecord) -> Result<(), ApiError> {
+    if record.status == TenantStatus::Suspended {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "tenant_suspended",
+            "this tenant is suspended; contact the platform's support",
+        ));
+    }
+    Ok(())
+}
+
+/// The host's tenant, for an authenticated caller (see [`Member`] and
+/// [`TenantAdmin`]): its row at once, its full state (settings, key-value data)
+/// only when a handler asks for it, so routes that do not need the state (key-value
+/// writes, settings, runs, ...) never load it.
+#[derive(Debug, Clone)]
+pub struct TenantCtx(Arc<TenantRecord>);
 
 impl TenantCtx {
     /// The tenant's id.
     pub fn id(&self) -> &TenantId {
-        &self.0.record.id
+        &self.0.id
     }
-}
 
-async fn tenant_for_host(app: &AppState, host: &str) -> Result<Arc<TenantState>, ApiError> {
-    let id = match classify(host, &app.config.base_domain) {
-        HostTarget::Subdomain(id) => id,
-        HostTarget::Custom(domain) => {
-            let key = HostKey::new(&domain);
-            let cached = app.caches.host(&key);
-            let id = match cached {
-                Some(id) => id,
-                None => {
-                    let id = app
-                        .storage
-                        .platform()
-                        .tenant_by_domain(&domain)
-                        .await?
-                        .map(|record| record.id);
-                    app.caches.put_host(key, id.clone());
-                    id
-                }
-            };
-            id.ok_or_else(|| unknown_host(host))?
-        }
-        HostTarget::Platform | HostTarget::Invalid => return Err(unknown_host(host)),
-    };
-    app.tenant_state(&id)
-        .await?
-        .ok_or_else(|| unknown_host(host))
-}
+    /// The tenant's row.
+    pub fn record(&self) -> &TenantRecord {
+        &self.0
+    }
 
-impl FromRequestParts<AppState> for TenantCtx {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
-        if let Some(ctx) = parts.extensions.get::<TenantCtx>() {
-            return Ok(ctx.clone());
-        }
-        let state = tenant_for_host(app, &host_of(parts)).await?;
-        if state.record.status == TenantStatus::Suspended {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "tenant_suspended",
-                "this tenant is suspended; contact the platform's support",
-            ));
-        }
-        let ctx = TenantCtx(state);
-        parts.extensions.insert(ctx.clone());
-        Ok(ctx)
+    /// The tenant's full state: cached, or loaded once for every request that
+    /// needs it at the same time.
+    pub async fn state(&self, app: &AppState) -> Result<Arc<TenantState>, ApiError> {
+        app.tenant_state(self.id())
+            .await?
+            .ok_or_else(|| ApiError::not_found("this tenant no longer exists"))
     }
 }
 
@@ -128,9 +212,9 @@ async fn caller(
     app: &AppState,
     need_admin: bool,
 ) -> Result<(TenantCtx, Arc<Principal>), ApiError> {
-    let tenant = TenantCtx::from_request_parts(parts, app).await?;
+    let tenant = TenantHost::from_request_parts(parts, app).await?;
     let principal = principal(parts, app).await?;
-    if principal.org_id.as_deref() != Some(tenant.0.record.org_id.as_str()) {
+    if principal.org_id.as_deref() != Some(tenant.0.org_id.as_str()) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "wrong_tenant",
@@ -154,11 +238,13 @@ async fn caller(
             ));
         }
     }
-    if let Err(wait) = app.limits.check_rate(&tenant.0.record).await {
+    if let Err(wait) = app.limits.check_rate(&tenant.0).await {
         return Err(ApiError::rate_limited(wait.as_secs_f64().ceil() as u64));
     }
     app.recorder.request(tenant.id());
-    Ok((tenant, principal))
+    // Authenticated, authorised and within its rate: the handler may now load
+    // the heavy part.
+    Ok((TenantCtx(tenant.0), principal))
 }
 
 /// A member (or admin) of the host's tenant.
@@ -205,10 +291,7 @@ impl FromRequestParts<AppState> for PlatformAdmin {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
-        let host = host_of(parts);
-        if classify(&host, &app.config.base_domain) != HostTarget::Platform {
-            return Err(unknown_host(&host));
-        }
+        PlatformHost::from_request_parts(parts, app).await?;
         let principal = principal(parts, app).await?;
         if !principal.platform_admin {
             return Err(ApiError::forbidden(
@@ -275,5 +358,104 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
                     ApiError::bad_request("bad_body", rejection.body_text())
                 }
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::{Request, Version};
+
+    use super::*;
+
+    fn parts(version: Version, uri: &str, hosts: &[&str]) -> Parts {
+        let mut builder = Request::builder().version(version).uri(uri);
+        for host in hosts {
+            builder = builder.header(header::HOST, *host);
+        }
+        builder.body(()).unwrap().into_parts().0
+    }
+
+    fn code(result: Result<String, ApiError>) -> &'static str {
+        let err = result.unwrap_err();
+        assert_eq!(err.status(), StatusCode::BAD_REQUEST);
+        err.code()
+    }
+
+    #[test]
+    fn the_host_header_names_the_host_of_an_origin_form_request() {
+        let p = parts(Version::HTTP_11, "/v1/config", &["acme.localhost:8080"]);
+        assert_eq!(request_host(&p).unwrap(), "acme.localhost:8080");
+    }
+
+    #[test]
+    fn more_than_one_host_header_is_refused() {
+        let p = parts(
+            Version::HTTP_11,
+            "/v1/config",
+            &["acme.localhost", "globex.localhost"],
+        );
+        assert_eq!(code(request_host(&p)), "duplicate_host");
+        let p = parts(
+            Version::HTTP_11,
+            "/v1/config",
+            &["acme.localhost", "acme.localhost"],
+        );
+        assert_eq!(code(request_host(&p)), "duplicate_host", "even when equal");
+    }
+
+    #[test]
+    fn an_absolute_form_target_wins_over_the_host_header() {
+        let p = parts(
+            Version::HTTP_11,
+            "http://globex.localhost:8080/v1/config",
+            &["acme.localhost"],
+        );
+        assert_eq!(request_host(&p).unwrap(), "globex.localhost:8080");
+        let p = parts(
+            Version::HTTP_11,
+            "http://user@globex.localhost/v1/config",
+            &[],
+        );
+        assert_eq!(
+            request_host(&p).unwrap(),
+            "globex.localhost",
+            "userinfo dropped"
+        );
+        let p = parts(Version::HTTP_11, "http://[::1]:8080/healthz", &[]);
+        assert_eq!(request_host(&p).unwrap(), "[::1]:8080");
+    }
+
+    #[test]
+    fn http2_reads_the_authority_and_refuses_a_host_header_naming_another() {
+        let p = parts(Version::HTTP_2, "http://acme.localhost:8080/v1/config", &[]);
+        assert_eq!(request_host(&p).unwrap(), "acme.localhost:8080");
+        let p = parts(
+            Version::HTTP_2,
+            "http://acme.localhost:8080/v1/config",
+            &["ACME.localhost:9"],
+        );
+        assert_eq!(
+            request_host(&p).unwrap(),
+            "acme.localhost:8080",
+            "same name"
+        );
+        let p = parts(
+            Version::HTTP_2,
+            "http://acme.localhost/v1/config",
+            &["globex.localhost"],
+        );
+        assert_eq!(code(request_host(&p)), "conflicting_host");
+    }
+
+    #[test]
+    fn no_host_at_all_is_a_clear_400() {
+        let p = parts(Version::HTTP_11, "/v1/config", &[]);
+        assert_eq!(code(request_host(&p)), "missing_host");
+        let mut p = parts(Version::HTTP_11, "/v1/config", &[]);
+        p.headers.insert(
+            header::HOST,
+            axum::http::HeaderValue::from_bytes(b"acm\xe9.localhost").unwrap(),
+        );
+        assert_eq!(code(request_host(&p)), "invalid_host");
     }
 }

@@ -19,12 +19,11 @@ use crate::email::{
     self, BounceOutcome, EmailRelay, EmailSettings, EmailTls, message_id_header, new_message_id,
     parse_bounce_webhook, parse_dsn, password_aad, record_bounce, validate_settings,
 };
-use crate::http::context::{JsonBody, Member, RawBody, TenantAdmin};
+use crate::http::context::{JsonBody, Member, PlatformHost, RawBody, TenantAdmin};
 use crate::http::traffic::render_email;
 use crate::http::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::storage::{NewEmailMessage, NewJob};
-use crate::tenancy::{HostTarget, classify};
 
 /// The job kind that sends one message.
 pub const SEND_JOB: &str = "email.send";
@@ -178,7 +177,7 @@ async fn send(
     admin: TenantAdmin,
     JsonBody(input): JsonBody<SendInput>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let tenant = admin.tenant.0.clone();
+    let tenant = admin.tenant.state(&app).await?;
     let db = app.storage.tenant(&tenant.record.id);
     let settings = db.email_settings().await?.ok_or_else(|| {
         ApiError::new(
@@ -303,20 +302,11 @@ async fn unsuppress(
 /// configured shared token.
 async fn bounces(
     State(app): State<AppState>,
+    // The platform's host only, read as every route reads it (HTTP/2 included).
+    _platform: PlatformHost,
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> ApiResult<Json<Value>> {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or_default();
-    if classify(host, &app.config.base_domain) != HostTarget::Platform {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "unknown_host",
-            "bounces are accepted on the platform's host only",
-        ));
-    }
     let expected = app.config.bounce_token.as_deref().ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,

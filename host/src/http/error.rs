@@ -12,8 +12,9 @@ use crate::resolve::InputError;
 use crate::runtime::CheckError;
 use crate::storage::StorageError;
 
-/// An API error.
-#[derive(Debug)]
+/// An API error. Clone, so one failed load shared by concurrent requests can
+/// answer each of them.
+#[derive(Debug, Clone)]
 pub struct ApiError {
     status: StatusCode,
     code: &'static str,
@@ -113,6 +114,11 @@ impl From<StorageError> for ApiError {
             StorageError::NotFound(what) => Self::not_found(what),
             StorageError::Conflict(what) => Self::new(StatusCode::CONFLICT, "conflict", what),
             StorageError::Invalid(what) => Self::bad_request("invalid", what),
+            // 409: the store's state, not the request, is what stands in the
+            // way, and the caller can change that state (delete keys) and retry.
+            StorageError::KvQuotaExceeded(what) => {
+                Self::new(StatusCode::CONFLICT, "kv_quota_exceeded", what)
+            }
             StorageError::Unavailable(detail) => {
                 tracing::warn!(%detail, "database unavailable");
                 Self::unavailable(

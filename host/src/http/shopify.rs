@@ -18,7 +18,7 @@ use axum::{
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::http::context::{JsonBody, Member, RawBody, TenantAdmin, TenantCtx};
+use crate::http::context::{JsonBody, Member, RawBody, TenantAdmin, TenantHost};
 use crate::http::{ApiError, ApiResult};
 use crate::shopify::{
     AdminClient, ShopifyError, WebhookError, authenticate_webhook_for, ownership_policy,
@@ -241,7 +241,7 @@ fn unauthenticated() -> ApiError {
 
 async fn webhook(
     State(app): State<AppState>,
-    tenant: TenantCtx,
+    tenant: TenantHost,
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> ApiResult<(StatusCode, Json<Value>)> {

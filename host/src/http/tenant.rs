@@ -376,8 +376,9 @@ async fn usage(
     Ok(Json(json!({ "usage": usage })))
 }
 
-async fn quota(member: Member) -> Json<Value> {
-    Json(json!({ "quota": member.tenant.0.quota }))
+async fn quota(State(app): State<AppState>, member: Member) -> ApiResult<Json<Value>> {
+    let state = member.tenant.state(&app).await?;
+    Ok(Json(json!({ "quota": state.quota })))
 }
 
 async fn audit(

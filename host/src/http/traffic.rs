@@ -253,7 +253,7 @@ async fn config(
     request: axum::extract::Request,
 ) -> ApiResult<Response> {
     let headers = request.headers();
-    let tenant = &member.tenant.0;
+    let tenant = &member.tenant.state(&app).await?;
     let config = effective(&app, tenant).await?;
     let served = config
         .served
@@ -287,7 +287,7 @@ async fn section(
         )));
     };
     let headers = request.headers();
-    let tenant = &member.tenant.0;
+    let tenant = &member.tenant.state(&app).await?;
     let config = effective(&app, tenant).await?;
     let served = config.served_sections[slot]
         .get_or_init(|| serve_section(&app, tenant.record.id.as_str(), &config, SECTIONS[slot]));
@@ -416,7 +416,7 @@ async fn quote(
     member: Member,
     JsonBody(sale): JsonBody<Sale>,
 ) -> ApiResult<Json<Value>> {
-    let tenant = member.tenant.0.clone();
+    let tenant = member.tenant.state(&app).await?;
     crate::resolve::check_sale(&app.base, &sale)?;
     let plugin = active_plugin(&app, &tenant).await?;
     let resolved = commission_quote(&app, &tenant, plugin.clone(), sale).await??;
@@ -553,7 +553,7 @@ async fn preview(
     member: Member,
     JsonBody(request): JsonBody<PreviewRequest>,
 ) -> ApiResult<Json<Value>> {
-    let tenant = member.tenant.0.clone();
+    let tenant = member.tenant.state(&app).await?;
     let (resolved, rendered) = render_email(
         &app,
         &tenant,

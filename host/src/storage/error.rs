@@ -1,6 +1,6 @@
 //! Storage errors, classified so callers can answer without looking at SQL:
 //! missing (404), taken or stale (409), down or overloaded (503), bad input (400),
-//! or a genuine database fault (500).
+//! a tenant's key-value store full (409), or a genuine database fault (500).
 
 use sqlx::error::{DatabaseError, ErrorKind};
 use sqlx::migrate::MigrateError;
@@ -25,6 +25,10 @@ pub enum StorageError {
     /// The input cannot be stored as given.
     #[error("invalid input: {0}")]
     Invalid(String),
+    /// The write would take the tenant's key-value store over its caps
+    /// (the message says which, and how to make room).
+    #[error("key-value quota exceeded: {0}")]
+    KvQuotaExceeded(String),
     /// The schema could not be brought up to date.
     #[error("database migration failed: {0}")]
     Migration(#[source] MigrateError),

@@ -47,6 +47,11 @@ const SQLITE: &[Source] = &[
         "shopify binding",
         include_str!("../../migrations/sqlite/0006_shopify_binding.sql"),
     ),
+    (
+        7,
+        "kv usage",
+        include_str!("../../migrations/sqlite/0007_kv_usage.sql"),
+    ),
 ];
 
 const POSTGRES: &[Source] = &[
@@ -84,6 +89,11 @@ const POSTGRES: &[Source] = &[
         7,
         "shopify binding",
         include_str!("../../migrations/postgres/0007_shopify_binding.sql"),
+    ),
+    (
+        8,
+        "kv usage",
+        include_str!("../../migrations/postgres/0008_kv_usage.sql"),
     ),
 ];
 

@@ -10,7 +10,7 @@ use super::platform::{audit_columns, audit_from_row, insert_audit};
 use super::records::{AuditEntry, AuditRecord, SettingsRecord};
 use super::session::{self, Access, Scope};
 use super::time::now_ms;
-use super::{Backend, StorageError, rows};
+use super::{Backend, KvLimits, StorageError, rows};
 use crate::tenancy::TenantId;
 
 /// One tenant's data. Obtained from [`Storage::tenant`](super::Storage::tenant);
@@ -20,15 +20,27 @@ pub struct TenantDb {
     pool: AnyPool,
     backend: Backend,
     tenant: TenantId,
+    kv_limits: KvLimits,
 }
 
 impl TenantDb {
-    pub(super) fn new(pool: AnyPool, backend: Backend, tenant: TenantId) -> Self {
+    pub(super) fn new(
+        pool: AnyPool,
+        backend: Backend,
+        tenant: TenantId,
+        kv_limits: KvLimits,
+    ) -> Self {
         Self {
             pool,
             backend,
             tenant,
+            kv_limits,
         }
+    }
+
+    /// The caps every key-value write is checked against.
+    pub fn kv_limits(&self) -> KvLimits {
+        self.kv_limits
     }
 
     /// The tenant this handle is bound to.

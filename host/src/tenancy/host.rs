@@ -62,7 +62,8 @@ pub fn classify(host: &str, base_domain: &str) -> HostTarget {
     HostTarget::Custom(host.to_ascii_lowercase())
 }
 
-fn strip_port(host: &str) -> &str {
+/// The name of a `name:port` host (an IPv6 literal keeps its brackets).
+pub fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
         // [v6]:port
         return host

@@ -1,5 +1,9 @@
 //! A tenant's state as the request path needs it, loaded once and cached: the
-//! tenant row, its active plugin, settings, quota and key-value snapshot.
+//! tenant row, its active plugin, settings, quota and key-value snapshot. The
+//! snapshot is the heavy part (up to the tenant's key-value cap): it is one
+//! [`KvSnapshot`] per data version, shared through an `Arc` by every state and
+//! plugin call of that version, never copied per request; loads ask
+//! [`KvSnapshots`] for one already in memory before reading the database.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock, Weak};
@@ -9,8 +13,48 @@ use crate::storage::{SettingsRecord, Storage, StorageError, TenantRecord};
 
 use super::TenantId;
 
-/// Key-value entries a plugin can read, at most (larger stores are cut).
-pub const KV_SNAPSHOT_LIMIT: u32 = 10_000;
+/// What one key-value entry costs in memory besides its bytes (two `String`s
+/// and a share of a B-tree node), for weighing states.
+const KV_ENTRY_OVERHEAD: usize = 96;
+
+/// A tenant's key-value data at one version, immutable.
+#[derive(Debug, Default)]
+pub struct KvSnapshot {
+    entries: BTreeMap<String, String>,
+    bytes: usize,
+}
+
+impl KvSnapshot {
+    /// A snapshot of these entries.
+    pub fn new(entries: BTreeMap<String, String>) -> Self {
+        let bytes = entries.iter().map(|(k, v)| k.len() + v.len()).sum();
+        Self { entries, bytes }
+    }
+
+    /// Entries held.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether it holds no entry.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Approximate bytes of memory it takes.
+    pub fn weight(&self) -> usize {
+        self.bytes + self.entries.len() * KV_ENTRY_OVERHEAD
+    }
+}
+
+/// Key-value snapshots already in memory, for loads to share.
+pub trait KvSnapshots {
+    /// The snapshot of `tenant`'s data at `version`, if one is still held.
+    fn shared(&self, tenant: &TenantId, version: i64) -> Option<Arc<KvSnapshot>>;
+    /// A snapshot was just read from the database; `version` is `None` when it
+    /// is not exactly any version's data (it changed during the read).
+    fn read(&self, tenant: &TenantId, version: Option<i64>, snapshot: &Arc<KvSnapshot>);
+}
 
 /// Everything about a tenant that resolution depends on.
 #[derive(Debug, Clone)]
@@ -27,6 +71,7 @@ pub struct TenantState {
     pub data_version: u64,
     data: Arc<SnapshotData>,
     warm_key: WarmKey,
+    weight: usize,
     /// The cached effective configuration of exactly this state (the base is
     /// fixed for the process, and any change to the tenant loads a new state),
     /// so a request finds it without building a cache key or a cache lookup.
@@ -36,8 +81,15 @@ pub struct TenantState {
 }
 
 impl TenantState {
-    /// Loads a tenant's state; `None` when the tenant does not exist.
-    pub async fn load(storage: &Storage, id: &TenantId) -> Result<Option<Self>, StorageError> {
+    /// Loads a tenant's state; `None` when the tenant does not exist. At most
+    /// `kv_limit` key-value entries are read, and only when `snapshots` holds
+    /// none of the current version.
+    pub async fn load(
+        storage: &Storage,
+        id: &TenantId,
+        kv_limit: u32,
+        snapshots: &(dyn KvSnapshots + Sync),
+    ) -> Result<Option<Self>, StorageError> {
         let Some(record) = storage.platform().tenant(id).await? else {
             return Ok(None);
         };
@@ -52,16 +104,32 @@ impl TenantState {
             }),
             None => Quota::default(),
         };
-        let kv = db.kv_all(KV_SNAPSHOT_LIMIT).await?;
+        let usage = db.kv_usage().await?;
+        let (kv, kv_version) = match snapshots.shared(id, usage.version) {
+            Some(kv) => (kv, usage.version),
+            None => {
+                let read = db.kv_snapshot(kv_limit).await?;
+                let kv = Arc::new(KvSnapshot::new(read.entries));
+                snapshots.read(id, read.version, &kv);
+                // Data that changed while it was read is nobody's version: give
+                // it a fresh one, so no cache entry made from it is ever reused.
+                (kv, read.version.unwrap_or_else(rand::random))
+            }
+        };
         // Everything besides the plugin and settings that a plugin's output can
         // depend on: its quota and the key-value data it reads.
         let data_version = {
             use std::hash::{Hash, Hasher};
             let mut hasher = std::collections::hash_map::DefaultHasher::new();
             quota_json.hash(&mut hasher);
-            kv.hash(&mut hasher);
+            kv_version.hash(&mut hasher);
             hasher.finish()
         };
+        let weight = std::mem::size_of::<Self>()
+            + std::mem::size_of::<SnapshotData>()
+            + record.name.len()
+            + 2 * settings.json.len()
+            + kv.weight();
         let data = Arc::new(SnapshotData {
             settings: settings.json.clone(),
             kv,
@@ -81,8 +149,20 @@ impl TenantState {
             data_version,
             data,
             warm_key,
+            weight,
             effective: OnceLock::new(),
         }))
+    }
+
+    /// Approximate bytes of memory the state takes (its key-value snapshot
+    /// included, though other states of the same data version share that).
+    pub fn weight(&self) -> usize {
+        self.weight
+    }
+
+    /// The key-value snapshot this state reads.
+    pub fn kv(&self) -> &Arc<KvSnapshot> {
+        &self.data.kv
     }
 
     /// What the tenant's plugin may read.
@@ -113,7 +193,7 @@ impl TenantState {
 #[derive(Debug)]
 struct SnapshotData {
     settings: String,
-    kv: BTreeMap<String, String>,
+    kv: Arc<KvSnapshot>,
 }
 
 impl TenantData for SnapshotData {
@@ -126,11 +206,12 @@ impl TenantData for SnapshotData {
     }
 
     fn kv_get(&self, key: &str) -> Option<String> {
-        self.kv.get(key).cloned()
+        self.kv.entries.get(key).cloned()
     }
 
     fn kv_keys(&self, prefix: &str, limit: usize) -> Vec<String> {
         self.kv
+            .entries
             .range(prefix.to_owned()..)
             .take_while(|(key, _)| key.starts_with(prefix))
             .take(limit)

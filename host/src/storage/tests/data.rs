@@ -1,12 +1,18 @@
 //! Settings, key-value data, runs and usage through the tenant handle.
 
-use super::harness::{Ctx, tid};
+use std::collections::BTreeMap;
+
+use super::harness::{Ctx, options, tid};
 use crate::storage::time::{now_ms, utc_day};
-use crate::storage::{NewRun, SettingsRecord, StorageError, UsageDelta};
+use crate::storage::{
+    KvLimits, KvUsage, NewRun, SettingsRecord, Storage, StorageError, StorageOptions, UsageDelta,
+};
 
 on_both!(
     settings_use_optimistic_concurrency,
     kv_stores_lists_by_literal_prefix_and_deletes,
+    kv_caps_hold_keys_and_bytes_and_lose_nothing,
+    concurrent_kv_writes_cannot_overshoot_the_cap,
     runs_are_recorded_listed_and_pruned_per_tenant,
     usage_accumulates_per_utc_day,
     a_batch_writes_runs_usage_and_pruning_together_or_nothing,
@@ -158,6 +164,137 @@ fn run<'a>(sha: &'a str, outcome: &'a str, fuel: u64) -> NewRun<'a> {
         wall_time_us: 120,
         logs_json: "[]",
     }
+}
+
+async fn capped(ctx: &Ctx, max_keys: u64, max_bytes: u64) -> Storage {
+    Storage::connect(
+        &ctx.url,
+        &StorageOptions {
+            kv_limits: KvLimits {
+                max_keys,
+                max_bytes,
+            },
+            ..options()
+        },
+    )
+    .await
+    .unwrap()
+}
+
+fn quota_message(result: Result<(), StorageError>) -> String {
+    match result {
+        Err(StorageError::KvQuotaExceeded(message)) => message,
+        other => panic!("expected the kv quota to refuse, got {other:?}"),
+    }
+}
+
+async fn kv_caps_hold_keys_and_bytes_and_lose_nothing(ctx: Ctx) {
+    ctx.tenant("acme").await;
+    let beta = ctx.tenant("beta").await;
+    let storage = capped(&ctx, 3, 100).await;
+    let acme = storage.tenant(&tid("acme"));
+    assert_eq!(acme.kv_usage().await.unwrap(), KvUsage::default());
+    for (k, v) in [("a", "1"), ("b", "2"), ("c", "3")] {
+        acme.kv_put(k, v).await.unwrap();
+    }
+    let full = acme.kv_usage().await.unwrap();
+    assert_eq!((full.keys, full.bytes), (3, 6));
+
+    // A fourth key: refused, saying the limit and how to make room.
+    let message = quota_message(acme.kv_put("d", "4").await);
+    assert!(
+        message.contains("3 keys") && message.contains("limit is 3"),
+        "{message}"
+    );
+    assert!(message.contains("delete keys"), "{message}");
+    // Overwriting an existing key does not add one.
+    acme.kv_put("a", &"x".repeat(50)).await.unwrap();
+    assert_eq!(acme.kv_usage().await.unwrap().bytes, 1 + 50 + 4);
+    // Bytes: 55 held, b would grow by 59 to 114 > 100.
+    let message = quota_message(acme.kv_put("b", &"y".repeat(60)).await);
+    assert!(message.contains("limit is 100"), "{message}");
+    assert!(message.contains("59 more"), "{message}");
+    // Multibyte characters count as their UTF-8 bytes.
+    let message = quota_message(acme.kv_put("c", &"é".repeat(30)).await);
+    assert!(message.contains("limit is 100"), "{message}");
+
+    // Nothing was lost or half-written, and refusals did not change the version.
+    let before = acme.kv_usage().await.unwrap();
+    let expected: BTreeMap<String, String> =
+        [("a", "x".repeat(50)), ("b", "2".into()), ("c", "3".into())]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+    assert_eq!(acme.kv_all(100).await.unwrap(), expected);
+    let snapshot = acme.kv_snapshot(100).await.unwrap();
+    assert_eq!(snapshot.entries, expected);
+    assert_eq!(snapshot.version, Some(before.version));
+    assert!(acme.kv_put("d", "4").await.is_err());
+    assert_eq!(acme.kv_usage().await.unwrap(), before);
+
+    // Deleting makes room; every write changes the version.
+    assert!(acme.kv_delete("c").await.unwrap());
+    let after_delete = acme.kv_usage().await.unwrap();
+    assert_eq!((after_delete.keys, after_delete.bytes), (2, 53));
+    assert_ne!(after_delete.version, before.version);
+    assert!(!acme.kv_delete("c").await.unwrap());
+    assert_eq!(
+        acme.kv_usage().await.unwrap(),
+        after_delete,
+        "a miss changes nothing"
+    );
+    acme.kv_put("d", "4").await.unwrap();
+
+    // Caps are per tenant: beta has its own, untouched by acme's.
+    let beta_capped = storage.tenant(&tid("beta"));
+    for k in ["a", "b", "c"] {
+        beta_capped.kv_put(k, "v").await.unwrap();
+    }
+    assert!(beta_capped.kv_put("d", "v").await.is_err());
+
+    // Over a lowered cap (written under the default one), a tenant can still
+    // shrink and delete, but not grow.
+    for i in 0..5 {
+        beta.kv_put(&format!("more/{i}"), "0123456789")
+            .await
+            .unwrap();
+    }
+    assert_eq!(beta.kv_usage().await.unwrap().keys, 8);
+    assert!(beta_capped.kv_put("e", "v").await.is_err());
+    assert!(beta_capped.kv_put("more/0", &"z".repeat(40)).await.is_err());
+    beta_capped.kv_put("more/0", "short").await.unwrap();
+    assert!(beta_capped.kv_delete("more/1").await.unwrap());
+    assert_eq!(
+        beta.kv_usage().await.unwrap().keys,
+        7,
+        "usage is shared by both handles"
+    );
+    storage.close().await;
+}
+
+async fn concurrent_kv_writes_cannot_overshoot_the_cap(ctx: Ctx) {
+    ctx.tenant("acme").await;
+    let storage = capped(&ctx, 3, 1 << 20).await;
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let db = storage.tenant(&tid("acme"));
+        tasks.push(tokio::spawn(async move {
+            db.kv_put(&format!("k{i}"), "v").await
+        }));
+    }
+    let mut stored = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(()) => stored += 1,
+            Err(StorageError::KvQuotaExceeded(_)) => {}
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(stored, 3, "exactly the cap's worth of writes got in");
+    let acme = storage.tenant(&tid("acme"));
+    assert_eq!(acme.kv_all(100).await.unwrap().len(), 3);
+    assert_eq!(acme.kv_usage().await.unwrap().keys, 3);
+    storage.close().await;
 }
 
 async fn runs_are_recorded_listed_and_pruned_per_tenant(ctx: Ctx) {

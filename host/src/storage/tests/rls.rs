@@ -23,6 +23,7 @@ const TABLES: &[(&str, &str)] = &[
     ("plugin_settings", "tenant_id"),
     ("quotas", "tenant_id"),
     ("kv", "tenant_id"),
+    ("kv_usage", "tenant_id"),
     ("plugin_runs", "tenant_id"),
     ("usage", "tenant_id"),
     ("audit_log", "tenant_id"),
@@ -34,6 +35,7 @@ const TENANT_WRITABLE: &[&str] = &[
     "activations",
     "plugin_settings",
     "kv",
+    "kv_usage",
     "plugin_runs",
     "usage",
 ];
