@@ -77,10 +77,13 @@ impl EffectiveKey {
     /// A short content version of everything the configuration depends on, for
     /// ETags and the API's `version` field.
     pub fn version(&self) -> String {
-        use std::hash::{Hash, Hasher};
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        self.hash(&mut hasher);
-        format!("{:016x}", hasher.finish())
+        crate::digest::Digest::new()
+            .str(self.tenant.as_str())
+            .str(&self.base_version)
+            .opt_str(self.plugin.as_deref())
+            .i64(self.settings_version)
+            .u64(self.data_version)
+            .to_short_hex()
     }
 }
 

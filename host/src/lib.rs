@@ -11,6 +11,7 @@
 //! - [`auth`]: token verification (Clerk-style JWTs, JWKS, dev key);
 //! - [`storage`]: SQLite and PostgreSQL (the only module running SQL);
 //! - [`cache`], [`limits`], [`usage`]: caches, per-tenant limits, run recording;
+//! - [`digest`]: content digests stable across nodes and Rust releases (ETags, versions);
 //! - [`invalidation`]: cache invalidation across nodes (PostgreSQL LISTEN/NOTIFY);
 //! - [`email`]: per-tenant email: settings, rendering, SMTP sending, bounces;
 //! - [`outbound`]: which addresses and ports a tenant-directed connection may reach;
@@ -28,6 +29,7 @@ pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod digest;
 pub mod email;
 pub mod http;
 pub mod invalidation;

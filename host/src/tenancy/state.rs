@@ -118,13 +118,10 @@ impl TenantState {
         };
         // Everything besides the plugin and settings that a plugin's output can
         // depend on: its quota and the key-value data it reads.
-        let data_version = {
-            use std::hash::{Hash, Hasher};
-            let mut hasher = std::collections::hash_map::DefaultHasher::new();
-            quota_json.hash(&mut hasher);
-            kv_version.hash(&mut hasher);
-            hasher.finish()
-        };
+        let data_version = crate::digest::Digest::new()
+            .opt_str(quota_json.as_deref())
+            .i64(kv_version)
+            .to_u64();
         let weight = std::mem::size_of::<Self>()
             + std::mem::size_of::<SnapshotData>()
             + record.name.len()
@@ -134,13 +131,13 @@ impl TenantState {
             settings: settings.json.clone(),
             kv,
         });
-        let warm_key = {
-            use std::hash::{Hash, Hasher};
-            let mut hasher = std::collections::hash_map::DefaultHasher::new();
-            settings.version.hash(&mut hasher);
-            data_version.hash(&mut hasher);
-            WarmKey::new(record.id.as_str(), hasher.finish())
-        };
+        let warm_key = WarmKey::new(
+            record.id.as_str(),
+            crate::digest::Digest::new()
+                .i64(settings.version)
+                .u64(data_version)
+                .to_u64(),
+        );
         Ok(Some(Self {
             record,
             active_plugin,
