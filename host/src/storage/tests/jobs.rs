@@ -1115,10 +1115,11 @@ async fn a_backlog_delays_another_tenant_by_at_most_the_bound(ctx: Ctx) {
     )
     .await;
 
-    // Read before the job is queued: a free worker may claim it at once (the
-    // heavy tenant is at its cap of running jobs), before a read made after.
-    let ready_at = progress.heavy_done.load(Ordering::SeqCst);
     light.enqueue_job(&job("work")).await.unwrap();
+    // Read once the job is queued. A free worker may claim it before this read
+    // (the heavy tenant is at its cap of running jobs), so the counts below
+    // saturate at zero.
+    let ready_at = progress.heavy_done.load(Ordering::SeqCst);
     eventually(
         "the light tenant's job",
         Duration::from_secs(30),
@@ -1127,8 +1128,18 @@ async fn a_backlog_delays_another_tenant_by_at_most_the_bound(ctx: Ctx) {
     .await;
     handle.shutdown(Duration::from_secs(5)).await;
 
-    let started = progress.light_started_at.lock().unwrap().unwrap() - ready_at;
-    let done = progress.light_done_at.lock().unwrap().unwrap() - ready_at;
+    let started = progress
+        .light_started_at
+        .lock()
+        .unwrap()
+        .unwrap()
+        .saturating_sub(ready_at);
+    let done = progress
+        .light_done_at
+        .lock()
+        .unwrap()
+        .unwrap()
+        .saturating_sub(ready_at);
     eprintln!(
         "{:?}: after the light job was ready, the backlog completed {started} jobs before it \
          started and {done} before it completed (bound {BOUND})",
