@@ -1,8 +1,9 @@
 //! Email: what a tenant's mail looks like and how it leaves and comes back.
 //! Owns template rendering (minijinja, HTML auto-escaped, bounded: a language
-//! subset, fuel, nesting and output caps), the tenant's email
-//! settings rules (the from address in its sending domain, a complete custom
-//! relay), building the message (lettre), sending it over SMTP with the reply
+//! subset, fuel, nesting and output caps), the one check of address and domain
+//! syntax (`address.rs`, also used by the template rules in `validate.rs`), the
+//! tenant's email settings rules (the from address in its sending domain, a
+//! complete custom relay), building the message (lettre), sending it over SMTP with the reply
 //! sorted into retry or give up, VERP bounce addresses, and reading bounces
 //! (RFC 3464 DSNs and a JSON webhook) into the tenant's suppression list.
 //!
@@ -15,6 +16,7 @@
 //! and the envelope sender is `bounce+<tenant>.<message id>@<bounce domain>`,
 //! so a bounce finds its tenant and message by the address it returns to.
 
+mod address;
 mod bounce;
 mod dsn;
 mod message;
@@ -27,6 +29,7 @@ mod verp;
 #[cfg(test)]
 mod tests;
 
+pub use address::{AddressError, DomainError, check_address, check_domain};
 pub use bounce::{
     Bounce, BounceAction, BounceError, BounceOutcome, parse_bounce_webhook, record_bounce,
 };
@@ -37,7 +40,6 @@ pub use render::{
     TEMPLATE_FUEL, TEMPLATE_RECURSION, render,
 };
 pub use send::{SendError, SmtpConfig, SmtpOutcome, check_relay, relay_config, send};
-pub(crate) use settings::check_address;
 pub use settings::{
     EmailSettingsError, FROM_NAME_CODE, SETTINGS_CODE, check_display_name, password_aad,
     validate_settings,

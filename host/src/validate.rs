@@ -601,40 +601,15 @@ pub fn email(template: &EmailTemplate, def: &EmailDef) -> Result<(), Violation> 
             .map_err(|why| violation("from_name", format!("{} {why}", quote(from_name))))?;
     }
     if let Some(reply_to) = &t.reply_to {
-        check_address("reply_to", reply_to)?;
-    }
-    Ok(())
-}
-
-/// A plausible single email address. Not RFC 5322: the point is that it cannot carry a second
-/// header or a second recipient, and is not obviously a typo.
-fn check_address(path: &str, address: &str) -> Result<(), Violation> {
-    let bad = |why: &str| {
-        violation(
-            path,
-            format!(
-                "{} {why}; give one address such as `help@example.com`",
-                quote(address)
-            ),
-        )
-    };
-    if address.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(bad("contains whitespace or a line break"));
-    }
-    let mut parts = address.split('@');
-    let (Some(local), Some(domain), None) = (parts.next(), parts.next(), parts.next()) else {
-        return Err(bad("must contain exactly one '@'"));
-    };
-    if local.is_empty() {
-        return Err(bad("has nothing before the '@'"));
-    }
-    if !domain.contains('.') || domain.starts_with('.') || domain.ends_with('.') {
-        return Err(bad(
-            "does not have a domain such as `example.com` after the '@'",
-        ));
-    }
-    if address.contains([',', ';', '<', '>']) {
-        return Err(bad("contains a list or display-name character"));
+        crate::email::check_address(reply_to).map_err(|why| {
+            violation(
+                "reply_to",
+                format!(
+                    "{} {why}; give one address such as `help@example.com`",
+                    quote(reply_to)
+                ),
+            )
+        })?;
     }
     Ok(())
 }

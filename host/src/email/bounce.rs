@@ -11,7 +11,7 @@
 
 use serde::Deserialize;
 
-use super::settings::check_address;
+use super::address::check_address;
 use super::verp::{message_id_from_header, parse_bounce_address};
 use crate::storage::{Storage, StorageError, is_email_message_id};
 use crate::tenancy::TenantId;

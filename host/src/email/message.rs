@@ -12,7 +12,8 @@ use lettre::address::{Address, Envelope};
 use lettre::message::{Mailbox, MultiPart};
 
 use super::Rendered;
-use super::settings::{check_address, check_display_name};
+use super::address::check_address;
+use super::settings::check_display_name;
 use super::verp::message_id_header;
 use crate::storage::{EmailSettings, is_email_message_id};
 
@@ -45,7 +46,7 @@ fn field_error(field: &'static str, value: &str, reason: impl Into<String>) -> B
 }
 
 fn address(field: &'static str, value: &str) -> Result<Address, BuildError> {
-    check_address(value).map_err(|why| field_error(field, value, why))?;
+    check_address(value).map_err(|why| field_error(field, value, why.to_string()))?;
     value
         .parse::<Address>()
         .map_err(|e| field_error(field, value, e.to_string()))

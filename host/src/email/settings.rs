@@ -1,18 +1,14 @@
-//! Checking a tenant's email settings before they are stored, and the address
-//! and host name syntax the rest of the module relies on.
+//! Checking a tenant's email settings before they are stored. Address, domain
+//! and host name syntax is `address.rs`'s, the one check every caller uses.
 //!
 //! The from address must be in the sending domain exactly: `news@acme.example`
 //! for `acme.example`, not `news@mail.acme.example`. A subdomain is a different
 //! sending domain (its own SPF/DKIM records), so a tenant who sends from one
 //! sets it as the sending domain.
-//!
-//! Addresses are the plain `local@domain` form: a dot-atom local part (no
-//! quoted strings) and an ASCII domain (IDNs in their `xn--` form). That is
-//! stricter than RFC 5322 allows, and it is what every relay and mailbox
-//! provider accepts.
 
 use std::net::IpAddr;
 
+use super::address::{DomainError, check_address, check_domain, check_host_name};
 use crate::storage::{EmailRelay, EmailSettings, EmailTls};
 use crate::tenancy::TenantId;
 
@@ -251,100 +247,12 @@ fn shown(value: &str) -> String {
     out
 }
 
-/// Checks `local@domain` and returns the domain; the error completes a
-/// sentence about the address.
-pub(crate) fn check_address(address: &str) -> Result<&str, String> {
-    if address.contains(['\r', '\n']) {
-        return Err("contains a line break".into());
-    }
-    let Some((local, domain)) = address.rsplit_once('@') else {
-        return Err("has no '@'".into());
-    };
-    if local.contains('@') {
-        return Err("has more than one '@'".into());
-    }
-    check_local_part(local)?;
-    check_domain(domain).map_err(|why| format!("has a domain that {why}"))?;
-    Ok(domain)
-}
-
-fn check_local_part(local: &str) -> Result<(), String> {
-    if local.is_empty() {
-        return Err("has nothing before the '@'".into());
-    }
-    if local.len() > 64 {
-        return Err("has more than 64 characters before the '@'".into());
-    }
-    // RFC 5322 atext, without quoted strings.
-    let atext = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c);
-    if let Some(c) = local.chars().find(|&c| !(atext(c) || c == '.')) {
-        return Err(format!(
-            "has `{}` before the '@', which an address cannot contain unquoted",
-            c.escape_default()
-        ));
-    }
-    if local.starts_with('.') || local.ends_with('.') || local.contains("..") {
-        return Err("has a misplaced '.' before the '@' (at an end, or two in a row)".into());
-    }
-    Ok(())
-}
-
-/// A public domain name: at least two labels. The error completes a sentence
-/// about the domain.
-pub(crate) fn check_domain(domain: &str) -> Result<(), String> {
-    check_labels(domain)?;
-    if !domain.contains('.') {
-        return Err("has a single label; use a full domain such as `acme.example`".into());
-    }
-    if domain
-        .rsplit('.')
-        .next()
-        .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
-    {
-        return Err("ends in a numeric label; use a domain name, not an IP address".into());
-    }
-    Ok(())
-}
-
 /// A relay: a host name (one label allowed, e.g. `localhost`) or an IP address.
-fn check_host(host: &str) -> Result<(), String> {
+fn check_host(host: &str) -> Result<(), DomainError> {
     if host.parse::<IpAddr>().is_ok() {
         return Ok(());
     }
-    check_labels(host)
-}
-
-fn check_labels(name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err("is empty".into());
-    }
-    if name.len() > 253 {
-        return Err("is longer than 253 characters".into());
-    }
-    if !name.is_ascii() {
-        return Err("is not ASCII; write an international domain in its `xn--` form".into());
-    }
-    for label in name.split('.') {
-        if label.is_empty() {
-            return Err("has an empty label (a leading, trailing or doubled '.')".into());
-        }
-        if label.len() > 63 {
-            return Err("has a label longer than 63 characters".into());
-        }
-        if let Some(c) = label
-            .chars()
-            .find(|&c| !(c.is_ascii_alphanumeric() || c == '-'))
-        {
-            return Err(format!(
-                "contains `{}`; use letters, digits, '-' and '.'",
-                c.escape_default()
-            ));
-        }
-        if label.starts_with('-') || label.ends_with('-') {
-            return Err("has a label starting or ending with '-'".into());
-        }
-    }
-    Ok(())
+    check_host_name(host)
 }
 
 #[cfg(test)]
