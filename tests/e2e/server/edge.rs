@@ -15,7 +15,7 @@ use veneer::cache::LoadCounts;
 use veneer::tenancy::TenantId;
 
 use super::harness::{BASE, Db, Server, admin, member, platform_admin};
-use crate::both_backends;
+use veneer::both_backends;
 
 fn tid(id: &str) -> TenantId {
     TenantId::new(id).expect("tenant id")

@@ -1,142 +1,14 @@
-//! Starts a server for one test on a fresh database and talks to it.
+//! Starts a server for one test on a fresh database and talks to it (the
+//! databases, tokens and polling come from `veneer::test_support`).
 
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use veneer::auth::{OrgRole, dev_token};
 use veneer::config::ServeConfig;
 use veneer::server::{Running, start};
-
-/// Which database a test runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Db {
-    Sqlite,
-    Postgres,
-}
-
-/// PostgreSQL server used by the tests (trust auth, user postgres).
-pub fn postgres_admin_url() -> String {
-    std::env::var("VENEER_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-fn ensure_postgres() {
-    use std::net::TcpStream;
-    if TcpStream::connect_timeout(
-        &"127.0.0.1:5432".parse().expect("addr"),
-        Duration::from_secs(1),
-    )
-    .is_ok()
-    {
-        return;
-    }
-    // The machine's cluster may be stopped: start it, as .ci/run does.
-    let versions = std::fs::read_dir("/etc/postgresql")
-        .ok()
-        .and_then(|mut d| d.next())
-        .and_then(|e| e.ok());
-    if let Some(version) = versions {
-        let _ = std::process::Command::new("pg_ctlcluster")
-            .args([
-                "--skip-systemctl-redirect",
-                &version.file_name().to_string_lossy(),
-                "main",
-                "start",
-            ])
-            .status();
-    }
-}
-
-/// A fresh database that is dropped with the guard.
-pub struct TestDb {
-    pub url: String,
-    pub kind: Db,
-    name: Option<String>,
-    _dir: Option<tempfile::TempDir>,
-}
-
-impl TestDb {
-    pub async fn new(kind: Db) -> Self {
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
-        match kind {
-            Db::Sqlite => {
-                let dir = tempfile::tempdir().expect("tempdir");
-                let url = format!("sqlite://{}", dir.path().join("veneer.db").display());
-                Self {
-                    url,
-                    kind,
-                    name: None,
-                    _dir: Some(dir),
-                }
-            }
-            Db::Postgres => {
-                ensure_postgres();
-                let name = format!(
-                    "veneer_e2e_{}_{}",
-                    std::process::id(),
-                    COUNTER.fetch_add(1, Ordering::Relaxed)
-                );
-                let admin = postgres_admin_url();
-                let mut conn = connect_admin(&admin).await;
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                )))
-                .execute(&mut conn)
-                .await
-                .expect("drop old test db");
-                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                    .execute(&mut conn)
-                    .await
-                    .expect("create test db");
-                let url = match admin.rsplit_once('/') {
-                    Some((server, _)) => format!("{server}/{name}"),
-                    None => panic!("bad postgres url"),
-                };
-                Self {
-                    url,
-                    kind,
-                    name: Some(name),
-                    _dir: None,
-                }
-            }
-        }
-    }
-}
-
-async fn connect_admin(url: &str) -> sqlx::PgConnection {
-    use sqlx::Connection;
-    sqlx::PgConnection::connect(url)
-        .await
-        .unwrap_or_else(|err| {
-            panic!("PostgreSQL must be reachable at {url} for the PostgreSQL suites: {err}")
-        })
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        if let Some(name) = self.name.take() {
-            let admin = postgres_admin_url();
-            // Drop on a separate thread with its own runtime: Drop cannot await.
-            let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("rt");
-                rt.block_on(async move {
-                    let mut conn = connect_admin(&admin).await;
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                    )))
-                    .execute(&mut conn)
-                    .await;
-                });
-            })
-            .join();
-        }
-    }
-}
+use veneer::test_support::eventually;
+pub use veneer::test_support::{Db, TestDb, admin, member, platform_admin};
 
 /// A running server with two demo-like tenants, `acme` and `globex`.
 pub struct Server {
@@ -290,54 +162,8 @@ impl Server {
     }
 }
 
-pub fn token(tenant: &str, role: OrgRole) -> String {
-    dev_token(
-        &format!("org_{tenant}"),
-        role,
-        &format!("user_{tenant}"),
-        false,
-        Duration::from_secs(3600),
-    )
-}
-
-pub fn admin(tenant: &str) -> String {
-    token(tenant, OrgRole::Admin)
-}
-
-pub fn member(tenant: &str) -> String {
-    token(tenant, OrgRole::Member)
-}
-
-pub fn platform_admin() -> String {
-    dev_token(
-        "",
-        OrgRole::Member,
-        "user_platform",
-        true,
-        Duration::from_secs(3600),
-    )
-}
-
 pub fn sale(category: &str, price: u64) -> Value {
     json!({ "order_id": "o-1", "sku": "SKU-1", "category_id": category, "unit_price": price, "quantity": 1, "currency": "EUR" })
-}
-
-/// Runs an async test body on both backends.
-#[macro_export]
-macro_rules! both_backends {
-    ($name:ident, $body:path) => {
-        mod $name {
-            use super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                $body($crate::server::harness::Db::Sqlite).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                $body($crate::server::harness::Db::Postgres).await;
-            }
-        }
-    };
 }
 
 impl Server {
@@ -347,15 +173,6 @@ impl Server {
         secs: u64,
         mut check: impl AsyncFnMut(&Server) -> Option<T>,
     ) -> Option<T> {
-        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
-        loop {
-            if let Some(value) = check(self).await {
-                return Some(value);
-            }
-            if std::time::Instant::now() > deadline {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        eventually(Duration::from_secs(secs), async || check(self).await).await
     }
 }

@@ -9,7 +9,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use super::harness::{Db, Server, admin, platform_admin, sale};
-use crate::both_backends;
+use veneer::both_backends;
 
 /// Far below the minute the sleeping plugin asks for.
 const SLACK: Duration = Duration::from_secs(5);
