@@ -1,8 +1,9 @@
 //! What the tests share, in one copy: a fresh database per test on either
 //! backend ([`TestDb`], [`both_backends!`](crate::both_backends)), dev tokens,
 //! polling until something holds ([`eventually`], [`wait_for`]), a fake
-//! Shopify ([`fake_shopify`]) and a real SMTP server on loopback
-//! ([`smtp_server`]).
+//! Shopify ([`fake_shopify`]), a real SMTP server on loopback
+//! ([`smtp_server`]), a clock tests move by hand ([`ManualClock`]) and the API
+//! driven in process or over TCP alike ([`api`]).
 //!
 //! Compiled for the crate's own unit tests (`cfg(test)`) and, with the
 //! `test-support` feature, for the integration suites (`tests/e2e`,
@@ -13,6 +14,7 @@
 //! PostgreSQL; it never stops, restarts or reconfigures the cluster (tests that
 //! need the database to go away start a private cluster of their own).
 
+pub mod api;
 pub mod fake_shopify;
 pub mod smtp_server;
 

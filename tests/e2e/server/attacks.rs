@@ -187,7 +187,7 @@ fn leaks(body: &Value, globex_sha: &str) -> Option<&'static str> {
 }
 
 async fn attack_matrix(db: Db) {
-    let server = Server::start(db).await;
+    let server = Server::in_process(db).await;
     let globex = admin("globex");
     let (status, _) = server
         .call(
@@ -329,7 +329,7 @@ async fn attack_matrix(db: Db) {
 both_backends!(cross_tenant_attack_matrix, attack_matrix);
 
 async fn roles(db: Db) {
-    let server = Server::start(db).await;
+    let server = Server::in_process(db).await;
     let m = member("acme");
     let (status, _) = server.get("acme", "/v1/config", &m).await;
     assert_eq!(status, StatusCode::OK, "members read");

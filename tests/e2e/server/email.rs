@@ -1521,7 +1521,6 @@ async fn relay_ssrf(db: Db) {
         smtp_password_enc: None,
     };
     server
-        .running
         .state
         .storage
         .tenant(&veneer::tenancy::TenantId::new("acme").expect("id"))

@@ -1,5 +1,6 @@
-//! Starts a server for one test on a fresh database and talks to it (the
-//! databases, tokens and polling come from `veneer::test_support`).
+//! The API of one test on a fresh database, in process or listening, and the
+//! calls the tests make on it (the databases, tokens, polling and transports
+//! come from `veneer::test_support`).
 
 use std::time::Duration;
 
@@ -7,12 +8,20 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use veneer::config::ServeConfig;
 use veneer::server::{Running, start};
-use veneer::test_support::eventually;
+use veneer::state::AppState;
+use veneer::test_support::api::{Api, ApiRequest};
+use veneer::test_support::{self, eventually};
 pub use veneer::test_support::{Db, TestDb, admin, member, platform_admin};
 
-/// A running server with two demo-like tenants, `acme` and `globex`.
+/// The API with two demo tenants, `acme` and `globex`: in process
+/// ([`Server::in_process`]) or a listening server ([`Server::start`]).
 pub struct Server {
-    pub running: Running,
+    /// Where requests go.
+    pub api: Api,
+    /// The listening server (TCP only).
+    running: Option<Running>,
+    /// The application state (both transports).
+    pub state: AppState,
     pub client: reqwest::Client,
     /// The database; dropped after the server.
     pub db: TestDb,
@@ -21,43 +30,71 @@ pub struct Server {
 pub const BASE: &str = "veneer.test";
 
 impl Server {
-    /// A server on a fresh database, seeded with the demo tenants.
+    /// A listening server (with its job workers) on a fresh database, seeded
+    /// with the demo tenants: for what needs a socket or the workers.
     pub async fn start(kind: Db) -> Self {
         Self::start_with(kind, |_| {}).await
     }
 
     /// Like [`Server::start`], with the configuration adjusted first.
     pub async fn start_with(kind: Db, adjust: impl FnOnce(&mut ServeConfig)) -> Self {
-        let db = TestDb::new(kind).await;
-        let mut config = ServeConfig::for_tests(db.url.clone());
-        config.base_domain = BASE.into();
-        adjust(&mut config);
+        let (db, config) = Self::config(kind, adjust).await;
         let running = start(config).await.expect("server starts");
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .expect("client");
+        let client = client();
         Self {
-            running,
+            api: Api::Tcp {
+                client: client.clone(),
+                base: format!("http://{}", running.addr),
+            },
+            state: running.state.clone(),
+            running: Some(running),
             client,
             db,
         }
     }
 
+    /// The API in process (no socket, no job workers) on a fresh database,
+    /// seeded with the demo tenants: for routing, extractors, error shapes,
+    /// ETags and everything else a request alone decides.
+    pub async fn in_process(kind: Db) -> Self {
+        let (db, config) = Self::config(kind, |_| {}).await;
+        let (state, api) = test_support::api::in_process(config).await;
+        Self {
+            api,
+            state,
+            running: None,
+            client: client(),
+            db,
+        }
+    }
+
+    async fn config(kind: Db, adjust: impl FnOnce(&mut ServeConfig)) -> (TestDb, ServeConfig) {
+        let db = TestDb::new(kind).await;
+        let mut config = ServeConfig::for_tests(db.url.clone());
+        config.base_domain = BASE.into();
+        adjust(&mut config);
+        (db, config)
+    }
+
+    /// The listening server; only a test started with [`Server::start`] has one.
+    pub fn running(&self) -> &Running {
+        self.running
+            .as_ref()
+            .expect("this test needs a socket: start it with Server::start")
+    }
+
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.running.addr)
+        format!("http://{}{path}", self.running().addr)
     }
 
     /// A request to `path` with the Host header of `tenant` (or the platform).
-    pub fn request(&self, method: Method, host: &str, path: &str) -> reqwest::RequestBuilder {
+    pub fn request(&self, method: Method, host: &str, path: &str) -> ApiRequest {
         let host = if host.is_empty() {
             BASE.to_owned()
         } else {
             format!("{host}.{BASE}")
         };
-        self.client
-            .request(method, self.url(path))
-            .header("host", host)
+        self.api.request(method, &host, path)
     }
 
     pub async fn call(
@@ -77,7 +114,7 @@ impl Server {
         }
         let response = req.send().await.expect("request is answered");
         let status = response.status();
-        let text = response.text().await.expect("body");
+        let text = response.text().await.expect("a UTF-8 body");
         let value = if text.is_empty() {
             Value::Null
         } else {
@@ -175,4 +212,11 @@ impl Server {
     ) -> Option<T> {
         eventually(Duration::from_secs(secs), async || check(self).await).await
     }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
 }

@@ -10,7 +10,7 @@ use crate::util::{fixture, read};
 use veneer::both_backends;
 
 async fn refused_uploads(db: Db) {
-    let server = Server::start(db).await;
+    let server = Server::in_process(db).await;
     let token = admin("acme");
     for (name, bytes, code) in [
         (
@@ -66,7 +66,7 @@ fn category_ids(config: &Value) -> Vec<String> {
 }
 
 async fn lifecycle(db: Db) {
-    let server = Server::start(db).await;
+    let server = Server::in_process(db).await;
     let token = admin("acme");
     let (status, before) = server.get("acme", "/v1/config", &token).await;
     assert_eq!(status, StatusCode::OK, "{before}");
@@ -200,7 +200,7 @@ async fn lifecycle(db: Db) {
 both_backends!(upload_activate_rollback_and_audit, lifecycle);
 
 async fn quota_bites(db: Db) {
-    let server = Server::start(db).await;
+    let server = Server::in_process(db).await;
     let token = admin("acme");
     let (status, quote) = server
         .call(

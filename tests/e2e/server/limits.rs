@@ -149,7 +149,7 @@ both_backends!(suspension_rate_limits_and_domains, status_and_limits);
 /// A plugin that keeps running into its limits is paused: its tenant is served
 /// the base without running it, other tenants are untouched.
 async fn breaker(db: Db) {
-    let server = Server::start(db).await;
+    let server = Server::in_process(db).await;
     let token = admin("acme");
     server
         .install(

@@ -1,4 +1,5 @@
-//! Traffic endpoints: the demo tenants' effective configurations differ, quotes
+//! Traffic endpoints, in process (`Server::in_process`): the demo tenants'
+//! effective configurations differ, ETags and gzip negotiate exactly, quotes
 //! run the plugin, previews render with escaping, bad input gets clear errors.
 
 use reqwest::{Method, StatusCode};
@@ -8,7 +9,7 @@ use super::harness::{Db, Server, admin, member, sale};
 use veneer::both_backends;
 
 async fn traffic(db: Db) {
-    let server = Server::start(db).await;
+    let server = Server::in_process(db).await;
     let (acme, globex) = (member("acme"), member("globex"));
     let (status, a) = server.get("acme", "/v1/config", &acme).await;
     assert_eq!(status, StatusCode::OK, "{a}");
@@ -250,7 +251,7 @@ both_backends!(demo_tenants_differ_and_traffic_works, traffic);
 /// tenant's calls, never across tenants, and never after the settings change.
 /// The hostile plugin's `count-calls` mode counts calls in instance memory.
 async fn warm_quotes(db: Db) {
-    let server = Server::start(db).await;
+    let server = Server::in_process(db).await;
     let mut shas = Vec::new();
     for tenant in ["acme", "globex"] {
         let sha = server
@@ -307,7 +308,7 @@ both_backends!(quotes_reuse_a_tenants_own_warm_instance, warm_quotes);
 /// its recorded fuel covering both attempts. One that loops still ends out of
 /// fuel, having used its whole quota.
 async fn slow_quotes(db: Db) {
-    let server = Server::start(db).await;
+    let server = Server::in_process(db).await;
     let token = admin("acme");
     server
         .install(
