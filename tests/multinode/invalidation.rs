@@ -47,9 +47,10 @@ fn an_activation_on_one_node_is_served_by_the_other_within_a_second() {
             .as_str()
             .expect("acme has a plugin")
             .to_owned();
-        let (_, again) = node2
+        let (status, again) = node2
             .call(Method::GET, "acme", "/v1/config", Some(&admin), None)
             .await;
+        assert_eq!(status, StatusCode::OK, "{again}");
         assert_eq!(again["version"], before["version"]);
 
         let bytes = std::fs::read(veneer::built_plugins::DECLARATIVE_OVERRIDES).expect("plugin");

@@ -72,6 +72,11 @@ impl Server {
         let db = TestDb::new(kind).await;
         let mut config = ServeConfig::for_tests(db.url.clone());
         config.base_domain = BASE.into();
+        // One artifact directory for every server of the suite (and across
+        // runs): each compiles a demo plugin once, then loads its native code
+        // (keyed by sha256 and engine, HMAC-checked), as a second node would.
+        config.artifact_dir =
+            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-artifacts");
         adjust(&mut config);
         (db, config)
     }
