@@ -19,7 +19,8 @@
 //! - [`secrets`]: encryption of credentials at rest;
 //! - [`shopify`]: per-tenant Shopify stores, webhooks and the Admin API client;
 //! - [`http`]: the API; [`state`], [`server`], [`config`], [`demo`]: running it;
-//! - [`cli`]: the `veneer` command line.
+//! - [`cli`]: the `veneer` command line;
+//! - `test_support` (tests only, feature `test-support`): what the tests share.
 
 pub mod auth;
 pub mod base;
@@ -44,6 +45,8 @@ pub mod shopify;
 pub mod state;
 pub mod storage;
 pub mod tenancy;
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_support;
 pub mod usage;
 pub mod validate;
 pub mod workers;

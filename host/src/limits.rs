@@ -74,6 +74,11 @@ struct Breaker {
     open_until: Option<std::time::Instant>,
 }
 
+/// Where the breaker reads the time: the monotonic clock in production; a
+/// test hands in one it moves itself ([`Limits::with_clock`]), so a pause can
+/// be seen to end without waiting for it.
+pub type BreakerClock = Arc<dyn Fn() -> std::time::Instant + Send + Sync>;
+
 /// The limiters of every tenant seen by this node.
 #[derive(Clone)]
 pub struct Limits {
@@ -82,6 +87,8 @@ pub struct Limits {
     platform: PlatformDb,
     /// While set and in the future, the shared counter is not asked.
     shared_down_until: Arc<std::sync::Mutex<Option<Instant>>>,
+    /// The breaker's clock.
+    now: BreakerClock,
 }
 
 impl std::fmt::Debug for Limits {
@@ -104,7 +111,14 @@ impl Limits {
             mode,
             platform,
             shared_down_until: Arc::new(std::sync::Mutex::new(None)),
+            now: Arc::new(std::time::Instant::now),
         }
+    }
+
+    /// The same limits with the breaker reading the time from `now` (tests).
+    pub fn with_clock(mut self, now: BreakerClock) -> Self {
+        self.now = now;
+        self
     }
 
     /// Where the rate is counted.
@@ -257,7 +271,8 @@ impl Limits {
         let breaker = limiter.breaker.lock().unwrap_or_else(|p| p.into_inner());
         breaker
             .open_until
-            .and_then(|until| until.checked_duration_since(std::time::Instant::now()))
+            .and_then(|until| until.checked_duration_since((self.now)()))
+            .filter(|left| !left.is_zero())
     }
 
     /// Feeds one plugin run's outcome to the tenant's breaker: repeated runs
@@ -273,7 +288,7 @@ impl Limits {
                     let pause = BREAKER_PAUSE
                         .saturating_mul(1 << breaker.trips.min(4))
                         .min(BREAKER_MAX_PAUSE);
-                    breaker.open_until = Some(std::time::Instant::now() + pause);
+                    breaker.open_until = Some((self.now)() + pause);
                     breaker.trips += 1;
                     breaker.consecutive = 0;
                     tracing::warn!(tenant = %tenant.id, pause_secs = pause.as_secs(), "pausing a plugin that keeps hitting its limits");
@@ -302,4 +317,132 @@ fn unix_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    //! The per-tenant breaker, on an injected clock: it opens after
+    //! [`BREAKER_THRESHOLD`] runs in a row at a limit, stays open for its
+    //! pause, doubles the pause on each trip up to [`BREAKER_MAX_PAUSE`],
+    //! resets on any other ending, and never touches another tenant.
+
+    use super::*;
+    use crate::runtime::OutcomeKind;
+    use crate::storage::{Storage, StorageOptions, TenantStatus};
+    use crate::test_support::{Db, ManualClock, TestDb};
+
+    fn tenant(id: &str) -> TenantRecord {
+        TenantRecord {
+            id: TenantId::new(id).expect("tenant id"),
+            org_id: format!("org_{id}"),
+            name: id.into(),
+            status: TenantStatus::Active,
+            rate_limit_per_sec: 50,
+            rate_limit_burst: 100,
+            max_concurrency: 4,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    async fn limits(clock: &ManualClock) -> (Limits, Storage, TestDb) {
+        let db = TestDb::new(Db::Sqlite).await;
+        let storage = Storage::connect(&db.url, &StorageOptions::default())
+            .await
+            .expect("storage");
+        let limits =
+            Limits::new(RateLimitMode::Local, storage.platform()).with_clock(clock.as_clock());
+        (limits, storage, db)
+    }
+
+    fn trip(limits: &Limits, tenant: &TenantRecord, outcome: OutcomeKind) {
+        for _ in 0..BREAKER_THRESHOLD {
+            limits.record_outcome(tenant, outcome);
+        }
+    }
+
+    #[tokio::test]
+    async fn runs_at_a_limit_pause_the_plugin_until_the_pause_ends() {
+        let clock = ManualClock::new();
+        let (limits, _storage, _db) = limits(&clock).await;
+        let acme = tenant("acme");
+        for _ in 1..BREAKER_THRESHOLD {
+            limits.record_outcome(&acme, OutcomeKind::OutOfFuel);
+        }
+        assert_eq!(
+            limits.plugin_paused(&acme),
+            None,
+            "one short of the threshold"
+        );
+        limits.record_outcome(&acme, OutcomeKind::Deadline);
+        assert_eq!(limits.plugin_paused(&acme), Some(BREAKER_PAUSE));
+
+        clock.advance(BREAKER_PAUSE - Duration::from_millis(1));
+        assert_eq!(limits.plugin_paused(&acme), Some(Duration::from_millis(1)));
+        clock.advance(Duration::from_millis(1));
+        assert_eq!(limits.plugin_paused(&acme), None, "the pause is over");
+    }
+
+    #[tokio::test]
+    async fn each_trip_without_a_success_doubles_the_pause_up_to_the_cap() {
+        let clock = ManualClock::new();
+        let (limits, _storage, _db) = limits(&clock).await;
+        let acme = tenant("acme");
+        let mut expected = BREAKER_PAUSE;
+        for _ in 0..8 {
+            trip(&limits, &acme, OutcomeKind::OutOfFuel);
+            assert_eq!(limits.plugin_paused(&acme), Some(expected));
+            clock.advance(expected);
+            assert_eq!(limits.plugin_paused(&acme), None);
+            expected = (expected * 2).min(BREAKER_MAX_PAUSE);
+        }
+        assert_eq!(expected, BREAKER_MAX_PAUSE);
+
+        // A success resets the count and the doubling.
+        limits.record_outcome(&acme, OutcomeKind::Ok);
+        trip(&limits, &acme, OutcomeKind::OutOfFuel);
+        assert_eq!(limits.plugin_paused(&acme), Some(BREAKER_PAUSE));
+    }
+
+    #[tokio::test]
+    async fn only_fuel_and_deadline_count_and_anything_else_resets() {
+        let clock = ManualClock::new();
+        let (limits, _storage, _db) = limits(&clock).await;
+        let acme = tenant("acme");
+        for other in [
+            OutcomeKind::Ok,
+            OutcomeKind::PluginError,
+            OutcomeKind::OutOfMemory,
+            OutcomeKind::Trap,
+            OutcomeKind::InvalidOutput,
+            OutcomeKind::Rejected,
+        ] {
+            for _ in 1..BREAKER_THRESHOLD {
+                limits.record_outcome(&acme, OutcomeKind::Deadline);
+            }
+            limits.record_outcome(&acme, other);
+            limits.record_outcome(&acme, OutcomeKind::Deadline);
+            assert_eq!(
+                limits.plugin_paused(&acme),
+                None,
+                "{other} resets the count"
+            );
+            limits.record_outcome(&acme, OutcomeKind::Ok);
+        }
+    }
+
+    #[tokio::test]
+    async fn one_tenants_breaker_leaves_the_others_alone() {
+        let clock = ManualClock::new();
+        let (limits, _storage, _db) = limits(&clock).await;
+        let (acme, globex) = (tenant("acme"), tenant("globex"));
+        trip(&limits, &acme, OutcomeKind::OutOfFuel);
+        assert!(limits.plugin_paused(&acme).is_some());
+        assert_eq!(limits.plugin_paused(&globex), None);
+        limits.record_outcome(&globex, OutcomeKind::Ok);
+        assert!(
+            limits.plugin_paused(&acme).is_some(),
+            "globex's success is its own"
+        );
+    }
 }

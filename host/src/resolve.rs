@@ -353,3 +353,250 @@ fn resolve<T>(
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! What is served, decided without HTTP: no plugin or hook not implemented
+    //! serves the base without a run; every kind of failure, and output that
+    //! breaks an invariant, serves the base with the failure recorded; bad
+    //! input is the caller's error, not a fallback.
+
+    use std::sync::OnceLock;
+
+    use super::*;
+    use crate::runtime::RuntimeConfig;
+
+    fn base() -> &'static BaseConfig {
+        static BASE: OnceLock<BaseConfig> = OnceLock::new();
+        BASE.get_or_init(|| BaseConfig::built_in().expect("the built-in base loads"))
+    }
+
+    type Fixture = (Runtime, Arc<LoadedPlugin>);
+
+    /// The luxury-consignment plugin (it implements `commission` and
+    /// `categories`, not `email`), loaded once.
+    fn fixture() -> &'static Fixture {
+        static LOADED: OnceLock<Fixture> = OnceLock::new();
+        LOADED.get_or_init(|| {
+            let runtime = Runtime::new(RuntimeConfig::default()).expect("runtime");
+            let plugin = runtime
+                .load(crate::built_plugins::bytes::LUXURY_CONSIGNMENT)
+                .expect("the example plugin loads");
+            (runtime, plugin)
+        })
+    }
+
+    fn sale() -> Sale {
+        Sale {
+            order_id: "o-1".into(),
+            sku: "SKU-1".into(),
+            category_id: "bags".into(),
+            unit_price: 10_000,
+            quantity: 1,
+            currency: base().commission.currency.clone(),
+            seller_id: None,
+            attributes: Vec::new(),
+        }
+    }
+
+    fn ran<T>(outcome: Outcome<T>) -> Run<T> {
+        Run {
+            outcome,
+            stats: RunStats {
+                fuel_used: 42,
+                ..RunStats::default()
+            },
+        }
+    }
+
+    #[test]
+    fn without_a_plugin_the_base_is_served_and_nothing_runs() {
+        let (runtime, _) = fixture();
+        let resolver = Resolver::new(runtime, base());
+        let resolved = resolver
+            .commission_with(None, &sale(), |_, _| panic!("no plugin, no run"))
+            .expect("a valid sale");
+        assert_eq!(resolved.source, Source::Base);
+        assert!(resolved.run.is_none());
+        assert_eq!(resolved.value, base().decide_commission(&sale()));
+    }
+
+    #[test]
+    fn a_hook_the_plugin_does_not_implement_serves_the_base_without_a_run() {
+        let (runtime, plugin) = fixture();
+        assert!(
+            !plugin.implements(Hook::Email),
+            "the fixture has no email hook"
+        );
+        let resolved = Resolver::new(runtime, base())
+            .email(
+                Some(plugin),
+                Arc::new(crate::runtime::StaticTenantData::default()),
+                &Quota::default(),
+                "welcome",
+                None,
+            )
+            .expect("a known template");
+        assert_eq!(resolved.source, Source::Base);
+        assert!(resolved.run.is_none());
+        assert_eq!(
+            resolved.value,
+            base().email("welcome").expect("welcome").template
+        );
+    }
+
+    #[test]
+    fn valid_plugin_output_is_served_with_its_run() {
+        let (runtime, plugin) = fixture();
+        let resolved = Resolver::new(runtime, base())
+            .commission_with(Some(plugin), &sale(), |_, base| {
+                ran(Outcome::Ok(CommissionDecision {
+                    rule_id: "plugin-rule".into(),
+                    ..base.clone()
+                }))
+            })
+            .expect("a valid sale");
+        assert_eq!(resolved.source, Source::Plugin);
+        assert_eq!(resolved.value.rule_id, "plugin-rule");
+        let run = resolved.run.expect("the run is recorded");
+        assert_eq!(
+            (run.hook, run.outcome, run.message, run.stats.fuel_used),
+            (Hook::Commission, OutcomeKind::Ok, None, 42)
+        );
+    }
+
+    #[test]
+    fn output_breaking_an_invariant_falls_back_to_the_base() {
+        let (runtime, plugin) = fixture();
+        let resolved = Resolver::new(runtime, base())
+            .commission_with(Some(plugin), &sale(), |_, base| {
+                ran(Outcome::Ok(CommissionDecision {
+                    fee: 1_000_000_000,
+                    ..base.clone()
+                }))
+            })
+            .expect("a valid sale");
+        assert_eq!(resolved.source, Source::Base);
+        assert_eq!(resolved.value, base().decide_commission(&sale()));
+        let run = resolved.run.expect("the failed run is recorded");
+        assert_eq!(run.outcome, OutcomeKind::InvalidOutput);
+        let message = run.message.expect("a message");
+        assert!(
+            message.contains("commission output is invalid"),
+            "{message}"
+        );
+        assert!(message.contains("fee"), "{message}");
+    }
+
+    #[test]
+    fn every_failure_falls_back_to_the_base_and_is_recorded() {
+        let (runtime, plugin) = fixture();
+        let failures: Vec<Outcome<CommissionDecision>> = vec![
+            Outcome::PluginError {
+                code: "nope".into(),
+                message: "declined".into(),
+            },
+            Outcome::OutOfFuel,
+            Outcome::OutOfMemory {
+                detail: "grew past 16 MiB".into(),
+            },
+            Outcome::Deadline,
+            Outcome::Trap {
+                message: "unreachable".into(),
+                backtrace: None,
+            },
+        ];
+        for failure in failures {
+            let kind = failure.kind();
+            let expected = failure.message();
+            let resolved = Resolver::new(runtime, base())
+                .commission_with(Some(plugin), &sale(), |_, _| ran(failure))
+                .expect("a valid sale");
+            assert_eq!(resolved.source, Source::Base, "{kind}");
+            assert_eq!(resolved.value, base().decide_commission(&sale()), "{kind}");
+            let run = resolved.run.expect("the failed run is recorded");
+            assert_eq!((run.outcome, run.message), (kind, expected));
+        }
+    }
+
+    #[test]
+    fn bad_input_is_an_error_and_runs_nothing() {
+        let (runtime, plugin) = fixture();
+        let resolver = Resolver::new(runtime, base());
+        type Spoil = fn(&mut Sale);
+        let cases: [(Spoil, &str); 4] = [
+            (|s| s.quantity = 0, "quantity"),
+            (|s| s.currency = "XXX".into(), "currency"),
+            (|s| s.category_id.clear(), "category_id"),
+            (|s| s.order_id = "o".repeat(201), "order_id"),
+        ];
+        for (spoil, field) in cases {
+            let mut sale = sale();
+            spoil(&mut sale);
+            let err = resolver
+                .commission_with(Some(plugin), &sale, |_, _| panic!("no run on bad input"))
+                .expect_err(field);
+            assert!(
+                matches!(&err, InputError::Sale { field: f, .. } if *f == field),
+                "{err}"
+            );
+        }
+        let unknown = resolver.email(
+            Some(plugin),
+            Arc::new(crate::runtime::StaticTenantData::default()),
+            &Quota::default(),
+            "no-such-template",
+            None,
+        );
+        assert!(
+            matches!(unknown, Err(InputError::UnknownTemplate(id)) if id == "no-such-template")
+        );
+    }
+
+    #[test]
+    fn transient_failures_are_not_cached() {
+        let (runtime, plugin) = fixture();
+        let resolver = Resolver::new(runtime, base());
+        let with = |outcome: Outcome<CommissionDecision>| {
+            resolver
+                .commission_with(Some(plugin), &sale(), |_, _| ran(outcome))
+                .expect("a valid sale")
+                .run
+                .expect("a run")
+        };
+        let config = |run: RunRecord| EffectiveConfig {
+            version: "v".into(),
+            base_version: base().version.clone(),
+            plugin: None,
+            categories: Resolved {
+                value: Vec::new(),
+                source: Source::Base,
+                run: Some(run),
+            },
+            size_charts: Resolved {
+                value: Vec::new(),
+                source: Source::Base,
+                run: None,
+            },
+            emails: BTreeMap::new(),
+            served: OnceLock::new(),
+            served_sections: Default::default(),
+        };
+        assert!(config(with(Outcome::Deadline)).is_transient());
+        assert!(
+            config(with(Outcome::Trap {
+                message: "boom".into(),
+                backtrace: None
+            }))
+            .is_transient()
+        );
+        assert!(!config(with(Outcome::OutOfFuel)).is_transient());
+        assert!(
+            !config(with(Outcome::PluginError {
+                code: "c".into(),
+                message: "m".into()
+            }))
+            .is_transient()
+        );
+    }
+}

@@ -221,7 +221,7 @@ async fn write(
 mod tests {
     use super::*;
     use crate::runtime::{Hook, RunStats};
-    use crate::storage::tests::harness::{Ctx, on_postgres, on_sqlite, tid};
+    use crate::storage::tests::harness::{Ctx, tid};
 
     fn record(fuel: u64) -> RunRecord {
         with_outcome(fuel, OutcomeKind::Ok)
@@ -335,13 +335,5 @@ mod tests {
         assert!(beta.runs(10).await.unwrap().is_empty());
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn written_counts_match_on_sqlite() {
-        on_sqlite(written_counts_match_what_was_recorded).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn written_counts_match_on_postgres() {
-        on_postgres(written_counts_match_what_was_recorded).await;
-    }
+    crate::both_backends!(via crate::storage::tests::harness::run; written_counts_match_what_was_recorded);
 }

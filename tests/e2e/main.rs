@@ -1,12 +1,13 @@
 //! End-to-end tests of Veneer: one binary, one module per area, a shared harness.
-//! They run the real components built from `plugins/` by `host/build.rs`.
+//! They run the real components built from `plugins/` by `host/build.rs`; what
+//! they share with the other suites is `veneer::test_support`.
 
 mod cli;
-mod fake_shopify;
 mod hostile;
 mod plugins;
 mod runtime;
 mod server;
-mod smtp_server;
 mod util;
+
+use veneer::test_support::{fake_shopify, smtp_server};
 mod warm;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
-use veneer::auth::{OrgRole, dev_token};
+pub use veneer::test_support::{TestDb, platform_admin, superuser, token};
 
 /// Serialises the tests of this binary: they share (and bounce) the cluster.
 pub fn serial() -> MutexGuard<'static, ()> {
@@ -26,12 +26,6 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
-/// The superuser URL of the test cluster (trust auth).
-pub fn postgres_admin_url() -> String {
-    std::env::var("VENEER_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
 /// The installed PostgreSQL's major version (`/usr/lib/postgresql/<version>`).
 fn server_version() -> String {
     std::fs::read_dir("/usr/lib/postgresql")
@@ -42,29 +36,6 @@ fn server_version() -> String {
                 .max_by_key(|v| v.parse::<u32>().unwrap_or(0))
         })
         .expect("PostgreSQL server binaries under /usr/lib/postgresql")
-}
-
-/// Starts the machine's cluster when it is down (it never stops or restarts it:
-/// tests that need a database to go away make a [`PrivateCluster`]).
-fn ensure_postgres() {
-    if std::net::TcpStream::connect_timeout(
-        &"127.0.0.1:5432".parse().expect("addr"),
-        Duration::from_secs(1),
-    )
-    .is_err()
-    {
-        let version = std::fs::read_dir("/etc/postgresql")
-            .ok()
-            .and_then(|mut dir| dir.next())
-            .and_then(Result::ok)
-            .map(|entry| entry.file_name().to_string_lossy().into_owned())
-            .expect("a PostgreSQL cluster under /etc/postgresql");
-        let status = Command::new("pg_ctlcluster")
-            .args(["--skip-systemctl-redirect", &version, "main", "start"])
-            .status()
-            .expect("pg_ctlcluster runs");
-        assert!(status.success(), "pg_ctlcluster start: {status}");
-    }
 }
 
 /// A PostgreSQL cluster of the test's own, in a temporary directory on a free
@@ -198,83 +169,6 @@ impl Drop for PrivateCluster {
 
 fn is_root() -> bool {
     std::fs::metadata("/proc/self").is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
-}
-
-/// A superuser connection to the test database, for assertions that look
-/// under the API (it bypasses row-level security).
-pub async fn superuser(url: &str) -> sqlx::PgConnection {
-    use sqlx::Connection;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        match sqlx::PgConnection::connect(url).await {
-            Ok(conn) => return conn,
-            Err(err) if Instant::now() < deadline => {
-                let _ = err;
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            Err(err) => panic!("PostgreSQL must be reachable at {url}: {err}"),
-        }
-    }
-}
-
-/// A fresh database, dropped (with force) at the end.
-pub struct TestDb {
-    pub url: String,
-    admin: String,
-    name: String,
-}
-
-impl TestDb {
-    /// A fresh database on the machine's cluster.
-    pub async fn new(label: &str) -> Self {
-        ensure_postgres();
-        Self::on(&postgres_admin_url(), label).await
-    }
-
-    /// A fresh database on the cluster whose superuser URL is `admin`.
-    pub async fn on(admin: &str, label: &str) -> Self {
-        let name = format!("veneer_multinode_{label}_{}", std::process::id());
-        let admin = admin.to_owned();
-        let mut conn = superuser(&admin).await;
-        for sql in [
-            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-            format!("CREATE DATABASE {name}"),
-        ] {
-            sqlx::query(sqlx::AssertSqlSafe(sql))
-                .execute(&mut conn)
-                .await
-                .expect("create the test database");
-        }
-        let (server, _) = admin.rsplit_once('/').expect("a database in the URL");
-        Self {
-            url: format!("{server}/{name}"),
-            admin,
-            name,
-        }
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let name = std::mem::take(&mut self.name);
-        let admin = std::mem::take(&mut self.admin);
-        // Drop cannot await: a thread with its own runtime.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("rt");
-            rt.block_on(async move {
-                let mut conn = superuser(&admin).await;
-                let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                )))
-                .execute(&mut conn)
-                .await;
-            });
-        })
-        .join();
-    }
 }
 
 /// One `veneer serve --dev` process. Killed (SIGKILL) when dropped.
@@ -453,28 +347,6 @@ impl Drop for Node {
     fn drop(&mut self) {
         self.kill();
     }
-}
-
-/// A dev token of the tenant's organisation.
-pub fn token(tenant: &str, role: OrgRole) -> String {
-    dev_token(
-        &format!("org_{tenant}"),
-        role,
-        &format!("user_{tenant}"),
-        false,
-        Duration::from_secs(3600),
-    )
-}
-
-/// A platform admin's dev token.
-pub fn platform_admin() -> String {
-    dev_token(
-        "",
-        OrgRole::Member,
-        "user_platform",
-        true,
-        Duration::from_secs(3600),
-    )
 }
 
 /// The flags pointing a node's platform relay at the test SMTP server, with

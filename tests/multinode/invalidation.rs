@@ -6,6 +6,7 @@ use reqwest::{Method, StatusCode};
 use veneer::auth::OrgRole;
 
 use crate::harness::{Node, TestDb, runtime, serial, token};
+use veneer::test_support::Db;
 
 /// Polls `node`'s effective configuration of acme until its plugin is `sha`;
 /// returns how long that took, or `None` after `within`.
@@ -31,7 +32,7 @@ async fn serves_plugin(node: &Node, sha: &str, within: Duration) -> Option<Durat
 fn an_activation_on_one_node_is_served_by_the_other_within_a_second() {
     let _serial = serial();
     runtime().block_on(async {
-        let db = TestDb::new("invalidation").await;
+        let db = TestDb::new(Db::Postgres).await;
         // Node 1 seeds the demo into the empty database; node 2 finds it seeded.
         let node1 = Node::start("node1", &db, &[]).await;
         let node2 = Node::start("node2", &db, &[]).await;
@@ -46,9 +47,10 @@ fn an_activation_on_one_node_is_served_by_the_other_within_a_second() {
             .as_str()
             .expect("acme has a plugin")
             .to_owned();
-        let (_, again) = node2
+        let (status, again) = node2
             .call(Method::GET, "acme", "/v1/config", Some(&admin), None)
             .await;
+        assert_eq!(status, StatusCode::OK, "{again}");
         assert_eq!(again["version"], before["version"]);
 
         let bytes = std::fs::read(veneer::built_plugins::DECLARATIVE_OVERRIDES).expect("plugin");

@@ -22,6 +22,7 @@ use crate::harness::{
     Node, TestDb, message_id, platform_admin, runtime, serial, smtp_flags, token,
 };
 use crate::smtp_server::SmtpServer;
+use veneer::test_support::Db;
 
 const JOBS: usize = 1_000;
 const CONCURRENCY: usize = 4;
@@ -30,7 +31,7 @@ const CONCURRENCY: usize = 4;
 fn a_killed_node_loses_no_job_and_none_runs_twice_to_completion() {
     let _serial = serial();
     runtime().block_on(async {
-        let db = TestDb::new("jobs").await;
+        let db = TestDb::new(Db::Postgres).await;
         let smtp = SmtpServer::start().await;
         let mut flags = smtp_flags(smtp.port());
         // One tenant's 1,000 sends: its running jobs may use every worker

@@ -3,14 +3,15 @@
 //! restart under load. Real processes (the `veneer` binary), real PostgreSQL,
 //! a real SMTP server.
 //!
-//! These tests stop and restart the machine's PostgreSQL cluster, so they must
-//! never overlap with another PostgreSQL test: cargo runs test binaries one
-//! after another, and within this binary every test holds [`harness::serial`].
+//! They never touch the machine's PostgreSQL cluster beyond creating and
+//! dropping databases of their own; the restart test bounces a private cluster
+//! (`harness::PrivateCluster`). Every test holds [`harness::serial`]: they
+//! spawn several processes each. Shared support: `veneer::test_support`.
 
 mod harness;
 mod invalidation;
 mod jobs;
 mod rate;
 mod restart;
-#[path = "../e2e/smtp_server.rs"]
-mod smtp_server;
+
+use veneer::test_support::smtp_server;

@@ -6,6 +6,7 @@ use serde_json::json;
 use veneer::auth::OrgRole;
 
 use crate::harness::{Node, TestDb, platform_admin, runtime, serial, token};
+use veneer::test_support::Db;
 
 /// Successes out of `total` GET /v1/quota requests sent alternately to both
 /// nodes as fast as they answer.
@@ -29,7 +30,7 @@ async fn successes(nodes: [&Node; 2], total: usize) -> usize {
 fn the_global_mode_shares_one_rate_between_nodes() {
     let _serial = serial();
     runtime().block_on(async {
-        let db = TestDb::new("rate").await;
+        let db = TestDb::new(Db::Postgres).await;
         let global = ["--rate-limit-mode".to_owned(), "global".to_owned()];
         let node1 = Node::start("node1", &db, &global).await;
         let node2 = Node::start("node2", &db, &global).await;

@@ -117,7 +117,7 @@ fn a_database_restart_under_load_gives_503s_only_and_recovers() {
     runtime().block_on(async {
         // Restarted and stopped below: a cluster of the test's own, never the machine's.
         let cluster = Arc::new(PrivateCluster::start());
-        let db = TestDb::on(&cluster.admin_url(), "restart").await;
+        let db = TestDb::on_postgres(&cluster.admin_url()).await;
         let smtp = SmtpServer::start().await;
         let mut flags = smtp_flags(smtp.port());
         flags.extend(["--db-acquire-timeout-ms".into(), "1000".into()]);

@@ -1,5 +1,5 @@
-//! `send` against a real SMTP server on loopback (the e2e suite's, included
-//! here so there is one copy): accepted, refused for now, refused for good,
+//! `send` against a real SMTP server on loopback (`test_support`'s, the one the
+//! e2e suite uses): accepted, refused for now, refused for good,
 //! unreachable, silent.
 
 use std::collections::BTreeMap;
@@ -11,10 +11,7 @@ use crate::outbound::OutboundPolicy;
 use crate::storage::EmailRelay;
 use crate::tenancy::TenantId;
 
-#[path = "../../../tests/e2e/smtp_server.rs"]
-mod smtp_server;
-
-use smtp_server::SmtpServer;
+use crate::test_support::smtp_server::SmtpServer;
 
 fn settings() -> EmailSettings {
     EmailSettings {

@@ -1,5 +1,5 @@
-//! The Admin client against the fake Shopify of the end-to-end suite (compiled
-//! in from `tests/e2e/`, so the fake is itself exercised here), and webhook
+//! The Admin client against the fake Shopify of `test_support` (the one the
+//! end-to-end suite uses, so the fake is itself exercised here), and webhook
 //! authentication and key rotation against a real SQLite storage.
 
 use std::time::{Duration, Instant};
@@ -12,10 +12,7 @@ use crate::secrets::SecretBox;
 use crate::storage::{Storage, StorageOptions};
 use crate::tenancy::TenantId;
 
-#[path = "../../../tests/e2e/fake_shopify.rs"]
-mod fake_shopify;
-
-use fake_shopify::{FakeOutcome, FakeShopify, sign};
+use crate::test_support::fake_shopify::{self, FakeOutcome, FakeShopify, sign};
 
 const SHOP: &str = "acme.myshopify.com";
 const TOKEN: &str = "shpat_acme_token";

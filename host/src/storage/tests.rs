@@ -1,12 +1,12 @@
 //! Storage tests. Every behaviour test runs twice, against a real SQLite file in
 //! a temporary directory and against a fresh PostgreSQL database that is dropped
-//! afterwards (`on_both!`). Tenant-boundary tests are written as the attack.
+//! afterwards (`crate::both_backends!`). Tenant-boundary tests are written as
+//! the attack.
 //!
-//! PostgreSQL comes from `VENEER_TEST_PG` (default
-//! `postgres://postgres@127.0.0.1:5432`); the user must be able to create
-//! databases.
+//! PostgreSQL comes from `VENEER_TEST_POSTGRES_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`, see `crate::test_support`);
+//! the user must be able to create databases.
 
-#[macro_use]
 pub(crate) mod harness;
 
 mod availability;

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use veneer::auth::{DEV_ISSUER, OrgRole, dev_token};
 
 use super::harness::{Db, Server, admin, member, sale};
-use crate::both_backends;
+use veneer::both_backends;
 
 const DEV_PRIVATE: &[u8] = include_bytes!("../../../host/dev-keys/dev-private.pem");
 const DEV_PUBLIC: &[u8] = include_bytes!("../../../host/dev-keys/dev-public.pem");
@@ -187,7 +187,7 @@ fn leaks(body: &Value, globex_sha: &str) -> Option<&'static str> {
 }
 
 async fn attack_matrix(db: Db) {
-    let server = Server::start(db).await;
+    let server = Server::in_process(db).await;
     let globex = admin("globex");
     let (status, _) = server
         .call(
@@ -209,7 +209,8 @@ async fn attack_matrix(db: Db) {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "globex sets its settings");
-    let (_, active) = server.get("globex", "/v1/plugins/active", &globex).await;
+    let (status, active) = server.get("globex", "/v1/plugins/active", &globex).await;
+    assert_eq!(status, StatusCode::OK, "{active}");
     let globex_sha = active["active"]
         .as_str()
         .expect("globex has an active plugin")
@@ -312,11 +313,13 @@ async fn attack_matrix(db: Db) {
         (status, body["value"].as_str()),
         (StatusCode::OK, Some(SECRET))
     );
-    let (_, active) = server.get("globex", "/v1/plugins/active", &globex).await;
+    let (status, active) = server.get("globex", "/v1/plugins/active", &globex).await;
+    assert_eq!(status, StatusCode::OK, "{active}");
     assert_eq!(active["active"].as_str(), Some(globex_sha.as_str()));
-    let (_, acme_active) = server
+    let (status, acme_active) = server
         .get("acme", "/v1/plugins/active", &admin("acme"))
         .await;
+    assert_eq!(status, StatusCode::OK, "{acme_active}");
     assert_ne!(
         acme_active["active"].as_str(),
         Some(globex_sha.as_str()),
@@ -326,7 +329,7 @@ async fn attack_matrix(db: Db) {
 both_backends!(cross_tenant_attack_matrix, attack_matrix);
 
 async fn roles(db: Db) {
-    let server = Server::start(db).await;
+    let server = Server::in_process(db).await;
     let m = member("acme");
     let (status, _) = server.get("acme", "/v1/config", &m).await;
     assert_eq!(status, StatusCode::OK, "members read");

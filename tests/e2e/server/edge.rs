@@ -15,14 +15,14 @@ use veneer::cache::LoadCounts;
 use veneer::tenancy::TenantId;
 
 use super::harness::{BASE, Db, Server, admin, member, platform_admin};
-use crate::both_backends;
+use veneer::both_backends;
 
 fn tid(id: &str) -> TenantId {
     TenantId::new(id).expect("tenant id")
 }
 
 fn loads(server: &Server) -> LoadCounts {
-    server.running.state.caches.loads()
+    server.state.caches.loads()
 }
 
 /// The good call that must keep working after every attack.
@@ -35,7 +35,7 @@ async fn globex_is_served(server: &Server) {
 /// send: two Host headers, an absolute-form target, a body that never comes).
 /// Returns the status and the JSON body.
 async fn raw(server: &Server, request: &str) -> (u16, Value) {
-    let mut stream = tokio::net::TcpStream::connect(server.running.addr)
+    let mut stream = tokio::net::TcpStream::connect(server.running().addr)
         .await
         .expect("connect");
     stream.write_all(request.as_bytes()).await.expect("send");
@@ -111,7 +111,7 @@ async fn unauthenticated_flood(db: Db) {
         let (status, body) = put_kv(&server, "acme", &format!("big-{i}"), &big).await;
         assert_eq!(status, StatusCode::OK, "{body}");
     }
-    server.running.state.invalidate(&tid("acme"));
+    server.state.invalidate(&tid("acme"));
     let before = loads(&server);
 
     let no_token = || server.call(Method::GET, "acme", "/v1/config", None, None);
@@ -197,7 +197,7 @@ async fn coalescing(db: Db) {
         let (status, body) = put_kv(&server, "acme", &format!("k{i}"), "value").await;
         assert_eq!(status, StatusCode::OK, "{body}");
     }
-    let state = &server.running.state;
+    let state = &server.state;
     state.invalidate(&tid("acme"));
     let before = loads(&server);
     let token = member("acme");
@@ -275,7 +275,7 @@ async fn cache_bound(db: Db) {
         let (status, body) = put_kv(&server, "acme", &format!("big-{i}"), &big).await;
         assert_eq!(status, StatusCode::OK, "{body}");
     }
-    let caches = &server.running.state.caches;
+    let caches = &server.state.caches;
     let config_of = |tenant: &'static str| {
         let server = &server;
         async move {
@@ -506,7 +506,7 @@ both_backends!(an_absolute_form_target_names_the_host, absolute_form);
 /// the bounce endpoint on the platform host and tenant routes still find it.
 async fn http2(db: Db) {
     let server = Server::start(db).await;
-    let addr = server.running.addr;
+    let addr = server.running().addr;
     let h2 = reqwest::Client::builder()
         .http2_prior_knowledge()
         .resolve(&format!("acme.{BASE}"), addr)

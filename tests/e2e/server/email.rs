@@ -12,9 +12,9 @@ use serde_json::{Value, json};
 use veneer::built_plugins;
 
 use super::harness::{Db, Server, admin, member};
-use crate::both_backends;
 use crate::smtp_server::{ReceivedMail, SmtpServer};
 use crate::util::read;
+use veneer::both_backends;
 
 const BOUNCE_DOMAIN: &str = "bounces.veneer.test";
 const BOUNCE_TOKEN: &str = "test-bounce-token";
@@ -575,9 +575,10 @@ async fn delivered_as_configured(db: Db) {
         )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (_, log) = server
+    let (status, log) = server
         .get("globex", "/v1/email/messages", &member("globex"))
         .await;
+    assert_eq!(status, StatusCode::OK, "{log}");
     assert_eq!(log["messages"], json!([]), "{log}");
 }
 both_backends!(
@@ -647,14 +648,23 @@ async fn relay_down_then_back(db: Db) {
         let message = message(&server, "acme", id).await;
         assert_eq!(message["state"], "queued", "{message}");
     }
-    let (_, queued) = server
+    let (status, queued) = server
         .get("acme", "/v1/jobs?state=queued", &member("acme"))
         .await;
+    assert_eq!(status, StatusCode::OK, "{queued}");
     assert!(
         !queued["jobs"].as_array().expect("jobs").is_empty(),
         "{queued}"
     );
-    assert!(smtp.messages().is_empty());
+    // The failures above are the relay's absence: nothing listens on its port
+    // (the server was stopped before the first send, so its own record of
+    // received mail proves nothing here).
+    assert!(
+        tokio::net::TcpStream::connect(("127.0.0.1", smtp.port()))
+            .await
+            .is_err(),
+        "the relay is down while the sends fail"
+    );
 
     // The relay comes back: all five go out, once each.
     smtp.restart()
@@ -755,9 +765,10 @@ async fn bounce_suppresses_for_one_tenant(db: Db) {
     // Suppressed for acme only.
     assert_eq!(suppressed(&server, "acme").await, [address]);
     assert!(suppressed(&server, "globex").await.is_empty());
-    let (_, list) = server
+    let (status, list) = server
         .get("acme", "/v1/email/suppressions", &member("acme"))
         .await;
+    assert_eq!(status, StatusCode::OK, "{list}");
     assert_eq!(
         list["suppressions"][0]["source_message_id"],
         first_id.as_str()
@@ -922,9 +933,10 @@ async fn refusals(db: Db) {
             "names the field and the fix: {body}"
         );
     }
-    let (_, stored) = server
+    let (status, stored) = server
         .get("acme", "/v1/email/settings", &member("acme"))
         .await;
+    assert_eq!(status, StatusCode::OK, "{stored}");
     assert_eq!(stored["configured"], false, "nothing stored: {stored}");
     // Members cannot change them.
     let (status, _) = server
@@ -944,9 +956,10 @@ async fn refusals(db: Db) {
         settings("acme.example", "Acme", "help@acme.example"),
     )
     .await;
-    let (_, stored) = server
+    let (status, stored) = server
         .get("acme", "/v1/email/settings", &member("acme"))
         .await;
+    assert_eq!(status, StatusCode::OK, "{stored}");
     assert_eq!(stored["configured"], true, "{stored}");
     assert_eq!(stored["settings"]["from_address"], "orders@acme.example");
 
@@ -975,9 +988,10 @@ async fn refusals(db: Db) {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{to:?}: {body}");
         assert_eq!(body["error"]["code"], "invalid_recipient", "{to:?}: {body}");
     }
-    let (_, log) = server
+    let (status, log) = server
         .get("acme", "/v1/email/messages", &member("acme"))
         .await;
+    assert_eq!(status, StatusCode::OK, "{log}");
     assert_eq!(log["messages"], json!([]), "nothing queued: {log}");
 
     // Bounces need the platform host and the token.
@@ -1061,9 +1075,10 @@ async fn permanent_failure(db: Db) {
         job["attempts"], 1,
         "a permanent failure is not retried: {job}"
     );
-    let (_, dead) = server
+    let (status, dead) = server
         .get("acme", "/v1/jobs?state=dead", &member("acme"))
         .await;
+    assert_eq!(status, StatusCode::OK, "{dead}");
     assert_eq!(dead["jobs"].as_array().map(Vec::len), Some(1), "{dead}");
     assert!(smtp.messages().is_empty(), "nothing was accepted");
 
@@ -1459,9 +1474,10 @@ async fn relay_ssrf(db: Db) {
         "{body}"
     );
     good_call().await;
-    let (_, stored) = server
+    let (status, stored) = server
         .get("acme", "/v1/email/settings", &member("acme"))
         .await;
+    assert_eq!(status, StatusCode::OK, "{stored}");
     assert_eq!(stored["configured"], false, "nothing was stored: {stored}");
 
     // The allowed relay is taken; when it fails, the tenant reads a generic
@@ -1505,7 +1521,6 @@ async fn relay_ssrf(db: Db) {
         smtp_password_enc: None,
     };
     server
-        .running
         .state
         .storage
         .tenant(&veneer::tenancy::TenantId::new("acme").expect("id"))

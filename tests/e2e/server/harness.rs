@@ -1,146 +1,27 @@
-//! Starts a server for one test on a fresh database and talks to it.
+//! The API of one test on a fresh database, in process or listening, and the
+//! calls the tests make on it (the databases, tokens, polling and transports
+//! come from `veneer::test_support`).
 
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use veneer::auth::{OrgRole, dev_token};
 use veneer::config::ServeConfig;
 use veneer::server::{Running, start};
+use veneer::state::AppState;
+use veneer::test_support::api::{Api, ApiRequest};
+use veneer::test_support::{self, eventually};
+pub use veneer::test_support::{Db, TestDb, admin, member, platform_admin};
 
-/// Which database a test runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Db {
-    Sqlite,
-    Postgres,
-}
-
-/// PostgreSQL server used by the tests (trust auth, user postgres).
-pub fn postgres_admin_url() -> String {
-    std::env::var("VENEER_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-fn ensure_postgres() {
-    use std::net::TcpStream;
-    if TcpStream::connect_timeout(
-        &"127.0.0.1:5432".parse().expect("addr"),
-        Duration::from_secs(1),
-    )
-    .is_ok()
-    {
-        return;
-    }
-    // The machine's cluster may be stopped: start it, as .ci/run does.
-    let versions = std::fs::read_dir("/etc/postgresql")
-        .ok()
-        .and_then(|mut d| d.next())
-        .and_then(|e| e.ok());
-    if let Some(version) = versions {
-        let _ = std::process::Command::new("pg_ctlcluster")
-            .args([
-                "--skip-systemctl-redirect",
-                &version.file_name().to_string_lossy(),
-                "main",
-                "start",
-            ])
-            .status();
-    }
-}
-
-/// A fresh database that is dropped with the guard.
-pub struct TestDb {
-    pub url: String,
-    pub kind: Db,
-    name: Option<String>,
-    _dir: Option<tempfile::TempDir>,
-}
-
-impl TestDb {
-    pub async fn new(kind: Db) -> Self {
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
-        match kind {
-            Db::Sqlite => {
-                let dir = tempfile::tempdir().expect("tempdir");
-                let url = format!("sqlite://{}", dir.path().join("veneer.db").display());
-                Self {
-                    url,
-                    kind,
-                    name: None,
-                    _dir: Some(dir),
-                }
-            }
-            Db::Postgres => {
-                ensure_postgres();
-                let name = format!(
-                    "veneer_e2e_{}_{}",
-                    std::process::id(),
-                    COUNTER.fetch_add(1, Ordering::Relaxed)
-                );
-                let admin = postgres_admin_url();
-                let mut conn = connect_admin(&admin).await;
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                )))
-                .execute(&mut conn)
-                .await
-                .expect("drop old test db");
-                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                    .execute(&mut conn)
-                    .await
-                    .expect("create test db");
-                let url = match admin.rsplit_once('/') {
-                    Some((server, _)) => format!("{server}/{name}"),
-                    None => panic!("bad postgres url"),
-                };
-                Self {
-                    url,
-                    kind,
-                    name: Some(name),
-                    _dir: None,
-                }
-            }
-        }
-    }
-}
-
-async fn connect_admin(url: &str) -> sqlx::PgConnection {
-    use sqlx::Connection;
-    sqlx::PgConnection::connect(url)
-        .await
-        .unwrap_or_else(|err| {
-            panic!("PostgreSQL must be reachable at {url} for the PostgreSQL suites: {err}")
-        })
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        if let Some(name) = self.name.take() {
-            let admin = postgres_admin_url();
-            // Drop on a separate thread with its own runtime: Drop cannot await.
-            let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("rt");
-                rt.block_on(async move {
-                    let mut conn = connect_admin(&admin).await;
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                    )))
-                    .execute(&mut conn)
-                    .await;
-                });
-            })
-            .join();
-        }
-    }
-}
-
-/// A running server with two demo-like tenants, `acme` and `globex`.
+/// The API with two demo tenants, `acme` and `globex`: in process
+/// ([`Server::in_process`]) or a listening server ([`Server::start`]).
 pub struct Server {
-    pub running: Running,
+    /// Where requests go.
+    pub api: Api,
+    /// The listening server (TCP only).
+    running: Option<Running>,
+    /// The application state (both transports).
+    pub state: AppState,
     pub client: reqwest::Client,
     /// The database; dropped after the server.
     pub db: TestDb,
@@ -149,43 +30,76 @@ pub struct Server {
 pub const BASE: &str = "veneer.test";
 
 impl Server {
-    /// A server on a fresh database, seeded with the demo tenants.
+    /// A listening server (with its job workers) on a fresh database, seeded
+    /// with the demo tenants: for what needs a socket or the workers.
     pub async fn start(kind: Db) -> Self {
         Self::start_with(kind, |_| {}).await
     }
 
     /// Like [`Server::start`], with the configuration adjusted first.
     pub async fn start_with(kind: Db, adjust: impl FnOnce(&mut ServeConfig)) -> Self {
-        let db = TestDb::new(kind).await;
-        let mut config = ServeConfig::for_tests(db.url.clone());
-        config.base_domain = BASE.into();
-        adjust(&mut config);
+        let (db, config) = Self::config(kind, adjust).await;
         let running = start(config).await.expect("server starts");
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .expect("client");
+        let client = client();
         Self {
-            running,
+            api: Api::Tcp {
+                client: client.clone(),
+                base: format!("http://{}", running.addr),
+            },
+            state: running.state.clone(),
+            running: Some(running),
             client,
             db,
         }
     }
 
+    /// The API in process (no socket, no job workers) on a fresh database,
+    /// seeded with the demo tenants: for routing, extractors, error shapes,
+    /// ETags and everything else a request alone decides.
+    pub async fn in_process(kind: Db) -> Self {
+        let (db, config) = Self::config(kind, |_| {}).await;
+        let (state, api) = test_support::api::in_process(config).await;
+        Self {
+            api,
+            state,
+            running: None,
+            client: client(),
+            db,
+        }
+    }
+
+    async fn config(kind: Db, adjust: impl FnOnce(&mut ServeConfig)) -> (TestDb, ServeConfig) {
+        let db = TestDb::new(kind).await;
+        let mut config = ServeConfig::for_tests(db.url.clone());
+        config.base_domain = BASE.into();
+        // One artifact directory for every server of the suite (and across
+        // runs): each compiles a demo plugin once, then loads its native code
+        // (keyed by sha256 and engine, HMAC-checked), as a second node would.
+        config.artifact_dir =
+            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-artifacts");
+        adjust(&mut config);
+        (db, config)
+    }
+
+    /// The listening server; only a test started with [`Server::start`] has one.
+    pub fn running(&self) -> &Running {
+        self.running
+            .as_ref()
+            .expect("this test needs a socket: start it with Server::start")
+    }
+
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.running.addr)
+        format!("http://{}{path}", self.running().addr)
     }
 
     /// A request to `path` with the Host header of `tenant` (or the platform).
-    pub fn request(&self, method: Method, host: &str, path: &str) -> reqwest::RequestBuilder {
+    pub fn request(&self, method: Method, host: &str, path: &str) -> ApiRequest {
         let host = if host.is_empty() {
             BASE.to_owned()
         } else {
             format!("{host}.{BASE}")
         };
-        self.client
-            .request(method, self.url(path))
-            .header("host", host)
+        self.api.request(method, &host, path)
     }
 
     pub async fn call(
@@ -205,7 +119,7 @@ impl Server {
         }
         let response = req.send().await.expect("request is answered");
         let status = response.status();
-        let text = response.text().await.expect("body");
+        let text = response.text().await.expect("a UTF-8 body");
         let value = if text.is_empty() {
             Value::Null
         } else {
@@ -290,54 +204,8 @@ impl Server {
     }
 }
 
-pub fn token(tenant: &str, role: OrgRole) -> String {
-    dev_token(
-        &format!("org_{tenant}"),
-        role,
-        &format!("user_{tenant}"),
-        false,
-        Duration::from_secs(3600),
-    )
-}
-
-pub fn admin(tenant: &str) -> String {
-    token(tenant, OrgRole::Admin)
-}
-
-pub fn member(tenant: &str) -> String {
-    token(tenant, OrgRole::Member)
-}
-
-pub fn platform_admin() -> String {
-    dev_token(
-        "",
-        OrgRole::Member,
-        "user_platform",
-        true,
-        Duration::from_secs(3600),
-    )
-}
-
 pub fn sale(category: &str, price: u64) -> Value {
     json!({ "order_id": "o-1", "sku": "SKU-1", "category_id": category, "unit_price": price, "quantity": 1, "currency": "EUR" })
-}
-
-/// Runs an async test body on both backends.
-#[macro_export]
-macro_rules! both_backends {
-    ($name:ident, $body:path) => {
-        mod $name {
-            use super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                $body($crate::server::harness::Db::Sqlite).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                $body($crate::server::harness::Db::Postgres).await;
-            }
-        }
-    };
 }
 
 impl Server {
@@ -347,15 +215,13 @@ impl Server {
         secs: u64,
         mut check: impl AsyncFnMut(&Server) -> Option<T>,
     ) -> Option<T> {
-        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
-        loop {
-            if let Some(value) = check(self).await {
-                return Some(value);
-            }
-            if std::time::Instant::now() > deadline {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        eventually(Duration::from_secs(secs), async || check(self).await).await
     }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
 }

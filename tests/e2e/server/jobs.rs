@@ -11,9 +11,9 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use super::harness::{Db, Server, admin, member, platform_admin};
-use crate::both_backends;
 use crate::fake_shopify::FakeShopify;
 use crate::smtp_server::SmtpServer;
+use veneer::both_backends;
 
 const GLOBEX_SHOP: &str = "globex-shop.myshopify.com";
 const GLOBEX_TOKEN: &str = "shpat_globex_5e1f";

@@ -6,11 +6,11 @@ use serde_json::{Value, json};
 use veneer::built_plugins;
 
 use super::harness::{Db, Server, admin, platform_admin, sale};
-use crate::both_backends;
 use crate::util::{fixture, read};
+use veneer::both_backends;
 
 async fn refused_uploads(db: Db) {
-    let server = Server::start(db).await;
+    let server = Server::in_process(db).await;
     let token = admin("acme");
     for (name, bytes, code) in [
         (
@@ -41,7 +41,8 @@ async fn refused_uploads(db: Db) {
             "{name}: the message explains: {body}"
         );
     }
-    let (_, list) = server.get("acme", "/v1/plugins", &token).await;
+    let (status, list) = server.get("acme", "/v1/plugins", &token).await;
+    assert_eq!(status, StatusCode::OK, "{list}");
     assert_eq!(
         list["plugins"].as_array().map(Vec::len),
         Some(1),
@@ -65,9 +66,10 @@ fn category_ids(config: &Value) -> Vec<String> {
 }
 
 async fn lifecycle(db: Db) {
-    let server = Server::start(db).await;
+    let server = Server::in_process(db).await;
     let token = admin("acme");
-    let (_, before) = server.get("acme", "/v1/config", &token).await;
+    let (status, before) = server.get("acme", "/v1/config", &token).await;
+    assert_eq!(status, StatusCode::OK, "{before}");
     let demo_sha = before["plugin"]
         .as_str()
         .expect("demo plugin active")
@@ -102,7 +104,8 @@ async fn lifecycle(db: Db) {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let (_, after) = server.get("acme", "/v1/config", &token).await;
+    let (status, after) = server.get("acme", "/v1/config", &token).await;
+    assert_eq!(status, StatusCode::OK, "{after}");
     assert_eq!(after["plugin"].as_str(), Some(sha.as_str()));
     let ids = category_ids(&after);
     assert!(
@@ -122,12 +125,14 @@ async fn lifecycle(db: Db) {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let (_, rolled) = server.get("acme", "/v1/config", &token).await;
+    let (status, rolled) = server.get("acme", "/v1/config", &token).await;
+    assert_eq!(status, StatusCode::OK, "{rolled}");
     assert_eq!(rolled["plugin"].as_str(), Some(demo_sha.as_str()));
     assert!(category_ids(&rolled).contains(&"bags-vintage".to_owned()));
 
     // Every step is in the audit log, with actor and hashes.
-    let (_, audit) = server.get("acme", "/v1/audit", &token).await;
+    let (status, audit) = server.get("acme", "/v1/audit", &token).await;
+    assert_eq!(status, StatusCode::OK, "{audit}");
     let actions: Vec<&str> = audit["audit"]
         .as_array()
         .expect("rows")
@@ -179,7 +184,8 @@ async fn lifecycle(db: Db) {
     );
 
     // Optimistic concurrency on settings.
-    let (_, settings) = server.get("acme", "/v1/settings", &token).await;
+    let (status, settings) = server.get("acme", "/v1/settings", &token).await;
+    assert_eq!(status, StatusCode::OK, "{settings}");
     let version = settings["version"].as_i64().expect("version");
     let stale = server
         .request(Method::PUT, "acme", "/v1/settings")
@@ -194,9 +200,9 @@ async fn lifecycle(db: Db) {
 both_backends!(upload_activate_rollback_and_audit, lifecycle);
 
 async fn quota_bites(db: Db) {
-    let server = Server::start(db).await;
+    let server = Server::in_process(db).await;
     let token = admin("acme");
-    let (_, quote) = server
+    let (status, quote) = server
         .call(
             Method::POST,
             "acme",
@@ -205,6 +211,7 @@ async fn quota_bites(db: Db) {
             Some(sale("bags", 200_000)),
         )
         .await;
+    assert_eq!(status, StatusCode::OK, "{quote}");
     assert_eq!(quote["source"], "plugin", "{quote}");
 
     let (status, body) = server
@@ -217,7 +224,7 @@ async fn quota_bites(db: Db) {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let (_, quote) = server
+    let (status, quote) = server
         .call(
             Method::POST,
             "acme",
@@ -226,13 +233,15 @@ async fn quota_bites(db: Db) {
             Some(sale("bags", 200_000)),
         )
         .await;
+    assert_eq!(status, StatusCode::OK, "{quote}");
     assert_eq!(quote["source"], "base", "{quote}");
     assert_eq!(quote["outcome"], "out_of_fuel");
 
     // The run is recorded (asynchronously) with its outcome.
     let mut found = false;
     for _ in 0..50 {
-        let (_, runs) = server.get("acme", "/v1/runs", &token).await;
+        let (status, runs) = server.get("acme", "/v1/runs", &token).await;
+        assert_eq!(status, StatusCode::OK, "{runs}");
         if runs["runs"].as_array().is_some_and(|r| {
             r.iter()
                 .any(|run| run["outcome"] == "out_of_fuel" && run["hook"] == "commission")

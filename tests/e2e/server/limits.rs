@@ -4,7 +4,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use super::harness::{Db, Server, admin, platform_admin};
-use crate::both_backends;
+use veneer::both_backends;
 
 async fn status_and_limits(db: Db) {
     let server = Server::start(db).await;
@@ -149,7 +149,7 @@ both_backends!(suspension_rate_limits_and_domains, status_and_limits);
 /// A plugin that keeps running into its limits is paused: its tenant is served
 /// the base without running it, other tenants are untouched.
 async fn breaker(db: Db) {
-    let server = Server::start(db).await;
+    let server = Server::in_process(db).await;
     let token = admin("acme");
     server
         .install(
@@ -161,7 +161,7 @@ async fn breaker(db: Db) {
         .await;
     let sale = super::harness::sale("bags", 10_000);
     for attempt in 0..veneer::limits::BREAKER_THRESHOLD {
-        let (_, quote) = server
+        let (status, quote) = server
             .call(
                 Method::POST,
                 "acme",
@@ -170,6 +170,7 @@ async fn breaker(db: Db) {
                 Some(sale.clone()),
             )
             .await;
+        assert_eq!(status, StatusCode::OK, "{quote}");
         assert_eq!(
             quote["outcome"], "out_of_fuel",
             "attempt {attempt}: {quote}"
@@ -195,7 +196,7 @@ async fn breaker(db: Db) {
         quote["message"].as_str().unwrap_or("").contains("paused"),
         "{quote}"
     );
-    let (_, other) = server
+    let (status, other) = server
         .call(
             Method::POST,
             "globex",
@@ -204,6 +205,7 @@ async fn breaker(db: Db) {
             Some(sale),
         )
         .await;
+    assert_eq!(status, StatusCode::OK, "{other}");
     assert!(
         other["outcome"].is_null() || other["outcome"] == "ok",
         "globex is unaffected: {other}"

@@ -9,7 +9,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use super::harness::{Db, Server, admin, platform_admin, sale};
-use crate::both_backends;
+use veneer::both_backends;
 
 /// Far below the minute the sleeping plugin asks for.
 const SLACK: Duration = Duration::from_secs(5);
@@ -36,7 +36,7 @@ async fn globex_is_served(server: &Server) {
 }
 
 async fn sleeping_plugin(db: Db) {
-    let server = Server::start(db).await;
+    let server = Server::in_process(db).await;
     let token = admin("acme");
     server
         .install(
@@ -85,7 +85,7 @@ both_backends!(
 );
 
 async fn printing_and_panicking(db: Db) {
-    let server = Server::start(db).await;
+    let server = Server::in_process(db).await;
     let token = admin("acme");
     server
         .install(
@@ -140,7 +140,7 @@ both_backends!(
 );
 
 async fn sleeping_uploads(db: Db) {
-    let server = Server::start(db).await;
+    let server = Server::in_process(db).await;
     let token = admin("acme");
     let bytes = crate::util::read(veneer::built_plugins::HOSTILE_DESCRIBE);
     let started = Instant::now();

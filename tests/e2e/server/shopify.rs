@@ -7,8 +7,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use super::harness::{Db, Server, admin, member};
-use crate::both_backends;
 use crate::fake_shopify::{FakeOutcome, FakeShopify, FakeWebhook};
+use veneer::both_backends;
 
 const ACME_SHOP: &str = "acme-shop.myshopify.com";
 const GLOBEX_SHOP: &str = "globex-shop.myshopify.com";
@@ -31,20 +31,22 @@ fn line(id: u64, product_id: u64, price: &str, product_type: Option<&str>) -> Va
 }
 
 async fn jobs(server: &Server, tenant: &str) -> Vec<Value> {
-    let (_, body) = server
+    let (status, body) = server
         .get(tenant, "/v1/jobs?limit=500", &admin(tenant))
         .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     body["jobs"].as_array().cloned().unwrap_or_default()
 }
 
 async fn commissions(server: &Server, tenant: &str, order_id: u64) -> Vec<Value> {
-    let (_, body) = server
+    let (status, body) = server
         .get(
             tenant,
             &format!("/v1/shopify/commissions?order_id={order_id}"),
             &member(tenant),
         )
         .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     body["commissions"].as_array().cloned().unwrap_or_default()
 }
 
@@ -94,7 +96,8 @@ async fn shopify(db: Db) {
     );
     // From here on, only the jobs call Shopify.
     fake.clear_requests();
-    let (_, status_body) = server.get("acme", "/v1/shopify", &member("acme")).await;
+    let (status, status_body) = server.get("acme", "/v1/shopify", &member("acme")).await;
+    assert_eq!(status, StatusCode::OK, "{status_body}");
     assert!(
         !status_body.to_string().contains(ACME_TOKEN)
             && !status_body.to_string().contains(ACME_SECRET)
@@ -177,7 +180,8 @@ async fn shopify(db: Db) {
     assert_eq!(response.status(), StatusCode::OK);
     server
         .eventually(20, async |s| {
-            let (_, body) = s.get("acme", "/v1/shopify/products", &member("acme")).await;
+            let (status, body) = s.get("acme", "/v1/shopify/products", &member("acme")).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
             (body["products"].as_array().map(Vec::len) == Some(1)).then_some(())
         })
         .await
@@ -229,9 +233,10 @@ async fn shopify(db: Db) {
         rows.iter().all(|r| r["source"] == "plugin"),
         "computed through acme's plugin: {rows:?}"
     );
-    let (_, products) = server
+    let (status, products) = server
         .get("acme", "/v1/shopify/products", &member("acme"))
         .await;
+    assert_eq!(status, StatusCode::OK, "{products}");
     let mapped: Vec<(String, Option<String>)> = products["products"]
         .as_array()
         .expect("products")
@@ -353,7 +358,8 @@ async fn shopify(db: Db) {
     .await;
     server
         .eventually(20, async |s| {
-            let (_, body) = s.get("acme", "/v1/shopify", &member("acme")).await;
+            let (status, body) = s.get("acme", "/v1/shopify", &member("acme")).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
             (body["enabled"] == false && body["connected"] == false).then_some(())
         })
         .await

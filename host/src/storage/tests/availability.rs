@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use super::harness::{Ctx, options, tid};
 use crate::storage::{Storage, StorageError, StorageOptions};
 
-on_both!(
+crate::both_backends!(via crate::storage::tests::harness::run;
     an_exhausted_pool_is_unavailable_within_the_acquire_timeout,
     a_closed_storage_is_unavailable
 );

@@ -8,7 +8,7 @@ use crate::storage::{
     KvLimits, KvUsage, NewRun, SettingsRecord, Storage, StorageError, StorageOptions, UsageDelta,
 };
 
-on_both!(
+crate::both_backends!(via crate::storage::tests::harness::run;
     settings_use_optimistic_concurrency,
     kv_stores_lists_by_literal_prefix_and_deletes,
     kv_caps_hold_keys_and_bytes_and_lose_nothing,

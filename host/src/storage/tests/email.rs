@@ -14,7 +14,7 @@ use crate::storage::{
     StorageError, TenantDb,
 };
 
-on_both!(
+crate::both_backends!(via crate::storage::tests::harness::run;
     settings_round_trip_and_replace,
     message_lifecycle,
     transitions_refuse_wrong_states,

@@ -1,16 +1,16 @@
-//! Runs one test body against each backend, with a fresh database each time.
+//! Runs one test body against each backend, with a fresh database each time
+//! (`crate::both_backends!(via run; …)` and `crate::test_support::TestDb`).
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
 use crate::storage::{
     Backend, NewPluginVersion, NewTenant, PluginVersion, Storage, StorageOptions, TenantDb,
 };
 use crate::tenancy::TenantId;
+use crate::test_support::{Db, TestDb};
 
 /// What a test body gets: a connected storage and the URL it came from (to open
 /// a second "host" on the same database, or a raw connection).
@@ -33,24 +33,6 @@ impl Ctx {
             .unwrap();
         self.storage.tenant(&tid(id))
     }
-}
-
-/// Defines, for each named `async fn(Ctx)`, a module with a `sqlite` and a
-/// `postgres` test running it.
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                $crate::storage::tests::harness::on_sqlite(super::$name).await
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                $crate::storage::tests::harness::on_postgres(super::$name).await
-            }
-        }
-    )*};
 }
 
 pub(crate) fn options() -> StorageOptions {
@@ -99,79 +81,29 @@ pub(crate) async fn upload(db: &TenantDb, n: u8) -> PluginVersion {
     .unwrap()
 }
 
-pub(crate) async fn on_sqlite<F, Fut>(test: F)
+/// Runs `test` on a fresh database of `kind` (a PostgreSQL one is dropped
+/// afterwards, also when the test panics): the runner of
+/// `both_backends!(via …)`.
+pub(crate) async fn run<F, Fut>(kind: Db, test: F)
 where
     F: FnOnce(Ctx) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let dir = tempfile::TempDir::new().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("veneer.db").display());
-    let storage = Storage::connect(&url, &options()).await.unwrap();
+    let db = TestDb::new(kind).await;
+    let storage = Storage::connect(&db.url, &options()).await.unwrap();
     test(Ctx {
         storage: storage.clone(),
-        url,
+        url: db.url.clone(),
     })
     .await;
     storage.close().await;
 }
 
-pub(crate) fn pg_server() -> String {
-    std::env::var("VENEER_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
-}
-
-async fn pg_admin() -> PgConnection {
-    let url = format!("{}/postgres", pg_server());
-    PgConnection::connect(&url).await.unwrap_or_else(|e| {
-        panic!(
-            "PostgreSQL at {url} is needed for these tests ({e}); start it with \
-             `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`"
-        )
-    })
-}
-
-/// Runs `test` on a database of its own, dropped afterwards even if it panics.
+/// Runs `test` on a fresh PostgreSQL database only.
 pub(crate) async fn on_postgres<F, Fut>(test: F)
 where
-    F: FnOnce(Ctx) -> Fut + Send + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
+    F: FnOnce(Ctx) -> Fut,
+    Fut: Future<Output = ()>,
 {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let name = format!(
-        "veneer_t_{}_{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    );
-    let mut admin = pg_admin().await;
-    // Only digits and underscores: safe to splice.
-    sqlx::raw_sql(AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-    )))
-    .execute(&mut admin)
-    .await
-    .unwrap();
-    sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let url = format!("{}/{name}", pg_server());
-    let outcome = tokio::spawn(async move {
-        let storage = Storage::connect(&url, &options()).await.unwrap();
-        test(Ctx {
-            storage: storage.clone(),
-            url,
-        })
-        .await;
-        storage.close().await;
-    })
-    .await;
-    sqlx::raw_sql(AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-    )))
-    .execute(&mut admin)
-    .await
-    .unwrap();
-    admin.close().await.unwrap();
-    if let Err(e) = outcome {
-        std::panic::resume_unwind(e.into_panic());
-    }
+    run(Db::Postgres, test).await
 }

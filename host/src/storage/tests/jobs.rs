@@ -4,7 +4,6 @@
 //! fairness bound. On PostgreSQL, tenant `a` attacks `b`'s jobs from below.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,8 +16,9 @@ use super::harness::{Ctx, on_postgres, options, tid};
 use crate::jobs::{JobContext, JobError, JobFuture, JobHandler, Worker, WorkerConfig};
 use crate::storage::time::now_ms;
 use crate::storage::{JobRecord, JobState, MAX_JOB_ERROR_BYTES, NewJob, Storage, StorageError};
+use crate::test_support::wait_for as eventually;
 
-on_both!(
+crate::both_backends!(via crate::storage::tests::harness::run;
     enqueue_dedupes_per_tenant_and_checks_input,
     claim_leases_one_job_and_complete_finishes_it,
     failures_back_off_then_dead_letter,
@@ -604,19 +604,6 @@ fn config(worker_id: &str, concurrency: usize) -> WorkerConfig {
         max_backoff: Duration::from_millis(40),
         max_running_per_tenant: 2,
         default_budget: Duration::from_secs(60),
-    }
-}
-
-/// Polls `check` until it holds, failing the test after `limit`.
-async fn eventually<F, Fut>(what: &str, limit: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let started = Instant::now();
-    while !check().await {
-        assert!(started.elapsed() < limit, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 

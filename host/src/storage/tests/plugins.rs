@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::harness::{Ctx, binary, options, upload};
 use crate::storage::{Activation, NewPluginVersion, Storage, StorageError};
 
-on_both!(
+crate::both_backends!(via crate::storage::tests::harness::run;
     plugin_versions_are_stored_once_by_hash_and_stay_with_their_tenant,
     uploads_that_lie_about_their_binary_are_refused,
     activation_history_drives_the_active_plugin_and_rollback,

@@ -15,7 +15,7 @@ use crate::storage::{
     ShopifyStoredCredentials, StorageError, TenantDb,
 };
 
-on_both!(
+crate::both_backends!(via crate::storage::tests::harness::run;
     a_store_connects_disconnects_and_uninstalls,
     a_shop_domain_belongs_to_one_tenant_and_is_not_revealed,
     credentials_are_never_stored_in_clear,

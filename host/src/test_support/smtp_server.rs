@@ -5,9 +5,8 @@
 //! and can be stopped and started again on the same port to play "relay down,
 //! then back".
 //!
-//! Shared by the e2e suite (`mod smtp_server;`) and the host's unit tests of
-//! `email::send` (included by `#[path]` from `host/src/email/tests.rs`), so
-//! there is one copy; each user needs only part of it.
+//! Part of [`crate::test_support`]: the e2e and multinode suites and the
+//! host's unit tests of `email::send` use this one copy.
 #![allow(dead_code)]
 
 use std::io;

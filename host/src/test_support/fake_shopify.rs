@@ -11,9 +11,10 @@
 //! signed as
 //! Shopify signs them (HMAC-SHA256 of the raw body, base64).
 //!
-//! Self-contained on purpose: it shares no code with the host, so a bug in the
-//! host's signing or parsing cannot hide in both. Also compiled into the
-//! host's unit tests (`host/src/shopify/tests.rs`), which exercise it.
+//! Self-contained on purpose: it uses no code of the host (it only lives in
+//! the crate, in [`crate::test_support`]), so a bug in the host's signing or
+//! parsing cannot hide in both. The host's unit tests
+//! (`host/src/shopify/tests.rs`) exercise it; the e2e suite uses the same copy.
 
 #![allow(dead_code)]
 
