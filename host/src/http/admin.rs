@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::http::context::{JsonBody, PlatformAdmin};
-use crate::http::{ApiError, ApiResult};
+use crate::http::{ApiError, ApiResult, Code};
 use crate::runtime::Quota;
 use crate::state::AppState;
 use crate::storage::{NewTenant, TenantPatch, TenantStatus};
@@ -38,7 +38,7 @@ pub(crate) fn routes() -> Router<AppState> {
 }
 
 fn tenant_id(id: &str) -> ApiResult<TenantId> {
-    TenantId::new(id).map_err(|err| ApiError::bad_request("invalid_tenant_id", err.to_string()))
+    TenantId::new(id).map_err(|err| ApiError::new(Code::InvalidTenantId, err.to_string()))
 }
 
 /// Default request rate for a new tenant (per second) and burst.
@@ -67,8 +67,8 @@ fn check_limits(rate: Option<u32>, burst: Option<u32>, concurrency: Option<u32>)
         if let Some(v) = value
             && (v == 0 || v > max)
         {
-            return Err(ApiError::bad_request(
-                "invalid_limit",
+            return Err(ApiError::new(
+                Code::InvalidLimit,
                 format!("{name} must be between 1 and {max}"),
             ));
         }
@@ -88,8 +88,8 @@ async fn create(
         body.max_concurrency,
     )?;
     if body.name.trim().is_empty() || body.name.len() > 200 {
-        return Err(ApiError::bad_request(
-            "invalid_name",
+        return Err(ApiError::new(
+            Code::InvalidName,
             "name must be 1 to 200 characters",
         ));
     }
@@ -235,14 +235,14 @@ fn check_domain(app: &AppState, domain: &str) -> ApiResult<String> {
         });
     let base = app.config.base_domain.to_ascii_lowercase();
     if !labels_ok || domain.len() > 253 {
-        return Err(ApiError::bad_request(
-            "invalid_domain",
+        return Err(ApiError::new(
+            Code::InvalidDomain,
             "give a host name such as shop.example.com",
         ));
     }
     if domain == base || domain.ends_with(&format!(".{base}")) {
-        return Err(ApiError::bad_request(
-            "invalid_domain",
+        return Err(ApiError::new(
+            Code::InvalidDomain,
             "names under the base domain are tenant subdomains already",
         ));
     }
@@ -335,7 +335,7 @@ async fn set_quota(
     let id = tenant_id(&id)?;
     quota
         .validate()
-        .map_err(|err| ApiError::bad_request("invalid_quota", err.to_string()))?;
+        .map_err(|err| ApiError::new(Code::InvalidQuota, err.to_string()))?;
     let platform = app.storage.platform();
     platform
         .tenant(&id)

@@ -15,20 +15,17 @@ use axum::{
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::app::email::render_email;
+use crate::app::jobs::{SEND_JOB, SEND_JOB_ATTEMPTS};
 use crate::email::{
     self, BounceOutcome, EmailRelay, EmailSettings, EmailTls, message_id_header, new_message_id,
     parse_bounce_webhook, parse_dsn, password_aad, record_bounce, validate_settings,
 };
 use crate::http::context::{JsonBody, Member, PlatformHost, RawBody, TenantAdmin};
-use crate::http::traffic::render_email;
-use crate::http::{ApiError, ApiResult};
+use crate::http::{ApiError, ApiResult, Code};
+use crate::outbound::Refusal;
 use crate::state::AppState;
 use crate::storage::{NewEmailMessage, NewJob};
-
-/// The job kind that sends one message.
-pub const SEND_JOB: &str = "email.send";
-/// Attempts before a message is given up (temporary failures only).
-pub const SEND_JOB_ATTEMPTS: u32 = 10;
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -125,12 +122,12 @@ async fn put_settings(
     validate_settings(&settings).map_err(|err| {
         // A display name that reads as an address is refused as a bad request
         // with a code of its own; the other rules keep their 422.
-        let status = if err.code == email::SETTINGS_CODE {
-            StatusCode::UNPROCESSABLE_ENTITY
+        let code = if err.code == email::FROM_NAME_CODE {
+            Code::InvalidFromName
         } else {
-            StatusCode::BAD_REQUEST
+            Code::InvalidEmailSettings
         };
-        ApiError::new(status, err.code, err.to_string())
+        ApiError::new(code, err.to_string())
     })?;
     // A tenant's own relay must be public and on a submission port, unless the
     // platform allows it (checked again at every send: DNS can change).
@@ -140,11 +137,18 @@ async fn put_settings(
         email::check_relay(host, port, &app.config.relay_policy())
             .await
             .map_err(|refusal| {
-                let field = match refusal {
-                    crate::outbound::Refusal::Port { .. } => "smtp_port:".to_owned(),
-                    _ => format!("smtp_host `{}`", host.chars().take(80).collect::<String>()),
+                let (field, code) = match refusal {
+                    Refusal::Port { .. } => ("smtp_port:".to_owned(), Code::RelayPortNotAllowed),
+                    Refusal::Address(_) => (
+                        format!("smtp_host `{}`", host.chars().take(80).collect::<String>()),
+                        Code::RelayAddressNotAllowed,
+                    ),
+                    Refusal::Unresolvable(_) => (
+                        format!("smtp_host `{}`", host.chars().take(80).collect::<String>()),
+                        Code::RelayUnresolvable,
+                    ),
                 };
-                ApiError::bad_request(refusal.code(), format!("{field} {refusal}"))
+                ApiError::new(code, format!("{field} {refusal}"))
             })?;
     }
     let saved = db.email_set_settings(&settings).await?;
@@ -181,15 +185,14 @@ async fn send(
     let db = app.storage.tenant(&tenant.record.id);
     let settings = db.email_settings().await?.ok_or_else(|| {
         ApiError::new(
-            StatusCode::CONFLICT,
-            "email_not_configured",
+            Code::EmailNotConfigured,
             "set the tenant's email settings first: PUT /v1/email/settings",
         )
     })?;
     let to = input.to.trim().to_ascii_lowercase();
     if let Err(why) = email::check_address(&to) {
-        return Err(ApiError::bad_request(
-            "invalid_recipient",
+        return Err(ApiError::new(
+            Code::InvalidRecipient,
             format!("`to` {why}; give one email address such as ann@example.com"),
         ));
     }
@@ -309,8 +312,7 @@ async fn bounces(
 ) -> ApiResult<Json<Value>> {
     let expected = app.config.bounce_token.as_deref().ok_or_else(|| {
         ApiError::new(
-            StatusCode::NOT_FOUND,
-            "bounces_disabled",
+            Code::BouncesDisabled,
             "this server has no bounce token configured (VENEER_BOUNCE_TOKEN)",
         )
     })?;
@@ -320,8 +322,7 @@ async fn bounces(
         .unwrap_or_default();
     if !constant_time_eq(given.as_bytes(), expected.as_bytes()) {
         return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_bounce_token",
+            Code::InvalidBounceToken,
             "send the configured token in X-Veneer-Bounce-Token",
         ));
     }
@@ -334,13 +335,7 @@ async fn bounces(
     } else {
         parse_dsn(&body)
     };
-    let bounces = parsed.map_err(|err| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_bounce",
-            err.to_string(),
-        )
-    })?;
+    let bounces = parsed.map_err(|err| ApiError::new(Code::InvalidBounce, err.to_string()))?;
     let mut results = Vec::new();
     for bounce in &bounces {
         let outcome = record_bounce(&app.storage, bounce).await?;

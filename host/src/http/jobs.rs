@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::http::context::{Member, TenantAdmin};
-use crate::http::{ApiError, ApiResult};
+use crate::http::{ApiError, ApiResult, Code};
 use crate::state::AppState;
 use crate::storage::JobState;
 
@@ -34,8 +34,8 @@ async fn list(
 ) -> ApiResult<Json<Value>> {
     let state = match q.state.as_deref() {
         Some(s) => Some(s.parse::<JobState>().map_err(|_| {
-            ApiError::bad_request(
-                "invalid_state",
+            ApiError::new(
+                Code::InvalidState,
                 "state is one of queued, running, done, dead",
             )
         })?),

@@ -18,19 +18,15 @@ use axum::{
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::app::jobs::{WEBHOOK_JOB, WEBHOOK_JOB_ATTEMPTS};
 use crate::http::context::{JsonBody, Member, RawBody, TenantAdmin, TenantHost};
-use crate::http::{ApiError, ApiResult};
+use crate::http::{ApiError, ApiResult, Code};
 use crate::shopify::{
     AdminClient, ShopifyError, WebhookError, authenticate_webhook_for, ownership_policy,
     prove_ownership, seal_credentials,
 };
 use crate::state::AppState;
 use crate::storage::NewJob;
-
-/// The job kind that processes a webhook.
-pub const WEBHOOK_JOB: &str = "shopify.webhook";
-/// Attempts before a webhook job is dead-lettered.
-pub const WEBHOOK_JOB_ATTEMPTS: u32 = 8;
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -81,8 +77,8 @@ async fn connect(
         ("app_secret", &body.app_secret),
     ] {
         if value.is_empty() || value.len() > 512 || value.chars().any(char::is_control) {
-            return Err(ApiError::bad_request(
-                "invalid_credentials",
+            return Err(ApiError::new(
+                Code::InvalidCredentials,
                 format!("{field} must be 1 to 512 visible characters"),
             ));
         }
@@ -98,7 +94,7 @@ async fn connect(
         &body.access_token,
         &body.api_version,
     )
-    .map_err(|err| ApiError::bad_request("invalid_shopify_store", err.to_string()))?
+    .map_err(|err| ApiError::new(Code::InvalidShopifyStore, err.to_string()))?
     .with_retry_policy(ownership_policy());
     if let Some(base) = &app.config.shopify_api_base {
         client = client.with_base_url(base);
@@ -131,11 +127,9 @@ async fn connect(
 
 /// The answer when Shopify did not confirm that the token belongs to the shop.
 fn not_proven(shop: &str, err: ShopifyError) -> ApiError {
-    const CODE: &str = "shop_ownership_not_proven";
-    let status = StatusCode::UNPROCESSABLE_ENTITY;
+    const CODE: Code = Code::ShopOwnershipNotProven;
     match err {
         ShopifyError::Unauthorized { status: 401, .. } => ApiError::new(
-            status,
             CODE,
             format!(
                 "Shopify refused the access token for `{shop}`: give the Admin API access \
@@ -145,22 +139,19 @@ fn not_proven(shop: &str, err: ShopifyError) -> ApiError {
         ShopifyError::Unauthorized { .. }
         | ShopifyError::ShopMismatch { .. }
         | ShopifyError::NotFound { .. }
-        | ShopifyError::ShopUnavailable { .. } => ApiError::new(status, CODE, err.to_string()),
+        | ShopifyError::ShopUnavailable { .. } => ApiError::new(CODE, err.to_string()),
         ShopifyError::Http { status: code, .. } if (400..500).contains(&code) => ApiError::new(
-            status,
             CODE,
             format!(
                 "Shopify answered HTTP {code} for `{shop}`: check the shop domain and the \
                  access token"
             ),
         ),
-        ShopifyError::InvalidConfig(message) => {
-            ApiError::bad_request("invalid_shopify_store", message)
-        }
+        ShopifyError::InvalidConfig(message) => ApiError::new(Code::InvalidShopifyStore, message),
         other => {
             tracing::warn!(shop, error = %other, "cannot ask Shopify who owns a shop");
-            ApiError::unavailable(
-                "shopify_unavailable",
+            ApiError::new(
+                Code::ShopifyUnavailable,
                 format!(
                     "Shopify could not be asked to confirm the access token for `{shop}`; \
                      nothing was connected, try again shortly"
@@ -233,8 +224,7 @@ fn unauthenticated() -> ApiError {
     // One answer for an unknown shop, a shop of another tenant and a bad
     // signature: a prober learns nothing about which shops exist.
     ApiError::new(
-        StatusCode::UNAUTHORIZED,
-        "invalid_webhook",
+        Code::InvalidWebhook,
         "the webhook is not signed by the shop connected to this tenant",
     )
 }
@@ -251,8 +241,8 @@ async fn webhook(
         {
             Ok(verified) => verified,
             Err(WebhookError::MissingHeader(name)) => {
-                return Err(ApiError::bad_request(
-                    "missing_header",
+                return Err(ApiError::new(
+                    Code::MissingHeader,
                     format!("the webhook has no {name} header"),
                 ));
             }
@@ -263,8 +253,8 @@ async fn webhook(
                 return Err(unauthenticated());
             }
             Err(WebhookError::InvalidHeader { name, reason }) => {
-                return Err(ApiError::bad_request(
-                    "invalid_header",
+                return Err(ApiError::new(
+                    Code::InvalidHeader,
                     format!("the {name} header is invalid: {reason}"),
                 ));
             }
@@ -292,8 +282,8 @@ async fn webhook(
         Err(err) => {
             // Signed but not JSON: Shopify never sends that; keep a record, do nothing.
             tracing::warn!(tenant = %tenant.id(), error = %err, "a signed webhook body is not JSON");
-            return Err(ApiError::bad_request(
-                "invalid_json",
+            return Err(ApiError::new(
+                Code::InvalidJson,
                 "the webhook body is not JSON",
             ));
         }

@@ -11,9 +11,10 @@ use axum::{
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::app::plugins::CompileError;
 use crate::http::context::{JsonBody, Member, RawBody, TenantAdmin};
-use crate::http::{ApiError, ApiResult};
-use crate::state::{AppState, CompileError};
+use crate::http::{ApiError, ApiResult, Code};
+use crate::state::AppState;
 use crate::storage::{Activation, NewPluginVersion};
 
 pub(crate) fn routes() -> Router<AppState> {
@@ -41,8 +42,8 @@ fn check_sha(sha256: &str) -> ApiResult<()> {
     {
         Ok(())
     } else {
-        Err(ApiError::bad_request(
-            "invalid_sha256",
+        Err(ApiError::new(
+            Code::InvalidSha256,
             "a plugin is named by the lowercase hex sha256 of its bytes (64 characters)",
         ))
     }
@@ -55,10 +56,10 @@ async fn upload(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let tenant = admin.tenant.id().clone();
     let bytes = bytes.to_vec();
-    let plugin = match app.compile(Some(&tenant), bytes.clone()).await {
+    let plugin = match crate::app::plugins::compile(&app, Some(&tenant), bytes.clone()).await {
         Ok(plugin) => plugin,
         Err(CompileError::Check(err)) => return Err(err.into()),
-        Err(CompileError::Api(err)) => return Err(err),
+        Err(CompileError::App(err)) => return Err(err.into()),
     };
     let info = plugin.info();
     let hooks: Vec<String> = info.hooks.iter().map(|h| h.as_str().to_owned()).collect();
@@ -134,7 +135,7 @@ async fn after_activation(
     app.invalidate(tenant);
     // Warm the runtime so the first request after an activation does not compile.
     if let Some(sha) = &activation.sha256 {
-        app.plugin(tenant, sha).await?;
+        crate::app::plugins::load(app, tenant, sha).await?;
     }
     let before = json!({ "active": before }).to_string();
     let after = json!({ "active": activation.sha256 }).to_string();
@@ -195,16 +196,15 @@ async fn put_settings(
     JsonBody(value): JsonBody<Value>,
 ) -> ApiResult<Json<Value>> {
     if !value.is_object() {
-        return Err(ApiError::bad_request(
-            "invalid_settings",
+        return Err(ApiError::new(
+            Code::InvalidSettings,
             "settings must be a JSON object",
         ));
     }
     let json = value.to_string();
     if json.len() > MAX_SETTINGS_BYTES {
         return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "settings_too_large",
+            Code::SettingsTooLarge,
             format!(
                 "settings are {} bytes; at most {MAX_SETTINGS_BYTES} are allowed",
                 json.len()
@@ -217,8 +217,8 @@ async fn put_settings(
                 .ok()
                 .and_then(|v| v.trim().trim_matches('"').parse::<i64>().ok())
                 .ok_or_else(|| {
-                    ApiError::bad_request(
-                        "invalid_if_match",
+                    ApiError::new(
+                        Code::InvalidIfMatch,
                         "If-Match must be the settings version number you read",
                     )
                 })?,
@@ -251,8 +251,8 @@ struct KvQuery {
 
 fn check_key(key: &str) -> ApiResult<()> {
     if key.is_empty() || key.len() > 256 || key.chars().any(char::is_control) {
-        return Err(ApiError::bad_request(
-            "invalid_key",
+        return Err(ApiError::new(
+            Code::InvalidKey,
             "keys are 1 to 256 bytes without control characters",
         ));
     }
@@ -312,8 +312,7 @@ async fn put_kv(
     check_key(&key)?;
     if body.value.len() > 64 << 10 {
         return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "value_too_large",
+            Code::ValueTooLarge,
             "values are at most 64 KiB",
         ));
     }
