@@ -16,6 +16,7 @@
 mod admin;
 #[cfg(feature = "bench-native")]
 mod bench;
+mod body;
 mod context;
 pub mod email;
 mod error;

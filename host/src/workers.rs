@@ -8,6 +8,10 @@
 //! at once, and an order carries at most `--max-order-lines` line items. An
 //! order job that ran out of time comes back for the lines it has not
 //! recorded yet, so every attempt makes progress.
+//!
+//! An adapter, like `http`: the use cases (effective configuration,
+//! commissions, run recording) are the application layer's ([`crate::app`]),
+//! the job kinds are [`crate::app::jobs`]'s; it never calls HTTP code.
 
 use std::collections::HashSet;
 use std::future::Future;

@@ -1,15 +1,19 @@
 //! Plugins as use cases see them: the tenant's active plugin ready to run
-//! (none while its breaker has it paused), a stored plugin loaded by hash, and
+//! (none while its breaker has it paused), a stored plugin loaded by hash,
 //! compiling an upload — off the request path, bounded by the host's compile
-//! slots, the tenant's share of them and the compile timeout. Checking and
-//! compiling are the runtime's; the bytes come from storage.
+//! slots, the tenant's share of them and the compile timeout — storing it, and
+//! changing the active version (activate, roll back, deactivate), each audited.
+//! Checking and compiling are the runtime's; bytes and history are storage's.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde_json::json;
+
 use super::{Error, Result};
 use crate::runtime::{CheckError, LoadedPlugin};
 use crate::state::AppState;
+use crate::storage::{Activation, NewPluginVersion, PluginVersion, StorageError};
 use crate::tenancy::{TenantId, TenantState};
 
 /// Why a compilation did not produce a plugin.
@@ -98,4 +102,99 @@ pub async fn compile(
         )))),
         Err(_) => Err(CompileError::App(Error::CompileTimeout { secs })),
     }
+}
+
+/// A stored upload: its version row and what it imports.
+#[derive(Debug)]
+pub struct Uploaded {
+    /// The stored version.
+    pub version: PluginVersion,
+    /// The interfaces the component imports.
+    pub imports: Vec<String>,
+}
+
+/// Checks, compiles and stores an upload of `tenant`'s, audited as `actor`'s.
+/// Compiling first means a component that does not load is never stored.
+pub async fn upload(
+    app: &AppState,
+    tenant: &TenantId,
+    actor: &str,
+    bytes: Vec<u8>,
+) -> std::result::Result<Uploaded, CompileError> {
+    let plugin = compile(app, Some(tenant), bytes.clone()).await?;
+    let info = plugin.info();
+    let hooks: Vec<String> = info.hooks.iter().map(|h| h.as_str().to_owned()).collect();
+    let db = app.storage.tenant(tenant);
+    let stored = async {
+        let version = db
+            .put_plugin_version(&NewPluginVersion {
+                sha256: &info.sha256,
+                name: &info.name,
+                version: &info.version,
+                hooks: &hooks,
+                size_bytes: info.size_bytes as u64,
+                binary: &bytes,
+                uploaded_by: actor,
+            })
+            .await?;
+        let after = json!({ "sha256": info.sha256, "name": info.name, "version": info.version, "hooks": hooks }).to_string();
+        db.audit(
+            actor,
+            "plugin.upload",
+            Some(&info.sha256),
+            None,
+            Some(&after),
+        )
+        .await?;
+        Ok::<_, StorageError>(version)
+    };
+    let version = stored.await.map_err(|err| CompileError::App(err.into()))?;
+    Ok(Uploaded {
+        version,
+        imports: info.imports.clone(),
+    })
+}
+
+/// A change of which plugin version is active.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// Activate this stored version.
+    Activate(String),
+    /// Go back to the version active before the current one.
+    Rollback,
+    /// Serve the base alone.
+    Deactivate,
+}
+
+/// Changes the tenant's active plugin, audited as `actor`'s: the tenant's
+/// caches are invalidated (on every node) and the new plugin is loaded now, so
+/// the first request after it does not compile.
+pub async fn change_activation(
+    app: &AppState,
+    tenant: &TenantId,
+    actor: &str,
+    change: Change,
+) -> Result<Activation> {
+    let db = app.storage.tenant(tenant);
+    let before = db.active_plugin().await?;
+    let (activation, action) = match change {
+        Change::Activate(sha256) => (db.activate(&sha256, actor).await?, "plugin.activate"),
+        Change::Rollback => (db.rollback(actor).await?, "plugin.rollback"),
+        Change::Deactivate => (db.deactivate(actor).await?, "plugin.deactivate"),
+    };
+    app.invalidate(tenant);
+    if let Some(sha) = &activation.sha256 {
+        load(app, tenant, sha).await?;
+    }
+    let before = json!({ "active": before }).to_string();
+    let after = json!({ "active": activation.sha256 }).to_string();
+    db.audit(
+        actor,
+        action,
+        activation.sha256.as_deref(),
+        Some(&before),
+        Some(&after),
+    )
+    .await?;
+    Ok(activation)
 }

@@ -15,11 +15,11 @@ use axum::{
     routing::{get, post},
 };
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::app;
-use crate::base::Sale;
+use crate::base::{CommissionDecision, Sale};
 use crate::http::ServedDocument;
+use crate::http::body::Sorted;
 use crate::http::context::{JsonBody, Member};
 use crate::http::{ApiError, ApiResult};
 use crate::resolve::{EffectiveConfig, Resolved, RunRecord, Source};
@@ -32,12 +32,6 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/v1/config/{section}", get(section))
         .route("/v1/commission/quote", post(quote))
         .route("/v1/email/preview", post(preview))
-}
-
-/// A value as the API has always nested it: through `serde_json::Value`, whose
-/// maps sort their keys (the JSON stays byte-compatible with earlier releases).
-fn nested<T: Serialize>(value: &T) -> Value {
-    serde_json::to_value(value).unwrap_or(Value::Null)
 }
 
 /// The documents served for one effective configuration, kept in its memo.
@@ -188,33 +182,33 @@ async fn section(
 
 /// One resolved value in a section's body (keys in order).
 #[derive(Serialize)]
-struct SectionValue {
-    message: Option<String>,
+struct SectionValue<'a, T> {
+    message: Option<&'a str>,
     outcome: Option<OutcomeKind>,
     source: Source,
-    value: Value,
+    value: Sorted<&'a T>,
 }
 
-impl SectionValue {
-    fn of<T: Serialize>(r: &Resolved<T>) -> Self {
+impl<'a, T: Serialize> SectionValue<'a, T> {
+    fn of(r: &'a Resolved<T>) -> Self {
         Self {
-            message: r.run.as_ref().and_then(|run| run.message.clone()),
+            message: r.run.as_ref().and_then(|run| run.message.as_deref()),
             outcome: r.run.as_ref().map(|run| run.outcome),
             source: r.source,
-            value: nested(&r.value),
+            value: Sorted(&r.value),
         }
     }
 }
 
 /// `GET /v1/config/{section}` for a resolved section (keys in order).
 #[derive(Serialize)]
-struct ResolvedSection<'a> {
-    message: Option<String>,
+struct ResolvedSection<'a, T> {
+    message: Option<&'a str>,
     outcome: Option<OutcomeKind>,
     section: &'a str,
     source: Source,
     tenant: &'a str,
-    value: Value,
+    value: Sorted<&'a T>,
     version: &'a str,
 }
 
@@ -223,7 +217,7 @@ struct ResolvedSection<'a> {
 struct EmailsSection<'a> {
     section: &'a str,
     tenant: &'a str,
-    value: BTreeMap<&'a str, SectionValue>,
+    value: BTreeMap<&'a str, SectionValue<'a, crate::base::EmailTemplate>>,
     version: &'a str,
 }
 
@@ -233,7 +227,7 @@ struct RulesSection<'a> {
     section: &'a str,
     source: Source,
     tenant: &'a str,
-    value: Value,
+    value: Sorted<&'a crate::base::CommissionRules>,
     version: &'a str,
 }
 
@@ -245,21 +239,36 @@ fn serve_section(
     section: &str,
 ) -> ServedDocument {
     let version = config.version.as_str();
-    let resolved = |one: SectionValue| ResolvedSection {
-        message: one.message,
-        outcome: one.outcome,
-        section,
-        source: one.source,
-        tenant,
-        value: one.value,
-        version,
-    };
+    fn resolved<'a, T>(
+        one: SectionValue<'a, T>,
+        section: &'a str,
+        tenant: &'a str,
+        version: &'a str,
+    ) -> ResolvedSection<'a, T> {
+        ResolvedSection {
+            message: one.message,
+            outcome: one.outcome,
+            section,
+            source: one.source,
+            tenant,
+            value: one.value,
+            version,
+        }
+    }
     // Serialising these types cannot fail.
     let json = match section {
-        "categories" => serde_json::to_vec(&resolved(SectionValue::of(&config.categories))),
-        "size-charts" | "size_charts" => {
-            serde_json::to_vec(&resolved(SectionValue::of(&config.size_charts)))
-        }
+        "categories" => serde_json::to_vec(&resolved(
+            SectionValue::of(&config.categories),
+            section,
+            tenant,
+            version,
+        )),
+        "size-charts" | "size_charts" => serde_json::to_vec(&resolved(
+            SectionValue::of(&config.size_charts),
+            section,
+            tenant,
+            version,
+        )),
         "emails" => serde_json::to_vec(&EmailsSection {
             section,
             tenant,
@@ -274,7 +283,7 @@ fn serve_section(
             section,
             source: Source::Base,
             tenant,
-            value: nested(&app.base.commission),
+            value: Sorted(&app.base.commission),
             version,
         }),
     }
@@ -285,7 +294,7 @@ fn serve_section(
 /// `POST /v1/commission/quote` (keys in order).
 #[derive(Serialize)]
 struct QuoteBody {
-    decision: Value,
+    decision: Sorted<CommissionDecision>,
     fuel_used: Option<u64>,
     message: Option<String>,
     outcome: Option<OutcomeKind>,
@@ -302,7 +311,7 @@ async fn quote(
     let quote = app::quote::quote(&app, &tenant, sale).await?;
     let run = quote.resolved.run.as_ref();
     Ok(Json(QuoteBody {
-        decision: nested(&quote.resolved.value),
+        decision: Sorted(quote.resolved.value),
         fuel_used: run.map(|r| r.stats.fuel_used),
         message: quote.message,
         outcome: run.map(|r| r.outcome),
@@ -324,7 +333,7 @@ struct PreviewRequest {
 struct PreviewBody {
     message: Option<String>,
     outcome: Option<OutcomeKind>,
-    rendered: Value,
+    rendered: Sorted<crate::email::Rendered>,
     source: Source,
     template: String,
 }
@@ -345,7 +354,7 @@ async fn preview(
     Ok(Json(PreviewBody {
         message: resolved.run.as_ref().and_then(|r| r.message.clone()),
         outcome: resolved.run.as_ref().map(|r| r.outcome),
-        rendered: nested(&rendered),
+        rendered: Sorted(rendered),
         source: resolved.source,
         template: request.template,
     }))
