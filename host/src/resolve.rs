@@ -382,3 +382,28 @@ fn resolve<T>(
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Memo;
+
+    #[test]
+    fn a_memo_keeps_the_first_value_and_refuses_another_type() {
+        let memo = Memo::default();
+        let mut made = 0;
+        let first = memo.get_or_init(|| {
+            made += 1;
+            String::from("served")
+        });
+        assert_eq!(first.map(String::as_str), Some("served"));
+        let again = memo.get_or_init(|| {
+            made += 1;
+            String::from("again")
+        });
+        assert_eq!(again.map(String::as_str), Some("served"));
+        assert_eq!(made, 1, "made once: a hit re-derives nothing");
+        assert!(memo.get_or_init(|| 7_u32).is_none(), "another type");
+        let copy = memo.clone();
+        assert_eq!(copy.get_or_init(|| 7_u32), Some(&7), "a clone is empty");
+    }
+}

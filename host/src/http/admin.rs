@@ -8,15 +8,65 @@ use axum::{
     Json, Router,
     routing::{delete, get, put},
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::http::body::Sorted;
 use crate::http::context::{JsonBody, PlatformAdmin};
 use crate::http::{ApiError, ApiResult, Code};
 use crate::runtime::Quota;
 use crate::state::AppState;
 use crate::storage::{NewTenant, TenantPatch, TenantStatus};
 use crate::tenancy::TenantId;
+
+// Response bodies: fields in alphabetical order, nested records sorted (see
+// `http::body`).
+
+/// One tenant.
+#[derive(Serialize)]
+struct TenantBody<T> {
+    tenant: Sorted<T>,
+}
+
+/// `GET /v1/admin/tenants`.
+#[derive(Serialize)]
+struct TenantsBody<T> {
+    tenants: Sorted<T>,
+}
+
+/// `GET /v1/admin/tenants/{id}`.
+#[derive(Serialize)]
+struct ShowBody<D, T> {
+    domains: D,
+    quota: Option<Value>,
+    tenant: Sorted<T>,
+}
+
+/// `GET /v1/admin/tenants/{id}/domains`.
+#[derive(Serialize)]
+struct DomainsBody {
+    domains: Vec<String>,
+}
+
+/// `POST /v1/admin/tenants/{id}/domains`.
+#[derive(Serialize)]
+struct DomainBody {
+    domain: String,
+    tenant: Sorted<TenantId>,
+}
+
+/// A tenant's quota.
+#[derive(Serialize)]
+struct QuotaBody {
+    quota: Sorted<Quota>,
+    tenant: Sorted<TenantId>,
+}
+
+/// `GET /v1/admin/audit`.
+#[derive(Serialize)]
+struct AuditBody<T> {
+    audit: Sorted<T>,
+}
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -80,7 +130,7 @@ async fn create(
     State(app): State<AppState>,
     admin: PlatformAdmin,
     JsonBody(body): JsonBody<CreateTenant>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<TenantBody<impl Serialize>>)> {
     let id = tenant_id(&body.id)?;
     check_limits(
         body.rate_limit_per_sec,
@@ -121,20 +171,28 @@ async fn create(
         })
         .await?;
     app.invalidate_hosts();
-    Ok((StatusCode::CREATED, Json(json!({ "tenant": record }))))
+    Ok((
+        StatusCode::CREATED,
+        Json(TenantBody {
+            tenant: Sorted(record),
+        }),
+    ))
 }
 
-async fn list(State(app): State<AppState>, _admin: PlatformAdmin) -> ApiResult<Json<Value>> {
-    Ok(Json(
-        json!({ "tenants": app.storage.platform().list_tenants().await? }),
-    ))
+async fn list(
+    State(app): State<AppState>,
+    _admin: PlatformAdmin,
+) -> ApiResult<Json<TenantsBody<impl Serialize>>> {
+    Ok(Json(TenantsBody {
+        tenants: Sorted(app.storage.platform().list_tenants().await?),
+    }))
 }
 
 async fn show(
     State(app): State<AppState>,
     _admin: PlatformAdmin,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ShowBody<impl Serialize, impl Serialize>>> {
     let id = tenant_id(&id)?;
     let record = app
         .storage
@@ -144,9 +202,11 @@ async fn show(
         .ok_or_else(|| ApiError::not_found(format!("no tenant `{id}`")))?;
     let domains = app.storage.platform().domains(&id).await?;
     let quota = app.storage.platform().quota(&id).await?;
-    Ok(Json(
-        json!({ "tenant": record, "domains": domains, "quota": quota.and_then(|q| serde_json::from_str::<Value>(&q).ok()) }),
-    ))
+    Ok(Json(ShowBody {
+        domains,
+        quota: quota.and_then(|q| serde_json::from_str::<Value>(&q).ok()),
+        tenant: Sorted(record),
+    }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -164,7 +224,7 @@ async fn update(
     admin: PlatformAdmin,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<UpdateTenant>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<TenantBody<impl Serialize>>> {
     let id = tenant_id(&id)?;
     check_limits(
         body.rate_limit_per_sec,
@@ -204,18 +264,20 @@ async fn update(
             after: Some(&after),
         })
         .await?;
-    Ok(Json(json!({ "tenant": record })))
+    Ok(Json(TenantBody {
+        tenant: Sorted(record),
+    }))
 }
 
 async fn domains(
     State(app): State<AppState>,
     _admin: PlatformAdmin,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<DomainsBody>> {
     let id = tenant_id(&id)?;
-    Ok(Json(
-        json!({ "domains": app.storage.platform().domains(&id).await? }),
-    ))
+    Ok(Json(DomainsBody {
+        domains: app.storage.platform().domains(&id).await?,
+    }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -254,7 +316,7 @@ async fn add_domain(
     admin: PlatformAdmin,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<AddDomain>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<DomainBody>)> {
     let id = tenant_id(&id)?;
     let domain = check_domain(&app, &body.domain)?;
     app.storage.platform().add_domain(&domain, &id).await?;
@@ -273,7 +335,10 @@ async fn add_domain(
         .await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "domain": domain, "tenant": id })),
+        Json(DomainBody {
+            domain,
+            tenant: Sorted(id),
+        }),
     ))
 }
 
@@ -312,7 +377,7 @@ async fn get_quota(
     State(app): State<AppState>,
     _admin: PlatformAdmin,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<QuotaBody>> {
     let id = tenant_id(&id)?;
     app.storage
         .platform()
@@ -323,7 +388,10 @@ async fn get_quota(
         Some(json) => serde_json::from_str(&json).map_err(ApiError::internal)?,
         None => Quota::default(),
     };
-    Ok(Json(json!({ "tenant": id, "quota": quota })))
+    Ok(Json(QuotaBody {
+        quota: Sorted(quota),
+        tenant: Sorted(id),
+    }))
 }
 
 async fn set_quota(
@@ -331,7 +399,7 @@ async fn set_quota(
     admin: PlatformAdmin,
     Path(id): Path<String>,
     JsonBody(quota): JsonBody<Quota>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<QuotaBody>> {
     let id = tenant_id(&id)?;
     quota
         .validate()
@@ -355,7 +423,10 @@ async fn set_quota(
             after: Some(&json),
         })
         .await?;
-    Ok(Json(json!({ "tenant": id, "quota": quota })))
+    Ok(Json(QuotaBody {
+        quota: Sorted(quota),
+        tenant: Sorted(id),
+    }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -368,12 +439,14 @@ async fn audit(
     State(app): State<AppState>,
     _admin: PlatformAdmin,
     Query(q): Query<AuditQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<AuditBody<impl Serialize>>> {
     let tenant = q.tenant.as_deref().map(tenant_id).transpose()?;
     let rows = app
         .storage
         .platform()
         .audit_log(tenant.as_ref(), q.limit.unwrap_or(100).min(1_000))
         .await?;
-    Ok(Json(json!({ "audit": rows })))
+    Ok(Json(AuditBody {
+        audit: Sorted(rows),
+    }))
 }

@@ -2,7 +2,8 @@
 //! transactional sends (rendered now with the tenant's plugin, sent by a job in
 //! the tenant's queue), the delivery log, the suppression list, and — on the
 //! platform host — the bounce endpoint that attributes DSNs and bounce webhooks
-//! to their tenant and message.
+//! to their tenant and message. Rendering is [`crate::app::email`]'s; the send
+//! itself is the job handler's (`workers`).
 
 use std::collections::BTreeMap;
 
@@ -12,8 +13,8 @@ use axum::{
     Json, Router,
     routing::{delete, get, post},
 };
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 use crate::app::email::render_email;
 use crate::app::jobs::{SEND_JOB, SEND_JOB_ATTEMPTS};
@@ -21,11 +22,78 @@ use crate::email::{
     self, BounceOutcome, EmailRelay, EmailSettings, EmailTls, message_id_header, new_message_id,
     parse_bounce_webhook, parse_dsn, password_aad, record_bounce, validate_settings,
 };
+use crate::http::body::Sorted;
 use crate::http::context::{JsonBody, Member, PlatformHost, RawBody, TenantAdmin};
 use crate::http::{ApiError, ApiResult, Code};
 use crate::outbound::Refusal;
 use crate::state::AppState;
 use crate::storage::{NewEmailMessage, NewJob};
+
+// Response bodies: fields in alphabetical order, nested records sorted (see
+// `http::body`).
+
+/// `GET`/`PUT /v1/email/settings` (without settings: `{"configured":false}`).
+#[derive(Serialize)]
+struct SettingsBody<T> {
+    configured: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    has_smtp_password: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    settings: Option<Sorted<T>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    updated_at: Option<i64>,
+}
+
+/// `POST /v1/email/send`.
+#[derive(Serialize)]
+struct SendBody {
+    job: i64,
+    message_id: String,
+    message_id_header: String,
+    source: crate::resolve::Source,
+}
+
+/// `GET /v1/email/messages`.
+#[derive(Serialize)]
+struct MessagesBody<T> {
+    messages: Sorted<T>,
+}
+
+/// `GET /v1/email/messages/{id}`.
+#[derive(Serialize)]
+struct MessageBody<T> {
+    message: Sorted<T>,
+}
+
+/// `GET /v1/email/suppressions`.
+#[derive(Serialize)]
+struct SuppressionsBody<T> {
+    suppressions: Sorted<T>,
+}
+
+/// One bounce of `POST /v1/email/bounces`.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum BounceBody {
+    Other {
+        recipient: String,
+        result: &'static str,
+    },
+    Recorded {
+        hard: bool,
+        message_id: String,
+        recipient: String,
+        result: &'static str,
+        suppressed: Option<String>,
+        tenant: Sorted<crate::tenancy::TenantId>,
+    },
+}
+
+/// `POST /v1/email/bounces`.
+#[derive(Serialize)]
+struct BouncesBody {
+    bounces: Vec<BounceBody>,
+}
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -38,20 +106,28 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/v1/email/bounces", post(bounces))
 }
 
-async fn get_settings(State(app): State<AppState>, member: Member) -> ApiResult<Json<Value>> {
+async fn get_settings(
+    State(app): State<AppState>,
+    member: Member,
+) -> ApiResult<Json<SettingsBody<impl Serialize>>> {
     let record = app
         .storage
         .tenant(member.tenant.id())
         .email_settings()
         .await?;
     Ok(Json(match record {
-        Some(record) => json!({
-            "configured": true,
-            "settings": record.settings,
-            "has_smtp_password": record.settings.smtp_password_enc.is_some(),
-            "updated_at": record.updated_at,
-        }),
-        None => json!({ "configured": false }),
+        Some(record) => SettingsBody {
+            configured: true,
+            has_smtp_password: Some(record.settings.smtp_password_enc.is_some()),
+            settings: Some(Sorted(record.settings)),
+            updated_at: Some(record.updated_at),
+        },
+        None => SettingsBody {
+            configured: false,
+            has_smtp_password: None,
+            settings: None,
+            updated_at: None,
+        },
     }))
 }
 
@@ -90,7 +166,7 @@ async fn put_settings(
     State(app): State<AppState>,
     admin: TenantAdmin,
     JsonBody(input): JsonBody<SettingsInput>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<SettingsBody<impl Serialize>>> {
     let tenant = admin.tenant.id();
     let db = app.storage.tenant(tenant);
     let before = db.email_settings().await?;
@@ -162,9 +238,12 @@ async fn put_settings(
         Some(&after),
     )
     .await?;
-    Ok(Json(
-        json!({ "configured": true, "settings": saved.settings, "updated_at": saved.updated_at }),
-    ))
+    Ok(Json(SettingsBody {
+        configured: true,
+        has_smtp_password: None,
+        settings: Some(Sorted(saved.settings)),
+        updated_at: Some(saved.updated_at),
+    }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -180,7 +259,7 @@ async fn send(
     State(app): State<AppState>,
     admin: TenantAdmin,
     JsonBody(input): JsonBody<SendInput>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<SendBody>)> {
     let tenant = admin.tenant.state(&app).await?;
     let db = app.storage.tenant(&tenant.record.id);
     let settings = db.email_settings().await?.ok_or_else(|| {
@@ -227,9 +306,12 @@ async fn send(
     let job = job.ok_or_else(|| ApiError::internal("the send job was not written"))?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(
-            json!({ "message_id": id, "message_id_header": header, "job": job.id, "source": resolved.source }),
-        ),
+        Json(SendBody {
+            job: job.id,
+            message_id: id,
+            message_id_header: header,
+            source: resolved.source,
+        }),
     ))
 }
 
@@ -242,40 +324,46 @@ async fn messages(
     State(app): State<AppState>,
     member: Member,
     Query(q): Query<Limit>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<MessagesBody<impl Serialize>>> {
     let messages = app
         .storage
         .tenant(member.tenant.id())
         .email_messages(q.limit.unwrap_or(50).min(500))
         .await?;
-    Ok(Json(json!({ "messages": messages })))
+    Ok(Json(MessagesBody {
+        messages: Sorted(messages),
+    }))
 }
 
 async fn message(
     State(app): State<AppState>,
     member: Member,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<MessageBody<impl Serialize>>> {
     let message = app
         .storage
         .tenant(member.tenant.id())
         .email_message(&id)
         .await?
         .ok_or_else(|| ApiError::not_found("this tenant has no message with that id"))?;
-    Ok(Json(json!({ "message": message })))
+    Ok(Json(MessageBody {
+        message: Sorted(message),
+    }))
 }
 
 async fn suppressions(
     State(app): State<AppState>,
     member: Member,
     Query(q): Query<Limit>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<SuppressionsBody<impl Serialize>>> {
     let list = app
         .storage
         .tenant(member.tenant.id())
         .email_suppressions(q.limit.unwrap_or(100).min(1_000))
         .await?;
-    Ok(Json(json!({ "suppressions": list })))
+    Ok(Json(SuppressionsBody {
+        suppressions: Sorted(list),
+    }))
 }
 
 async fn unsuppress(
@@ -309,7 +397,7 @@ async fn bounces(
     _platform: PlatformHost,
     headers: HeaderMap,
     RawBody(body): RawBody,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<BouncesBody>> {
     let expected = app.config.bounce_token.as_deref().ok_or_else(|| {
         ApiError::new(
             Code::BouncesDisabled,
@@ -340,15 +428,30 @@ async fn bounces(
     for bounce in &bounces {
         let outcome = record_bounce(&app.storage, bounce).await?;
         results.push(match outcome {
-            BounceOutcome::Delayed => json!({ "recipient": bounce.recipient, "result": "delayed" }),
-            BounceOutcome::Unattributed => json!({ "recipient": bounce.recipient, "result": "unattributed" }),
-            BounceOutcome::Recorded { tenant, message_id, hard, suppressed } => json!({
-                "recipient": bounce.recipient, "result": "recorded", "tenant": tenant, "message_id": message_id,
-                "hard": hard, "suppressed": suppressed,
-            }),
+            BounceOutcome::Delayed => BounceBody::Other {
+                recipient: bounce.recipient.clone(),
+                result: "delayed",
+            },
+            BounceOutcome::Unattributed => BounceBody::Other {
+                recipient: bounce.recipient.clone(),
+                result: "unattributed",
+            },
+            BounceOutcome::Recorded {
+                tenant,
+                message_id,
+                hard,
+                suppressed,
+            } => BounceBody::Recorded {
+                hard,
+                message_id,
+                recipient: bounce.recipient.clone(),
+                result: "recorded",
+                suppressed,
+                tenant: Sorted(tenant),
+            },
         });
     }
-    Ok(Json(json!({ "bounces": results })))
+    Ok(Json(BouncesBody { bounces: results }))
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -15,7 +15,7 @@ use axum::{
     Json, Router,
     routing::{get, post},
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::app::jobs::{WEBHOOK_JOB, WEBHOOK_JOB_ATTEMPTS};
@@ -27,6 +27,73 @@ use crate::shopify::{
 };
 use crate::state::AppState;
 use crate::storage::NewJob;
+
+// Response bodies: fields in alphabetical order (see `http::body`).
+
+/// `GET /v1/shopify`.
+#[derive(Serialize)]
+struct StatusBody {
+    api_version: Option<String>,
+    connected: bool,
+    connected_at: Option<i64>,
+    enabled: bool,
+    shop_domain: Option<String>,
+    uninstalled_at: Option<i64>,
+}
+
+/// `PUT /v1/shopify`.
+#[derive(Serialize)]
+struct ConnectBody {
+    api_version: String,
+    connected: bool,
+    shop_domain: String,
+}
+
+/// One commission of `GET /v1/shopify/commissions`.
+#[derive(Serialize)]
+struct CommissionBody {
+    created_at: i64,
+    decision: Value,
+    line_item_id: String,
+    order_id: String,
+    outcome: String,
+    source: String,
+}
+
+/// `GET /v1/shopify/commissions`.
+#[derive(Serialize)]
+struct CommissionsBody {
+    commissions: Vec<CommissionBody>,
+}
+
+/// One product of `GET /v1/shopify/products`.
+#[derive(Serialize)]
+struct ProductBody {
+    category_id: Option<String>,
+    product_id: String,
+    product_type: String,
+    updated_at: i64,
+}
+
+/// `GET /v1/shopify/products`.
+#[derive(Serialize)]
+struct ProductsBody {
+    products: Vec<ProductBody>,
+}
+
+/// `POST /v1/shopify/webhooks`.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum WebhookBody {
+    Duplicate {
+        status: &'static str,
+        webhook_id: String,
+    },
+    Queued {
+        job: i64,
+        status: &'static str,
+    },
+}
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -50,27 +117,27 @@ fn default_api_version() -> String {
     "2025-10".into()
 }
 
-async fn status(State(app): State<AppState>, member: Member) -> ApiResult<Json<Value>> {
+async fn status(State(app): State<AppState>, member: Member) -> ApiResult<Json<StatusBody>> {
     let store = app
         .storage
         .tenant(member.tenant.id())
         .shopify_store()
         .await?;
-    Ok(Json(json!({
-        "connected": store.as_ref().is_some_and(|s| s.access_token_enc.is_some()),
-        "shop_domain": store.as_ref().map(|s| s.shop_domain.clone()),
-        "api_version": store.as_ref().map(|s| s.api_version.clone()),
-        "enabled": store.as_ref().is_some_and(|s| s.enabled),
-        "connected_at": store.as_ref().map(|s| s.connected_at),
-        "uninstalled_at": store.as_ref().and_then(|s| s.uninstalled_at),
-    })))
+    Ok(Json(StatusBody {
+        api_version: store.as_ref().map(|s| s.api_version.clone()),
+        connected: store.as_ref().is_some_and(|s| s.access_token_enc.is_some()),
+        connected_at: store.as_ref().map(|s| s.connected_at),
+        enabled: store.as_ref().is_some_and(|s| s.enabled),
+        shop_domain: store.as_ref().map(|s| s.shop_domain.clone()),
+        uninstalled_at: store.as_ref().and_then(|s| s.uninstalled_at),
+    }))
 }
 
 async fn connect(
     State(app): State<AppState>,
     admin: TenantAdmin,
     JsonBody(body): JsonBody<Connect>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ConnectBody>> {
     let tenant = admin.tenant.id();
     for (field, value) in [
         ("access_token", &body.access_token),
@@ -120,9 +187,11 @@ async fn connect(
         Some(&after),
     )
     .await?;
-    Ok(Json(
-        json!({ "connected": true, "shop_domain": store.shop_domain, "api_version": store.api_version }),
-    ))
+    Ok(Json(ConnectBody {
+        api_version: store.api_version,
+        connected: true,
+        shop_domain: store.shop_domain,
+    }))
 }
 
 /// The answer when Shopify did not confirm that the token belongs to the shop.
@@ -189,35 +258,42 @@ async fn commissions(
     State(app): State<AppState>,
     member: Member,
     axum::extract::Query(q): axum::extract::Query<CommissionQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<CommissionsBody>> {
     let rows = app
         .storage
         .tenant(member.tenant.id())
         .shopify_commissions(q.order_id.as_deref(), q.limit.unwrap_or(100).min(1_000))
         .await?;
-    let rows: Vec<Value> = rows
+    let commissions = rows
         .into_iter()
-        .map(|r| {
-            json!({
-                "order_id": r.order_id, "line_item_id": r.line_item_id, "source": r.source, "outcome": r.outcome,
-                "decision": serde_json::from_str::<Value>(&r.decision_json).unwrap_or(Value::Null), "created_at": r.created_at,
-            })
+        .map(|r| CommissionBody {
+            created_at: r.created_at,
+            decision: serde_json::from_str::<Value>(&r.decision_json).unwrap_or(Value::Null),
+            line_item_id: r.line_item_id,
+            order_id: r.order_id,
+            outcome: r.outcome,
+            source: r.source,
         })
         .collect();
-    Ok(Json(json!({ "commissions": rows })))
+    Ok(Json(CommissionsBody { commissions }))
 }
 
-async fn products(State(app): State<AppState>, member: Member) -> ApiResult<Json<Value>> {
+async fn products(State(app): State<AppState>, member: Member) -> ApiResult<Json<ProductsBody>> {
     let rows = app
         .storage
         .tenant(member.tenant.id())
         .shopify_products(1_000)
         .await?;
-    let rows: Vec<Value> = rows
+    let products = rows
         .into_iter()
-        .map(|p| json!({ "product_id": p.product_id, "product_type": p.product_type, "category_id": p.category_id, "updated_at": p.updated_at }))
+        .map(|p| ProductBody {
+            category_id: p.category_id,
+            product_id: p.product_id,
+            product_type: p.product_type,
+            updated_at: p.updated_at,
+        })
         .collect();
-    Ok(Json(json!({ "products": rows })))
+    Ok(Json(ProductsBody { products }))
 }
 
 fn unauthenticated() -> ApiError {
@@ -234,7 +310,7 @@ async fn webhook(
     tenant: TenantHost,
     headers: HeaderMap,
     RawBody(body): RawBody,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<WebhookBody>)> {
     let verified =
         match authenticate_webhook_for(&app.storage, &app.secrets, tenant.id(), &headers, &body)
             .await
@@ -274,7 +350,10 @@ async fn webhook(
     if !db.record_shopify_webhook(&webhook_id, &topic).await? {
         return Ok((
             StatusCode::OK,
-            Json(json!({ "status": "duplicate", "webhook_id": webhook_id })),
+            Json(WebhookBody::Duplicate {
+                status: "duplicate",
+                webhook_id,
+            }),
         ));
     }
     let payload: Value = match serde_json::from_slice(&body) {
@@ -309,7 +388,10 @@ async fn webhook(
     match enqueued {
         Ok((job, _)) => Ok((
             StatusCode::OK,
-            Json(json!({ "status": "queued", "job": job.id })),
+            Json(WebhookBody::Queued {
+                job: job.id,
+                status: "queued",
+            }),
         )),
         Err(err) => {
             // Forget the delivery so Shopify's retry is processed, then 503.
