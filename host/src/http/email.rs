@@ -460,3 +460,50 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     }
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// The typed bodies answer the same bytes the `json!` literals did.
+    #[test]
+    fn settings_and_bounce_bodies_keep_their_json_bytes() {
+        let none: SettingsBody<()> = SettingsBody {
+            configured: false,
+            has_smtp_password: None,
+            settings: None,
+            updated_at: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&none).unwrap(),
+            json!({ "configured": false }).to_string()
+        );
+        let tenant = crate::tenancy::TenantId::new("acme").unwrap();
+        let typed = BouncesBody {
+            bounces: vec![
+                BounceBody::Other {
+                    recipient: "a@example.com".into(),
+                    result: "delayed",
+                },
+                BounceBody::Recorded {
+                    hard: true,
+                    message_id: "m1".into(),
+                    recipient: "b@example.com".into(),
+                    result: "recorded",
+                    suppressed: None,
+                    tenant: Sorted(tenant.clone()),
+                },
+            ],
+        };
+        let literal = json!({ "bounces": [
+            json!({ "recipient": "a@example.com", "result": "delayed" }),
+            json!({
+                "recipient": "b@example.com", "result": "recorded", "tenant": tenant, "message_id": "m1",
+                "hard": true, "suppressed": None::<String>,
+            }),
+        ] });
+        assert_eq!(serde_json::to_string(&typed).unwrap(), literal.to_string());
+    }
+}

@@ -359,3 +359,65 @@ async fn preview(
         template: request.template,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn decision() -> CommissionDecision {
+        CommissionDecision {
+            rule_id: "bags".into(),
+            rate_bps: 1_500,
+            min_fee: 100,
+            max_fee: 90_000,
+            fee: 4_500,
+            note: "luxury".into(),
+        }
+    }
+
+    /// The typed bodies answer the same bytes the `json!` literals did.
+    #[test]
+    fn quote_and_preview_bodies_keep_their_json_bytes() {
+        let typed = QuoteBody {
+            decision: Sorted(decision()),
+            fuel_used: Some(9_000),
+            message: None,
+            outcome: Some(OutcomeKind::Ok),
+            plugin: Some("ab".into()),
+            source: Source::Plugin,
+        };
+        let literal = json!({
+            "decision": decision(),
+            "source": Source::Plugin,
+            "plugin": Some("ab"),
+            "outcome": Some(OutcomeKind::Ok),
+            "message": None::<String>,
+            "fuel_used": Some(9_000),
+        });
+        assert_eq!(serde_json::to_string(&typed).unwrap(), literal.to_string());
+        let rendered = crate::email::Rendered {
+            subject: "Hi".into(),
+            html: "<p>Hi</p>".into(),
+            text: "Hi".into(),
+            from_name: None,
+            reply_to: Some("help@example.com".into()),
+        };
+        let typed = PreviewBody {
+            message: Some("refused".into()),
+            outcome: Some(OutcomeKind::InvalidOutput),
+            rendered: Sorted(rendered.clone()),
+            source: Source::Base,
+            template: "welcome".into(),
+        };
+        let literal = json!({
+            "template": "welcome",
+            "source": Source::Base,
+            "outcome": Some(OutcomeKind::InvalidOutput),
+            "message": Some("refused"),
+            "rendered": rendered,
+        });
+        assert_eq!(serde_json::to_string(&typed).unwrap(), literal.to_string());
+    }
+}
