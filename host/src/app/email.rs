@@ -1,12 +1,15 @@
-//! Email rendering as a use case: a base template customised by the tenant's
-//! plugin for a caller's context and rendered — what a preview shows and a
-//! send queues (the send job then delivers exactly those bytes). Rendering and
+//! Email as use cases: a base template customised by the tenant's plugin for a
+//! caller's context and rendered — what a preview shows — and a send: rendered
+//! now, then queued with the job that delivers exactly those bytes (the job
+//! handler in `workers` sends; retries never re-run the plugin). Rendering and
 //! its bounds are `crate::email`'s; the fallback to the base is `resolve`'s.
-//! Queues nothing and sends nothing itself.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use serde_json::json;
+
+use super::jobs::{SEND_JOB, SEND_JOB_ATTEMPTS};
 use super::plugins::active_plugin;
 use super::runs::record_run;
 use super::slots::with_slot;
@@ -16,6 +19,7 @@ use crate::email;
 use crate::resolve::{InputError, Resolved, Resolver, Source};
 use crate::runtime::OutcomeKind;
 use crate::state::AppState;
+use crate::storage::{NewEmailMessage, NewJob};
 use crate::tenancy::TenantState;
 
 /// Largest context a caller may pass to a render, keys and values together:
@@ -81,6 +85,69 @@ pub async fn render_email(
     }
     let rendered = rendered.map_err(|err| Error::RenderFailed(err.to_string()))?;
     Ok((resolved, rendered))
+}
+
+/// A send, queued.
+#[derive(Debug)]
+pub struct Queued {
+    /// The message's id.
+    pub message_id: String,
+    /// Its `Message-ID` header.
+    pub message_id_header: String,
+    /// The job that sends it.
+    pub job: i64,
+    /// Whether the plugin's template or the base's was rendered.
+    pub source: Source,
+}
+
+/// Renders `template` for `to` with the tenant's plugin and queues the message
+/// with the job that sends it, in one transaction (a failure between them can
+/// not leave a queued message nothing will send). A bad context is the
+/// caller's error now, not the job's later.
+pub async fn queue_send(
+    app: &AppState,
+    tenant: &Arc<TenantState>,
+    template: &str,
+    to: &str,
+    context: BTreeMap<String, String>,
+) -> Result<Queued> {
+    let db = app.storage.tenant(&tenant.record.id);
+    let settings = db
+        .email_settings()
+        .await?
+        .ok_or(Error::EmailNotConfigured)?;
+    let to = to.trim().to_ascii_lowercase();
+    email::check_address(&to).map_err(|why| Error::InvalidRecipient { why })?;
+    let (resolved, rendered) = render_email(app, tenant, template, context).await?;
+    let id = email::new_message_id();
+    let header = email::message_id_header(&id, &settings.settings.sending_domain);
+    let payload = json!({ "message": id, "to": to, "rendered": rendered }).to_string();
+    let dedupe = format!("email:{id}");
+    let (_, job) = db
+        .email_queue_message(
+            &NewEmailMessage {
+                id: &id,
+                template_id: template,
+                to_address: &to,
+                subject: &rendered.subject,
+                message_id: &header,
+            },
+            Some(&NewJob {
+                kind: SEND_JOB,
+                payload: &payload,
+                max_attempts: SEND_JOB_ATTEMPTS,
+                run_at: None,
+                dedupe_key: Some(&dedupe),
+            }),
+        )
+        .await?;
+    let job = job.ok_or_else(|| Error::internal("the send job was not written"))?;
+    Ok(Queued {
+        message_id: id,
+        message_id_header: header,
+        job: job.id,
+        source: resolved.source,
+    })
 }
 
 /// Renders the resolved template; when it is the plugin's and does not render

@@ -41,6 +41,15 @@ pub enum Error {
     /// The template does not render with this context.
     #[error("{0}")]
     RenderFailed(String),
+    /// A send before the tenant's email settings are set.
+    #[error("set the tenant's email settings first: PUT /v1/email/settings")]
+    EmailNotConfigured,
+    /// The recipient is not one email address (`why` says what is wrong).
+    #[error("`to` {why}; give one email address such as ann@example.com")]
+    InvalidRecipient {
+        /// What is wrong with it.
+        why: String,
+    },
     /// Every plugin slot of the tenant stayed busy for the whole wait.
     #[error(
         "all of this tenant's plugin slots are busy; retry shortly or ask for a higher concurrency limit"
@@ -76,6 +85,8 @@ impl Error {
             Error::Input(InputError::Sale { .. }) => "invalid_sale",
             Error::ContextTooLarge { .. } => "context_too_large",
             Error::RenderFailed(_) => "render_failed",
+            Error::EmailNotConfigured => "email_not_configured",
+            Error::InvalidRecipient { .. } => "invalid_recipient",
             Error::TenantBusy => "tenant_busy",
             Error::TenantCompileBusy | Error::HostCompileBusy => "compile_busy",
             Error::CompileTimeout { .. } => "compile_timeout",

@@ -2,8 +2,8 @@
 //! transactional sends (rendered now with the tenant's plugin, sent by a job in
 //! the tenant's queue), the delivery log, the suppression list, and — on the
 //! platform host — the bounce endpoint that attributes DSNs and bounce webhooks
-//! to their tenant and message. Rendering is [`crate::app::email`]'s; the send
-//! itself is the job handler's (`workers`).
+//! to their tenant and message. Rendering and queueing a send are
+//! [`crate::app::email`]'s; the send itself is the job handler's (`workers`).
 
 use std::collections::BTreeMap;
 
@@ -16,18 +16,16 @@ use axum::{
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::app::email::render_email;
-use crate::app::jobs::{SEND_JOB, SEND_JOB_ATTEMPTS};
+use crate::app;
 use crate::email::{
-    self, BounceOutcome, EmailRelay, EmailSettings, EmailTls, message_id_header, new_message_id,
-    parse_bounce_webhook, parse_dsn, password_aad, record_bounce, validate_settings,
+    self, BounceOutcome, EmailRelay, EmailSettings, EmailTls, parse_bounce_webhook, parse_dsn,
+    password_aad, record_bounce, validate_settings,
 };
 use crate::http::body::Sorted;
 use crate::http::context::{JsonBody, Member, PlatformHost, RawBody, TenantAdmin};
 use crate::http::{ApiError, ApiResult, Code};
 use crate::outbound::Refusal;
 use crate::state::AppState;
-use crate::storage::{NewEmailMessage, NewJob};
 
 // Response bodies: fields in alphabetical order, nested records sorted (see
 // `http::body`).
@@ -261,56 +259,15 @@ async fn send(
     JsonBody(input): JsonBody<SendInput>,
 ) -> ApiResult<(StatusCode, Json<SendBody>)> {
     let tenant = admin.tenant.state(&app).await?;
-    let db = app.storage.tenant(&tenant.record.id);
-    let settings = db.email_settings().await?.ok_or_else(|| {
-        ApiError::new(
-            Code::EmailNotConfigured,
-            "set the tenant's email settings first: PUT /v1/email/settings",
-        )
-    })?;
-    let to = input.to.trim().to_ascii_lowercase();
-    if let Err(why) = email::check_address(&to) {
-        return Err(ApiError::new(
-            Code::InvalidRecipient,
-            format!("`to` {why}; give one email address such as ann@example.com"),
-        ));
-    }
-    // Rendered now, with the tenant's plugin: a bad context is the caller's 4xx,
-    // and the job sends exactly what was rendered (retries never re-run the plugin).
-    let (resolved, rendered) = render_email(&app, &tenant, &input.template, input.context).await?;
-
-    let id = new_message_id();
-    let header = message_id_header(&id, &settings.settings.sending_domain);
-    let payload = json!({ "message": id, "to": to, "rendered": rendered }).to_string();
-    let dedupe = format!("email:{id}");
-    // The message and the job that sends it, in one transaction: a failure
-    // between them can no longer leave a queued message nothing will send.
-    let (_, job) = db
-        .email_queue_message(
-            &NewEmailMessage {
-                id: &id,
-                template_id: &input.template,
-                to_address: &to,
-                subject: &rendered.subject,
-                message_id: &header,
-            },
-            Some(&NewJob {
-                kind: SEND_JOB,
-                payload: &payload,
-                max_attempts: SEND_JOB_ATTEMPTS,
-                run_at: None,
-                dedupe_key: Some(&dedupe),
-            }),
-        )
-        .await?;
-    let job = job.ok_or_else(|| ApiError::internal("the send job was not written"))?;
+    let queued =
+        app::email::queue_send(&app, &tenant, &input.template, &input.to, input.context).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(SendBody {
-            job: job.id,
-            message_id: id,
-            message_id_header: header,
-            source: resolved.source,
+            job: queued.job,
+            message_id: queued.message_id,
+            message_id_header: queued.message_id_header,
+            source: queued.source,
         }),
     ))
 }
