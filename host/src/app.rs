@@ -5,11 +5,12 @@
 //!
 //! - [`config`]: a tenant's effective configuration, cached;
 //! - [`quote`]: commission quotes through the tenant's plugin;
-//! - [`email`]: rendering a template through the plugin (previews and sends);
-//! - [`plugins`]: the active plugin, loading and compiling components;
+//! - [`email`]: rendering a template through the plugin, queueing a send;
+//! - [`plugins`]: the active plugin, loading, compiling and storing components,
+//!   activation changes;
 //! - [`runs`]: recording plugin runs (run log and breaker);
 //! - [`slots`]: the tenant's plugin slots and the blocking threads calls run on;
-//! - [`tenants`]: a tenant's loaded state;
+//! - [`tenants`]: a tenant's loaded state and its own writes (settings, key-value data);
 //! - [`jobs`]: the kinds of the background jobs the use cases queue.
 //!
 //! It owns the use cases and their typed [`Error`]; it decides nothing about

@@ -1,8 +1,9 @@
 //! What a tenant manages for itself: plugin versions (upload, activate, roll
 //! back), settings, key-value data, and what it reads about itself: runs, usage,
 //! its quota and its audit log. Admins write; members read. Uploading and
-//! changing the active version are use cases of [`crate::app::plugins`] (audited
-//! there); the plain reads and writes go to `storage` directly.
+//! changing the active version are use cases of [`crate::app::plugins`], writes
+//! of settings and key-value data of [`crate::app::tenants`] (invalidation and
+//! audit there); the plain reads go to `storage` directly.
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -287,16 +288,12 @@ async fn put_settings(
         ),
         None => None,
     };
-    let db = app.storage.tenant(admin.tenant.id());
-    let before = db.settings().await?;
-    let saved = db.set_settings(&json, expected).await?;
-    app.invalidate(admin.tenant.id());
-    db.audit(
+    let saved = app::tenants::set_settings(
+        &app,
+        admin.tenant.id(),
         &admin.principal.subject,
-        "settings.update",
-        None,
-        Some(&before.json),
-        Some(&saved.json),
+        &json,
+        expected,
     )
     .await?;
     Ok(Json(SettingsBody {
@@ -380,11 +377,7 @@ async fn put_kv(
             "values are at most 64 KiB",
         ));
     }
-    app.storage
-        .tenant(admin.tenant.id())
-        .kv_put(&key, &body.value)
-        .await?;
-    app.invalidate(admin.tenant.id());
+    app::tenants::put_kv(&app, admin.tenant.id(), &key, &body.value).await?;
     Ok(Json(EntryBody {
         key,
         value: body.value,
@@ -397,13 +390,7 @@ async fn delete_kv(
     Path(key): Path<String>,
 ) -> ApiResult<StatusCode> {
     check_key(&key)?;
-    if app
-        .storage
-        .tenant(admin.tenant.id())
-        .kv_delete(&key)
-        .await?
-    {
-        app.invalidate(admin.tenant.id());
+    if app::tenants::delete_kv(&app, admin.tenant.id(), &key).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found("no value under that key"))
