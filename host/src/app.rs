@@ -11,6 +11,7 @@
 //! - [`runs`]: recording plugin runs (run log and breaker);
 //! - [`slots`]: the tenant's plugin slots and the blocking threads calls run on;
 //! - [`tenants`]: a tenant's loaded state and its own writes (settings, key-value data);
+//! - [`admin`]: platform administration (tenants, domains, quotas);
 //! - [`jobs`]: the kinds of the background jobs the use cases queue.
 //!
 //! It owns the use cases and their typed [`Error`]; it decides nothing about
@@ -19,6 +20,7 @@
 //! and must not import the adapters, `http` or `workers` (nothing below them
 //! knows them): statuses and response shapes are the HTTP layer's.
 
+pub mod admin;
 pub mod config;
 pub mod email;
 mod error;

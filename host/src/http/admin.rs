@@ -1,6 +1,7 @@
 //! Platform administration, on the platform's own host with a platform-admin
 //! token: tenants and their status and limits, custom domains, per-plugin quotas,
-//! and the audit log of every tenant.
+//! and the audit log of every tenant. Input shapes are checked here; the
+//! changes themselves (audit, invalidation) are [`crate::app::admin`]'s.
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -9,8 +10,9 @@ use axum::{
     routing::{delete, get, put},
 };
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 
+use crate::app;
 use crate::http::body::Sorted;
 use crate::http::context::{JsonBody, PlatformAdmin};
 use crate::http::{ApiError, ApiResult, Code};
@@ -146,31 +148,19 @@ async fn create(
     let org_id = body
         .org_id
         .unwrap_or_else(|| format!("org_{}", id.as_str().replace('-', "_")));
-    let record = app
-        .storage
-        .platform()
-        .create_tenant(&NewTenant {
-            id: id.clone(),
+    let record = app::admin::create_tenant(
+        &app,
+        &admin.0.subject,
+        NewTenant {
+            id,
             org_id,
             name: body.name,
             rate_limit_per_sec: body.rate_limit_per_sec.unwrap_or(DEFAULT_RATE),
             rate_limit_burst: body.rate_limit_burst.unwrap_or(DEFAULT_BURST),
             max_concurrency: body.max_concurrency.unwrap_or(DEFAULT_CONCURRENCY),
-        })
-        .await?;
-    let after = serde_json::to_string(&record).unwrap_or_default();
-    app.storage
-        .platform()
-        .audit(&crate::storage::AuditEntry {
-            tenant: &id,
-            actor: &admin.0.subject,
-            action: "tenant.create",
-            plugin_sha256: None,
-            before: None,
-            after: Some(&after),
-        })
-        .await?;
-    app.invalidate_hosts();
+        },
+    )
+    .await?;
     Ok((
         StatusCode::CREATED,
         Json(TenantBody {
@@ -231,39 +221,19 @@ async fn update(
         body.rate_limit_burst,
         body.max_concurrency,
     )?;
-    let platform = app.storage.platform();
-    let before = platform
-        .tenant(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no tenant `{id}`")))?;
-    let record = platform
-        .update_tenant(
-            &id,
-            &TenantPatch {
-                name: body.name,
-                status: body.status,
-                rate_limit_per_sec: body.rate_limit_per_sec,
-                rate_limit_burst: body.rate_limit_burst,
-                max_concurrency: body.max_concurrency,
-            },
-        )
-        .await?;
-    app.invalidate(&id);
-    app.invalidate_hosts();
-    let (before, after) = (
-        serde_json::to_string(&before).unwrap_or_default(),
-        serde_json::to_string(&record).unwrap_or_default(),
-    );
-    platform
-        .audit(&crate::storage::AuditEntry {
-            tenant: &id,
-            actor: &admin.0.subject,
-            action: "tenant.update",
-            plugin_sha256: None,
-            before: Some(&before),
-            after: Some(&after),
-        })
-        .await?;
+    let record = app::admin::update_tenant(
+        &app,
+        &admin.0.subject,
+        &id,
+        &TenantPatch {
+            name: body.name,
+            status: body.status,
+            rate_limit_per_sec: body.rate_limit_per_sec,
+            rate_limit_burst: body.rate_limit_burst,
+            max_concurrency: body.max_concurrency,
+        },
+    )
+    .await?;
     Ok(Json(TenantBody {
         tenant: Sorted(record),
     }))
@@ -319,20 +289,7 @@ async fn add_domain(
 ) -> ApiResult<(StatusCode, Json<DomainBody>)> {
     let id = tenant_id(&id)?;
     let domain = check_domain(&app, &body.domain)?;
-    app.storage.platform().add_domain(&domain, &id).await?;
-    app.invalidate_hosts();
-    let after = json!({ "domain": domain }).to_string();
-    app.storage
-        .platform()
-        .audit(&crate::storage::AuditEntry {
-            tenant: &id,
-            actor: &admin.0.subject,
-            action: "domain.add",
-            plugin_sha256: None,
-            before: None,
-            after: Some(&after),
-        })
-        .await?;
+    app::admin::add_domain(&app, &admin.0.subject, &id, &domain).await?;
     Ok((
         StatusCode::CREATED,
         Json(DomainBody {
@@ -349,27 +306,7 @@ async fn remove_domain(
 ) -> ApiResult<StatusCode> {
     let id = tenant_id(&id)?;
     let domain = domain.to_ascii_lowercase();
-    let owned = app.storage.platform().domains(&id).await?;
-    if !owned.contains(&domain) {
-        return Err(ApiError::not_found(format!(
-            "tenant `{id}` has no domain `{}`",
-            domain.chars().take(80).collect::<String>()
-        )));
-    }
-    app.storage.platform().remove_domain(&domain).await?;
-    app.invalidate_hosts();
-    let before = json!({ "domain": domain }).to_string();
-    app.storage
-        .platform()
-        .audit(&crate::storage::AuditEntry {
-            tenant: &id,
-            actor: &admin.0.subject,
-            action: "domain.remove",
-            plugin_sha256: None,
-            before: Some(&before),
-            after: None,
-        })
-        .await?;
+    app::admin::remove_domain(&app, &admin.0.subject, &id, &domain).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -404,25 +341,7 @@ async fn set_quota(
     quota
         .validate()
         .map_err(|err| ApiError::new(Code::InvalidQuota, err.to_string()))?;
-    let platform = app.storage.platform();
-    platform
-        .tenant(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no tenant `{id}`")))?;
-    let before = platform.quota(&id).await?;
-    let json = serde_json::to_string(&quota).map_err(ApiError::internal)?;
-    platform.set_quota(&id, &json).await?;
-    app.invalidate(&id);
-    platform
-        .audit(&crate::storage::AuditEntry {
-            tenant: &id,
-            actor: &admin.0.subject,
-            action: "quota.update",
-            plugin_sha256: None,
-            before: before.as_deref(),
-            after: Some(&json),
-        })
-        .await?;
+    app::admin::set_quota(&app, &admin.0.subject, &id, &quota).await?;
     Ok(Json(QuotaBody {
         quota: Sorted(quota),
         tenant: Sorted(id),
