@@ -126,7 +126,7 @@ async fn seed(dir: &Path, tenants: usize, plugins: usize) -> anyhow::Result<()> 
     let mut loaded = Vec::new();
     for p in 0..plugins {
         let bytes = variant(&bytes, p);
-        let plugin = match app.compile(None, bytes.clone()).await {
+        let plugin = match veneer::app::plugins::compile(&app, None, bytes.clone()).await {
             Ok(plugin) => plugin,
             Err(_) => anyhow::bail!("variant {p} does not load"),
         };
@@ -185,8 +185,7 @@ async fn start(dir: &Path, tenants: usize) -> anyhow::Result<()> {
             .active_plugin
             .clone()
             .ok_or_else(|| anyhow::anyhow!("tenant {id} has no plugin"))?;
-        let plugin = app
-            .plugin(&id, &sha)
+        let plugin = veneer::app::plugins::load(&app, &id, &sha)
             .await
             .map_err(|e| anyhow::anyhow!("{e:?}"))?;
         from_cache += usize::from(plugin.from_artifact_cache());

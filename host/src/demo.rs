@@ -2,9 +2,10 @@
 //! different example plugin active, and the server prints the commands that show
 //! their effective configurations differ.
 
+use crate::app::plugins::CompileError;
 use crate::auth::{OrgRole, dev_token};
 use crate::built_plugins::bytes;
-use crate::state::{AppState, CompileError};
+use crate::state::AppState;
 use crate::storage::{NewPluginVersion, NewTenant};
 use crate::tenancy::TenantId;
 
@@ -55,12 +56,12 @@ pub async fn seed_if_empty(app: &AppState) -> anyhow::Result<bool> {
                 max_concurrency: 4,
             })
             .await?;
-        let plugin = match app.compile(None, demo.plugin.to_vec()).await {
+        let plugin = match crate::app::plugins::compile(app, None, demo.plugin.to_vec()).await {
             Ok(plugin) => plugin,
             Err(CompileError::Check(err)) => {
                 anyhow::bail!("demo plugin for {} is refused: {err}", demo.id)
             }
-            Err(CompileError::Api(err)) => anyhow::bail!(
+            Err(CompileError::App(err)) => anyhow::bail!(
                 "demo plugin for {} did not compile: {}",
                 demo.id,
                 err.code()

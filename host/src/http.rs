@@ -1,8 +1,11 @@
 //! The HTTP API (axum): JSON under `/v1` with one error shape,
 //! `{"error":{"code","message"}}`. One router per area, merged here; request
 //! context (tenant from host, token, role, rate) comes from the extractors in
-//! `context`. Handlers call `storage`, `runtime` (through `resolve`) and the
-//! caches; they run no SQL and touch no wasmtime type themselves.
+//! `context`. Handlers are adapters: they extract, call a use case of
+//! [`crate::app`] (or `storage` directly for plain reads and writes), and map
+//! results and errors to responses; they run no SQL and touch no wasmtime type
+//! themselves. Nothing outside this module imports it (but `server`, which
+//! mounts [`app`]).
 //!
 //! Every request has a time limit (`--request-timeout-ms`, default 30 s; plugin
 //! uploads get the compile timeout on top): past it the handler is dropped and
@@ -13,6 +16,7 @@
 mod admin;
 #[cfg(feature = "bench-native")]
 mod bench;
+mod body;
 mod context;
 pub mod email;
 mod error;
@@ -21,13 +25,13 @@ mod jobs;
 mod served;
 pub mod shopify;
 mod tenant;
-pub(crate) mod traffic;
+mod traffic;
 
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{Method, StatusCode};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tower_http::catch_panic::CatchPanicLayer;
@@ -36,10 +40,8 @@ use tower_http::trace::TraceLayer;
 pub use context::{
     Member, PlatformAdmin, PlatformHost, TenantAdmin, TenantCtx, TenantHost, request_host,
 };
-pub use error::{ApiError, ApiResult};
+pub use error::{ApiError, ApiResult, Code};
 pub use served::ServedDocument;
-pub(crate) use traffic::SECTION_COUNT;
-pub use traffic::{INLINE_DEADLINE_MS, INLINE_FUEL};
 
 use crate::state::AppState;
 
@@ -64,15 +66,13 @@ pub fn app(state: AppState) -> Router {
         .merge(email::routes())
         .fallback(|| async {
             ApiError::new(
-                StatusCode::NOT_FOUND,
-                "no_route",
+                Code::NoRoute,
                 "there is no such endpoint; see the API list in README.md",
             )
         })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
+                Code::MethodNotAllowed,
                 "this endpoint does not take that method",
             )
         })
@@ -112,8 +112,7 @@ pub async fn request_timeout(
     };
     match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,
-        Err(_) => ApiError::unavailable(
-            "request_timeout",
+        Err(_) => ApiError::new(Code::RequestTimeout,
             format!(
                 "the request took longer than the server's limit of {} ms and was stopped; retry, or send less work per request",
                 limit.as_millis()
@@ -126,6 +125,7 @@ pub async fn request_timeout(
 #[cfg(test)]
 mod tests {
     use axum::body::Body;
+    use axum::http::StatusCode;
     use axum::routing::get;
     use tower::ServiceExt as _;
 

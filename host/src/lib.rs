@@ -7,6 +7,9 @@
 //! - [`validate`]: the invariants every section must keep;
 //! - [`runtime`]: the wasmtime sandbox (the only module touching wasmtime);
 //! - [`resolve`]: effective configuration = validate(plugin(base)), with fallback;
+//! - [`app`](mod@app): the use cases (effective configuration, quotes, email
+//!   rendering, plugin loading and compiling, run recording, tenant state),
+//!   called by both adapters below and importing neither;
 //! - [`tenancy`]: tenant ids, hosts to tenants, cached tenant state;
 //! - [`auth`]: token verification (Clerk-style JWTs, JWKS, dev key);
 //! - [`storage`]: SQLite and PostgreSQL (the only module running SQL);
@@ -18,10 +21,13 @@
 //! - [`jobs`]: per-tenant durable background jobs with fair scheduling;
 //! - [`secrets`]: encryption of credentials at rest;
 //! - [`shopify`]: per-tenant Shopify stores, webhooks and the Admin API client;
-//! - [`http`]: the API; [`state`], [`server`], [`config`], [`demo`]: running it;
+//! - [`http`]: the API (adapter: extractors, handlers, error mapping);
+//! - [`workers`]: the job handlers (adapter over the same use cases);
+//! - [`state`], [`server`], [`config`], [`demo`]: running it;
 //! - [`cli`]: the `veneer` command line;
 //! - `test_support` (tests only, feature `test-support`): what the tests share.
 
+pub mod app;
 pub mod auth;
 pub mod base;
 #[cfg(feature = "bench-native")]

@@ -1,5 +1,7 @@
-//! Per-tenant limits: a request rate (governor's GCRA, 429 with Retry-After) and
-//! a cap on concurrent plugin executions, so one tenant cannot starve the others.
+//! Per-tenant limits: a request rate (governor's GCRA; the HTTP layer answers
+//! 429 with Retry-After) and a cap on concurrent plugin executions, so one
+//! tenant cannot starve the others. Knows nothing of HTTP: it says how long to
+//! wait and hands out slots.
 //! The concurrency cap is per node (it protects this node's CPU). The rate is
 //! per node in [`RateLimitMode::Local`]; in [`RateLimitMode::Global`] the nodes
 //! also share it through a per-tenant counter per one-second window in the

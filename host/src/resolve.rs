@@ -4,8 +4,10 @@
 //! base is served without running anything. When the plugin fails in any way —
 //! its own error, fuel, memory, deadline, a trap, or output that breaks the
 //! section's invariants — the base is served and the failure is recorded in the
-//! result's [`RunRecord`]. This module decides what is served; it does not store
-//! anything or know about HTTP.
+//! result's [`RunRecord`]. This module decides what is served and checks a
+//! request's input ([`InputError`]); it does not store anything, record runs or
+//! cache (the application layer, [`crate::app`], does), and knows nothing of
+//! HTTP or of how an adapter serialises what it serves ([`Memo`] is opaque).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -123,16 +125,44 @@ pub struct EffectiveConfig {
     pub size_charts: Resolved<Vec<SizeChart>>,
     /// Every email template, customised, by id.
     pub emails: BTreeMap<String, Resolved<EmailTemplate>>,
-    /// The whole configuration as the API serves it, serialised on first use
-    /// and kept with the cached configuration, so a cache hit costs no
-    /// serialisation (filled by the HTTP layer, which owns the document's shape).
+    /// What an adapter derives from this configuration and keeps with it, so
+    /// a cache hit costs no re-derivation: the HTTP layer keeps its serialised
+    /// documents here, in a type of its own this module does not know.
     #[serde(skip)]
-    pub served: std::sync::OnceLock<crate::http::ServedDocument>,
-    /// Each section as `GET /v1/config/{section}` serves it, the same way (one
-    /// slot per name in `http::traffic::SECTIONS`).
-    #[serde(skip)]
-    pub served_sections:
-        [std::sync::OnceLock<crate::http::ServedDocument>; crate::http::SECTION_COUNT],
+    pub memo: Memo,
+}
+
+/// One value of a type chosen by its first user, derived once from the
+/// configuration it is kept with (see [`EffectiveConfig::memo`]). A clone is
+/// empty: what was derived is derived again.
+#[derive(Default)]
+pub struct Memo(std::sync::OnceLock<Box<dyn std::any::Any + Send + Sync>>);
+
+impl Memo {
+    /// The kept value, made by `init` on first use; `None` when a value of
+    /// another type was kept first.
+    pub fn get_or_init<T: std::any::Any + Send + Sync>(
+        &self,
+        init: impl FnOnce() -> T,
+    ) -> Option<&T> {
+        self.0.get_or_init(|| Box::new(init())).downcast_ref()
+    }
+}
+
+impl Clone for Memo {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl std::fmt::Debug for Memo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "Memo(kept)"
+        } else {
+            "Memo(empty)"
+        })
+    }
 }
 
 impl EffectiveConfig {
@@ -295,8 +325,7 @@ impl Resolver<'_> {
             categories,
             size_charts,
             emails,
-            served: std::sync::OnceLock::new(),
-            served_sections: Default::default(),
+            memo: Memo::default(),
         }
     }
 }
@@ -579,8 +608,7 @@ mod tests {
                 run: None,
             },
             emails: BTreeMap::new(),
-            served: OnceLock::new(),
-            served_sections: Default::default(),
+            memo: Memo::default(),
         };
         assert!(config(with(Outcome::Deadline)).is_transient());
         assert!(
@@ -598,5 +626,25 @@ mod tests {
             }))
             .is_transient()
         );
+    }
+
+    #[test]
+    fn a_memo_keeps_the_first_value_and_refuses_another_type() {
+        let memo = Memo::default();
+        let mut made = 0;
+        let first = memo.get_or_init(|| {
+            made += 1;
+            String::from("served")
+        });
+        assert_eq!(first.map(String::as_str), Some("served"));
+        let again = memo.get_or_init(|| {
+            made += 1;
+            String::from("again")
+        });
+        assert_eq!(again.map(String::as_str), Some("served"));
+        assert_eq!(made, 1, "made once: a hit re-derives nothing");
+        assert!(memo.get_or_init(|| 7_u32).is_none(), "another type");
+        let copy = memo.clone();
+        assert_eq!(copy.get_or_init(|| 7_u32), Some(&7), "a clone is empty");
     }
 }

@@ -19,9 +19,9 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
+use super::http::app as router;
 use crate::config::ServeConfig;
 use crate::demo;
-use crate::http::app;
 use crate::state::AppState;
 
 /// A running server: its address, its state and the task serving it.
@@ -55,7 +55,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
     let worker = crate::workers::start(&state);
-    let router = app(state.clone());
+    let router = router(state.clone());
     let task = tokio::spawn(serve_connections(
         listener,
         router,

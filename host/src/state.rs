@@ -4,8 +4,10 @@
 //! (cheap: routing, status and limits before the caller is authenticated) and
 //! tenant state (heavy: settings and key-value data, loaded after), each load
 //! coalesced so concurrent requests for one cold tenant read the database once;
-//! a loaded plugin by hash; and invalidation after a write (on every node: see
-//! [`crate::invalidation`]).
+//! and invalidation after a write (on every node: see [`crate::invalidation`]).
+//! Its errors are the application layer's ([`crate::app::Error`]); the use cases
+//! themselves live in [`crate::app`], and this module imports no adapter
+//! (`http`, `workers`).
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -14,14 +16,14 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio::sync::Semaphore;
 
+use crate::app::Error;
 use crate::auth::{AuthConfig, Authenticator};
 use crate::base::BaseConfig;
 use crate::cache::{Caches, Flights, HostKey};
 use crate::config::ServeConfig;
-use crate::http::ApiError;
 use crate::invalidation::Invalidation;
 use crate::limits::Limits;
-use crate::runtime::{CheckError, LoadedPlugin, Runtime, RuntimeConfig};
+use crate::runtime::{Runtime, RuntimeConfig};
 use crate::secrets::SecretBox;
 use crate::storage::{KvLimits, Storage, StorageError, StorageOptions, TenantRecord};
 use crate::tenancy::{TenantId, TenantState};
@@ -60,11 +62,11 @@ pub struct Inner {
     /// The outbound HTTP client (Shopify's Admin API).
     pub http: reqwest::Client,
     /// Tenant-row loads in progress.
-    record_loads: Flights<TenantId, Result<Option<Arc<TenantRecord>>, ApiError>>,
+    record_loads: Flights<TenantId, Result<Option<Arc<TenantRecord>>, Error>>,
     /// Tenant-state loads in progress.
-    state_loads: Flights<TenantId, Result<Option<Arc<TenantState>>, ApiError>>,
+    state_loads: Flights<TenantId, Result<Option<Arc<TenantState>>, Error>>,
     /// Custom-domain lookups in progress.
-    host_lookups: Flights<HostKey, Result<Option<TenantId>, ApiError>>,
+    host_lookups: Flights<HostKey, Result<Option<TenantId>, Error>>,
 }
 
 impl Deref for AppState {
@@ -187,7 +189,7 @@ impl AppState {
 
     /// The tenant a custom domain is mapped to, from the cache or the database
     /// (an unknown domain is remembered as such for [`crate::cache::MISS_TTL`]).
-    pub async fn tenant_for_domain(&self, domain: &str) -> Result<Option<TenantId>, ApiError> {
+    pub async fn tenant_for_domain(&self, domain: &str) -> Result<Option<TenantId>, Error> {
         let key = HostKey::new(domain);
         if let Some(id) = self.caches.host(&key) {
             return Ok(id);
@@ -216,10 +218,7 @@ impl AppState {
     /// before its caller is authenticated. Cheap: a small cached row, never the
     /// tenant's settings or key-value data. A tenant that does not exist is
     /// remembered as such for [`crate::cache::MISS_TTL`].
-    pub async fn tenant_record(
-        &self,
-        id: &TenantId,
-    ) -> Result<Option<Arc<TenantRecord>>, ApiError> {
+    pub async fn tenant_record(&self, id: &TenantId) -> Result<Option<Arc<TenantRecord>>, Error> {
         if let Some(record) = self.caches.record(id) {
             return Ok(record);
         }
@@ -261,7 +260,7 @@ impl AppState {
     /// caller of this tenant, or for the tenant's own jobs. Concurrent loads of
     /// one tenant share one read, and a key-value snapshot of the same data
     /// version still in memory is shared rather than read again.
-    pub async fn tenant_state(&self, id: &TenantId) -> Result<Option<Arc<TenantState>>, ApiError> {
+    pub async fn tenant_state(&self, id: &TenantId) -> Result<Option<Arc<TenantState>>, Error> {
         if let Some(state) = self.caches.tenant(id) {
             return Ok(Some(state));
         }
@@ -270,7 +269,7 @@ impl AppState {
             .await
     }
 
-    async fn load_tenant_state(&self, id: &TenantId) -> Result<Option<Arc<TenantState>>, ApiError> {
+    async fn load_tenant_state(&self, id: &TenantId) -> Result<Option<Arc<TenantState>>, Error> {
         // A caller that joined just after the previous flight ended.
         if let Some(state) = self.caches.tenant(id) {
             return Ok(Some(state));
@@ -308,84 +307,6 @@ impl AppState {
     /// here and on the other nodes.
     pub fn invalidate_hosts(&self) {
         self.invalidation.hosts();
-    }
-
-    /// A tenant's plugin ready to run: loaded already, or fetched from the
-    /// database by hash and compiled (or loaded from the artifact cache).
-    pub async fn plugin(
-        &self,
-        tenant: &TenantId,
-        sha256: &str,
-    ) -> Result<Arc<LoadedPlugin>, ApiError> {
-        if let Some(plugin) = self.runtime.get(sha256) {
-            return Ok(plugin);
-        }
-        let bytes = self
-            .storage
-            .tenant(tenant)
-            .plugin_binary(sha256)
-            .await?
-            .ok_or_else(|| ApiError::not_found("this tenant has no plugin with that sha256"))?;
-        // Already checked at upload: a reload (after a restart, or on another
-        // node) is the platform's work, bounded by the compile slots alone.
-        self.compile(None, bytes).await.map_err(|err| match err {
-            CompileError::Check(err) => ApiError::internal(format!(
-                "stored plugin {sha256} of {tenant} no longer loads: {err}"
-            )),
-            CompileError::Api(err) => err,
-        })
-    }
-
-    /// Checks and compiles a component off the request path, bounded in
-    /// concurrency and time. `owner` is the tenant the work is for (`None`:
-    /// the platform's own, such as the demo seed): a tenant holds at most its
-    /// share of the compile slots at once ([`CompileShares`]). The slot and the
-    /// share are held by the compiling thread until the work really ends, so
-    /// a compile that outlives its timeout still counts against both.
-    pub async fn compile(
-        &self,
-        owner: Option<&TenantId>,
-        bytes: Vec<u8>,
-    ) -> Result<Arc<LoadedPlugin>, CompileError> {
-        let limit = Duration::from_secs(self.config.compile_timeout_secs);
-        let share = match owner {
-            Some(tenant) => Some(self.compile_shares.take(tenant).ok_or_else(|| {
-                CompileError::Api(ApiError::new(
-                    axum::http::StatusCode::TOO_MANY_REQUESTS,
-                    "compile_busy",
-                    "this tenant's earlier uploads are still compiling; retry when they finish",
-                ))
-            })?),
-            None => None,
-        };
-        let permit = tokio::time::timeout(limit, self.compile_slots.clone().acquire_owned())
-            .await
-            .map_err(|_| {
-                CompileError::Api(ApiError::unavailable(
-                    "compile_busy",
-                    "every compile slot of the host is busy; retry shortly",
-                ))
-            })?
-            .map_err(|_| CompileError::Api(ApiError::internal("compile slots closed")))?;
-        let runtime = self.runtime.clone();
-        let job = tokio::task::spawn_blocking(move || {
-            let _held = (permit, share);
-            runtime.load(&bytes)
-        });
-        match tokio::time::timeout(limit, job).await {
-            Ok(Ok(Ok(plugin))) => Ok(plugin),
-            Ok(Ok(Err(check))) => Err(CompileError::Check(check)),
-            Ok(Err(join)) => Err(CompileError::Api(ApiError::internal(format!(
-                "compile task failed: {join}"
-            )))),
-            Err(_) => Err(CompileError::Api(ApiError::unavailable(
-                "compile_timeout",
-                format!(
-                    "compiling the plugin took longer than {} s; try a smaller plugin or retry later",
-                    self.config.compile_timeout_secs
-                ),
-            ))),
-        }
     }
 }
 
@@ -444,15 +365,6 @@ impl Drop for CompileShare {
             }
         }
     }
-}
-
-/// Why a compilation did not produce a plugin.
-#[derive(Debug)]
-pub enum CompileError {
-    /// The component was refused.
-    Check(CheckError),
-    /// The host could not compile it now.
-    Api(ApiError),
 }
 
 /// A database URL without its password, for messages.

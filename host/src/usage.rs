@@ -1,4 +1,5 @@
-//! Plugin runs and usage, recorded off the request path. Handlers add to an
+//! Plugin runs and usage, recorded off the request path. The use cases
+//! (`app::runs`, and the request extractor for request counts) add to an
 //! in-memory batch (a short lock, no I/O); a background task takes the batch
 //! every [`FLUSH_EVERY`] and writes each tenant's part in one transaction: its
 //! run rows, its usage counters, now and then the pruning of old runs.

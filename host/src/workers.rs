@@ -8,6 +8,10 @@
 //! at once, and an order carries at most `--max-order-lines` line items. An
 //! order job that ran out of time comes back for the lines it has not
 //! recorded yet, so every attempt makes progress.
+//!
+//! An adapter, like `http`: the use cases (effective configuration,
+//! commissions, run recording) are the application layer's ([`crate::app`]),
+//! the job kinds are [`crate::app::jobs`]'s; it never calls HTTP code.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -18,10 +22,11 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::app::config::effective;
+use crate::app::jobs::{SEND_JOB, WEBHOOK_JOB};
+use crate::app::plugins::active_plugin;
 use crate::base::Sale;
-use crate::http::traffic::{active_plugin, effective, with_slot};
 use crate::jobs::{JobContext, JobError, JobHandler, Worker, WorkerConfig, WorkerHandle};
-use crate::resolve::Resolver;
 use crate::shopify::{
     LineItem, OrderCreated, ProductEvent, map_product_type, money_to_minor, open_credentials,
     parse_timestamp_ms,
@@ -53,14 +58,14 @@ pub fn start(app: &AppState) -> Option<WorkerHandle> {
             ..WorkerConfig::default()
         },
     );
-    worker.register(crate::http::shopify::WEBHOOK_JOB, ShopifyWebhook);
+    worker.register(WEBHOOK_JOB, ShopifyWebhook);
     worker.set_budget(
-        crate::http::shopify::WEBHOOK_JOB,
+        WEBHOOK_JOB,
         Duration::from_secs(app.config.shopify_job_budget_secs),
     );
-    worker.register(crate::http::email::SEND_JOB, EmailSend);
+    worker.register(SEND_JOB, EmailSend);
     worker.set_budget(
-        crate::http::email::SEND_JOB,
+        SEND_JOB,
         Duration::from_secs(app.config.email_job_budget_secs),
     );
     Some(worker.start())
@@ -273,31 +278,11 @@ async fn orders_create(
             seller_id: line.vendor.clone(),
             attributes: Vec::new(),
         };
-        let (runtime, base, data, quota, plugin_for_run, warm) = (
-            app.runtime.clone(),
-            app.base.clone(),
-            tenant.data(),
-            tenant.quota,
-            plugin.clone(),
-            tenant.warm_key().clone(),
-        );
-        let sale_for_run = sale.clone();
-        let resolved = with_slot(app, &tenant, plugin.is_some(), move || {
-            Resolver::new(&runtime, &base).commission(
-                plugin_for_run.as_deref(),
-                Some(&warm),
-                data,
-                &quota,
-                &sale_for_run,
-            )
-        })
-        .await
-        .map_err(|err| retry(err.code()))?;
+        let resolved = crate::app::quote::commission(app, &tenant, plugin.clone(), sale.clone())
+            .await
+            .map_err(|err| retry(err.code()))?;
         let (decision, source, outcome) = match resolved {
             Ok(resolved) => {
-                if let (Some(plugin), Some(run)) = (&plugin, &resolved.run) {
-                    crate::http::traffic::record_run(app, &tenant, &plugin.info().sha256, run);
-                }
                 let outcome = resolved
                     .run
                     .as_ref()

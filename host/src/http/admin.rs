@@ -1,6 +1,7 @@
 //! Platform administration, on the platform's own host with a platform-admin
 //! token: tenants and their status and limits, custom domains, per-plugin quotas,
-//! and the audit log of every tenant.
+//! and the audit log of every tenant. Input shapes are checked here; the
+//! changes themselves (audit, invalidation) are [`crate::app::admin`]'s.
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -8,15 +9,66 @@ use axum::{
     Json, Router,
     routing::{delete, get, put},
 };
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
+use crate::app;
+use crate::http::body::Sorted;
 use crate::http::context::{JsonBody, PlatformAdmin};
-use crate::http::{ApiError, ApiResult};
+use crate::http::{ApiError, ApiResult, Code};
 use crate::runtime::Quota;
 use crate::state::AppState;
 use crate::storage::{NewTenant, TenantPatch, TenantStatus};
 use crate::tenancy::TenantId;
+
+// Response bodies: fields in alphabetical order, nested records sorted (see
+// `http::body`).
+
+/// One tenant.
+#[derive(Serialize)]
+struct TenantBody<T> {
+    tenant: Sorted<T>,
+}
+
+/// `GET /v1/admin/tenants`.
+#[derive(Serialize)]
+struct TenantsBody<T> {
+    tenants: Sorted<T>,
+}
+
+/// `GET /v1/admin/tenants/{id}`.
+#[derive(Serialize)]
+struct ShowBody<D, T> {
+    domains: D,
+    quota: Option<Value>,
+    tenant: Sorted<T>,
+}
+
+/// `GET /v1/admin/tenants/{id}/domains`.
+#[derive(Serialize)]
+struct DomainsBody {
+    domains: Vec<String>,
+}
+
+/// `POST /v1/admin/tenants/{id}/domains`.
+#[derive(Serialize)]
+struct DomainBody {
+    domain: String,
+    tenant: Sorted<TenantId>,
+}
+
+/// A tenant's quota.
+#[derive(Serialize)]
+struct QuotaBody {
+    quota: Sorted<Quota>,
+    tenant: Sorted<TenantId>,
+}
+
+/// `GET /v1/admin/audit`.
+#[derive(Serialize)]
+struct AuditBody<T> {
+    audit: Sorted<T>,
+}
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -38,7 +90,7 @@ pub(crate) fn routes() -> Router<AppState> {
 }
 
 fn tenant_id(id: &str) -> ApiResult<TenantId> {
-    TenantId::new(id).map_err(|err| ApiError::bad_request("invalid_tenant_id", err.to_string()))
+    TenantId::new(id).map_err(|err| ApiError::new(Code::InvalidTenantId, err.to_string()))
 }
 
 /// Default request rate for a new tenant (per second) and burst.
@@ -67,8 +119,8 @@ fn check_limits(rate: Option<u32>, burst: Option<u32>, concurrency: Option<u32>)
         if let Some(v) = value
             && (v == 0 || v > max)
         {
-            return Err(ApiError::bad_request(
-                "invalid_limit",
+            return Err(ApiError::new(
+                Code::InvalidLimit,
                 format!("{name} must be between 1 and {max}"),
             ));
         }
@@ -80,7 +132,7 @@ async fn create(
     State(app): State<AppState>,
     admin: PlatformAdmin,
     JsonBody(body): JsonBody<CreateTenant>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<TenantBody<impl Serialize>>)> {
     let id = tenant_id(&body.id)?;
     check_limits(
         body.rate_limit_per_sec,
@@ -88,53 +140,49 @@ async fn create(
         body.max_concurrency,
     )?;
     if body.name.trim().is_empty() || body.name.len() > 200 {
-        return Err(ApiError::bad_request(
-            "invalid_name",
+        return Err(ApiError::new(
+            Code::InvalidName,
             "name must be 1 to 200 characters",
         ));
     }
     let org_id = body
         .org_id
         .unwrap_or_else(|| format!("org_{}", id.as_str().replace('-', "_")));
-    let record = app
-        .storage
-        .platform()
-        .create_tenant(&NewTenant {
-            id: id.clone(),
+    let record = app::admin::create_tenant(
+        &app,
+        &admin.0.subject,
+        NewTenant {
+            id,
             org_id,
             name: body.name,
             rate_limit_per_sec: body.rate_limit_per_sec.unwrap_or(DEFAULT_RATE),
             rate_limit_burst: body.rate_limit_burst.unwrap_or(DEFAULT_BURST),
             max_concurrency: body.max_concurrency.unwrap_or(DEFAULT_CONCURRENCY),
-        })
-        .await?;
-    let after = serde_json::to_string(&record).unwrap_or_default();
-    app.storage
-        .platform()
-        .audit(&crate::storage::AuditEntry {
-            tenant: &id,
-            actor: &admin.0.subject,
-            action: "tenant.create",
-            plugin_sha256: None,
-            before: None,
-            after: Some(&after),
-        })
-        .await?;
-    app.invalidate_hosts();
-    Ok((StatusCode::CREATED, Json(json!({ "tenant": record }))))
+        },
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(TenantBody {
+            tenant: Sorted(record),
+        }),
+    ))
 }
 
-async fn list(State(app): State<AppState>, _admin: PlatformAdmin) -> ApiResult<Json<Value>> {
-    Ok(Json(
-        json!({ "tenants": app.storage.platform().list_tenants().await? }),
-    ))
+async fn list(
+    State(app): State<AppState>,
+    _admin: PlatformAdmin,
+) -> ApiResult<Json<TenantsBody<impl Serialize>>> {
+    Ok(Json(TenantsBody {
+        tenants: Sorted(app.storage.platform().list_tenants().await?),
+    }))
 }
 
 async fn show(
     State(app): State<AppState>,
     _admin: PlatformAdmin,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ShowBody<impl Serialize, impl Serialize>>> {
     let id = tenant_id(&id)?;
     let record = app
         .storage
@@ -144,9 +192,11 @@ async fn show(
         .ok_or_else(|| ApiError::not_found(format!("no tenant `{id}`")))?;
     let domains = app.storage.platform().domains(&id).await?;
     let quota = app.storage.platform().quota(&id).await?;
-    Ok(Json(
-        json!({ "tenant": record, "domains": domains, "quota": quota.and_then(|q| serde_json::from_str::<Value>(&q).ok()) }),
-    ))
+    Ok(Json(ShowBody {
+        domains,
+        quota: quota.and_then(|q| serde_json::from_str::<Value>(&q).ok()),
+        tenant: Sorted(record),
+    }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -164,58 +214,40 @@ async fn update(
     admin: PlatformAdmin,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<UpdateTenant>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<TenantBody<impl Serialize>>> {
     let id = tenant_id(&id)?;
     check_limits(
         body.rate_limit_per_sec,
         body.rate_limit_burst,
         body.max_concurrency,
     )?;
-    let platform = app.storage.platform();
-    let before = platform
-        .tenant(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no tenant `{id}`")))?;
-    let record = platform
-        .update_tenant(
-            &id,
-            &TenantPatch {
-                name: body.name,
-                status: body.status,
-                rate_limit_per_sec: body.rate_limit_per_sec,
-                rate_limit_burst: body.rate_limit_burst,
-                max_concurrency: body.max_concurrency,
-            },
-        )
-        .await?;
-    app.invalidate(&id);
-    app.invalidate_hosts();
-    let (before, after) = (
-        serde_json::to_string(&before).unwrap_or_default(),
-        serde_json::to_string(&record).unwrap_or_default(),
-    );
-    platform
-        .audit(&crate::storage::AuditEntry {
-            tenant: &id,
-            actor: &admin.0.subject,
-            action: "tenant.update",
-            plugin_sha256: None,
-            before: Some(&before),
-            after: Some(&after),
-        })
-        .await?;
-    Ok(Json(json!({ "tenant": record })))
+    let record = app::admin::update_tenant(
+        &app,
+        &admin.0.subject,
+        &id,
+        &TenantPatch {
+            name: body.name,
+            status: body.status,
+            rate_limit_per_sec: body.rate_limit_per_sec,
+            rate_limit_burst: body.rate_limit_burst,
+            max_concurrency: body.max_concurrency,
+        },
+    )
+    .await?;
+    Ok(Json(TenantBody {
+        tenant: Sorted(record),
+    }))
 }
 
 async fn domains(
     State(app): State<AppState>,
     _admin: PlatformAdmin,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<DomainsBody>> {
     let id = tenant_id(&id)?;
-    Ok(Json(
-        json!({ "domains": app.storage.platform().domains(&id).await? }),
-    ))
+    Ok(Json(DomainsBody {
+        domains: app.storage.platform().domains(&id).await?,
+    }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -235,14 +267,14 @@ fn check_domain(app: &AppState, domain: &str) -> ApiResult<String> {
         });
     let base = app.config.base_domain.to_ascii_lowercase();
     if !labels_ok || domain.len() > 253 {
-        return Err(ApiError::bad_request(
-            "invalid_domain",
+        return Err(ApiError::new(
+            Code::InvalidDomain,
             "give a host name such as shop.example.com",
         ));
     }
     if domain == base || domain.ends_with(&format!(".{base}")) {
-        return Err(ApiError::bad_request(
-            "invalid_domain",
+        return Err(ApiError::new(
+            Code::InvalidDomain,
             "names under the base domain are tenant subdomains already",
         ));
     }
@@ -254,26 +286,16 @@ async fn add_domain(
     admin: PlatformAdmin,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<AddDomain>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<DomainBody>)> {
     let id = tenant_id(&id)?;
     let domain = check_domain(&app, &body.domain)?;
-    app.storage.platform().add_domain(&domain, &id).await?;
-    app.invalidate_hosts();
-    let after = json!({ "domain": domain }).to_string();
-    app.storage
-        .platform()
-        .audit(&crate::storage::AuditEntry {
-            tenant: &id,
-            actor: &admin.0.subject,
-            action: "domain.add",
-            plugin_sha256: None,
-            before: None,
-            after: Some(&after),
-        })
-        .await?;
+    app::admin::add_domain(&app, &admin.0.subject, &id, &domain).await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "domain": domain, "tenant": id })),
+        Json(DomainBody {
+            domain,
+            tenant: Sorted(id),
+        }),
     ))
 }
 
@@ -284,27 +306,7 @@ async fn remove_domain(
 ) -> ApiResult<StatusCode> {
     let id = tenant_id(&id)?;
     let domain = domain.to_ascii_lowercase();
-    let owned = app.storage.platform().domains(&id).await?;
-    if !owned.contains(&domain) {
-        return Err(ApiError::not_found(format!(
-            "tenant `{id}` has no domain `{}`",
-            domain.chars().take(80).collect::<String>()
-        )));
-    }
-    app.storage.platform().remove_domain(&domain).await?;
-    app.invalidate_hosts();
-    let before = json!({ "domain": domain }).to_string();
-    app.storage
-        .platform()
-        .audit(&crate::storage::AuditEntry {
-            tenant: &id,
-            actor: &admin.0.subject,
-            action: "domain.remove",
-            plugin_sha256: None,
-            before: Some(&before),
-            after: None,
-        })
-        .await?;
+    app::admin::remove_domain(&app, &admin.0.subject, &id, &domain).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -312,7 +314,7 @@ async fn get_quota(
     State(app): State<AppState>,
     _admin: PlatformAdmin,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<QuotaBody>> {
     let id = tenant_id(&id)?;
     app.storage
         .platform()
@@ -323,7 +325,10 @@ async fn get_quota(
         Some(json) => serde_json::from_str(&json).map_err(ApiError::internal)?,
         None => Quota::default(),
     };
-    Ok(Json(json!({ "tenant": id, "quota": quota })))
+    Ok(Json(QuotaBody {
+        quota: Sorted(quota),
+        tenant: Sorted(id),
+    }))
 }
 
 async fn set_quota(
@@ -331,31 +336,16 @@ async fn set_quota(
     admin: PlatformAdmin,
     Path(id): Path<String>,
     JsonBody(quota): JsonBody<Quota>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<QuotaBody>> {
     let id = tenant_id(&id)?;
     quota
         .validate()
-        .map_err(|err| ApiError::bad_request("invalid_quota", err.to_string()))?;
-    let platform = app.storage.platform();
-    platform
-        .tenant(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no tenant `{id}`")))?;
-    let before = platform.quota(&id).await?;
-    let json = serde_json::to_string(&quota).map_err(ApiError::internal)?;
-    platform.set_quota(&id, &json).await?;
-    app.invalidate(&id);
-    platform
-        .audit(&crate::storage::AuditEntry {
-            tenant: &id,
-            actor: &admin.0.subject,
-            action: "quota.update",
-            plugin_sha256: None,
-            before: before.as_deref(),
-            after: Some(&json),
-        })
-        .await?;
-    Ok(Json(json!({ "tenant": id, "quota": quota })))
+        .map_err(|err| ApiError::new(Code::InvalidQuota, err.to_string()))?;
+    app::admin::set_quota(&app, &admin.0.subject, &id, &quota).await?;
+    Ok(Json(QuotaBody {
+        quota: Sorted(quota),
+        tenant: Sorted(id),
+    }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -368,12 +358,14 @@ async fn audit(
     State(app): State<AppState>,
     _admin: PlatformAdmin,
     Query(q): Query<AuditQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<AuditBody<impl Serialize>>> {
     let tenant = q.tenant.as_deref().map(tenant_id).transpose()?;
     let rows = app
         .storage
         .platform()
         .audit_log(tenant.as_ref(), q.limit.unwrap_or(100).min(1_000))
         .await?;
-    Ok(Json(json!({ "audit": rows })))
+    Ok(Json(AuditBody {
+        audit: Sorted(rows),
+    }))
 }

@@ -17,7 +17,7 @@ use axum::http::{StatusCode, Version, header};
 use serde::de::DeserializeOwned;
 
 use crate::auth::{OrgRole, Principal, bearer};
-use crate::http::ApiError;
+use crate::http::{ApiError, Code};
 use crate::state::AppState;
 use crate::storage::{TenantRecord, TenantStatus};
 use crate::tenancy::{HostTarget, TenantId, TenantState, classify, strip_port};
@@ -36,25 +36,26 @@ pub fn request_host(parts: &Parts) -> Result<String, ApiError> {
     let mut hosts = parts.headers.get_all(header::HOST).iter();
     let host_header = hosts.next();
     if hosts.next().is_some() {
-        return Err(ApiError::bad_request(
-            "duplicate_host",
+        return Err(ApiError::new(
+            Code::DuplicateHost,
             "the request has more than one Host header; send exactly one",
         ));
     }
-    let host_header = match host_header {
-        None => None,
-        Some(value) => Some(value.to_str().map_err(|_| {
-            ApiError::bad_request("invalid_host", "the Host header is not ASCII text")
-        })?),
-    };
+    let host_header =
+        match host_header {
+            None => None,
+            Some(value) => Some(value.to_str().map_err(|_| {
+                ApiError::new(Code::InvalidHost, "the Host header is not ASCII text")
+            })?),
+        };
     if let Some(authority) = parts.uri.authority() {
         let host = authority.host();
         if parts.version == Version::HTTP_2
             && let Some(header) = host_header
             && !strip_port(header.trim()).eq_ignore_ascii_case(host)
         {
-            return Err(ApiError::bad_request(
-                "conflicting_host",
+            return Err(ApiError::new(
+                Code::ConflictingHost,
                 "the Host header names another host than the request's :authority; send one host",
             ));
         }
@@ -64,8 +65,8 @@ pub fn request_host(parts: &Parts) -> Result<String, ApiError> {
         });
     }
     host_header.map(str::to_owned).ok_or_else(|| {
-        ApiError::bad_request(
-            "missing_host",
+        ApiError::new(
+            Code::MissingHost,
             "the request names no host: send a Host header (e.g. Host: <tenant>.<base-domain>)",
         )
     })
@@ -74,8 +75,7 @@ pub fn request_host(parts: &Parts) -> Result<String, ApiError> {
 fn unknown_host(host: &str) -> ApiError {
     let shown: String = host.chars().take(100).collect();
     ApiError::new(
-        StatusCode::NOT_FOUND,
-        "unknown_host",
+        Code::UnknownHost,
         format!(
             "no tenant is served at `{shown}`; use <tenant>.<base-domain> or a domain mapped to your tenant"
         ),
@@ -94,8 +94,7 @@ impl FromRequestParts<AppState> for PlatformHost {
         if classify(&host, &app.config.base_domain) != HostTarget::Platform {
             let shown: String = host.chars().take(100).collect();
             return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                "unknown_host",
+                Code::UnknownHost,
                 format!(
                     "this endpoint is served on the platform's own host ({}) only, not at `{shown}`",
                     app.config.base_domain
@@ -149,8 +148,7 @@ impl FromRequestParts<AppState> for TenantHost {
 fn check_active(record: &TenantRecord) -> Result<(), ApiError> {
     if record.status == TenantStatus::Suspended {
         return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "tenant_suspended",
+            Code::TenantSuspended,
             "this tenant is suspended; contact the platform's support",
         ));
     }
@@ -178,9 +176,7 @@ impl TenantCtx {
     /// The tenant's full state: cached, or loaded once for every request that
     /// needs it at the same time.
     pub async fn state(&self, app: &AppState) -> Result<Arc<TenantState>, ApiError> {
-        app.tenant_state(self.id())
-            .await?
-            .ok_or_else(|| ApiError::not_found("this tenant no longer exists"))
+        Ok(crate::app::tenants::state(app, self.id()).await?)
     }
 }
 
@@ -190,19 +186,12 @@ async fn principal(parts: &Parts, app: &AppState) -> Result<Arc<Principal>, ApiE
         .get(header::AUTHORIZATION)
         .ok_or_else(|| {
             ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "missing_token",
+                Code::MissingToken,
                 "send a bearer token: Authorization: Bearer <jwt>",
             )
         })?
         .to_str()
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "malformed_token",
-                "the Authorization header is not text",
-            )
-        })?;
+        .map_err(|_| ApiError::new(Code::MalformedToken, "the Authorization header is not text"))?;
     let token = bearer(header)?;
     Ok(app.auth.verify(token).await?)
 }
@@ -216,8 +205,7 @@ async fn caller(
     let principal = principal(parts, app).await?;
     if principal.org_id.as_deref() != Some(tenant.0.org_id.as_str()) {
         return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "wrong_tenant",
+            Code::WrongTenant,
             "the token's organisation is not this host's tenant; use a token for this tenant's organisation",
         ));
     }
@@ -225,15 +213,13 @@ async fn caller(
         (Some(OrgRole::Admin), _) | (Some(OrgRole::Member), false) => {}
         (Some(OrgRole::Member), true) => {
             return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "insufficient_role",
+                Code::InsufficientRole,
                 "this needs the organisation's admin role",
             ));
         }
         (None, _) => {
             return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "insufficient_role",
+                Code::InsufficientRole,
                 "the token carries no organisation role",
             ));
         }
@@ -319,11 +305,10 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
                 }
                 Err(ApiError::new(
                     if status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
-                        status
+                        Code::InvalidJsonType
                     } else {
-                        StatusCode::BAD_REQUEST
+                        Code::InvalidJson
                     },
-                    "invalid_json",
                     rejection.body_text(),
                 ))
             }
@@ -334,8 +319,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
 /// The 413 answer.
 pub fn too_large() -> ApiError {
     ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "body_too_large",
+        Code::BodyTooLarge,
         "the request body is over the server's size limit",
     )
 }
@@ -355,7 +339,7 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
                 if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                     too_large()
                 } else {
-                    ApiError::bad_request("bad_body", rejection.body_text())
+                    ApiError::new(Code::BadBody, rejection.body_text())
                 }
             })
     }

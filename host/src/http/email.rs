@@ -2,7 +2,8 @@
 //! transactional sends (rendered now with the tenant's plugin, sent by a job in
 //! the tenant's queue), the delivery log, the suppression list, and — on the
 //! platform host — the bounce endpoint that attributes DSNs and bounce webhooks
-//! to their tenant and message.
+//! to their tenant and message. Rendering and queueing a send are
+//! [`crate::app::email`]'s; the send itself is the job handler's (`workers`).
 
 use std::collections::BTreeMap;
 
@@ -12,23 +13,85 @@ use axum::{
     Json, Router,
     routing::{delete, get, post},
 };
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 
+use crate::app;
 use crate::email::{
-    self, BounceOutcome, EmailRelay, EmailSettings, EmailTls, message_id_header, new_message_id,
-    parse_bounce_webhook, parse_dsn, password_aad, record_bounce, validate_settings,
+    self, BounceOutcome, EmailRelay, EmailSettings, EmailTls, parse_bounce_webhook, parse_dsn,
+    password_aad, record_bounce, validate_settings,
 };
+use crate::http::body::Sorted;
 use crate::http::context::{JsonBody, Member, PlatformHost, RawBody, TenantAdmin};
-use crate::http::traffic::render_email;
-use crate::http::{ApiError, ApiResult};
+use crate::http::{ApiError, ApiResult, Code};
+use crate::outbound::Refusal;
 use crate::state::AppState;
-use crate::storage::{NewEmailMessage, NewJob};
 
-/// The job kind that sends one message.
-pub const SEND_JOB: &str = "email.send";
-/// Attempts before a message is given up (temporary failures only).
-pub const SEND_JOB_ATTEMPTS: u32 = 10;
+// Response bodies: fields in alphabetical order, nested records sorted (see
+// `http::body`).
+
+/// `GET`/`PUT /v1/email/settings` (without settings: `{"configured":false}`).
+#[derive(Serialize)]
+struct SettingsBody<T> {
+    configured: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    has_smtp_password: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    settings: Option<Sorted<T>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    updated_at: Option<i64>,
+}
+
+/// `POST /v1/email/send`.
+#[derive(Serialize)]
+struct SendBody {
+    job: i64,
+    message_id: String,
+    message_id_header: String,
+    source: crate::resolve::Source,
+}
+
+/// `GET /v1/email/messages`.
+#[derive(Serialize)]
+struct MessagesBody<T> {
+    messages: Sorted<T>,
+}
+
+/// `GET /v1/email/messages/{id}`.
+#[derive(Serialize)]
+struct MessageBody<T> {
+    message: Sorted<T>,
+}
+
+/// `GET /v1/email/suppressions`.
+#[derive(Serialize)]
+struct SuppressionsBody<T> {
+    suppressions: Sorted<T>,
+}
+
+/// One bounce of `POST /v1/email/bounces`.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum BounceBody {
+    Other {
+        recipient: String,
+        result: &'static str,
+    },
+    Recorded {
+        hard: bool,
+        message_id: String,
+        recipient: String,
+        result: &'static str,
+        suppressed: Option<String>,
+        tenant: Sorted<crate::tenancy::TenantId>,
+    },
+}
+
+/// `POST /v1/email/bounces`.
+#[derive(Serialize)]
+struct BouncesBody {
+    bounces: Vec<BounceBody>,
+}
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -41,20 +104,28 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/v1/email/bounces", post(bounces))
 }
 
-async fn get_settings(State(app): State<AppState>, member: Member) -> ApiResult<Json<Value>> {
+async fn get_settings(
+    State(app): State<AppState>,
+    member: Member,
+) -> ApiResult<Json<SettingsBody<impl Serialize>>> {
     let record = app
         .storage
         .tenant(member.tenant.id())
         .email_settings()
         .await?;
     Ok(Json(match record {
-        Some(record) => json!({
-            "configured": true,
-            "settings": record.settings,
-            "has_smtp_password": record.settings.smtp_password_enc.is_some(),
-            "updated_at": record.updated_at,
-        }),
-        None => json!({ "configured": false }),
+        Some(record) => SettingsBody {
+            configured: true,
+            has_smtp_password: Some(record.settings.smtp_password_enc.is_some()),
+            settings: Some(Sorted(record.settings)),
+            updated_at: Some(record.updated_at),
+        },
+        None => SettingsBody {
+            configured: false,
+            has_smtp_password: None,
+            settings: None,
+            updated_at: None,
+        },
     }))
 }
 
@@ -93,7 +164,7 @@ async fn put_settings(
     State(app): State<AppState>,
     admin: TenantAdmin,
     JsonBody(input): JsonBody<SettingsInput>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<SettingsBody<impl Serialize>>> {
     let tenant = admin.tenant.id();
     let db = app.storage.tenant(tenant);
     let before = db.email_settings().await?;
@@ -125,12 +196,12 @@ async fn put_settings(
     validate_settings(&settings).map_err(|err| {
         // A display name that reads as an address is refused as a bad request
         // with a code of its own; the other rules keep their 422.
-        let status = if err.code == email::SETTINGS_CODE {
-            StatusCode::UNPROCESSABLE_ENTITY
+        let code = if err.code == email::FROM_NAME_CODE {
+            Code::InvalidFromName
         } else {
-            StatusCode::BAD_REQUEST
+            Code::InvalidEmailSettings
         };
-        ApiError::new(status, err.code, err.to_string())
+        ApiError::new(code, err.to_string())
     })?;
     // A tenant's own relay must be public and on a submission port, unless the
     // platform allows it (checked again at every send: DNS can change).
@@ -140,11 +211,18 @@ async fn put_settings(
         email::check_relay(host, port, &app.config.relay_policy())
             .await
             .map_err(|refusal| {
-                let field = match refusal {
-                    crate::outbound::Refusal::Port { .. } => "smtp_port:".to_owned(),
-                    _ => format!("smtp_host `{}`", host.chars().take(80).collect::<String>()),
+                let (field, code) = match refusal {
+                    Refusal::Port { .. } => ("smtp_port:".to_owned(), Code::RelayPortNotAllowed),
+                    Refusal::Address(_) => (
+                        format!("smtp_host `{}`", host.chars().take(80).collect::<String>()),
+                        Code::RelayAddressNotAllowed,
+                    ),
+                    Refusal::Unresolvable(_) => (
+                        format!("smtp_host `{}`", host.chars().take(80).collect::<String>()),
+                        Code::RelayUnresolvable,
+                    ),
                 };
-                ApiError::bad_request(refusal.code(), format!("{field} {refusal}"))
+                ApiError::new(code, format!("{field} {refusal}"))
             })?;
     }
     let saved = db.email_set_settings(&settings).await?;
@@ -158,9 +236,12 @@ async fn put_settings(
         Some(&after),
     )
     .await?;
-    Ok(Json(
-        json!({ "configured": true, "settings": saved.settings, "updated_at": saved.updated_at }),
-    ))
+    Ok(Json(SettingsBody {
+        configured: true,
+        has_smtp_password: None,
+        settings: Some(Sorted(saved.settings)),
+        updated_at: Some(saved.updated_at),
+    }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -176,57 +257,18 @@ async fn send(
     State(app): State<AppState>,
     admin: TenantAdmin,
     JsonBody(input): JsonBody<SendInput>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<SendBody>)> {
     let tenant = admin.tenant.state(&app).await?;
-    let db = app.storage.tenant(&tenant.record.id);
-    let settings = db.email_settings().await?.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::CONFLICT,
-            "email_not_configured",
-            "set the tenant's email settings first: PUT /v1/email/settings",
-        )
-    })?;
-    let to = input.to.trim().to_ascii_lowercase();
-    if let Err(why) = email::check_address(&to) {
-        return Err(ApiError::bad_request(
-            "invalid_recipient",
-            format!("`to` {why}; give one email address such as ann@example.com"),
-        ));
-    }
-    // Rendered now, with the tenant's plugin: a bad context is the caller's 4xx,
-    // and the job sends exactly what was rendered (retries never re-run the plugin).
-    let (resolved, rendered) = render_email(&app, &tenant, &input.template, input.context).await?;
-
-    let id = new_message_id();
-    let header = message_id_header(&id, &settings.settings.sending_domain);
-    let payload = json!({ "message": id, "to": to, "rendered": rendered }).to_string();
-    let dedupe = format!("email:{id}");
-    // The message and the job that sends it, in one transaction: a failure
-    // between them can no longer leave a queued message nothing will send.
-    let (_, job) = db
-        .email_queue_message(
-            &NewEmailMessage {
-                id: &id,
-                template_id: &input.template,
-                to_address: &to,
-                subject: &rendered.subject,
-                message_id: &header,
-            },
-            Some(&NewJob {
-                kind: SEND_JOB,
-                payload: &payload,
-                max_attempts: SEND_JOB_ATTEMPTS,
-                run_at: None,
-                dedupe_key: Some(&dedupe),
-            }),
-        )
-        .await?;
-    let job = job.ok_or_else(|| ApiError::internal("the send job was not written"))?;
+    let queued =
+        app::email::queue_send(&app, &tenant, &input.template, &input.to, input.context).await?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(
-            json!({ "message_id": id, "message_id_header": header, "job": job.id, "source": resolved.source }),
-        ),
+        Json(SendBody {
+            job: queued.job,
+            message_id: queued.message_id,
+            message_id_header: queued.message_id_header,
+            source: queued.source,
+        }),
     ))
 }
 
@@ -239,40 +281,46 @@ async fn messages(
     State(app): State<AppState>,
     member: Member,
     Query(q): Query<Limit>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<MessagesBody<impl Serialize>>> {
     let messages = app
         .storage
         .tenant(member.tenant.id())
         .email_messages(q.limit.unwrap_or(50).min(500))
         .await?;
-    Ok(Json(json!({ "messages": messages })))
+    Ok(Json(MessagesBody {
+        messages: Sorted(messages),
+    }))
 }
 
 async fn message(
     State(app): State<AppState>,
     member: Member,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<MessageBody<impl Serialize>>> {
     let message = app
         .storage
         .tenant(member.tenant.id())
         .email_message(&id)
         .await?
         .ok_or_else(|| ApiError::not_found("this tenant has no message with that id"))?;
-    Ok(Json(json!({ "message": message })))
+    Ok(Json(MessageBody {
+        message: Sorted(message),
+    }))
 }
 
 async fn suppressions(
     State(app): State<AppState>,
     member: Member,
     Query(q): Query<Limit>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<SuppressionsBody<impl Serialize>>> {
     let list = app
         .storage
         .tenant(member.tenant.id())
         .email_suppressions(q.limit.unwrap_or(100).min(1_000))
         .await?;
-    Ok(Json(json!({ "suppressions": list })))
+    Ok(Json(SuppressionsBody {
+        suppressions: Sorted(list),
+    }))
 }
 
 async fn unsuppress(
@@ -306,11 +354,10 @@ async fn bounces(
     _platform: PlatformHost,
     headers: HeaderMap,
     RawBody(body): RawBody,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<BouncesBody>> {
     let expected = app.config.bounce_token.as_deref().ok_or_else(|| {
         ApiError::new(
-            StatusCode::NOT_FOUND,
-            "bounces_disabled",
+            Code::BouncesDisabled,
             "this server has no bounce token configured (VENEER_BOUNCE_TOKEN)",
         )
     })?;
@@ -320,8 +367,7 @@ async fn bounces(
         .unwrap_or_default();
     if !constant_time_eq(given.as_bytes(), expected.as_bytes()) {
         return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_bounce_token",
+            Code::InvalidBounceToken,
             "send the configured token in X-Veneer-Bounce-Token",
         ));
     }
@@ -334,26 +380,35 @@ async fn bounces(
     } else {
         parse_dsn(&body)
     };
-    let bounces = parsed.map_err(|err| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_bounce",
-            err.to_string(),
-        )
-    })?;
+    let bounces = parsed.map_err(|err| ApiError::new(Code::InvalidBounce, err.to_string()))?;
     let mut results = Vec::new();
     for bounce in &bounces {
         let outcome = record_bounce(&app.storage, bounce).await?;
         results.push(match outcome {
-            BounceOutcome::Delayed => json!({ "recipient": bounce.recipient, "result": "delayed" }),
-            BounceOutcome::Unattributed => json!({ "recipient": bounce.recipient, "result": "unattributed" }),
-            BounceOutcome::Recorded { tenant, message_id, hard, suppressed } => json!({
-                "recipient": bounce.recipient, "result": "recorded", "tenant": tenant, "message_id": message_id,
-                "hard": hard, "suppressed": suppressed,
-            }),
+            BounceOutcome::Delayed => BounceBody::Other {
+                recipient: bounce.recipient.clone(),
+                result: "delayed",
+            },
+            BounceOutcome::Unattributed => BounceBody::Other {
+                recipient: bounce.recipient.clone(),
+                result: "unattributed",
+            },
+            BounceOutcome::Recorded {
+                tenant,
+                message_id,
+                hard,
+                suppressed,
+            } => BounceBody::Recorded {
+                hard,
+                message_id,
+                recipient: bounce.recipient.clone(),
+                result: "recorded",
+                suppressed,
+                tenant: Sorted(tenant),
+            },
         });
     }
-    Ok(Json(json!({ "bounces": results })))
+    Ok(Json(BouncesBody { bounces: results }))
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -361,4 +416,51 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         return false;
     }
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// The typed bodies answer the same bytes the `json!` literals did.
+    #[test]
+    fn settings_and_bounce_bodies_keep_their_json_bytes() {
+        let none: SettingsBody<()> = SettingsBody {
+            configured: false,
+            has_smtp_password: None,
+            settings: None,
+            updated_at: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&none).unwrap(),
+            json!({ "configured": false }).to_string()
+        );
+        let tenant = crate::tenancy::TenantId::new("acme").unwrap();
+        let typed = BouncesBody {
+            bounces: vec![
+                BounceBody::Other {
+                    recipient: "a@example.com".into(),
+                    result: "delayed",
+                },
+                BounceBody::Recorded {
+                    hard: true,
+                    message_id: "m1".into(),
+                    recipient: "b@example.com".into(),
+                    result: "recorded",
+                    suppressed: None,
+                    tenant: Sorted(tenant.clone()),
+                },
+            ],
+        };
+        let literal = json!({ "bounces": [
+            json!({ "recipient": "a@example.com", "result": "delayed" }),
+            json!({
+                "recipient": "b@example.com", "result": "recorded", "tenant": tenant, "message_id": "m1",
+                "hard": true, "suppressed": None::<String>,
+            }),
+        ] });
+        assert_eq!(serde_json::to_string(&typed).unwrap(), literal.to_string());
+    }
 }

@@ -6,13 +6,26 @@ use axum::{
     Json, Router,
     routing::{get, post},
 };
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 
+use crate::http::body::Sorted;
 use crate::http::context::{Member, TenantAdmin};
-use crate::http::{ApiError, ApiResult};
+use crate::http::{ApiError, ApiResult, Code};
 use crate::state::AppState;
 use crate::storage::JobState;
+
+/// `GET /v1/jobs` (nested records sorted: see `http::body`).
+#[derive(Serialize)]
+struct JobsBody<T> {
+    jobs: Sorted<T>,
+}
+
+/// `GET /v1/jobs/{id}`, `POST /v1/jobs/{id}/retry`.
+#[derive(Serialize)]
+struct JobBody<T> {
+    job: Sorted<T>,
+}
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -31,11 +44,11 @@ async fn list(
     State(app): State<AppState>,
     member: Member,
     Query(q): Query<ListQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<JobsBody<impl Serialize>>> {
     let state = match q.state.as_deref() {
         Some(s) => Some(s.parse::<JobState>().map_err(|_| {
-            ApiError::bad_request(
-                "invalid_state",
+            ApiError::new(
+                Code::InvalidState,
                 "state is one of queued, running, done, dead",
             )
         })?),
@@ -46,28 +59,28 @@ async fn list(
         .tenant(member.tenant.id())
         .jobs(state, q.limit.unwrap_or(50).min(500))
         .await?;
-    Ok(Json(json!({ "jobs": jobs })))
+    Ok(Json(JobsBody { jobs: Sorted(jobs) }))
 }
 
 async fn show(
     State(app): State<AppState>,
     member: Member,
     Path(id): Path<i64>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<JobBody<impl Serialize>>> {
     let job = app
         .storage
         .tenant(member.tenant.id())
         .job(id)
         .await?
         .ok_or_else(|| ApiError::not_found("this tenant has no job with that id"))?;
-    Ok(Json(json!({ "job": job })))
+    Ok(Json(JobBody { job: Sorted(job) }))
 }
 
 async fn retry(
     State(app): State<AppState>,
     admin: TenantAdmin,
     Path(id): Path<i64>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<JobBody<impl Serialize>>> {
     let db = app.storage.tenant(admin.tenant.id());
     let job = db.retry_job(id).await?;
     db.audit(
@@ -78,5 +91,5 @@ async fn retry(
         Some(&json!({ "job": id }).to_string()),
     )
     .await?;
-    Ok(Json(json!({ "job": job })))
+    Ok(Json(JobBody { job: Sorted(job) }))
 }

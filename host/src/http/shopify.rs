@@ -15,11 +15,12 @@ use axum::{
     Json, Router,
     routing::{get, post},
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::app::jobs::{WEBHOOK_JOB, WEBHOOK_JOB_ATTEMPTS};
 use crate::http::context::{JsonBody, Member, RawBody, TenantAdmin, TenantHost};
-use crate::http::{ApiError, ApiResult};
+use crate::http::{ApiError, ApiResult, Code};
 use crate::shopify::{
     AdminClient, ShopifyError, WebhookError, authenticate_webhook_for, ownership_policy,
     prove_ownership, seal_credentials,
@@ -27,10 +28,72 @@ use crate::shopify::{
 use crate::state::AppState;
 use crate::storage::NewJob;
 
-/// The job kind that processes a webhook.
-pub const WEBHOOK_JOB: &str = "shopify.webhook";
-/// Attempts before a webhook job is dead-lettered.
-pub const WEBHOOK_JOB_ATTEMPTS: u32 = 8;
+// Response bodies: fields in alphabetical order (see `http::body`).
+
+/// `GET /v1/shopify`.
+#[derive(Serialize)]
+struct StatusBody {
+    api_version: Option<String>,
+    connected: bool,
+    connected_at: Option<i64>,
+    enabled: bool,
+    shop_domain: Option<String>,
+    uninstalled_at: Option<i64>,
+}
+
+/// `PUT /v1/shopify`.
+#[derive(Serialize)]
+struct ConnectBody {
+    api_version: String,
+    connected: bool,
+    shop_domain: String,
+}
+
+/// One commission of `GET /v1/shopify/commissions`.
+#[derive(Serialize)]
+struct CommissionBody {
+    created_at: i64,
+    decision: Value,
+    line_item_id: String,
+    order_id: String,
+    outcome: String,
+    source: String,
+}
+
+/// `GET /v1/shopify/commissions`.
+#[derive(Serialize)]
+struct CommissionsBody {
+    commissions: Vec<CommissionBody>,
+}
+
+/// One product of `GET /v1/shopify/products`.
+#[derive(Serialize)]
+struct ProductBody {
+    category_id: Option<String>,
+    product_id: String,
+    product_type: String,
+    updated_at: i64,
+}
+
+/// `GET /v1/shopify/products`.
+#[derive(Serialize)]
+struct ProductsBody {
+    products: Vec<ProductBody>,
+}
+
+/// `POST /v1/shopify/webhooks`.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum WebhookBody {
+    Duplicate {
+        status: &'static str,
+        webhook_id: String,
+    },
+    Queued {
+        job: i64,
+        status: &'static str,
+    },
+}
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -54,35 +117,35 @@ fn default_api_version() -> String {
     "2025-10".into()
 }
 
-async fn status(State(app): State<AppState>, member: Member) -> ApiResult<Json<Value>> {
+async fn status(State(app): State<AppState>, member: Member) -> ApiResult<Json<StatusBody>> {
     let store = app
         .storage
         .tenant(member.tenant.id())
         .shopify_store()
         .await?;
-    Ok(Json(json!({
-        "connected": store.as_ref().is_some_and(|s| s.access_token_enc.is_some()),
-        "shop_domain": store.as_ref().map(|s| s.shop_domain.clone()),
-        "api_version": store.as_ref().map(|s| s.api_version.clone()),
-        "enabled": store.as_ref().is_some_and(|s| s.enabled),
-        "connected_at": store.as_ref().map(|s| s.connected_at),
-        "uninstalled_at": store.as_ref().and_then(|s| s.uninstalled_at),
-    })))
+    Ok(Json(StatusBody {
+        api_version: store.as_ref().map(|s| s.api_version.clone()),
+        connected: store.as_ref().is_some_and(|s| s.access_token_enc.is_some()),
+        connected_at: store.as_ref().map(|s| s.connected_at),
+        enabled: store.as_ref().is_some_and(|s| s.enabled),
+        shop_domain: store.as_ref().map(|s| s.shop_domain.clone()),
+        uninstalled_at: store.as_ref().and_then(|s| s.uninstalled_at),
+    }))
 }
 
 async fn connect(
     State(app): State<AppState>,
     admin: TenantAdmin,
     JsonBody(body): JsonBody<Connect>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ConnectBody>> {
     let tenant = admin.tenant.id();
     for (field, value) in [
         ("access_token", &body.access_token),
         ("app_secret", &body.app_secret),
     ] {
         if value.is_empty() || value.len() > 512 || value.chars().any(char::is_control) {
-            return Err(ApiError::bad_request(
-                "invalid_credentials",
+            return Err(ApiError::new(
+                Code::InvalidCredentials,
                 format!("{field} must be 1 to 512 visible characters"),
             ));
         }
@@ -98,7 +161,7 @@ async fn connect(
         &body.access_token,
         &body.api_version,
     )
-    .map_err(|err| ApiError::bad_request("invalid_shopify_store", err.to_string()))?
+    .map_err(|err| ApiError::new(Code::InvalidShopifyStore, err.to_string()))?
     .with_retry_policy(ownership_policy());
     if let Some(base) = &app.config.shopify_api_base {
         client = client.with_base_url(base);
@@ -124,18 +187,18 @@ async fn connect(
         Some(&after),
     )
     .await?;
-    Ok(Json(
-        json!({ "connected": true, "shop_domain": store.shop_domain, "api_version": store.api_version }),
-    ))
+    Ok(Json(ConnectBody {
+        api_version: store.api_version,
+        connected: true,
+        shop_domain: store.shop_domain,
+    }))
 }
 
 /// The answer when Shopify did not confirm that the token belongs to the shop.
 fn not_proven(shop: &str, err: ShopifyError) -> ApiError {
-    const CODE: &str = "shop_ownership_not_proven";
-    let status = StatusCode::UNPROCESSABLE_ENTITY;
+    const CODE: Code = Code::ShopOwnershipNotProven;
     match err {
         ShopifyError::Unauthorized { status: 401, .. } => ApiError::new(
-            status,
             CODE,
             format!(
                 "Shopify refused the access token for `{shop}`: give the Admin API access \
@@ -145,22 +208,19 @@ fn not_proven(shop: &str, err: ShopifyError) -> ApiError {
         ShopifyError::Unauthorized { .. }
         | ShopifyError::ShopMismatch { .. }
         | ShopifyError::NotFound { .. }
-        | ShopifyError::ShopUnavailable { .. } => ApiError::new(status, CODE, err.to_string()),
+        | ShopifyError::ShopUnavailable { .. } => ApiError::new(CODE, err.to_string()),
         ShopifyError::Http { status: code, .. } if (400..500).contains(&code) => ApiError::new(
-            status,
             CODE,
             format!(
                 "Shopify answered HTTP {code} for `{shop}`: check the shop domain and the \
                  access token"
             ),
         ),
-        ShopifyError::InvalidConfig(message) => {
-            ApiError::bad_request("invalid_shopify_store", message)
-        }
+        ShopifyError::InvalidConfig(message) => ApiError::new(Code::InvalidShopifyStore, message),
         other => {
             tracing::warn!(shop, error = %other, "cannot ask Shopify who owns a shop");
-            ApiError::unavailable(
-                "shopify_unavailable",
+            ApiError::new(
+                Code::ShopifyUnavailable,
                 format!(
                     "Shopify could not be asked to confirm the access token for `{shop}`; \
                      nothing was connected, try again shortly"
@@ -198,43 +258,49 @@ async fn commissions(
     State(app): State<AppState>,
     member: Member,
     axum::extract::Query(q): axum::extract::Query<CommissionQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<CommissionsBody>> {
     let rows = app
         .storage
         .tenant(member.tenant.id())
         .shopify_commissions(q.order_id.as_deref(), q.limit.unwrap_or(100).min(1_000))
         .await?;
-    let rows: Vec<Value> = rows
+    let commissions = rows
         .into_iter()
-        .map(|r| {
-            json!({
-                "order_id": r.order_id, "line_item_id": r.line_item_id, "source": r.source, "outcome": r.outcome,
-                "decision": serde_json::from_str::<Value>(&r.decision_json).unwrap_or(Value::Null), "created_at": r.created_at,
-            })
+        .map(|r| CommissionBody {
+            created_at: r.created_at,
+            decision: serde_json::from_str::<Value>(&r.decision_json).unwrap_or(Value::Null),
+            line_item_id: r.line_item_id,
+            order_id: r.order_id,
+            outcome: r.outcome,
+            source: r.source,
         })
         .collect();
-    Ok(Json(json!({ "commissions": rows })))
+    Ok(Json(CommissionsBody { commissions }))
 }
 
-async fn products(State(app): State<AppState>, member: Member) -> ApiResult<Json<Value>> {
+async fn products(State(app): State<AppState>, member: Member) -> ApiResult<Json<ProductsBody>> {
     let rows = app
         .storage
         .tenant(member.tenant.id())
         .shopify_products(1_000)
         .await?;
-    let rows: Vec<Value> = rows
+    let products = rows
         .into_iter()
-        .map(|p| json!({ "product_id": p.product_id, "product_type": p.product_type, "category_id": p.category_id, "updated_at": p.updated_at }))
+        .map(|p| ProductBody {
+            category_id: p.category_id,
+            product_id: p.product_id,
+            product_type: p.product_type,
+            updated_at: p.updated_at,
+        })
         .collect();
-    Ok(Json(json!({ "products": rows })))
+    Ok(Json(ProductsBody { products }))
 }
 
 fn unauthenticated() -> ApiError {
     // One answer for an unknown shop, a shop of another tenant and a bad
     // signature: a prober learns nothing about which shops exist.
     ApiError::new(
-        StatusCode::UNAUTHORIZED,
-        "invalid_webhook",
+        Code::InvalidWebhook,
         "the webhook is not signed by the shop connected to this tenant",
     )
 }
@@ -244,15 +310,15 @@ async fn webhook(
     tenant: TenantHost,
     headers: HeaderMap,
     RawBody(body): RawBody,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<WebhookBody>)> {
     let verified =
         match authenticate_webhook_for(&app.storage, &app.secrets, tenant.id(), &headers, &body)
             .await
         {
             Ok(verified) => verified,
             Err(WebhookError::MissingHeader(name)) => {
-                return Err(ApiError::bad_request(
-                    "missing_header",
+                return Err(ApiError::new(
+                    Code::MissingHeader,
                     format!("the webhook has no {name} header"),
                 ));
             }
@@ -263,8 +329,8 @@ async fn webhook(
                 return Err(unauthenticated());
             }
             Err(WebhookError::InvalidHeader { name, reason }) => {
-                return Err(ApiError::bad_request(
-                    "invalid_header",
+                return Err(ApiError::new(
+                    Code::InvalidHeader,
                     format!("the {name} header is invalid: {reason}"),
                 ));
             }
@@ -284,7 +350,10 @@ async fn webhook(
     if !db.record_shopify_webhook(&webhook_id, &topic).await? {
         return Ok((
             StatusCode::OK,
-            Json(json!({ "status": "duplicate", "webhook_id": webhook_id })),
+            Json(WebhookBody::Duplicate {
+                status: "duplicate",
+                webhook_id,
+            }),
         ));
     }
     let payload: Value = match serde_json::from_slice(&body) {
@@ -292,8 +361,8 @@ async fn webhook(
         Err(err) => {
             // Signed but not JSON: Shopify never sends that; keep a record, do nothing.
             tracing::warn!(tenant = %tenant.id(), error = %err, "a signed webhook body is not JSON");
-            return Err(ApiError::bad_request(
-                "invalid_json",
+            return Err(ApiError::new(
+                Code::InvalidJson,
                 "the webhook body is not JSON",
             ));
         }
@@ -319,7 +388,10 @@ async fn webhook(
     match enqueued {
         Ok((job, _)) => Ok((
             StatusCode::OK,
-            Json(json!({ "status": "queued", "job": job.id })),
+            Json(WebhookBody::Queued {
+                job: job.id,
+                status: "queued",
+            }),
         )),
         Err(err) => {
             // Forget the delivery so Shopify's retry is processed, then 503.

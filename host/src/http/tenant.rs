@@ -1,6 +1,9 @@
 //! What a tenant manages for itself: plugin versions (upload, activate, roll
 //! back), settings, key-value data, and what it reads about itself: runs, usage,
-//! its quota and its audit log. Admins write; members read.
+//! its quota and its audit log. Admins write; members read. Uploading and
+//! changing the active version are use cases of [`crate::app::plugins`], writes
+//! of settings and key-value data of [`crate::app::tenants`] (invalidation and
+//! audit there); the plain reads go to `storage` directly.
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -8,13 +11,96 @@ use axum::{
     Json, Router,
     routing::{get, post},
 };
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
+use crate::app;
+use crate::app::plugins::CompileError;
+use crate::http::body::Sorted;
 use crate::http::context::{JsonBody, Member, RawBody, TenantAdmin};
-use crate::http::{ApiError, ApiResult};
-use crate::state::{AppState, CompileError};
-use crate::storage::{Activation, NewPluginVersion};
+use crate::http::{ApiError, ApiResult, Code};
+use crate::state::AppState;
+use crate::storage::{Activation, AuditRecord, PluginVersion, RunRecord, UsageRecord};
+
+// Response bodies: fields in alphabetical order, nested records sorted (see
+// `http::body`).
+
+/// `POST /v1/plugins`.
+#[derive(Serialize)]
+struct UploadBody {
+    imports: Vec<String>,
+    plugin: Sorted<PluginVersion>,
+}
+
+/// `GET /v1/plugins`.
+#[derive(Serialize)]
+struct PluginsBody {
+    plugins: Sorted<Vec<PluginVersion>>,
+}
+
+/// `GET /v1/plugins/{sha256}`.
+#[derive(Serialize)]
+struct PluginBody {
+    plugin: Sorted<PluginVersion>,
+}
+
+/// `GET /v1/plugins/active`.
+#[derive(Serialize)]
+struct ActiveBody {
+    active: Option<String>,
+    plugin: Sorted<Option<PluginVersion>>,
+}
+
+/// Activate, roll back, deactivate.
+#[derive(Serialize)]
+struct ActivationBody {
+    activation: Sorted<Activation>,
+}
+
+/// `GET`/`PUT /v1/settings`.
+#[derive(Serialize)]
+struct SettingsBody {
+    settings: Value,
+    updated_at: i64,
+    version: i64,
+}
+
+/// One key-value entry.
+#[derive(Serialize)]
+struct EntryBody {
+    key: String,
+    value: String,
+}
+
+/// `GET /v1/kv`.
+#[derive(Serialize)]
+struct EntriesBody {
+    entries: Vec<EntryBody>,
+}
+
+/// `GET /v1/runs`.
+#[derive(Serialize)]
+struct RunsBody {
+    runs: Sorted<Vec<RunRecord>>,
+}
+
+/// `GET /v1/usage`.
+#[derive(Serialize)]
+struct UsageBody {
+    usage: Sorted<Vec<UsageRecord>>,
+}
+
+/// `GET /v1/quota`.
+#[derive(Serialize)]
+struct QuotaBody {
+    quota: Sorted<crate::runtime::Quota>,
+}
+
+/// `GET /v1/audit`.
+#[derive(Serialize)]
+struct AuditBody {
+    audit: Sorted<Vec<AuditRecord>>,
+}
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -41,8 +127,8 @@ fn check_sha(sha256: &str) -> ApiResult<()> {
     {
         Ok(())
     } else {
-        Err(ApiError::bad_request(
-            "invalid_sha256",
+        Err(ApiError::new(
+            Code::InvalidSha256,
             "a plugin is named by the lowercase hex sha256 of its bytes (64 characters)",
         ))
     }
@@ -52,57 +138,43 @@ async fn upload(
     State(app): State<AppState>,
     admin: TenantAdmin,
     RawBody(bytes): RawBody,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    let tenant = admin.tenant.id().clone();
-    let bytes = bytes.to_vec();
-    let plugin = match app.compile(Some(&tenant), bytes.clone()).await {
-        Ok(plugin) => plugin,
-        Err(CompileError::Check(err)) => return Err(err.into()),
-        Err(CompileError::Api(err)) => return Err(err),
-    };
-    let info = plugin.info();
-    let hooks: Vec<String> = info.hooks.iter().map(|h| h.as_str().to_owned()).collect();
-    let db = app.storage.tenant(&tenant);
-    let version = db
-        .put_plugin_version(&NewPluginVersion {
-            sha256: &info.sha256,
-            name: &info.name,
-            version: &info.version,
-            hooks: &hooks,
-            size_bytes: info.size_bytes as u64,
-            binary: &bytes,
-            uploaded_by: &admin.principal.subject,
-        })
-        .await?;
-    let after = json!({ "sha256": info.sha256, "name": info.name, "version": info.version, "hooks": hooks }).to_string();
-    db.audit(
+) -> ApiResult<(StatusCode, Json<UploadBody>)> {
+    let uploaded = app::plugins::upload(
+        &app,
+        admin.tenant.id(),
         &admin.principal.subject,
-        "plugin.upload",
-        Some(&info.sha256),
-        None,
-        Some(&after),
+        bytes.to_vec(),
     )
-    .await?;
+    .await
+    .map_err(|err| match err {
+        CompileError::Check(err) => ApiError::from(err),
+        CompileError::App(err) => err.into(),
+    })?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "plugin": version, "imports": info.imports })),
+        Json(UploadBody {
+            imports: uploaded.imports,
+            plugin: Sorted(uploaded.version),
+        }),
     ))
 }
 
-async fn list_plugins(State(app): State<AppState>, member: Member) -> ApiResult<Json<Value>> {
+async fn list_plugins(State(app): State<AppState>, member: Member) -> ApiResult<Json<PluginsBody>> {
     let versions = app
         .storage
         .tenant(member.tenant.id())
         .plugin_versions()
         .await?;
-    Ok(Json(json!({ "plugins": versions })))
+    Ok(Json(PluginsBody {
+        plugins: Sorted(versions),
+    }))
 }
 
 async fn plugin_version(
     State(app): State<AppState>,
     member: Member,
     Path(sha256): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<PluginBody>> {
     check_sha(&sha256)?;
     let version = app
         .storage
@@ -110,79 +182,71 @@ async fn plugin_version(
         .plugin_version(&sha256)
         .await?
         .ok_or_else(|| ApiError::not_found("this tenant has no plugin with that sha256"))?;
-    Ok(Json(json!({ "plugin": version })))
+    Ok(Json(PluginBody {
+        plugin: Sorted(version),
+    }))
 }
 
-async fn active(State(app): State<AppState>, member: Member) -> ApiResult<Json<Value>> {
+async fn active(State(app): State<AppState>, member: Member) -> ApiResult<Json<ActiveBody>> {
     let db = app.storage.tenant(member.tenant.id());
     let active = db.active_plugin().await?;
     let version = match &active {
         Some(sha) => db.plugin_version(sha).await?,
         None => None,
     };
-    Ok(Json(json!({ "active": active, "plugin": version })))
+    Ok(Json(ActiveBody {
+        active,
+        plugin: Sorted(version),
+    }))
 }
 
-async fn after_activation(
+async fn change(
     app: &AppState,
     admin: &TenantAdmin,
-    before: Option<String>,
-    activation: Activation,
-    action: &str,
-) -> ApiResult<Json<Value>> {
-    let tenant = admin.tenant.id();
-    app.invalidate(tenant);
-    // Warm the runtime so the first request after an activation does not compile.
-    if let Some(sha) = &activation.sha256 {
-        app.plugin(tenant, sha).await?;
-    }
-    let before = json!({ "active": before }).to_string();
-    let after = json!({ "active": activation.sha256 }).to_string();
-    app.storage
-        .tenant(tenant)
-        .audit(
-            &admin.principal.subject,
-            action,
-            activation.sha256.as_deref(),
-            Some(&before),
-            Some(&after),
-        )
-        .await?;
-    Ok(Json(json!({ "activation": activation })))
+    change: app::plugins::Change,
+) -> ApiResult<Json<ActivationBody>> {
+    let activation =
+        app::plugins::change_activation(app, admin.tenant.id(), &admin.principal.subject, change)
+            .await?;
+    Ok(Json(ActivationBody {
+        activation: Sorted(activation),
+    }))
 }
 
 async fn activate(
     State(app): State<AppState>,
     admin: TenantAdmin,
     Path(sha256): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ActivationBody>> {
     check_sha(&sha256)?;
-    let db = app.storage.tenant(admin.tenant.id());
-    let before = db.active_plugin().await?;
-    let activation = db.activate(&sha256, &admin.principal.subject).await?;
-    after_activation(&app, &admin, before, activation, "plugin.activate").await
+    change(&app, &admin, app::plugins::Change::Activate(sha256)).await
 }
 
-async fn rollback(State(app): State<AppState>, admin: TenantAdmin) -> ApiResult<Json<Value>> {
-    let db = app.storage.tenant(admin.tenant.id());
-    let before = db.active_plugin().await?;
-    let activation = db.rollback(&admin.principal.subject).await?;
-    after_activation(&app, &admin, before, activation, "plugin.rollback").await
+async fn rollback(
+    State(app): State<AppState>,
+    admin: TenantAdmin,
+) -> ApiResult<Json<ActivationBody>> {
+    change(&app, &admin, app::plugins::Change::Rollback).await
 }
 
-async fn deactivate(State(app): State<AppState>, admin: TenantAdmin) -> ApiResult<Json<Value>> {
-    let db = app.storage.tenant(admin.tenant.id());
-    let before = db.active_plugin().await?;
-    let activation = db.deactivate(&admin.principal.subject).await?;
-    after_activation(&app, &admin, before, activation, "plugin.deactivate").await
+async fn deactivate(
+    State(app): State<AppState>,
+    admin: TenantAdmin,
+) -> ApiResult<Json<ActivationBody>> {
+    change(&app, &admin, app::plugins::Change::Deactivate).await
 }
 
-async fn get_settings(State(app): State<AppState>, member: Member) -> ApiResult<Json<Value>> {
+async fn get_settings(
+    State(app): State<AppState>,
+    member: Member,
+) -> ApiResult<Json<SettingsBody>> {
     let settings = app.storage.tenant(member.tenant.id()).settings().await?;
     let value: Value = serde_json::from_str(&settings.json).unwrap_or(Value::Null);
-    Ok(Json(
-        json!({ "settings": value, "version": settings.version, "updated_at": settings.updated_at }),
-    ))
+    Ok(Json(SettingsBody {
+        settings: value,
+        updated_at: settings.updated_at,
+        version: settings.version,
+    }))
 }
 
 /// Largest settings document, in bytes of JSON.
@@ -193,18 +257,17 @@ async fn put_settings(
     admin: TenantAdmin,
     headers: HeaderMap,
     JsonBody(value): JsonBody<Value>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<SettingsBody>> {
     if !value.is_object() {
-        return Err(ApiError::bad_request(
-            "invalid_settings",
+        return Err(ApiError::new(
+            Code::InvalidSettings,
             "settings must be a JSON object",
         ));
     }
     let json = value.to_string();
     if json.len() > MAX_SETTINGS_BYTES {
         return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "settings_too_large",
+            Code::SettingsTooLarge,
             format!(
                 "settings are {} bytes; at most {MAX_SETTINGS_BYTES} are allowed",
                 json.len()
@@ -217,29 +280,27 @@ async fn put_settings(
                 .ok()
                 .and_then(|v| v.trim().trim_matches('"').parse::<i64>().ok())
                 .ok_or_else(|| {
-                    ApiError::bad_request(
-                        "invalid_if_match",
+                    ApiError::new(
+                        Code::InvalidIfMatch,
                         "If-Match must be the settings version number you read",
                     )
                 })?,
         ),
         None => None,
     };
-    let db = app.storage.tenant(admin.tenant.id());
-    let before = db.settings().await?;
-    let saved = db.set_settings(&json, expected).await?;
-    app.invalidate(admin.tenant.id());
-    db.audit(
+    let saved = app::tenants::set_settings(
+        &app,
+        admin.tenant.id(),
         &admin.principal.subject,
-        "settings.update",
-        None,
-        Some(&before.json),
-        Some(&saved.json),
+        &json,
+        expected,
     )
     .await?;
-    Ok(Json(
-        json!({ "settings": value, "version": saved.version, "updated_at": saved.updated_at }),
-    ))
+    Ok(Json(SettingsBody {
+        settings: value,
+        updated_at: saved.updated_at,
+        version: saved.version,
+    }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -251,8 +312,8 @@ struct KvQuery {
 
 fn check_key(key: &str) -> ApiResult<()> {
     if key.is_empty() || key.len() > 256 || key.chars().any(char::is_control) {
-        return Err(ApiError::bad_request(
-            "invalid_key",
+        return Err(ApiError::new(
+            Code::InvalidKey,
             "keys are 1 to 256 bytes without control characters",
         ));
     }
@@ -263,25 +324,25 @@ async fn list_kv(
     State(app): State<AppState>,
     member: Member,
     Query(q): Query<KvQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<EntriesBody>> {
     let limit = q.limit.unwrap_or(100).min(1_000);
     let entries = app
         .storage
         .tenant(member.tenant.id())
         .kv_list(&q.prefix, limit)
         .await?;
-    let entries: Vec<Value> = entries
+    let entries = entries
         .into_iter()
-        .map(|(k, v)| json!({ "key": k, "value": v }))
+        .map(|(key, value)| EntryBody { key, value })
         .collect();
-    Ok(Json(json!({ "entries": entries })))
+    Ok(Json(EntriesBody { entries }))
 }
 
 async fn get_kv(
     State(app): State<AppState>,
     member: Member,
     Path(key): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<EntryBody>> {
     check_key(&key)?;
     let value = app
         .storage
@@ -294,7 +355,7 @@ async fn get_kv(
                 key.chars().take(64).collect::<String>()
             ))
         })?;
-    Ok(Json(json!({ "key": key, "value": value })))
+    Ok(Json(EntryBody { key, value }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -308,21 +369,19 @@ async fn put_kv(
     admin: TenantAdmin,
     Path(key): Path<String>,
     JsonBody(body): JsonBody<KvPut>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<EntryBody>> {
     check_key(&key)?;
     if body.value.len() > 64 << 10 {
         return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "value_too_large",
+            Code::ValueTooLarge,
             "values are at most 64 KiB",
         ));
     }
-    app.storage
-        .tenant(admin.tenant.id())
-        .kv_put(&key, &body.value)
-        .await?;
-    app.invalidate(admin.tenant.id());
-    Ok(Json(json!({ "key": key, "value": body.value })))
+    app::tenants::put_kv(&app, admin.tenant.id(), &key, &body.value).await?;
+    Ok(Json(EntryBody {
+        key,
+        value: body.value,
+    }))
 }
 
 async fn delete_kv(
@@ -331,13 +390,7 @@ async fn delete_kv(
     Path(key): Path<String>,
 ) -> ApiResult<StatusCode> {
     check_key(&key)?;
-    if app
-        .storage
-        .tenant(admin.tenant.id())
-        .kv_delete(&key)
-        .await?
-    {
-        app.invalidate(admin.tenant.id());
+    if app::tenants::delete_kv(&app, admin.tenant.id(), &key).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found("no value under that key"))
@@ -354,42 +407,48 @@ async fn runs(
     State(app): State<AppState>,
     member: Member,
     Query(q): Query<Limit>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<RunsBody>> {
     let runs = app
         .storage
         .tenant(member.tenant.id())
         .runs(q.limit.unwrap_or(50).min(500))
         .await?;
-    Ok(Json(json!({ "runs": runs })))
+    Ok(Json(RunsBody { runs: Sorted(runs) }))
 }
 
 async fn usage(
     State(app): State<AppState>,
     member: Member,
     Query(q): Query<Limit>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<UsageBody>> {
     let usage = app
         .storage
         .tenant(member.tenant.id())
         .usage(q.days.unwrap_or(30).min(366))
         .await?;
-    Ok(Json(json!({ "usage": usage })))
+    Ok(Json(UsageBody {
+        usage: Sorted(usage),
+    }))
 }
 
-async fn quota(State(app): State<AppState>, member: Member) -> ApiResult<Json<Value>> {
+async fn quota(State(app): State<AppState>, member: Member) -> ApiResult<Json<QuotaBody>> {
     let state = member.tenant.state(&app).await?;
-    Ok(Json(json!({ "quota": state.quota })))
+    Ok(Json(QuotaBody {
+        quota: Sorted(state.quota),
+    }))
 }
 
 async fn audit(
     State(app): State<AppState>,
     admin: TenantAdmin,
     Query(q): Query<Limit>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<AuditBody>> {
     let rows = app
         .storage
         .tenant(admin.tenant.id())
         .audit_log(q.limit.unwrap_or(100).min(1_000))
         .await?;
-    Ok(Json(json!({ "audit": rows })))
+    Ok(Json(AuditBody {
+        audit: Sorted(rows),
+    }))
 }

@@ -1,0 +1,37 @@
+//! The application layer: the use cases of the host, one module per group,
+//! called by both adapters — the HTTP handlers (`http`) and the job handlers
+//! (`workers`) — so a quote, a render or a plugin load does the
+//! same thing whichever of them asks.
+//!
+//! - [`config`]: a tenant's effective configuration, cached;
+//! - [`quote`]: commission quotes through the tenant's plugin;
+//! - [`email`]: rendering a template through the plugin, queueing a send;
+//! - [`plugins`]: the active plugin, loading, compiling and storing components,
+//!   activation changes;
+//! - [`runs`]: recording plugin runs (run log and breaker);
+//! - [`slots`]: the tenant's plugin slots and the blocking threads calls run on;
+//! - [`tenants`]: a tenant's loaded state and its own writes (settings, key-value data);
+//! - [`admin`]: platform administration (tenants, domains, quotas);
+//! - [`jobs`]: the kinds of the background jobs the use cases queue.
+//!
+//! It owns the use cases and their typed [`Error`]; it decides nothing about
+//! transport. It depends on `resolve`, `runtime`, `storage`, `tenancy`,
+//! `limits`, `usage`, `cache`, `email` and the shared [`crate::state::AppState`],
+//! and must not import the adapters, `http` or `workers` (nothing below them
+//! knows them): statuses and response shapes are the HTTP layer's.
+
+pub mod admin;
+pub mod config;
+pub mod email;
+mod error;
+pub mod jobs;
+pub mod plugins;
+pub mod quote;
+pub mod runs;
+pub mod slots;
+pub mod tenants;
+
+pub use error::Error;
+
+/// Result of a use case.
+pub type Result<T> = std::result::Result<T, Error>;

@@ -1,0 +1,184 @@
+//! Email as use cases: a base template customised by the tenant's plugin for a
+//! caller's context and rendered — what a preview shows — and a send: rendered
+//! now, then queued with the job that delivers exactly those bytes (the job
+//! handler in `workers` sends; retries never re-run the plugin). Rendering and
+//! its bounds are `crate::email`'s; the fallback to the base is `resolve`'s.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::jobs::{SEND_JOB, SEND_JOB_ATTEMPTS};
+use super::plugins::active_plugin;
+use super::runs::record_run;
+use super::slots::with_slot;
+use super::{Error, Result};
+use crate::base::EmailTemplate;
+use crate::email;
+use crate::resolve::{InputError, Resolved, Resolver, Source};
+use crate::runtime::OutcomeKind;
+use crate::state::AppState;
+use crate::storage::{NewEmailMessage, NewJob};
+use crate::tenancy::TenantState;
+
+/// Largest context a caller may pass to a render, keys and values together:
+/// it bounds what one template instruction can cost (fuel counts instructions,
+/// not bytes).
+pub const MAX_EMAIL_CONTEXT_BYTES: usize = 64 * 1024;
+
+/// A template customised by the tenant's plugin for `caller_context` (on top of
+/// the template's sample values) and rendered. The plugin call and the
+/// rendering run on a blocking thread, under one of the tenant's plugin slots
+/// when a plugin runs (rendering the base alone needs no slot, but still leaves
+/// the async workers). A plugin template that does not render, or goes past a
+/// rendering bound, is the plugin's `invalid_output`: the base template is
+/// rendered and served instead.
+pub async fn render_email(
+    app: &AppState,
+    tenant: &Arc<TenantState>,
+    template: &str,
+    caller_context: BTreeMap<String, String>,
+) -> Result<(Resolved<EmailTemplate>, email::Rendered)> {
+    let def = app
+        .base
+        .email(template)
+        .ok_or_else(|| InputError::UnknownTemplate(template.to_owned()))?;
+    let context_bytes: usize = caller_context.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if context_bytes > MAX_EMAIL_CONTEXT_BYTES {
+        return Err(Error::ContextTooLarge {
+            bytes: context_bytes,
+            limit: MAX_EMAIL_CONTEXT_BYTES,
+        });
+    }
+    // Sample values first, the caller's on top: a partial context still renders.
+    let mut context = def.sample.clone();
+    context.extend(caller_context);
+    let plugin = active_plugin(app, tenant).await?;
+    let (runtime, base, data, quota) = (
+        app.runtime.clone(),
+        app.base.clone(),
+        tenant.data(),
+        tenant.quota,
+    );
+    let (id, plugin_for_run) = (template.to_owned(), plugin.clone());
+    let work = move || {
+        let resolved = Resolver::new(&runtime, &base).email(
+            plugin_for_run.as_deref(),
+            data,
+            &quota,
+            &id,
+            Some(&context),
+        )?;
+        let base_template = base.email(&id).map(|d| d.template.clone());
+        Ok::<_, InputError>(render_or_base(resolved, base_template, &context))
+    };
+    let (resolved, rendered) = if plugin.is_some() {
+        with_slot(app, tenant, true, work).await??
+    } else {
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|err| Error::internal(format!("render task failed: {err}")))??
+    };
+    if let (Some(plugin), Some(run)) = (&plugin, &resolved.run) {
+        record_run(app, tenant, &plugin.info().sha256, run);
+    }
+    let rendered = rendered.map_err(|err| Error::RenderFailed(err.to_string()))?;
+    Ok((resolved, rendered))
+}
+
+/// A send, queued.
+#[derive(Debug)]
+pub struct Queued {
+    /// The message's id.
+    pub message_id: String,
+    /// Its `Message-ID` header.
+    pub message_id_header: String,
+    /// The job that sends it.
+    pub job: i64,
+    /// Whether the plugin's template or the base's was rendered.
+    pub source: Source,
+}
+
+/// Renders `template` for `to` with the tenant's plugin and queues the message
+/// with the job that sends it, in one transaction (a failure between them can
+/// not leave a queued message nothing will send). A bad context is the
+/// caller's error now, not the job's later.
+pub async fn queue_send(
+    app: &AppState,
+    tenant: &Arc<TenantState>,
+    template: &str,
+    to: &str,
+    context: BTreeMap<String, String>,
+) -> Result<Queued> {
+    let db = app.storage.tenant(&tenant.record.id);
+    let settings = db
+        .email_settings()
+        .await?
+        .ok_or(Error::EmailNotConfigured)?;
+    let to = to.trim().to_ascii_lowercase();
+    email::check_address(&to).map_err(|why| Error::InvalidRecipient {
+        why: why.to_string(),
+    })?;
+    let (resolved, rendered) = render_email(app, tenant, template, context).await?;
+    let id = email::new_message_id();
+    let header = email::message_id_header(&id, &settings.settings.sending_domain);
+    let payload = json!({ "message": id, "to": to, "rendered": rendered }).to_string();
+    let dedupe = format!("email:{id}");
+    let (_, job) = db
+        .email_queue_message(
+            &NewEmailMessage {
+                id: &id,
+                template_id: template,
+                to_address: &to,
+                subject: &rendered.subject,
+                message_id: &header,
+            },
+            Some(&NewJob {
+                kind: SEND_JOB,
+                payload: &payload,
+                max_attempts: SEND_JOB_ATTEMPTS,
+                run_at: None,
+                dedupe_key: Some(&dedupe),
+            }),
+        )
+        .await?;
+    let job = job.ok_or_else(|| Error::internal("the send job was not written"))?;
+    Ok(Queued {
+        message_id: id,
+        message_id_header: header,
+        job: job.id,
+        source: resolved.source,
+    })
+}
+
+/// Renders the resolved template; when it is the plugin's and does not render
+/// (a bound, or an error of its own), renders `base` instead and marks the run
+/// `invalid_output`. When the base does not render either, the context is at
+/// fault: the base's error is returned and the run is left as it was.
+fn render_or_base(
+    mut resolved: Resolved<EmailTemplate>,
+    base: Option<EmailTemplate>,
+    context: &BTreeMap<String, String>,
+) -> (
+    Resolved<EmailTemplate>,
+    std::result::Result<email::Rendered, email::RenderError>,
+) {
+    let first = email::render(&resolved.value, context);
+    let (Err(err), Source::Plugin, Some(base)) = (&first, resolved.source, base) else {
+        return (resolved, first);
+    };
+    match email::render(&base, context) {
+        Ok(rendered) => {
+            tracing::info!(template = %base.id, part = err.part, bound = ?err.bound, "plugin template does not render; serving the base");
+            if let Some(run) = &mut resolved.run {
+                run.outcome = OutcomeKind::InvalidOutput;
+                run.message = Some(format!("the plugin's email template is refused: {err}"));
+            }
+            resolved.value = base;
+            resolved.source = Source::Base;
+            (resolved, Ok(rendered))
+        }
+        Err(base_err) => (resolved, Err(base_err)),
+    }
+}

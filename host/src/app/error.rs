@@ -1,0 +1,139 @@
+//! The application layer's error: what went wrong in a use case, with the
+//! stable code a client or a job log is given. Statuses are the HTTP layer's
+//! business (`http::error` maps each variant); this module knows nothing of
+//! HTTP. Clone, so one failed load shared by concurrent callers can answer
+//! each of them (storage errors are classified on the way in for that).
+
+use crate::resolve::InputError;
+use crate::storage::StorageError;
+
+/// What went wrong in a use case.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Error {
+    /// The thing asked for does not exist (or is another tenant's).
+    #[error("{0}")]
+    NotFound(String),
+    /// The change clashes with stored data or a concurrent change.
+    #[error("{0}")]
+    Conflict(String),
+    /// The input cannot be stored as given.
+    #[error("{0}")]
+    Invalid(String),
+    /// A write would take the tenant's key-value store over its caps.
+    #[error("{0}")]
+    KvQuotaExceeded(String),
+    /// The database cannot serve now; retry shortly.
+    #[error("the database is unavailable; retry shortly")]
+    DatabaseUnavailable,
+    /// The request's input is wrong (a sale, a template name).
+    #[error(transparent)]
+    Input(#[from] InputError),
+    /// The context passed to a render is over its bound.
+    #[error(
+        "the context holds {bytes} bytes, more than {limit}; pass only the values the template shows"
+    )]
+    ContextTooLarge {
+        /// Bytes given, keys and values together.
+        bytes: usize,
+        /// The bound.
+        limit: usize,
+    },
+    /// The template does not render with this context.
+    #[error("{0}")]
+    RenderFailed(String),
+    /// A send before the tenant's email settings are set.
+    #[error("set the tenant's email settings first: PUT /v1/email/settings")]
+    EmailNotConfigured,
+    /// The recipient is not one email address (`why` says what is wrong).
+    #[error("`to` {why}; give one email address such as ann@example.com")]
+    InvalidRecipient {
+        /// What is wrong with it.
+        why: String,
+    },
+    /// Every plugin slot of the tenant stayed busy for the whole wait.
+    #[error(
+        "all of this tenant's plugin slots are busy; retry shortly or ask for a higher concurrency limit"
+    )]
+    TenantBusy,
+    /// The tenant already runs its share of the compile slots.
+    #[error("this tenant's earlier uploads are still compiling; retry when they finish")]
+    TenantCompileBusy,
+    /// Every compile slot of the host stayed busy for the whole wait.
+    #[error("every compile slot of the host is busy; retry shortly")]
+    HostCompileBusy,
+    /// A compile took longer than its limit.
+    #[error("compiling the plugin took longer than {secs} s; try a smaller plugin or retry later")]
+    CompileTimeout {
+        /// The limit, in seconds.
+        secs: u64,
+    },
+    /// A failure of the host itself (the detail is for the log, not a client).
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// The stable code of this error (the same the HTTP API answers with).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::NotFound(_) => "not_found",
+            Error::Conflict(_) => "conflict",
+            Error::Invalid(_) => "invalid",
+            Error::KvQuotaExceeded(_) => "kv_quota_exceeded",
+            Error::DatabaseUnavailable => "database_unavailable",
+            Error::Input(InputError::UnknownTemplate(_)) => "unknown_template",
+            Error::Input(InputError::Sale { .. }) => "invalid_sale",
+            Error::ContextTooLarge { .. } => "context_too_large",
+            Error::RenderFailed(_) => "render_failed",
+            Error::EmailNotConfigured => "email_not_configured",
+            Error::InvalidRecipient { .. } => "invalid_recipient",
+            Error::TenantBusy => "tenant_busy",
+            Error::TenantCompileBusy | Error::HostCompileBusy => "compile_busy",
+            Error::CompileTimeout { .. } => "compile_timeout",
+            Error::Internal(_) => "internal",
+        }
+    }
+
+    /// A failure of the host itself.
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        Error::Internal(detail.to_string())
+    }
+}
+
+impl From<StorageError> for Error {
+    fn from(err: StorageError) -> Self {
+        match err {
+            StorageError::NotFound(what) => Error::NotFound(what),
+            StorageError::Conflict(what) => Error::Conflict(what),
+            StorageError::Invalid(what) => Error::Invalid(what),
+            StorageError::KvQuotaExceeded(what) => Error::KvQuotaExceeded(what),
+            StorageError::Unavailable(detail) => {
+                tracing::warn!(%detail, "database unavailable");
+                Error::DatabaseUnavailable
+            }
+            other => Error::Internal(other.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_errors_keep_their_codes_and_hide_database_detail() {
+        let err = Error::from(StorageError::Unavailable(
+            "pool timed out at 10.0.0.3".into(),
+        ));
+        assert_eq!(err.code(), "database_unavailable");
+        assert!(!err.to_string().contains("10.0.0.3"), "{err}");
+        assert_eq!(
+            Error::from(StorageError::KvQuotaExceeded("full".into())).code(),
+            "kv_quota_exceeded"
+        );
+        assert_eq!(
+            Error::from(StorageError::NotFound("x".into())).code(),
+            "not_found"
+        );
+    }
+}

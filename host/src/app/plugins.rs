@@ -1,0 +1,200 @@
+//! Plugins as use cases see them: the tenant's active plugin ready to run
+//! (none while its breaker has it paused), a stored plugin loaded by hash,
+//! compiling an upload — off the request path, bounded by the host's compile
+//! slots, the tenant's share of them and the compile timeout — storing it, and
+//! changing the active version (activate, roll back, deactivate), each audited.
+//! Checking and compiling are the runtime's; bytes and history are storage's.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::{Error, Result};
+use crate::runtime::{CheckError, LoadedPlugin};
+use crate::state::AppState;
+use crate::storage::{Activation, NewPluginVersion, PluginVersion, StorageError};
+use crate::tenancy::{TenantId, TenantState};
+
+/// Why a compilation did not produce a plugin.
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    /// The component was refused (the uploader's to fix).
+    #[error(transparent)]
+    Check(CheckError),
+    /// The host could not compile it now.
+    #[error(transparent)]
+    App(Error),
+}
+
+/// The tenant's active plugin, ready to run; `None` without one, or while its
+/// breaker has it paused (the base is served meanwhile).
+pub async fn active_plugin(
+    app: &AppState,
+    tenant: &TenantState,
+) -> Result<Option<Arc<LoadedPlugin>>> {
+    if app.limits.plugin_paused(&tenant.record).is_some() {
+        return Ok(None);
+    }
+    match &tenant.active_plugin {
+        Some(sha) => Ok(Some(load(app, &tenant.record.id, sha).await?)),
+        None => Ok(None),
+    }
+}
+
+/// A tenant's plugin ready to run: loaded already, or fetched from the
+/// database by hash and compiled (or loaded from the artifact cache).
+pub async fn load(app: &AppState, tenant: &TenantId, sha256: &str) -> Result<Arc<LoadedPlugin>> {
+    if let Some(plugin) = app.runtime.get(sha256) {
+        return Ok(plugin);
+    }
+    let bytes = app
+        .storage
+        .tenant(tenant)
+        .plugin_binary(sha256)
+        .await?
+        .ok_or_else(|| Error::NotFound("this tenant has no plugin with that sha256".into()))?;
+    // Already checked at upload: a reload (after a restart, or on another
+    // node) is the platform's work, bounded by the compile slots alone.
+    compile(app, None, bytes).await.map_err(|err| match err {
+        CompileError::Check(err) => Error::internal(format!(
+            "stored plugin {sha256} of {tenant} no longer loads: {err}"
+        )),
+        CompileError::App(err) => err,
+    })
+}
+
+/// Checks and compiles a component off the request path, bounded in
+/// concurrency and time. `owner` is the tenant the work is for (`None`:
+/// the platform's own, such as the demo seed): a tenant holds at most its
+/// share of the compile slots at once ([`crate::state::CompileShares`]). The
+/// slot and the share are held by the compiling thread until the work really
+/// ends, so a compile that outlives its timeout still counts against both.
+pub async fn compile(
+    app: &AppState,
+    owner: Option<&TenantId>,
+    bytes: Vec<u8>,
+) -> std::result::Result<Arc<LoadedPlugin>, CompileError> {
+    let secs = app.config.compile_timeout_secs;
+    let limit = Duration::from_secs(secs);
+    let share = match owner {
+        Some(tenant) => Some(
+            app.compile_shares
+                .take(tenant)
+                .ok_or(CompileError::App(Error::TenantCompileBusy))?,
+        ),
+        None => None,
+    };
+    let permit = tokio::time::timeout(limit, app.compile_slots.clone().acquire_owned())
+        .await
+        .map_err(|_| CompileError::App(Error::HostCompileBusy))?
+        .map_err(|_| CompileError::App(Error::internal("compile slots closed")))?;
+    let runtime = app.runtime.clone();
+    let job = tokio::task::spawn_blocking(move || {
+        let _held = (permit, share);
+        runtime.load(&bytes)
+    });
+    match tokio::time::timeout(limit, job).await {
+        Ok(Ok(Ok(plugin))) => Ok(plugin),
+        Ok(Ok(Err(check))) => Err(CompileError::Check(check)),
+        Ok(Err(join)) => Err(CompileError::App(Error::internal(format!(
+            "compile task failed: {join}"
+        )))),
+        Err(_) => Err(CompileError::App(Error::CompileTimeout { secs })),
+    }
+}
+
+/// A stored upload: its version row and what it imports.
+#[derive(Debug)]
+pub struct Uploaded {
+    /// The stored version.
+    pub version: PluginVersion,
+    /// The interfaces the component imports.
+    pub imports: Vec<String>,
+}
+
+/// Checks, compiles and stores an upload of `tenant`'s, audited as `actor`'s.
+/// Compiling first means a component that does not load is never stored.
+pub async fn upload(
+    app: &AppState,
+    tenant: &TenantId,
+    actor: &str,
+    bytes: Vec<u8>,
+) -> std::result::Result<Uploaded, CompileError> {
+    let plugin = compile(app, Some(tenant), bytes.clone()).await?;
+    let info = plugin.info();
+    let hooks: Vec<String> = info.hooks.iter().map(|h| h.as_str().to_owned()).collect();
+    let db = app.storage.tenant(tenant);
+    let stored = async {
+        let version = db
+            .put_plugin_version(&NewPluginVersion {
+                sha256: &info.sha256,
+                name: &info.name,
+                version: &info.version,
+                hooks: &hooks,
+                size_bytes: info.size_bytes as u64,
+                binary: &bytes,
+                uploaded_by: actor,
+            })
+            .await?;
+        let after = json!({ "sha256": info.sha256, "name": info.name, "version": info.version, "hooks": hooks }).to_string();
+        db.audit(
+            actor,
+            "plugin.upload",
+            Some(&info.sha256),
+            None,
+            Some(&after),
+        )
+        .await?;
+        Ok::<_, StorageError>(version)
+    };
+    let version = stored.await.map_err(|err| CompileError::App(err.into()))?;
+    Ok(Uploaded {
+        version,
+        imports: info.imports.clone(),
+    })
+}
+
+/// A change of which plugin version is active.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// Activate this stored version.
+    Activate(String),
+    /// Go back to the version active before the current one.
+    Rollback,
+    /// Serve the base alone.
+    Deactivate,
+}
+
+/// Changes the tenant's active plugin, audited as `actor`'s: the tenant's
+/// caches are invalidated (on every node) and the new plugin is loaded now, so
+/// the first request after it does not compile.
+pub async fn change_activation(
+    app: &AppState,
+    tenant: &TenantId,
+    actor: &str,
+    change: Change,
+) -> Result<Activation> {
+    let db = app.storage.tenant(tenant);
+    let before = db.active_plugin().await?;
+    let (activation, action) = match change {
+        Change::Activate(sha256) => (db.activate(&sha256, actor).await?, "plugin.activate"),
+        Change::Rollback => (db.rollback(actor).await?, "plugin.rollback"),
+        Change::Deactivate => (db.deactivate(actor).await?, "plugin.deactivate"),
+    };
+    app.invalidate(tenant);
+    if let Some(sha) = &activation.sha256 {
+        load(app, tenant, sha).await?;
+    }
+    let before = json!({ "active": before }).to_string();
+    let after = json!({ "active": activation.sha256 }).to_string();
+    db.audit(
+        actor,
+        action,
+        activation.sha256.as_deref(),
+        Some(&before),
+        Some(&after),
+    )
+    .await?;
+    Ok(activation)
+}
