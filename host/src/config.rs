@@ -103,6 +103,12 @@ pub struct ServeConfig {
     #[arg(long, env = "VENEER_WARM_INSTANCES", default_value_t = 64)]
     pub warm_instances: u32,
 
+    /// Compiled plugins kept loaded, in MiB of code and components (all plugins
+    /// together); past it the least recently used are released and reloaded
+    /// from the artifact cache when next needed.
+    #[arg(long, env = "VENEER_LOADED_PLUGINS_MIB", default_value_t = 1024)]
+    pub loaded_plugins_mib: u64,
+
     /// Key that encrypts credentials at rest, `<id>:<base64 of 32 bytes>`
     /// (make one with `openssl rand -base64 32`). Dev mode has an insecure default.
     #[arg(long, env = "VENEER_SECRET_KEY", hide_env_values = true)]
@@ -248,6 +254,7 @@ impl ServeConfig {
             compile_timeout_secs: 60,
             max_concurrent_calls: 32,
             warm_instances: 16,
+            loaded_plugins_mib: 1024,
             secret_key: None,
             secret_old_keys: Vec::new(),
             worker_concurrency: 4,

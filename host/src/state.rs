@@ -135,6 +135,7 @@ impl AppState {
             artifact_key: Some(secrets.derive_key("veneer:artifacts:v1")),
             max_concurrent_calls: config.max_concurrent_calls,
             warm_instances: config.warm_instances,
+            loaded_bytes: config.loaded_plugins_mib.saturating_mul(1 << 20),
             ..RuntimeConfig::default()
         })
         .context("starting the plugin runtime")?;
