@@ -176,6 +176,41 @@ impl Server {
         sha
     }
 
+    /// Installs the hostile plugin for `tenant` (as its admin) with `settings`.
+    pub async fn install_hostile(&self, tenant: &str, settings: Value) -> String {
+        let bytes = crate::util::read(veneer::built_plugins::HOSTILE);
+        self.install(tenant, &admin(tenant), bytes, settings).await
+    }
+
+    /// Sets `tenant`'s plugin quota as a platform admin, asserting it was taken.
+    pub async fn set_quota(&self, tenant: &str, quota: Value) {
+        let (status, body) = self
+            .call(
+                Method::PUT,
+                "",
+                &format!("/v1/admin/tenants/{tenant}/quota"),
+                Some(&platform_admin()),
+                Some(quota),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+
+    /// A commission quote for `sale` as `token`; asserts 200.
+    pub async fn quote(&self, tenant: &str, token: &str, sale: Value) -> Value {
+        let (status, quote) = self
+            .call(
+                Method::POST,
+                tenant,
+                "/v1/commission/quote",
+                Some(token),
+                Some(sale),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{quote}");
+        quote
+    }
+
     /// Sets `tenant`'s plugin settings, asserting they were taken.
     pub async fn set_settings(&self, tenant: &str, token: &str, settings: Value) {
         let (status, body) = self

@@ -214,16 +214,7 @@ async fn quota_bites(db: Db) {
     assert_eq!(status, StatusCode::OK, "{quote}");
     assert_eq!(quote["source"], "plugin", "{quote}");
 
-    let (status, body) = server
-        .call(
-            Method::PUT,
-            "",
-            "/v1/admin/tenants/acme/quota",
-            Some(&platform_admin()),
-            Some(json!({ "fuel": 1000 })),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    server.set_quota("acme", json!({ "fuel": 1000 })).await;
     let (status, quote) = server
         .call(
             Method::POST,

@@ -152,12 +152,7 @@ async fn breaker(db: Db) {
     let server = Server::in_process(db).await;
     let token = admin("acme");
     server
-        .install(
-            "acme",
-            &token,
-            crate::util::read(veneer::built_plugins::HOSTILE),
-            json!({ "mode": "spin" }),
-        )
+        .install_hostile("acme", json!({ "mode": "spin" }))
         .await;
     let sale = super::harness::sale("bags", 10_000);
     for attempt in 0..veneer::limits::BREAKER_THRESHOLD {

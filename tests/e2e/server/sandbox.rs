@@ -5,27 +5,19 @@
 
 use std::time::{Duration, Instant};
 
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use super::harness::{Db, Server, admin, platform_admin, sale};
+use super::harness::{Db, Server, admin, sale};
 use veneer::both_backends;
 
 /// Far below the minute the sleeping plugin asks for.
 const SLACK: Duration = Duration::from_secs(5);
 
 async fn quote(server: &Server, tenant: &str) -> Value {
-    let (status, quote) = server
-        .call(
-            Method::POST,
-            tenant,
-            "/v1/commission/quote",
-            Some(&admin(tenant)),
-            Some(sale("bags", 10_000)),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{quote}");
-    quote
+    server
+        .quote(tenant, &admin(tenant), sale("bags", 10_000))
+        .await
 }
 
 /// globex's own plugin still serves its quotes.
@@ -39,23 +31,11 @@ async fn sleeping_plugin(db: Db) {
     let server = Server::in_process(db).await;
     let token = admin("acme");
     server
-        .install(
-            "acme",
-            &token,
-            crate::util::read(veneer::built_plugins::HOSTILE),
-            json!({ "mode": "sleep", "count": 60_000 }),
-        )
+        .install_hostile("acme", json!({ "mode": "sleep", "count": 60_000 }))
         .await;
-    let (status, body) = server
-        .call(
-            Method::PUT,
-            "",
-            "/v1/admin/tenants/acme/quota",
-            Some(&platform_admin()),
-            Some(json!({ "deadline_ms": 100 })),
-        )
+    server
+        .set_quota("acme", json!({ "deadline_ms": 100 }))
         .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
 
     let started = Instant::now();
     let q = quote(&server, "acme").await;
@@ -88,12 +68,7 @@ async fn printing_and_panicking(db: Db) {
     let server = Server::in_process(db).await;
     let token = admin("acme");
     server
-        .install(
-            "acme",
-            &token,
-            crate::util::read(veneer::built_plugins::HOSTILE),
-            json!({ "mode": "print" }),
-        )
+        .install_hostile("acme", json!({ "mode": "print" }))
         .await;
     let q = quote(&server, "acme").await;
     assert_eq!(q["source"], "plugin", "{q}");

@@ -311,12 +311,7 @@ async fn slow_quotes(db: Db) {
     let server = Server::in_process(db).await;
     let token = admin("acme");
     server
-        .install(
-            "acme",
-            &token,
-            crate::util::read(veneer::built_plugins::HOSTILE),
-            json!({ "mode": "slow-ok", "count": 300000 }),
-        )
+        .install_hostile("acme", json!({ "mode": "slow-ok", "count": 300000 }))
         .await;
     let quote = || async {
         let (status, quote) = server
