@@ -504,3 +504,6 @@ impl JobHandler<AppState> for EmailSend {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;
