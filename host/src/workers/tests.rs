@@ -138,10 +138,9 @@ fn context(tenant: &TenantId, db: &TenantDb, job: JobRecord) -> JobContext {
 
 // ---- the send job ----
 
-/// Email settings on the platform's relay, a welcome message queued through
-/// the application layer, and its job as a worker claims it (first attempt).
-async fn queued_send(app: &AppState, tenant: &TenantId, db: &TenantDb) -> (String, JobRecord) {
-    db.email_set_settings(&EmailSettings {
+/// Sending as `hello@shop.example` through the platform's relay.
+fn platform_settings() -> EmailSettings {
+    EmailSettings {
         sending_domain: "shop.example".into(),
         from_name: "Shop".into(),
         from_address: "hello@shop.example".into(),
@@ -152,9 +151,25 @@ async fn queued_send(app: &AppState, tenant: &TenantId, db: &TenantDb) -> (Strin
         smtp_tls: EmailTls::None,
         smtp_username: None,
         smtp_password_enc: None,
-    })
-    .await
-    .expect("settings saved");
+    }
+}
+
+/// Email settings on the platform's relay, a welcome message queued through
+/// the application layer, and its job as a worker claims it (first attempt).
+async fn queued_send(app: &AppState, tenant: &TenantId, db: &TenantDb) -> (String, JobRecord) {
+    queued_send_with(app, tenant, db, platform_settings()).await
+}
+
+/// Like [`queued_send`], with `settings`.
+async fn queued_send_with(
+    app: &AppState,
+    tenant: &TenantId,
+    db: &TenantDb,
+    settings: EmailSettings,
+) -> (String, JobRecord) {
+    db.email_set_settings(&settings)
+        .await
+        .expect("settings saved");
     let state = app
         .tenant_state(tenant)
         .await
@@ -276,6 +291,88 @@ async fn a_suppressed_recipient_is_skipped_without_a_send() {
         message_state(&db, &id).await.0,
         EmailState::SkippedSuppressed
     );
+}
+
+/// The tenant's own relay, with its password sealed as the settings API
+/// seals it.
+fn custom_relay(app: &AppState, tenant: &TenantId, password_enc: Option<String>) -> EmailSettings {
+    let password_enc = password_enc.unwrap_or_else(|| {
+        app.secrets
+            .encrypt(b"relay-pass", &crate::email::password_aad(tenant))
+    });
+    EmailSettings {
+        relay: EmailRelay::Custom,
+        smtp_host: Some("smtp.shop.example".into()),
+        smtp_port: Some(587),
+        smtp_tls: EmailTls::Starttls,
+        smtp_username: Some("shop".into()),
+        smtp_password_enc: Some(password_enc),
+        ..platform_settings()
+    }
+}
+
+/// A sender that keeps the relay it was handed.
+#[derive(Default)]
+struct RelaySpy(Mutex<Option<SmtpConfig>>);
+
+impl EmailSender for RelaySpy {
+    fn send<'a>(&'a self, relay: &'a SmtpConfig, _: &'a lettre::Message) -> SendFuture<'a> {
+        *self.0.lock().expect("lock") = Some(relay.clone());
+        Box::pin(async {
+            Ok(SmtpOutcome {
+                code: 250,
+                reply: "250 ok".into(),
+            })
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_tenant_relay_gets_its_decrypted_credentials_and_the_outbound_rule() {
+    let (_db, app, tenant, db) = state().await;
+    let settings = custom_relay(&app, &tenant, None);
+    let (id, job) = queued_send_with(&app, &tenant, &db, settings).await;
+    let spy = Arc::new(RelaySpy::default());
+    EmailSend::new(spy.clone())
+        .run(&app, &context(&tenant, &db, job))
+        .await
+        .expect("sent");
+
+    let relay = spy.0.lock().expect("lock").clone().expect("handed over");
+    assert_eq!(relay.host, "smtp.shop.example");
+    assert_eq!(relay.port, 587);
+    assert_eq!(relay.tls, EmailTls::Starttls);
+    assert_eq!(relay.username.as_deref(), Some("shop"));
+    assert_eq!(relay.password.as_deref(), Some("relay-pass"));
+    assert_eq!(
+        relay.policy,
+        Some(app.config.relay_policy()),
+        "a tenant's relay is checked against the outbound rule at send time"
+    );
+    assert_eq!(message_state(&db, &id).await.0, EmailState::Sent);
+}
+
+#[tokio::test]
+async fn a_password_that_does_not_decrypt_fails_the_message_unsent() {
+    let (_db, app, tenant, db) = state().await;
+    // Sealed for another tenant: the AAD does not match.
+    let other = TenantId::new("other").expect("tenant id");
+    let foreign = app
+        .secrets
+        .encrypt(b"relay-pass", &crate::email::password_aad(&other));
+    let settings = custom_relay(&app, &tenant, Some(foreign));
+    let (id, job) = queued_send_with(&app, &tenant, &db, settings).await;
+    let sender = Arc::new(FakeSender::default());
+    let outcome = EmailSend::new(sender.clone())
+        .run(&app, &context(&tenant, &db, job))
+        .await;
+
+    assert!(
+        matches!(&outcome, Err(JobError::Fail(why)) if why.contains("save the email settings again")),
+        "{outcome:?}"
+    );
+    assert!(sender.sent().is_empty(), "nothing handed to a relay");
+    assert_eq!(message_state(&db, &id).await.0, EmailState::Failed);
 }
 
 // ---- the webhook job ----
@@ -500,5 +597,78 @@ async fn a_line_the_base_cannot_price_is_recorded_as_an_invalid_sale() {
         recorded[0].decision_json.contains("settlement currency"),
         "{}",
         recorded[0].decision_json
+    );
+}
+
+/// An Admin client that cannot be set up for the store's credentials.
+struct Misconfigured;
+
+impl ShopifyClient for Misconfigured {
+    fn product_type<'a>(&'a self, _: &'a OpenedCredentials, _: u64) -> AdminFuture<'a, String> {
+        Box::pin(async { Err(ShopifyError::InvalidConfig("bad shop domain".into())) })
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_cannot_be_set_up_fails_the_job_without_retry() {
+    let (_db, app, tenant, db) = state().await;
+    connect_store(&app, &tenant, &db).await;
+    let body = order(vec![line(1, 11, None)]);
+    let outcome = ShopifyWebhook::new(Arc::new(Misconfigured))
+        .run(
+            &app,
+            &context(&tenant, &db, webhook_job(&tenant, "orders/create", body)),
+        )
+        .await;
+    assert!(
+        matches!(&outcome, Err(JobError::Fail(why)) if why.contains("bad shop domain")),
+        "{outcome:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_product_event_stores_the_type_and_its_category() {
+    let (_db, app, tenant, db) = state().await;
+    let shopify = Arc::new(FakeShopify::default());
+    let body = json!({ "id": 77, "title": "Runner", "product_type": "Sneakers" });
+    ShopifyWebhook::new(shopify.clone())
+        .run(
+            &app,
+            &context(&tenant, &db, webhook_job(&tenant, "products/create", body)),
+        )
+        .await
+        .expect("stored");
+    let product = db
+        .shopify_product("77")
+        .await
+        .expect("read")
+        .expect("stored");
+    assert_eq!(product.product_type, "Sneakers");
+    assert_eq!(product.category_id.as_deref(), Some("sneakers"));
+    assert!(shopify.calls().is_empty(), "the event carries the type");
+}
+
+#[tokio::test]
+async fn an_uninstall_disables_the_store_and_is_audited() {
+    let (_db, app, tenant, db) = state().await;
+    connect_store(&app, &tenant, &db).await;
+    ShopifyWebhook::new(Arc::new(FakeShopify::default()))
+        .run(
+            &app,
+            &context(
+                &tenant,
+                &db,
+                webhook_job(&tenant, "app/uninstalled", json!({})),
+            ),
+        )
+        .await
+        .expect("processed");
+    let store = db.shopify_store().await.expect("read").expect("kept");
+    assert!(!store.enabled, "the host no longer acts for the store");
+    let log = db.audit_log(10).await.expect("audit read");
+    assert!(
+        log.iter()
+            .any(|entry| entry.action == "shopify.uninstalled"),
+        "{log:?}"
     );
 }
