@@ -22,6 +22,7 @@ mod dsn;
 mod message;
 mod render;
 mod send;
+mod sender;
 mod settings;
 mod subset;
 mod verp;
@@ -40,6 +41,7 @@ pub use render::{
     TEMPLATE_FUEL, TEMPLATE_RECURSION, render,
 };
 pub use send::{SendError, SmtpConfig, SmtpOutcome, check_relay, relay_config, send};
+pub use sender::{EmailSender, SendFuture, SmtpSender};
 pub use settings::{
     EmailSettingsError, FROM_NAME_CODE, SETTINGS_CODE, check_display_name, password_aad,
     validate_settings,

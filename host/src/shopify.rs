@@ -21,6 +21,7 @@
 //! supplied, which shop the token belongs to, and the answer must name the
 //! shop being connected.
 
+mod admin;
 mod client;
 mod credentials;
 mod mapping;
@@ -32,6 +33,7 @@ mod webhook;
 #[cfg(test)]
 mod tests;
 
+pub use admin::{AdminApi, AdminFuture, ShopifyClient};
 pub use client::{AdminClient, QueryCost, RetryPolicy, ThrottleStatus};
 pub use credentials::{
     OpenedCredentials, RotationReport, VerifiedWebhook, access_token_aad, app_secret_aad,

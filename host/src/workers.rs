@@ -12,6 +12,9 @@
 //! An adapter, like `http`: the use cases (effective configuration,
 //! commissions, run recording) are the application layer's ([`crate::app`]),
 //! the job kinds are [`crate::app::jobs`]'s; it never calls HTTP code.
+//! SMTP and Shopify's Admin API are reached only through the handlers'
+//! [`EmailSender`] and [`ShopifyClient`] (the real ones wired in [`start`]),
+//! so the handlers are unit-tested with in-memory ones.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -26,10 +29,11 @@ use crate::app::config::effective;
 use crate::app::jobs::{SEND_JOB, WEBHOOK_JOB};
 use crate::app::plugins::active_plugin;
 use crate::base::Sale;
+use crate::email::{EmailSender, SmtpSender};
 use crate::jobs::{JobContext, JobError, JobHandler, Worker, WorkerConfig, WorkerHandle};
 use crate::shopify::{
-    LineItem, OrderCreated, ProductEvent, map_product_type, money_to_minor, open_credentials,
-    parse_timestamp_ms,
+    AdminApi, LineItem, OrderCreated, ProductEvent, ShopifyClient, ShopifyError, map_product_type,
+    money_to_minor, open_credentials, parse_timestamp_ms,
 };
 use crate::state::AppState;
 use crate::storage::NewShopifyCommission;
@@ -58,12 +62,18 @@ pub fn start(app: &AppState) -> Option<WorkerHandle> {
             ..WorkerConfig::default()
         },
     );
-    worker.register(WEBHOOK_JOB, ShopifyWebhook);
+    worker.register(
+        WEBHOOK_JOB,
+        ShopifyWebhook::new(Arc::new(AdminApi::new(
+            app.http.clone(),
+            app.config.shopify_api_base.clone(),
+        ))),
+    );
     worker.set_budget(
         WEBHOOK_JOB,
         Duration::from_secs(app.config.shopify_job_budget_secs),
     );
-    worker.register(SEND_JOB, EmailSend);
+    worker.register(SEND_JOB, EmailSend::new(Arc::new(SmtpSender)));
     worker.set_budget(
         SEND_JOB,
         Duration::from_secs(app.config.email_job_budget_secs),
@@ -88,8 +98,19 @@ fn yes() -> bool {
     true
 }
 
-/// Processes one Shopify webhook delivery.
-struct ShopifyWebhook;
+/// Processes one Shopify webhook delivery, calling the Admin API through
+/// `shopify`.
+pub struct ShopifyWebhook {
+    shopify: Arc<dyn ShopifyClient>,
+}
+
+impl ShopifyWebhook {
+    /// The handler, calling Shopify through `shopify` ([`AdminApi`] in
+    /// production).
+    pub fn new(shopify: Arc<dyn ShopifyClient>) -> Self {
+        Self { shopify }
+    }
+}
 
 impl JobHandler<AppState> for ShopifyWebhook {
     fn run<'a>(&'a self, app: &'a AppState, job: &'a JobContext) -> Fut<'a> {
@@ -102,7 +123,7 @@ impl JobHandler<AppState> for ShopifyWebhook {
                 return Ok(());
             }
             match payload.topic.as_str() {
-                "orders/create" => orders_create(app, job, &payload).await,
+                "orders/create" => orders_create(app, self.shopify.as_ref(), job, &payload).await,
                 "products/create" | "products/update" => product_upsert(app, job, &payload).await,
                 "products/delete" => {
                     let id = payload
@@ -142,6 +163,7 @@ impl JobHandler<AppState> for ShopifyWebhook {
 /// type — the type fetched through the Admin API with the tenant's own token.
 async fn line_category(
     app: &AppState,
+    shopify: &dyn ShopifyClient,
     job: &JobContext,
     line: &LineItem,
     categories: &[crate::base::Category],
@@ -164,7 +186,7 @@ async fn line_category(
     let Some(product_id) = line.product_id else {
         return Ok(UNMAPPED.into());
     };
-    let product_type = fetch_product_type(app, job, product_id).await?;
+    let product_type = fetch_product_type(app, shopify, job, product_id).await?;
     let category = map_product_type(&product_type, categories);
     job.db
         .upsert_shopify_product(
@@ -184,6 +206,7 @@ const UNMAPPED: &str = "unmapped";
 
 async fn fetch_product_type(
     app: &AppState,
+    shopify: &dyn ShopifyClient,
     job: &JobContext,
     product_id: u64,
 ) -> Result<String, JobError> {
@@ -195,28 +218,19 @@ async fn fetch_product_type(
         .ok_or_else(|| JobError::Fail("the tenant has no Shopify store connected".into()))?;
     let credentials = open_credentials(&app.secrets, &job.tenant, &store)
         .map_err(|err| JobError::Fail(format!("cannot open the store's credentials: {err}")))?;
-    let mut client = credentials
-        .client(app.http.clone())
-        .map_err(|err| JobError::Fail(err.to_string()))?;
-    if let Some(base) = &app.config.shopify_api_base {
-        client = client.with_base_url(base);
-    }
-    let data = client
-        .graphql(
-            "query productType($id: ID!) { product(id: $id) { productType } }",
-            json!({ "id": format!("gid://shopify/Product/{product_id}") }),
-        )
+    shopify
+        .product_type(&credentials, product_id)
         .await
-        .map_err(|err| JobError::Retry(format!("Shopify Admin API: {err}")))?;
-    Ok(data
-        .pointer("/product/productType")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned())
+        .map_err(|err| match err {
+            // The client cannot be set up for these credentials: no retry helps.
+            ShopifyError::InvalidConfig(_) => JobError::Fail(err.to_string()),
+            err => JobError::Retry(format!("Shopify Admin API: {err}")),
+        })
 }
 
 async fn orders_create(
     app: &AppState,
+    shopify: &dyn ShopifyClient,
     job: &JobContext,
     payload: &WebhookJob,
 ) -> Result<(), JobError> {
@@ -265,7 +279,7 @@ async fn orders_create(
         if recorded.contains(&line.id.to_string()) {
             continue;
         }
-        let category_id = line_category(app, job, line, &config.categories.value).await?;
+        let category_id = line_category(app, shopify, job, line, &config.categories.value).await?;
         let unit_price = money_to_minor(&line.price, &order.currency)
             .map_err(|err| JobError::Fail(format!("line {}: {err}", line.id)))?;
         let sale = Sale {
@@ -365,15 +379,25 @@ struct SendJob {
     rendered: crate::email::Rendered,
 }
 
-/// Sends one rendered message through the tenant's relay. Idempotent: a message
-/// that is no longer queued (sent, skipped, failed) is not sent again.
-struct EmailSend;
+/// Sends one rendered message through the tenant's relay, handing it to
+/// `sender`. Idempotent: a message that is no longer queued (sent, skipped,
+/// failed) is not sent again.
+pub struct EmailSend {
+    sender: Arc<dyn EmailSender>,
+}
+
+impl EmailSend {
+    /// The handler, sending through `sender` ([`SmtpSender`] in production).
+    pub fn new(sender: Arc<dyn EmailSender>) -> Self {
+        Self { sender }
+    }
+}
 
 impl JobHandler<AppState> for EmailSend {
     fn run<'a>(&'a self, app: &'a AppState, job: &'a JobContext) -> Fut<'a> {
         Box::pin(async move {
             use crate::email::{
-                SendError, SmtpConfig, bounce_address, build_message, relay_config, send,
+                SendError, SmtpConfig, bounce_address, build_message, relay_config,
             };
             use crate::storage::EmailState;
 
@@ -451,7 +475,7 @@ impl JobHandler<AppState> for EmailSend {
                         return Err(JobError::Fail(err.to_string()));
                     }
                 };
-            match send(&relay, &email).await {
+            match self.sender.send(&relay, &email).await {
                 Ok(outcome) => {
                     db.email_mark_sent(&payload.message, &outcome.reply)
                         .await
@@ -480,3 +504,6 @@ impl JobHandler<AppState> for EmailSend {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;
