@@ -684,6 +684,52 @@ mod tests {
     }
 
     #[test]
+    fn the_runner_checks_what_the_resolver_serves() {
+        let (runtime, plugin) = fixture();
+        let resolver = Resolver::new(runtime, base());
+        let data =
+            || -> Arc<dyn TenantData> { Arc::new(crate::runtime::StaticTenantData::default()) };
+        let served = resolver.resolve::<hook::Categories>(
+            Some(plugin),
+            None,
+            data(),
+            &Quota::default(),
+            &base().categories,
+            (),
+        );
+        let checked = resolver.run_checked::<hook::Categories>(
+            plugin,
+            data(),
+            &Quota::default(),
+            &base().categories,
+            (),
+        );
+        assert_eq!(served.source, Source::Plugin, "{:?}", served.run);
+        assert!(checked.violation.is_none());
+        match checked.run.outcome {
+            Outcome::Ok(value) => assert_eq!(value, served.value),
+            other => panic!("the runner's run failed: {:?}", other.kind()),
+        }
+
+        // Output the validator refuses: the runner keeps it and names the
+        // violation; the resolver serves the base with the same reason.
+        let sale = sale();
+        let decision = base().decide_commission(&sale);
+        let bad = CommissionDecision {
+            fee: 1_000_000_000,
+            ..decision.clone()
+        };
+        let violation = <hook::Commission as ResolveHook>::check(&bad, (&sale, &decision), ())
+            .expect_err("fee");
+        let served = resolver
+            .commission_with(Some(plugin), &sale, |_, _| ran(Outcome::Ok(bad.clone())))
+            .expect("a valid sale");
+        assert_eq!(served.source, Source::Base);
+        let message = served.run.and_then(|r| r.message).expect("a message");
+        assert!(message.ends_with(&violation.to_string()), "{message}");
+    }
+
+    #[test]
     fn transient_failures_are_not_cached() {
         let (runtime, plugin) = fixture();
         let resolver = Resolver::new(runtime, base());
