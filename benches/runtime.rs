@@ -29,6 +29,7 @@ use veneer::base::{self, BaseConfig};
 use veneer::built_plugins;
 use veneer::cache::{Caches, EffectiveKey};
 use veneer::resolve::Resolver;
+use veneer::runtime::hook;
 use veneer::runtime::{
     LoadedPlugin, Metering, Outcome, Quota, Runtime, RuntimeConfig, Session, StaticTenantData,
     TenantData, WarmKey,
@@ -129,46 +130,63 @@ fn ok<T>(what: &str, outcome: Outcome<T>) -> T {
 
 fn fresh_commission(f: &Fixture) -> Outcome<base::CommissionDecision> {
     f.runtime
-        .commission(&f.luxury, f.data.clone(), &f.quota, &f.sale, &f.decision)
+        .run::<hook::Commission>(
+            &f.luxury,
+            None,
+            f.data.clone(),
+            &f.quota,
+            (&f.sale, &f.decision),
+        )
         .outcome
 }
 
-/// The server's quote path: `commission_reusing` with the tenant's warm key, so
+/// The server's quote path: `run::<hook::Commission>` with the tenant's warm key, so
 /// the call takes a warm instance from the runtime's pool and puts it back.
 fn pooled_commission(f: &Fixture, key: &WarmKey) -> Outcome<base::CommissionDecision> {
     f.runtime
-        .commission_reusing(
+        .run::<hook::Commission>(
             &f.luxury,
             Some(key),
             f.data.clone(),
             &f.quota,
-            &f.sale,
-            &f.decision,
+            (&f.sale, &f.decision),
         )
         .outcome
 }
 
 fn fresh_categories(f: &Fixture) -> Outcome<Vec<base::Category>> {
     f.runtime
-        .categories(&f.luxury, f.data.clone(), &f.quota, &f.base.categories)
+        .run::<hook::Categories>(
+            &f.luxury,
+            None,
+            f.data.clone(),
+            &f.quota,
+            &f.base.categories,
+        )
         .outcome
 }
 
 fn fresh_size_charts(f: &Fixture) -> Outcome<Vec<base::SizeChart>> {
     f.runtime
-        .size_charts(&f.sneakers, f.data.clone(), &f.quota, &f.base.size_charts)
+        .run::<hook::SizeCharts>(
+            &f.sneakers,
+            None,
+            f.data.clone(),
+            &f.quota,
+            &f.base.size_charts,
+        )
         .outcome
 }
 
 fn fresh_email(f: &Fixture) -> Outcome<base::EmailTemplate> {
     let def = &f.base.emails["welcome"];
     f.runtime
-        .email(
+        .run::<hook::Email>(
             &f.email,
+            None,
             f.email_data.clone(),
             &f.quota,
-            &def.template,
-            &def.sample,
+            (&def.template, &def.sample),
         )
         .outcome
 }
@@ -219,7 +237,10 @@ impl<'a> Warm<'a> {
 
     fn commission(&mut self) -> base::CommissionDecision {
         let (sale, decision) = (&self.f.sale, &self.f.decision);
-        ok("warm commission", self.session().commission(sale, decision))
+        ok(
+            "warm commission",
+            self.session().run::<hook::Commission>((sale, decision)),
+        )
     }
 
     fn describe(&mut self) -> Vec<veneer::runtime::Hook> {
@@ -280,9 +301,13 @@ fn slow_data() -> Arc<dyn TenantData> {
 }
 
 fn slow_call(m: &Metered, f: &Fixture, data: &Arc<dyn TenantData>, quota: &Quota) -> u64 {
-    let run = m
-        .runtime
-        .commission(&m.plugin, data.clone(), quota, &f.sale, &f.decision);
+    let run = m.runtime.run::<hook::Commission>(
+        &m.plugin,
+        None,
+        data.clone(),
+        quota,
+        (&f.sale, &f.decision),
+    );
     assert!(matches!(run.outcome, Outcome::Ok(_)), "{}", m.name);
     run.stats.fuel_used
 }

@@ -1,6 +1,8 @@
 //! The `veneer` command line: the local plugin runner and checker for plugin
 //! developers, and base-configuration checks. It reports exactly what the host
 //! would do with a plugin: the same checks, sandbox, quotas and validation.
+//! `plugin run` only parses each hook's input; the run and the check are the
+//! resolver's ([`Resolver::run_checked`] with the hook's one definition).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,12 +17,12 @@ use serde_json::{Value, json};
 use crate::auth::OrgRole;
 use crate::base::{BaseConfig, Category, CommissionDecision, EmailTemplate, Sale, SizeChart};
 use crate::config::ServeConfig;
-use crate::resolve;
+use crate::resolve::{self, Checked, ResolveHook, Resolver};
+use crate::runtime::hook;
 use crate::runtime::{
     CheckError, Hook, LoadedPlugin, Outcome, OutcomeKind, Quota, Run, RunStats, Runtime,
     RuntimeConfig, StaticTenantData,
 };
-use crate::validate;
 
 /// `println!` that returns the write's error instead of panicking: a reader that
 /// closes the pipe early (`veneer plugin run … | head`) ends the command quietly.
@@ -419,17 +421,24 @@ struct HookResult {
     warm_fuel_used: Option<u64>,
 }
 
-fn finish<T: serde::Serialize>(
-    run: Run<T>,
-    check: impl FnOnce(&T) -> Result<(), validate::Violation>,
+/// Runs hook `H` through the resolver's own run and check
+/// ([`Resolver::run_checked`]), so the runner does what the host does.
+fn finish<H: ResolveHook>(
+    resolver: &Resolver<'_>,
+    plugin: &LoadedPlugin,
+    data: Arc<StaticTenantData>,
+    quota: &Quota,
+    input: H::Input<'_>,
+    against: H::Against<'_>,
 ) -> HookResult {
+    let Checked { run, violation } = resolver.run_checked::<H>(plugin, data, quota, input, against);
     let Run { outcome, stats } = run;
     match outcome {
         Outcome::Ok(value) => {
             let output = serde_json::to_value(&value).unwrap_or(Value::Null);
-            let outcome = match check(&value) {
-                Ok(()) => Outcome::Ok(()),
-                Err(violation) => Outcome::InvalidOutput {
+            let outcome = match violation {
+                None => Outcome::Ok(()),
+                Some(violation) => Outcome::InvalidOutput {
                     reason: format!("the output is invalid: {violation}"),
                 },
             };
@@ -517,24 +526,21 @@ fn run_hook(
                 .join(", ")
         );
     }
+    let resolver = Resolver::new(runtime, base);
     Ok(match args.hook {
         Hook::Categories => {
             let input: Vec<Category> = match &args.input {
                 Some(path) => read_json(path)?,
                 None => base.categories.clone(),
             };
-            finish(runtime.categories(plugin, data, quota, &input), |out| {
-                resolve::check_categories(out)
-            })
+            finish::<hook::Categories>(&resolver, plugin, data, quota, &input, ())
         }
         Hook::SizeCharts => {
             let input: Vec<SizeChart> = match &args.input {
                 Some(path) => read_json(path)?,
                 None => base.size_charts.clone(),
             };
-            finish(runtime.size_charts(plugin, data, quota, &input), |out| {
-                resolve::check_size_charts(out, &base.categories)
-            })
+            finish::<hook::SizeCharts>(&resolver, plugin, data, quota, &input, &base.categories)
         }
         Hook::Commission => {
             let (sale, decision) = match &args.input {
@@ -563,9 +569,13 @@ fn run_hook(
                 }
             };
             resolve::check_sale(base, &sale)?;
-            let mut result = finish(
-                runtime.commission(plugin, data.clone(), quota, &sale, &decision),
-                |out| validate::commission(&sale, out),
+            let mut result = finish::<hook::Commission>(
+                &resolver,
+                plugin,
+                data.clone(),
+                quota,
+                (&sale, &decision),
+                (),
             );
             if matches!(result.outcome, Outcome::Ok(())) {
                 result.warm_fuel_used =
@@ -593,10 +603,7 @@ fn run_hook(
                 TemplateRef::Full(t) => t,
             };
             let context = input.context.unwrap_or_else(|| def.sample.clone());
-            finish(
-                runtime.email(plugin, data, quota, &template, &context),
-                |out| validate::email(out, def),
-            )
+            finish::<hook::Email>(&resolver, plugin, data, quota, (&template, &context), def)
         }
     })
 }
@@ -613,7 +620,10 @@ fn warm_commission_fuel(
 ) -> Option<u64> {
     let mut session = runtime.session(plugin, data, quota).ok()?;
     for _ in 0..2 {
-        if !matches!(session.commission(sale, decision), Outcome::Ok(_)) {
+        if !matches!(
+            session.run::<hook::Commission>((sale, decision)),
+            Outcome::Ok(_)
+        ) {
             return None;
         }
     }

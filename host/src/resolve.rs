@@ -8,13 +8,23 @@
 //! request's input ([`InputError`]); it does not store anything, record runs or
 //! cache (the application layer, [`crate::app`], does), and knows nothing of
 //! HTTP or of how an adapter serialises what it serves ([`Memo`] is opaque).
+//!
+//! Each hook's base value and validator are defined once, in its
+//! [`ResolveHook`] implementation (the rest of its definition is the
+//! runtime's [`HookCall`]); [`Resolver::resolve`] serves any hook and
+//! [`Resolver::run_checked`] is the same run and check for `veneer plugin run`.
+//! [`Resolver::commission`] and [`Resolver::email`] only build their hook's
+//! input from a request (checking it) before resolving.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::base::{BaseConfig, Category, CommissionDecision, EmailTemplate, Sale, SizeChart};
+use crate::base::{
+    BaseConfig, Category, CommissionDecision, EmailDef, EmailTemplate, Sale, SizeChart,
+};
+use crate::runtime::hook::{self, HookCall};
 use crate::runtime::{
     Hook, LoadedPlugin, Outcome, OutcomeKind, Quota, Run, RunStats, Runtime, TenantData, WarmKey,
 };
@@ -110,6 +120,91 @@ pub fn check_size_charts(out: &[SizeChart], categories: &[Category]) -> Result<(
     validate::size_chart_categories(out, categories)
 }
 
+/// A hook as the resolver serves it: the runtime's definition ([`HookCall`])
+/// plus the value served when the plugin does not run or fails, and the
+/// invariants its output must hold.
+pub trait ResolveHook: HookCall {
+    /// What the validator needs besides the input: the effective categories
+    /// for size charts, the template's definition for an email.
+    type Against<'a>: Copy;
+
+    /// The value served without the plugin: the base part of the input.
+    fn base_value(input: Self::Input<'_>) -> Self::Output;
+
+    /// The section's invariants, checked on the plugin's output.
+    fn check(
+        out: &Self::Output,
+        input: Self::Input<'_>,
+        against: Self::Against<'_>,
+    ) -> Result<(), Violation>;
+}
+
+impl ResolveHook for hook::Categories {
+    type Against<'a> = ();
+
+    fn base_value(input: &[Category]) -> Vec<Category> {
+        input.to_vec()
+    }
+
+    fn check(out: &Vec<Category>, _: &[Category], (): ()) -> Result<(), Violation> {
+        check_categories(out)
+    }
+}
+
+impl ResolveHook for hook::SizeCharts {
+    type Against<'a> = &'a [Category];
+
+    fn base_value(input: &[SizeChart]) -> Vec<SizeChart> {
+        input.to_vec()
+    }
+
+    fn check(
+        out: &Vec<SizeChart>,
+        _: &[SizeChart],
+        categories: &[Category],
+    ) -> Result<(), Violation> {
+        check_size_charts(out, categories)
+    }
+}
+
+impl ResolveHook for hook::Commission {
+    type Against<'a> = ();
+
+    fn base_value((_, base): Self::Input<'_>) -> CommissionDecision {
+        base.clone()
+    }
+
+    fn check(
+        out: &CommissionDecision,
+        (sale, _): Self::Input<'_>,
+        (): (),
+    ) -> Result<(), Violation> {
+        validate::commission(sale, out)
+    }
+}
+
+impl ResolveHook for hook::Email {
+    type Against<'a> = &'a EmailDef;
+
+    fn base_value((template, _): Self::Input<'_>) -> EmailTemplate {
+        template.clone()
+    }
+
+    fn check(out: &EmailTemplate, _: Self::Input<'_>, def: &EmailDef) -> Result<(), Violation> {
+        validate::email(out, def)
+    }
+}
+
+/// A plugin run and, when it returned a value, the invariant that value
+/// breaks (the value is kept: `veneer plugin run` shows it).
+#[derive(Debug)]
+pub struct Checked<T> {
+    /// The run as the runtime ended it.
+    pub run: Run<T>,
+    /// What is wrong with the returned value, if anything.
+    pub violation: Option<Violation>,
+}
+
 /// A tenant's whole effective configuration, as served and cached.
 #[derive(Debug, Clone, Serialize)]
 pub struct EffectiveConfig {
@@ -196,43 +291,40 @@ impl<'a> Resolver<'a> {
         Self { runtime, base }
     }
 
-    /// The tenant's category tree.
-    pub fn categories(
+    /// Hook `H` with `input`: the plugin's validated output, or the base
+    /// value (see the module docs). `against` is what the validator needs
+    /// besides the input (see [`ResolveHook::Against`]).
+    pub fn resolve<H: ResolveHook>(
         &self,
         plugin: Option<&LoadedPlugin>,
+        warm: Option<&WarmKey>,
         data: Arc<dyn TenantData>,
         quota: &Quota,
-    ) -> Resolved<Vec<Category>> {
-        resolve(
-            Hook::Categories,
-            plugin,
-            || self.base.categories.clone(),
-            |p| {
-                self.runtime
-                    .categories(p, data, quota, &self.base.categories)
-            },
-            |out| check_categories(out),
-        )
+        input: H::Input<'_>,
+        against: H::Against<'_>,
+    ) -> Resolved<H::Output> {
+        resolve_with::<H>(plugin, input, against, |p| {
+            self.runtime.run::<H>(p, warm, data, quota, input)
+        })
     }
 
-    /// The tenant's size charts; `categories` are the tenant's effective ones.
-    pub fn size_charts(
+    /// Runs hook `H` as [`Resolver::resolve`] does and checks its output
+    /// with the same validator, without falling back: what `veneer plugin
+    /// run` reports. The caller checks that the plugin implements the hook.
+    pub fn run_checked<H: ResolveHook>(
         &self,
-        plugin: Option<&LoadedPlugin>,
+        plugin: &LoadedPlugin,
         data: Arc<dyn TenantData>,
         quota: &Quota,
-        categories: &[Category],
-    ) -> Resolved<Vec<SizeChart>> {
-        resolve(
-            Hook::SizeCharts,
-            plugin,
-            || self.base.size_charts.clone(),
-            |p| {
-                self.runtime
-                    .size_charts(p, data, quota, &self.base.size_charts)
-            },
-            |out| check_size_charts(out, categories),
-        )
+        input: H::Input<'_>,
+        against: H::Against<'_>,
+    ) -> Checked<H::Output> {
+        let run = self.runtime.run::<H>(plugin, None, data, quota, input);
+        let violation = match &run.outcome {
+            Outcome::Ok(value) => H::check(value, input, against).err(),
+            _ => None,
+        };
+        Checked { run, violation }
     }
 
     /// The commission for one sale line.
@@ -246,7 +338,7 @@ impl<'a> Resolver<'a> {
     ) -> Result<Resolved<CommissionDecision>, InputError> {
         self.commission_with(plugin, sale, |p, base| {
             self.runtime
-                .commission_reusing(p, warm, data, quota, sale, base)
+                .run::<hook::Commission>(p, warm, data, quota, (sale, base))
         })
     }
 
@@ -262,12 +354,11 @@ impl<'a> Resolver<'a> {
     ) -> Result<Resolved<CommissionDecision>, InputError> {
         check_sale(self.base, sale)?;
         let base = self.base.decide_commission(sale);
-        Ok(resolve(
-            Hook::Commission,
+        Ok(resolve_with::<hook::Commission>(
             plugin,
-            || base.clone(),
+            (sale, &base),
+            (),
             |p| run(p, &base),
-            |out| validate::commission(sale, out),
         ))
     }
 
@@ -286,13 +377,7 @@ impl<'a> Resolver<'a> {
             .email(template_id)
             .ok_or_else(|| InputError::UnknownTemplate(template_id.to_owned()))?;
         let context = context.unwrap_or(&def.sample);
-        Ok(resolve(
-            Hook::Email,
-            plugin,
-            || def.template.clone(),
-            |p| self.runtime.email(p, data, quota, &def.template, context),
-            |out| validate::email(out, def),
-        ))
+        Ok(self.resolve::<hook::Email>(plugin, None, data, quota, (&def.template, context), def))
     }
 }
 
@@ -306,8 +391,22 @@ impl Resolver<'_> {
         quota: &Quota,
         version: String,
     ) -> EffectiveConfig {
-        let categories = self.categories(plugin, data.clone(), quota);
-        let size_charts = self.size_charts(plugin, data.clone(), quota, &categories.value);
+        let categories = self.resolve::<hook::Categories>(
+            plugin,
+            None,
+            data.clone(),
+            quota,
+            &self.base.categories,
+            (),
+        );
+        let size_charts = self.resolve::<hook::SizeCharts>(
+            plugin,
+            None,
+            data.clone(),
+            quota,
+            &self.base.size_charts,
+            &categories.value,
+        );
         let emails = self
             .base
             .emails
@@ -330,23 +429,25 @@ impl Resolver<'_> {
     }
 }
 
-fn resolve<T>(
-    hook: Hook,
+/// What is served for hook `H` with `input`, the plugin's output coming from
+/// `run` (the runtime, or a stand-in in the benchmarks and tests).
+fn resolve_with<H: ResolveHook>(
     plugin: Option<&LoadedPlugin>,
-    base: impl FnOnce() -> T,
-    run: impl FnOnce(&LoadedPlugin) -> Run<T>,
-    check: impl FnOnce(&T) -> Result<(), Violation>,
-) -> Resolved<T> {
+    input: H::Input<'_>,
+    against: H::Against<'_>,
+    run: impl FnOnce(&LoadedPlugin) -> Run<H::Output>,
+) -> Resolved<H::Output> {
+    let hook = H::HOOK;
     let Some(plugin) = plugin.filter(|p| p.implements(hook)) else {
         return Resolved {
-            value: base(),
+            value: H::base_value(input),
             source: Source::Base,
             run: None,
         };
     };
     let Run { outcome, stats } = run(plugin);
     let outcome = match outcome {
-        Outcome::Ok(value) => match check(&value) {
+        Outcome::Ok(value) => match H::check(&value, input, against) {
             Ok(()) => Outcome::Ok(value),
             Err(violation) => Outcome::InvalidOutput {
                 reason: format!("the plugin's {hook} output is invalid: {violation}"),
@@ -376,7 +477,7 @@ fn resolve<T>(
             run: Some(record),
         },
         _ => Resolved {
-            value: base(),
+            value: H::base_value(input),
             source: Source::Base,
             run: Some(record),
         },
@@ -580,6 +681,52 @@ mod tests {
         assert!(
             matches!(unknown, Err(InputError::UnknownTemplate(id)) if id == "no-such-template")
         );
+    }
+
+    #[test]
+    fn the_runner_checks_what_the_resolver_serves() {
+        let (runtime, plugin) = fixture();
+        let resolver = Resolver::new(runtime, base());
+        let data =
+            || -> Arc<dyn TenantData> { Arc::new(crate::runtime::StaticTenantData::default()) };
+        let served = resolver.resolve::<hook::Categories>(
+            Some(plugin),
+            None,
+            data(),
+            &Quota::default(),
+            &base().categories,
+            (),
+        );
+        let checked = resolver.run_checked::<hook::Categories>(
+            plugin,
+            data(),
+            &Quota::default(),
+            &base().categories,
+            (),
+        );
+        assert_eq!(served.source, Source::Plugin, "{:?}", served.run);
+        assert!(checked.violation.is_none());
+        match checked.run.outcome {
+            Outcome::Ok(value) => assert_eq!(value, served.value),
+            other => panic!("the runner's run failed: {:?}", other.kind()),
+        }
+
+        // Output the validator refuses: the runner keeps it and names the
+        // violation; the resolver serves the base with the same reason.
+        let sale = sale();
+        let decision = base().decide_commission(&sale);
+        let bad = CommissionDecision {
+            fee: 1_000_000_000,
+            ..decision.clone()
+        };
+        let violation = <hook::Commission as ResolveHook>::check(&bad, (&sale, &decision), ())
+            .expect_err("fee");
+        let served = resolver
+            .commission_with(Some(plugin), &sale, |_, _| ran(Outcome::Ok(bad.clone())))
+            .expect("a valid sale");
+        assert_eq!(served.source, Source::Base);
+        let message = served.run.and_then(|r| r.message).expect("a message");
+        assert!(message.ends_with(&violation.to_string()), "{message}");
     }
 
     #[test]

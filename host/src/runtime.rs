@@ -7,13 +7,15 @@
 //! on-disk artifact cache) and kept pre-instantiated. Every call gets a fresh
 //! `Store` made for one tenant's data and quota, and ends in exactly one
 //! classified [`Outcome`]. It knows nothing of tenants beyond the data it is
-//! handed, nor of HTTP or storage.
+//! handed, nor of HTTP or storage. Every hook is called through
+//! [`Runtime::run`] or [`Session::run`] with its one definition in [`hook`]
+//! ([`HookCall`]); what is served when a call fails is the resolver's.
 
 mod artifacts;
 mod bindings;
 mod capture;
 mod check;
-mod hook;
+pub mod hook;
 mod outcome;
 mod quota;
 mod state;
@@ -30,15 +32,14 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
 
-use crate::base;
 use artifacts::ArtifactCache;
-use bindings::OutputSize;
 use bindings::v0_1_0::{Plugin as PluginBindings, PluginPre};
 use state::{HostCallCapExceeded, HostState, LimitExceeded};
 use warm::{Warm, WarmPool};
 
+pub use bindings::OutputSize;
 pub use check::CheckError;
-pub use hook::{Hook, UnknownHook};
+pub use hook::{Hook, HookCall, UnknownHook};
 pub use outcome::{LogLine, LogSource, Outcome, OutcomeKind, Run, RunStats};
 pub use quota::{
     MAX_DEADLINE_MS, MAX_INSTANCES, MAX_MEMORIES, MAX_MEMORY_BYTES, MAX_TABLES, Quota, QuotaError,
@@ -410,93 +411,20 @@ impl Runtime {
         self.warm.clear();
     }
 
-    /// Runs the categories hook.
-    pub fn categories(
-        &self,
-        plugin: &LoadedPlugin,
-        data: Arc<dyn TenantData>,
-        quota: &Quota,
-        base: &[base::Category],
-    ) -> Run<Vec<base::Category>> {
-        let input: Vec<_> = base.iter().map(bindings::category_out).collect();
-        self.call_capped(plugin, None, data, quota, move |store, b| {
-            let out = b.veneer_plugin_hooks().call_categories(store, &input)?;
-            Ok(out
-                .map(|list| list.into_iter().map(bindings::category_in).collect())
-                .map_err(|e| (e.code, e.message)))
-        })
-    }
-
-    /// Runs the size-charts hook.
-    pub fn size_charts(
-        &self,
-        plugin: &LoadedPlugin,
-        data: Arc<dyn TenantData>,
-        quota: &Quota,
-        base: &[base::SizeChart],
-    ) -> Run<Vec<base::SizeChart>> {
-        let input: Vec<_> = base.iter().map(bindings::size_chart_out).collect();
-        self.call_capped(plugin, None, data, quota, move |store, b| {
-            let out = b.veneer_plugin_hooks().call_size_charts(store, &input)?;
-            Ok(out
-                .map(|list| list.into_iter().map(bindings::size_chart_in).collect())
-                .map_err(|e| (e.code, e.message)))
-        })
-    }
-
-    /// Runs the commission hook for one sale line, on a fresh store.
-    pub fn commission(
-        &self,
-        plugin: &LoadedPlugin,
-        data: Arc<dyn TenantData>,
-        quota: &Quota,
-        sale: &base::Sale,
-        base: &base::CommissionDecision,
-    ) -> Run<base::CommissionDecision> {
-        self.commission_reusing(plugin, None, data, quota, sale, base)
-    }
-
-    /// Runs the commission hook for one sale line on a warm instance of
-    /// `warm`'s, when one is kept (else a fresh store, kept afterwards if the
-    /// call ends well). `data` must be the data `warm`'s version names.
-    pub fn commission_reusing(
+    /// Runs hook `H` with `input` on a fresh store, or with `warm` on a warm
+    /// instance of that key's when the pool has one (kept afterwards if the
+    /// call ends well; `data` must be the data `warm`'s version names). The
+    /// result is held to the quota's output cap.
+    pub fn run<H: HookCall>(
         &self,
         plugin: &LoadedPlugin,
         warm: Option<&WarmKey>,
         data: Arc<dyn TenantData>,
         quota: &Quota,
-        sale: &base::Sale,
-        base: &base::CommissionDecision,
-    ) -> Run<base::CommissionDecision> {
-        self.call_capped(plugin, warm, data, quota, |store, b| {
-            bindings::call_commission(store, b, sale, base)
-        })
-    }
-
-    /// Runs the email hook for one template.
-    pub fn email(
-        &self,
-        plugin: &LoadedPlugin,
-        data: Arc<dyn TenantData>,
-        quota: &Quota,
-        template: &base::EmailTemplate,
-        context: &std::collections::BTreeMap<String, String>,
-    ) -> Run<base::EmailTemplate> {
-        let template = bindings::email_out(template);
-        let context: Vec<_> = context
-            .iter()
-            .map(
-                |(key, value)| bindings::v0_1_0::veneer::plugin::types::ContextEntry {
-                    key: key.clone(),
-                    value: value.clone(),
-                },
-            )
-            .collect();
-        self.call_capped(plugin, None, data, quota, move |store, b| {
-            let out = b
-                .veneer_plugin_hooks()
-                .call_email(store, &template, &context)?;
-            Ok(out.map(bindings::email_in).map_err(|e| (e.code, e.message)))
+        input: H::Input<'_>,
+    ) -> Run<H::Output> {
+        self.call_capped(plugin, warm, data, quota, |store, bindings| {
+            H::call(Instance { store, bindings }, input)
         })
     }
 
@@ -514,15 +442,9 @@ impl Runtime {
     ) -> Run<T> {
         let mut run = self.call(plugin, warm, data, quota, f);
         if let Outcome::Ok(value) = &run.outcome {
-            let size = value.output_size();
-            run.stats.output_bytes = u64::try_from(size).unwrap_or(u64::MAX);
-            if run.stats.output_bytes > quota.output_bytes {
-                run.outcome = Outcome::InvalidOutput {
-                    reason: format!(
-                        "the plugin returned {size} bytes, over its output cap of {} bytes (quota output_bytes)",
-                        quota.output_bytes
-                    ),
-                };
+            run.stats.output_bytes = u64::try_from(value.output_size()).unwrap_or(u64::MAX);
+            if let Some(over) = over_cap(run.stats.output_bytes, quota) {
+                run.outcome = over;
             }
         }
         run
@@ -692,21 +614,16 @@ impl Session {
         })
     }
 
-    /// Runs the commission hook on the live instance (output cap applied; the
-    /// caller validates as the resolver does).
-    pub fn commission(
-        &mut self,
-        sale: &base::Sale,
-        base: &base::CommissionDecision,
-    ) -> Outcome<base::CommissionDecision> {
-        let cap = self.quota.output_bytes;
-        let outcome = self.call(|store, b| bindings::call_commission(store, b, sale, base));
-        match outcome {
-            Outcome::Ok(d) if u64::try_from(d.output_size()).unwrap_or(u64::MAX) > cap => {
-                Outcome::InvalidOutput {
-                    reason: format!("the plugin returned more than its output cap of {cap} bytes"),
-                }
-            }
+    /// Runs hook `H` on the live instance, held to the output cap as
+    /// [`Runtime::run`] is (the caller validates as the resolver does).
+    pub fn run<H: HookCall>(&mut self, input: H::Input<'_>) -> Outcome<H::Output> {
+        let quota = self.quota;
+        match self.call(|store, bindings| H::call(Instance { store, bindings }, input)) {
+            Outcome::Ok(value) => over_cap(
+                u64::try_from(value.output_size()).unwrap_or(u64::MAX),
+                &quota,
+            )
+            .unwrap_or(Outcome::Ok(value)),
             other => other,
         }
     }
@@ -719,6 +636,29 @@ impl Session {
         self.quota
             .fuel
             .saturating_sub(self.store.get_fuel().unwrap_or(0))
+    }
+}
+
+/// The outcome of a call whose output of `size` bytes is over `quota`'s cap.
+fn over_cap<T>(size: u64, quota: &Quota) -> Option<Outcome<T>> {
+    (size > quota.output_bytes).then(|| Outcome::InvalidOutput {
+        reason: format!(
+            "the plugin returned {size} bytes, over its output cap of {} bytes (quota output_bytes)",
+            quota.output_bytes
+        ),
+    })
+}
+
+/// A live instance as a hook's call ([`HookCall`]) sees it: the store and
+/// the instance's bindings.
+pub struct Instance<'s> {
+    store: &'s mut Store<HostState>,
+    bindings: &'s PluginBindings,
+}
+
+impl std::fmt::Debug for Instance<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Instance").finish_non_exhaustive()
     }
 }
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use veneer::base::Category;
 use veneer::resolve::{Resolver, Source};
+use veneer::runtime::hook;
 use veneer::runtime::{
     CheckError, Outcome, OutcomeKind, Quota, Run, Runtime, RuntimeConfig, TenantData,
 };
@@ -14,18 +15,21 @@ use crate::util::{base, fixture, hostile, runtime, sale, settings, tenant};
 
 fn categories(data: Arc<dyn TenantData>, quota: &Quota) -> Run<Vec<Category>> {
     let plugin = hostile();
-    runtime().categories(&plugin, data, quota, &base().categories)
+    runtime().run::<hook::Categories>(&plugin, None, data, quota, &base().categories)
 }
 
 /// The host is unharmed: the same plugin, well-behaved, succeeds right away.
 fn good_call_succeeds() {
     let plugin = hostile();
-    let run = runtime().commission(
+    let run = runtime().run::<hook::Commission>(
         &plugin,
+        None,
         settings(r#"{"mode": "ok"}"#),
         &Quota::default(),
-        &sale("bags", 10_000),
-        &base().decide_commission(&sale("bags", 10_000)),
+        (
+            &sale("bags", 10_000),
+            &base().decide_commission(&sale("bags", 10_000)),
+        ),
     );
     assert_eq!(
         run.outcome.kind(),
@@ -241,10 +245,13 @@ fn a_log_flood_past_the_host_call_cap_traps() {
 #[test]
 fn invalid_category_tree_falls_back_to_the_base() {
     let plugin = hostile();
-    let resolved = Resolver::new(runtime(), base()).categories(
+    let resolved = Resolver::new(runtime(), base()).resolve::<hook::Categories>(
         Some(&plugin),
+        None,
         mode(r#"{"mode": "bad-tree"}"#),
         &Quota::default(),
+        &base().categories,
+        (),
     );
     assert_eq!(resolved.source, Source::Base);
     assert_eq!(resolved.value, base().categories);
@@ -307,8 +314,20 @@ fn a_plugin_sees_only_the_data_of_the_tenant_it_runs_for() {
     );
     let sale = sale("bags", 10_000);
     let decision = base().decide_commission(&sale);
-    let for_acme = runtime().commission(&plugin, acme, &Quota::default(), &sale, &decision);
-    let for_globex = runtime().commission(&plugin, globex, &Quota::default(), &sale, &decision);
+    let for_acme = runtime().run::<hook::Commission>(
+        &plugin,
+        None,
+        acme,
+        &Quota::default(),
+        (&sale, &decision),
+    );
+    let for_globex = runtime().run::<hook::Commission>(
+        &plugin,
+        None,
+        globex,
+        &Quota::default(),
+        (&sale, &decision),
+    );
     let note = |run: Run<veneer::base::CommissionDecision>| match run.outcome {
         Outcome::Ok(d) => d.note,
         other => panic!("kv-probe should succeed: {other:?}"),
@@ -406,26 +425,34 @@ fn a_sleeping_plugin_ends_at_its_deadline_on_every_hook() {
     let email = &base().emails["welcome"];
     let runs = [
         ("categories", {
-            let run = rt.categories(&plugin, sleeper(), &quota, &base().categories);
+            let run =
+                rt.run::<hook::Categories>(&plugin, None, sleeper(), &quota, &base().categories);
             (run.outcome.kind(), run.stats.wall_time)
         }),
         ("size_charts", {
-            let run = rt.size_charts(&plugin, sleeper(), &quota, &base().size_charts);
+            let run =
+                rt.run::<hook::SizeCharts>(&plugin, None, sleeper(), &quota, &base().size_charts);
             (run.outcome.kind(), run.stats.wall_time)
         }),
         ("commission", {
             let s = sale("bags", 10_000);
-            let run = rt.commission(
+            let run = rt.run::<hook::Commission>(
                 &plugin,
+                None,
                 sleeper(),
                 &quota,
-                &s,
-                &base().decide_commission(&s),
+                (&s, &base().decide_commission(&s)),
             );
             (run.outcome.kind(), run.stats.wall_time)
         }),
         ("email", {
-            let run = rt.email(&plugin, sleeper(), &quota, &email.template, &email.sample);
+            let run = rt.run::<hook::Email>(
+                &plugin,
+                None,
+                sleeper(),
+                &quota,
+                (&email.template, &email.sample),
+            );
             (run.outcome.kind(), run.stats.wall_time)
         }),
     ];
@@ -460,7 +487,7 @@ fn a_session_call_that_sleeps_ends_at_its_deadline() {
         .unwrap_or_else(|_| panic!("instantiates"));
     let s = sale("bags", 10_000);
     let started = std::time::Instant::now();
-    let outcome = session.commission(&s, &base().decide_commission(&s));
+    let outcome = session.run::<hook::Commission>((&s, &base().decide_commission(&s)));
     assert_eq!(outcome.kind(), OutcomeKind::Deadline);
     assert!(started.elapsed() < SLACK);
 }
@@ -473,7 +500,7 @@ async fn stdio_and_sleep_on_an_async_worker_never_panic_the_host() {
     let s = sale("bags", 10_000);
     let decision = base().decide_commission(&s);
     let call = |json: &str, quota: &Quota| {
-        runtime().commission(&plugin, settings(json), quota, &s, &decision)
+        runtime().run::<hook::Commission>(&plugin, None, settings(json), quota, (&s, &decision))
     };
 
     let printed = call(r#"{"mode": "print"}"#, &Quota::default());

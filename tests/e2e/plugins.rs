@@ -3,6 +3,7 @@
 
 use veneer::built_plugins;
 use veneer::resolve::{Resolver, Source};
+use veneer::runtime::hook;
 use veneer::runtime::{OutcomeKind, Quota};
 
 use crate::util::{base, load, runtime, sale, settings};
@@ -14,7 +15,14 @@ fn resolver() -> Resolver<'static> {
 #[test]
 fn luxury_consignment_adds_categories_and_caps_commission() {
     let plugin = load(built_plugins::LUXURY_CONSIGNMENT);
-    let cats = resolver().categories(Some(&plugin), settings("{}"), &Quota::default());
+    let cats = resolver().resolve::<hook::Categories>(
+        Some(&plugin),
+        None,
+        settings("{}"),
+        &Quota::default(),
+        &base().categories,
+        (),
+    );
     assert_eq!(cats.source, Source::Plugin, "{:?}", cats.run);
     assert!(cats.value.iter().any(|c| c.id == "bags-vintage"));
     assert!(cats.value.len() > base().categories.len());
@@ -55,11 +63,20 @@ fn bad_settings_fall_back_with_the_plugins_own_message() {
 #[test]
 fn sneaker_store_adds_half_sizes_that_still_validate() {
     let plugin = load(built_plugins::SNEAKER_STORE);
-    let cats = resolver().categories(Some(&plugin), settings("{}"), &Quota::default());
-    let charts = resolver().size_charts(
+    let cats = resolver().resolve::<hook::Categories>(
         Some(&plugin),
+        None,
         settings("{}"),
         &Quota::default(),
+        &base().categories,
+        (),
+    );
+    let charts = resolver().resolve::<hook::SizeCharts>(
+        Some(&plugin),
+        None,
+        settings("{}"),
+        &Quota::default(),
+        &base().size_charts,
         &cats.value,
     );
     assert_eq!(charts.source, Source::Plugin, "{:?}", charts.run);
@@ -125,7 +142,14 @@ fn declarative_overrides_apply_json_patches_without_code() {
             "commission": [{"when": {"category_id": "bags"}, "patch": [{"op": "replace", "path": "/rate_bps", "value": 500}]}]
         }"#,
     );
-    let cats = resolver().categories(Some(&plugin), tenant.clone(), &Quota::default());
+    let cats = resolver().resolve::<hook::Categories>(
+        Some(&plugin),
+        None,
+        tenant.clone(),
+        &Quota::default(),
+        &base().categories,
+        (),
+    );
     assert_eq!(cats.source, Source::Plugin, "{:?}", cats.run);
     assert!(cats.value.iter().any(|c| c.id == "bags-eco"));
 
@@ -146,7 +170,14 @@ fn declarative_overrides_apply_json_patches_without_code() {
 fn a_failing_patch_falls_back_and_says_which_op() {
     let plugin = load(built_plugins::DECLARATIVE_OVERRIDES);
     let tenant = settings(r#"{"categories": [{"op": "remove", "path": "/9999"}]}"#);
-    let cats = resolver().categories(Some(&plugin), tenant, &Quota::default());
+    let cats = resolver().resolve::<hook::Categories>(
+        Some(&plugin),
+        None,
+        tenant,
+        &Quota::default(),
+        &base().categories,
+        (),
+    );
     assert_eq!(cats.source, Source::Base);
     let run = cats.run.expect("ran");
     assert_eq!(run.outcome, OutcomeKind::PluginError);

@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 
 use veneer::built_plugins;
 use veneer::resolve::{Resolver, Source};
+use veneer::runtime::hook;
 use veneer::runtime::{Hook, OutcomeKind, Quota, Runtime, RuntimeConfig};
 
 use crate::util::{base, load, read, runtime, sale, settings};
@@ -36,10 +37,12 @@ fn describe_reports_the_hooks_each_plugin_implements() {
 #[test]
 fn a_hook_the_plugin_does_not_implement_is_never_called() {
     let luxury = load(built_plugins::LUXURY_CONSIGNMENT);
-    let resolved = Resolver::new(runtime(), base()).size_charts(
+    let resolved = Resolver::new(runtime(), base()).resolve::<hook::SizeCharts>(
         Some(&luxury),
+        None,
         settings("{}"),
         &Quota::default(),
+        &base().size_charts,
         &base().categories,
     );
     assert_eq!(resolved.source, Source::Base);
@@ -78,14 +81,17 @@ fn compiled_artifacts_survive_a_restart() {
         plugin.from_artifact_cache(),
         "restart loads the artifact instead of compiling"
     );
-    let run = second.email(
+    let run = second.run::<hook::Email>(
         &plugin,
+        None,
         settings(
             r##"{"brand_name": "Acme", "primary_color": "#112233", "accent_color": "#445566"}"##,
         ),
         &Quota::default(),
-        &base().emails["welcome"].template,
-        &base().emails["welcome"].sample,
+        (
+            &base().emails["welcome"].template,
+            &base().emails["welcome"].sample,
+        ),
     );
     assert_eq!(
         run.outcome.kind(),
@@ -148,8 +154,15 @@ fn fuel_use_is_reported_and_deterministic() {
     let luxury = load(built_plugins::LUXURY_CONSIGNMENT);
     let sale = sale("bags", 250_000);
     let decision = base().decide_commission(&sale);
-    let run =
-        |_| runtime().commission(&luxury, settings("{}"), &Quota::default(), &sale, &decision);
+    let run = |_| {
+        runtime().run::<hook::Commission>(
+            &luxury,
+            None,
+            settings("{}"),
+            &Quota::default(),
+            (&sale, &decision),
+        )
+    };
     let (a, b) = (run(()), run(()));
     assert_eq!(a.outcome.kind(), OutcomeKind::Ok);
     assert!(a.stats.fuel_used > 0);
@@ -184,7 +197,7 @@ fn a_session_runs_several_calls_on_one_instance() {
         .session(&luxury, settings("{}"), &Quota::default())
         .expect("instantiates");
     for _ in 0..3 {
-        match session.commission(&sale, &decision) {
+        match session.run::<hook::Commission>((&sale, &decision)) {
             veneer::runtime::Outcome::Ok(d) => assert!(d.rule_id.starts_with("luxury-tier")),
             other => panic!("session call failed: {other:?}"),
         }
@@ -231,12 +244,12 @@ fn loaded_plugins_are_bounded_by_weight_and_reload_on_demand() {
         .load(&read(built_plugins::LUXURY_CONSIGNMENT))
         .expect("reloads");
     let s = sale("bags", 250_000);
-    let run = rt.commission(
+    let run = rt.run::<hook::Commission>(
         &luxury,
+        None,
         settings("{}"),
         &Quota::default(),
-        &s,
-        &base().decide_commission(&s),
+        (&s, &base().decide_commission(&s)),
     );
     assert_eq!(run.outcome.kind(), OutcomeKind::Ok);
 }

@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use veneer::runtime::hook;
 use veneer::runtime::{
     LoadedPlugin, Outcome, OutcomeKind, Quota, Run, Runtime, RuntimeConfig, TenantData, WarmKey,
 };
@@ -33,7 +34,7 @@ fn quote(
 ) -> Run<veneer::base::CommissionDecision> {
     let sale = sale("bags", 10_000);
     let decision = base().decide_commission(&sale);
-    rt.commission_reusing(plugin, key, data, quota, &sale, &decision)
+    rt.run::<hook::Commission>(plugin, key, data, quota, (&sale, &decision))
 }
 
 /// The `count-calls` note of one call: which call of its instance it was.
@@ -314,13 +315,12 @@ fn every_sale_and_decision_field_reaches_the_plugin_fresh_and_warm() {
     // Fresh, then twice on the kept instance, then with no seller and no attributes.
     for _ in 0..3 {
         match rt
-            .commission_reusing(
+            .run::<hook::Commission>(
                 &plugin,
                 Some(&key),
                 data.clone(),
                 &Quota::default(),
-                &sale,
-                &decision,
+                (&sale, &decision),
             )
             .outcome
         {
@@ -336,13 +336,12 @@ fn every_sale_and_decision_field_reaches_the_plugin_fresh_and_warm() {
         ..sale
     };
     match rt
-        .commission_reusing(
+        .run::<hook::Commission>(
             &plugin,
             Some(&key),
             data,
             &Quota::default(),
-            &bare,
-            &decision,
+            (&bare, &decision),
         )
         .outcome
     {

@@ -1,5 +1,8 @@
 //! Host bindings of the frozen WIT versions, one module per version, with
-//! conversions between each version's types and the host's domain types. A new
+//! conversions between each version's types and the host's domain types and
+//! the output size the cap counts ([`OutputSize`]). It calls no hook itself
+//! except through [`call_commission`]: each hook's call is its `HookCall`
+//! implementation (`runtime/hook.rs`), which uses these conversions. A new
 //! contract version gets its own module beside this one; released ones stay.
 
 pub(crate) mod v0_1_0 {
@@ -250,7 +253,8 @@ pub(crate) fn hook_in(h: wit::Hook) -> Hook {
 }
 
 /// Bytes of text in a value returned by a hook: what the output cap counts.
-pub(crate) trait OutputSize {
+pub trait OutputSize {
+    /// The value's size as the cap counts it.
     fn output_size(&self) -> usize;
 }
 

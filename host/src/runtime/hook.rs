@@ -1,9 +1,20 @@
-//! The hooks of the WIT contract, as the host names them.
+//! The hooks of the WIT contract: their names ([`Hook`]) and their calls
+//! ([`HookCall`], one zero-sized type per hook: [`Categories`], [`SizeCharts`],
+//! [`Commission`], [`Email`]). A hook's input, output, output size and call
+//! through the bindings are defined here once; [`super::Runtime::run`] and
+//! [`super::Session::run`] run any of them, and the resolver adds each hook's
+//! base value and validator (`crate::resolve::ResolveHook`). It owns no store
+//! and classifies nothing (the runtime does).
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+
+use super::Instance;
+use super::bindings::{self, OutputSize, v0_1_0::veneer::plugin::types as wit};
+use crate::base;
 
 /// A hook a plugin may implement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -61,9 +72,141 @@ impl FromStr for Hook {
     }
 }
 
+/// One hook of the contract as the host calls it: the single definition the
+/// runtime, the resolver and `veneer plugin run` go through. Implemented by
+/// one zero-sized type per hook; a new hook (or contract version's hook) is
+/// one more implementation here and one in `crate::resolve`.
+pub trait HookCall {
+    /// The hook's name.
+    const HOOK: Hook;
+    /// What the hook is given, borrowed from the caller: nothing is cloned
+    /// before the call but what the bindings must own.
+    type Input<'a>: Copy;
+    /// What the hook returns, held to the quota's output cap.
+    type Output: OutputSize + Serialize + Clone + fmt::Debug + Send + 'static;
+
+    /// Calls the plugin's export on a live instance: the plugin's value, its
+    /// own error (code, message), or the failure the runtime classifies.
+    #[doc(hidden)]
+    fn call(
+        instance: Instance<'_>,
+        input: Self::Input<'_>,
+    ) -> wasmtime::Result<Result<Self::Output, (String, String)>>;
+}
+
+/// The `categories` hook: the base's category tree in, the tenant's out.
+#[derive(Debug, Clone, Copy)]
+pub struct Categories;
+
+impl HookCall for Categories {
+    const HOOK: Hook = Hook::Categories;
+    type Input<'a> = &'a [base::Category];
+    type Output = Vec<base::Category>;
+
+    fn call(
+        i: Instance<'_>,
+        input: &[base::Category],
+    ) -> wasmtime::Result<Result<Self::Output, (String, String)>> {
+        let input: Vec<_> = input.iter().map(bindings::category_out).collect();
+        let out = i
+            .bindings
+            .veneer_plugin_hooks()
+            .call_categories(i.store, &input)?;
+        Ok(out
+            .map(|list| list.into_iter().map(bindings::category_in).collect())
+            .map_err(|e| (e.code, e.message)))
+    }
+}
+
+/// The `size-charts` hook: the base's size charts in, the tenant's out.
+#[derive(Debug, Clone, Copy)]
+pub struct SizeCharts;
+
+impl HookCall for SizeCharts {
+    const HOOK: Hook = Hook::SizeCharts;
+    type Input<'a> = &'a [base::SizeChart];
+    type Output = Vec<base::SizeChart>;
+
+    fn call(
+        i: Instance<'_>,
+        input: &[base::SizeChart],
+    ) -> wasmtime::Result<Result<Self::Output, (String, String)>> {
+        let input: Vec<_> = input.iter().map(bindings::size_chart_out).collect();
+        let out = i
+            .bindings
+            .veneer_plugin_hooks()
+            .call_size_charts(i.store, &input)?;
+        Ok(out
+            .map(|list| list.into_iter().map(bindings::size_chart_in).collect())
+            .map_err(|e| (e.code, e.message)))
+    }
+}
+
+/// The `commission` hook: one sale line and the base's decision in, the
+/// tenant's decision out. The quote path: the input is lowered from borrowed
+/// views and the typed export is cached in the store (`runtime/bindings.rs`).
+#[derive(Debug, Clone, Copy)]
+pub struct Commission;
+
+impl HookCall for Commission {
+    const HOOK: Hook = Hook::Commission;
+    type Input<'a> = (&'a base::Sale, &'a base::CommissionDecision);
+    type Output = base::CommissionDecision;
+
+    fn call(
+        i: Instance<'_>,
+        (sale, decision): Self::Input<'_>,
+    ) -> wasmtime::Result<Result<Self::Output, (String, String)>> {
+        bindings::call_commission(i.store, i.bindings, sale, decision)
+    }
+}
+
+/// The `email` hook: one template and its rendering context in, the tenant's
+/// template out.
+#[derive(Debug, Clone, Copy)]
+pub struct Email;
+
+impl HookCall for Email {
+    const HOOK: Hook = Hook::Email;
+    type Input<'a> = (&'a base::EmailTemplate, &'a BTreeMap<String, String>);
+    type Output = base::EmailTemplate;
+
+    fn call(
+        i: Instance<'_>,
+        (template, context): Self::Input<'_>,
+    ) -> wasmtime::Result<Result<Self::Output, (String, String)>> {
+        let template = bindings::email_out(template);
+        let context: Vec<_> = context
+            .iter()
+            .map(|(key, value)| wit::ContextEntry {
+                key: key.clone(),
+                value: value.clone(),
+            })
+            .collect();
+        let out = i
+            .bindings
+            .veneer_plugin_hooks()
+            .call_email(i.store, &template, &context)?;
+        Ok(out.map(bindings::email_in).map_err(|e| (e.code, e.message)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_hook_has_one_definition() {
+        assert_eq!(
+            [
+                Categories::HOOK,
+                SizeCharts::HOOK,
+                Commission::HOOK,
+                Email::HOOK
+            ],
+            Hook::ALL
+        );
+    }
 
     #[test]
     fn names_round_trip() {

@@ -344,13 +344,12 @@ async fn slow_quotes(db: Db) {
             crate::util::settings(&json!({ "mode": "slow-ok", "count": 300000 }).to_string());
         let sale: veneer::base::Sale = serde_json::from_value(sale("bags", 10_000)).expect("sale");
         let base = crate::util::base().decide_commission(&sale);
-        let run = rt.commission_reusing(
+        let run = rt.run::<veneer::runtime::hook::Commission>(
             &plugin,
             None,
             data,
             &veneer::runtime::Quota::default(),
-            &sale,
-            &base,
+            (&sale, &base),
         );
         assert!(
             matches!(run.outcome, veneer::runtime::Outcome::Ok(_)),
