@@ -33,7 +33,6 @@ fn main() {
     // checkout being built. Absolute ones would point every checkout sharing
     // this target dir (a CI clone, a second worktree) at whichever checkout ran
     // the script last, and its fixtures would be built from that one's sources.
-    embed_base_config(&root, &out_dir);
     for path in ["plugins", "guest-sdk", "wit", "Cargo.lock"] {
         println!("cargo:rerun-if-changed=../{path}");
     }
@@ -121,43 +120,6 @@ fn main() {
     }
     code.push_str("}\n");
     std::fs::write(out_dir.join("plugins.rs"), code).expect("cannot write plugins.rs");
-}
-
-/// Writes `$OUT_DIR/base_config.rs`: every file of `base-config/` (the top level
-/// and `emails/`) as `(relative path, bytes)`, so the binary carries the base
-/// configuration it was built with and runs without the checkout.
-fn embed_base_config(root: &Path, out_dir: &Path) {
-    println!("cargo:rerun-if-changed=../base-config");
-    let dir = root.join("base-config");
-    let mut files = Vec::new();
-    let mut walk = vec![(dir.clone(), String::new())];
-    while let Some((path, prefix)) = walk.pop() {
-        let entries = std::fs::read_dir(&path).expect("base-config/ is readable");
-        for entry in entries {
-            let entry = entry.expect("base-config/ entry");
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let rel = format!("{prefix}{name}");
-            if entry.file_type().expect("file type").is_dir() {
-                walk.push((entry.path(), format!("{rel}/")));
-            } else {
-                files.push((rel, entry.path()));
-            }
-        }
-    }
-    files.sort();
-    let mut code = String::from(
-        "/// The files of `base-config/` this binary was built with: (relative path, bytes).\npub const FILES: &[(&str, &[u8])] = &[\n",
-    );
-    for (rel, path) in files {
-        writeln!(
-            code,
-            "    ({rel:?}, include_bytes!({:?})),",
-            path.display().to_string()
-        )
-        .expect("writing to a String");
-    }
-    code.push_str("];\n");
-    std::fs::write(out_dir.join("base_config.rs"), code).expect("cannot write base_config.rs");
 }
 
 /// Installs the wasm target for the active toolchain if it is missing.

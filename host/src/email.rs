@@ -1,7 +1,7 @@
 //! Email: what a tenant's mail looks like and how it leaves and comes back.
 //! Owns template rendering (minijinja, HTML auto-escaped, bounded: a language
 //! subset, fuel, nesting and output caps), the one check of address and domain
-//! syntax (`address.rs`, also used by the template rules in `validate.rs`), the
+//! syntax (`veneer_core::email_check`, shared with the template rules in `validate`), the
 //! tenant's email settings rules (the from address in its sending domain, a
 //! complete custom relay), building the message (lettre), sending it over SMTP with the reply
 //! sorted into retry or give up, VERP bounce addresses, and reading bounces
@@ -16,7 +16,6 @@
 //! and the envelope sender is `bounce+<tenant>.<message id>@<bounce domain>`,
 //! so a bounce finds its tenant and message by the address it returns to.
 
-mod address;
 mod bounce;
 mod dsn;
 mod message;
@@ -24,13 +23,11 @@ mod render;
 mod send;
 mod sender;
 mod settings;
-mod subset;
 mod verp;
 
 #[cfg(test)]
 mod tests;
 
-pub use address::{AddressError, DomainError, check_address, check_domain};
 pub use bounce::{
     Bounce, BounceAction, BounceError, BounceOutcome, parse_bounce_webhook, record_bounce,
 };
@@ -46,7 +43,8 @@ pub use settings::{
     EmailSettingsError, FROM_NAME_CODE, SETTINGS_CODE, check_display_name, password_aad,
     validate_settings,
 };
-pub use subset::{FILTERS as TEMPLATE_FILTERS, check as check_template};
+pub use veneer_core::email_check::{AddressError, DomainError, check_address, check_domain};
+pub use veneer_core::email_check::{TEMPLATE_FILTERS, check_template};
 pub use verp::{
     bounce_address, message_id_from_header, message_id_header, new_message_id, parse_bounce_address,
 };

@@ -3,8 +3,11 @@
 //! run in a sandbox under quotas.
 //!
 //! Modules, each owning one thing:
-//! - [`base`]: the base configuration files, typed and versioned;
-//! - [`validate`]: the invariants every section must keep;
+//! - [`base`], [`validate`], [`digest`] (re-exported from the `veneer-core` crate,
+//!   which has no network, database or sandbox): the base configuration typed and
+//!   versioned, the invariants every section must keep, content digests stable
+//!   across nodes and Rust releases; the tenant id and the email address and
+//!   template checks live there too;
 //! - [`runtime`]: the wasmtime sandbox (the only module touching wasmtime);
 //! - [`resolve`]: effective configuration = validate(plugin(base)), with fallback;
 //! - [`app`](mod@app): the use cases (effective configuration, quotes, email
@@ -14,7 +17,6 @@
 //! - [`auth`]: token verification (Clerk-style JWTs, JWKS, dev key);
 //! - [`storage`]: SQLite and PostgreSQL (the only module running SQL);
 //! - [`cache`], [`limits`], [`usage`]: caches, per-tenant limits, run recording;
-//! - [`digest`]: content digests stable across nodes and Rust releases (ETags, versions);
 //! - [`invalidation`]: cache invalidation across nodes (PostgreSQL LISTEN/NOTIFY);
 //! - [`email`]: per-tenant email: settings, rendering, SMTP sending, bounces;
 //! - [`outbound`]: which addresses and ports a tenant-directed connection may reach;
@@ -29,14 +31,12 @@
 
 pub mod app;
 pub mod auth;
-pub mod base;
 #[cfg(feature = "bench-native")]
 pub mod bench_native;
 pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod demo;
-pub mod digest;
 pub mod email;
 pub mod http;
 pub mod invalidation;
@@ -54,11 +54,12 @@ pub mod tenancy;
 #[cfg(any(test, feature = "test-support"))]
 pub mod test_support;
 pub mod usage;
-pub mod validate;
 pub mod workers;
 
 pub use http::app;
 pub use server::serve;
+/// Moved to the `veneer-core` crate (no I/O); re-exported at their old paths.
+pub use veneer_core::{base, digest, validate};
 
 /// Paths of the plugin components that `build.rs` builds from `plugins/`, for
 /// tests, benchmarks and the demo.

@@ -5,9 +5,8 @@
 //! through `storage`.
 
 mod host;
-mod id;
 mod state;
 
 pub use host::{HostTarget, classify, strip_port};
-pub use id::{InvalidTenantId, TenantId};
 pub use state::{KvSnapshot, KvSnapshots, TenantState};
+pub use veneer_core::tenancy_id::{InvalidTenantId, TenantId};

@@ -11,10 +11,10 @@
 
 use serde::Deserialize;
 
-use super::address::check_address;
 use super::verp::{message_id_from_header, parse_bounce_address};
 use crate::storage::{Storage, StorageError, is_email_message_id};
 use crate::tenancy::TenantId;
+use veneer_core::email_check::check_address;
 
 /// What a report says about one recipient.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

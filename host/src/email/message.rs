@@ -12,10 +12,10 @@ use lettre::address::{Address, Envelope};
 use lettre::message::{Mailbox, MultiPart};
 
 use super::Rendered;
-use super::address::check_address;
 use super::settings::check_display_name;
 use super::verp::message_id_header;
 use crate::storage::{EmailSettings, is_email_message_id};
+use veneer_core::email_check::check_address;
 
 /// A message that cannot be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -4,7 +4,7 @@
 //! blank in a customer's inbox.
 //!
 //! Templates come from tenants' plugins, so rendering is bounded: each part is
-//! first checked against the language subset ([`super::subset`]), then runs
+//! first checked against the language subset ([`veneer_core::email_check::check_template`]), then runs
 //! with [`TEMPLATE_FUEL`] instructions, a loop nesting limit of
 //! [`TEMPLATE_RECURSION`], `range()` capped at [`MAX_RANGE`] items, and writes
 //! into a buffer that refuses to grow past the part's cap ([`MAX_SUBJECT_OUTPUT`],
@@ -21,7 +21,6 @@ use minijinja::value::Value;
 use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior};
 use serde::{Deserialize, Serialize};
 
-use super::subset;
 use crate::base::EmailTemplate;
 
 /// Instructions one part (subject, HTML or text) may execute. The base
@@ -57,7 +56,7 @@ pub struct Rendered {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Bound {
-    /// A construct outside the email subset (see [`super::subset`]).
+    /// A construct outside the email subset (see [`veneer_core::email_check::check_template`]).
     Construct,
     /// [`TEMPLATE_FUEL`] ran out.
     Fuel,
@@ -171,7 +170,7 @@ pub fn render(
             "text" => ("body.txt", MAX_TEXT_OUTPUT),
             _ => ("subject.txt", MAX_SUBJECT_OUTPUT),
         };
-        subset::check(source).map_err(|why| {
+        veneer_core::email_check::check_template(source).map_err(|why| {
             let bound = (!why.starts_with("is not a valid")).then_some(Bound::Construct);
             fail(format!("the template {why}"), bound)
         })?;

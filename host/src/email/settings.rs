@@ -1,5 +1,5 @@
 //! Checking a tenant's email settings before they are stored. Address, domain
-//! and host name syntax is `address.rs`'s, the one check every caller uses.
+//! and host name syntax is `veneer_core::email_check`'s, the one check every caller uses.
 //!
 //! The from address must be in the sending domain exactly: `news@acme.example`
 //! for `acme.example`, not `news@mail.acme.example`. A subdomain is a different
@@ -8,9 +8,10 @@
 
 use std::net::IpAddr;
 
-use super::address::{DomainError, check_address, check_domain, check_host_name};
 use crate::storage::{EmailRelay, EmailSettings, EmailTls};
 use crate::tenancy::TenantId;
+pub use veneer_core::email_check::check_display_name;
+use veneer_core::email_check::{DomainError, check_address, check_domain, check_host_name};
 
 /// Longest display name accepted, in characters.
 const MAX_FROM_NAME_CHARS: usize = 100;
@@ -215,27 +216,6 @@ pub fn validate_settings(settings: &EmailSettings) -> Result<(), EmailSettingsEr
 /// decrypt there.
 pub fn password_aad(tenant: &TenantId) -> String {
     format!("email.smtp_password:{tenant}")
-}
-
-/// Characters that make a display name read as an address: `@`, angle
-/// brackets and their look-alikes (fullwidth, small, math and CJK forms).
-const ADDRESS_CHARS: &[char] = &[
-    '@', '\u{FF20}', '\u{FE6B}', '<', '>', '\u{FF1C}', '\u{FF1E}', '\u{FE64}', '\u{FE65}',
-    '\u{2039}', '\u{203A}', '\u{2329}', '\u{232A}', '\u{3008}', '\u{3009}', '\u{27E8}', '\u{27E9}',
-    '\u{276C}', '\u{276D}',
-];
-
-/// Checks a sender display name: a name, never something that reads as an
-/// address (`"Bank" <ceo@bank.example>` would show a forged sender in most
-/// mail clients). The error completes a sentence about the name.
-pub fn check_display_name(name: &str) -> Result<(), String> {
-    if let Some(c) = name.chars().find(|c| ADDRESS_CHARS.contains(c)) {
-        return Err(format!(
-            "contains `{c}`, which makes it read as an address; give a plain name such as \
-             `Acme Store` (the address is always from_address)"
-        ));
-    }
-    Ok(())
 }
 
 /// Input shown in an error, cut so a huge value does not flood the message.

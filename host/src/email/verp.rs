@@ -64,7 +64,10 @@ pub fn parse_bounce_address(address: &str) -> Option<(TenantId, String)> {
         .unwrap_or(address)
         .to_ascii_lowercase();
     let (local, domain) = address.split_once('@')?;
-    if domain.is_empty() || domain.contains('@') || super::address::check_domain(domain).is_err() {
+    if domain.is_empty()
+        || domain.contains('@')
+        || veneer_core::email_check::check_domain(domain).is_err()
+    {
         return None;
     }
     let (tenant, id) = local.strip_prefix(PREFIX)?.split_once('.')?;

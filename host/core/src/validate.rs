@@ -43,7 +43,7 @@ fn violation(path: impl Into<String>, message: impl Into<String>) -> Violation {
 
 /// Whether `s` is a valid id: `^[a-z0-9][a-z0-9-]{0,63}$`. Ids end up in URLs, cache keys and
 /// log lines, so they stay plain.
-pub(crate) fn is_valid_id(s: &str) -> bool {
+pub fn is_valid_id(s: &str) -> bool {
     let bytes = s.as_bytes();
     matches!(bytes.first(), Some(b) if b.is_ascii_lowercase() || b.is_ascii_digit())
         && bytes.len() <= 64
@@ -543,8 +543,8 @@ pub fn email(template: &EmailTemplate, def: &EmailDef) -> Result<(), Violation> 
         ("text", &t.text),
     ] {
         // The subset first: compiling folds constants, so a template outside it
-        // could allocate gigabytes before anything runs (see email::check_template).
-        crate::email::check_template(source).map_err(|why| {
+        // could allocate gigabytes before anything runs (see email_check::check_template).
+        crate::email_check::check_template(source).map_err(|why| {
             let fix = if why.starts_with("is not a valid") {
                 "fix the template syntax"
             } else {
@@ -597,11 +597,11 @@ pub fn email(template: &EmailTemplate, def: &EmailDef) -> Result<(), Violation> 
         ));
     }
     if let Some(from_name) = &t.from_name {
-        crate::email::check_display_name(from_name)
+        crate::email_check::check_display_name(from_name)
             .map_err(|why| violation("from_name", format!("{} {why}", quote(from_name))))?;
     }
     if let Some(reply_to) = &t.reply_to {
-        crate::email::check_address(reply_to).map_err(|why| {
+        crate::email_check::check_address(reply_to).map_err(|why| {
             violation(
                 "reply_to",
                 format!(

@@ -21,7 +21,7 @@ pub use types::{
 /// the checkout. The binary does not need it: it carries the same files
 /// ([`BaseConfig::built_in`]).
 pub fn default_dir() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../base-config"))
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../base-config"))
 }
 
 /// The files of `base-config/` embedded at build time.

@@ -1,0 +1,19 @@
+//! Veneer's core: the data and the checks every other crate shares, with no network,
+//! database, sandbox or async runtime (it must never depend on wasmtime, sqlx, tokio,
+//! axum or reqwest). Its only I/O is reading a base configuration directory when asked.
+//!
+//! - [`base`]: the base configuration types, loading (a directory or the embedded
+//!   `base-config/`) and the base commission decision;
+//! - [`validate`]: the invariants every configuration section must keep;
+//! - [`digest`]: content digests stable across nodes and Rust releases;
+//! - [`tenancy_id`]: the tenant id type;
+//! - [`email_check`]: address, display-name and template-subset checks.
+//!
+//! The `veneer` crate re-exports these modules at their old paths
+//! (`veneer::base`, `veneer::validate`, `veneer::digest`, `veneer::tenancy::TenantId`).
+
+pub mod base;
+pub mod digest;
+pub mod email_check;
+pub mod tenancy_id;
+pub mod validate;
