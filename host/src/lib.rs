@@ -8,7 +8,8 @@
 //!   versioned, the invariants every section must keep, content digests stable
 //!   across nodes and Rust releases; the tenant id and the email address and
 //!   template checks live there too;
-//! - [`runtime`]: the wasmtime sandbox (the only module touching wasmtime);
+//! - [`runtime`]: the wasmtime sandbox, crate `veneer-runtime` (`host/runtime`, the only
+//!   crate depending on wasmtime), re-exported here;
 //! - [`resolve`]: effective configuration = validate(plugin(base)), with fallback;
 //! - [`app`](mod@app): the use cases (effective configuration, quotes, email
 //!   rendering, plugin loading and compiling, run recording, tenant state),
@@ -44,7 +45,7 @@ pub mod jobs;
 pub mod limits;
 pub mod outbound;
 pub mod resolve;
-pub mod runtime;
+pub use veneer_runtime as runtime;
 pub mod secrets;
 pub mod server;
 pub mod shopify;

@@ -1,4 +1,4 @@
-//! The plugin sandbox, and the only module that touches wasmtime.
+//! The plugin sandbox (crate `veneer-runtime`), the only crate that depends on wasmtime.
 //!
 //! One [`Runtime`] per process owns the `Engine` (pooling allocator, fuel, epoch
 //! interruption, a bounded wasm stack), the `Linker` with the Veneer world and a

@@ -3,7 +3,7 @@
 //! [`Commission`], [`Email`]). A hook's input, output, output size and call
 //! through the bindings are defined here once; [`super::Runtime::run`] and
 //! [`super::Session::run`] run any of them, and the resolver adds each hook's
-//! base value and validator (`crate::resolve::ResolveHook`). It owns no store
+//! base value and validator (the resolver's `ResolveHook` (in the veneer crate)). It owns no store
 //! and classifies nothing (the runtime does).
 
 use std::collections::BTreeMap;
@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Instance;
 use super::bindings::{self, OutputSize, v0_1_0::veneer::plugin::types as wit};
-use crate::base;
+use veneer_core::base;
 
 /// A hook a plugin may implement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -75,7 +75,7 @@ impl FromStr for Hook {
 /// One hook of the contract as the host calls it: the single definition the
 /// runtime, the resolver and `veneer plugin run` go through. Implemented by
 /// one zero-sized type per hook; a new hook (or contract version's hook) is
-/// one more implementation here and one in `crate::resolve`.
+/// one more implementation here and one in the resolver (in the veneer crate).
 pub trait HookCall {
     /// The hook's name.
     const HOOK: Hook;

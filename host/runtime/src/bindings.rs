@@ -7,7 +7,7 @@
 
 pub(crate) mod v0_1_0 {
     wasmtime::component::bindgen!({
-        path: "../wit/v0.1.0",
+        path: "../../wit/v0.1.0",
         world: "plugin",
         imports: { default: trappable },
     });
@@ -16,8 +16,8 @@ pub(crate) mod v0_1_0 {
 use wasmtime::Store;
 use wasmtime::component::{ComponentType, Lower, TypedFunc};
 
-use crate::base;
 use v0_1_0::veneer::plugin::types as wit;
+use veneer_core::base;
 
 use super::hook::Hook;
 use super::state::HostState;
