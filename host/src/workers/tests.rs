@@ -384,6 +384,13 @@ async fn connect_store(app: &AppState, tenant: &TenantId, db: &TenantDb) {
         .expect("store connected");
 }
 
+/// The commissions recorded for the test order, `1001`.
+async fn order_1001(db: &TenantDb) -> Vec<crate::storage::ShopifyCommissionRecord> {
+    db.shopify_commissions(Some("1001"), 10)
+        .await
+        .expect("commissions read")
+}
+
 fn webhook_job(tenant: &TenantId, topic: &str, body: Value) -> JobRecord {
     JobRecord {
         id: 1,
@@ -451,10 +458,7 @@ async fn an_order_maps_its_lines_to_categories_and_records_commissions() {
         .expect("the fetched type is kept");
     assert_eq!(fetched.product_type, "Watches");
     assert_eq!(fetched.category_id.as_deref(), Some("watches"));
-    let mut commissions = db
-        .shopify_commissions(Some("1001"), 10)
-        .await
-        .expect("commissions read");
+    let mut commissions = order_1001(&db).await;
     commissions.sort_by(|a, b| a.line_item_id.cmp(&b.line_item_id));
     let lines: Vec<_> = commissions
         .iter()
@@ -478,13 +482,7 @@ async fn an_order_maps_its_lines_to_categories_and_records_commissions() {
         .await
         .expect("redelivery");
     assert_eq!(shopify.calls().len(), 1);
-    assert_eq!(
-        db.shopify_commissions(Some("1001"), 10)
-            .await
-            .expect("read")
-            .len(),
-        2
-    );
+    assert_eq!(order_1001(&db).await.len(), 2);
 }
 
 #[tokio::test]
@@ -508,12 +506,7 @@ async fn an_order_over_the_line_cap_is_refused_and_records_nothing() {
         "{outcome:?}"
     );
     assert!(shopify.calls().is_empty());
-    assert!(
-        db.shopify_commissions(Some("1001"), 10)
-            .await
-            .expect("read")
-            .is_empty()
-    );
+    assert!(order_1001(&db).await.is_empty());
 }
 
 #[tokio::test]
@@ -532,10 +525,7 @@ async fn a_shopify_outage_is_retried_and_the_retry_finishes_the_order() {
         matches!(&outcome, Err(JobError::Retry(why)) if why.contains("Shopify Admin API")),
         "{outcome:?}"
     );
-    let recorded = db
-        .shopify_commissions(Some("1001"), 10)
-        .await
-        .expect("read");
+    let recorded = order_1001(&db).await;
     let lines: Vec<_> = recorded.iter().map(|c| c.line_item_id.as_str()).collect();
     assert_eq!(lines, ["1"], "the line before the outage is kept");
 
@@ -548,13 +538,7 @@ async fn a_shopify_outage_is_retried_and_the_retry_finishes_the_order() {
         .await
         .expect("the retry finishes");
     assert_eq!(up.calls().len(), 1, "only the missing line is looked up");
-    assert_eq!(
-        db.shopify_commissions(Some("1001"), 10)
-            .await
-            .expect("read")
-            .len(),
-        2
-    );
+    assert_eq!(order_1001(&db).await.len(), 2);
 }
 
 #[tokio::test]
@@ -586,10 +570,7 @@ async fn a_line_the_base_cannot_price_is_recorded_as_an_invalid_sale() {
         )
         .await
         .expect("recorded, not retried");
-    let recorded = db
-        .shopify_commissions(Some("1001"), 10)
-        .await
-        .expect("read");
+    let recorded = order_1001(&db).await;
     assert_eq!(recorded.len(), 1);
     assert_eq!(recorded[0].outcome, "invalid_sale");
     assert_eq!(recorded[0].source, "none");

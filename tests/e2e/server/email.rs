@@ -45,17 +45,7 @@ fn settings(domain: &str, from_name: &str, reply_to: &str) -> Value {
 }
 
 async fn configure(server: &Server, tenant: &str, settings: Value) {
-    let (status, body) = server
-        .call(
-            Method::PUT,
-            tenant,
-            "/v1/email/settings",
-            Some(&admin(tenant)),
-            Some(settings),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{tenant} email settings: {body}");
-    assert_eq!(body["configured"], true, "{body}");
+    server.configure_email(tenant, settings).await;
 }
 
 /// Sends `template` to `to` as `tenant`; returns the 202 body.

@@ -211,6 +211,21 @@ impl Server {
         quote
     }
 
+    /// Sets `tenant`'s email settings as its admin, asserting they were taken.
+    pub async fn configure_email(&self, tenant: &str, settings: Value) {
+        let (status, body) = self
+            .call(
+                Method::PUT,
+                tenant,
+                "/v1/email/settings",
+                Some(&admin(tenant)),
+                Some(settings),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{tenant} email settings: {body}");
+        assert_eq!(body["configured"], true, "{body}");
+    }
+
     /// Sets `tenant`'s plugin settings, asserting they were taken.
     pub async fn set_settings(&self, tenant: &str, token: &str, settings: Value) {
         let (status, body) = self

@@ -28,16 +28,7 @@ async fn configure_mail(server: &Server, tenant: &str) {
         "from_address": format!("orders@{tenant}.example"),
         "relay": "platform",
     });
-    let (status, body) = server
-        .call(
-            Method::PUT,
-            tenant,
-            "/v1/email/settings",
-            Some(&admin(tenant)),
-            Some(settings),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{tenant} email settings: {body}");
+    server.configure_email(tenant, settings).await;
 }
 
 /// Queues a welcome mail from `tenant` to `to`; returns (message id, job id).
