@@ -5,10 +5,12 @@
 //!
 //! - [`config`]: a tenant's effective configuration, cached;
 //! - [`quote`]: commission quotes through the tenant's plugin;
-//! - [`email`]: rendering a template through the plugin, queueing a send;
+//! - [`email`]: rendering a template through the plugin, queueing a send,
+//!   saving a tenant's email settings;
 //! - [`plugins`]: the active plugin, loading, compiling and storing components,
 //!   activation changes;
 //! - [`runs`]: recording plugin runs (run log and breaker);
+//! - [`shopify`]: connecting a tenant's store, accepting its webhooks;
 //! - [`slots`]: the tenant's plugin slots and the blocking threads calls run on;
 //! - [`tenants`]: a tenant's loaded state and its own writes (settings, key-value data);
 //! - [`admin`]: platform administration (tenants, domains, quotas);
@@ -16,7 +18,7 @@
 //!
 //! It owns the use cases and their typed [`Error`]; it decides nothing about
 //! transport. It depends on `resolve`, `runtime`, `storage`, `tenancy`,
-//! `limits`, `usage`, `cache`, `email` and the shared [`crate::state::AppState`],
+//! `limits`, `usage`, `cache`, `email`, `shopify` and the shared [`crate::state::AppState`],
 //! and must not import the adapters, `http` or `workers` (nothing below them
 //! knows them): statuses and response shapes are the HTTP layer's.
 
@@ -28,6 +30,7 @@ pub mod jobs;
 pub mod plugins;
 pub mod quote;
 pub mod runs;
+pub mod shopify;
 pub mod slots;
 pub mod tenants;
 

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use serde::Deserialize;
 use serde_json::json;
 
 use super::jobs::{SEND_JOB, SEND_JOB_ATTEMPTS};
@@ -15,12 +16,13 @@ use super::runs::record_run;
 use super::slots::with_slot;
 use super::{Error, Result};
 use crate::base::EmailTemplate;
-use crate::email;
+use crate::email::{self, EmailRelay, EmailSettings, EmailTls};
+use crate::outbound::Refusal;
 use crate::resolve::{InputError, Resolved, Resolver, Source};
 use crate::runtime::OutcomeKind;
 use crate::state::AppState;
-use crate::storage::{NewEmailMessage, NewJob};
-use crate::tenancy::TenantState;
+use crate::storage::{EmailSettingsRecord, NewEmailMessage, NewJob};
+use crate::tenancy::{TenantId, TenantState};
 
 /// Largest context a caller may pass to a render, keys and values together:
 /// it bounds what one template instruction can cost (fuel counts instructions,
@@ -181,4 +183,118 @@ fn render_or_base(
         }
         Err(base_err) => (resolved, Err(base_err)),
     }
+}
+
+/// A tenant admin's email settings, as given: trimmed and checked by
+/// [`save_settings`]. The SMTP password comes in clear and is sealed there;
+/// omitted, the stored one is kept; empty, it is removed.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsChange {
+    pub sending_domain: String,
+    pub from_name: String,
+    pub from_address: String,
+    #[serde(default)]
+    pub reply_to: Option<String>,
+    #[serde(default = "platform_relay")]
+    pub relay: EmailRelay,
+    #[serde(default)]
+    pub smtp_host: Option<String>,
+    #[serde(default)]
+    pub smtp_port: Option<u32>,
+    #[serde(default = "starttls")]
+    pub smtp_tls: EmailTls,
+    #[serde(default)]
+    pub smtp_username: Option<String>,
+    /// In clear; stored encrypted. Omit to keep the stored one.
+    #[serde(default)]
+    pub smtp_password: Option<String>,
+}
+
+fn platform_relay() -> EmailRelay {
+    EmailRelay::Platform
+}
+
+fn starttls() -> EmailTls {
+    EmailTls::Starttls
+}
+
+/// Saves `tenant`'s email settings (audited as `actor`): addresses trimmed,
+/// the domain lowercased, the password sealed, every rule of
+/// `email::validate_settings` checked, and a tenant's own relay checked to be
+/// public and on a submission port unless the platform allows otherwise (and
+/// again at every send: DNS can change).
+pub async fn save_settings(
+    app: &AppState,
+    tenant: &TenantId,
+    actor: &str,
+    change: SettingsChange,
+) -> Result<EmailSettingsRecord> {
+    let db = app.storage.tenant(tenant);
+    let before = db.email_settings().await?;
+    let password_enc = match &change.smtp_password {
+        Some(password) if !password.is_empty() => Some(
+            app.secrets
+                .encrypt(password.as_bytes(), &email::password_aad(tenant)),
+        ),
+        Some(_) => None,
+        None => before
+            .as_ref()
+            .and_then(|b| b.settings.smtp_password_enc.clone()),
+    };
+    let settings = EmailSettings {
+        sending_domain: change.sending_domain.trim().to_ascii_lowercase(),
+        from_name: change.from_name,
+        from_address: change.from_address.trim().to_owned(),
+        reply_to: change
+            .reply_to
+            .map(|r| r.trim().to_owned())
+            .filter(|r| !r.is_empty()),
+        relay: change.relay,
+        smtp_host: change.smtp_host,
+        smtp_port: change.smtp_port,
+        smtp_tls: change.smtp_tls,
+        smtp_username: change.smtp_username,
+        smtp_password_enc: password_enc,
+    };
+    email::validate_settings(&settings).map_err(|err| {
+        // A display name that reads as an address has a code of its own.
+        if err.code == email::FROM_NAME_CODE {
+            Error::InvalidFromName(err.to_string())
+        } else {
+            Error::InvalidEmailSettings(err.to_string())
+        }
+    })?;
+    if settings.relay == EmailRelay::Custom
+        && let (Some(host), Some(port)) = (&settings.smtp_host, settings.smtp_port)
+    {
+        email::check_relay(host, port, &app.config.relay_policy())
+            .await
+            .map_err(|refusal| {
+                let shown = || format!("smtp_host `{}`", host.chars().take(80).collect::<String>());
+                match refusal {
+                    Refusal::Port { .. } => {
+                        Error::RelayPortNotAllowed(format!("smtp_port: {refusal}"))
+                    }
+                    Refusal::Address(_) => {
+                        Error::RelayAddressNotAllowed(format!("{} {refusal}", shown()))
+                    }
+                    Refusal::Unresolvable(_) => {
+                        Error::RelayUnresolvable(format!("{} {refusal}", shown()))
+                    }
+                }
+            })?;
+    }
+    let saved = db.email_set_settings(&settings).await?;
+    let after = serde_json::to_string(&saved.settings).unwrap_or_default();
+    let before = before.and_then(|b| serde_json::to_string(&b.settings).ok());
+    db.audit(
+        actor,
+        "email.settings",
+        None,
+        before.as_deref(),
+        Some(&after),
+    )
+    .await?;
+    Ok(saved)
 }

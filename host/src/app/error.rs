@@ -50,6 +50,51 @@ pub enum Error {
         /// What is wrong with it.
         why: String,
     },
+    /// The email settings break a rule (the message names the field).
+    #[error("{0}")]
+    InvalidEmailSettings(String),
+    /// The from name reads as an address (a spoofing device).
+    #[error("{0}")]
+    InvalidFromName(String),
+    /// A tenant's own relay is on a port that is not a submission port.
+    #[error("{0}")]
+    RelayPortNotAllowed(String),
+    /// A tenant's own relay resolves to an address it may not reach.
+    #[error("{0}")]
+    RelayAddressNotAllowed(String),
+    /// A tenant's own relay does not resolve.
+    #[error("{0}")]
+    RelayUnresolvable(String),
+    /// Shopify credentials that cannot be a token or secret.
+    #[error("{0}")]
+    InvalidCredentials(String),
+    /// A shop domain or API version that cannot be a Shopify store's.
+    #[error("{0}")]
+    InvalidShopifyStore(String),
+    /// Shopify did not confirm that the token belongs to the shop.
+    #[error("{0}")]
+    ShopOwnershipNotProven(String),
+    /// Shopify could not be asked; nothing changed.
+    #[error("{0}")]
+    ShopifyUnavailable(String),
+    /// A webhook without a header it must carry.
+    #[error("the webhook has no {0} header")]
+    WebhookMissingHeader(String),
+    /// A webhook header that cannot be what it claims (but the signature's).
+    #[error("the {name} header is invalid: {reason}")]
+    WebhookInvalidHeader {
+        /// The header.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// One answer for an unknown shop, another tenant's shop and a bad
+    /// signature: a prober learns nothing about which shops exist.
+    #[error("the webhook is not signed by the shop connected to this tenant")]
+    WebhookNotAuthenticated,
+    /// A signed webhook whose body is not JSON.
+    #[error("the webhook body is not JSON")]
+    WebhookNotJson,
     /// Every plugin slot of the tenant stayed busy for the whole wait.
     #[error(
         "all of this tenant's plugin slots are busy; retry shortly or ask for a higher concurrency limit"
@@ -87,6 +132,19 @@ impl Error {
             Error::RenderFailed(_) => "render_failed",
             Error::EmailNotConfigured => "email_not_configured",
             Error::InvalidRecipient { .. } => "invalid_recipient",
+            Error::InvalidEmailSettings(_) => "invalid_email_settings",
+            Error::InvalidFromName(_) => "invalid_from_name",
+            Error::RelayPortNotAllowed(_) => "relay_port_not_allowed",
+            Error::RelayAddressNotAllowed(_) => "relay_address_not_allowed",
+            Error::RelayUnresolvable(_) => "relay_unresolvable",
+            Error::InvalidCredentials(_) => "invalid_credentials",
+            Error::InvalidShopifyStore(_) => "invalid_shopify_store",
+            Error::ShopOwnershipNotProven(_) => "shop_ownership_not_proven",
+            Error::ShopifyUnavailable(_) => "shopify_unavailable",
+            Error::WebhookMissingHeader(_) => "missing_header",
+            Error::WebhookInvalidHeader { .. } => "invalid_header",
+            Error::WebhookNotAuthenticated => "invalid_webhook",
+            Error::WebhookNotJson => "invalid_json",
             Error::TenantBusy => "tenant_busy",
             Error::TenantCompileBusy | Error::HostCompileBusy => "compile_busy",
             Error::CompileTimeout { .. } => "compile_timeout",

@@ -17,14 +17,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::app;
-use crate::email::{
-    self, BounceOutcome, EmailRelay, EmailSettings, EmailTls, parse_bounce_webhook, parse_dsn,
-    password_aad, record_bounce, validate_settings,
-};
+use crate::email::{BounceOutcome, parse_bounce_webhook, parse_dsn, record_bounce};
 use crate::http::body::Sorted;
 use crate::http::context::{JsonBody, Member, PlatformHost, RawBody, TenantAdmin};
 use crate::http::{ApiError, ApiResult, Code};
-use crate::outbound::Refusal;
 use crate::state::AppState;
 
 // Response bodies: fields in alphabetical order, nested records sorted (see
@@ -129,113 +125,14 @@ async fn get_settings(
     }))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SettingsInput {
-    sending_domain: String,
-    from_name: String,
-    from_address: String,
-    #[serde(default)]
-    reply_to: Option<String>,
-    #[serde(default = "platform_relay")]
-    relay: EmailRelay,
-    #[serde(default)]
-    smtp_host: Option<String>,
-    #[serde(default)]
-    smtp_port: Option<u32>,
-    #[serde(default = "starttls")]
-    smtp_tls: EmailTls,
-    #[serde(default)]
-    smtp_username: Option<String>,
-    /// In clear; stored encrypted. Omit to keep the stored one.
-    #[serde(default)]
-    smtp_password: Option<String>,
-}
-
-fn platform_relay() -> EmailRelay {
-    EmailRelay::Platform
-}
-
-fn starttls() -> EmailTls {
-    EmailTls::Starttls
-}
-
 async fn put_settings(
     State(app): State<AppState>,
     admin: TenantAdmin,
-    JsonBody(input): JsonBody<SettingsInput>,
+    JsonBody(change): JsonBody<app::email::SettingsChange>,
 ) -> ApiResult<Json<SettingsBody<impl Serialize>>> {
-    let tenant = admin.tenant.id();
-    let db = app.storage.tenant(tenant);
-    let before = db.email_settings().await?;
-    let password_enc = match &input.smtp_password {
-        Some(password) if !password.is_empty() => Some(
-            app.secrets
-                .encrypt(password.as_bytes(), &password_aad(tenant)),
-        ),
-        Some(_) => None,
-        None => before
-            .as_ref()
-            .and_then(|b| b.settings.smtp_password_enc.clone()),
-    };
-    let settings = EmailSettings {
-        sending_domain: input.sending_domain.trim().to_ascii_lowercase(),
-        from_name: input.from_name,
-        from_address: input.from_address.trim().to_owned(),
-        reply_to: input
-            .reply_to
-            .map(|r| r.trim().to_owned())
-            .filter(|r| !r.is_empty()),
-        relay: input.relay,
-        smtp_host: input.smtp_host,
-        smtp_port: input.smtp_port,
-        smtp_tls: input.smtp_tls,
-        smtp_username: input.smtp_username,
-        smtp_password_enc: password_enc,
-    };
-    validate_settings(&settings).map_err(|err| {
-        // A display name that reads as an address is refused as a bad request
-        // with a code of its own; the other rules keep their 422.
-        let code = if err.code == email::FROM_NAME_CODE {
-            Code::InvalidFromName
-        } else {
-            Code::InvalidEmailSettings
-        };
-        ApiError::new(code, err.to_string())
-    })?;
-    // A tenant's own relay must be public and on a submission port, unless the
-    // platform allows it (checked again at every send: DNS can change).
-    if settings.relay == EmailRelay::Custom
-        && let (Some(host), Some(port)) = (&settings.smtp_host, settings.smtp_port)
-    {
-        email::check_relay(host, port, &app.config.relay_policy())
-            .await
-            .map_err(|refusal| {
-                let (field, code) = match refusal {
-                    Refusal::Port { .. } => ("smtp_port:".to_owned(), Code::RelayPortNotAllowed),
-                    Refusal::Address(_) => (
-                        format!("smtp_host `{}`", host.chars().take(80).collect::<String>()),
-                        Code::RelayAddressNotAllowed,
-                    ),
-                    Refusal::Unresolvable(_) => (
-                        format!("smtp_host `{}`", host.chars().take(80).collect::<String>()),
-                        Code::RelayUnresolvable,
-                    ),
-                };
-                ApiError::new(code, format!("{field} {refusal}"))
-            })?;
-    }
-    let saved = db.email_set_settings(&settings).await?;
-    let after = serde_json::to_string(&saved.settings).unwrap_or_default();
-    let before = before.and_then(|b| serde_json::to_string(&b.settings).ok());
-    db.audit(
-        &admin.principal.subject,
-        "email.settings",
-        None,
-        before.as_deref(),
-        Some(&after),
-    )
-    .await?;
+    let saved =
+        app::email::save_settings(&app, admin.tenant.id(), &admin.principal.subject, change)
+            .await?;
     Ok(Json(SettingsBody {
         configured: true,
         has_smtp_password: None,
