@@ -30,7 +30,7 @@ HOST="initech.localhost"
 if [ -z "${VENEER_BIN:-}" ]; then
     export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/veneer-bench}
     echo "building veneer (release) in $CARGO_TARGET_DIR ..." >&2
-    (cd "$ROOT" && cargo build --release -p veneer --bin veneer >&2)
+    (cd "$ROOT" && cargo build --release -p veneer --features demo-plugins --bin veneer >&2)
     VENEER_BIN="$CARGO_TARGET_DIR/release/veneer"
 fi
 

@@ -47,7 +47,7 @@ if ! command -v wrk >/dev/null; then
 fi
 
 echo "building veneer (release, --features bench-native) in $CARGO_TARGET_DIR ..." >&2
-(cd "$ROOT" && cargo build --release -p veneer --features bench-native --bin veneer >&2)
+(cd "$ROOT" && cargo build --release -p veneer --features bench-native,demo-plugins --bin veneer >&2)
 BIN="$CARGO_TARGET_DIR/release/veneer"
 
 WORK=$(mktemp -d /tmp/veneer-load.XXXXXX)

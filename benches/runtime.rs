@@ -26,7 +26,6 @@ use std::time::{Duration, Instant};
 use criterion::Criterion;
 use plugin_luxury_consignment::LuxuryConsignment;
 use veneer::base::{self, BaseConfig};
-use veneer::built_plugins;
 use veneer::cache::{Caches, EffectiveKey};
 use veneer::resolve::Resolver;
 use veneer::runtime::hook;
@@ -35,6 +34,7 @@ use veneer::runtime::{
     TenantData, WarmKey,
 };
 use veneer::tenancy::TenantId;
+use veneer_plugin_artifacts as built_plugins;
 use veneer_sdk::Plugin as _;
 
 /// Rounds of the hostile plugin's `slow-ok` loop per call: long enough that the

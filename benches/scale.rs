@@ -37,13 +37,13 @@ use std::process::Command;
 use std::time::Instant;
 
 use veneer::base::{self, BaseConfig};
-use veneer::built_plugins;
 use veneer::config::ServeConfig;
 use veneer::resolve::{Resolver, Source};
 use veneer::runtime::{Runtime, RuntimeConfig};
 use veneer::state::AppState;
 use veneer::storage::{NewPluginVersion, NewTenant};
 use veneer::tenancy::TenantId;
+use veneer_plugin_artifacts as built_plugins;
 
 const LUXURY_SETTINGS: &str = r#"{"cap": 120000, "unauthenticated_surcharge_bps": 500, "tiers": [{"from": 0, "rate_bps": 2500}, {"from": 100000, "rate_bps": 1800}, {"from": 500000, "rate_bps": 1200}]}"#;
 

@@ -4,18 +4,38 @@
 
 use crate::app::plugins::CompileError;
 use crate::auth::{OrgRole, dev_token};
-use crate::built_plugins::bytes;
 use crate::state::AppState;
 use crate::storage::{NewPluginVersion, NewTenant};
 use crate::tenancy::TenantId;
 
-/// One demo tenant: id, name, plugin bytes, settings.
+/// One demo tenant: id, name, plugin bytes (`None` in a binary built without the
+/// `demo-plugins` feature), settings.
 struct DemoTenant {
     id: &'static str,
     name: &'static str,
-    plugin: &'static [u8],
+    plugin: Option<&'static [u8]>,
     settings: &'static str,
 }
+
+/// The example plugins' bytes, when this binary carries them.
+#[cfg(feature = "demo-plugins")]
+mod bytes {
+    pub const LUXURY_CONSIGNMENT: Option<&[u8]> =
+        Some(veneer_plugin_artifacts::bytes::LUXURY_CONSIGNMENT);
+    pub const SNEAKER_STORE: Option<&[u8]> = Some(veneer_plugin_artifacts::bytes::SNEAKER_STORE);
+    pub const DECLARATIVE_OVERRIDES: Option<&[u8]> =
+        Some(veneer_plugin_artifacts::bytes::DECLARATIVE_OVERRIDES);
+}
+
+#[cfg(not(feature = "demo-plugins"))]
+mod bytes {
+    pub const LUXURY_CONSIGNMENT: Option<&[u8]> = None;
+    pub const SNEAKER_STORE: Option<&[u8]> = None;
+    pub const DECLARATIVE_OVERRIDES: Option<&[u8]> = None;
+}
+
+/// Whether this binary carries the demo tenants' plugins (feature `demo-plugins`).
+pub const HAS_PLUGINS: bool = cfg!(feature = "demo-plugins");
 
 const TENANTS: &[DemoTenant] = &[
     DemoTenant {
@@ -39,10 +59,19 @@ const TENANTS: &[DemoTenant] = &[
 ];
 
 /// Seeds the demo tenants when there are no tenants yet. Returns whether it did.
+/// A binary built without the `demo-plugins` feature seeds them without
+/// plugins (they serve the base configuration) and says so.
 pub async fn seed_if_empty(app: &AppState) -> anyhow::Result<bool> {
     let platform = app.storage.platform();
     if !platform.list_tenants().await?.is_empty() {
         return Ok(false);
+    }
+    if !HAS_PLUGINS {
+        tracing::warn!(
+            "this binary was built without the demo plugins (feature `demo-plugins`): the demo \
+             tenants serve the base configuration until a plugin is uploaded; \
+             `cargo run --release -p veneer --features demo-plugins -- serve --dev` seeds them with the examples"
+        );
     }
     for demo in TENANTS {
         let id = TenantId::new(demo.id)?;
@@ -56,7 +85,10 @@ pub async fn seed_if_empty(app: &AppState) -> anyhow::Result<bool> {
                 max_concurrency: 4,
             })
             .await?;
-        let plugin = match crate::app::plugins::compile(app, None, demo.plugin.to_vec()).await {
+        let Some(bytes) = demo.plugin else {
+            continue;
+        };
+        let plugin = match crate::app::plugins::compile(app, None, bytes.to_vec()).await {
             Ok(plugin) => plugin,
             Err(CompileError::Check(err)) => {
                 anyhow::bail!("demo plugin for {} is refused: {err}", demo.id)
@@ -76,7 +108,7 @@ pub async fn seed_if_empty(app: &AppState) -> anyhow::Result<bool> {
             version: &info.version,
             hooks: &hooks,
             size_bytes: info.size_bytes as u64,
-            binary: demo.plugin,
+            binary: bytes,
             uploaded_by: "demo",
         })
         .await?;

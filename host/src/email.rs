@@ -26,6 +26,9 @@ mod settings;
 mod verp;
 
 #[cfg(test)]
+mod on_databases;
+
+#[cfg(test)]
 mod tests;
 
 pub use bounce::{

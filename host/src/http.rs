@@ -5,7 +5,7 @@
 //! [`crate::app`] (or `storage` directly for plain reads and writes), and map
 //! results and errors to responses; they run no SQL and touch no wasmtime type
 //! themselves. Nothing outside this module imports it (but `server`, which
-//! mounts [`app`]).
+//! mounts [`router`]).
 //!
 //! Every request has a time limit (`--request-timeout-ms`, default 30 s; plugin
 //! uploads get the compile timeout on top): past it the handler is dropped and
@@ -46,7 +46,7 @@ pub use served::ServedDocument;
 use crate::state::AppState;
 
 /// The whole API.
-pub fn app(state: AppState) -> Router {
+pub fn router(state: AppState) -> Router {
     let max_body = state.config.max_body_bytes;
     let timeouts = Timeouts {
         default: state.config.request_timeout(),

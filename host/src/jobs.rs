@@ -185,6 +185,9 @@ fn default_worker_id() -> String {
 }
 
 #[cfg(test)]
+mod on_databases;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -3,26 +3,28 @@
 //! run in a sandbox under quotas.
 //!
 //! Modules, each owning one thing:
-//! - [`base`], [`validate`], [`digest`] (re-exported from the `veneer-core` crate,
-//!   which has no network, database or sandbox): the base configuration typed and
-//!   versioned, the invariants every section must keep, content digests stable
-//!   across nodes and Rust releases; the tenant id and the email address and
-//!   template checks live there too;
+//! - [`base`], [`validate`], [`digest`], [`secrets`] (re-exported from the
+//!   `veneer-core` crate, which has no network, database or sandbox): the base
+//!   configuration typed and versioned, the invariants every section must keep,
+//!   content digests stable across nodes and Rust releases, sealing credentials
+//!   at rest; the tenant id and the email address and template checks live
+//!   there too;
 //! - [`runtime`]: the wasmtime sandbox, crate `veneer-runtime` (`host/runtime`, the only
 //!   crate depending on wasmtime), re-exported here;
 //! - [`resolve`]: effective configuration = validate(plugin(base)), with fallback;
-//! - [`app`](mod@app): the use cases (effective configuration, quotes, email
+//! - [`app`]: the use cases (effective configuration, quotes, email
 //!   rendering, plugin loading and compiling, run recording, tenant state),
 //!   called by both adapters below and importing neither;
 //! - [`tenancy`]: tenant ids, hosts to tenants, cached tenant state;
-//! - [`auth`]: token verification (Clerk-style JWTs, JWKS, dev key);
-//! - [`storage`]: SQLite and PostgreSQL (the only module running SQL);
+//! - [`auth`]: token verification (Clerk-style JWTs, JWKS, dev key), crate
+//!   `veneer-auth` (`host/auth`), re-exported here;
+//! - [`storage`]: SQLite and PostgreSQL, crate `veneer-storage` (`host/storage`,
+//!   the only crate depending on sqlx, with the migrations), re-exported here;
 //! - [`cache`], [`limits`], [`usage`]: caches, per-tenant limits, run recording;
 //! - [`invalidation`]: cache invalidation across nodes (PostgreSQL LISTEN/NOTIFY);
 //! - [`email`]: per-tenant email: settings, rendering, SMTP sending, bounces;
 //! - [`outbound`]: which addresses and ports a tenant-directed connection may reach;
 //! - [`jobs`]: per-tenant durable background jobs with fair scheduling;
-//! - [`secrets`]: encryption of credentials at rest;
 //! - [`shopify`]: per-tenant Shopify stores, webhooks and the Admin API client;
 //! - [`http`]: the API (adapter: extractors, handlers, error mapping);
 //! - [`workers`]: the job handlers (adapter over the same use cases);
@@ -31,7 +33,7 @@
 //! - `test_support` (tests only, feature `test-support`): what the tests share.
 
 pub mod app;
-pub mod auth;
+pub use veneer_auth as auth;
 #[cfg(feature = "bench-native")]
 pub mod bench_native;
 pub mod cache;
@@ -46,24 +48,20 @@ pub mod limits;
 pub mod outbound;
 pub mod resolve;
 pub use veneer_runtime as runtime;
-pub mod secrets;
 pub mod server;
 pub mod shopify;
 pub mod state;
-pub mod storage;
+pub use veneer_storage as storage;
 pub mod tenancy;
 #[cfg(any(test, feature = "test-support"))]
 pub mod test_support;
 pub mod usage;
 pub mod workers;
 
-pub use http::app;
+pub use http::router;
 pub use server::serve;
 /// Moved to the `veneer-core` crate (no I/O); re-exported at their old paths.
-pub use veneer_core::{base, digest, validate};
-
-/// Paths of the plugin components that `build.rs` builds from `plugins/`, for
-/// tests, benchmarks and the demo.
-pub mod built_plugins {
-    include!(concat!(env!("OUT_DIR"), "/plugins.rs"));
-}
+pub use veneer_core::{base, digest, secrets, validate};
+/// The both-backends test macro, from the storage crate's test support.
+#[cfg(any(test, feature = "test-support"))]
+pub use veneer_storage::both_backends;

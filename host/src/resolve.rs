@@ -510,7 +510,7 @@ mod tests {
         LOADED.get_or_init(|| {
             let runtime = Runtime::new(RuntimeConfig::default()).expect("runtime");
             let plugin = runtime
-                .load(crate::built_plugins::bytes::LUXURY_CONSIGNMENT)
+                .load(veneer_plugin_artifacts::bytes::LUXURY_CONSIGNMENT)
                 .expect("the example plugin loads");
             (runtime, plugin)
         })

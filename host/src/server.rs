@@ -19,7 +19,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
-use super::http::app as router;
+use super::http::router;
 use crate::config::ServeConfig;
 use crate::demo;
 use crate::state::AppState;

@@ -222,7 +222,7 @@ async fn write(
 mod tests {
     use super::*;
     use crate::runtime::{Hook, RunStats};
-    use crate::storage::tests::harness::{Ctx, tid};
+    use crate::storage::testing::harness::{Ctx, tid};
 
     fn record(fuel: u64) -> RunRecord {
         with_outcome(fuel, OutcomeKind::Ok)
@@ -336,5 +336,5 @@ mod tests {
         assert!(beta.runs(10).await.unwrap().is_empty());
     }
 
-    crate::both_backends!(via crate::storage::tests::harness::run; written_counts_match_what_was_recorded);
+    crate::both_backends!(via crate::storage::testing::harness::run; written_counts_match_what_was_recorded);
 }

@@ -3,7 +3,7 @@
 use std::process::{Command, Output};
 
 use serde_json::Value;
-use veneer::built_plugins;
+use veneer_plugin_artifacts as built_plugins;
 
 use crate::util::fixture_path;
 

@@ -390,7 +390,7 @@ fn a_component_over_the_size_cap_is_rejected() {
         ..RuntimeConfig::default()
     })
     .expect("runtime starts");
-    let bytes = crate::util::read(veneer::built_plugins::LUXURY_CONSIGNMENT);
+    let bytes = crate::util::read(veneer_plugin_artifacts::LUXURY_CONSIGNMENT);
     match small.load(&bytes) {
         Err(CheckError::TooLarge { size, cap }) => assert_eq!((size, cap), (bytes.len(), 4 << 10)),
         other => panic!("expected too large, got {other:?}"),
@@ -558,7 +558,9 @@ fn a_component_whose_describe_sleeps_is_rejected_at_its_deadline() {
     let rt = Runtime::new(RuntimeConfig::default()).expect("runtime starts");
     let started = std::time::Instant::now();
     let err = rt
-        .load(&crate::util::read(veneer::built_plugins::HOSTILE_DESCRIBE))
+        .load(&crate::util::read(
+            veneer_plugin_artifacts::HOSTILE_DESCRIBE,
+        ))
         .expect_err("refused");
     assert_eq!(err.code(), "describe_failed", "{err}");
     assert!(err.to_string().contains("deadline"), "{err}");

@@ -1,10 +1,10 @@
 //! The example plugins, run as components through the resolver exactly as the
 //! server runs them: the effective configuration changes as each one promises.
 
-use veneer::built_plugins;
 use veneer::resolve::{Resolver, Source};
 use veneer::runtime::hook;
 use veneer::runtime::{OutcomeKind, Quota};
+use veneer_plugin_artifacts as built_plugins;
 
 use crate::util::{base, load, runtime, sale, settings};
 

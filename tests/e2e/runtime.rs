@@ -2,10 +2,10 @@
 
 use std::collections::BTreeSet;
 
-use veneer::built_plugins;
 use veneer::resolve::{Resolver, Source};
 use veneer::runtime::hook;
 use veneer::runtime::{Hook, OutcomeKind, Quota, Runtime, RuntimeConfig};
+use veneer_plugin_artifacts as built_plugins;
 
 use crate::util::{base, load, read, runtime, sale, settings};
 

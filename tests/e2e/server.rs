@@ -1,7 +1,7 @@
 //! The API end to end against a real SQLite file or a fresh PostgreSQL
 //! database. What a request alone decides (routing, extractors, error shapes,
 //! ETags and gzip, the attack matrix, the plugin lifecycle, the sandbox at the
-//! boundary) runs in process (`Server::in_process`: `veneer::app(state)` called
+//! boundary) runs in process (`Server::in_process`: `veneer::router(state)` called
 //! with `tower::ServiceExt::oneshot`); what needs a socket or the job workers
 //! (the edge's connection handling, rate limits by URL, email, jobs, Shopify)
 //! runs a listening server (`Server::start`).

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use veneer::base::{Attribute, BaseConfig, Sale};
-use veneer::built_plugins;
 use veneer::runtime::{LoadedPlugin, Runtime, RuntimeConfig, StaticTenantData, TenantData};
+use veneer_plugin_artifacts as built_plugins;
 
 pub fn runtime() -> &'static Runtime {
     static RUNTIME: OnceLock<Runtime> = OnceLock::new();

@@ -21,7 +21,7 @@ fn runtime_with(warm_instances: u32) -> Runtime {
 }
 
 fn hostile_on(rt: &Runtime) -> Arc<LoadedPlugin> {
-    rt.load(&read(veneer::built_plugins::HOSTILE))
+    rt.load(&read(veneer_plugin_artifacts::HOSTILE))
         .expect("hostile loads")
 }
 

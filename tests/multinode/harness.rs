@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
-pub use veneer::test_support::{TestDb, platform_admin, superuser, token};
+pub use veneer::test_support::{RawSql, TestDb, platform_admin, token};
 
 /// Serialises the tests of this binary: they share (and bounce) the cluster.
 pub fn serial() -> MutexGuard<'static, ()> {

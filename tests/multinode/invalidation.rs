@@ -53,7 +53,7 @@ fn an_activation_on_one_node_is_served_by_the_other_within_a_second() {
         assert_eq!(status, StatusCode::OK, "{again}");
         assert_eq!(again["version"], before["version"]);
 
-        let bytes = std::fs::read(veneer::built_plugins::DECLARATIVE_OVERRIDES).expect("plugin");
+        let bytes = std::fs::read(veneer_plugin_artifacts::DECLARATIVE_OVERRIDES).expect("plugin");
         let sha = node1.upload("acme", &admin, bytes).await;
         assert_ne!(sha, old_sha);
         let (status, body) = node1

@@ -15,11 +15,10 @@ use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-use sqlx::Row;
 use veneer::auth::OrgRole;
 
 use crate::harness::{
-    Node, TestDb, message_id, platform_admin, runtime, serial, smtp_flags, token,
+    Node, RawSql, TestDb, message_id, platform_admin, runtime, serial, smtp_flags, token,
 };
 use crate::smtp_server::SmtpServer;
 use veneer::test_support::Db;
@@ -112,15 +111,12 @@ fn a_killed_node_loses_no_job_and_none_runs_twice_to_completion() {
         // database's progress, not from a message arriving: killing right as
         // the relay stores a message would aim at the one window where a send
         // cannot be recorded yet.
-        let mut conn = crate::harness::superuser(&db.url).await;
+        let mut sql = RawSql::connect(&db.url).await;
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
-            let done: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM jobs WHERE kind = 'email.send' AND state = 'done'",
-            )
-            .fetch_one(&mut conn)
-            .await
-            .expect("count");
+            let done = sql
+                .scalar("SELECT count(*) FROM jobs WHERE kind = 'email.send' AND state = 'done'")
+                .await;
             if done as usize >= JOBS / 2 {
                 break;
             }
@@ -135,12 +131,9 @@ fn a_killed_node_loses_no_job_and_none_runs_twice_to_completion() {
         // Node 1 finishes, reclaiming node 2's jobs after their lease (30 s).
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
-            let open: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM jobs WHERE kind = 'email.send' AND state <> 'done'",
-            )
-            .fetch_one(&mut conn)
-            .await
-            .expect("count");
+            let open = sql
+                .scalar("SELECT count(*) FROM jobs WHERE kind = 'email.send' AND state <> 'done'")
+                .await;
             if open == 0 {
                 break;
             }
@@ -152,23 +145,14 @@ fn a_killed_node_loses_no_job_and_none_runs_twice_to_completion() {
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
 
-        let jobs = sqlx::query(
-            "SELECT state, count(*) AS n FROM jobs WHERE kind = 'email.send' GROUP BY state",
-        )
-        .fetch_all(&mut conn)
-        .await
-        .expect("jobs");
-        let jobs: Vec<(String, i64)> = jobs.iter().map(|r| (r.get("state"), r.get("n"))).collect();
-        assert_eq!(jobs, vec![("done".to_owned(), JOBS as i64)]);
-        let states = sqlx::query("SELECT state, count(*) AS n FROM email_messages GROUP BY state")
-            .fetch_all(&mut conn)
-            .await
-            .expect("messages");
-        let states: Vec<(String, i64)> = states
-            .iter()
-            .map(|r| (r.get("state"), r.get("n")))
-            .collect();
-        assert_eq!(states, vec![("sent".to_owned(), JOBS as i64)]);
+        let jobs = sql
+            .rows("SELECT state, count(*) AS n FROM jobs WHERE kind = 'email.send' GROUP BY state")
+            .await;
+        assert_eq!(jobs, vec![json!({"state": "done", "n": JOBS})]);
+        let states = sql
+            .rows("SELECT state, count(*) AS n FROM email_messages GROUP BY state")
+            .await;
+        assert_eq!(states, vec![json!({"state": "sent", "n": JOBS})]);
 
         // What the relay saw.
         let received = smtp.messages();
@@ -198,15 +182,19 @@ fn a_killed_node_loses_no_job_and_none_runs_twice_to_completion() {
             twice.len()
         );
         for id in &twice {
-            let attempts: i64 = sqlx::query_scalar(
-                "SELECT j.attempts FROM jobs j JOIN email_messages m \
-                   ON m.tenant_id = j.tenant_id AND j.dedupe_key = 'email:' || m.id \
-                  WHERE m.message_id = $1",
-            )
-            .bind(id)
-            .fetch_one(&mut conn)
-            .await
-            .expect("the duplicate's job");
+            // Our Message-IDs are `<hex@domain>`: safe to splice once checked.
+            assert!(
+                id.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "<>@.-".contains(c)),
+                "{id}"
+            );
+            let attempts = sql
+                .scalar(&format!(
+                    "SELECT j.attempts FROM jobs j JOIN email_messages m \
+                       ON m.tenant_id = j.tenant_id AND j.dedupe_key = 'email:' || m.id \
+                      WHERE m.message_id = '{id}'"
+                ))
+                .await;
             assert!(attempts >= 2, "{id} was sent twice by a job that ran once");
         }
         drop(node1);

@@ -18,7 +18,7 @@ use tokio::sync::Mutex;
 use veneer::auth::OrgRole;
 
 use crate::harness::{
-    Node, PrivateCluster, TestDb, message_id, runtime, serial, smtp_flags, token,
+    Node, PrivateCluster, RawSql, TestDb, message_id, runtime, serial, smtp_flags, token,
 };
 use crate::smtp_server::SmtpServer;
 
@@ -272,18 +272,15 @@ fn a_database_restart_under_load_gives_503s_only_and_recovers() {
             );
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
-        let mut conn = crate::harness::superuser(&db.url).await;
+        let mut sql = RawSql::connect(&db.url).await;
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let unsent: i64 =
-                sqlx::query_scalar("SELECT count(*) FROM email_messages WHERE state <> 'sent'")
-                    .fetch_one(&mut conn)
-                    .await
-                    .expect("count");
-            let open: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE state <> 'done'")
-                .fetch_one(&mut conn)
-                .await
-                .expect("count");
+            let unsent = sql
+                .scalar("SELECT count(*) FROM email_messages WHERE state <> 'sent'")
+                .await;
+            let open = sql
+                .scalar("SELECT count(*) FROM jobs WHERE state <> 'done'")
+                .await;
             if unsent == 0 && open == 0 {
                 break;
             }

@@ -1,4 +1,4 @@
-//! The development identity: a committed RSA key pair (`host/dev-keys/`), its
+//! The development identity: a committed RSA key pair (`host/auth/dev-keys/`), its
 //! issuer and key id, and [`dev_token`] to mint tokens with it for local work
 //! and tests. The private key is public knowledge by design, so the dev key is
 //! trusted only by an authenticator whose configuration says dev mode, and only

@@ -3,7 +3,7 @@
 //! `tests/fixtures/keys/` and counts its hits.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,7 +25,7 @@ macro_rules! fixture {
     ($name:literal) => {
         include_str!(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../tests/fixtures/keys/",
+            "/../../tests/fixtures/keys/",
             $name
         ))
     };
@@ -50,7 +50,7 @@ const EC_KID: &str = "ins_ec_1";
 fn fixture_path(name: &str) -> PathBuf {
     PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../tests/fixtures/keys"
+        "/../../tests/fixtures/keys"
     ))
     .join(name)
 }
@@ -695,7 +695,8 @@ async fn a_removed_key_stops_working_once_the_cache_is_stale() {
         max_age: Duration::from_millis(100),
         ..RefetchPolicy::default()
     };
-    let auth = Authenticator::with_policy(jwks_config(&server.url), policy).unwrap();
+    let auth =
+        Authenticator::build(jwks_config(&server.url), policy, Arc::new(SystemClock)).unwrap();
     auth.verify(&rs256(&claims_v2("org_a", "admin")))
         .await
         .unwrap();
@@ -719,7 +720,8 @@ async fn a_stale_key_outlives_a_jwks_outage() {
         max_age: Duration::from_millis(100),
         ..RefetchPolicy::default()
     };
-    let auth = Authenticator::with_policy(jwks_config(&server.url), policy).unwrap();
+    let auth =
+        Authenticator::build(jwks_config(&server.url), policy, Arc::new(SystemClock)).unwrap();
     auth.verify(&rs256(&claims_v2("org_a", "admin")))
         .await
         .unwrap();
@@ -766,7 +768,8 @@ async fn a_failing_jwks_server_is_not_hammered_and_recovers() {
         failure_backoff: Duration::from_millis(200),
         ..RefetchPolicy::default()
     };
-    let auth = Authenticator::with_policy(jwks_config(&server.url), policy).unwrap();
+    let auth =
+        Authenticator::build(jwks_config(&server.url), policy, Arc::new(SystemClock)).unwrap();
     let token = rs256(&claims_v2("org_a", "admin"));
     for _ in 0..20 {
         assert_eq!(code_of(&auth, &token).await, "keys_unavailable");
@@ -1333,13 +1336,26 @@ async fn authenticator_is_shareable_across_tasks() {
     send(&auth.verify("a.b.c"));
 }
 
+/// A wall clock the test sets by hand.
+struct ManualWallClock(AtomicU64);
+
+impl WallClock for ManualWallClock {
+    fn now_secs(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
 #[tokio::test]
 async fn a_remembered_token_is_not_accepted_past_its_expiry() {
     let server = JwksServer::start(vec![rsa_jwk()]).await;
-    let auth = Authenticator::new(AuthConfig {
-        leeway_secs: 0,
-        ..jwks_config(&server.url)
-    })
+    let clock = Arc::new(ManualWallClock(AtomicU64::new(now())));
+    let auth = Authenticator::with_clock(
+        AuthConfig {
+            leeway_secs: 0,
+            ..jwks_config(&server.url)
+        },
+        clock.clone(),
+    )
     .await
     .unwrap();
     let mut claims = claims_v2("org_a", "admin");
@@ -1348,8 +1364,10 @@ async fn a_remembered_token_is_not_accepted_past_its_expiry() {
     auth.verify(&token).await.unwrap();
     // Verified once, remembered: accepted again without a second verification.
     auth.verify(&token).await.unwrap();
-    // Past `exp` by more than a whole second (exp has one-second resolution).
-    tokio::time::sleep(Duration::from_millis(3_200)).await;
+    // At `exp` it still holds; one second past it, it does not.
+    clock.0.store(now() + 2, Ordering::SeqCst);
+    auth.verify(&token).await.unwrap();
+    clock.0.store(now() + 3, Ordering::SeqCst);
     assert_eq!(code_of(&auth, &token).await, "expired");
     // A forged token with the same claims is still checked, never served from memory.
     let forged = sign(

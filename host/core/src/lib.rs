@@ -7,13 +7,16 @@
 //! - [`validate`]: the invariants every configuration section must keep;
 //! - [`digest`]: content digests stable across nodes and Rust releases;
 //! - [`tenancy_id`]: the tenant id type;
-//! - [`email_check`]: address, display-name and template-subset checks.
+//! - [`email_check`]: address, display-name and template-subset checks;
+//! - [`secrets`]: sealing credentials at rest (AES-256-GCM) and derived keys.
 //!
 //! The `veneer` crate re-exports these modules at their old paths
-//! (`veneer::base`, `veneer::validate`, `veneer::digest`, `veneer::tenancy::TenantId`).
+//! (`veneer::base`, `veneer::validate`, `veneer::digest`, `veneer::secrets`,
+//! `veneer::tenancy::TenantId`).
 
 pub mod base;
 pub mod digest;
 pub mod email_check;
+pub mod secrets;
 pub mod tenancy_id;
 pub mod validate;

@@ -1,5 +1,5 @@
 //! Drives the API the same way over either transport: in process
-//! (`crate::app(state)` called with `tower::ServiceExt::oneshot`, no socket,
+//! (`crate::router(state)` called with `tower::ServiceExt::oneshot`, no socket,
 //! no server task) or over TCP to a listening server (reqwest). A test written
 //! against [`Api`] runs unchanged on both; only what needs a real connection
 //! (timeouts on the wire, HTTP/2, connection limits, webhooks a fake sends to
@@ -48,7 +48,7 @@ pub async fn in_process(config: ServeConfig) -> (AppState, Api) {
             .await
             .expect("the demo tenants are seeded");
     }
-    let router = crate::app(state.clone());
+    let router = crate::router(state.clone());
     (state, Api::InProcess(router))
 }
 

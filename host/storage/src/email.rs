@@ -23,7 +23,7 @@ use super::session::Access;
 use super::tenant::TenantDb;
 use super::time::now_ms;
 use super::{StorageError, rows};
-use crate::tenancy::TenantId;
+use veneer_core::tenancy_id::TenantId;
 
 /// Length of a message id: 32 lowercase hex digits (128 random bits).
 pub const EMAIL_MESSAGE_ID_LEN: usize = 32;

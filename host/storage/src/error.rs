@@ -7,7 +7,7 @@ use sqlx::migrate::MigrateError;
 use sqlx::postgres::PgDatabaseError;
 use sqlx::sqlite::SqliteError;
 
-use crate::tenancy::TenantId;
+use veneer_core::tenancy_id::TenantId;
 
 /// What went wrong in storage.
 #[derive(Debug, thiserror::Error)]

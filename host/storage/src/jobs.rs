@@ -1,7 +1,7 @@
 //! Background jobs: a durable queue per tenant, in the same database as the rest,
 //! on SQLite and PostgreSQL. A tenant enqueues, lists and retries its own jobs
 //! through [`TenantDb`]; workers claim, finish and prune them through
-//! [`PlatformDb`] (the worker itself is `crate::jobs`).
+//! [`PlatformDb`] (the worker itself is `veneer::jobs`).
 //!
 //! Our own small module rather than a queue crate: the ones for sqlx each serve
 //! one backend (PostgreSQL only, or SQLite only), know nothing of row-level
@@ -27,7 +27,7 @@
 //! claimed before B's, whatever its backlog: at most `T - 1` jobs (T = tenants
 //! with ready jobs) are claimed ahead of it, besides the jobs already running
 //! and the claims already under way when it became ready. The bound in
-//! completed jobs, per worker, is in `crate::jobs`. Finding the ready tenants
+//! completed jobs, per worker, is in `veneer::jobs`. Finding the ready tenants
 //! costs a few index probes per tenant that ever queued a job, on every claim.
 //!
 //! **Caps and holds.** A tenant with `max_running_per_tenant` jobs running on
@@ -63,7 +63,7 @@ use super::session::Access;
 use super::tenant::TenantDb;
 use super::time::now_ms;
 use super::{Backend, StorageError, rows};
-use crate::tenancy::TenantId;
+use veneer_core::tenancy_id::TenantId;
 
 /// Error texts are cut to this many bytes (UTF-8 boundary respected).
 pub const MAX_JOB_ERROR_BYTES: usize = 4096;
@@ -222,7 +222,7 @@ impl FromStr for JobState {
 /// A job to enqueue for the handle's tenant.
 #[derive(Debug, Clone, Copy)]
 pub struct NewJob<'a> {
-    /// Which handler runs it (`crate::jobs::Worker::register`).
+    /// Which handler runs it (`veneer::jobs::Worker::register`).
     pub kind: &'a str,
     /// The handler's input, JSON.
     pub payload: &'a str,

@@ -1,5 +1,5 @@
-//! Storage: the only module that runs SQL. It owns the schema (embedded migrations
-//! for SQLite and PostgreSQL, from `host/migrations/`), the connection pool and the
+//! Storage: the only crate that runs SQL (and the only one depending on sqlx). It owns the schema (embedded migrations
+//! for SQLite and PostgreSQL, from `host/storage/migrations/`), the connection pool and the
 //! two ways in: [`TenantDb`], a handle bound to one tenant by type and the only way
 //! to reach tenant data, and [`PlatformDb`], for admin operations and host lookups.
 //! It must not know about HTTP, plugins' contents, caching or auth: callers get
@@ -49,15 +49,17 @@ mod shopify;
 mod tenant;
 mod time;
 
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 #[cfg(test)]
-pub(crate) mod tests;
+mod tests;
 
 use std::time::Duration;
 
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyConnection, AnyPool, Connection};
 
-use crate::tenancy::TenantId;
+use veneer_core::tenancy_id::TenantId;
 
 pub use email::*;
 pub use error::StorageError;

@@ -1,5 +1,5 @@
 //! The schema, embedded in the binary: one migration list per backend, built from
-//! the files in `host/migrations/` at compile time so a moved binary still knows
+//! the files in `host/storage/migrations/` at compile time so a moved binary still knows
 //! its schema. Versions and descriptions must match the file names; an applied
 //! migration must never change (sqlx checks its checksum on every start).
 //!
@@ -20,37 +20,37 @@ const SQLITE: &[Source] = &[
     (
         1,
         "init",
-        include_str!("../../migrations/sqlite/0001_init.sql"),
+        include_str!("../migrations/sqlite/0001_init.sql"),
     ),
     (
         2,
         "jobs",
-        include_str!("../../migrations/sqlite/0002_jobs.sql"),
+        include_str!("../migrations/sqlite/0002_jobs.sql"),
     ),
     (
         3,
         "shopify",
-        include_str!("../../migrations/sqlite/0003_shopify.sql"),
+        include_str!("../migrations/sqlite/0003_shopify.sql"),
     ),
     (
         4,
         "email",
-        include_str!("../../migrations/sqlite/0004_email.sql"),
+        include_str!("../migrations/sqlite/0004_email.sql"),
     ),
     (
         5,
         "rate windows",
-        include_str!("../../migrations/sqlite/0005_rate_windows.sql"),
+        include_str!("../migrations/sqlite/0005_rate_windows.sql"),
     ),
     (
         6,
         "shopify binding",
-        include_str!("../../migrations/sqlite/0006_shopify_binding.sql"),
+        include_str!("../migrations/sqlite/0006_shopify_binding.sql"),
     ),
     (
         7,
         "kv usage",
-        include_str!("../../migrations/sqlite/0007_kv_usage.sql"),
+        include_str!("../migrations/sqlite/0007_kv_usage.sql"),
     ),
 ];
 
@@ -58,42 +58,42 @@ const POSTGRES: &[Source] = &[
     (
         1,
         "init",
-        include_str!("../../migrations/postgres/0001_init.sql"),
+        include_str!("../migrations/postgres/0001_init.sql"),
     ),
     (
         2,
         "row level security",
-        include_str!("../../migrations/postgres/0002_row_level_security.sql"),
+        include_str!("../migrations/postgres/0002_row_level_security.sql"),
     ),
     (
         3,
         "jobs",
-        include_str!("../../migrations/postgres/0003_jobs.sql"),
+        include_str!("../migrations/postgres/0003_jobs.sql"),
     ),
     (
         4,
         "shopify",
-        include_str!("../../migrations/postgres/0004_shopify.sql"),
+        include_str!("../migrations/postgres/0004_shopify.sql"),
     ),
     (
         5,
         "email",
-        include_str!("../../migrations/postgres/0005_email.sql"),
+        include_str!("../migrations/postgres/0005_email.sql"),
     ),
     (
         6,
         "rate windows",
-        include_str!("../../migrations/postgres/0006_rate_windows.sql"),
+        include_str!("../migrations/postgres/0006_rate_windows.sql"),
     ),
     (
         7,
         "shopify binding",
-        include_str!("../../migrations/postgres/0007_shopify_binding.sql"),
+        include_str!("../migrations/postgres/0007_shopify_binding.sql"),
     ),
     (
         8,
         "kv usage",
-        include_str!("../../migrations/postgres/0008_kv_usage.sql"),
+        include_str!("../migrations/postgres/0008_kv_usage.sql"),
     ),
 ];
 

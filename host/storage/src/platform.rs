@@ -10,7 +10,7 @@ use super::records::{AuditEntry, AuditRecord, NewTenant, TenantPatch, TenantReco
 use super::session::{self, Access, Scope};
 use super::time::now_ms;
 use super::{Backend, StorageError, rows};
-use crate::tenancy::TenantId;
+use veneer_core::tenancy_id::TenantId;
 
 /// The columns of `tenants`, in the order [`tenant_from_row`] reads them.
 macro_rules! tenant_columns {

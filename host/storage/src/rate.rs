@@ -6,7 +6,7 @@ use sqlx::Row;
 
 use super::session::Access;
 use super::{PlatformDb, StorageError};
-use crate::tenancy::TenantId;
+use veneer_core::tenancy_id::TenantId;
 
 impl PlatformDb {
     /// Adds `take` to the tenant's counter for the window starting at

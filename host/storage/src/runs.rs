@@ -10,7 +10,7 @@ use super::session::Access;
 use super::tenant::TenantDb;
 use super::time::{now_ms, utc_day, utc_day_before};
 use super::{StorageError, rows};
-use crate::tenancy::TenantId;
+use veneer_core::tenancy_id::TenantId;
 
 impl TenantDb {
     /// Records one plugin run and returns its id. `logs_json` must be JSON.

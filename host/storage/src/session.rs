@@ -6,7 +6,7 @@ use sqlx::AnyConnection;
 use sqlx::{Any, AnyPool, Row, Transaction};
 
 use super::{Backend, StorageError, StorageOptions};
-use crate::tenancy::TenantId;
+use veneer_core::tenancy_id::TenantId;
 
 /// The role pooled PostgreSQL connections act as (created by migration 0002).
 pub(super) const APP_ROLE: &str = "veneer_app";

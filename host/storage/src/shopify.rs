@@ -27,7 +27,7 @@ use super::session::Access;
 use super::tenant::TenantDb;
 use super::time::now_ms;
 use super::{StorageError, rows};
-use crate::tenancy::TenantId;
+use veneer_core::tenancy_id::TenantId;
 
 /// Webhook ids are kept at least this long: Shopify retries a delivery for
 /// hours, and a retry must still be recognised.

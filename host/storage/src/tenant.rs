@@ -11,7 +11,7 @@ use super::records::{AuditEntry, AuditRecord, SettingsRecord};
 use super::session::{self, Access, Scope};
 use super::time::now_ms;
 use super::{Backend, KvLimits, StorageError, rows};
-use crate::tenancy::TenantId;
+use veneer_core::tenancy_id::TenantId;
 
 /// One tenant's data. Obtained from [`Storage::tenant`](super::Storage::tenant);
 /// it cannot reach another tenant's rows. Cheap to clone.

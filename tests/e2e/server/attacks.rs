@@ -16,8 +16,8 @@ use veneer::auth::{DEV_ISSUER, OrgRole, dev_token};
 use super::harness::{Db, Server, admin, member, sale};
 use veneer::both_backends;
 
-const DEV_PRIVATE: &[u8] = include_bytes!("../../../host/dev-keys/dev-private.pem");
-const DEV_PUBLIC: &[u8] = include_bytes!("../../../host/dev-keys/dev-public.pem");
+const DEV_PRIVATE: &[u8] = include_bytes!("../../../host/auth/dev-keys/dev-private.pem");
+const DEV_PUBLIC: &[u8] = include_bytes!("../../../host/auth/dev-keys/dev-public.pem");
 const SECRET: &str = "globex-secret-value-7f3a";
 
 fn now() -> u64 {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use base64::Engine;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use veneer::built_plugins;
+use veneer_plugin_artifacts as built_plugins;
 
 use super::harness::{Db, Server, admin, member};
 use crate::smtp_server::{ReceivedMail, SmtpServer};

@@ -178,7 +178,7 @@ impl Server {
 
     /// Installs the hostile plugin for `tenant` (as its admin) with `settings`.
     pub async fn install_hostile(&self, tenant: &str, settings: Value) -> String {
-        let bytes = crate::util::read(veneer::built_plugins::HOSTILE);
+        let bytes = crate::util::read(veneer_plugin_artifacts::HOSTILE);
         self.install(tenant, &admin(tenant), bytes, settings).await
     }
 

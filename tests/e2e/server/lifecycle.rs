@@ -3,7 +3,7 @@
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use veneer::built_plugins;
+use veneer_plugin_artifacts as built_plugins;
 
 use super::harness::{Db, Server, admin, platform_admin, sale};
 use crate::util::{fixture, read};

@@ -117,7 +117,7 @@ both_backends!(
 async fn sleeping_uploads(db: Db) {
     let server = Server::in_process(db).await;
     let token = admin("acme");
-    let bytes = crate::util::read(veneer::built_plugins::HOSTILE_DESCRIBE);
+    let bytes = crate::util::read(veneer_plugin_artifacts::HOSTILE_DESCRIBE);
     let started = Instant::now();
     let upload = || server.upload("acme", &token, bytes.clone());
     let (a, b, c, d) = tokio::join!(upload(), upload(), upload(), upload());
@@ -145,7 +145,7 @@ async fn sleeping_uploads(db: Db) {
         .upload(
             "globex",
             &admin("globex"),
-            crate::util::read(veneer::built_plugins::HOSTILE),
+            crate::util::read(veneer_plugin_artifacts::HOSTILE),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");

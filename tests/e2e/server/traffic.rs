@@ -258,7 +258,7 @@ async fn warm_quotes(db: Db) {
             .install(
                 tenant,
                 &admin(tenant),
-                crate::util::read(veneer::built_plugins::HOSTILE),
+                crate::util::read(veneer_plugin_artifacts::HOSTILE),
                 json!({ "mode": "count-calls" }),
             )
             .await;
@@ -338,7 +338,7 @@ async fn slow_quotes(db: Db) {
         let rt = veneer::runtime::Runtime::new(veneer::runtime::RuntimeConfig::default())
             .expect("runtime starts");
         let plugin = rt
-            .load(&crate::util::read(veneer::built_plugins::HOSTILE))
+            .load(&crate::util::read(veneer_plugin_artifacts::HOSTILE))
             .expect("hostile loads");
         let data =
             crate::util::settings(&json!({ "mode": "slow-ok", "count": 300000 }).to_string());

@@ -1,20 +1,20 @@
 //! Runs one test body against each backend, with a fresh database each time
-//! (`crate::both_backends!(via run; …)` and `crate::test_support::TestDb`).
+//! (`both_backends!(via harness::run; …)` over a [`TestDb`](crate::testing::TestDb)).
 
 use std::future::Future;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use crate::storage::{
+use crate::testing::{Db, TestDb};
+use crate::{
     Backend, NewPluginVersion, NewTenant, PluginVersion, Storage, StorageOptions, TenantDb,
 };
-use crate::tenancy::TenantId;
-use crate::test_support::{Db, TestDb};
+use veneer_core::tenancy_id::TenantId;
 
 /// What a test body gets: a connected storage and the URL it came from (to open
 /// a second "host" on the same database, or a raw connection).
-pub(crate) struct Ctx {
+pub struct Ctx {
     pub storage: Storage,
     pub url: String,
 }
@@ -35,7 +35,7 @@ impl Ctx {
     }
 }
 
-pub(crate) fn options() -> StorageOptions {
+pub fn options() -> StorageOptions {
     StorageOptions {
         max_connections: 4,
         acquire_timeout: Duration::from_secs(10),
@@ -43,11 +43,11 @@ pub(crate) fn options() -> StorageOptions {
     }
 }
 
-pub(crate) fn tid(id: &str) -> TenantId {
+pub fn tid(id: &str) -> TenantId {
     TenantId::new(id).unwrap()
 }
 
-pub(crate) fn new_tenant(id: &str) -> NewTenant {
+pub fn new_tenant(id: &str) -> NewTenant {
     NewTenant {
         id: tid(id),
         org_id: format!("org_{id}"),
@@ -59,13 +59,13 @@ pub(crate) fn new_tenant(id: &str) -> NewTenant {
 }
 
 /// A fake component: distinct bytes per `n`, and their sha256.
-pub(crate) fn binary(n: u8) -> (Vec<u8>, String) {
+pub fn binary(n: u8) -> (Vec<u8>, String) {
     let bytes = [b"\0asm\x0d\0\x01\0".as_slice(), &[n; 32]].concat();
     let sha = hex::encode(Sha256::digest(&bytes));
     (bytes, sha)
 }
 
-pub(crate) async fn upload(db: &TenantDb, n: u8) -> PluginVersion {
+pub async fn upload(db: &TenantDb, n: u8) -> PluginVersion {
     let (bytes, sha) = binary(n);
     let hooks = vec!["categories".to_owned(), "commission".to_owned()];
     db.put_plugin_version(&NewPluginVersion {
@@ -84,7 +84,7 @@ pub(crate) async fn upload(db: &TenantDb, n: u8) -> PluginVersion {
 /// Runs `test` on a fresh database of `kind` (a PostgreSQL one is dropped
 /// afterwards, also when the test panics): the runner of
 /// `both_backends!(via …)`.
-pub(crate) async fn run<F, Fut>(kind: Db, test: F)
+pub async fn run<F, Fut>(kind: Db, test: F)
 where
     F: FnOnce(Ctx) -> Fut,
     Fut: Future<Output = ()>,
@@ -100,7 +100,7 @@ where
 }
 
 /// Runs `test` on a fresh PostgreSQL database only.
-pub(crate) async fn on_postgres<F, Fut>(test: F)
+pub async fn on_postgres<F, Fut>(test: F)
 where
     F: FnOnce(Ctx) -> Fut,
     Fut: Future<Output = ()>,

@@ -2,10 +2,10 @@
 
 use std::time::{Duration, Instant};
 
-use super::harness::{Ctx, options, tid};
-use crate::storage::{Storage, StorageError, StorageOptions};
+use crate::testing::harness::{Ctx, options, tid};
+use crate::{Storage, StorageError, StorageOptions};
 
-crate::both_backends!(via crate::storage::tests::harness::run;
+crate::both_backends!(via crate::testing::harness::run;
     an_exhausted_pool_is_unavailable_within_the_acquire_timeout,
     a_closed_storage_is_unavailable
 );

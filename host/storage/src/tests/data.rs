@@ -2,13 +2,13 @@
 
 use std::collections::BTreeMap;
 
-use super::harness::{Ctx, options, tid};
-use crate::storage::time::{now_ms, utc_day};
-use crate::storage::{
+use crate::testing::harness::{Ctx, options, tid};
+use crate::time::{now_ms, utc_day};
+use crate::{
     KvLimits, KvUsage, NewRun, SettingsRecord, Storage, StorageError, StorageOptions, UsageDelta,
 };
 
-crate::both_backends!(via crate::storage::tests::harness::run;
+crate::both_backends!(via crate::testing::harness::run;
     settings_use_optimistic_concurrency,
     kv_stores_lists_by_literal_prefix_and_deletes,
     kv_caps_hold_keys_and_bytes_and_lose_nothing,
@@ -498,7 +498,7 @@ async fn writes_for_a_tenant_that_does_not_exist_are_not_found(ctx: Ctx) {
 async fn reconnecting_keeps_data_and_reapplies_nothing(ctx: Ctx) {
     let acme = ctx.tenant("acme").await;
     acme.kv_put("k", "v").await.unwrap();
-    let again = crate::storage::Storage::connect(&ctx.url, &super::harness::options())
+    let again = crate::Storage::connect(&ctx.url, &crate::testing::harness::options())
         .await
         .unwrap();
     assert_eq!(again.backend(), ctx.backend());

@@ -2,10 +2,10 @@
 
 use std::str::FromStr;
 
-use super::harness::{Ctx, new_tenant, tid};
-use crate::storage::{AuditEntry, StorageError, TenantPatch, TenantStatus};
+use crate::testing::harness::{Ctx, new_tenant, tid};
+use crate::{AuditEntry, StorageError, TenantPatch, TenantStatus};
 
-crate::both_backends!(via crate::storage::tests::harness::run;
+crate::both_backends!(via crate::testing::harness::run;
     tenants_are_created_found_listed_and_updated,
     taken_ids_and_organisations_conflict_and_say_which,
     domains_map_hosts_to_tenants,

@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use super::harness::{Ctx, binary, options, upload};
-use crate::storage::{Activation, NewPluginVersion, Storage, StorageError};
+use crate::testing::harness::{Ctx, binary, options, upload};
+use crate::{Activation, NewPluginVersion, Storage, StorageError};
 
-crate::both_backends!(via crate::storage::tests::harness::run;
+crate::both_backends!(via crate::testing::harness::run;
     plugin_versions_are_stored_once_by_hash_and_stay_with_their_tenant,
     uploads_that_lie_about_their_binary_are_refused,
     activation_history_drives_the_active_plugin_and_rollback,
@@ -66,7 +66,7 @@ async fn plugin_versions_are_stored_once_by_hash_and_stay_with_their_tenant(ctx:
     beta.activate(&sha_1, "user_bob").await.unwrap();
     assert_eq!(acme.active_plugin().await.unwrap(), None);
 
-    let nobody = ctx.storage.tenant(&super::harness::tid("nobody"));
+    let nobody = ctx.storage.tenant(&crate::testing::harness::tid("nobody"));
     let (bytes, sha) = binary(9);
     let hooks = vec![];
     let upload_for_nobody = nobody

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use sqlx::postgres::PgQueryResult;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
-use super::harness::{Ctx, on_postgres, options, tid, upload};
-use crate::storage::{
+use crate::testing::harness::{Ctx, on_postgres, options, tid, upload};
+use crate::{
     Activation, AuditRecord, PluginVersion, RunRecord, SettingsRecord, Storage, StorageError,
     StorageOptions, TenantRecord, UsageRecord,
 };
@@ -44,7 +44,7 @@ const TENANT_WRITABLE: &[&str] = &[
 async fn seed(storage: &Storage, id: &str) {
     let platform = storage.platform();
     platform
-        .create_tenant(&super::harness::new_tenant(id))
+        .create_tenant(&crate::testing::harness::new_tenant(id))
         .await
         .unwrap();
     platform
@@ -58,7 +58,7 @@ async fn seed(storage: &Storage, id: &str) {
     db.set_settings(r#"{"secret":true}"#, None).await.unwrap();
     db.kv_put("k1", "secret-1").await.unwrap();
     db.kv_put("k2", "secret-2").await.unwrap();
-    db.record_run(&crate::storage::NewRun {
+    db.record_run(&crate::NewRun {
         sha256: &version.sha256,
         hook: "categories",
         outcome: "ok",

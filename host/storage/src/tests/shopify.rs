@@ -8,14 +8,14 @@ use std::time::Duration;
 use sqlx::postgres::PgQueryResult;
 use sqlx::{AnyConnection, AssertSqlSafe, Connection, PgConnection, Row};
 
-use super::harness::{Ctx, on_postgres, tid};
-use crate::secrets::SecretBox;
-use crate::storage::{
+use crate::testing::harness::{Ctx, on_postgres, tid};
+use crate::{
     NewShopifyCommission, SHOPIFY_WEBHOOK_MIN_RETENTION, SHOPIFY_WEBHOOK_RETENTION,
     ShopifyStoredCredentials, StorageError, TenantDb,
 };
+use veneer_core::secrets::SecretBox;
 
-crate::both_backends!(via crate::storage::tests::harness::run;
+crate::both_backends!(via crate::testing::harness::run;
     a_store_connects_disconnects_and_uninstalls,
     a_shop_domain_belongs_to_one_tenant_and_is_not_revealed,
     credentials_are_never_stored_in_clear,
@@ -34,7 +34,7 @@ fn secrets() -> SecretBox {
 }
 
 /// Connects `db` to `shop` with credentials sealed the way the host seals them.
-async fn connect(db: &TenantDb, shop: &str) -> crate::storage::ShopifyStoreRecord {
+async fn connect(db: &TenantDb, shop: &str) -> crate::ShopifyStoreRecord {
     let secrets = secrets();
     let tenant = db.tenant_id().as_str();
     let token = secrets.encrypt(TOKEN.as_bytes(), &format!("{tenant}/shopify/access_token"));
@@ -325,7 +325,7 @@ async fn credentials_are_never_stored_in_clear(ctx: Ctx) {
 /// Makes every webhook row of `tenant` look `age` old.
 async fn age_webhooks(ctx: &Ctx, tenant: &str, age: Duration) {
     let mut raw = AnyConnection::connect(&ctx.url).await.unwrap();
-    let when = crate::storage::time::now_ms() - i64::try_from(age.as_millis()).unwrap();
+    let when = crate::time::now_ms() - i64::try_from(age.as_millis()).unwrap();
     sqlx::query("UPDATE shopify_webhooks SET received_at = $1 WHERE tenant_id = $2")
         .bind(when)
         .bind(tenant)
@@ -791,9 +791,9 @@ async fn seed(ctx: &Ctx, id: &str) {
 
 #[derive(Debug, PartialEq)]
 struct Snapshot {
-    store: Option<crate::storage::ShopifyStoreRecord>,
-    commissions: Vec<crate::storage::ShopifyCommissionRecord>,
-    products: Vec<crate::storage::ShopifyProductRecord>,
+    store: Option<crate::ShopifyStoreRecord>,
+    commissions: Vec<crate::ShopifyCommissionRecord>,
+    products: Vec<crate::ShopifyProductRecord>,
 }
 
 async fn snapshot(ctx: &Ctx, id: &str) -> Snapshot {

@@ -1,7 +1,7 @@
 //! What only SQLite has: the file, its journal mode and pragmas.
 
-use super::harness::options;
-use crate::storage::{Backend, Storage};
+use crate::testing::harness::options;
+use crate::{Backend, Storage};
 
 #[tokio::test]
 async fn the_file_is_created_in_wal_mode_with_foreign_keys_on() {
