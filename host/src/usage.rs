@@ -192,6 +192,8 @@ async fn write(
         .zip(&logs)
         .map(|((plugin, run), logs)| NewRun {
             sha256: plugin,
+            installation: None,
+            release_id: None,
             hook: run.hook.as_str(),
             outcome: run.outcome.as_str(),
             message: run.message.as_deref(),

@@ -34,6 +34,7 @@
 
 mod email;
 mod error;
+mod installations;
 mod jobs;
 mod kv;
 mod migrate;
@@ -63,13 +64,15 @@ use veneer_core::tenancy_id::TenantId;
 
 pub use email::*;
 pub use error::StorageError;
+pub use installations::{MAX_INSTALLATIONS, MAX_RELEASE_SETTINGS_BYTES, check_installation_name};
 pub use jobs::*;
 pub use kv::{KvLimits, KvSnapshotRead, KvUsage};
 pub use notify::NotificationListener;
 pub use platform::PlatformDb;
 pub use records::{
-    Activation, AuditEntry, AuditRecord, InvalidTenantStatus, NewPluginVersion, NewRun, NewTenant,
-    PluginVersion, RunRecord, SettingsRecord, TenantPatch, TenantRecord, TenantStatus, UsageRecord,
+    Activation, AuditEntry, AuditRecord, InstallationRecord, InvalidTenantStatus, LiveRelease,
+    NewPluginVersion, NewRelease, NewRun, NewTenant, PluginVersion, ReleaseEvent, ReleaseRecord,
+    RunRecord, SettingsRecord, TenantPatch, TenantRecord, TenantStatus, UsageRecord,
 };
 pub use runs::UsageDelta;
 pub use shopify::*;

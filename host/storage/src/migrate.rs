@@ -52,6 +52,11 @@ const SQLITE: &[Source] = &[
         "kv usage",
         include_str!("../migrations/sqlite/0007_kv_usage.sql"),
     ),
+    (
+        8,
+        "installations",
+        include_str!("../migrations/sqlite/0008_installations.sql"),
+    ),
 ];
 
 const POSTGRES: &[Source] = &[
@@ -95,6 +100,11 @@ const POSTGRES: &[Source] = &[
         "kv usage",
         include_str!("../migrations/postgres/0008_kv_usage.sql"),
     ),
+    (
+        9,
+        "installations",
+        include_str!("../migrations/postgres/0009_installations.sql"),
+    ),
 ];
 
 fn migrator(sources: &[Source]) -> Migrator {
@@ -122,4 +132,23 @@ pub(super) fn sqlite() -> Migrator {
 /// The PostgreSQL schema, row-level security included.
 pub(super) fn postgres() -> Migrator {
     migrator(POSTGRES)
+}
+
+/// The SQLite schema up to `version` only: tests build a database of an
+/// earlier release and then migrate it.
+#[cfg(test)]
+pub(crate) fn sqlite_until(version: i64) -> Migrator {
+    let sources: Vec<Source> = SQLITE.iter().copied().filter(|m| m.0 <= version).collect();
+    migrator(&sources)
+}
+
+/// The PostgreSQL schema up to `version` only (see [`sqlite_until`]).
+#[cfg(test)]
+pub(crate) fn postgres_until(version: i64) -> Migrator {
+    let sources: Vec<Source> = POSTGRES
+        .iter()
+        .copied()
+        .filter(|m| m.0 <= version)
+        .collect();
+    migrator(&sources)
 }

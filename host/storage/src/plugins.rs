@@ -246,7 +246,10 @@ impl TenantDb {
     /// Serializes history changes of this tenant across connections and hosts.
     /// SQLite needs nothing more: the write transaction (`BEGIN IMMEDIATE`)
     /// already excludes every other writer.
-    async fn lock_history(&self, tx: &mut Transaction<'static, Any>) -> Result<(), StorageError> {
+    pub(super) async fn lock_history(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+    ) -> Result<(), StorageError> {
         if self.backend() == Backend::Postgres {
             sqlx::query("SELECT 1 FROM (SELECT pg_advisory_xact_lock($1, hashtext($2))) AS locked")
                 .bind(ACTIVATION_LOCK_CLASS)

@@ -128,6 +128,70 @@ pub struct Activation {
     pub created_at: i64,
 }
 
+/// One of a tenant's installations: a named place in its chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InstallationRecord {
+    pub name: String,
+    /// Order in the chain (smaller runs first).
+    pub position: i64,
+    /// The live release, if any.
+    pub active_release: Option<i64>,
+    pub created_by: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A release to store: plugin, settings and quota of one installation.
+#[derive(Debug, Clone, Copy)]
+pub struct NewRelease<'a> {
+    pub installation: &'a str,
+    pub sha256: &'a str,
+    /// The settings document (JSON).
+    pub settings: &'a str,
+    /// The quota (the runtime's JSON), fixed for the release's life.
+    pub quota: &'a str,
+    pub note: Option<&'a str>,
+    pub created_by: &'a str,
+}
+
+/// An immutable release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReleaseRecord {
+    pub id: i64,
+    pub installation: String,
+    pub sha256: String,
+    pub settings: String,
+    pub quota: String,
+    pub note: Option<String>,
+    pub created_by: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    /// Whether it has ever been live (a draft has not).
+    pub ever_active: bool,
+}
+
+/// A live release and its installation's place in the chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveRelease {
+    pub position: i64,
+    pub release: ReleaseRecord,
+}
+
+/// A change of an installation's live release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReleaseEvent {
+    pub id: i64,
+    pub installation: String,
+    /// Live after this change; `None` after a deactivation.
+    pub release_id: Option<i64>,
+    /// `activate`, `rollback`, `deactivate` or `quota`.
+    pub action: String,
+    pub actor: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+}
+
 /// A tenant's plugin settings. Never set: `{}` at version 0.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SettingsRecord {
@@ -153,6 +217,10 @@ impl Default for SettingsRecord {
 #[derive(Debug, Clone, Copy)]
 pub struct NewRun<'a> {
     pub sha256: &'a str,
+    /// The installation and release the run belongs to (`None` outside a
+    /// tenant's chain).
+    pub installation: Option<&'a str>,
+    pub release_id: Option<i64>,
     pub hook: &'a str,
     pub outcome: &'a str,
     pub message: Option<&'a str>,
@@ -168,6 +236,8 @@ pub struct NewRun<'a> {
 pub struct RunRecord {
     pub id: i64,
     pub sha256: String,
+    pub installation: Option<String>,
+    pub release_id: Option<i64>,
     pub hook: String,
     pub outcome: String,
     pub message: Option<String>,

@@ -52,8 +52,8 @@ impl TenantDb {
     pub async fn runs(&self, limit: u32) -> Result<Vec<RunRecord>, StorageError> {
         let mut tx = self.begin(Access::Read).await?;
         let rows = sqlx::query(
-            "SELECT id, sha256, hook, outcome, message, fuel_used, peak_memory_bytes, \
-                    wall_time_us, logs, created_at \
+            "SELECT id, sha256, installation, release_id, hook, outcome, message, fuel_used, \
+                    peak_memory_bytes, wall_time_us, logs, created_at \
                FROM plugin_runs WHERE tenant_id = $1 ORDER BY id DESC LIMIT $2",
         )
         .bind(self.tenant_id().as_str())
@@ -148,12 +148,15 @@ async fn insert_run(
     run: &NewRun<'_>,
 ) -> Result<i64, StorageError> {
     sqlx::query_scalar(
-        "INSERT INTO plugin_runs (tenant_id, sha256, hook, outcome, message, fuel_used, \
-                                  peak_memory_bytes, wall_time_us, logs, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+        "INSERT INTO plugin_runs (tenant_id, sha256, installation, release_id, hook, outcome, \
+                                  message, fuel_used, peak_memory_bytes, wall_time_us, logs, \
+                                  created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
     )
     .bind(tenant.as_str())
     .bind(run.sha256)
+    .bind(run.installation)
+    .bind(run.release_id)
     .bind(run.hook)
     .bind(run.outcome)
     .bind(run.message)
@@ -214,6 +217,8 @@ fn run_from_row(row: &AnyRow) -> Result<RunRecord, StorageError> {
     Ok(RunRecord {
         id: rows::int(row, "id")?,
         sha256: rows::text(row, "sha256")?,
+        installation: rows::opt_text(row, "installation")?,
+        release_id: sqlx::Row::try_get(row, "release_id")?,
         hook: rows::text(row, "hook")?,
         outcome: rows::text(row, "outcome")?,
         message: rows::opt_text(row, "message")?,

@@ -10,6 +10,7 @@
 mod availability;
 mod data;
 mod email;
+mod installations;
 mod jobs;
 mod platform;
 mod plugins;

@@ -155,6 +155,8 @@ async fn kv_stores_lists_by_literal_prefix_and_deletes(ctx: Ctx) {
 
 fn run<'a>(sha: &'a str, outcome: &'a str, fuel: u64) -> NewRun<'a> {
     NewRun {
+        installation: None,
+        release_id: None,
         sha256: sha,
         hook: "categories",
         outcome,

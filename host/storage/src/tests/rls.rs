@@ -27,7 +27,14 @@ const TABLES: &[(&str, &str)] = &[
     ("plugin_runs", "tenant_id"),
     ("usage", "tenant_id"),
     ("audit_log", "tenant_id"),
+    ("installations", "tenant_id"),
+    ("releases", "tenant_id"),
+    ("release_events", "tenant_id"),
+    ("installation_quotas", "tenant_id"),
 ];
+
+/// Append-only tables: no UPDATE or DELETE at all for the application.
+const APPEND_ONLY: &[&str] = &["audit_log", "release_events"];
 
 /// Tables a tenant may write its own rows in (the others it may only read).
 const TENANT_WRITABLE: &[&str] = &[
@@ -38,6 +45,8 @@ const TENANT_WRITABLE: &[&str] = &[
     "kv_usage",
     "plugin_runs",
     "usage",
+    "installations",
+    "releases",
 ];
 
 /// Gives tenant `id` at least one row in every table.
@@ -59,6 +68,8 @@ async fn seed(storage: &Storage, id: &str) {
     db.kv_put("k1", "secret-1").await.unwrap();
     db.kv_put("k2", "secret-2").await.unwrap();
     db.record_run(&crate::NewRun {
+        installation: None,
+        release_id: None,
         sha256: &version.sha256,
         hook: "categories",
         outcome: "ok",
@@ -72,6 +83,25 @@ async fn seed(storage: &Storage, id: &str) {
     .unwrap();
     db.add_usage(1, 1, 1).await.unwrap();
     db.audit("owner", "seed", None, None, None).await.unwrap();
+    db.create_installation("main", "owner").await.unwrap();
+    let release = db
+        .create_release(&crate::NewRelease {
+            installation: "main",
+            sha256: &version.sha256,
+            settings: r#"{"secret":true}"#,
+            quota: "{}",
+            note: None,
+            created_by: "owner",
+        })
+        .await
+        .unwrap();
+    db.activate_release("main", release.id, "activate", "owner")
+        .await
+        .unwrap();
+    platform
+        .set_installation_quota(&tid(id), "main", r#"{"fuel":2}"#)
+        .await
+        .unwrap();
 }
 
 /// Everything tenant `id` has, read through the handles.
@@ -87,6 +117,10 @@ struct Snapshot {
     runs: Vec<RunRecord>,
     usage: Vec<UsageRecord>,
     audit: Vec<AuditRecord>,
+    installations: Vec<crate::InstallationRecord>,
+    releases: Vec<crate::ReleaseRecord>,
+    events: Vec<crate::ReleaseEvent>,
+    installation_quota: Option<String>,
 }
 
 async fn snapshot(storage: &Storage, id: &str) -> Snapshot {
@@ -103,6 +137,10 @@ async fn snapshot(storage: &Storage, id: &str) -> Snapshot {
         runs: db.runs(100).await.unwrap(),
         usage: db.usage(2).await.unwrap(),
         audit: db.audit_log(100).await.unwrap(),
+        installations: db.installations().await.unwrap(),
+        releases: db.releases("main", 100).await.unwrap(),
+        events: db.release_events("main", 100).await.unwrap(),
+        installation_quota: db.installation_quota("main").await.unwrap(),
     }
 }
 
@@ -171,7 +209,7 @@ async fn tenant_a_touches_no_row_of_b_in_any_table() {
             let steal = format!("UPDATE {table} SET {col} = 'a' WHERE {col} <> 'a'");
             let delete_b = format!("DELETE FROM {table} WHERE {col} <> 'a'");
             let give_away = format!("UPDATE {table} SET {col} = 'b' WHERE {col} = 'a'");
-            if table == "audit_log" {
+            if APPEND_ONLY.contains(&table) {
                 // Append-only: no UPDATE or DELETE at all for the application.
                 for sql in [touch_b, steal, delete_b, give_away] {
                     refused(run(&mut conn, sql).await, table);
@@ -211,6 +249,23 @@ async fn tenant_a_touches_no_row_of_b_in_any_table() {
             ),
             format!("INSERT INTO domains (domain, tenant_id, created_at) VALUES ('evil.example', 'a', {now})"),
             format!("INSERT INTO quotas (tenant_id, json, updated_at) VALUES ('a', '{{}}', {now})"),
+            format!(
+                "INSERT INTO installations (tenant_id, name, position, created_by, created_at, updated_at) \
+                 VALUES ('b', 'forged', 9, 'mallory', {now}, {now})"
+            ),
+            format!(
+                "INSERT INTO releases (tenant_id, installation, sha256, settings, quota, created_by, created_at) \
+                 SELECT 'b', 'main', sha256, '{{\"pwned\":1}}', '{{}}', 'mallory', {now} FROM plugin_versions"
+            ),
+            format!(
+                "INSERT INTO release_events (tenant_id, installation, release_id, action, actor, created_at) \
+                 VALUES ('b', 'main', NULL, 'deactivate', 'mallory', {now})"
+            ),
+            format!(
+                "INSERT INTO installation_quotas (tenant_id, installation, json, updated_at) \
+                 VALUES ('a', 'main', '{{\"fuel\":999999999}}', {now}) \
+                 ON CONFLICT (tenant_id, installation) DO UPDATE SET json = excluded.json"
+            ),
         ] {
             refused(run(&mut conn, sql.clone()).await, &sql);
         }
@@ -260,7 +315,7 @@ async fn without_a_tenant_nothing_is_visible_or_writable() {
                 );
                 let update = run(&mut conn, format!("UPDATE {table} SET {col} = {col}")).await;
                 let delete = run(&mut conn, format!("DELETE FROM {table}")).await;
-                if table == "audit_log" {
+                if APPEND_ONLY.contains(&table) {
                     refused(update, table);
                     refused(delete, table);
                 } else {
