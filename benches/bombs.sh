@@ -57,19 +57,25 @@ curl -sf "$BASE/healthz" >/dev/null || { echo "the server did not start:" >&2; c
 ADMIN=$("$VENEER_BIN" dev-token --tenant initech --role admin)
 MEMBER=$("$VENEER_BIN" dev-token --tenant initech --role member)
 replace() { printf '[{"op": "replace", "path": "/subject", "value": "%s"}]' "$1"; }
+# The bombs only rendering reveals (the template checks refuse a release with
+# the others, such as `'x' * 100000000` or a recursive macro, when it is made).
 SETTINGS=$(cat <<JSON
 {"email": {
   "welcome": $(replace '{% for a in range(100000) %}{% for b in range(100000) %}x{% endfor %}{% endfor %}'),
-  "order-confirmation": $(replace '{% for a in range(1000) %}{% for b in range(1000) %}{% for c in range(1000) %}{% if c == -1 %}x{% endif %}{% endfor %}{% endfor %}{% endfor %}'),
-  "item-sold": $(replace "{{ 'x' * 100000000 }}"),
-  "payout-sent": $(replace '{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}')
+  "order-confirmation": $(replace '{% for a in range(1000) %}{% for b in range(1000) %}{% for c in range(1000) %}{% if c == -1 %}x{% endif %}{% endfor %}{% endfor %}{% endfor %}')
 }}
 JSON
 )
-status=$(curl -s -o "$WORK/settings.out" -w '%{http_code}' -X PUT -H "Host: $HOST" \
+# A release of initech's installation with its plugin and the bombs, made live.
+SHA=$(curl -fsS -H "Host: $HOST" -H "Authorization: Bearer $ADMIN" "$BASE/v1/installations/overrides" |
+    sed -n 's/.*"plugin":"\([0-9a-f]*\)".*/\1/p' | head -1)
+status=$(curl -s -o "$WORK/settings.out" -w '%{http_code}' -X POST -H "Host: $HOST" \
     -H "Authorization: Bearer $ADMIN" -H 'Content-Type: application/json' \
-    -d "$SETTINGS" "$BASE/v1/settings")
-[ "$status" = 200 ] || { echo "setting the bombs failed: $status $(cat "$WORK/settings.out")" >&2; exit 1; }
+    -d "{\"plugin\": \"$SHA\", \"settings\": $SETTINGS}" "$BASE/v1/installations/overrides/releases")
+[ "$status" = 201 ] || { echo "the release with the bombs was refused: $status $(cat "$WORK/settings.out")" >&2; exit 1; }
+RELEASE=$(sed -n 's/.*"id":\([0-9]*\).*/\1/p' "$WORK/settings.out" | head -1)
+curl -fsS -o /dev/null -X POST -H "Host: $HOST" -H "Authorization: Bearer $ADMIN" \
+    "$BASE/v1/installations/overrides/releases/$RELEASE/activate"
 
 # /healthz latencies in ms, one after another, into $1.
 probe() {
@@ -85,7 +91,7 @@ under_load() {
     local host=$1 token=$2 name=$3
     for i in $(seq 1 "$CONCURRENCY"); do
         (
-            templates=(welcome order-confirmation item-sold payout-sent)
+            templates=(welcome order-confirmation)
             end=$((SECONDS + SECONDS_UNDER_LOAD))
             n=0
             while [ "$SECONDS" -lt "$end" ]; do

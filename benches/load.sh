@@ -91,6 +91,16 @@ tcurl() {
     shift 2
     curl -fsS -H "Host: $tenant.localhost" -H "Authorization: Bearer $token" "$@"
 }
+# live TENANT TOKEN INSTALLATION SHA SETTINGS: a release of SHA with SETTINGS,
+# made live in INSTALLATION.
+live() {
+    local id
+    id=$(tcurl "$1" "$2" -H 'Content-Type: application/json' \
+        -d "{\"plugin\": \"$4\", \"settings\": $5}" "$BASE/v1/installations/$3/releases" |
+        sed -n 's/.*"id":\([0-9]*\).*/\1/p' | head -1)
+    [ -n "$id" ] || { echo "the release of $4 was refused" >&2; exit 1; }
+    tcurl "$1" "$2" -o /dev/null -X POST "$BASE/v1/installations/$3/releases/$id/activate"
+}
 
 SAMPLE_SALE='{"order_id":"o-1","sku":"bag-1","category_id":"bags","unit_price":250000,"quantity":1,"currency":"EUR","attributes":[{"key":"authenticated","value":"true"}]}'
 
@@ -167,8 +177,7 @@ run B_alone globex.localhost "$GLOBEX" quote.lua / >>"$WORK/results"
 hostile="$CARGO_TARGET_DIR/wasm-plugins/wasm32-wasip2/plugin/plugin_hostile.wasm"
 sha=$(tcurl acme "$ACME" -H 'Content-Type: application/wasm' --data-binary "@$hostile" "$BASE/v1/plugins" |
     sed -n 's/.*"sha256":"\([0-9a-f]*\)".*/\1/p' | head -1)
-tcurl acme "$ACME" -o /dev/null -X POST "$BASE/v1/plugins/$sha/activate"
-tcurl acme "$ACME" -o /dev/null -X PUT -H 'Content-Type: application/json' -d '{"mode":"spin"}' "$BASE/v1/settings"
+live acme "$ACME" commission "$sha" '{"mode":"spin"}'
 spin_quote=$(tcurl acme "$ACME" -H 'Content-Type: application/json' -d "$SAMPLE_SALE" "$BASE/v1/commission/quote")
 echo "$spin_quote" | grep -q '"outcome":"\(out_of_fuel\|deadline\)"' || { echo "spin quote did not hit a limit: $spin_quote" >&2; exit 1; }
 # acme_rate PER_SEC BURST: set acme's request rate limit through the admin API.
@@ -200,10 +209,8 @@ stop_server
 # ------------------------------------------------------ server 2: native quote
 # Same database; acme goes back to the luxury-consignment plugin first.
 start_server --bench-native
-tcurl acme "$ACME" -o /dev/null -X POST "$BASE/v1/plugins/$lux/activate"
-tcurl acme "$ACME" -o /dev/null -X PUT -H 'Content-Type: application/json' \
-    -d '{"cap": 120000, "unauthenticated_surcharge_bps": 500, "tiers": [{"from": 0, "rate_bps": 2500}, {"from": 100000, "rate_bps": 1800}, {"from": 500000, "rate_bps": 1200}]}' \
-    "$BASE/v1/settings"
+live acme "$ACME" commission "$lux" \
+    '{"cap": 120000, "unauthenticated_surcharge_bps": 500, "tiers": [{"from": 0, "rate_bps": 2500}, {"from": 100000, "rate_bps": 1800}, {"from": 500000, "rate_bps": 1200}]}'
 native_quote=$(quote_path native)
 # Same decision either way.
 [[ "$(echo "$wasm_quote" | grep -o '"decision":{[^}]*}')" == "$(echo "$native_quote" | grep -o '"decision":{[^}]*}')" ]] ||

@@ -352,15 +352,9 @@ fn main() {
 
     let tenant = TenantId::new("acme").expect("tenant id");
     let caches = Caches::new();
-    let key_for = |settings_version: i64| {
-        EffectiveKey::new(
-            &tenant,
-            &f.base.version,
-            Some(f.luxury.info().sha256.as_str()),
-            settings_version,
-            1,
-        )
-    };
+    // The data version stands for the live releases and the data.
+    let key_for =
+        |data_version: i64| EffectiveKey::new(&tenant, &f.base.version, data_version as u64);
     let compute = || {
         Resolver::new(&f.runtime, &f.base).effective(
             Some(&f.luxury),

@@ -41,7 +41,7 @@ use veneer::config::ServeConfig;
 use veneer::resolve::{Resolver, Source};
 use veneer::runtime::{Runtime, RuntimeConfig};
 use veneer::state::AppState;
-use veneer::storage::{NewPluginVersion, NewTenant};
+use veneer::storage::{NewPluginVersion, NewRelease, NewTenant};
 use veneer::tenancy::TenantId;
 use veneer_plugin_artifacts as built_plugins;
 
@@ -159,8 +159,19 @@ async fn seed(dir: &Path, tenants: usize, plugins: usize) -> anyhow::Result<()> 
             uploaded_by: "scale-bench",
         })
         .await?;
-        db.activate(&info.sha256, "scale-bench").await?;
-        db.set_settings(LUXURY_SETTINGS, None).await?;
+        db.create_installation("commission", "scale-bench").await?;
+        let release = db
+            .create_release(&NewRelease {
+                installation: "commission",
+                sha256: &info.sha256,
+                settings: LUXURY_SETTINGS,
+                quota: "{}",
+                note: None,
+                created_by: "scale-bench",
+            })
+            .await?;
+        db.activate_release("commission", release.id, "activate", "scale-bench")
+            .await?;
     }
     Ok(())
 }
@@ -181,19 +192,19 @@ async fn start(dir: &Path, tenants: usize) -> anyhow::Result<()> {
             .await
             .map_err(|e| anyhow::anyhow!("{e:?}"))?
             .ok_or_else(|| anyhow::anyhow!("tenant {id} missing"))?;
-        let sha = tenant
-            .active_plugin
-            .clone()
+        let step = tenant
+            .chain
+            .first()
             .ok_or_else(|| anyhow::anyhow!("tenant {id} has no plugin"))?;
-        let plugin = veneer::app::plugins::load(&app, &id, &sha)
+        let plugin = veneer::app::plugins::load(&app, &id, &step.sha256)
             .await
             .map_err(|e| anyhow::anyhow!("{e:?}"))?;
         from_cache += usize::from(plugin.from_artifact_cache());
         let resolved = Resolver::new(&app.runtime, &app.base).commission(
             Some(&plugin),
-            Some(tenant.warm_key()),
-            tenant.data(),
-            &tenant.quota,
+            Some(step.warm_key()),
+            step.data(),
+            &step.quota,
             &sale,
         )?;
         anyhow::ensure!(

@@ -7,8 +7,10 @@
 //! - [`quote`]: commission quotes through the tenant's plugin;
 //! - [`email`]: rendering a template through the plugin, queueing a send,
 //!   saving a tenant's email settings;
-//! - [`plugins`]: the active plugin, loading, compiling and storing components,
-//!   activation changes;
+//! - [`plugins`]: the tenant's chain of plugins ready to run, loading,
+//!   compiling and storing components;
+//! - [`installations`]: installations, releases (checked, then activated,
+//!   rolled back, deactivated) and per-installation quotas;
 //! - [`runs`]: recording plugin runs (run log and breaker);
 //! - [`shopify`]: connecting a tenant's store, accepting its webhooks;
 //! - [`slots`]: the tenant's plugin slots and the blocking threads calls run on;
@@ -26,6 +28,7 @@ pub mod admin;
 pub mod config;
 pub mod email;
 mod error;
+pub mod installations;
 pub mod jobs;
 pub mod plugins;
 pub mod quote;

@@ -46,25 +46,17 @@ pub const DEFAULT_TENANT_CACHE_BYTES: u64 = 256 << 20;
 pub struct EffectiveKey {
     tenant: TenantId,
     base_version: Arc<str>,
-    plugin: Option<Arc<str>>,
-    settings_version: i64,
+    /// The tenant's live releases, their quotas and its key-value data
+    /// (`TenantState::data_version`).
     data_version: u64,
 }
 
 impl EffectiveKey {
     /// The key for `tenant` at these versions.
-    pub fn new(
-        tenant: &TenantId,
-        base_version: &str,
-        plugin: Option<&str>,
-        settings_version: i64,
-        data_version: u64,
-    ) -> Self {
+    pub fn new(tenant: &TenantId, base_version: &str, data_version: u64) -> Self {
         Self {
             tenant: tenant.clone(),
             base_version: Arc::from(base_version),
-            plugin: plugin.map(Arc::from),
-            settings_version,
             data_version,
         }
     }
@@ -80,8 +72,6 @@ impl EffectiveKey {
         crate::digest::Digest::new()
             .str(self.tenant.as_str())
             .str(&self.base_version)
-            .opt_str(self.plugin.as_deref())
-            .i64(self.settings_version)
             .u64(self.data_version)
             .to_short_hex()
     }

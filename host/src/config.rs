@@ -94,6 +94,17 @@ pub struct ServeConfig {
     #[arg(long, env = "VENEER_COMPILE_TIMEOUT_SECS", default_value_t = 60)]
     pub compile_timeout_secs: u64,
 
+    /// Fuel one request may spend across a tenant's whole chain of
+    /// installations (every section of an effective configuration together);
+    /// each installation's own quota still applies within it.
+    #[arg(long, env = "VENEER_CHAIN_MAX_FUEL", default_value_t = 100_000_000)]
+    pub chain_max_fuel: u64,
+
+    /// Wall time one request's plugin calls may take across the chain, in
+    /// milliseconds.
+    #[arg(long, env = "VENEER_CHAIN_MAX_MS", default_value_t = 1_000)]
+    pub chain_max_ms: u64,
+
     /// Plugin calls that may run at once in this process (all tenants).
     #[arg(long, env = "VENEER_MAX_CONCURRENT_CALLS", default_value_t = 64)]
     pub max_concurrent_calls: u32,
@@ -252,6 +263,8 @@ impl ServeConfig {
             max_body_bytes: 16 << 20,
             compile_concurrency: 2,
             compile_timeout_secs: 60,
+            chain_max_fuel: 100_000_000,
+            chain_max_ms: 1_000,
             max_concurrent_calls: 32,
             warm_instances: 16,
             loaded_plugins_mib: 1024,

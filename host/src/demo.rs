@@ -5,7 +5,7 @@
 use crate::app::plugins::CompileError;
 use crate::auth::{OrgRole, dev_token};
 use crate::state::AppState;
-use crate::storage::{NewPluginVersion, NewTenant};
+use crate::storage::{NewPluginVersion, NewRelease, NewTenant};
 use crate::tenancy::TenantId;
 
 /// One demo tenant: id, name, plugin bytes (`None` in a binary built without the
@@ -13,6 +13,8 @@ use crate::tenancy::TenantId;
 struct DemoTenant {
     id: &'static str,
     name: &'static str,
+    /// The installation its plugin is installed as.
+    installation: &'static str,
     plugin: Option<&'static [u8]>,
     settings: &'static str,
 }
@@ -41,18 +43,21 @@ const TENANTS: &[DemoTenant] = &[
     DemoTenant {
         id: "acme",
         name: "Acme Luxury Consignment",
+        installation: "commission",
         plugin: bytes::LUXURY_CONSIGNMENT,
         settings: r#"{"cap": 120000, "unauthenticated_surcharge_bps": 500, "tiers": [{"from": 0, "rate_bps": 2500}, {"from": 100000, "rate_bps": 1800}, {"from": 500000, "rate_bps": 1200}]}"#,
     },
     DemoTenant {
         id: "globex",
         name: "Globex Sneakers",
+        installation: "catalog",
         plugin: bytes::SNEAKER_STORE,
         settings: r#"{"charts": ["shoes-men", "shoes-women"], "subcategories": true}"#,
     },
     DemoTenant {
         id: "initech",
         name: "Initech Outlet",
+        installation: "overrides",
         plugin: bytes::DECLARATIVE_OVERRIDES,
         settings: r#"{"categories": [{"op": "add", "path": "/-", "value": {"id": "outlet", "parent": null, "name": "Outlet", "slug": "outlet", "position": 99, "attributes": []}}], "commission": [{"when": {"min_gross": 0}, "patch": [{"op": "replace", "path": "/rate_bps", "value": 900}]}]}"#,
     },
@@ -112,8 +117,19 @@ pub async fn seed_if_empty(app: &AppState) -> anyhow::Result<bool> {
             uploaded_by: "demo",
         })
         .await?;
-        db.activate(&info.sha256, "demo").await?;
-        db.set_settings(demo.settings, None).await?;
+        db.create_installation(demo.installation, "demo").await?;
+        let release = db
+            .create_release(&NewRelease {
+                installation: demo.installation,
+                sha256: &info.sha256,
+                settings: demo.settings,
+                quota: &serde_json::to_string(&crate::runtime::Quota::default())?,
+                note: Some("demo"),
+                created_by: "demo",
+            })
+            .await?;
+        db.activate_release(demo.installation, release.id, "activate", "demo")
+            .await?;
         db.audit("demo", "demo.seed", Some(&info.sha256), None, None)
             .await?;
     }

@@ -21,6 +21,7 @@ mod context;
 pub mod email;
 mod error;
 mod health;
+mod installations;
 mod jobs;
 mod served;
 pub mod shopify;
@@ -60,6 +61,7 @@ pub fn router(state: AppState) -> Router {
         .merge(health::routes())
         .merge(traffic::routes())
         .merge(tenant::routes())
+        .merge(installations::routes())
         .merge(admin::routes())
         .merge(jobs::routes())
         .merge(shopify::routes())

@@ -55,7 +55,9 @@ struct TenantLimiter {
     rate: DefaultDirectRateLimiter,
     calls: Arc<Semaphore>,
     window: Mutex<Window>,
-    breaker: std::sync::Mutex<Breaker>,
+    /// One breaker per installation of the tenant: one plugin that keeps
+    /// hitting its limits is paused without pausing the others.
+    breakers: std::sync::Mutex<std::collections::HashMap<String, Breaker>>,
 }
 
 /// Consecutive runs ending at a limit (out of fuel, deadline) that pause a
@@ -146,7 +148,7 @@ impl Limits {
             rate: RateLimiter::direct(RateQuota::per_second(per_sec).allow_burst(burst)),
             calls: Arc::new(Semaphore::new(params.2 as usize)),
             window: Mutex::new(Window::default()),
-            breaker: std::sync::Mutex::new(Breaker::default()),
+            breakers: std::sync::Mutex::new(std::collections::HashMap::new()),
         });
         self.tenants.insert(tenant.id.clone(), limiter.clone());
         limiter
@@ -267,11 +269,17 @@ impl Limits {
         });
     }
 
-    /// How much longer the tenant's plugin stays paused, if it is.
-    pub fn plugin_paused(&self, tenant: &TenantRecord) -> Option<std::time::Duration> {
+    /// How much longer the plugin of the tenant's `installation` stays
+    /// paused, if it is.
+    pub fn plugin_paused(
+        &self,
+        tenant: &TenantRecord,
+        installation: &str,
+    ) -> Option<std::time::Duration> {
         let limiter = self.limiter(tenant);
-        let breaker = limiter.breaker.lock().unwrap_or_else(|p| p.into_inner());
-        breaker
+        let breakers = limiter.breakers.lock().unwrap_or_else(|p| p.into_inner());
+        breakers
+            .get(installation)?
             .open_until
             .and_then(|until| until.checked_duration_since((self.now)()))
             .filter(|left| !left.is_zero())
@@ -279,10 +287,31 @@ impl Limits {
 
     /// Feeds one plugin run's outcome to the tenant's breaker: repeated runs
     /// into the fuel or time limit pause the plugin; any other ending resets it.
-    pub fn record_outcome(&self, tenant: &TenantRecord, outcome: crate::runtime::OutcomeKind) {
+    pub fn record_outcome(
+        &self,
+        tenant: &TenantRecord,
+        installation: &str,
+        outcome: crate::runtime::OutcomeKind,
+    ) {
         use crate::runtime::OutcomeKind;
         let limiter = self.limiter(tenant);
-        let mut breaker = limiter.breaker.lock().unwrap_or_else(|p| p.into_inner());
+        let mut breakers = limiter.breakers.lock().unwrap_or_else(|p| p.into_inner());
+        if !breakers.contains_key(installation) {
+            if matches!(outcome, OutcomeKind::OutOfFuel | OutcomeKind::Deadline) {
+                // Bounded: a tenant has at most MAX_INSTALLATIONS at a time;
+                // names of deleted ones go once their breaker is closed.
+                if breakers.len() >= 2 * crate::storage::MAX_INSTALLATIONS {
+                    let now = (self.now)();
+                    breakers.retain(|_, b| b.open_until.is_some_and(|until| until > now));
+                }
+                breakers.insert(installation.to_owned(), Breaker::default());
+            } else {
+                return;
+            }
+        }
+        let Some(breaker) = breakers.get_mut(installation) else {
+            return;
+        };
         match outcome {
             OutcomeKind::OutOfFuel | OutcomeKind::Deadline => {
                 breaker.consecutive += 1;
@@ -293,7 +322,7 @@ impl Limits {
                     breaker.open_until = Some((self.now)() + pause);
                     breaker.trips += 1;
                     breaker.consecutive = 0;
-                    tracing::warn!(tenant = %tenant.id, pause_secs = pause.as_secs(), "pausing a plugin that keeps hitting its limits");
+                    tracing::warn!(tenant = %tenant.id, installation, pause_secs = pause.as_secs(), "pausing a plugin that keeps hitting its limits");
                 }
             }
             _ => {
@@ -359,7 +388,7 @@ mod tests {
 
     fn trip(limits: &Limits, tenant: &TenantRecord, outcome: OutcomeKind) {
         for _ in 0..BREAKER_THRESHOLD {
-            limits.record_outcome(tenant, outcome);
+            limits.record_outcome(tenant, "main", outcome);
         }
     }
 
@@ -369,20 +398,27 @@ mod tests {
         let (limits, _storage, _db) = limits(&clock).await;
         let acme = tenant("acme");
         for _ in 1..BREAKER_THRESHOLD {
-            limits.record_outcome(&acme, OutcomeKind::OutOfFuel);
+            limits.record_outcome(&acme, "main", OutcomeKind::OutOfFuel);
         }
         assert_eq!(
-            limits.plugin_paused(&acme),
+            limits.plugin_paused(&acme, "main"),
             None,
             "one short of the threshold"
         );
-        limits.record_outcome(&acme, OutcomeKind::Deadline);
-        assert_eq!(limits.plugin_paused(&acme), Some(BREAKER_PAUSE));
+        limits.record_outcome(&acme, "main", OutcomeKind::Deadline);
+        assert_eq!(limits.plugin_paused(&acme, "main"), Some(BREAKER_PAUSE));
 
         clock.advance(BREAKER_PAUSE - Duration::from_millis(1));
-        assert_eq!(limits.plugin_paused(&acme), Some(Duration::from_millis(1)));
+        assert_eq!(
+            limits.plugin_paused(&acme, "main"),
+            Some(Duration::from_millis(1))
+        );
         clock.advance(Duration::from_millis(1));
-        assert_eq!(limits.plugin_paused(&acme), None, "the pause is over");
+        assert_eq!(
+            limits.plugin_paused(&acme, "main"),
+            None,
+            "the pause is over"
+        );
     }
 
     #[tokio::test]
@@ -393,17 +429,17 @@ mod tests {
         let mut expected = BREAKER_PAUSE;
         for _ in 0..8 {
             trip(&limits, &acme, OutcomeKind::OutOfFuel);
-            assert_eq!(limits.plugin_paused(&acme), Some(expected));
+            assert_eq!(limits.plugin_paused(&acme, "main"), Some(expected));
             clock.advance(expected);
-            assert_eq!(limits.plugin_paused(&acme), None);
+            assert_eq!(limits.plugin_paused(&acme, "main"), None);
             expected = (expected * 2).min(BREAKER_MAX_PAUSE);
         }
         assert_eq!(expected, BREAKER_MAX_PAUSE);
 
         // A success resets the count and the doubling.
-        limits.record_outcome(&acme, OutcomeKind::Ok);
+        limits.record_outcome(&acme, "main", OutcomeKind::Ok);
         trip(&limits, &acme, OutcomeKind::OutOfFuel);
-        assert_eq!(limits.plugin_paused(&acme), Some(BREAKER_PAUSE));
+        assert_eq!(limits.plugin_paused(&acme, "main"), Some(BREAKER_PAUSE));
     }
 
     #[tokio::test]
@@ -420,16 +456,16 @@ mod tests {
             OutcomeKind::Rejected,
         ] {
             for _ in 1..BREAKER_THRESHOLD {
-                limits.record_outcome(&acme, OutcomeKind::Deadline);
+                limits.record_outcome(&acme, "main", OutcomeKind::Deadline);
             }
-            limits.record_outcome(&acme, other);
-            limits.record_outcome(&acme, OutcomeKind::Deadline);
+            limits.record_outcome(&acme, "main", other);
+            limits.record_outcome(&acme, "main", OutcomeKind::Deadline);
             assert_eq!(
-                limits.plugin_paused(&acme),
+                limits.plugin_paused(&acme, "main"),
                 None,
                 "{other} resets the count"
             );
-            limits.record_outcome(&acme, OutcomeKind::Ok);
+            limits.record_outcome(&acme, "main", OutcomeKind::Ok);
         }
     }
 
@@ -439,12 +475,32 @@ mod tests {
         let (limits, _storage, _db) = limits(&clock).await;
         let (acme, globex) = (tenant("acme"), tenant("globex"));
         trip(&limits, &acme, OutcomeKind::OutOfFuel);
-        assert!(limits.plugin_paused(&acme).is_some());
-        assert_eq!(limits.plugin_paused(&globex), None);
-        limits.record_outcome(&globex, OutcomeKind::Ok);
+        assert!(limits.plugin_paused(&acme, "main").is_some());
+        assert_eq!(limits.plugin_paused(&globex, "main"), None);
+        limits.record_outcome(&globex, "main", OutcomeKind::Ok);
         assert!(
-            limits.plugin_paused(&acme).is_some(),
+            limits.plugin_paused(&acme, "main").is_some(),
             "globex's success is its own"
         );
+    }
+
+    #[tokio::test]
+    async fn one_installations_breaker_leaves_the_tenants_others_alone() {
+        let clock = ManualClock::new();
+        let (limits, _storage, _db) = limits(&clock).await;
+        let acme = tenant("acme");
+        for _ in 0..BREAKER_THRESHOLD {
+            limits.record_outcome(&acme, "runaway", OutcomeKind::OutOfFuel);
+        }
+        assert!(limits.plugin_paused(&acme, "runaway").is_some());
+        assert_eq!(limits.plugin_paused(&acme, "commission"), None);
+        limits.record_outcome(&acme, "commission", OutcomeKind::Ok);
+        assert!(limits.plugin_paused(&acme, "runaway").is_some());
+        // Many names come and go: the map stays bounded.
+        for n in 0..1_000 {
+            limits.record_outcome(&acme, &format!("i{n}"), OutcomeKind::Deadline);
+        }
+        let held = limits.limiter(&acme).breakers.lock().unwrap().len();
+        assert!(held <= 2 * crate::storage::MAX_INSTALLATIONS + 1, "{held}");
     }
 }

@@ -18,6 +18,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -43,6 +44,12 @@ pub enum Source {
 /// The record of one plugin run, kept for the tenant's run log.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunRecord {
+    /// The installation it ran for (`None` outside a tenant's chain).
+    pub installation: Option<String>,
+    /// The release it ran as.
+    pub release: Option<i64>,
+    /// The plugin's sha256.
+    pub plugin: String,
     /// The hook that ran.
     pub hook: Hook,
     /// How it ended (after validation).
@@ -51,6 +58,9 @@ pub struct RunRecord {
     pub message: Option<String>,
     /// What it used.
     pub stats: RunStats,
+    /// Not run: the request's plugin budget across the chain was spent
+    /// before this step (not the plugin's fault: no breaker counts it).
+    pub budget_spent: bool,
 }
 
 /// A served value and how it was obtained.
@@ -58,10 +68,91 @@ pub struct RunRecord {
 pub struct Resolved<T> {
     /// The value served.
     pub value: T,
-    /// Whether it is the plugin's or the base's.
+    /// Whether any installation's output is in it, or it is the base.
     pub source: Source,
-    /// The plugin run, when one happened.
-    pub run: Option<RunRecord>,
+    /// The plugin runs, in chain order (a step whose plugin does not
+    /// implement the hook, or is paused, has none).
+    pub runs: Vec<RunRecord>,
+}
+
+impl<T> Resolved<T> {
+    /// The last run, if any ran (with one installation: its run).
+    pub fn last_run(&self) -> Option<&RunRecord> {
+        self.runs.last()
+    }
+
+    /// The first run that did not end well, if one did not.
+    pub fn first_failure(&self) -> Option<&RunRecord> {
+        self.runs.iter().find(|r| r.outcome != OutcomeKind::Ok)
+    }
+}
+
+/// One live installation as the resolver runs it.
+#[derive(Clone)]
+pub struct ChainStep<'a> {
+    /// The installation's name (empty outside a tenant's chain).
+    pub installation: &'a str,
+    /// Its live release.
+    pub release: i64,
+    /// The release's plugin; `None` while paused (skipped without a run).
+    pub plugin: Option<&'a LoadedPlugin>,
+    /// Its warm instances, for per-sale calls.
+    pub warm: Option<&'a WarmKey>,
+    /// What it may read: its release's settings and the tenant's data.
+    pub data: Arc<dyn TenantData>,
+    /// Its quota.
+    pub quota: Quota,
+}
+
+/// A request's plugin budget across its whole chain (and, for an effective
+/// configuration, across every section): fuel and wall time set by the
+/// platform. Each step runs with its own quota capped by what is left; once
+/// it is spent, the remaining steps are skipped and their input passes on.
+#[derive(Debug, Clone)]
+pub struct Budget {
+    fuel_left: u64,
+    until: Instant,
+    total_fuel: u64,
+    total: Duration,
+}
+
+impl Budget {
+    /// `fuel` and `wall` for the whole request, from now.
+    pub fn new(fuel: u64, wall: Duration) -> Self {
+        Self {
+            fuel_left: fuel,
+            until: Instant::now() + wall,
+            total_fuel: fuel,
+            total: wall,
+        }
+    }
+
+    /// No limit beyond each step's own quota.
+    pub fn unlimited() -> Self {
+        Self::new(u64::MAX, Duration::from_secs(3600))
+    }
+
+    /// `quota` capped by what is left; `None` when nothing is.
+    fn cap(&self, quota: &Quota) -> Option<Quota> {
+        let left = self.until.saturating_duration_since(Instant::now());
+        let ms = u64::try_from(left.as_millis()).unwrap_or(u64::MAX);
+        if self.fuel_left == 0 || ms == 0 {
+            return None;
+        }
+        Some(quota.capped(self.fuel_left, ms))
+    }
+
+    fn spend(&mut self, stats: &RunStats) {
+        self.fuel_left = self.fuel_left.saturating_sub(stats.fuel_used);
+    }
+
+    fn spent_message(&self) -> String {
+        format!(
+            "not run: the request's plugin budget ({} fuel, {} ms across the chain) was spent by the installations before this one",
+            self.total_fuel,
+            self.total.as_millis()
+        )
+    }
 }
 
 /// A request whose input is wrong (not a plugin failure).
@@ -131,6 +222,13 @@ pub trait ResolveHook: HookCall {
     /// The value served without the plugin: the base part of the input.
     fn base_value(input: Self::Input<'_>) -> Self::Output;
 
+    /// The input of the next step of a chain: this one's with the base part
+    /// replaced by the previous step's output.
+    fn next_input<'a, 'b: 'a>(
+        input: Self::Input<'b>,
+        previous: &'a Self::Output,
+    ) -> Self::Input<'a>;
+
     /// The section's invariants, checked on the plugin's output.
     fn check(
         out: &Self::Output,
@@ -146,6 +244,10 @@ impl ResolveHook for hook::Categories {
         input.to_vec()
     }
 
+    fn next_input<'a, 'b: 'a>(_: &'b [Category], previous: &'a Vec<Category>) -> &'a [Category] {
+        previous
+    }
+
     fn check(out: &Vec<Category>, _: &[Category], (): ()) -> Result<(), Violation> {
         check_categories(out)
     }
@@ -156,6 +258,10 @@ impl ResolveHook for hook::SizeCharts {
 
     fn base_value(input: &[SizeChart]) -> Vec<SizeChart> {
         input.to_vec()
+    }
+
+    fn next_input<'a, 'b: 'a>(_: &'b [SizeChart], previous: &'a Vec<SizeChart>) -> &'a [SizeChart] {
+        previous
     }
 
     fn check(
@@ -174,6 +280,13 @@ impl ResolveHook for hook::Commission {
         base.clone()
     }
 
+    fn next_input<'a, 'b: 'a>(
+        (sale, _): (&'b Sale, &'b CommissionDecision),
+        previous: &'a CommissionDecision,
+    ) -> (&'a Sale, &'a CommissionDecision) {
+        (sale, previous)
+    }
+
     fn check(
         out: &CommissionDecision,
         (sale, _): Self::Input<'_>,
@@ -188,6 +301,13 @@ impl ResolveHook for hook::Email {
 
     fn base_value((template, _): Self::Input<'_>) -> EmailTemplate {
         template.clone()
+    }
+
+    fn next_input<'a, 'b: 'a>(
+        (_, context): (&'b EmailTemplate, &'b BTreeMap<String, String>),
+        previous: &'a EmailTemplate,
+    ) -> (&'a EmailTemplate, &'a BTreeMap<String, String>) {
+        (previous, context)
     }
 
     fn check(out: &EmailTemplate, _: Self::Input<'_>, def: &EmailDef) -> Result<(), Violation> {
@@ -205,6 +325,17 @@ pub struct Checked<T> {
     pub violation: Option<Violation>,
 }
 
+/// A live release of a chain, as named in what it produced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReleaseRef {
+    /// The installation.
+    pub installation: String,
+    /// The release.
+    pub release: i64,
+    /// The release's plugin.
+    pub plugin: String,
+}
+
 /// A tenant's whole effective configuration, as served and cached.
 #[derive(Debug, Clone, Serialize)]
 pub struct EffectiveConfig {
@@ -212,8 +343,8 @@ pub struct EffectiveConfig {
     pub version: String,
     /// The base configuration's version.
     pub base_version: String,
-    /// The sha256 of the plugin that produced it, if any.
-    pub plugin: Option<String>,
+    /// The live releases it was resolved with, in chain order.
+    pub releases: Vec<ReleaseRef>,
     /// The category tree.
     pub categories: Resolved<Vec<Category>>,
     /// The size charts.
@@ -264,17 +395,18 @@ impl EffectiveConfig {
     /// The plugin runs that produced it.
     pub fn runs(&self) -> impl Iterator<Item = &RunRecord> {
         self.categories
-            .run
+            .runs
             .iter()
-            .chain(self.size_charts.run.iter())
-            .chain(self.emails.values().filter_map(|e| e.run.as_ref()))
+            .chain(self.size_charts.runs.iter())
+            .chain(self.emails.values().flat_map(|e| e.runs.iter()))
     }
 
-    /// Whether any run failed in a way that may not repeat (deadline, trap):
-    /// such a result is served but not cached.
+    /// Whether any run failed in a way that may not repeat (deadline, trap,
+    /// a spent request budget): such a result is served but not cached.
     pub fn is_transient(&self) -> bool {
-        self.runs()
-            .any(|run| matches!(run.outcome, OutcomeKind::Deadline | OutcomeKind::Trap))
+        self.runs().any(|run| {
+            run.budget_spent || matches!(run.outcome, OutcomeKind::Deadline | OutcomeKind::Trap)
+        })
     }
 }
 
@@ -291,9 +423,32 @@ impl<'a> Resolver<'a> {
         Self { runtime, base }
     }
 
-    /// Hook `H` with `input`: the plugin's validated output, or the base
-    /// value (see the module docs). `against` is what the validator needs
-    /// besides the input (see [`ResolveHook::Against`]).
+    /// Hook `H` through a tenant's chain: each step that implements the hook
+    /// gets the previous step's validated output (the first gets `input`);
+    /// a step that fails, or whose output breaks the section's invariants, is
+    /// skipped (its input passes on) with its run recorded. `against` is what
+    /// the validator needs besides the input (see [`ResolveHook::Against`]).
+    pub fn resolve_chain<H: ResolveHook>(
+        &self,
+        steps: &[ChainStep<'_>],
+        budget: &mut Budget,
+        input: H::Input<'_>,
+        against: H::Against<'_>,
+    ) -> Resolved<H::Output> {
+        chain_with::<H>(
+            steps,
+            budget,
+            input,
+            against,
+            |plugin, step, quota, input| {
+                self.runtime
+                    .run::<H>(plugin, step.warm, step.data.clone(), quota, input)
+            },
+        )
+    }
+
+    /// Hook `H` with one plugin (outside a tenant's chain: `veneer plugin
+    /// run`, tests): its validated output, or the base value.
     pub fn resolve<H: ResolveHook>(
         &self,
         plugin: Option<&LoadedPlugin>,
@@ -303,9 +458,8 @@ impl<'a> Resolver<'a> {
         input: H::Input<'_>,
         against: H::Against<'_>,
     ) -> Resolved<H::Output> {
-        resolve_with::<H>(plugin, input, against, |p| {
-            self.runtime.run::<H>(p, warm, data, quota, input)
-        })
+        let steps = single(plugin, warm, data, quota);
+        self.resolve_chain::<H>(&steps, &mut Budget::unlimited(), input, against)
     }
 
     /// Runs hook `H` as [`Resolver::resolve`] does and checks its output
@@ -327,7 +481,19 @@ impl<'a> Resolver<'a> {
         Checked { run, violation }
     }
 
-    /// The commission for one sale line.
+    /// The commission for one sale line through a chain.
+    pub fn commission_chain(
+        &self,
+        steps: &[ChainStep<'_>],
+        budget: &mut Budget,
+        sale: &Sale,
+    ) -> Result<Resolved<CommissionDecision>, InputError> {
+        check_sale(self.base, sale)?;
+        let base = self.base.decide_commission(sale);
+        Ok(self.resolve_chain::<hook::Commission>(steps, budget, (sale, &base), ()))
+    }
+
+    /// The commission for one sale line with one plugin.
     pub fn commission(
         &self,
         plugin: Option<&LoadedPlugin>,
@@ -336,10 +502,8 @@ impl<'a> Resolver<'a> {
         quota: &Quota,
         sale: &Sale,
     ) -> Result<Resolved<CommissionDecision>, InputError> {
-        self.commission_with(plugin, sale, |p, base| {
-            self.runtime
-                .run::<hook::Commission>(p, warm, data, quota, (sale, base))
-        })
+        let steps = single(plugin, warm, data, quota);
+        self.commission_chain(&steps, &mut Budget::unlimited(), sale)
     }
 
     /// The commission for one sale line, with `run` computing the plugin's
@@ -354,21 +518,26 @@ impl<'a> Resolver<'a> {
     ) -> Result<Resolved<CommissionDecision>, InputError> {
         check_sale(self.base, sale)?;
         let base = self.base.decide_commission(sale);
-        Ok(resolve_with::<hook::Commission>(
-            plugin,
+        let steps = single(plugin, None, Arc::new(NoData), &Quota::default());
+        let mut run = Some(run);
+        Ok(chain_with::<hook::Commission>(
+            &steps,
+            &mut Budget::unlimited(),
             (sale, &base),
             (),
-            |p| run(p, &base),
+            |plugin, _, _, (_, decision)| match run.take() {
+                Some(run) => run(plugin, decision),
+                None => unreachable!("one step runs once"),
+            },
         ))
     }
 
-    /// One email template, customised for the tenant, for rendering with `context`
-    /// (the template's sample context when `None`).
-    pub fn email(
+    /// One email template through a chain, customised for rendering with
+    /// `context` (the template's sample context when `None`).
+    pub fn email_chain(
         &self,
-        plugin: Option<&LoadedPlugin>,
-        data: Arc<dyn TenantData>,
-        quota: &Quota,
+        steps: &[ChainStep<'_>],
+        budget: &mut Budget,
         template_id: &str,
         context: Option<&BTreeMap<String, String>>,
     ) -> Result<Resolved<EmailTemplate>, InputError> {
@@ -377,33 +546,39 @@ impl<'a> Resolver<'a> {
             .email(template_id)
             .ok_or_else(|| InputError::UnknownTemplate(template_id.to_owned()))?;
         let context = context.unwrap_or(&def.sample);
-        Ok(self.resolve::<hook::Email>(plugin, None, data, quota, (&def.template, context), def))
+        Ok(self.resolve_chain::<hook::Email>(steps, budget, (&def.template, context), def))
     }
-}
 
-impl Resolver<'_> {
-    /// Every section at once: categories, size charts (against the effective
-    /// categories) and every email template with its sample context.
-    pub fn effective(
+    /// One email template with one plugin.
+    pub fn email(
         &self,
         plugin: Option<&LoadedPlugin>,
         data: Arc<dyn TenantData>,
         quota: &Quota,
+        template_id: &str,
+        context: Option<&BTreeMap<String, String>>,
+    ) -> Result<Resolved<EmailTemplate>, InputError> {
+        let steps = single(plugin, None, data, quota);
+        self.email_chain(&steps, &mut Budget::unlimited(), template_id, context)
+    }
+}
+
+impl Resolver<'_> {
+    /// Every section at once through a chain, within one budget: categories,
+    /// size charts (against the effective categories) and every email
+    /// template with its sample context.
+    pub fn effective_chain(
+        &self,
+        steps: &[ChainStep<'_>],
+        budget: &mut Budget,
+        releases: Vec<ReleaseRef>,
         version: String,
     ) -> EffectiveConfig {
-        let categories = self.resolve::<hook::Categories>(
-            plugin,
-            None,
-            data.clone(),
-            quota,
-            &self.base.categories,
-            (),
-        );
-        let size_charts = self.resolve::<hook::SizeCharts>(
-            plugin,
-            None,
-            data.clone(),
-            quota,
+        let categories =
+            self.resolve_chain::<hook::Categories>(steps, budget, &self.base.categories, ());
+        let size_charts = self.resolve_chain::<hook::SizeCharts>(
+            steps,
+            budget,
             &self.base.size_charts,
             &categories.value,
         );
@@ -412,7 +587,7 @@ impl Resolver<'_> {
             .emails
             .keys()
             .filter_map(|id| {
-                self.email(plugin, data.clone(), quota, id, None)
+                self.email_chain(steps, budget, id, None)
                     .ok()
                     .map(|resolved| (id.clone(), resolved))
             })
@@ -420,32 +595,170 @@ impl Resolver<'_> {
         EffectiveConfig {
             version,
             base_version: self.base.version.clone(),
-            plugin: plugin.map(|p| p.info().sha256.clone()),
+            releases,
             categories,
             size_charts,
             emails,
             memo: Memo::default(),
         }
     }
+
+    /// Every section with one plugin.
+    pub fn effective(
+        &self,
+        plugin: Option<&LoadedPlugin>,
+        data: Arc<dyn TenantData>,
+        quota: &Quota,
+        version: String,
+    ) -> EffectiveConfig {
+        let steps = single(plugin, None, data, quota);
+        let releases = plugin
+            .map(|p| ReleaseRef {
+                installation: String::new(),
+                release: 0,
+                plugin: p.info().sha256.clone(),
+            })
+            .into_iter()
+            .collect();
+        self.effective_chain(&steps, &mut Budget::unlimited(), releases, version)
+    }
 }
 
-/// What is served for hook `H` with `input`, the plugin's output coming from
-/// `run` (the runtime, or a stand-in in the benchmarks and tests).
-fn resolve_with<H: ResolveHook>(
-    plugin: Option<&LoadedPlugin>,
+/// Data for a run that reads none (the native benchmark baseline).
+struct NoData;
+
+impl TenantData for NoData {
+    fn settings_json(&self) -> &str {
+        "{}"
+    }
+
+    fn kv_get(&self, _: &str) -> Option<String> {
+        None
+    }
+
+    fn kv_keys(&self, _: &str, _: usize) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// A chain of one step outside any installation.
+fn single<'a>(
+    plugin: Option<&'a LoadedPlugin>,
+    warm: Option<&'a WarmKey>,
+    data: Arc<dyn TenantData>,
+    quota: &Quota,
+) -> Vec<ChainStep<'a>> {
+    plugin
+        .map(|plugin| ChainStep {
+            installation: "",
+            release: 0,
+            plugin: Some(plugin),
+            warm,
+            data,
+            quota: *quota,
+        })
+        .into_iter()
+        .collect()
+}
+
+/// What is served for hook `H` through `steps`, each step's output coming
+/// from `run` (the runtime, or a stand-in in the benchmarks and tests).
+fn chain_with<H: ResolveHook>(
+    steps: &[ChainStep<'_>],
+    budget: &mut Budget,
     input: H::Input<'_>,
     against: H::Against<'_>,
-    run: impl FnOnce(&LoadedPlugin) -> Run<H::Output>,
+    mut run: impl for<'x> FnMut(&LoadedPlugin, &ChainStep<'_>, &Quota, H::Input<'x>) -> Run<H::Output>,
 ) -> Resolved<H::Output> {
-    let hook = H::HOOK;
-    let Some(plugin) = plugin.filter(|p| p.implements(hook)) else {
-        return Resolved {
+    let mut current: Option<H::Output> = None;
+    let mut runs = Vec::new();
+    for step in steps {
+        let Some(plugin) = step.plugin.filter(|p| p.implements(H::HOOK)) else {
+            continue;
+        };
+        let Some(quota) = budget.cap(&step.quota) else {
+            runs.push(record(
+                step,
+                plugin,
+                H::HOOK,
+                OutcomeKind::OutOfFuel,
+                Some(budget.spent_message()),
+                RunStats::default(),
+                true,
+            ));
+            continue;
+        };
+        let (value, run_record) = match &current {
+            Some(previous) => {
+                let input = H::next_input(input, previous);
+                step_run::<H>(
+                    plugin,
+                    step,
+                    input,
+                    against,
+                    run(plugin, step, &quota, input),
+                )
+            }
+            None => step_run::<H>(
+                plugin,
+                step,
+                input,
+                against,
+                run(plugin, step, &quota, input),
+            ),
+        };
+        budget.spend(&run_record.stats);
+        runs.push(run_record);
+        if let Some(value) = value {
+            current = Some(value);
+        }
+    }
+    match current {
+        Some(value) => Resolved {
+            value,
+            source: Source::Plugin,
+            runs,
+        },
+        None => Resolved {
             value: H::base_value(input),
             source: Source::Base,
-            run: None,
-        };
-    };
-    let Run { outcome, stats } = run(plugin);
+            runs,
+        },
+    }
+}
+
+fn record(
+    step: &ChainStep<'_>,
+    plugin: &LoadedPlugin,
+    hook: Hook,
+    outcome: OutcomeKind,
+    message: Option<String>,
+    stats: RunStats,
+    budget_spent: bool,
+) -> RunRecord {
+    let named = !step.installation.is_empty();
+    RunRecord {
+        installation: named.then(|| step.installation.to_owned()),
+        release: named.then_some(step.release),
+        plugin: plugin.info().sha256.clone(),
+        hook,
+        outcome,
+        message,
+        stats,
+        budget_spent,
+    }
+}
+
+/// One step's run checked: its output when it is valid, and the record.
+fn step_run<H: ResolveHook>(
+    plugin: &LoadedPlugin,
+    step: &ChainStep<'_>,
+    input: H::Input<'_>,
+    against: H::Against<'_>,
+    run: Run<H::Output>,
+) -> (Option<H::Output>, RunRecord) {
+    let hook = H::HOOK;
+    let Run { outcome, stats } = run;
     let outcome = match outcome {
         Outcome::Ok(value) => match H::check(&value, input, against) {
             Ok(()) => Outcome::Ok(value),
@@ -455,32 +768,28 @@ fn resolve_with<H: ResolveHook>(
         },
         other => other,
     };
-    let record = RunRecord {
+    let run_record = record(
+        step,
+        plugin,
         hook,
-        outcome: outcome.kind(),
-        message: outcome.message(),
+        outcome.kind(),
+        outcome.message(),
         stats,
-    };
-    if record.outcome != OutcomeKind::Ok {
+        false,
+    );
+    if run_record.outcome != OutcomeKind::Ok {
         tracing::info!(
             %hook,
+            installation = step.installation,
             plugin = %plugin.info().sha256,
-            outcome = %record.outcome,
-            message = record.message.as_deref().unwrap_or(""),
-            "plugin run failed; serving the base"
+            outcome = %run_record.outcome,
+            message = run_record.message.as_deref().unwrap_or(""),
+            "plugin run failed; its input passes on"
         );
     }
     match outcome {
-        Outcome::Ok(value) => Resolved {
-            value,
-            source: Source::Plugin,
-            run: Some(record),
-        },
-        _ => Resolved {
-            value: H::base_value(input),
-            source: Source::Base,
-            run: Some(record),
-        },
+        Outcome::Ok(value) => (Some(value), run_record),
+        _ => (None, run_record),
     }
 }
 
@@ -547,7 +856,7 @@ mod tests {
             .commission_with(None, &sale(), |_, _| panic!("no plugin, no run"))
             .expect("a valid sale");
         assert_eq!(resolved.source, Source::Base);
-        assert!(resolved.run.is_none());
+        assert!(resolved.runs.is_empty());
         assert_eq!(resolved.value, base().decide_commission(&sale()));
     }
 
@@ -568,7 +877,7 @@ mod tests {
             )
             .expect("a known template");
         assert_eq!(resolved.source, Source::Base);
-        assert!(resolved.run.is_none());
+        assert!(resolved.runs.is_empty());
         assert_eq!(
             resolved.value,
             base().email("welcome").expect("welcome").template
@@ -588,7 +897,7 @@ mod tests {
             .expect("a valid sale");
         assert_eq!(resolved.source, Source::Plugin);
         assert_eq!(resolved.value.rule_id, "plugin-rule");
-        let run = resolved.run.expect("the run is recorded");
+        let run = resolved.last_run().cloned().expect("the run is recorded");
         assert_eq!(
             (run.hook, run.outcome, run.message, run.stats.fuel_used),
             (Hook::Commission, OutcomeKind::Ok, None, 42)
@@ -608,7 +917,10 @@ mod tests {
             .expect("a valid sale");
         assert_eq!(resolved.source, Source::Base);
         assert_eq!(resolved.value, base().decide_commission(&sale()));
-        let run = resolved.run.expect("the failed run is recorded");
+        let run = resolved
+            .last_run()
+            .cloned()
+            .expect("the failed run is recorded");
         assert_eq!(run.outcome, OutcomeKind::InvalidOutput);
         let message = run.message.expect("a message");
         assert!(
@@ -644,7 +956,10 @@ mod tests {
                 .expect("a valid sale");
             assert_eq!(resolved.source, Source::Base, "{kind}");
             assert_eq!(resolved.value, base().decide_commission(&sale()), "{kind}");
-            let run = resolved.run.expect("the failed run is recorded");
+            let run = resolved
+                .last_run()
+                .cloned()
+                .expect("the failed run is recorded");
             assert_eq!((run.outcome, run.message), (kind, expected));
         }
     }
@@ -704,7 +1019,7 @@ mod tests {
             &base().categories,
             (),
         );
-        assert_eq!(served.source, Source::Plugin, "{:?}", served.run);
+        assert_eq!(served.source, Source::Plugin, "{:?}", served.runs);
         assert!(checked.violation.is_none());
         match checked.run.outcome {
             Outcome::Ok(value) => assert_eq!(value, served.value),
@@ -725,7 +1040,11 @@ mod tests {
             .commission_with(Some(plugin), &sale, |_, _| ran(Outcome::Ok(bad.clone())))
             .expect("a valid sale");
         assert_eq!(served.source, Source::Base);
-        let message = served.run.and_then(|r| r.message).expect("a message");
+        let message = served
+            .last_run()
+            .cloned()
+            .and_then(|r| r.message)
+            .expect("a message");
         assert!(message.ends_with(&violation.to_string()), "{message}");
     }
 
@@ -737,22 +1056,23 @@ mod tests {
             resolver
                 .commission_with(Some(plugin), &sale(), |_, _| ran(outcome))
                 .expect("a valid sale")
-                .run
+                .last_run()
+                .cloned()
                 .expect("a run")
         };
         let config = |run: RunRecord| EffectiveConfig {
             version: "v".into(),
             base_version: base().version.clone(),
-            plugin: None,
+            releases: Vec::new(),
             categories: Resolved {
                 value: Vec::new(),
                 source: Source::Base,
-                run: Some(run),
+                runs: vec![run],
             },
             size_charts: Resolved {
                 value: Vec::new(),
                 source: Source::Base,
-                run: None,
+                runs: Vec::new(),
             },
             emails: BTreeMap::new(),
             memo: Memo::default(),

@@ -35,7 +35,7 @@ const PRUNE_EVERY: u64 = 64;
 #[derive(Default)]
 struct TenantBatch {
     usage: UsageDelta,
-    runs: VecDeque<(String, RunRecord)>,
+    runs: VecDeque<RunRecord>,
 }
 
 #[derive(Default)]
@@ -102,7 +102,7 @@ impl Recorder {
     }
 
     /// Records one plugin run of `tenant`'s plugin `plugin`.
-    pub fn run(&self, tenant: &TenantId, plugin: &str, run: &RunRecord) {
+    pub fn run(&self, tenant: &TenantId, run: &RunRecord) {
         let fuel = i64::try_from(run.stats.fuel_used).unwrap_or(i64::MAX);
         let mut batch = self.shared.batch();
         let mut full = batch.rows >= ROWS_PER_BATCH;
@@ -116,7 +116,7 @@ impl Recorder {
             let oldest_ok = entry
                 .runs
                 .iter()
-                .position(|(_, r)| r.outcome == OutcomeKind::Ok)
+                .position(|r| r.outcome == OutcomeKind::Ok)
                 .unwrap_or(0);
             entry.runs.remove(oldest_ok);
             added = 0;
@@ -127,7 +127,7 @@ impl Recorder {
             self.shared.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        entry.runs.push_back((plugin.to_owned(), run.clone()));
+        entry.runs.push_back(run.clone());
         batch.rows += added;
     }
 
@@ -184,16 +184,16 @@ async fn write(
     let logs: Vec<String> = part
         .runs
         .iter()
-        .map(|(_, run)| serde_json::to_string(&run.stats.logs).unwrap_or_else(|_| "[]".into()))
+        .map(|run| serde_json::to_string(&run.stats.logs).unwrap_or_else(|_| "[]".into()))
         .collect();
     let rows: Vec<NewRun<'_>> = part
         .runs
         .iter()
         .zip(&logs)
-        .map(|((plugin, run), logs)| NewRun {
-            sha256: plugin,
-            installation: None,
-            release_id: None,
+        .map(|(run, logs)| NewRun {
+            sha256: &run.plugin,
+            installation: run.installation.as_deref(),
+            release_id: run.release,
             hook: run.hook.as_str(),
             outcome: run.outcome.as_str(),
             message: run.message.as_deref(),
@@ -232,6 +232,9 @@ mod tests {
 
     fn with_outcome(fuel: u64, outcome: OutcomeKind) -> RunRecord {
         RunRecord {
+            installation: Some("main".into()),
+            release: Some(1),
+            plugin: "c".repeat(64),
             hook: Hook::Commission,
             outcome,
             message: None,
@@ -239,13 +242,13 @@ mod tests {
                 fuel_used: fuel,
                 ..RunStats::default()
             },
+            budget_spent: false,
         }
     }
 
     #[test]
     fn a_batch_keeps_every_count_and_a_bounded_sample_of_rows() {
         let recorder = Recorder::unstarted();
-        let sha = "c".repeat(64);
         // One tenant with many runs, two of them failures: the failures and the
         // newest successes make up its sample.
         let busy = tid("busy");
@@ -255,7 +258,7 @@ mod tests {
             } else {
                 OutcomeKind::Ok
             };
-            recorder.run(&busy, &sha, &with_outcome(fuel, outcome));
+            recorder.run(&busy, &with_outcome(fuel, outcome));
             recorder.request(&busy);
         }
         {
@@ -269,7 +272,7 @@ mod tests {
                     fuel: (0..3_000).sum(),
                 }
             );
-            let fuel: Vec<u64> = part.runs.iter().map(|(_, r)| r.stats.fuel_used).collect();
+            let fuel: Vec<u64> = part.runs.iter().map(|r| r.stats.fuel_used).collect();
             let mut expected = vec![10, 20];
             expected.extend(3_000 - ROWS_PER_TENANT as u64 + 2..3_000);
             assert_eq!(fuel, expected, "failures first, then the newest");
@@ -281,7 +284,7 @@ mod tests {
         for n in 0..tenants {
             let tenant = tid(&format!("t{n}"));
             for fuel in 0..ROWS_PER_TENANT as u64 {
-                recorder.run(&tenant, &sha, &record(fuel));
+                recorder.run(&tenant, &record(fuel));
             }
         }
         let batch = recorder.shared.batch();
@@ -300,10 +303,9 @@ mod tests {
         let acme = ctx.tenant("acme").await;
         let beta = ctx.tenant("beta").await;
         let recorder = Recorder::start(ctx.storage.clone());
-        let sha = "d".repeat(64);
         let (a, b, ghost) = (tid("acme"), tid("beta"), tid("ghost"));
         for fuel in 1..=2_500 {
-            recorder.run(&a, &sha, &record(fuel));
+            recorder.run(&a, &record(fuel));
             recorder.request(&a);
             if fuel % 100 == 0 {
                 tokio::task::yield_now().await;
@@ -334,6 +336,8 @@ mod tests {
         }
         let runs = acme.runs(5_000).await.unwrap();
         assert_eq!(runs[0].fuel_used, 2_500, "the newest run is kept");
+        assert_eq!(runs[0].installation.as_deref(), Some("main"));
+        assert_eq!(runs[0].release_id, Some(1));
         assert!(runs.len() >= ROWS_PER_TENANT, "{}", runs.len());
         assert!(beta.runs(10).await.unwrap().is_empty());
     }

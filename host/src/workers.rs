@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 
 use crate::app::config::effective;
 use crate::app::jobs::{SEND_JOB, WEBHOOK_JOB};
-use crate::app::plugins::active_plugin;
+use crate::app::plugins::chain;
 use crate::base::Sale;
 use crate::email::{EmailSender, SmtpSender};
 use crate::jobs::{JobContext, JobError, JobHandler, Worker, WorkerConfig, WorkerHandle};
@@ -272,9 +272,7 @@ async fn orders_create(
     let config = effective(app, &tenant)
         .await
         .map_err(|err| retry(err.code()))?;
-    let plugin = active_plugin(app, &tenant)
-        .await
-        .map_err(|err| retry(err.code()))?;
+    let plugins = chain(app, &tenant).await.map_err(|err| retry(err.code()))?;
     for line in &order.line_items {
         if recorded.contains(&line.id.to_string()) {
             continue;
@@ -292,14 +290,15 @@ async fn orders_create(
             seller_id: line.vendor.clone(),
             attributes: Vec::new(),
         };
-        let resolved = crate::app::quote::commission(app, &tenant, plugin.clone(), sale.clone())
+        let resolved = crate::app::quote::commission(app, &tenant, &plugins, sale.clone())
             .await
             .map_err(|err| retry(err.code()))?;
         let (decision, source, outcome) = match resolved {
             Ok(resolved) => {
+                // The first failure of the chain, else how the last run ended.
                 let outcome = resolved
-                    .run
-                    .as_ref()
+                    .first_failure()
+                    .or(resolved.last_run())
                     .map_or("base".to_owned(), |r| r.outcome.as_str().to_owned());
                 let source = serde_json::to_value(resolved.source).unwrap_or(Value::Null);
                 (

@@ -255,7 +255,7 @@ fn invalid_category_tree_falls_back_to_the_base() {
     );
     assert_eq!(resolved.source, Source::Base);
     assert_eq!(resolved.value, base().categories);
-    let run = resolved.run.expect("the plugin ran");
+    let run = resolved.last_run().cloned().expect("the plugin ran");
     assert_eq!(run.outcome, OutcomeKind::InvalidOutput);
     assert!(run.message.unwrap_or_default().contains("cycle"));
     good_call_succeeds();
@@ -277,7 +277,7 @@ fn a_fee_above_the_price_falls_back_to_the_base_decision() {
     assert_eq!(resolved.source, Source::Base);
     assert_eq!(resolved.value, base().decide_commission(&sale));
     assert_eq!(
-        resolved.run.expect("ran").outcome,
+        resolved.last_run().cloned().expect("ran").outcome,
         OutcomeKind::InvalidOutput
     );
 }
@@ -296,7 +296,7 @@ fn a_plugin_error_is_recorded_and_the_base_served() {
         )
         .expect("the sale is valid");
     assert_eq!(resolved.source, Source::Base);
-    let run = resolved.run.expect("ran");
+    let run = resolved.last_run().cloned().expect("ran");
     assert_eq!(run.outcome, OutcomeKind::PluginError);
     assert_eq!(
         run.message.as_deref(),

@@ -23,7 +23,7 @@ fn luxury_consignment_adds_categories_and_caps_commission() {
         &base().categories,
         (),
     );
-    assert_eq!(cats.source, Source::Plugin, "{:?}", cats.run);
+    assert_eq!(cats.source, Source::Plugin, "{:?}", cats.runs);
     assert!(cats.value.iter().any(|c| c.id == "bags-vintage"));
     assert!(cats.value.len() > base().categories.len());
 
@@ -37,7 +37,7 @@ fn luxury_consignment_adds_categories_and_caps_commission() {
             &expensive,
         )
         .expect("valid sale");
-    assert_eq!(quote.source, Source::Plugin, "{:?}", quote.run);
+    assert_eq!(quote.source, Source::Plugin, "{:?}", quote.runs);
     assert_eq!(quote.value.fee, 90_000);
     assert_ne!(quote.value, base().decide_commission(&expensive));
 }
@@ -55,7 +55,7 @@ fn bad_settings_fall_back_with_the_plugins_own_message() {
         )
         .expect("valid sale");
     assert_eq!(quote.source, Source::Base);
-    let run = quote.run.expect("ran");
+    let run = quote.last_run().cloned().expect("ran");
     assert_eq!(run.outcome, OutcomeKind::PluginError);
     assert!(run.message.unwrap_or_default().starts_with("bad-settings"));
 }
@@ -79,7 +79,7 @@ fn sneaker_store_adds_half_sizes_that_still_validate() {
         &base().size_charts,
         &cats.value,
     );
-    assert_eq!(charts.source, Source::Plugin, "{:?}", charts.run);
+    assert_eq!(charts.source, Source::Plugin, "{:?}", charts.runs);
     let men = charts
         .value
         .iter()
@@ -110,7 +110,7 @@ fn email_rebrand_changes_the_look_and_keeps_required_parts() {
             None,
         )
         .expect("known template");
-    assert_eq!(email.source, Source::Plugin, "{:?}", email.run);
+    assert_eq!(email.source, Source::Plugin, "{:?}", email.runs);
     assert_eq!(email.value.reply_to.as_deref(), Some("care@acme.example"));
     assert!(email.value.html.contains("#0a0a0a"));
     assert!(
@@ -130,7 +130,10 @@ fn email_rebrand_refuses_css_injection_in_colours() {
         .email(Some(&plugin), tenant, &Quota::default(), "welcome", None)
         .expect("known template");
     assert_eq!(email.source, Source::Base);
-    assert_eq!(email.run.expect("ran").outcome, OutcomeKind::PluginError);
+    assert_eq!(
+        email.last_run().cloned().expect("ran").outcome,
+        OutcomeKind::PluginError
+    );
 }
 
 #[test]
@@ -150,7 +153,7 @@ fn declarative_overrides_apply_json_patches_without_code() {
         &base().categories,
         (),
     );
-    assert_eq!(cats.source, Source::Plugin, "{:?}", cats.run);
+    assert_eq!(cats.source, Source::Plugin, "{:?}", cats.runs);
     assert!(cats.value.iter().any(|c| c.id == "bags-eco"));
 
     let quote = resolver()
@@ -162,7 +165,7 @@ fn declarative_overrides_apply_json_patches_without_code() {
             &sale("bags", 100_000),
         )
         .expect("valid sale");
-    assert_eq!(quote.source, Source::Plugin, "{:?}", quote.run);
+    assert_eq!(quote.source, Source::Plugin, "{:?}", quote.runs);
     assert_eq!(quote.value.rate_bps, 500);
 }
 
@@ -179,7 +182,7 @@ fn a_failing_patch_falls_back_and_says_which_op() {
         (),
     );
     assert_eq!(cats.source, Source::Base);
-    let run = cats.run.expect("ran");
+    let run = cats.last_run().cloned().expect("ran");
     assert_eq!(run.outcome, OutcomeKind::PluginError);
     assert!(run.message.unwrap_or_default().contains("patch-failed"));
 }

@@ -46,7 +46,7 @@ fn a_hook_the_plugin_does_not_implement_is_never_called() {
         &base().categories,
     );
     assert_eq!(resolved.source, Source::Base);
-    assert!(resolved.run.is_none(), "no run, no cost");
+    assert!(resolved.runs.is_empty(), "no run, no cost");
     assert_eq!(resolved.value, base().size_charts);
 }
 

@@ -1,4 +1,5 @@
-//! An activation through one node is served by the other within a second.
+//! An activation (and a rollback) of a release through one node is served by
+//! the other within a second.
 
 use std::time::{Duration, Instant};
 
@@ -18,7 +19,7 @@ async fn serves_plugin(node: &Node, sha: &str, within: Duration) -> Option<Durat
             .call(Method::GET, "acme", "/v1/config", Some(&admin), None)
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
-        if body["plugin"].as_str() == Some(sha) {
+        if body["releases"][0]["plugin"].as_str() == Some(sha) {
             return Some(start.elapsed());
         }
         if start.elapsed() > within {
@@ -43,7 +44,7 @@ fn an_activation_on_one_node_is_served_by_the_other_within_a_second() {
             .call(Method::GET, "acme", "/v1/config", Some(&admin), None)
             .await;
         assert_eq!(status, StatusCode::OK, "{before}");
-        let old_sha = before["plugin"]
+        let old_sha = before["releases"][0]["plugin"]
             .as_str()
             .expect("acme has a plugin")
             .to_owned();
@@ -56,11 +57,23 @@ fn an_activation_on_one_node_is_served_by_the_other_within_a_second() {
         let bytes = std::fs::read(veneer_plugin_artifacts::DECLARATIVE_OVERRIDES).expect("plugin");
         let sha = node1.upload("acme", &admin, bytes).await;
         assert_ne!(sha, old_sha);
+        // A release of acme's installation with the new plugin, made live.
         let (status, body) = node1
             .call(
                 Method::POST,
                 "acme",
-                &format!("/v1/plugins/{sha}/activate"),
+                "/v1/installations/commission/releases",
+                Some(&admin),
+                Some(&serde_json::json!({ "plugin": sha, "settings": {} })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let release = body["release"]["id"].as_i64().expect("release id");
+        let (status, body) = node1
+            .call(
+                Method::POST,
+                "acme",
+                &format!("/v1/installations/commission/releases/{release}/activate"),
                 Some(&admin),
                 None,
             )
@@ -79,7 +92,7 @@ fn an_activation_on_one_node_is_served_by_the_other_within_a_second() {
             .call(
                 Method::POST,
                 "acme",
-                "/v1/plugins/rollback",
+                "/v1/installations/commission/rollback",
                 Some(&admin),
                 None,
             )

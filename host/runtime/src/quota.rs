@@ -75,6 +75,21 @@ impl Quota {
         }
     }
 
+    /// Each limit the smaller of this quota's and `ceiling`'s: a release's
+    /// quota under the platform's current ceiling for its installation.
+    pub fn within(&self, ceiling: &Quota) -> Self {
+        Self {
+            fuel: self.fuel.min(ceiling.fuel),
+            memory_bytes: self.memory_bytes.min(ceiling.memory_bytes),
+            deadline_ms: self.deadline_ms.min(ceiling.deadline_ms),
+            output_bytes: self.output_bytes.min(ceiling.output_bytes),
+            host_call_bytes: self.host_call_bytes.min(ceiling.host_call_bytes),
+            log_bytes: self.log_bytes.min(ceiling.log_bytes),
+            table_elements: self.table_elements.min(ceiling.table_elements),
+            instances: self.instances.min(ceiling.instances),
+        }
+    }
+
     /// Checks every field is within what the engine can enforce.
     pub fn validate(&self) -> Result<(), QuotaError> {
         let range = |field: &'static str, value: u64, min: u64, max: u64| {

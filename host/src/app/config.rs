@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use super::Result;
-use super::plugins::active_plugin;
+use super::plugins::{Chain, budget, chain};
 use super::runs::record_run;
 use super::slots::with_slot;
 use crate::cache::EffectiveKey;
@@ -21,38 +21,36 @@ pub async fn effective(app: &AppState, tenant: &Arc<TenantState>) -> Result<Arc<
     if let Some(kept) = tenant.effective() {
         return Ok(kept);
     }
-    let key = EffectiveKey::new(
-        &tenant.record.id,
-        &app.base.version,
-        tenant.active_plugin.as_deref(),
-        tenant.settings.version,
-        tenant.data_version,
-    );
+    let key = EffectiveKey::new(&tenant.record.id, &app.base.version, tenant.data_version);
     if let Some(hit) = app.caches.effective(&key) {
         tenant.keep_effective(&hit);
         return Ok(hit);
     }
-    let plugin = active_plugin(app, tenant).await?;
-    let (runtime, base, data, quota, version) = (
+    let plugins = chain(app, tenant).await?;
+    let (runtime, base, state, mut budget, version, loaded) = (
         app.runtime.clone(),
         app.base.clone(),
-        tenant.data(),
-        tenant.quota,
+        tenant.clone(),
+        budget(app),
         key.version(),
+        plugins.clone(),
     );
-    let config = with_slot(app, tenant, plugin.is_some(), move || {
-        Resolver::new(&runtime, &base).effective(plugin.as_deref(), data, &quota, version)
+    let config = with_slot(app, tenant, plugins.runs_plugin(), move || {
+        let steps = loaded.steps(&state, false);
+        Resolver::new(&runtime, &base).effective_chain(
+            &steps,
+            &mut budget,
+            Chain::releases(&state),
+            version,
+        )
     })
     .await?;
-    if let Some(sha) = &config.plugin {
-        for run in config.runs() {
-            record_run(app, tenant, sha, run);
-        }
+    for run in config.runs() {
+        record_run(app, tenant, run);
     }
     let config = Arc::new(config);
-    // A paused plugin's base answers are not its configuration: never cache them.
-    let paused = tenant.active_plugin.is_some() && config.plugin.is_none();
-    if !config.is_transient() && !paused {
+    // A paused plugin's answers are not its chain's configuration: never cache them.
+    if !config.is_transient() && !plugins.any_paused() {
         app.caches.put_effective(key, config.clone());
         tenant.keep_effective(&config);
     }

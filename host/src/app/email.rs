@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::jobs::{SEND_JOB, SEND_JOB_ATTEMPTS};
-use super::plugins::active_plugin;
+use super::plugins::{budget, chain};
 use super::runs::record_run;
 use super::slots::with_slot;
 use super::{Error, Result};
@@ -56,34 +56,31 @@ pub async fn render_email(
     // Sample values first, the caller's on top: a partial context still renders.
     let mut context = def.sample.clone();
     context.extend(caller_context);
-    let plugin = active_plugin(app, tenant).await?;
-    let (runtime, base, data, quota) = (
+    let plugins = chain(app, tenant).await?;
+    let runs_plugin = plugins.runs_plugin();
+    let (runtime, base, state, mut budget) = (
         app.runtime.clone(),
         app.base.clone(),
-        tenant.data(),
-        tenant.quota,
+        tenant.clone(),
+        budget(app),
     );
-    let (id, plugin_for_run) = (template.to_owned(), plugin.clone());
+    let id = template.to_owned();
     let work = move || {
-        let resolved = Resolver::new(&runtime, &base).email(
-            plugin_for_run.as_deref(),
-            data,
-            &quota,
-            &id,
-            Some(&context),
-        )?;
+        let steps = plugins.steps(&state, false);
+        let resolved =
+            Resolver::new(&runtime, &base).email_chain(&steps, &mut budget, &id, Some(&context))?;
         let base_template = base.email(&id).map(|d| d.template.clone());
         Ok::<_, InputError>(render_or_base(resolved, base_template, &context))
     };
-    let (resolved, rendered) = if plugin.is_some() {
+    let (resolved, rendered) = if runs_plugin {
         with_slot(app, tenant, true, work).await??
     } else {
         tokio::task::spawn_blocking(work)
             .await
             .map_err(|err| Error::internal(format!("render task failed: {err}")))??
     };
-    if let (Some(plugin), Some(run)) = (&plugin, &resolved.run) {
-        record_run(app, tenant, &plugin.info().sha256, run);
+    for run in &resolved.runs {
+        record_run(app, tenant, run);
     }
     let rendered = rendered.map_err(|err| Error::RenderFailed(err.to_string()))?;
     Ok((resolved, rendered))
@@ -173,7 +170,13 @@ fn render_or_base(
     match email::render(&base, context) {
         Ok(rendered) => {
             tracing::info!(template = %base.id, part = err.part, bound = ?err.bound, "plugin template does not render; serving the base");
-            if let Some(run) = &mut resolved.run {
+            // The chain's result does not render: the last step made it so.
+            if let Some(run) = resolved
+                .runs
+                .iter_mut()
+                .rev()
+                .find(|r| r.outcome == OutcomeKind::Ok)
+            {
                 run.outcome = OutcomeKind::InvalidOutput;
                 run.message = Some(format!("the plugin's email template is refused: {err}"));
             }

@@ -50,6 +50,15 @@ pub enum Error {
         /// What is wrong with it.
         why: String,
     },
+    /// Release settings that are not a JSON object.
+    #[error("{0}")]
+    InvalidSettings(String),
+    /// Release settings over their size limit.
+    #[error("{0}")]
+    SettingsTooLarge(String),
+    /// The plugin did not run cleanly with a release's settings on the base.
+    #[error("the release is refused: {0}")]
+    ReleaseRejected(String),
     /// The email settings break a rule (the message names the field).
     #[error("{0}")]
     InvalidEmailSettings(String),
@@ -132,6 +141,9 @@ impl Error {
             Error::RenderFailed(_) => "render_failed",
             Error::EmailNotConfigured => "email_not_configured",
             Error::InvalidRecipient { .. } => "invalid_recipient",
+            Error::InvalidSettings(_) => "invalid_settings",
+            Error::SettingsTooLarge(_) => "settings_too_large",
+            Error::ReleaseRejected(_) => "release_rejected",
             Error::InvalidEmailSettings(_) => "invalid_email_settings",
             Error::InvalidFromName(_) => "invalid_from_name",
             Error::RelayPortNotAllowed(_) => "relay_port_not_allowed",

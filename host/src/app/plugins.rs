@@ -1,8 +1,8 @@
-//! Plugins as use cases see them: the tenant's active plugin ready to run
-//! (none while its breaker has it paused), a stored plugin loaded by hash,
-//! compiling an upload — off the request path, bounded by the host's compile
-//! slots, the tenant's share of them and the compile timeout — storing it, and
-//! changing the active version (activate, roll back, deactivate), each audited.
+//! Plugins as use cases see them: the plugins of the tenant's chain ready to
+//! run (none for an installation its breaker has paused), a stored plugin
+//! loaded by hash, compiling an upload — off the request path, bounded by the
+//! host's compile slots, the tenant's share of them and the compile timeout —
+//! and storing it, audited. What runs where is `installations`'.
 //! Checking and compiling are the runtime's; bytes and history are storage's.
 
 use std::sync::Arc;
@@ -11,9 +11,10 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::{Error, Result};
+use crate::resolve::{Budget, ChainStep, ReleaseRef};
 use crate::runtime::{CheckError, LoadedPlugin};
 use crate::state::AppState;
-use crate::storage::{Activation, NewPluginVersion, PluginVersion, StorageError};
+use crate::storage::{NewPluginVersion, PluginVersion, StorageError};
 use crate::tenancy::{TenantId, TenantState};
 
 /// Why a compilation did not produce a plugin.
@@ -27,19 +28,80 @@ pub enum CompileError {
     App(Error),
 }
 
-/// The tenant's active plugin, ready to run; `None` without one, or while its
-/// breaker has it paused (the base is served meanwhile).
-pub async fn active_plugin(
-    app: &AppState,
-    tenant: &TenantState,
-) -> Result<Option<Arc<LoadedPlugin>>> {
-    if app.limits.plugin_paused(&tenant.record).is_some() {
-        return Ok(None);
+/// The plugins of the tenant's chain, ready to run, one per step of
+/// `tenant.chain` (in its order): `None` for a step whose breaker has it
+/// paused (its input passes on meanwhile).
+pub async fn chain(app: &AppState, tenant: &TenantState) -> Result<Chain> {
+    let mut plugins = Vec::with_capacity(tenant.chain.len());
+    for step in &tenant.chain {
+        if app
+            .limits
+            .plugin_paused(&tenant.record, &step.installation)
+            .is_some()
+        {
+            plugins.push(None);
+        } else {
+            plugins.push(Some(load(app, &tenant.record.id, &step.sha256).await?));
+        }
     }
-    match &tenant.active_plugin {
-        Some(sha) => Ok(Some(load(app, &tenant.record.id, sha).await?)),
-        None => Ok(None),
+    Ok(Chain { plugins })
+}
+
+/// The loaded plugins of a tenant's chain (see [`chain`]).
+#[derive(Debug, Clone, Default)]
+pub struct Chain {
+    plugins: Vec<Option<Arc<LoadedPlugin>>>,
+}
+
+impl Chain {
+    /// Whether any step will run a plugin.
+    pub fn runs_plugin(&self) -> bool {
+        self.plugins.iter().any(Option::is_some)
     }
+
+    /// Whether a step is paused (what is computed is then not the chain's).
+    pub fn any_paused(&self) -> bool {
+        self.plugins.iter().any(Option::is_none)
+    }
+
+    /// The steps as the resolver runs them; `warm` uses each step's warm
+    /// instances (per-sale calls).
+    pub fn steps<'a>(&'a self, tenant: &'a TenantState, warm: bool) -> Vec<ChainStep<'a>> {
+        tenant
+            .chain
+            .iter()
+            .zip(&self.plugins)
+            .map(|(step, plugin)| ChainStep {
+                installation: &step.installation,
+                release: step.release,
+                plugin: plugin.as_deref(),
+                warm: warm.then(|| step.warm_key()),
+                data: step.data(),
+                quota: step.quota,
+            })
+            .collect()
+    }
+
+    /// The live releases, as named in what they produce.
+    pub fn releases(tenant: &TenantState) -> Vec<ReleaseRef> {
+        tenant
+            .chain
+            .iter()
+            .map(|step| ReleaseRef {
+                installation: step.installation.clone(),
+                release: step.release,
+                plugin: step.sha256.clone(),
+            })
+            .collect()
+    }
+}
+
+/// The request's plugin budget across the chain, as the platform sets it.
+pub fn budget(app: &AppState) -> Budget {
+    Budget::new(
+        app.config.chain_max_fuel,
+        Duration::from_millis(app.config.chain_max_ms),
+    )
 }
 
 /// A tenant's plugin ready to run: loaded already, or fetched from the
@@ -153,48 +215,4 @@ pub async fn upload(
         version,
         imports: info.imports.clone(),
     })
-}
-
-/// A change of which plugin version is active.
-#[derive(Debug, Clone)]
-pub enum Change {
-    /// Activate this stored version.
-    Activate(String),
-    /// Go back to the version active before the current one.
-    Rollback,
-    /// Serve the base alone.
-    Deactivate,
-}
-
-/// Changes the tenant's active plugin, audited as `actor`'s: the tenant's
-/// caches are invalidated (on every node) and the new plugin is loaded now, so
-/// the first request after it does not compile.
-pub async fn change_activation(
-    app: &AppState,
-    tenant: &TenantId,
-    actor: &str,
-    change: Change,
-) -> Result<Activation> {
-    let db = app.storage.tenant(tenant);
-    let before = db.active_plugin().await?;
-    let (activation, action) = match change {
-        Change::Activate(sha256) => (db.activate(&sha256, actor).await?, "plugin.activate"),
-        Change::Rollback => (db.rollback(actor).await?, "plugin.rollback"),
-        Change::Deactivate => (db.deactivate(actor).await?, "plugin.deactivate"),
-    };
-    app.invalidate(tenant);
-    if let Some(sha) = &activation.sha256 {
-        load(app, tenant, sha).await?;
-    }
-    let before = json!({ "active": before }).to_string();
-    let after = json!({ "active": activation.sha256 }).to_string();
-    db.audit(
-        actor,
-        action,
-        activation.sha256.as_deref(),
-        Some(&before),
-        Some(&after),
-    )
-    .await?;
-    Ok(activation)
 }

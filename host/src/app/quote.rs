@@ -1,17 +1,18 @@
-//! Commission quotes: one sale through the tenant's plugin (or the base rules),
+//! Commission quotes: one sale through the tenant's chain (or the base rules),
 //! on the request path for the API and per line item for order jobs, each run
-//! recorded. Checking the sale and the fallback are `resolve`'s; the call
-//! itself is the runtime's.
+//! recorded against its installation. Checking the sale, the chain and the
+//! fallback are `resolve`'s; the calls themselves are the runtime's.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use super::Result;
-use super::plugins::active_plugin;
+use super::plugins::{Chain, budget, chain};
 use super::runs::{paused_message, record_run};
 use super::slots::{on_blocking_thread, slot, with_slot};
 use crate::base::{CommissionDecision, Sale};
-use crate::resolve::{InputError, Resolved, Resolver};
-use crate::runtime::{LoadedPlugin, OutcomeKind, WarmKey};
+use crate::resolve::{Budget, ChainStep, InputError, Resolved, Resolver};
+use crate::runtime::OutcomeKind;
 use crate::state::AppState;
 use crate::tenancy::TenantState;
 
@@ -25,146 +26,172 @@ pub const INLINE_DEADLINE_MS: u64 = 2;
 /// A quote: the decision and how it was reached.
 #[derive(Debug)]
 pub struct Quote {
-    /// The decision, its source and the plugin run.
+    /// The decision, its source and the plugin runs, in chain order.
     pub resolved: Resolved<CommissionDecision>,
-    /// The sha256 of the plugin that was asked, if one was.
+    /// The sha256 of the last plugin that ran, if one did.
     pub plugin: Option<String>,
-    /// What went wrong in the run, or why no plugin ran (paused).
+    /// What went wrong in the first run that failed, or why a step did not
+    /// run (paused).
     pub message: Option<String>,
 }
 
 /// The commission for one sale, on the request path (see [`commission_quote`]).
 pub async fn quote(app: &AppState, tenant: &Arc<TenantState>, sale: Sale) -> Result<Quote> {
     crate::resolve::check_sale(&app.base, &sale)?;
-    let plugin = active_plugin(app, tenant).await?;
-    let resolved = commission_quote(app, tenant, plugin.clone(), sale).await??;
-    if let (Some(plugin), Some(run)) = (&plugin, &resolved.run) {
-        record_run(app, tenant, &plugin.info().sha256, run);
+    let plugins = chain(app, tenant).await?;
+    let resolved = commission_quote(app, tenant, &plugins, sale).await??;
+    for run in &resolved.runs {
+        record_run(app, tenant, run);
     }
     let message = resolved
-        .run
-        .as_ref()
+        .first_failure()
         .and_then(|r| r.message.clone())
         .or_else(|| paused_message(app, tenant));
     Ok(Quote {
-        plugin: plugin.map(|p| p.info().sha256.clone()),
+        plugin: resolved.last_run().map(|r| r.plugin.clone()),
         message,
         resolved,
     })
 }
 
 /// The commission for one sale in a background job: under one of the tenant's
-/// plugin slots, on its warm instance, the run recorded when it resolved.
+/// plugin slots, on its warm instances, the runs recorded when it resolved.
 pub async fn commission(
     app: &AppState,
     tenant: &Arc<TenantState>,
-    plugin: Option<Arc<LoadedPlugin>>,
+    plugins: &Chain,
     sale: Sale,
 ) -> Result<std::result::Result<Resolved<CommissionDecision>, InputError>> {
-    let (runtime, base, data, quota, plugin_for_run, warm) = (
+    let (runtime, base, state, loaded, mut budget) = (
         app.runtime.clone(),
         app.base.clone(),
-        tenant.data(),
-        tenant.quota,
-        plugin.clone(),
-        tenant.warm_key().clone(),
+        tenant.clone(),
+        plugins.clone(),
+        budget(app),
     );
-    let resolved = with_slot(app, tenant, plugin.is_some(), move || {
-        Resolver::new(&runtime, &base).commission(
-            plugin_for_run.as_deref(),
-            Some(&warm),
-            data,
-            &quota,
-            &sale,
-        )
+    let resolved = with_slot(app, tenant, plugins.runs_plugin(), move || {
+        let steps = loaded.steps(&state, true);
+        Resolver::new(&runtime, &base).commission_chain(&steps, &mut budget, &sale)
     })
     .await?;
-    if let (Some(plugin), Ok(Resolved { run: Some(run), .. })) = (&plugin, &resolved) {
-        record_run(app, tenant, &plugin.info().sha256, run);
+    if let Ok(resolved) = &resolved {
+        for run in &resolved.runs {
+            record_run(app, tenant, run);
+        }
     }
     Ok(resolved)
 }
 
-/// The commission for one sale through the tenant's plugin, on the request
-/// path. The plugin call runs first in place, on this worker thread, under a
-/// budget capped at [`INLINE_FUEL`] and [`INLINE_DEADLINE_MS`] (on the tenant's
-/// warm instance): a commission hook needs a few microseconds, and skipping the
-/// hop to a blocking thread is most of a quote's saving. A call that runs out
-/// of that budget (and whose quota allows more) is run again from a fresh store
-/// on a blocking thread with its whole quota; its recorded fuel includes the
-/// first attempt's. Hooks are functions of their inputs, so the repeat is safe;
-/// the first attempt's log is dropped. Either way the call holds one of the
-/// tenant's plugin slots.
+/// The commission for one sale through the tenant's chain, on the request
+/// path. The chain runs first in place, on this worker thread, every step's
+/// budget capped at [`INLINE_FUEL`] and [`INLINE_DEADLINE_MS`] (on its warm
+/// instance): a commission hook needs a few microseconds, and skipping the hop
+/// to a blocking thread is most of a quote's saving. When a step runs out of
+/// that capped budget (and its quota allows more), the whole chain is run
+/// again from fresh stores on a blocking thread with the whole quotas, within
+/// what is left of the request's budget; each step's recorded fuel includes
+/// its first attempt's. Hooks are functions of their inputs, so the repeat is
+/// safe; the first attempt's logs are dropped. Either way the chain holds one
+/// of the tenant's plugin slots.
 async fn commission_quote(
     app: &AppState,
     tenant: &Arc<TenantState>,
-    plugin: Option<Arc<LoadedPlugin>>,
+    plugins: &Chain,
     sale: Sale,
 ) -> Result<std::result::Result<Resolved<CommissionDecision>, InputError>> {
-    let (runtime, base, data, quota) = (
-        app.runtime.clone(),
-        app.base.clone(),
-        tenant.data(),
-        tenant.quota,
-    );
     #[cfg(feature = "bench-native")]
     let native = app.config.bench_native;
     #[cfg(not(feature = "bench-native"))]
     let native = false;
-    let Some(plugin) = plugin else {
-        return Ok(Resolver::new(&runtime, &base).commission(None, None, data, &quota, &sale));
-    };
-    let inline = quota.capped(INLINE_FUEL, INLINE_DEADLINE_MS);
+    let resolver = Resolver::new(&app.runtime, &app.base);
+    let mut budget = budget(app);
+    if !plugins.runs_plugin() {
+        let steps = plugins.steps(tenant, false);
+        return Ok(resolver.commission_chain(&steps, &mut budget, &sale));
+    }
     let permit = slot(app, tenant).await?;
-    let first = run_commission(
-        &runtime,
-        &base,
-        &plugin,
-        Some(tenant.warm_key()),
-        data.clone(),
-        &inline,
-        &sale,
-        native,
-    );
-    let first_run = first.as_ref().ok().and_then(|r| r.run.as_ref());
-    let ran_short = first_run
-        .is_some_and(|run| matches!(run.outcome, OutcomeKind::OutOfFuel | OutcomeKind::Deadline))
-        && inline != quota;
+    let mut capped = HashSet::new();
+    let inline: Vec<ChainStep<'_>> = plugins
+        .steps(tenant, true)
+        .into_iter()
+        .map(|mut step| {
+            let quota = step.quota.capped(INLINE_FUEL, INLINE_DEADLINE_MS);
+            if quota != step.quota {
+                capped.insert(step.installation.to_owned());
+            }
+            step.quota = quota;
+            step
+        })
+        .collect();
+    let first = run_commission(&resolver, &inline, &mut budget, &sale, native);
+    let ran_short = first.as_ref().is_ok_and(|resolved| {
+        resolved.runs.iter().any(|run| {
+            !run.budget_spent
+                && matches!(run.outcome, OutcomeKind::OutOfFuel | OutcomeKind::Deadline)
+                && capped.contains(run.installation.as_deref().unwrap_or(""))
+        })
+    });
+    drop(inline);
     if !ran_short {
         drop(permit);
         return Ok(first);
     }
-    let spent = first_run.map_or(0, |run| run.stats.fuel_used);
+    let spent: Vec<(Option<String>, u64)> = first
+        .as_ref()
+        .map(|resolved| {
+            resolved
+                .runs
+                .iter()
+                .map(|run| (run.installation.clone(), run.stats.fuel_used))
+                .collect()
+        })
+        .unwrap_or_default();
+    let (runtime, base, state, loaded) = (
+        app.runtime.clone(),
+        app.base.clone(),
+        tenant.clone(),
+        plugins.clone(),
+    );
     let mut second = on_blocking_thread(permit, move || {
-        run_commission(&runtime, &base, &plugin, None, data, &quota, &sale, native)
+        let steps = loaded.steps(&state, false);
+        let resolver = Resolver::new(&runtime, &base);
+        run_commission(&resolver, &steps, &mut budget, &sale, native)
     })
     .await?;
-    if let Ok(Resolved { run: Some(run), .. }) = &mut second {
-        run.stats.fuel_used = run.stats.fuel_used.saturating_add(spent);
+    if let Ok(resolved) = &mut second {
+        for run in &mut resolved.runs {
+            let first: u64 = spent
+                .iter()
+                .filter(|(installation, _)| *installation == run.installation)
+                .map(|(_, fuel)| fuel)
+                .sum();
+            run.stats.fuel_used = run.stats.fuel_used.saturating_add(first);
+        }
     }
     Ok(second)
 }
 
-/// One commission call through `plugin` (or, in a `--bench-native` benchmark
-/// server, the same logic compiled in).
-#[allow(clippy::too_many_arguments)]
+/// One commission through `steps` (or, in a `--bench-native` benchmark server
+/// with one installation of the benchmark's plugin, the same logic compiled
+/// in).
 fn run_commission(
-    runtime: &crate::runtime::Runtime,
-    base: &crate::base::BaseConfig,
-    plugin: &LoadedPlugin,
-    warm: Option<&WarmKey>,
-    data: Arc<dyn crate::runtime::TenantData>,
-    quota: &crate::runtime::Quota,
+    resolver: &Resolver<'_>,
+    steps: &[ChainStep<'_>],
+    budget: &mut Budget,
     sale: &Sale,
     native: bool,
 ) -> std::result::Result<Resolved<CommissionDecision>, InputError> {
-    let resolver = Resolver::new(runtime, base);
     #[cfg(feature = "bench-native")]
-    if native && crate::bench_native::applies(plugin) {
+    if native
+        && let [step] = steps
+        && let Some(plugin) = step.plugin
+        && crate::bench_native::applies(plugin)
+    {
+        let data = step.data.clone();
         return resolver.commission_with(Some(plugin), sale, |_, base| {
             crate::bench_native::commission(&*data, sale, base)
         });
     }
     let _ = native;
-    resolver.commission(Some(plugin), warm, data, quota, sale)
+    resolver.commission_chain(steps, budget, sale)
 }

@@ -1,6 +1,6 @@
 //! A tenant's state for the use cases: loading it (from the cache, or once for
 //! every concurrent caller: see [`AppState::tenant_state`]) and the tenant's own
-//! writes to it (plugin settings, key-value data), each followed by the
+//! writes to it (key-value data; settings belong to releases), each followed by the
 //! invalidation of its caches on every node. Does not authenticate or check
 //! input shapes: callers have done that.
 
@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use super::{Error, Result};
 use crate::state::AppState;
-use crate::storage::SettingsRecord;
 use crate::tenancy::{TenantId, TenantState};
 
 /// The state of a tenant that must exist.
@@ -16,31 +15,6 @@ pub async fn state(app: &AppState, id: &TenantId) -> Result<Arc<TenantState>> {
     app.tenant_state(id)
         .await?
         .ok_or_else(|| Error::NotFound("this tenant no longer exists".into()))
-}
-
-/// Replaces the tenant's plugin settings (`expected`: the version the caller
-/// read, for an optimistic update), audited as `actor`'s; the tenant's caches
-/// are invalidated on every node.
-pub async fn set_settings(
-    app: &AppState,
-    tenant: &TenantId,
-    actor: &str,
-    json: &str,
-    expected: Option<i64>,
-) -> Result<SettingsRecord> {
-    let db = app.storage.tenant(tenant);
-    let before = db.settings().await?;
-    let saved = db.set_settings(json, expected).await?;
-    app.invalidate(tenant);
-    db.audit(
-        actor,
-        "settings.update",
-        None,
-        Some(&before.json),
-        Some(&saved.json),
-    )
-    .await?;
-    Ok(saved)
 }
 
 /// Stores a key-value entry plugins can read; the tenant's caches are

@@ -115,8 +115,12 @@ codes! {
     InvalidSettings => BAD_REQUEST "invalid_settings",
     /// Tenant settings are over their size limit.
     SettingsTooLarge => PAYLOAD_TOO_LARGE "settings_too_large",
-    /// If-Match is not a settings version.
-    InvalidIfMatch => BAD_REQUEST "invalid_if_match",
+    /// An installation name that cannot be one.
+    InvalidInstallation => BAD_REQUEST "invalid_installation",
+    /// A release id that is not a positive number.
+    InvalidReleaseId => BAD_REQUEST "invalid_release_id",
+    /// The plugin did not run cleanly with a release's settings on the base.
+    ReleaseRejected => UNPROCESSABLE_ENTITY "release_rejected",
     /// A key-value key is empty, too long or has control characters.
     InvalidKey => BAD_REQUEST "invalid_key",
     /// A key-value value is over 64 KiB.
@@ -334,6 +338,9 @@ impl From<AppError> for ApiError {
             AppError::RenderFailed(_) => Code::RenderFailed,
             AppError::EmailNotConfigured => Code::EmailNotConfigured,
             AppError::InvalidRecipient { .. } => Code::InvalidRecipient,
+            AppError::InvalidSettings(_) => Code::InvalidSettings,
+            AppError::SettingsTooLarge(_) => Code::SettingsTooLarge,
+            AppError::ReleaseRejected(_) => Code::ReleaseRejected,
             AppError::InvalidEmailSettings(_) => Code::InvalidEmailSettings,
             AppError::InvalidFromName(_) => Code::InvalidFromName,
             AppError::RelayPortNotAllowed(_) => Code::RelayPortNotAllowed,
@@ -472,6 +479,9 @@ mod tests {
             assert_eq!(ApiError::from(err).code(), code);
         }
         for err in [
+            AppError::InvalidSettings("x".into()),
+            AppError::SettingsTooLarge("x".into()),
+            AppError::ReleaseRejected("x".into()),
             AppError::InvalidEmailSettings("x".into()),
             AppError::InvalidFromName("x".into()),
             AppError::RelayPortNotAllowed("x".into()),

@@ -1,18 +1,14 @@
-//! What a tenant manages for itself: plugin versions (upload, activate, roll
-//! back), settings, key-value data, and what it reads about itself: runs, usage,
-//! its quota and its audit log. Admins write; members read. Uploading and
-//! changing the active version are use cases of [`crate::app::plugins`], writes
-//! of settings and key-value data of [`crate::app::tenants`] (invalidation and
-//! audit there); the plain reads go to `storage` directly.
+//! What a tenant manages for itself: plugin versions (upload, list), key-value
+//! data, and what it reads about itself: runs, usage, its default quota and
+//! its audit log (installations and releases are `http::installations`').
+//! Admins write; members read. Uploading is a use case of
+//! [`crate::app::plugins`], key-value writes of [`crate::app::tenants`]
+//! (invalidation and audit there); the plain reads go to `storage` directly.
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::{
-    Json, Router,
-    routing::{get, post},
-};
+use axum::http::StatusCode;
+use axum::{Json, Router, routing::get};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::app;
 use crate::app::plugins::CompileError;
@@ -20,7 +16,7 @@ use crate::http::body::Sorted;
 use crate::http::context::{JsonBody, Member, RawBody, TenantAdmin};
 use crate::http::{ApiError, ApiResult, Code};
 use crate::state::AppState;
-use crate::storage::{Activation, AuditRecord, PluginVersion, RunRecord, UsageRecord};
+use crate::storage::{AuditRecord, PluginVersion, RunRecord, UsageRecord};
 
 // Response bodies: fields in alphabetical order, nested records sorted (see
 // `http::body`).
@@ -42,27 +38,6 @@ struct PluginsBody {
 #[derive(Serialize)]
 struct PluginBody {
     plugin: Sorted<PluginVersion>,
-}
-
-/// `GET /v1/plugins/active`.
-#[derive(Serialize)]
-struct ActiveBody {
-    active: Option<String>,
-    plugin: Sorted<Option<PluginVersion>>,
-}
-
-/// Activate, roll back, deactivate.
-#[derive(Serialize)]
-struct ActivationBody {
-    activation: Sorted<Activation>,
-}
-
-/// `GET`/`PUT /v1/settings`.
-#[derive(Serialize)]
-struct SettingsBody {
-    settings: Value,
-    updated_at: i64,
-    version: i64,
 }
 
 /// One key-value entry.
@@ -105,12 +80,7 @@ struct AuditBody {
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/plugins", get(list_plugins).post(upload))
-        .route("/v1/plugins/active", get(active))
-        .route("/v1/plugins/rollback", post(rollback))
-        .route("/v1/plugins/deactivate", post(deactivate))
         .route("/v1/plugins/{sha256}", get(plugin_version))
-        .route("/v1/plugins/{sha256}/activate", post(activate))
-        .route("/v1/settings", get(get_settings).put(put_settings))
         .route("/v1/kv", get(list_kv))
         .route("/v1/kv/{key}", get(get_kv).put(put_kv).delete(delete_kv))
         .route("/v1/runs", get(runs))
@@ -119,7 +89,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/v1/audit", get(audit))
 }
 
-fn check_sha(sha256: &str) -> ApiResult<()> {
+pub(crate) fn check_sha(sha256: &str) -> ApiResult<()> {
     if sha256.len() == 64
         && sha256
             .bytes()
@@ -184,122 +154,6 @@ async fn plugin_version(
         .ok_or_else(|| ApiError::not_found("this tenant has no plugin with that sha256"))?;
     Ok(Json(PluginBody {
         plugin: Sorted(version),
-    }))
-}
-
-async fn active(State(app): State<AppState>, member: Member) -> ApiResult<Json<ActiveBody>> {
-    let db = app.storage.tenant(member.tenant.id());
-    let active = db.active_plugin().await?;
-    let version = match &active {
-        Some(sha) => db.plugin_version(sha).await?,
-        None => None,
-    };
-    Ok(Json(ActiveBody {
-        active,
-        plugin: Sorted(version),
-    }))
-}
-
-async fn change(
-    app: &AppState,
-    admin: &TenantAdmin,
-    change: app::plugins::Change,
-) -> ApiResult<Json<ActivationBody>> {
-    let activation =
-        app::plugins::change_activation(app, admin.tenant.id(), &admin.principal.subject, change)
-            .await?;
-    Ok(Json(ActivationBody {
-        activation: Sorted(activation),
-    }))
-}
-
-async fn activate(
-    State(app): State<AppState>,
-    admin: TenantAdmin,
-    Path(sha256): Path<String>,
-) -> ApiResult<Json<ActivationBody>> {
-    check_sha(&sha256)?;
-    change(&app, &admin, app::plugins::Change::Activate(sha256)).await
-}
-
-async fn rollback(
-    State(app): State<AppState>,
-    admin: TenantAdmin,
-) -> ApiResult<Json<ActivationBody>> {
-    change(&app, &admin, app::plugins::Change::Rollback).await
-}
-
-async fn deactivate(
-    State(app): State<AppState>,
-    admin: TenantAdmin,
-) -> ApiResult<Json<ActivationBody>> {
-    change(&app, &admin, app::plugins::Change::Deactivate).await
-}
-
-async fn get_settings(
-    State(app): State<AppState>,
-    member: Member,
-) -> ApiResult<Json<SettingsBody>> {
-    let settings = app.storage.tenant(member.tenant.id()).settings().await?;
-    let value: Value = serde_json::from_str(&settings.json).unwrap_or(Value::Null);
-    Ok(Json(SettingsBody {
-        settings: value,
-        updated_at: settings.updated_at,
-        version: settings.version,
-    }))
-}
-
-/// Largest settings document, in bytes of JSON.
-const MAX_SETTINGS_BYTES: usize = 256 << 10;
-
-async fn put_settings(
-    State(app): State<AppState>,
-    admin: TenantAdmin,
-    headers: HeaderMap,
-    JsonBody(value): JsonBody<Value>,
-) -> ApiResult<Json<SettingsBody>> {
-    if !value.is_object() {
-        return Err(ApiError::new(
-            Code::InvalidSettings,
-            "settings must be a JSON object",
-        ));
-    }
-    let json = value.to_string();
-    if json.len() > MAX_SETTINGS_BYTES {
-        return Err(ApiError::new(
-            Code::SettingsTooLarge,
-            format!(
-                "settings are {} bytes; at most {MAX_SETTINGS_BYTES} are allowed",
-                json.len()
-            ),
-        ));
-    }
-    let expected = match headers.get(header::IF_MATCH) {
-        Some(v) => Some(
-            v.to_str()
-                .ok()
-                .and_then(|v| v.trim().trim_matches('"').parse::<i64>().ok())
-                .ok_or_else(|| {
-                    ApiError::new(
-                        Code::InvalidIfMatch,
-                        "If-Match must be the settings version number you read",
-                    )
-                })?,
-        ),
-        None => None,
-    };
-    let saved = app::tenants::set_settings(
-        &app,
-        admin.tenant.id(),
-        &admin.principal.subject,
-        &json,
-        expected,
-    )
-    .await?;
-    Ok(Json(SettingsBody {
-        settings: value,
-        updated_at: saved.updated_at,
-        version: saved.version,
     }))
 }
 
@@ -434,7 +288,7 @@ async fn usage(
 async fn quota(State(app): State<AppState>, member: Member) -> ApiResult<Json<QuotaBody>> {
     let state = member.tenant.state(&app).await?;
     Ok(Json(QuotaBody {
-        quota: Sorted(state.quota),
+        quota: Sorted(state.default_quota),
     }))
 }
 

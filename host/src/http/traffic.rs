@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 
 use axum::extract::{Path, State};
 use axum::http::HeaderValue;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::{
     Json, Router,
     routing::{get, post},
@@ -53,33 +53,65 @@ fn etag(version: &str) -> HeaderValue {
         .unwrap_or_else(|_| HeaderValue::from_static("\"\""))
 }
 
-/// A section served from the base because the plugin failed (keys in order).
+/// A step of a section's chain that failed, so its input passed on (keys in
+/// order).
 #[derive(Serialize)]
 struct Fallback {
+    installation: Option<String>,
     message: Option<String>,
     outcome: OutcomeKind,
+    release: Option<i64>,
     section: String,
 }
 
 fn fallbacks(config: &EffectiveConfig) -> Vec<Fallback> {
     let mut out = Vec::new();
-    let mut push = |section: String, resolved_run: Option<&RunRecord>| {
-        if let Some(run) = resolved_run
-            && run.outcome != OutcomeKind::Ok
-        {
+    let mut push = |section: String, runs: &[RunRecord]| {
+        for run in runs.iter().filter(|run| run.outcome != OutcomeKind::Ok) {
             out.push(Fallback {
+                installation: run.installation.clone(),
                 message: run.message.clone(),
                 outcome: run.outcome,
-                section,
+                release: run.release,
+                section: section.clone(),
             });
         }
     };
-    push("categories".into(), config.categories.run.as_ref());
-    push("size_charts".into(), config.size_charts.run.as_ref());
+    push("categories".into(), &config.categories.runs);
+    push("size_charts".into(), &config.size_charts.runs);
     for (id, email) in &config.emails {
-        push(format!("emails.{id}"), email.run.as_ref());
+        push(format!("emails.{id}"), &email.runs);
     }
     out
+}
+
+/// One step of a resolution, as bodies show it (keys in order).
+#[derive(Serialize)]
+struct StepBody<'a> {
+    fuel_used: u64,
+    installation: Option<&'a str>,
+    message: Option<&'a str>,
+    outcome: OutcomeKind,
+    plugin: &'a str,
+    release: Option<i64>,
+}
+
+impl<'a> StepBody<'a> {
+    fn of(run: &'a RunRecord) -> Self {
+        Self {
+            fuel_used: run.stats.fuel_used,
+            installation: run.installation.as_deref(),
+            message: run.message.as_deref(),
+            outcome: run.outcome,
+            plugin: &run.plugin,
+            release: run.release,
+        }
+    }
+}
+
+/// The run a one-line summary speaks of: the first that failed, else the last.
+fn summary<T>(resolved: &Resolved<T>) -> Option<&RunRecord> {
+    resolved.first_failure().or(resolved.last_run())
 }
 
 /// `GET /v1/config` as serialised: borrowed from the cached configuration.
@@ -88,7 +120,7 @@ struct Document<'a> {
     tenant: &'a str,
     version: &'a str,
     base_version: &'a str,
-    plugin: &'a Option<String>,
+    releases: &'a [crate::resolve::ReleaseRef],
     categories: &'a [crate::base::Category],
     size_charts: &'a [crate::base::SizeChart],
     emails: BTreeMap<&'a str, &'a crate::base::EmailTemplate>,
@@ -115,7 +147,7 @@ fn serve_document(app: &AppState, tenant: &str, config: &EffectiveConfig) -> Ser
         tenant,
         version: &config.version,
         base_version: &config.base_version,
-        plugin: &config.plugin,
+        releases: &config.releases,
         categories: &config.categories.value,
         size_charts: &config.size_charts.value,
         emails: config
@@ -192,8 +224,8 @@ struct SectionValue<'a, T> {
 impl<'a, T: Serialize> SectionValue<'a, T> {
     fn of(r: &'a Resolved<T>) -> Self {
         Self {
-            message: r.run.as_ref().and_then(|run| run.message.as_deref()),
-            outcome: r.run.as_ref().map(|run| run.outcome),
+            message: summary(r).and_then(|run| run.message.as_deref()),
+            outcome: summary(r).map(|run| run.outcome),
             source: r.source,
             value: Sorted(&r.value),
         }
@@ -291,33 +323,39 @@ fn serve_section(
     ServedDocument::new(json, etag(version))
 }
 
-/// `POST /v1/commission/quote` (keys in order).
+/// `POST /v1/commission/quote` (keys in order). `fuel_used` is the chain's
+/// total; `outcome` the first failed step's, else the last step's; `plugin`
+/// the last step's; `steps` each step in chain order.
 #[derive(Serialize)]
-struct QuoteBody {
-    decision: Sorted<CommissionDecision>,
+struct QuoteBody<'a> {
+    decision: Sorted<&'a CommissionDecision>,
     fuel_used: Option<u64>,
     message: Option<String>,
     outcome: Option<OutcomeKind>,
     plugin: Option<String>,
     source: Source,
+    steps: Vec<StepBody<'a>>,
 }
 
 async fn quote(
     State(app): State<AppState>,
     member: Member,
     JsonBody(sale): JsonBody<Sale>,
-) -> ApiResult<Json<QuoteBody>> {
+) -> ApiResult<Response> {
     let tenant = member.tenant.state(&app).await?;
     let quote = app::quote::quote(&app, &tenant, sale).await?;
-    let run = quote.resolved.run.as_ref();
-    Ok(Json(QuoteBody {
-        decision: Sorted(quote.resolved.value),
-        fuel_used: run.map(|r| r.stats.fuel_used),
-        message: quote.message,
-        outcome: run.map(|r| r.outcome),
-        plugin: quote.plugin,
-        source: quote.resolved.source,
-    }))
+    let resolved = &quote.resolved;
+    let ran = !resolved.runs.is_empty();
+    let body = QuoteBody {
+        decision: Sorted(&resolved.value),
+        fuel_used: ran.then(|| resolved.runs.iter().map(|r| r.stats.fuel_used).sum()),
+        message: quote.message.clone(),
+        outcome: summary(resolved).map(|r| r.outcome),
+        plugin: quote.plugin.clone(),
+        source: resolved.source,
+        steps: resolved.runs.iter().map(StepBody::of).collect(),
+    };
+    Ok(Json(body).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -352,8 +390,8 @@ async fn preview(
     )
     .await?;
     Ok(Json(PreviewBody {
-        message: resolved.run.as_ref().and_then(|r| r.message.clone()),
-        outcome: resolved.run.as_ref().map(|r| r.outcome),
+        message: summary(&resolved).and_then(|r| r.message.clone()),
+        outcome: summary(&resolved).map(|r| r.outcome),
         rendered: Sorted(rendered),
         source: resolved.source,
         template: request.template,
@@ -380,13 +418,15 @@ mod tests {
     /// The typed bodies answer the same bytes the `json!` literals did.
     #[test]
     fn quote_and_preview_bodies_keep_their_json_bytes() {
+        let decided = decision();
         let typed = QuoteBody {
-            decision: Sorted(decision()),
+            decision: Sorted(&decided),
             fuel_used: Some(9_000),
             message: None,
             outcome: Some(OutcomeKind::Ok),
             plugin: Some("ab".into()),
             source: Source::Plugin,
+            steps: Vec::new(),
         };
         let literal = json!({
             "decision": decision(),
@@ -395,6 +435,7 @@ mod tests {
             "outcome": Some(OutcomeKind::Ok),
             "message": None::<String>,
             "fuel_used": Some(9_000),
+            "steps": [],
         });
         assert_eq!(serde_json::to_string(&typed).unwrap(), literal.to_string());
         let rendered = crate::email::Rendered {

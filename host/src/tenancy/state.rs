@@ -1,5 +1,6 @@
 //! A tenant's state as the request path needs it, loaded once and cached: the
-//! tenant row, its active plugin, settings, quota and key-value snapshot. The
+//! tenant row, its chain (each installation's live release: plugin, settings,
+//! quota within the platform's ceiling) and key-value snapshot. The
 //! snapshot is the heavy part (up to the tenant's key-value cap): it is one
 //! [`KvSnapshot`] per data version, shared through an `Arc` by every state and
 //! plugin call of that version, never copied per request; loads ask
@@ -9,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock, Weak};
 
 use crate::runtime::{Quota, TenantData, WarmKey};
-use crate::storage::{SettingsRecord, Storage, StorageError, TenantRecord};
+use crate::storage::{Storage, StorageError, TenantRecord};
 
 use super::TenantId;
 
@@ -45,6 +46,21 @@ impl KvSnapshot {
     pub fn weight(&self) -> usize {
         self.bytes + self.entries.len() * KV_ENTRY_OVERHEAD
     }
+
+    /// The value of `key`.
+    pub fn get(&self, key: &str) -> Option<String> {
+        self.entries.get(key).cloned()
+    }
+
+    /// Up to `limit` keys starting with `prefix`, in order.
+    pub fn keys(&self, prefix: &str, limit: usize) -> Vec<String> {
+        self.entries
+            .range(prefix.to_owned()..)
+            .take_while(|(key, _)| key.starts_with(prefix))
+            .take(limit)
+            .map(|(key, _)| key.clone())
+            .collect()
+    }
 }
 
 /// Key-value snapshots already in memory, for loads to share.
@@ -61,16 +77,16 @@ pub trait KvSnapshots {
 pub struct TenantState {
     /// The tenant row.
     pub record: TenantRecord,
-    /// The active plugin's sha256.
-    pub active_plugin: Option<String>,
-    /// The plugin settings and their version.
-    pub settings: SettingsRecord,
-    /// The plugin's quota (admin-set, else the default).
-    pub quota: Quota,
-    /// A version of the quota and the key-value data, for cache keys.
+    /// What runs, in chain order: each installation with a live release.
+    pub chain: Vec<Step>,
+    /// The platform's quota for this tenant's installations that have none of
+    /// their own (admin-set, else the host's default).
+    pub default_quota: Quota,
+    /// A version of everything a plugin's output may depend on besides the
+    /// base: the live releases, their quotas and the key-value data. For cache
+    /// keys.
     pub data_version: u64,
-    data: Arc<SnapshotData>,
-    warm_key: WarmKey,
+    kv: Arc<KvSnapshot>,
     weight: usize,
     /// The cached effective configuration of exactly this state (the base is
     /// fixed for the process, and any change to the tenant loads a new state),
@@ -78,6 +94,55 @@ pub struct TenantState {
     /// Weak: the effective-config cache owns it and bounds how many are held;
     /// once the cache has let it go, requests look it up (or compute it) again.
     effective: OnceLock<Weak<crate::resolve::EffectiveConfig>>,
+}
+
+/// One live installation of a tenant's chain: its release's plugin, settings
+/// and quota.
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// The installation's name.
+    pub installation: String,
+    /// The live release.
+    pub release: i64,
+    /// The release's plugin.
+    pub sha256: String,
+    /// The release's quota within the platform's current ceiling for the
+    /// installation (a rollback never escapes a lowered quota).
+    pub quota: Quota,
+    data: Arc<SnapshotData>,
+    warm_key: WarmKey,
+}
+
+impl Step {
+    /// What this step's plugin may read: its release's settings and the
+    /// tenant's key-value data.
+    pub fn data(&self) -> Arc<dyn TenantData> {
+        self.data.clone()
+    }
+
+    /// The key of this step's warm instances: never shared with another
+    /// release, quota or data version.
+    pub fn warm_key(&self) -> &WarmKey {
+        &self.warm_key
+    }
+
+    /// The release's settings document.
+    pub fn settings_json(&self) -> &str {
+        self.data.settings_json()
+    }
+}
+
+/// The ceiling of an installation: its own quota, else the tenant's, else the
+/// host's default. An unreadable stored quota is logged and replaced by the
+/// next one down.
+fn parse_quota(tenant: &TenantId, what: &str, json: Option<&str>, fallback: Quota) -> Quota {
+    match json {
+        Some(json) => serde_json::from_str(json).unwrap_or_else(|err| {
+            tracing::error!(%tenant, what, error = %err, "stored quota is unreadable; using the next one down");
+            fallback
+        }),
+        None => fallback,
+    }
 }
 
 impl TenantState {
@@ -94,15 +159,13 @@ impl TenantState {
             return Ok(None);
         };
         let db = storage.tenant(id);
-        let active_plugin = db.active_plugin().await?;
-        let settings = db.settings().await?;
-        let quota_json = db.quota().await?;
-        let quota = match &quota_json {
-            Some(json) => serde_json::from_str(json).unwrap_or_else(|err| {
-                tracing::error!(tenant = %id, error = %err, "stored quota is unreadable; using the default");
-                Quota::default()
-            }),
-            None => Quota::default(),
+        let live = db.live_releases().await?;
+        let default_quota =
+            parse_quota(id, "tenant", db.quota().await?.as_deref(), Quota::default());
+        let ceilings: BTreeMap<String, String> = if live.is_empty() {
+            BTreeMap::new()
+        } else {
+            db.installation_quotas().await?.into_iter().collect()
         };
         let usage = db.kv_usage().await?;
         let (kv, kv_version) = match snapshots.shared(id, usage.version) {
@@ -116,36 +179,52 @@ impl TenantState {
                 (kv, read.version.unwrap_or_else(rand::random))
             }
         };
-        // Everything besides the plugin and settings that a plugin's output can
-        // depend on: its quota and the key-value data it reads.
-        let data_version = crate::digest::Digest::new()
-            .opt_str(quota_json.as_deref())
-            .i64(kv_version)
-            .to_u64();
-        let weight = std::mem::size_of::<Self>()
-            + std::mem::size_of::<SnapshotData>()
-            + record.name.len()
-            + 2 * settings.json.len()
-            + kv.weight();
-        let data = Arc::new(SnapshotData {
-            settings: settings.json.clone(),
-            kv,
-        });
-        let warm_key = WarmKey::new(
-            record.id.as_str(),
-            crate::digest::Digest::new()
-                .i64(settings.version)
-                .u64(data_version)
-                .to_u64(),
-        );
+        let mut version = crate::digest::Digest::new();
+        version.i64(kv_version);
+        let mut weight = std::mem::size_of::<Self>() + record.name.len() + kv.weight();
+        let mut chain = Vec::with_capacity(live.len());
+        for live in live {
+            let release = live.release;
+            let ceiling = parse_quota(
+                id,
+                &release.installation,
+                ceilings.get(&release.installation).map(String::as_str),
+                default_quota,
+            );
+            let quota = parse_quota(id, "release", Some(&release.quota), ceiling).within(&ceiling);
+            let quota_json = serde_json::to_string(&quota).unwrap_or_default();
+            version
+                .str(&release.installation)
+                .i64(release.id)
+                .str(&quota_json);
+            let step_version = crate::digest::Digest::new()
+                .i64(release.id)
+                .str(&quota_json)
+                .i64(kv_version)
+                .to_u64();
+            weight += std::mem::size_of::<Step>()
+                + std::mem::size_of::<SnapshotData>()
+                + release.installation.len()
+                + release.sha256.len()
+                + release.settings.len();
+            chain.push(Step {
+                warm_key: WarmKey::new(record.id.as_str(), step_version),
+                data: Arc::new(SnapshotData {
+                    settings: release.settings,
+                    kv: kv.clone(),
+                }),
+                installation: release.installation,
+                release: release.id,
+                sha256: release.sha256,
+                quota,
+            });
+        }
         Ok(Some(Self {
             record,
-            active_plugin,
-            settings,
-            quota,
-            data_version,
-            data,
-            warm_key,
+            chain,
+            default_quota,
+            data_version: version.to_u64(),
+            kv,
             weight,
             effective: OnceLock::new(),
         }))
@@ -159,18 +238,7 @@ impl TenantState {
 
     /// The key-value snapshot this state reads.
     pub fn kv(&self) -> &Arc<KvSnapshot> {
-        &self.data.kv
-    }
-
-    /// What the tenant's plugin may read.
-    pub fn data(&self) -> Arc<dyn TenantData> {
-        self.data.clone()
-    }
-
-    /// The key of this tenant's warm plugin instances at its current settings,
-    /// quota and data: an instance made with older data is never reused.
-    pub fn warm_key(&self) -> &WarmKey {
-        &self.warm_key
+        &self.kv
     }
 
     /// This state's cached effective configuration, while the cache holds it.
@@ -203,16 +271,10 @@ impl TenantData for SnapshotData {
     }
 
     fn kv_get(&self, key: &str) -> Option<String> {
-        self.kv.entries.get(key).cloned()
+        self.kv.get(key)
     }
 
     fn kv_keys(&self, prefix: &str, limit: usize) -> Vec<String> {
-        self.kv
-            .entries
-            .range(prefix.to_owned()..)
-            .take_while(|(key, _)| key.starts_with(prefix))
-            .take(limit)
-            .map(|(key, _)| key.clone())
-            .collect()
+        self.kv.keys(prefix, limit)
     }
 }

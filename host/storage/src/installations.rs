@@ -506,6 +506,20 @@ impl TenantDb {
         Ok(json)
     }
 
+    /// The platform's quotas for this tenant's installations: (installation,
+    /// JSON) for each one set.
+    pub async fn installation_quotas(&self) -> Result<Vec<(String, String)>, StorageError> {
+        let mut tx = self.begin(Access::Read).await?;
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT installation, json FROM installation_quotas WHERE tenant_id = $1",
+        )
+        .bind(self.tenant_id().as_str())
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(rows)
+    }
+
     async fn installation_in(
         &self,
         tx: &mut Transaction<'static, Any>,

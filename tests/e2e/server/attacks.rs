@@ -90,13 +90,20 @@ struct Target {
     method: Method,
     path: String,
     body: Option<Value>,
+    /// Names one of globex's resources (plugin hash, installation, release).
+    foreign: bool,
 }
 
-fn targets(globex_sha: &str) -> Vec<Target> {
+/// Every tenant route; `globex_sha` and `globex_release` are globex's plugin
+/// and live release (of its installation `catalog`).
+fn targets(globex_sha: &str, globex_release: i64) -> Vec<Target> {
     let t = |method: Method, path: &str, body: Option<Value>| Target {
         method,
         path: path.to_owned(),
         body,
+        foreign: path.contains(globex_sha)
+            || path.contains("/catalog")
+            || path.contains(&format!("/{globex_release}")),
     };
     vec![
         t(Method::GET, "/v1/config", None),
@@ -112,17 +119,63 @@ fn targets(globex_sha: &str) -> Vec<Target> {
             Some(json!({ "template": "welcome" })),
         ),
         t(Method::GET, "/v1/plugins", None),
-        t(Method::GET, "/v1/plugins/active", None),
         t(Method::GET, &format!("/v1/plugins/{globex_sha}"), None),
+        t(Method::GET, "/v1/installations", None),
         t(
             Method::POST,
-            &format!("/v1/plugins/{globex_sha}/activate"),
+            "/v1/installations",
+            Some(json!({ "name": "x" })),
+        ),
+        t(
+            Method::PUT,
+            "/v1/installation-order",
+            Some(json!({ "order": ["commission"] })),
+        ),
+        // Globex's installation by name, its release by id under acme's own
+        // installation, and globex's plugin in a release of acme's.
+        t(Method::GET, "/v1/installations/catalog", None),
+        t(Method::DELETE, "/v1/installations/catalog", None),
+        t(Method::GET, "/v1/installations/catalog/releases", None),
+        t(
+            Method::POST,
+            "/v1/installations/catalog/releases",
+            Some(json!({ "plugin": globex_sha, "settings": {} })),
+        ),
+        t(
+            Method::GET,
+            &format!("/v1/installations/catalog/releases/{globex_release}"),
             None,
         ),
-        t(Method::POST, "/v1/plugins/rollback", None),
-        t(Method::POST, "/v1/plugins/deactivate", None),
-        t(Method::GET, "/v1/settings", None),
-        t(Method::PUT, "/v1/settings", Some(json!({ "cap": 1 }))),
+        t(
+            Method::GET,
+            &format!("/v1/installations/commission/releases/{globex_release}"),
+            None,
+        ),
+        t(
+            Method::POST,
+            &format!("/v1/installations/commission/releases/{globex_release}/activate"),
+            None,
+        ),
+        t(
+            Method::DELETE,
+            &format!("/v1/installations/commission/releases/{globex_release}"),
+            None,
+        ),
+        t(
+            Method::POST,
+            "/v1/installations/commission/rollback",
+            Some(json!({ "to": globex_release })),
+        ),
+        t(
+            Method::POST,
+            "/v1/installations/commission/releases",
+            Some(json!({ "plugin": globex_sha, "settings": {} })),
+        ),
+        t(Method::POST, "/v1/installations/catalog/rollback", None),
+        t(Method::POST, "/v1/installations/catalog/deactivate", None),
+        t(Method::GET, "/v1/installations/catalog/quota", None),
+        t(Method::GET, "/v1/installations/commission", None),
+        t(Method::GET, "/v1/installations/commission/quota", None),
         t(Method::GET, "/v1/kv", None),
         t(Method::GET, "/v1/kv/secret", None),
         t(
@@ -199,27 +252,39 @@ async fn attack_matrix(db: Db) {
         )
         .await;
     assert_eq!(status, StatusCode::OK);
-    let (status, _) = server
+    // Globex's live release carries a marker (in its note) to look for.
+    let (status, live) = server.get("globex", "/v1/installations", &globex).await;
+    assert_eq!(status, StatusCode::OK, "{live}");
+    assert_eq!(live["installations"][0]["name"], "catalog", "{live}");
+    let globex_sha = live["installations"][0]["live"]["plugin"]
+        .as_str()
+        .expect("globex has a live plugin")
+        .to_owned();
+    let (status, body) = server
         .call(
-            Method::PUT,
+            Method::POST,
             "globex",
-            "/v1/settings",
+            "/v1/installations/catalog/releases",
             Some(&globex),
-            Some(json!({ "charts": ["shoes-men"], "marker": "shoes-men-extra-marker" })),
+            Some(json!({
+                "plugin": globex_sha,
+                "settings": { "charts": ["shoes-men"] },
+                "note": "shoes-men-extra-marker",
+            })),
         )
         .await;
-    assert_eq!(status, StatusCode::OK, "globex sets its settings");
-    let (status, active) = server.get("globex", "/v1/plugins/active", &globex).await;
-    assert_eq!(status, StatusCode::OK, "{active}");
-    let globex_sha = active["active"]
-        .as_str()
-        .expect("globex has an active plugin")
-        .to_owned();
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let globex_release = body["release"]["id"].as_i64().expect("release id");
+    server
+        .activate_release("globex", &globex, "catalog", globex_release)
+        .await;
+    let (status, live) = server.get("globex", "/v1/installations", &globex).await;
+    assert_eq!(status, StatusCode::OK, "{live}");
 
     let mut checked = 0;
-    for target in targets(&globex_sha) {
+    for target in targets(&globex_sha, globex_release) {
         // A's own admin token, B's resource ids under A's host: 404, never B's data.
-        if target.path.contains(&globex_sha) {
+        if target.foreign {
             let (status, body) = server
                 .call(
                     target.method.clone(),
@@ -313,17 +378,17 @@ async fn attack_matrix(db: Db) {
         (status, body["value"].as_str()),
         (StatusCode::OK, Some(SECRET))
     );
-    let (status, active) = server.get("globex", "/v1/plugins/active", &globex).await;
-    assert_eq!(status, StatusCode::OK, "{active}");
-    assert_eq!(active["active"].as_str(), Some(globex_sha.as_str()));
-    let (status, acme_active) = server
-        .get("acme", "/v1/plugins/active", &admin("acme"))
+    let (status, after) = server.get("globex", "/v1/installations", &globex).await;
+    assert_eq!(status, StatusCode::OK, "{after}");
+    assert_eq!(after, live, "globex's installations are untouched");
+    let (status, acme_live) = server
+        .get("acme", "/v1/installations", &admin("acme"))
         .await;
-    assert_eq!(status, StatusCode::OK, "{acme_active}");
-    assert_ne!(
-        acme_active["active"].as_str(),
-        Some(globex_sha.as_str()),
-        "acme did not get globex's plugin"
+    assert_eq!(status, StatusCode::OK, "{acme_live}");
+    assert_eq!(
+        leaks(&acme_live, &globex_sha),
+        None,
+        "acme did not get globex's plugin or settings"
     );
 }
 both_backends!(cross_tenant_attack_matrix, attack_matrix);
@@ -334,8 +399,28 @@ async fn roles(db: Db) {
     let (status, _) = server.get("acme", "/v1/config", &m).await;
     assert_eq!(status, StatusCode::OK, "members read");
     for (method, path, body) in [
-        (Method::PUT, "/v1/settings", Some(json!({}))),
-        (Method::POST, "/v1/plugins/rollback", None),
+        (
+            Method::POST,
+            "/v1/installations",
+            Some(json!({ "name": "x" })),
+        ),
+        (
+            Method::POST,
+            "/v1/installations/commission/releases",
+            Some(json!({ "plugin": "a".repeat(64), "settings": {} })),
+        ),
+        (Method::POST, "/v1/installations/commission/rollback", None),
+        (
+            Method::POST,
+            "/v1/installations/commission/deactivate",
+            None,
+        ),
+        (Method::DELETE, "/v1/installations/commission", None),
+        (
+            Method::PUT,
+            "/v1/installation-order",
+            Some(json!({ "order": ["commission"] })),
+        ),
         (Method::PUT, "/v1/kv/x", Some(json!({ "value": "y" }))),
         (Method::GET, "/v1/audit", None),
     ] {
@@ -348,6 +433,22 @@ async fn roles(db: Db) {
     // Tenant tokens are not platform admins; admin routes live on the platform host.
     let (status, _) = server.get("", "/v1/admin/tenants", &admin("acme")).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+    // A tenant admin cannot raise its own installation's quota.
+    for (method, body) in [
+        (Method::GET, None),
+        (Method::PUT, Some(json!({ "fuel": 9_000_000_000u64 }))),
+    ] {
+        let (status, body) = server
+            .call(
+                method.clone(),
+                "",
+                "/v1/admin/tenants/acme/installations/commission/quota",
+                Some(&admin("acme")),
+                body,
+            )
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{method}: {body}");
+    }
     let (status, _) = server
         .get(
             "acme",

@@ -226,7 +226,7 @@ async fn coalescing(db: Db) {
         .expect("state")
         .expect("acme");
     server
-        .set_settings("acme", &admin("acme"), json!({ "markup": 1 }))
+        .set_settings("acme", &admin("acme"), json!({ "cap": 1 }))
         .await;
     let (status, body) = server.get("acme", "/v1/config", &token).await;
     assert_eq!(status, StatusCode::OK, "{body}");

@@ -1224,16 +1224,57 @@ async fn template_bombs(db: Db) {
                 {% if c == -1 %}x{% endif %}{% endfor %}{% endfor %}{% endfor %}";
     let replace =
         |path: &str, value: &str| json!([{ "op": "replace", "path": path, "value": value }]);
+    // Bombs the template checks see in the plugin's output are refused when
+    // the release is created: nothing of them is ever served.
     server
         .install(
             "acme",
             &token,
             read(built_plugins::DECLARATIVE_OVERRIDES),
+            json!({}),
+        )
+        .await;
+    let sha = server
+        .get("acme", "/v1/installations", &token)
+        .await
+        .1["installations"][0]["live"]["plugin"]
+        .as_str()
+        .expect("the declarative plugin is live")
+        .to_owned();
+    for (template, bomb, needle) in [
+        ("item-sold", "{{ 'x' * 100000000 }}", "the `*` operator"),
+        (
+            "payout-sent",
+            "{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}",
+            "a macro",
+        ),
+    ] {
+        let (status, body) = server
+            .call(
+                Method::POST,
+                "acme",
+                "/v1/installations/commission/releases",
+                Some(&token),
+                Some(json!({ "plugin": sha, "settings": { "email": { template: replace("/subject", bomb) } } })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(body["error"]["code"], "release_rejected", "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(needle) && m.contains(template)),
+            "{template}: {body}"
+        );
+    }
+    // Those only rendering reveals go live, and are bounded when rendered.
+    server
+        .set_settings(
+            "acme",
+            &token,
             json!({ "email": {
                 "welcome": replace("/subject", nested_ranges),
                 "order-confirmation": replace("/subject", fuel),
-                "item-sold": replace("/subject", "{{ 'x' * 100000000 }}"),
-                "payout-sent": replace("/subject", "{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}"),
             }}),
         )
         .await;
@@ -1243,8 +1284,6 @@ async fn template_bombs(db: Db) {
     let bombs = [
         ("welcome", "range() has too many items"),
         ("order-confirmation", "instructions"),
-        ("item-sold", "the `*` operator"),
-        ("payout-sent", "a macro"),
     ];
     let answers = while_healthy(&server, async {
         let mut calls = tokio::task::JoinSet::new();
@@ -1290,14 +1329,24 @@ async fn template_bombs(db: Db) {
     // A huge output through repeated loops, and a forged sender name.
     let output = "{{ unsubscribe_url }} {{ postal_address }}\n\
                   {% for a in range(1000) %}{% for b in range(1000) %}{{ postal_address }}{% endfor %}{% endfor %}";
+    let (status, body) = server
+        .call(
+            Method::POST,
+            "acme",
+            "/v1/installations/commission/releases",
+            Some(&token),
+            Some(json!({ "plugin": sha, "settings": { "email": {
+                "order-confirmation": [{ "op": "add", "path": "/from_name", "value": "\"Bank\" <ceo@bank.example>" }],
+            }}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["code"], "release_rejected", "{body}");
     server
         .set_settings(
             "acme",
             &token,
-            json!({ "email": {
-                "welcome": replace("/text", output),
-                "order-confirmation": [{ "op": "add", "path": "/from_name", "value": "\"Bank\" <ceo@bank.example>" }],
-            }}),
+            json!({ "email": { "welcome": replace("/text", output) } }),
         )
         .await;
     let body = while_healthy(&server, preview(&server, "acme", "welcome")).await;
@@ -1318,7 +1367,6 @@ async fn template_bombs(db: Db) {
         "{body}"
     );
     let body = preview(&server, "acme", "order-confirmation").await;
-    assert_eq!(body["outcome"], "invalid_output", "{body}");
     assert!(body["rendered"]["from_name"].is_null(), "{body}");
 
     // The send path is bounded the same way: the base goes out.

@@ -28,6 +28,9 @@ pub struct Server {
 }
 
 pub const BASE: &str = "veneer.test";
+/// The installation the helpers install into when the tenant has none (a
+/// demo tenant's own is used instead: installing replaces what it serves).
+pub const MAIN: &str = "main";
 
 impl Server {
     /// A listening server (with its job workers) on a fresh database, seeded
@@ -147,12 +150,39 @@ impl Server {
         assert_eq!(cached.headers()["etag"].to_str().expect("etag"), tag);
     }
 
-    /// Uploads `bytes` as `tenant`'s plugin, sets `settings` and activates it,
-    /// asserting each step; returns the plugin's sha256.
+    /// Uploads `bytes` as `tenant`'s plugin and makes it live with `settings`
+    /// as installation `main` (created when missing), asserting each step;
+    /// returns the plugin's sha256.
     pub async fn install(
         &self,
         tenant: &str,
         token: &str,
+        bytes: Vec<u8>,
+        settings: Value,
+    ) -> String {
+        let installation = self.first_installation(tenant, token).await;
+        self.install_as(tenant, token, &installation, bytes, settings)
+            .await
+    }
+
+    /// The name of `tenant`'s first installation, or [`MAIN`] when it has none.
+    pub async fn first_installation(&self, tenant: &str, token: &str) -> String {
+        let (status, body) = self
+            .call(Method::GET, tenant, "/v1/installations", Some(token), None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["installations"][0]["name"]
+            .as_str()
+            .unwrap_or(MAIN)
+            .to_owned()
+    }
+
+    /// Like [`Self::install`], as installation `installation`.
+    pub async fn install_as(
+        &self,
+        tenant: &str,
+        token: &str,
+        installation: &str,
         bytes: Vec<u8>,
         settings: Value,
     ) -> String {
@@ -162,18 +192,68 @@ impl Server {
             .as_str()
             .expect("sha")
             .to_owned();
-        self.set_settings(tenant, token, settings).await;
+        self.ensure_installation(tenant, token, installation).await;
+        let release = self
+            .create_release(tenant, token, installation, &sha, settings)
+            .await;
+        self.activate_release(tenant, token, installation, release)
+            .await;
+        sha
+    }
+
+    /// Creates installation `name` for `tenant` unless it exists.
+    pub async fn ensure_installation(&self, tenant: &str, token: &str, name: &str) {
         let (status, body) = self
             .call(
                 Method::POST,
                 tenant,
-                &format!("/v1/plugins/{sha}/activate"),
+                "/v1/installations",
+                Some(token),
+                Some(serde_json::json!({ "name": name })),
+            )
+            .await;
+        assert!(
+            status == StatusCode::CREATED || status == StatusCode::CONFLICT,
+            "{status} {body}"
+        );
+    }
+
+    /// Creates a draft release of `installation`; asserts 201 and returns its id.
+    pub async fn create_release(
+        &self,
+        tenant: &str,
+        token: &str,
+        installation: &str,
+        sha: &str,
+        settings: Value,
+    ) -> i64 {
+        let (status, body) = self
+            .call(
+                Method::POST,
+                tenant,
+                &format!("/v1/installations/{installation}/releases"),
+                Some(token),
+                Some(serde_json::json!({ "plugin": sha, "settings": settings })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        assert_eq!(body["release"]["state"], "draft", "{body}");
+        body["release"]["id"].as_i64().expect("release id")
+    }
+
+    /// Makes release `id` of `installation` live; asserts 200.
+    pub async fn activate_release(&self, tenant: &str, token: &str, installation: &str, id: i64) {
+        let (status, body) = self
+            .call(
+                Method::POST,
+                tenant,
+                &format!("/v1/installations/{installation}/releases/{id}/activate"),
                 Some(token),
                 None,
             )
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
-        sha
+        assert_eq!(body["event"]["release_id"], id, "{body}");
     }
 
     /// Installs the hostile plugin for `tenant` (as its admin) with `settings`.
@@ -226,18 +306,30 @@ impl Server {
         assert_eq!(body["configured"], true, "{body}");
     }
 
-    /// Sets `tenant`'s plugin settings, asserting they were taken.
+    /// Makes live a release of the tenant's first installation with its live
+    /// plugin and `settings` (a settings change is a new release), asserting
+    /// each step.
     pub async fn set_settings(&self, tenant: &str, token: &str, settings: Value) {
+        let installation = self.first_installation(tenant, token).await;
         let (status, body) = self
             .call(
-                Method::PUT,
+                Method::GET,
                 tenant,
-                "/v1/settings",
+                &format!("/v1/installations/{installation}"),
                 Some(token),
-                Some(settings),
+                None,
             )
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
+        let sha = body["installation"]["live"]["plugin"]
+            .as_str()
+            .expect("a live release to change the settings of")
+            .to_owned();
+        let release = self
+            .create_release(tenant, token, &installation, &sha, settings)
+            .await;
+        self.activate_release(tenant, token, &installation, release)
+            .await;
     }
 
     pub async fn upload(&self, host: &str, token: &str, bytes: Vec<u8>) -> (StatusCode, Value) {

@@ -70,16 +70,18 @@ async fn lifecycle(db: Db) {
     let token = admin("acme");
     let (status, before) = server.get("acme", "/v1/config", &token).await;
     assert_eq!(status, StatusCode::OK, "{before}");
-    let demo_sha = before["plugin"]
+    let demo_sha = before["releases"][0]["plugin"]
         .as_str()
-        .expect("demo plugin active")
+        .expect("demo plugin live")
         .to_owned();
+    assert_eq!(before["releases"][0]["installation"], "commission");
     assert!(
         category_ids(&before).contains(&"bags-vintage".to_owned()),
         "luxury categories served"
     );
 
-    // Upload the declarative plugin and activate it.
+    // Upload the declarative plugin, then a draft release of the demo's
+    // installation with it: nothing served changes until it is activated.
     let (status, uploaded) = server
         .upload("acme", &token, read(built_plugins::DECLARATIVE_OVERRIDES))
         .await;
@@ -88,25 +90,27 @@ async fn lifecycle(db: Db) {
         .as_str()
         .expect("sha")
         .to_owned();
-    let (status, _) = server
-        .call(Method::PUT, "acme", "/v1/settings", Some(&token), Some(json!({
-            "categories": [{"op": "add", "path": "/-", "value": {"id": "acme-exclusive", "parent": null, "name": "Acme Exclusive", "slug": "exclusive", "position": 1, "attributes": []}}]
-        })))
-        .await;
-    assert_eq!(status, StatusCode::OK);
-    let (status, body) = server
-        .call(
-            Method::POST,
+    let draft = server
+        .create_release(
             "acme",
-            &format!("/v1/plugins/{sha}/activate"),
-            Some(&token),
-            None,
+            &token,
+            "commission",
+            &sha,
+            json!({
+                "categories": [{"op": "add", "path": "/-", "value": {"id": "acme-exclusive", "parent": null, "name": "Acme Exclusive", "slug": "exclusive", "position": 1, "attributes": []}}]
+            }),
         )
         .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, staged) = server.get("acme", "/v1/config", &token).await;
+    assert_eq!(status, StatusCode::OK, "{staged}");
+    assert_eq!(staged, before, "a draft changes nothing served");
+    server
+        .activate_release("acme", &token, "commission", draft)
+        .await;
     let (status, after) = server.get("acme", "/v1/config", &token).await;
     assert_eq!(status, StatusCode::OK, "{after}");
-    assert_eq!(after["plugin"].as_str(), Some(sha.as_str()));
+    assert_eq!(after["releases"][0]["plugin"].as_str(), Some(sha.as_str()));
+    assert_eq!(after["releases"][0]["release"], draft);
     let ids = category_ids(&after);
     assert!(
         ids.contains(&"acme-exclusive".to_owned()) && !ids.contains(&"bags-vintage".to_owned()),
@@ -114,21 +118,49 @@ async fn lifecycle(db: Db) {
     );
     assert_ne!(after["version"], before["version"]);
 
-    // Roll back: the luxury plugin's result again.
+    // Roll back: the luxury plugin's release again, code and settings.
     let (status, body) = server
         .call(
             Method::POST,
             "acme",
-            "/v1/plugins/rollback",
+            "/v1/installations/commission/rollback",
             Some(&token),
             None,
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["event"]["action"], "rollback", "{body}");
     let (status, rolled) = server.get("acme", "/v1/config", &token).await;
     assert_eq!(status, StatusCode::OK, "{rolled}");
-    assert_eq!(rolled["plugin"].as_str(), Some(demo_sha.as_str()));
-    assert!(category_ids(&rolled).contains(&"bags-vintage".to_owned()));
+    assert_eq!(
+        rolled["releases"][0]["plugin"].as_str(),
+        Some(demo_sha.as_str())
+    );
+    assert_eq!(
+        rolled, before,
+        "the rollback serves exactly what was served"
+    );
+
+    // The installation's history names each change and who made it.
+    let (status, detail) = server
+        .get("acme", "/v1/installations/commission", &token)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{detail}");
+    let history: Vec<&str> = detail["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert_eq!(history, ["rollback", "activate", "activate"], "{detail}");
+    assert_eq!(detail["history"][0]["actor"], "user_acme");
+    let states: Vec<&str> = detail["releases"]
+        .as_array()
+        .expect("releases")
+        .iter()
+        .filter_map(|r| r["state"].as_str())
+        .collect();
+    assert_eq!(states, ["previous", "live"], "{detail}");
 
     // Every step is in the audit log, with actor and hashes.
     let (status, audit) = server.get("acme", "/v1/audit", &token).await;
@@ -141,9 +173,9 @@ async fn lifecycle(db: Db) {
         .collect();
     for action in [
         "plugin.upload",
-        "settings.update",
-        "plugin.activate",
-        "plugin.rollback",
+        "release.create",
+        "release.activate",
+        "release.rollback",
     ] {
         assert!(
             actions.contains(&action),
@@ -154,7 +186,7 @@ async fn lifecycle(db: Db) {
         .as_array()
         .expect("rows")
         .iter()
-        .find(|r| r["action"] == "plugin.activate")
+        .find(|r| r["action"] == "release.activate")
         .expect("activation row");
     assert_eq!(row["plugin_sha256"].as_str(), Some(sha.as_str()));
     assert_eq!(row["actor"], "user_acme");
@@ -183,19 +215,51 @@ async fn lifecycle(db: Db) {
             .all(|r| r["tenant_id"] == "acme")
     );
 
-    // Optimistic concurrency on settings.
-    let (status, settings) = server.get("acme", "/v1/settings", &token).await;
-    assert_eq!(status, StatusCode::OK, "{settings}");
-    let version = settings["version"].as_i64().expect("version");
-    let stale = server
-        .request(Method::PUT, "acme", "/v1/settings")
-        .bearer_auth(&token)
-        .header("if-match", (version - 1).to_string())
-        .json(&json!({}))
-        .send()
-        .await
-        .expect("answered");
-    assert_eq!(stale.status(), StatusCode::CONFLICT);
+    // A release whose settings the plugin refuses is refused with its words;
+    // a live release cannot be deleted, a draft can.
+    let (status, refused) = server
+        .call(
+            Method::POST,
+            "acme",
+            "/v1/installations/commission/releases",
+            Some(&token),
+            Some(json!({ "plugin": demo_sha, "settings": { "accent_color": "gold" } })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    assert_eq!(refused["error"]["code"], "release_rejected", "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("accent_color")),
+        "{refused}"
+    );
+    let live = detail["installation"]["active_release"]
+        .as_i64()
+        .expect("live");
+    let (status, body) = server
+        .call(
+            Method::DELETE,
+            "acme",
+            &format!("/v1/installations/commission/releases/{live}"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let spare = server
+        .create_release("acme", &token, "commission", &demo_sha, json!({}))
+        .await;
+    let (status, body) = server
+        .call(
+            Method::DELETE,
+            "acme",
+            &format!("/v1/installations/commission/releases/{spare}"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
 }
 both_backends!(upload_activate_rollback_and_audit, lifecycle);
 

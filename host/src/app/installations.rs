@@ -1,0 +1,461 @@
+//! Installations and releases as use cases. A tenant composes named
+//! installations, run in its order; each installation's live release is one
+//! immutable plugin + settings + quota. Creating a release checks it (the
+//! plugin runs each of its hooks once on the base with those settings, under
+//! the release's quota, and must neither refuse them nor break a section's
+//! invariants)
+//! and changes nothing that is served;
+//! activating, rolling back and deactivating change what is served at once on
+//! every node (the tenant's caches are invalidated), each audited. The quota
+//! of a new release is the platform's for the installation (its own, else the
+//! tenant's, else the host's default); when the platform changes an
+//! installation's quota, a release with the new quota is made live.
+//!
+//! Storage keeps the rows and the history; the runtime and the resolver run
+//! and check the plugin.
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::plugins::load;
+use super::slots::with_slot;
+use super::{Error, Result};
+use crate::base::{BaseConfig, Sale};
+use crate::resolve::{ResolveHook, Resolver};
+use crate::runtime::hook;
+use crate::runtime::{Hook, LoadedPlugin, Outcome, Quota, Runtime, TenantData};
+use crate::state::AppState;
+use crate::storage::{
+    InstallationRecord, MAX_RELEASE_SETTINGS_BYTES, NewRelease, ReleaseEvent, ReleaseRecord,
+};
+use crate::tenancy::TenantId;
+
+/// A draft release as a tenant admin asks for it.
+#[derive(Debug, Clone)]
+pub struct ReleaseRequest {
+    /// The plugin version (already uploaded) it runs.
+    pub sha256: String,
+    /// Its settings: a JSON object.
+    pub settings: serde_json::Value,
+    /// A note for the history.
+    pub note: Option<String>,
+}
+
+/// Creates an empty installation at the end of the tenant's chain.
+pub async fn create_installation(
+    app: &AppState,
+    tenant: &TenantId,
+    actor: &str,
+    name: &str,
+) -> Result<InstallationRecord> {
+    let db = app.storage.tenant(tenant);
+    let record = db.create_installation(name, actor).await?;
+    let after = json!({ "installation": name }).to_string();
+    db.audit(actor, "installation.create", None, None, Some(&after))
+        .await?;
+    Ok(record)
+}
+
+/// Deletes an installation with its releases and history; what it served
+/// stops at once.
+pub async fn delete_installation(
+    app: &AppState,
+    tenant: &TenantId,
+    actor: &str,
+    name: &str,
+) -> Result<()> {
+    let db = app.storage.tenant(tenant);
+    if !db.delete_installation(name).await? {
+        return Err(no_installation(name));
+    }
+    app.invalidate(tenant);
+    let before = json!({ "installation": name }).to_string();
+    db.audit(actor, "installation.delete", None, Some(&before), None)
+        .await?;
+    Ok(())
+}
+
+/// Sets the order of the tenant's chain (every installation, once).
+pub async fn reorder(
+    app: &AppState,
+    tenant: &TenantId,
+    actor: &str,
+    order: &[String],
+) -> Result<Vec<InstallationRecord>> {
+    let db = app.storage.tenant(tenant);
+    let before: Vec<String> = db
+        .installations()
+        .await?
+        .into_iter()
+        .map(|i| i.name)
+        .collect();
+    let after = db.reorder_installations(order).await?;
+    app.invalidate(tenant);
+    db.audit(
+        actor,
+        "installation.order",
+        None,
+        Some(&json!({ "order": before }).to_string()),
+        Some(&json!({ "order": order }).to_string()),
+    )
+    .await?;
+    Ok(after)
+}
+
+/// The platform's quota for `installation` of `tenant`: its own, else the
+/// tenant's, else the host's default.
+pub async fn ceiling(app: &AppState, tenant: &TenantId, installation: &str) -> Result<Quota> {
+    let db = app.storage.tenant(tenant);
+    let json = match db.installation_quota(installation).await? {
+        Some(json) => Some(json),
+        None => db.quota().await?,
+    };
+    Ok(json
+        .and_then(|json| serde_json::from_str(&json).ok())
+        .unwrap_or_default())
+}
+
+/// Checks and stores a draft release; nothing served changes.
+pub async fn create_release(
+    app: &AppState,
+    tenant: &TenantId,
+    actor: &str,
+    installation: &str,
+    request: ReleaseRequest,
+) -> Result<ReleaseRecord> {
+    if !request.settings.is_object() {
+        return Err(Error::InvalidSettings(
+            "settings must be a JSON object (the plugin's own settings document)".into(),
+        ));
+    }
+    let settings = request.settings.to_string();
+    if settings.len() > MAX_RELEASE_SETTINGS_BYTES {
+        return Err(Error::SettingsTooLarge(format!(
+            "settings are {} bytes; at most {MAX_RELEASE_SETTINGS_BYTES} are allowed",
+            settings.len()
+        )));
+    }
+    let db = app.storage.tenant(tenant);
+    if db.installation(installation).await?.is_none() {
+        return Err(no_installation(installation));
+    }
+    if db.plugin_version(&request.sha256).await?.is_none() {
+        return Err(Error::NotFound(
+            "this tenant has no plugin with that sha256: upload it first (POST /v1/plugins)".into(),
+        ));
+    }
+    let quota = ceiling(app, tenant, installation).await?;
+    let plugin = load(app, tenant, &request.sha256).await?;
+    check_release(app, tenant, plugin, settings.clone(), quota).await?;
+    let quota_json = serde_json::to_string(&quota).map_err(Error::internal)?;
+    let release = db
+        .create_release(&NewRelease {
+            installation,
+            sha256: &request.sha256,
+            settings: &settings,
+            quota: &quota_json,
+            note: request.note.as_deref(),
+            created_by: actor,
+        })
+        .await?;
+    let after = json!({
+        "installation": installation,
+        "release": release.id,
+        "settings": request.settings,
+        "quota": quota,
+    })
+    .to_string();
+    db.audit(
+        actor,
+        "release.create",
+        Some(&release.sha256),
+        None,
+        Some(&after),
+    )
+    .await?;
+    Ok(release)
+}
+
+/// What changes an installation's live release.
+#[derive(Debug, Clone, Copy)]
+pub enum Change {
+    /// Make this release live.
+    Activate(i64),
+    /// Make live again this release, or the one live before the current one.
+    Rollback(Option<i64>),
+    /// Take the installation out of the chain.
+    Deactivate,
+}
+
+/// Changes what an installation serves, at once on every node; the new
+/// release's plugin is loaded now, so the first request after it does not
+/// compile.
+pub async fn change(
+    app: &AppState,
+    tenant: &TenantId,
+    actor: &str,
+    installation: &str,
+    change: Change,
+) -> Result<ReleaseEvent> {
+    let db = app.storage.tenant(tenant);
+    let before = db
+        .installation(installation)
+        .await?
+        .ok_or_else(|| no_installation(installation))?
+        .active_release;
+    let (event, action) = match change {
+        Change::Activate(id) => (
+            db.activate_release(installation, id, "activate", actor)
+                .await?,
+            "release.activate",
+        ),
+        Change::Rollback(to) => (
+            db.rollback_release(installation, to, actor).await?,
+            "release.rollback",
+        ),
+        Change::Deactivate => (
+            db.deactivate_installation(installation, actor).await?,
+            "release.deactivate",
+        ),
+    };
+    app.invalidate(tenant);
+    let mut sha = None;
+    if let Some(id) = event.release_id
+        && let Some(release) = db.release(installation, id).await?
+    {
+        load(app, tenant, &release.sha256).await?;
+        sha = Some(release.sha256);
+    }
+    db.audit(
+        actor,
+        action,
+        sha.as_deref(),
+        Some(&json!({ "installation": installation, "release": before }).to_string()),
+        Some(&json!({ "installation": installation, "release": event.release_id }).to_string()),
+    )
+    .await?;
+    Ok(event)
+}
+
+/// Deletes a draft release.
+pub async fn delete_release(
+    app: &AppState,
+    tenant: &TenantId,
+    actor: &str,
+    installation: &str,
+    id: i64,
+) -> Result<()> {
+    let db = app.storage.tenant(tenant);
+    db.delete_release(installation, id).await?;
+    let before = json!({ "installation": installation, "release": id }).to_string();
+    db.audit(actor, "release.delete", None, Some(&before), None)
+        .await?;
+    Ok(())
+}
+
+/// Sets the platform's quota (already validated) for one installation of a
+/// tenant, audited as `actor`'s. When the installation has a live release, a
+/// release with the same plugin and settings and the new quota is made live
+/// (history action `quota`), so the change applies at once and stays in the
+/// history.
+pub async fn set_installation_quota(
+    app: &AppState,
+    actor: &str,
+    tenant: &TenantId,
+    installation: &str,
+    quota: &Quota,
+) -> Result<Option<ReleaseRecord>> {
+    let db = app.storage.tenant(tenant);
+    let Some(current) = db.installation(installation).await? else {
+        return Err(no_installation(installation));
+    };
+    let json = serde_json::to_string(quota).map_err(Error::internal)?;
+    let before = db.installation_quota(installation).await?;
+    app.storage
+        .platform()
+        .set_installation_quota(tenant, installation, &json)
+        .await?;
+    let mut made = None;
+    if let Some(live) = current.active_release
+        && let Some(release) = db.release(installation, live).await?
+    {
+        let note = "the platform changed the installation's quota";
+        let new = db
+            .create_release(&NewRelease {
+                installation,
+                sha256: &release.sha256,
+                settings: &release.settings,
+                quota: &json,
+                note: Some(note),
+                created_by: actor,
+            })
+            .await?;
+        db.activate_release(installation, new.id, "quota", actor)
+            .await?;
+        made = Some(new);
+    }
+    app.invalidate(tenant);
+    db.audit(
+        actor,
+        "quota.installation",
+        None,
+        before.as_deref(),
+        Some(&json!({ "installation": installation, "quota": quota }).to_string()),
+    )
+    .await?;
+    Ok(made)
+}
+
+fn no_installation(name: &str) -> Error {
+    Error::NotFound(format!(
+        "this tenant has no installation `{}`; create it first (POST /v1/installations)",
+        name.chars().take(60).collect::<String>()
+    ))
+}
+
+/// Runs each hook the plugin implements once on the base with `settings`
+/// (and the tenant's key-value data), under `quota`, on a blocking thread
+/// holding one of the tenant's plugin slots; the first hook that does not
+/// succeed refuses the release with the plugin's own words.
+async fn check_release(
+    app: &AppState,
+    tenant: &TenantId,
+    plugin: Arc<LoadedPlugin>,
+    settings: String,
+    quota: Quota,
+) -> Result<()> {
+    let state = super::tenants::state(app, tenant).await?;
+    let data: Arc<dyn TenantData> = Arc::new(CheckData {
+        settings,
+        kv: state.kv().clone(),
+    });
+    let (runtime, base) = (app.runtime.clone(), app.base.clone());
+    let refusal = with_slot(app, &state, true, move || {
+        first_refusal(&runtime, &base, &plugin, data, &quota)
+    })
+    .await?;
+    match refusal {
+        None => Ok(()),
+        Some(message) => Err(Error::ReleaseRejected(message)),
+    }
+}
+
+fn first_refusal(
+    runtime: &Runtime,
+    base: &BaseConfig,
+    plugin: &LoadedPlugin,
+    data: Arc<dyn TenantData>,
+    quota: &Quota,
+) -> Option<String> {
+    let resolver = Resolver::new(runtime, base);
+    fn refused<H: ResolveHook>(
+        checked: crate::resolve::Checked<H::Output>,
+        what: &str,
+    ) -> Option<String> {
+        let hook = H::HOOK;
+        if let Some(violation) = checked.violation {
+            return Some(format!(
+                "with these settings the plugin's {hook} output {what} is invalid: {violation}"
+            ));
+        }
+        match checked.run.outcome {
+            // The plugin's own refusal (bad settings, typically); invalid
+            // output is the violation above. Running out of fuel, memory or
+            // time, output over the quota and traps are left to the runtime's
+            // bounds (recorded, and paused by the breaker): a check on one
+            // sample cannot prove their absence anyway.
+            other @ Outcome::PluginError { .. } => Some(format!(
+                "with these settings the plugin's {hook} hook {what} ended `{}`: {}",
+                other.kind(),
+                other.message().unwrap_or_default()
+            )),
+            _ => None,
+        }
+    }
+    if plugin.implements(Hook::Categories) {
+        let checked = resolver.run_checked::<hook::Categories>(
+            plugin,
+            data.clone(),
+            quota,
+            &base.categories,
+            (),
+        );
+        if let Some(message) = refused::<hook::Categories>(checked, "on the base") {
+            return Some(message);
+        }
+    }
+    if plugin.implements(Hook::SizeCharts) {
+        let checked = resolver.run_checked::<hook::SizeCharts>(
+            plugin,
+            data.clone(),
+            quota,
+            &base.size_charts,
+            &base.categories,
+        );
+        if let Some(message) = refused::<hook::SizeCharts>(checked, "on the base") {
+            return Some(message);
+        }
+    }
+    if plugin.implements(Hook::Commission)
+        && let Some(category) = base.categories.first()
+    {
+        let sale = Sale {
+            order_id: "release-check".into(),
+            sku: "release-check".into(),
+            category_id: category.id.clone(),
+            unit_price: 10_000,
+            quantity: 1,
+            currency: base.commission.currency.clone(),
+            seller_id: None,
+            attributes: Vec::new(),
+        };
+        let decision = base.decide_commission(&sale);
+        let checked = resolver.run_checked::<hook::Commission>(
+            plugin,
+            data.clone(),
+            quota,
+            (&sale, &decision),
+            (),
+        );
+        if let Some(message) = refused::<hook::Commission>(checked, "for a sample sale") {
+            return Some(message);
+        }
+    }
+    if plugin.implements(Hook::Email) {
+        for (id, def) in &base.emails {
+            let checked = resolver.run_checked::<hook::Email>(
+                plugin,
+                data.clone(),
+                quota,
+                (&def.template, &def.sample),
+                def,
+            );
+            if let Some(message) = refused::<hook::Email>(checked, &format!("for `{id}`")) {
+                return Some(message);
+            }
+        }
+    }
+    None
+}
+
+/// A release's data while it is checked: its settings and the tenant's
+/// key-value data.
+struct CheckData {
+    settings: String,
+    kv: Arc<crate::tenancy::KvSnapshot>,
+}
+
+impl TenantData for CheckData {
+    fn settings_json(&self) -> &str {
+        &self.settings
+    }
+
+    fn kv_get(&self, key: &str) -> Option<String> {
+        self.kv.get(key)
+    }
+
+    fn kv_keys(&self, prefix: &str, limit: usize) -> Vec<String> {
+        self.kv.keys(prefix, limit)
+    }
+}

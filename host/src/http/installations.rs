@@ -1,0 +1,557 @@
+//! Installations and releases over HTTP: a tenant's chain (list, create,
+//! order, delete), each installation's releases (create a checked draft, list,
+//! show, activate, roll back, deactivate, delete a draft), the quota each
+//! installation runs under, and the platform admin's per-installation quota.
+//! Admins write; members read. The use cases are
+//! [`crate::app::installations`]'.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::{
+    Json, Router,
+    routing::{get, post, put},
+};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::app;
+use crate::app::installations::{Change, ReleaseRequest};
+use crate::http::body::Sorted;
+use crate::http::context::{JsonBody, Member, PlatformAdmin, RawBody, TenantAdmin};
+use crate::http::{ApiError, ApiResult, Code};
+use crate::runtime::Quota;
+use crate::state::AppState;
+use crate::storage::{InstallationRecord, ReleaseEvent, ReleaseRecord, check_installation_name};
+use crate::tenancy::TenantId;
+
+// Response bodies: fields in alphabetical order (see `http::body`).
+
+/// One installation, with its live release.
+#[derive(Serialize)]
+struct InstallationBody {
+    active_release: Option<i64>,
+    created_at: i64,
+    created_by: String,
+    live: Option<ReleaseBody>,
+    name: String,
+    position: i64,
+    updated_at: i64,
+}
+
+/// `GET /v1/installations`, `PUT /v1/installation-order`.
+#[derive(Serialize)]
+struct InstallationsBody {
+    installations: Vec<InstallationBody>,
+}
+
+/// `GET /v1/installations/{name}`.
+#[derive(Serialize)]
+struct InstallationDetailBody {
+    history: Sorted<Vec<ReleaseEvent>>,
+    installation: InstallationBody,
+    releases: Vec<ReleaseBody>,
+}
+
+/// One release. `state`: `live`, `previous` (was live) or `draft`.
+#[derive(Serialize)]
+struct ReleaseBody {
+    created_at: i64,
+    created_by: String,
+    id: i64,
+    installation: String,
+    note: Option<String>,
+    plugin: String,
+    quota: Value,
+    settings: Value,
+    state: &'static str,
+}
+
+impl ReleaseBody {
+    fn of(release: ReleaseRecord, live: Option<i64>) -> Self {
+        let state = if Some(release.id) == live {
+            "live"
+        } else if release.ever_active {
+            "previous"
+        } else {
+            "draft"
+        };
+        Self {
+            created_at: release.created_at,
+            created_by: release.created_by,
+            id: release.id,
+            installation: release.installation,
+            note: release.note,
+            plugin: release.sha256,
+            quota: serde_json::from_str(&release.quota).unwrap_or(Value::Null),
+            settings: serde_json::from_str(&release.settings).unwrap_or(Value::Null),
+            state,
+        }
+    }
+}
+
+/// `GET /v1/installations/{name}/releases`.
+#[derive(Serialize)]
+struct ReleasesBody {
+    releases: Vec<ReleaseBody>,
+}
+
+/// `…/releases/{id}`.
+#[derive(Serialize)]
+struct OneReleaseBody {
+    release: ReleaseBody,
+}
+
+/// Activate, roll back, deactivate.
+#[derive(Serialize)]
+struct EventBody {
+    event: Sorted<ReleaseEvent>,
+}
+
+/// `GET /v1/installations/{name}/quota`.
+#[derive(Serialize)]
+struct InstallationQuotaBody {
+    /// What a new release of the installation gets: the platform's quota.
+    ceiling: Sorted<Quota>,
+    installation: String,
+    /// What the live release runs under (its quota within the ceiling).
+    live: Option<Sorted<Quota>>,
+}
+
+/// `GET`/`PUT /v1/admin/tenants/{id}/installations/{name}/quota`.
+#[derive(Serialize)]
+struct AdminQuotaBody {
+    installation: String,
+    quota: Sorted<Quota>,
+    /// The release made live with the new quota, if one was live.
+    release: Option<i64>,
+    tenant: Sorted<TenantId>,
+}
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/installations", get(list).post(create))
+        .route("/v1/installation-order", put(reorder))
+        .route("/v1/installations/{name}", get(show).delete(remove))
+        .route(
+            "/v1/installations/{name}/releases",
+            get(releases).post(create_release),
+        )
+        .route(
+            "/v1/installations/{name}/releases/{id}",
+            get(release).delete(delete_release),
+        )
+        .route(
+            "/v1/installations/{name}/releases/{id}/activate",
+            post(activate),
+        )
+        .route("/v1/installations/{name}/rollback", post(rollback))
+        .route("/v1/installations/{name}/deactivate", post(deactivate))
+        .route("/v1/installations/{name}/quota", get(quota))
+        .route(
+            "/v1/admin/tenants/{id}/installations/{name}/quota",
+            get(admin_quota).put(set_admin_quota),
+        )
+}
+
+fn name(name: &str) -> ApiResult<&str> {
+    check_installation_name(name)
+        .map_err(|err| ApiError::new(Code::InvalidInstallation, err.to_string()))?;
+    Ok(name)
+}
+
+fn release_id(id: &str) -> ApiResult<i64> {
+    id.parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| {
+            ApiError::new(
+                Code::InvalidReleaseId,
+                format!(
+                    "`{}` is not a release id: use the number `GET /v1/installations/{{name}}/releases` lists",
+                    id.chars().take(40).collect::<String>()
+                ),
+            )
+        })
+}
+
+fn installation_body(record: InstallationRecord, live: Option<ReleaseRecord>) -> InstallationBody {
+    InstallationBody {
+        active_release: record.active_release,
+        created_at: record.created_at,
+        created_by: record.created_by,
+        live: live.map(|r| ReleaseBody::of(r, record.active_release)),
+        name: record.name,
+        position: record.position,
+        updated_at: record.updated_at,
+    }
+}
+
+async fn installations_body(app: &AppState, tenant: &TenantId) -> ApiResult<InstallationsBody> {
+    let db = app.storage.tenant(tenant);
+    let mut live = db.live_releases().await?;
+    let installations = db
+        .installations()
+        .await?
+        .into_iter()
+        .map(|record| {
+            let release = live
+                .iter()
+                .position(|l| l.release.installation == record.name)
+                .map(|i| live.swap_remove(i).release);
+            installation_body(record, release)
+        })
+        .collect();
+    Ok(InstallationsBody { installations })
+}
+
+async fn list(State(app): State<AppState>, member: Member) -> ApiResult<Json<InstallationsBody>> {
+    Ok(Json(installations_body(&app, member.tenant.id()).await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateInstallation {
+    name: String,
+}
+
+async fn create(
+    State(app): State<AppState>,
+    admin: TenantAdmin,
+    JsonBody(body): JsonBody<CreateInstallation>,
+) -> ApiResult<(StatusCode, Json<InstallationBody>)> {
+    let record = app::installations::create_installation(
+        &app,
+        admin.tenant.id(),
+        &admin.principal.subject,
+        name(&body.name)?,
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(installation_body(record, None))))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Order {
+    order: Vec<String>,
+}
+
+async fn reorder(
+    State(app): State<AppState>,
+    admin: TenantAdmin,
+    JsonBody(body): JsonBody<Order>,
+) -> ApiResult<Json<InstallationsBody>> {
+    for n in &body.order {
+        name(n)?;
+    }
+    app::installations::reorder(
+        &app,
+        admin.tenant.id(),
+        &admin.principal.subject,
+        &body.order,
+    )
+    .await?;
+    Ok(Json(installations_body(&app, admin.tenant.id()).await?))
+}
+
+async fn show(
+    State(app): State<AppState>,
+    member: Member,
+    Path(installation): Path<String>,
+) -> ApiResult<Json<InstallationDetailBody>> {
+    let installation = name(&installation)?;
+    let db = app.storage.tenant(member.tenant.id());
+    let record = db
+        .installation(installation)
+        .await?
+        .ok_or_else(|| not_found(installation))?;
+    let live = record.active_release;
+    let releases: Vec<ReleaseRecord> = db.releases(installation, 50).await?;
+    let live_release = releases.iter().find(|r| Some(r.id) == live).cloned();
+    Ok(Json(InstallationDetailBody {
+        history: Sorted(db.release_events(installation, 50).await?),
+        installation: installation_body(record, live_release),
+        releases: releases
+            .into_iter()
+            .map(|r| ReleaseBody::of(r, live))
+            .collect(),
+    }))
+}
+
+fn not_found(installation: &str) -> ApiError {
+    ApiError::not_found(format!(
+        "this tenant has no installation `{installation}`; create it first (POST /v1/installations)"
+    ))
+}
+
+async fn remove(
+    State(app): State<AppState>,
+    admin: TenantAdmin,
+    Path(installation): Path<String>,
+) -> ApiResult<StatusCode> {
+    app::installations::delete_installation(
+        &app,
+        admin.tenant.id(),
+        &admin.principal.subject,
+        name(&installation)?,
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateRelease {
+    /// The sha256 of an uploaded plugin version.
+    plugin: String,
+    #[serde(default = "empty_object")]
+    settings: Value,
+    #[serde(default)]
+    note: Option<String>,
+}
+
+fn empty_object() -> Value {
+    Value::Object(Default::default())
+}
+
+async fn create_release(
+    State(app): State<AppState>,
+    admin: TenantAdmin,
+    Path(installation): Path<String>,
+    JsonBody(body): JsonBody<CreateRelease>,
+) -> ApiResult<(StatusCode, Json<OneReleaseBody>)> {
+    let installation = name(&installation)?;
+    super::tenant::check_sha(&body.plugin)?;
+    let release = app::installations::create_release(
+        &app,
+        admin.tenant.id(),
+        &admin.principal.subject,
+        installation,
+        ReleaseRequest {
+            sha256: body.plugin,
+            settings: body.settings,
+            note: body.note,
+        },
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(OneReleaseBody {
+            release: ReleaseBody::of(release, None),
+        }),
+    ))
+}
+
+async fn releases(
+    State(app): State<AppState>,
+    member: Member,
+    Path(installation): Path<String>,
+) -> ApiResult<Json<ReleasesBody>> {
+    let installation = name(&installation)?;
+    let db = app.storage.tenant(member.tenant.id());
+    let record = db
+        .installation(installation)
+        .await?
+        .ok_or_else(|| not_found(installation))?;
+    let releases = db.releases(installation, 100).await?;
+    Ok(Json(ReleasesBody {
+        releases: releases
+            .into_iter()
+            .map(|r| ReleaseBody::of(r, record.active_release))
+            .collect(),
+    }))
+}
+
+async fn release(
+    State(app): State<AppState>,
+    member: Member,
+    Path((installation, id)): Path<(String, String)>,
+) -> ApiResult<Json<OneReleaseBody>> {
+    let (installation, id) = (name(&installation)?, release_id(&id)?);
+    let db = app.storage.tenant(member.tenant.id());
+    let record = db
+        .installation(installation)
+        .await?
+        .ok_or_else(|| not_found(installation))?;
+    let release = db.release(installation, id).await?.ok_or_else(|| {
+        ApiError::not_found(format!("installation `{installation}` has no release {id}"))
+    })?;
+    Ok(Json(OneReleaseBody {
+        release: ReleaseBody::of(release, record.active_release),
+    }))
+}
+
+async fn delete_release(
+    State(app): State<AppState>,
+    admin: TenantAdmin,
+    Path((installation, id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let (installation, id) = (name(&installation)?, release_id(&id)?);
+    app::installations::delete_release(
+        &app,
+        admin.tenant.id(),
+        &admin.principal.subject,
+        installation,
+        id,
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn change(
+    app: &AppState,
+    admin: &TenantAdmin,
+    installation: &str,
+    change: Change,
+) -> ApiResult<Json<EventBody>> {
+    let event = app::installations::change(
+        app,
+        admin.tenant.id(),
+        &admin.principal.subject,
+        installation,
+        change,
+    )
+    .await?;
+    Ok(Json(EventBody {
+        event: Sorted(event),
+    }))
+}
+
+async fn activate(
+    State(app): State<AppState>,
+    admin: TenantAdmin,
+    Path((installation, id)): Path<(String, String)>,
+) -> ApiResult<Json<EventBody>> {
+    let (installation, id) = (name(&installation)?, release_id(&id)?);
+    change(&app, &admin, installation, Change::Activate(id)).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Rollback {
+    /// A release that was live before; by default the one live before the
+    /// current one.
+    #[serde(default)]
+    to: Option<i64>,
+}
+
+async fn rollback(
+    State(app): State<AppState>,
+    admin: TenantAdmin,
+    Path(installation): Path<String>,
+    RawBody(body): RawBody,
+) -> ApiResult<Json<EventBody>> {
+    let installation = name(&installation)?;
+    // The body is optional: none rolls back to the release live before.
+    let to = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        serde_json::from_slice::<Rollback>(&body)
+            .map_err(|err| {
+                ApiError::new(
+                    Code::InvalidJson,
+                    format!("the body must be empty or {{\"to\": <release id>}}: {err}"),
+                )
+            })?
+            .to
+    };
+    change(&app, &admin, installation, Change::Rollback(to)).await
+}
+
+async fn deactivate(
+    State(app): State<AppState>,
+    admin: TenantAdmin,
+    Path(installation): Path<String>,
+) -> ApiResult<Json<EventBody>> {
+    let installation = name(&installation)?;
+    change(&app, &admin, installation, Change::Deactivate).await
+}
+
+async fn quota(
+    State(app): State<AppState>,
+    member: Member,
+    Path(installation): Path<String>,
+) -> ApiResult<Json<InstallationQuotaBody>> {
+    let installation = name(&installation)?;
+    let tenant = member.tenant.id();
+    app.storage
+        .tenant(tenant)
+        .installation(installation)
+        .await?
+        .ok_or_else(|| not_found(installation))?;
+    let ceiling = app::installations::ceiling(&app, tenant, installation).await?;
+    let state = member.tenant.state(&app).await?;
+    let live = state
+        .chain
+        .iter()
+        .find(|step| step.installation == installation)
+        .map(|step| Sorted(step.quota));
+    Ok(Json(InstallationQuotaBody {
+        ceiling: Sorted(ceiling),
+        installation: installation.to_owned(),
+        live,
+    }))
+}
+
+fn tenant_id(id: &str) -> ApiResult<TenantId> {
+    TenantId::new(id).map_err(|err| ApiError::new(Code::InvalidTenantId, err.to_string()))
+}
+
+async fn admin_quota(
+    State(app): State<AppState>,
+    _admin: PlatformAdmin,
+    Path((id, installation)): Path<(String, String)>,
+) -> ApiResult<Json<AdminQuotaBody>> {
+    let (id, installation) = (tenant_id(&id)?, name(&installation)?);
+    app.storage
+        .platform()
+        .tenant(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no tenant `{id}`")))?;
+    app.storage
+        .tenant(&id)
+        .installation(installation)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "tenant `{id}` has no installation `{installation}`"
+            ))
+        })?;
+    let quota = app::installations::ceiling(&app, &id, installation).await?;
+    Ok(Json(AdminQuotaBody {
+        installation: installation.to_owned(),
+        quota: Sorted(quota),
+        release: None,
+        tenant: Sorted(id),
+    }))
+}
+
+async fn set_admin_quota(
+    State(app): State<AppState>,
+    admin: PlatformAdmin,
+    Path((id, installation)): Path<(String, String)>,
+    JsonBody(quota): JsonBody<Quota>,
+) -> ApiResult<Json<AdminQuotaBody>> {
+    let (id, installation) = (tenant_id(&id)?, name(&installation)?);
+    quota
+        .validate()
+        .map_err(|err| ApiError::new(Code::InvalidQuota, err.to_string()))?;
+    app.storage
+        .platform()
+        .tenant(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no tenant `{id}`")))?;
+    let release = app::installations::set_installation_quota(
+        &app,
+        &admin.0.subject,
+        &id,
+        installation,
+        &quota,
+    )
+    .await?;
+    Ok(Json(AdminQuotaBody {
+        installation: installation.to_owned(),
+        quota: Sorted(quota),
+        release: release.map(|r| r.id),
+        tenant: Sorted(id),
+    }))
+}
