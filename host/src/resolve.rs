@@ -1,20 +1,28 @@
-//! Configuration resolution: effective section = validate(plugin hook(base)).
+//! Configuration resolution: effective section = validate(chain(base)).
 //!
-//! When the tenant has no plugin, or its plugin does not implement the hook, the
-//! base is served without running anything. When the plugin fails in any way —
-//! its own error, fuel, memory, deadline, a trap, or output that breaks the
-//! section's invariants — the base is served and the failure is recorded in the
-//! result's [`RunRecord`]. This module decides what is served and checks a
-//! request's input ([`InputError`]); it does not store anything, record runs or
-//! cache (the application layer, [`crate::app`], does), and knows nothing of
-//! HTTP or of how an adapter serialises what it serves ([`Memo`] is opaque).
+//! A tenant's chain is its live installations in order; for each hook, the
+//! steps whose plugin implements it run one after another, each given the
+//! previous step's validated output (the first gets the base). A step that
+//! fails in any way — its own error, fuel, memory, deadline, a trap, or output
+//! that breaks the section's invariants — is skipped (its input passes on) and
+//! the failure is recorded in its [`RunRecord`], named by installation and
+//! release; when no step's output survives, the base is served. One request's
+//! plugin work across the chain is bounded by a [`Budget`] (fuel and wall time,
+//! set by the platform): each step's quota is capped by what is left, and once
+//! it is spent the remaining steps are skipped. This module decides what is
+//! served and checks a request's input ([`InputError`]); it does not store
+//! anything, record runs or cache (the application layer, [`crate::app`],
+//! does), and knows nothing of HTTP or of how an adapter serialises what it
+//! serves ([`Memo`] is opaque).
 //!
-//! Each hook's base value and validator are defined once, in its
-//! [`ResolveHook`] implementation (the rest of its definition is the
-//! runtime's [`HookCall`]); [`Resolver::resolve`] serves any hook and
-//! [`Resolver::run_checked`] is the same run and check for `veneer plugin run`.
-//! [`Resolver::commission`] and [`Resolver::email`] only build their hook's
-//! input from a request (checking it) before resolving.
+//! Each hook's base value, validator and how its input carries on to the next
+//! step are defined once, in its [`ResolveHook`] implementation (the rest of its
+//! definition is the runtime's [`HookCall`]); [`Resolver::resolve_chain`]
+//! serves any hook, [`Resolver::resolve`] is a chain of one plugin (`veneer
+//! plugin run`, tests) and [`Resolver::run_checked`] is the same run and check
+//! without fallback for `veneer plugin run`. The `commission` and `email`
+//! methods only build their hook's input from a request (checking it) before
+//! resolving.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -1113,5 +1121,182 @@ mod tests {
         assert!(memo.get_or_init(|| 7_u32).is_none(), "another type");
         let copy = memo.clone();
         assert_eq!(copy.get_or_init(|| 7_u32), Some(&7), "a clone is empty");
+    }
+
+    /// Three steps of one plugin, named, each with `fuel` per run reported.
+    fn chain<'a>(plugin: &'a LoadedPlugin, names: &'a [&'a str]) -> Vec<ChainStep<'a>> {
+        names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| ChainStep {
+                installation: name,
+                release: i as i64 + 1,
+                plugin: Some(plugin),
+                warm: None,
+                data: Arc::new(NoData),
+                quota: Quota::default(),
+            })
+            .collect()
+    }
+
+    /// A stand-in commission run per step: `fail` fails, the others add 1 to
+    /// the fee they were given.
+    fn add_one(
+        fail: &'static str,
+        fuel: u64,
+    ) -> impl for<'x> FnMut(
+        &LoadedPlugin,
+        &ChainStep<'_>,
+        &Quota,
+        (&'x Sale, &'x CommissionDecision),
+    ) -> Run<CommissionDecision> {
+        move |_, step, _, (_, given)| {
+            let outcome = if step.installation == fail {
+                Outcome::PluginError {
+                    code: "bad-settings".into(),
+                    message: "no".into(),
+                }
+            } else {
+                Outcome::Ok(CommissionDecision {
+                    fee: given.fee + 1,
+                    ..given.clone()
+                })
+            };
+            Run {
+                outcome,
+                stats: RunStats {
+                    fuel_used: fuel,
+                    ..RunStats::default()
+                },
+            }
+        }
+    }
+
+    #[test]
+    fn each_step_gets_the_previous_output_and_a_failing_step_passes_its_input_on() {
+        let (_, plugin) = fixture();
+        let sale = sale();
+        let base_decision = base().decide_commission(&sale);
+        let steps = chain(plugin, &["a", "b", "c"]);
+        let resolved = chain_with::<hook::Commission>(
+            &steps,
+            &mut Budget::unlimited(),
+            (&sale, &base_decision),
+            (),
+            add_one("", 10),
+        );
+        assert_eq!(resolved.value.fee, base_decision.fee + 3);
+        assert_eq!(resolved.source, Source::Plugin);
+        let names: Vec<_> = resolved
+            .runs
+            .iter()
+            .map(|r| (r.installation.as_deref(), r.release))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                (Some("a"), Some(1)),
+                (Some("b"), Some(2)),
+                (Some("c"), Some(3))
+            ]
+        );
+
+        let resolved = chain_with::<hook::Commission>(
+            &steps,
+            &mut Budget::unlimited(),
+            (&sale, &base_decision),
+            (),
+            add_one("b", 10),
+        );
+        assert_eq!(resolved.value.fee, base_decision.fee + 2, "b skipped");
+        assert_eq!(resolved.runs[1].outcome, OutcomeKind::PluginError);
+        assert_eq!(
+            resolved
+                .first_failure()
+                .and_then(|r| r.installation.as_deref()),
+            Some("b")
+        );
+
+        // Every step failing: the base, with every failure recorded.
+        let one = chain(plugin, &["b"]);
+        let resolved = chain_with::<hook::Commission>(
+            &one,
+            &mut Budget::unlimited(),
+            (&sale, &base_decision),
+            (),
+            add_one("b", 10),
+        );
+        assert_eq!(resolved.value, base_decision);
+        assert_eq!(resolved.source, Source::Base);
+        assert_eq!(resolved.runs.len(), 1);
+    }
+
+    #[test]
+    fn a_spent_budget_skips_the_remaining_steps_without_blaming_them() {
+        let (_, plugin) = fixture();
+        let sale = sale();
+        let base_decision = base().decide_commission(&sale);
+        let steps = chain(plugin, &["a", "b", "c"]);
+        let mut budget = Budget::new(150, Duration::from_secs(10));
+        let resolved = chain_with::<hook::Commission>(
+            &steps,
+            &mut budget,
+            (&sale, &base_decision),
+            (),
+            add_one("", 100),
+        );
+        // a and b ran (b with what was left), c was skipped.
+        assert_eq!(resolved.value.fee, base_decision.fee + 2);
+        assert!(!resolved.runs[0].budget_spent && !resolved.runs[1].budget_spent);
+        let skipped = &resolved.runs[2];
+        assert!(skipped.budget_spent);
+        assert_eq!(skipped.outcome, OutcomeKind::OutOfFuel);
+        assert_eq!(skipped.stats.fuel_used, 0);
+        assert!(
+            skipped
+                .message
+                .as_deref()
+                .is_some_and(|m| m.contains("budget")),
+            "{skipped:?}"
+        );
+        // Each step's quota is capped by what is left.
+        let mut budget = Budget::new(150, Duration::from_secs(10));
+        let mut seen = Vec::new();
+        chain_with::<hook::Commission>(
+            &steps,
+            &mut budget,
+            (&sale, &base_decision),
+            (),
+            |_, _, quota: &Quota, (_, given)| {
+                seen.push(quota.fuel);
+                Run {
+                    outcome: Outcome::Ok(given.clone()),
+                    stats: RunStats {
+                        fuel_used: 100,
+                        ..RunStats::default()
+                    },
+                }
+            },
+        );
+        assert_eq!(seen, [150, 50]);
+        // A config that met a spent budget is not cached.
+        let config = EffectiveConfig {
+            version: "v".into(),
+            base_version: base().version.clone(),
+            releases: Vec::new(),
+            categories: Resolved {
+                value: Vec::new(),
+                source: Source::Base,
+                runs: vec![skipped.clone()],
+            },
+            size_charts: Resolved {
+                value: Vec::new(),
+                source: Source::Base,
+                runs: Vec::new(),
+            },
+            emails: BTreeMap::new(),
+            memo: Memo::default(),
+        };
+        assert!(config.is_transient());
     }
 }

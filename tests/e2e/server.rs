@@ -10,6 +10,7 @@ mod attacks;
 mod edge;
 mod email;
 mod harness;
+mod installations;
 mod jobs;
 mod lifecycle;
 mod limits;

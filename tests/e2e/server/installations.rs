@@ -1,0 +1,558 @@
+//! Installations and releases over HTTP, on both backends: several plugins
+//! compose in the tenant's order, drafts never change a live answer, rollback
+//! restores exactly what was served, a runaway installation costs only its own
+//! run and the chain's budget holds, and the platform's per-installation quota
+//! applies at once and survives a rollback.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use veneer_plugin_artifacts as built_plugins;
+
+use super::harness::{Db, Server, admin, member, platform_admin, sale};
+use crate::util::read;
+use veneer::both_backends;
+
+const LUXURY: &str = r#"{"cap": 120000, "unauthenticated_surcharge_bps": 500, "tiers": [{"from": 0, "rate_bps": 2500}, {"from": 100000, "rate_bps": 1800}, {"from": 500000, "rate_bps": 1200}]}"#;
+
+fn luxury(cap: u64) -> Value {
+    let mut settings: Value = serde_json::from_str(LUXURY).expect("json");
+    settings["cap"] = json!(cap);
+    settings
+}
+
+/// Declarative patches: an `outlet` category and every commission at 9 %.
+fn patches() -> Value {
+    json!({
+        "categories": [{"op": "add", "path": "/-", "value": {"id": "outlet", "parent": null, "name": "Outlet", "slug": "outlet", "position": 99, "attributes": []}}],
+        "commission": [{"when": {}, "patch": [{"op": "replace", "path": "/rate_bps", "value": 900}]}],
+    })
+}
+
+async fn quote_body(server: &Server, token: &str) -> Value {
+    server.quote("acme", token, sale("bags", 250_000)).await
+}
+
+/// A quote's answer as bytes: everything but the fuel figures, which depend on
+/// whether the call found a warm instance (the first call of an instance costs
+/// more than the next), not on what was decided.
+async fn answer(server: &Server, token: &str) -> String {
+    let mut quote = quote_body(server, token).await;
+    quote
+        .as_object_mut()
+        .expect("an object")
+        .remove("fuel_used");
+    for step in quote["steps"].as_array_mut().expect("steps") {
+        step.as_object_mut().expect("a step").remove("fuel_used");
+    }
+    quote.to_string()
+}
+
+async fn order(server: &Server, token: &str, names: &[&str]) {
+    let (status, body) = server
+        .call(
+            Method::PUT,
+            "acme",
+            "/v1/installation-order",
+            Some(token),
+            Some(json!({ "order": names })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let got: Vec<&str> = body["installations"]
+        .as_array()
+        .expect("installations")
+        .iter()
+        .filter_map(|i| i["name"].as_str())
+        .collect();
+    assert_eq!(got, names, "{body}");
+}
+
+async fn compose(db: Db) {
+    let server = Server::in_process(db).await;
+    let token = admin("acme");
+    let alone = quote_body(&server, &token).await;
+    assert_eq!(alone["steps"].as_array().map(Vec::len), Some(1), "{alone}");
+
+    // Two more authors: the platform's email branding and no-code patches.
+    server
+        .install_as(
+            "acme",
+            &token,
+            "brand-emails",
+            read(built_plugins::EMAIL_REBRAND),
+            json!({ "brand_name": "Acme", "primary_color": "#0a0a0a", "accent_color": "#c9a227" }),
+        )
+        .await;
+    server
+        .install_as(
+            "acme",
+            &token,
+            "patches",
+            read(built_plugins::DECLARATIVE_OVERRIDES),
+            patches(),
+        )
+        .await;
+
+    // Every installation applies where it has a hook: luxury's categories and
+    // the outlet, the branded email, and commission through both in order.
+    let (status, config) = server.get("acme", "/v1/config", &token).await;
+    assert_eq!(status, StatusCode::OK, "{config}");
+    let ids: Vec<&str> = config["categories"]
+        .as_array()
+        .expect("categories")
+        .iter()
+        .filter_map(|c| c["id"].as_str())
+        .collect();
+    assert!(
+        ids.contains(&"bags-vintage") && ids.contains(&"outlet"),
+        "{ids:?}"
+    );
+    let releases: Vec<&str> = config["releases"]
+        .as_array()
+        .expect("releases")
+        .iter()
+        .filter_map(|r| r["installation"].as_str())
+        .collect();
+    assert_eq!(releases, ["commission", "brand-emails", "patches"]);
+    let (status, preview) = server
+        .call(
+            Method::POST,
+            "acme",
+            "/v1/email/preview",
+            Some(&member("acme")),
+            Some(json!({ "template": "order-confirmation" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{preview}");
+    assert_eq!(preview["source"], "plugin", "{preview}");
+    assert!(
+        preview["rendered"]["html"]
+            .as_str()
+            .is_some_and(|h| h.contains("veneer:email-rebrand")),
+        "{preview}"
+    );
+
+    let luxury_then_patches = quote_body(&server, &token).await;
+    let steps: Vec<&str> = luxury_then_patches["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .filter_map(|s| s["installation"].as_str())
+        .collect();
+    assert_eq!(steps, ["commission", "patches"], "{luxury_then_patches}");
+    assert_eq!(luxury_then_patches["decision"]["rate_bps"], 900);
+    assert_ne!(luxury_then_patches["decision"], alone["decision"]);
+
+    // The order is the tenant's: patches first, then luxury decides.
+    order(&server, &token, &["patches", "brand-emails", "commission"]).await;
+    let patches_then_luxury = quote_body(&server, &token).await;
+    assert_eq!(patches_then_luxury["decision"], alone["decision"]);
+    assert_ne!(
+        patches_then_luxury["decision"],
+        luxury_then_patches["decision"]
+    );
+    // Deterministic: the same order, the same answer, every time.
+    let first = answer(&server, &token).await;
+    for _ in 0..3 {
+        assert_eq!(answer(&server, &token).await, first);
+    }
+    order(&server, &token, &["commission", "brand-emails", "patches"]).await;
+    assert_eq!(
+        quote_body(&server, &token).await["decision"],
+        luxury_then_patches["decision"]
+    );
+
+    // An order that is not every installation exactly once is refused.
+    let (status, body) = server
+        .call(
+            Method::PUT,
+            "acme",
+            "/v1/installation-order",
+            Some(&token),
+            Some(json!({ "order": ["commission", "patches"] })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("exactly once")),
+        "{body}"
+    );
+}
+both_backends!(installations_compose_in_the_tenants_order, compose);
+
+async fn drafts(db: Db) {
+    let server = Server::in_process(db).await;
+    let token = admin("acme");
+    let before = answer(&server, &token).await;
+    let (_, config_before) = server.get("acme", "/v1/config", &token).await;
+    let (status, installation) = server
+        .get("acme", "/v1/installations/commission", &token)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{installation}");
+    let sha = installation["installation"]["live"]["plugin"]
+        .as_str()
+        .expect("live plugin")
+        .to_owned();
+
+    // Drafts with other settings, and with another plugin: nothing live moves.
+    let cheaper = server
+        .create_release("acme", &token, "commission", &sha, luxury(5_000))
+        .await;
+    let (status, uploaded) = server
+        .upload("acme", &token, read(built_plugins::DECLARATIVE_OVERRIDES))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{uploaded}");
+    let other = uploaded["plugin"]["sha256"]
+        .as_str()
+        .expect("sha")
+        .to_owned();
+    server
+        .create_release("acme", &token, "commission", &other, patches())
+        .await;
+    // A refused draft leaves nothing behind either.
+    let (status, refused) = server
+        .call(
+            Method::POST,
+            "acme",
+            "/v1/installations/commission/releases",
+            Some(&token),
+            Some(json!({ "plugin": sha, "settings": { "accent_color": "gold" } })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    assert_eq!(answer(&server, &token).await, before);
+    let (_, config_after) = server.get("acme", "/v1/config", &token).await;
+    assert_eq!(config_after, config_before);
+
+    // Activated: the new settings answer.
+    server
+        .activate_release("acme", &token, "commission", cheaper)
+        .await;
+    let after = quote_body(&server, &token).await;
+    assert_eq!(after["decision"]["fee"], 5_000, "{after}");
+    assert_ne!(answer(&server, &token).await, before);
+}
+both_backends!(a_draft_never_changes_a_live_answer, drafts);
+
+async fn rollbacks(db: Db) {
+    let server = Server::in_process(db).await;
+    let token = admin("acme");
+    let (_, installation) = server
+        .get("acme", "/v1/installations/commission", &token)
+        .await;
+    let demo = installation["installation"]["active_release"]
+        .as_i64()
+        .expect("live");
+    let sha = installation["installation"]["live"]["plugin"]
+        .as_str()
+        .expect("live plugin")
+        .to_owned();
+    let q0 = answer(&server, &token).await;
+
+    // Release 2: other code and settings; release 3: the first code, other settings.
+    let (_, uploaded) = server
+        .upload("acme", &token, read(built_plugins::DECLARATIVE_OVERRIDES))
+        .await;
+    let other = uploaded["plugin"]["sha256"]
+        .as_str()
+        .expect("sha")
+        .to_owned();
+    let r2 = server
+        .create_release("acme", &token, "commission", &other, patches())
+        .await;
+    server
+        .activate_release("acme", &token, "commission", r2)
+        .await;
+    let q2 = answer(&server, &token).await;
+    let r3 = server
+        .create_release("acme", &token, "commission", &sha, luxury(7_000))
+        .await;
+    server
+        .activate_release("acme", &token, "commission", r3)
+        .await;
+    let q3 = answer(&server, &token).await;
+    assert!(q0 != q2 && q2 != q3 && q0 != q3, "{q0}\n{q2}\n{q3}");
+
+    let rollback = async |to: Option<i64>| {
+        let (status, body) = server
+            .call(
+                Method::POST,
+                "acme",
+                "/v1/installations/commission/rollback",
+                Some(&token),
+                to.map(|id| json!({ "to": id })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["event"]["release_id"].as_i64().expect("release")
+    };
+    // Back to the previous release (code and settings together), byte for byte.
+    assert_eq!(rollback(None).await, r2);
+    assert_eq!(answer(&server, &token).await, q2);
+    // Across the three: to the demo's release by id.
+    assert_eq!(rollback(Some(demo)).await, demo);
+    assert_eq!(answer(&server, &token).await, q0);
+    assert_eq!(rollback(Some(r3)).await, r3);
+    assert_eq!(answer(&server, &token).await, q3);
+    // The default goes back to what was live before: the demo's.
+    assert_eq!(rollback(None).await, demo);
+    assert_eq!(answer(&server, &token).await, q0);
+
+    // A draft was never live: a rollback to it is refused; a bad id too.
+    let draft = server
+        .create_release("acme", &token, "commission", &sha, luxury(1_000))
+        .await;
+    for (to, code, status) in [
+        (json!({ "to": draft }), "conflict", StatusCode::CONFLICT),
+        (json!({ "to": 999_999 }), "not_found", StatusCode::NOT_FOUND),
+        (
+            json!({ "to": "x" }),
+            "invalid_json",
+            StatusCode::BAD_REQUEST,
+        ),
+    ] {
+        let (got, body) = server
+            .call(
+                Method::POST,
+                "acme",
+                "/v1/installations/commission/rollback",
+                Some(&token),
+                Some(to),
+            )
+            .await;
+        assert_eq!(
+            (got, body["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{body}"
+        );
+    }
+    assert_eq!(answer(&server, &token).await, q0);
+}
+both_backends!(rollback_restores_code_settings_and_quota_exactly, rollbacks);
+
+async fn runaway(db: Db) {
+    // A small request budget, so the chain's bound shows.
+    let server = Server::start_with(db, |config| {
+        config.chain_max_fuel = 30_000_000;
+    })
+    .await;
+    let token = admin("acme");
+    let alone = quote_body(&server, &token).await;
+
+    // A hostile plugin that spins, first in the chain.
+    server
+        .install_as(
+            "acme",
+            &token,
+            "runaway",
+            read(built_plugins::HOSTILE),
+            json!({ "mode": "spin" }),
+        )
+        .await;
+    order(&server, &token, &["runaway", "commission"]).await;
+    let quote = quote_body(&server, &token).await;
+    let steps = quote["steps"].as_array().expect("steps");
+    assert_eq!(steps.len(), 2, "{quote}");
+    assert_eq!(steps[0]["installation"], "runaway");
+    assert!(
+        ["out_of_fuel", "deadline"].contains(&steps[0]["outcome"].as_str().unwrap_or("")),
+        "{quote}"
+    );
+    assert_eq!(steps[1]["installation"], "commission");
+    assert_eq!(
+        steps[1]["outcome"], "ok",
+        "the other installation still applies: {quote}"
+    );
+    assert_eq!(quote["decision"], alone["decision"], "{quote}");
+    assert_eq!(quote["source"], "plugin");
+
+    // Two spinning installations before luxury: the first spends its own
+    // quota (20,000,000 fuel), the second is capped by what is left of the
+    // request's 30,000,000, and luxury is skipped once nothing is left.
+    server
+        .install_as(
+            "acme",
+            &token,
+            "runaway-2",
+            read(built_plugins::HOSTILE),
+            json!({ "mode": "spin" }),
+        )
+        .await;
+    order(&server, &token, &["runaway", "runaway-2", "commission"]).await;
+    let quote = quote_body(&server, &token).await;
+    let steps = quote["steps"].as_array().expect("steps");
+    assert_eq!(steps.len(), 3, "{quote}");
+    let total: u64 = steps.iter().filter_map(|s| s["fuel_used"].as_u64()).sum();
+    assert!(
+        total <= 30_000_000 + 1_000_000,
+        "the chain's bound holds: {total}"
+    );
+    assert!(
+        steps[2]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("budget")),
+        "the last step is skipped once the budget is spent: {quote}"
+    );
+    assert_eq!(quote["source"], "base", "{quote}");
+
+    // The runs name their installation; only the runaway's breaker trips.
+    for _ in 0..4 {
+        quote_body(&server, &token).await;
+    }
+    let recorded = server
+        .eventually(10, async |s| {
+            let (status, runs) = s.get("acme", "/v1/runs", &token).await;
+            assert_eq!(status, StatusCode::OK, "{runs}");
+            runs["runs"]
+                .as_array()
+                .expect("runs")
+                .iter()
+                .any(|r| r["installation"] == "runaway" && r["release_id"].is_i64())
+                .then_some(())
+        })
+        .await;
+    assert!(
+        recorded.is_some(),
+        "the runaway's runs are recorded against it"
+    );
+    order(&server, &token, &["commission", "runaway", "runaway-2"]).await;
+    let quote = quote_body(&server, &token).await;
+    assert_eq!(quote["steps"][0]["installation"], "commission");
+    assert_eq!(quote["steps"][0]["outcome"], "ok", "{quote}");
+    assert_eq!(quote["decision"], alone["decision"]);
+    let (status, health) = server.get("", "/healthz", "").await;
+    assert_eq!(status, StatusCode::OK, "{health}");
+}
+both_backends!(a_runaway_installation_costs_only_its_own_run, runaway);
+
+async fn quotas(db: Db) {
+    let server = Server::in_process(db).await;
+    let token = admin("acme");
+    let pa = platform_admin();
+    let (status, body) = server
+        .get(
+            "acme",
+            "/v1/installations/commission/quota",
+            &member("acme"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["ceiling"]["fuel"], 20_000_000,
+        "the host's default: {body}"
+    );
+    let before = quote_body(&server, &token).await;
+    assert_eq!(before["outcome"], "ok");
+
+    // The platform lowers this installation's fuel: a release with the new
+    // quota goes live at once.
+    let path = "/v1/admin/tenants/acme/installations/commission/quota";
+    let (status, body) = server
+        .call(
+            Method::PUT,
+            "",
+            path,
+            Some(&pa),
+            Some(json!({ "fuel": 1_000 })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let quota_release = body["release"].as_i64().expect("a release made live");
+    let starved = quote_body(&server, &token).await;
+    assert_eq!(starved["outcome"], "out_of_fuel", "{starved}");
+    assert_eq!(starved["source"], "base");
+    let (_, detail) = server
+        .get("acme", "/v1/installations/commission", &token)
+        .await;
+    assert_eq!(detail["history"][0]["action"], "quota", "{detail}");
+    assert_eq!(detail["installation"]["active_release"], quota_release);
+    // Globex's installations are not touched.
+    let (_, globex) = server
+        .get(
+            "globex",
+            "/v1/installations/catalog/quota",
+            &member("globex"),
+        )
+        .await;
+    assert_eq!(globex["ceiling"]["fuel"], 20_000_000, "{globex}");
+
+    // A rollback brings the old release back, still under the lowered quota.
+    let (status, body) = server
+        .call(
+            Method::POST,
+            "acme",
+            "/v1/installations/commission/rollback",
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, body) = server
+        .get(
+            "acme",
+            "/v1/installations/commission/quota",
+            &member("acme"),
+        )
+        .await;
+    assert_eq!(body["live"]["fuel"], 1_000, "{body}");
+    assert_eq!(quote_body(&server, &token).await["outcome"], "out_of_fuel");
+
+    // Raised again: answered by the plugin.
+    let (status, body) = server
+        .call(
+            Method::PUT,
+            "",
+            path,
+            Some(&pa),
+            Some(json!({ "fuel": 20_000_000 })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        quote_body(&server, &token).await["decision"],
+        before["decision"]
+    );
+    let (status, body) = server.call(Method::GET, "", path, Some(&pa), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["quota"]["fuel"], 20_000_000);
+
+    // Bad input: a quota the engine cannot enforce, an unknown installation.
+    let (status, body) = server
+        .call(Method::PUT, "", path, Some(&pa), Some(json!({ "fuel": 0 })))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_quota")),
+        "{body}"
+    );
+    let (status, body) = server
+        .call(
+            Method::PUT,
+            "",
+            "/v1/admin/tenants/acme/installations/ghost/quota",
+            Some(&pa),
+            Some(json!({ "fuel": 1_000 })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, body) = server
+        .call(
+            Method::PUT,
+            "",
+            "/v1/admin/tenants/acme/installations/Bad%20Name/quota",
+            Some(&pa),
+            Some(json!({ "fuel": 1_000 })),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_installation")),
+        "{body}"
+    );
+}
+both_backends!(
+    per_installation_quotas_apply_at_once_and_hold_across_rollback,
+    quotas
+);
