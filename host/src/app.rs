@@ -16,6 +16,7 @@
 //! - [`slots`]: the tenant's plugin slots and the blocking threads calls run on;
 //! - [`tenants`]: a tenant's loaded state and its own writes (settings, key-value data);
 //! - [`admin`]: platform administration (tenants, domains, quotas);
+//! - [`catalogue`]: the platform's stock plugins, published and installed;
 //! - [`jobs`]: the kinds of the background jobs the use cases queue.
 //!
 //! It owns the use cases and their typed [`Error`]; it decides nothing about
@@ -25,6 +26,7 @@
 //! knows them): statuses and response shapes are the HTTP layer's.
 
 pub mod admin;
+pub mod catalogue;
 pub mod config;
 pub mod email;
 mod error;

@@ -27,6 +27,7 @@ mod bytes {
     pub const SNEAKER_STORE: Option<&[u8]> = Some(veneer_plugin_artifacts::bytes::SNEAKER_STORE);
     pub const DECLARATIVE_OVERRIDES: Option<&[u8]> =
         Some(veneer_plugin_artifacts::bytes::DECLARATIVE_OVERRIDES);
+    pub const EMAIL_REBRAND: Option<&[u8]> = Some(veneer_plugin_artifacts::bytes::EMAIL_REBRAND);
 }
 
 #[cfg(not(feature = "demo-plugins"))]
@@ -34,7 +35,33 @@ mod bytes {
     pub const LUXURY_CONSIGNMENT: Option<&[u8]> = None;
     pub const SNEAKER_STORE: Option<&[u8]> = None;
     pub const DECLARATIVE_OVERRIDES: Option<&[u8]> = None;
+    pub const EMAIL_REBRAND: Option<&[u8]> = None;
 }
+
+/// The example plugins the demo publishes in the platform's catalogue:
+/// bytes, description, settings example.
+const CATALOGUE: &[(Option<&[u8]>, &str, &str)] = &[
+    (
+        bytes::LUXURY_CONSIGNMENT,
+        "Tiered consignment commission with a cap and a surcharge for unauthenticated items.",
+        r#"{"cap": 120000, "unauthenticated_surcharge_bps": 500, "tiers": [{"from": 0, "rate_bps": 2500}, {"from": 100000, "rate_bps": 1800}]}"#,
+    ),
+    (
+        bytes::SNEAKER_STORE,
+        "Sneaker categories and EU/US shoe size charts.",
+        r#"{"charts": ["shoes-men", "shoes-women"], "subcategories": true}"#,
+    ),
+    (
+        bytes::EMAIL_REBRAND,
+        "Brands every transactional email: colours, name, reply-to and footer.",
+        r##"{"brand_name": "Your Shop", "primary_color": "#0a0a0a", "accent_color": "#c9a227"}"##,
+    ),
+    (
+        bytes::DECLARATIVE_OVERRIDES,
+        "No-code overrides: JSON patches for categories, size charts, emails and commission rules.",
+        r#"{"categories": [{"op": "replace", "path": "/0/name", "value": "Ready to wear"}]}"#,
+    ),
+];
 
 /// Whether this binary carries the demo tenants' plugins (feature `demo-plugins`).
 pub const HAS_PLUGINS: bool = cfg!(feature = "demo-plugins");
@@ -132,6 +159,17 @@ pub async fn seed_if_empty(app: &AppState) -> anyhow::Result<bool> {
             .await?;
         db.audit("demo", "demo.seed", Some(&info.sha256), None, None)
             .await?;
+    }
+    for (bytes, description, example) in CATALOGUE {
+        let Some(bytes) = bytes else {
+            continue;
+        };
+        let example: serde_json::Value = serde_json::from_str(example)?;
+        if let Err(err) =
+            crate::app::catalogue::publish(app, "demo", bytes.to_vec(), description, &example).await
+        {
+            anyhow::bail!("publishing a demo plugin in the catalogue failed: {err}");
+        }
     }
     Ok(true)
 }

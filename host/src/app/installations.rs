@@ -31,11 +31,26 @@ use crate::storage::{
 };
 use crate::tenancy::TenantId;
 
+/// Where a release's plugin comes from.
+#[derive(Debug, Clone)]
+pub enum PluginSource {
+    /// A version the tenant uploaded, by sha256.
+    Uploaded(String),
+    /// A stock plugin of the platform's catalogue: `name`, at `version` or
+    /// the newest. It is copied into the tenant's plugin versions.
+    Catalogue {
+        /// The published name.
+        name: String,
+        /// The version; the newest when `None`.
+        version: Option<String>,
+    },
+}
+
 /// A draft release as a tenant admin asks for it.
 #[derive(Debug, Clone)]
 pub struct ReleaseRequest {
-    /// The plugin version (already uploaded) it runs.
-    pub sha256: String,
+    /// The plugin it runs.
+    pub plugin: PluginSource,
     /// Its settings: a JSON object.
     pub settings: serde_json::Value,
     /// A note for the history.
@@ -140,19 +155,28 @@ pub async fn create_release(
     if db.installation(installation).await?.is_none() {
         return Err(no_installation(installation));
     }
-    if db.plugin_version(&request.sha256).await?.is_none() {
-        return Err(Error::NotFound(
-            "this tenant has no plugin with that sha256: upload it first (POST /v1/plugins)".into(),
-        ));
-    }
+    let sha256 = match &request.plugin {
+        PluginSource::Uploaded(sha256) => {
+            if db.plugin_version(sha256).await?.is_none() {
+                return Err(Error::NotFound(
+                    "this tenant has no plugin with that sha256: upload it first (POST /v1/plugins)"
+                        .into(),
+                ));
+            }
+            sha256.clone()
+        }
+        PluginSource::Catalogue { name, version } => {
+            super::catalogue::copy_to_tenant(app, tenant, actor, name, version.as_deref()).await?
+        }
+    };
     let quota = ceiling(app, tenant, installation).await?;
-    let plugin = load(app, tenant, &request.sha256).await?;
+    let plugin = load(app, tenant, &sha256).await?;
     check_release(app, tenant, plugin, settings.clone(), quota).await?;
     let quota_json = serde_json::to_string(&quota).map_err(Error::internal)?;
     let release = db
         .create_release(&NewRelease {
             installation,
-            sha256: &request.sha256,
+            sha256: &sha256,
             settings: &settings,
             quota: &quota_json,
             note: request.note.as_deref(),

@@ -1,7 +1,9 @@
 //! Installations and releases over HTTP: a tenant's chain (list, create,
-//! order, delete), each installation's releases (create a checked draft, list,
-//! show, activate, roll back, deactivate, delete a draft), the quota each
-//! installation runs under, and the platform admin's per-installation quota.
+//! order, delete), each installation's releases (create a checked draft from an
+//! upload or a stock plugin, list, show, activate, roll back, deactivate,
+//! delete a draft), the quota each installation runs under, the platform
+//! admin's per-installation quota, and the catalogue of stock plugins
+//! (tenants list it; platform admins publish and unpublish).
 //! Admins write; members read. The use cases are
 //! [`crate::app::installations`]'.
 
@@ -15,13 +17,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::app;
-use crate::app::installations::{Change, ReleaseRequest};
+use crate::app::installations::{Change, PluginSource, ReleaseRequest};
+use crate::app::plugins::CompileError;
 use crate::http::body::Sorted;
 use crate::http::context::{JsonBody, Member, PlatformAdmin, RawBody, TenantAdmin};
 use crate::http::{ApiError, ApiResult, Code};
 use crate::runtime::Quota;
 use crate::state::AppState;
-use crate::storage::{InstallationRecord, ReleaseEvent, ReleaseRecord, check_installation_name};
+use crate::storage::{
+    CatalogueEntry, InstallationRecord, ReleaseEvent, ReleaseRecord, check_installation_name,
+};
 use crate::tenancy::TenantId;
 
 // Response bodies: fields in alphabetical order (see `http::body`).
@@ -151,6 +156,106 @@ pub(crate) fn routes() -> Router<AppState> {
             "/v1/admin/tenants/{id}/installations/{name}/quota",
             get(admin_quota).put(set_admin_quota),
         )
+        .route("/v1/catalogue", get(catalogue))
+        .route("/v1/admin/catalogue", get(admin_catalogue).post(publish))
+        .route(
+            "/v1/admin/catalogue/{name}/{version}",
+            axum::routing::delete(unpublish),
+        )
+}
+
+/// `GET /v1/catalogue`, `GET /v1/admin/catalogue`.
+#[derive(Serialize)]
+struct CatalogueBody {
+    catalogue: Sorted<Vec<CatalogueEntry>>,
+}
+
+/// `POST /v1/admin/catalogue`.
+#[derive(Serialize)]
+struct PublishedBody {
+    plugin: Sorted<CatalogueEntry>,
+}
+
+async fn catalogue(State(app): State<AppState>, member: Member) -> ApiResult<Json<CatalogueBody>> {
+    let entries = app.storage.tenant(member.tenant.id()).catalogue().await?;
+    Ok(Json(CatalogueBody {
+        catalogue: Sorted(entries),
+    }))
+}
+
+async fn admin_catalogue(
+    State(app): State<AppState>,
+    _admin: PlatformAdmin,
+) -> ApiResult<Json<CatalogueBody>> {
+    let entries = app.storage.platform().catalogue().await?;
+    Ok(Json(CatalogueBody {
+        catalogue: Sorted(entries),
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Publish {
+    /// The component, base64.
+    wasm_base64: String,
+    description: String,
+    #[serde(default = "empty_object")]
+    settings_example: Value,
+}
+
+async fn publish(
+    State(app): State<AppState>,
+    admin: PlatformAdmin,
+    JsonBody(body): JsonBody<Publish>,
+) -> ApiResult<(StatusCode, Json<PublishedBody>)> {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(body.wasm_base64.trim())
+        .map_err(|err| {
+            ApiError::new(
+                Code::InvalidJson,
+                format!("`wasm_base64` is not base64: {err}"),
+            )
+        })?;
+    let entry = app::catalogue::publish(
+        &app,
+        &admin.0.subject,
+        bytes,
+        &body.description,
+        &body.settings_example,
+    )
+    .await
+    .map_err(|err| match err {
+        CompileError::Check(err) => ApiError::from(err),
+        CompileError::App(err) => err.into(),
+    })?;
+    Ok((
+        StatusCode::CREATED,
+        Json(PublishedBody {
+            plugin: Sorted(entry),
+        }),
+    ))
+}
+
+async fn unpublish(
+    State(app): State<AppState>,
+    _admin: PlatformAdmin,
+    Path((name, version)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    if app
+        .storage
+        .platform()
+        .unpublish_catalogue(&name, &version)
+        .await?
+    {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(format!(
+            "the catalogue has no `{}` at version `{}`",
+            name.chars().take(80).collect::<String>(),
+            version.chars().take(40).collect::<String>()
+        )))
+    }
 }
 
 fn name(name: &str) -> ApiResult<&str> {
@@ -301,8 +406,15 @@ async fn remove(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CreateRelease {
-    /// The sha256 of an uploaded plugin version.
-    plugin: String,
+    /// The sha256 of an uploaded plugin version (or `catalogue`).
+    #[serde(default)]
+    plugin: Option<String>,
+    /// A stock plugin of the catalogue, by name (or `plugin`).
+    #[serde(default)]
+    catalogue: Option<String>,
+    /// The catalogue version; the newest when omitted.
+    #[serde(default)]
+    version: Option<String>,
     #[serde(default = "empty_object")]
     settings: Value,
     #[serde(default)]
@@ -320,14 +432,30 @@ async fn create_release(
     JsonBody(body): JsonBody<CreateRelease>,
 ) -> ApiResult<(StatusCode, Json<OneReleaseBody>)> {
     let installation = name(&installation)?;
-    super::tenant::check_sha(&body.plugin)?;
+    let plugin = match (body.plugin, body.catalogue) {
+        (Some(sha256), None) if body.version.is_none() => {
+            super::tenant::check_sha(&sha256)?;
+            PluginSource::Uploaded(sha256)
+        }
+        (None, Some(name)) => PluginSource::Catalogue {
+            name,
+            version: body.version,
+        },
+        _ => {
+            return Err(ApiError::new(
+                Code::InvalidJson,
+                "name the release's plugin with either `plugin` (an uploaded sha256) or \
+                 `catalogue` (a stock plugin's name, with an optional `version`)",
+            ));
+        }
+    };
     let release = app::installations::create_release(
         &app,
         admin.tenant.id(),
         &admin.principal.subject,
         installation,
         ReleaseRequest {
-            sha256: body.plugin,
+            plugin,
             settings: body.settings,
             note: body.note,
         },

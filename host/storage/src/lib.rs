@@ -32,6 +32,7 @@
 //!   `BEGIN IMMEDIATE`, so they queue on the busy timeout instead of failing when
 //!   a read lock cannot be upgraded.
 
+mod catalogue;
 mod email;
 mod error;
 mod installations;
@@ -70,9 +71,10 @@ pub use kv::{KvLimits, KvSnapshotRead, KvUsage};
 pub use notify::NotificationListener;
 pub use platform::PlatformDb;
 pub use records::{
-    Activation, AuditEntry, AuditRecord, InstallationRecord, InvalidTenantStatus, LiveRelease,
-    NewPluginVersion, NewRelease, NewRun, NewTenant, PluginVersion, ReleaseEvent, ReleaseRecord,
-    RunRecord, SettingsRecord, TenantPatch, TenantRecord, TenantStatus, UsageRecord,
+    Activation, AuditEntry, AuditRecord, CatalogueEntry, InstallationRecord, InvalidTenantStatus,
+    LiveRelease, NewCatalogueEntry, NewPluginVersion, NewRelease, NewRun, NewTenant, PluginVersion,
+    ReleaseEvent, ReleaseRecord, RunRecord, SettingsRecord, TenantPatch, TenantRecord,
+    TenantStatus, UsageRecord,
 };
 pub use runs::UsageDelta;
 pub use shopify::*;

@@ -57,6 +57,11 @@ const SQLITE: &[Source] = &[
         "installations",
         include_str!("../migrations/sqlite/0008_installations.sql"),
     ),
+    (
+        9,
+        "catalogue",
+        include_str!("../migrations/sqlite/0009_catalogue.sql"),
+    ),
 ];
 
 const POSTGRES: &[Source] = &[
@@ -104,6 +109,11 @@ const POSTGRES: &[Source] = &[
         9,
         "installations",
         include_str!("../migrations/postgres/0009_installations.sql"),
+    ),
+    (
+        10,
+        "catalogue",
+        include_str!("../migrations/postgres/0010_catalogue.sql"),
     ),
 ];
 

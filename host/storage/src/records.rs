@@ -192,6 +192,35 @@ pub struct ReleaseEvent {
     pub created_at: i64,
 }
 
+/// A stock plugin to publish in the platform's catalogue.
+#[derive(Debug, Clone, Copy)]
+pub struct NewCatalogueEntry<'a> {
+    pub name: &'a str,
+    pub version: &'a str,
+    pub sha256: &'a str,
+    pub description: &'a str,
+    /// Example settings (JSON) for tenants to start from.
+    pub settings_example: &'a str,
+    pub hooks: &'a [String],
+    pub binary: &'a [u8],
+    pub published_by: &'a str,
+}
+
+/// A published stock plugin (without its component).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CatalogueEntry {
+    pub name: String,
+    pub version: String,
+    pub sha256: String,
+    pub description: String,
+    pub settings_example: serde_json::Value,
+    pub hooks: Vec<String>,
+    pub size_bytes: u64,
+    pub published_by: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+}
+
 /// A tenant's plugin settings. Never set: `{}` at version 0.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SettingsRecord {

@@ -102,7 +102,7 @@ fn targets(globex_sha: &str, globex_release: i64) -> Vec<Target> {
         path: path.to_owned(),
         body,
         foreign: path.contains(globex_sha)
-            || path.contains("/catalog")
+            || path.contains("/installations/catalog")
             || path.contains(&format!("/{globex_release}")),
     };
     vec![
@@ -121,6 +121,7 @@ fn targets(globex_sha: &str, globex_release: i64) -> Vec<Target> {
         t(Method::GET, "/v1/plugins", None),
         t(Method::GET, &format!("/v1/plugins/{globex_sha}"), None),
         t(Method::GET, "/v1/installations", None),
+        t(Method::GET, "/v1/catalogue", None),
         t(
             Method::POST,
             "/v1/installations",

@@ -556,3 +556,196 @@ both_backends!(
     per_installation_quotas_apply_at_once_and_hold_across_rollback,
     quotas
 );
+
+async fn catalogue(db: Db) {
+    let server = Server::in_process(db).await;
+    let pa = platform_admin();
+    // The demo publishes the four example plugins; every tenant reads them.
+    let (status, listed) = server.get("acme", "/v1/catalogue", &member("acme")).await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    let entries = listed["catalogue"].as_array().expect("catalogue");
+    assert_eq!(entries.len(), 4, "{listed}");
+    assert!(
+        entries
+            .iter()
+            .all(|e| e["description"].as_str().is_some_and(|d| !d.is_empty()))
+    );
+    let branding = entries
+        .iter()
+        .find(|e| e["hooks"] == json!(["email"]))
+        .expect("the email-branding plugin is published");
+    let name = branding["name"].as_str().expect("name").to_owned();
+    let (_, for_globex) = server
+        .get("globex", "/v1/catalogue", &member("globex"))
+        .await;
+    assert_eq!(for_globex, listed, "one catalogue for every tenant");
+
+    // Two tenants install it, each with its own settings and quota, without
+    // uploading anything.
+    for (tenant, brand) in [("acme", "Acme Luxe"), ("globex", "Globex Kicks")] {
+        let token = admin(tenant);
+        server
+            .ensure_installation(tenant, &token, "brand-emails")
+            .await;
+        let (status, body) = server
+            .call(
+                Method::POST,
+                tenant,
+                "/v1/installations/brand-emails/releases",
+                Some(&token),
+                Some(json!({ "catalogue": name, "settings": { "brand_name": brand, "primary_color": "#101010", "accent_color": "#c0c0c0" } })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        assert_eq!(body["release"]["plugin"], branding["sha256"], "{body}");
+        let id = body["release"]["id"].as_i64().expect("id");
+        server
+            .activate_release(tenant, &token, "brand-emails", id)
+            .await;
+    }
+    let preview = async |tenant: &str| {
+        let (status, body) = server
+            .call(
+                Method::POST,
+                tenant,
+                "/v1/email/preview",
+                Some(&member(tenant)),
+                Some(json!({ "template": "order-confirmation" })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["rendered"]["html"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let (acme_html, globex_html) = (preview("acme").await, preview("globex").await);
+    assert!(acme_html.contains("Acme Luxe") && !acme_html.contains("Globex Kicks"));
+    assert!(globex_html.contains("Globex Kicks") && !globex_html.contains("Acme Luxe"));
+    // Neither sees the other's settings; a quota for one is not the other's.
+    let (_, acme_installations) = server
+        .get("acme", "/v1/installations", &admin("acme"))
+        .await;
+    assert!(!acme_installations.to_string().contains("Globex Kicks"));
+    let (status, body) = server
+        .call(
+            Method::PUT,
+            "",
+            "/v1/admin/tenants/acme/installations/brand-emails/quota",
+            Some(&pa),
+            Some(json!({ "fuel": 5_000 })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, globex_quota) = server
+        .get(
+            "globex",
+            "/v1/installations/brand-emails/quota",
+            &member("globex"),
+        )
+        .await;
+    assert_eq!(globex_quota["live"]["fuel"], 20_000_000, "{globex_quota}");
+
+    // Bad requests say what to fix.
+    for (body, status, code) in [
+        (
+            json!({ "catalogue": "no-such-plugin" }),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            json!({ "catalogue": name, "plugin": "a".repeat(64) }),
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+        ),
+        (
+            json!({ "settings": {} }),
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+        ),
+    ] {
+        let (got, answer) = server
+            .call(
+                Method::POST,
+                "acme",
+                "/v1/installations/brand-emails/releases",
+                Some(&admin("acme")),
+                Some(body),
+            )
+            .await;
+        assert_eq!(
+            (got, answer["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{answer}"
+        );
+    }
+
+    // Platform admins publish and unpublish; tenants cannot.
+    use base64::Engine as _;
+    let wasm = base64::engine::general_purpose::STANDARD.encode(read(built_plugins::HOSTILE));
+    let publish =
+        json!({ "wasm_base64": wasm, "description": "test only", "settings_example": {} });
+    let (status, body) = server
+        .call(
+            Method::POST,
+            "",
+            "/v1/admin/catalogue",
+            Some(&admin("acme")),
+            Some(publish.clone()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, published) = server
+        .call(
+            Method::POST,
+            "",
+            "/v1/admin/catalogue",
+            Some(&pa),
+            Some(publish.clone()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{published}");
+    let (status, again) = server
+        .call(
+            Method::POST,
+            "",
+            "/v1/admin/catalogue",
+            Some(&pa),
+            Some(publish),
+        )
+        .await;
+    assert_eq!(
+        (status, &again),
+        (StatusCode::CREATED, &published),
+        "the same bytes again"
+    );
+    let (status, body) = server
+        .call(
+            Method::POST,
+            "",
+            "/v1/admin/catalogue",
+            Some(&pa),
+            Some(json!({ "wasm_base64": "not base64!", "description": "x" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let path = format!(
+        "/v1/admin/catalogue/{}/{}",
+        published["plugin"]["name"].as_str().expect("name"),
+        published["plugin"]["version"].as_str().expect("version")
+    );
+    let (status, _) = server
+        .call(Method::DELETE, "", &path, Some(&pa), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = server
+        .call(Method::DELETE, "", &path, Some(&pa), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, after) = server.get("acme", "/v1/catalogue", &member("acme")).await;
+    assert_eq!(after, listed);
+}
+both_backends!(
+    the_catalogue_is_shared_and_each_install_is_the_tenants_own,
+    catalogue
+);

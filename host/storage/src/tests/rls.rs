@@ -262,6 +262,11 @@ async fn tenant_a_touches_no_row_of_b_in_any_table() {
                  VALUES ('b', 'main', NULL, 'deactivate', 'mallory', {now})"
             ),
             format!(
+                "INSERT INTO catalogue_plugins (name, version, sha256, description, settings_example, \
+                 hooks, size_bytes, wasm_binary, published_by, created_at) \
+                 VALUES ('forged', '1.0.0', 'x', 'x', '{{}}', '[]', 0, '\\x00', 'mallory', {now})"
+            ),
+            format!(
                 "INSERT INTO installation_quotas (tenant_id, installation, json, updated_at) \
                  VALUES ('a', 'main', '{{\"fuel\":999999999}}', {now}) \
                  ON CONFLICT (tenant_id, installation) DO UPDATE SET json = excluded.json"
