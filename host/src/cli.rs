@@ -38,6 +38,8 @@ macro_rules! outln {
     };
 }
 
+mod chain;
+
 /// Veneer: per-tenant configuration through sandboxed WebAssembly plugins.
 #[derive(Debug, Parser)]
 #[command(name = "veneer", version, about)]
@@ -131,8 +133,14 @@ enum BaseCommand {
 
 #[derive(Debug, Args)]
 struct RunArgs {
-    /// The plugin component (.wasm).
-    file: PathBuf,
+    /// The plugin component (.wasm). To run a chain as the host composes
+    /// installations, give each component with `--plugin` instead (in chain
+    /// order), each followed by its `--settings`.
+    file: Option<PathBuf>,
+    /// One step of a chain (repeat, in order): each step gets the previous
+    /// step's validated output, a failing step is skipped.
+    #[arg(long = "plugin")]
+    plugins: Vec<PathBuf>,
     /// The hook to run: categories, size-charts, commission or email.
     #[arg(long)]
     hook: Hook,
@@ -142,9 +150,10 @@ struct RunArgs {
     /// with its sample context).
     #[arg(long)]
     input: Option<PathBuf>,
-    /// The plugin's settings as a JSON file (default: `{}`).
+    /// The plugin's settings as a JSON file (default: `{}`); with `--plugin`,
+    /// one per plugin, in the same order.
     #[arg(long)]
-    settings: Option<PathBuf>,
+    settings: Vec<PathBuf>,
     /// The tenant's key-value data as a JSON object of strings.
     #[arg(long)]
     kv: Option<PathBuf>,
@@ -472,23 +481,46 @@ fn plugin_run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     quota.validate()?;
 
-    let settings = match &args.settings {
-        Some(path) => {
-            let text = String::from_utf8(read(path)?).context("settings must be UTF-8 JSON")?;
-            serde_json::from_str::<Value>(&text)
-                .with_context(|| format!("{} is not valid JSON", path.display()))?;
-            text
+    let files: Vec<PathBuf> = args.file.iter().chain(&args.plugins).cloned().collect();
+    match files.len() {
+        0 => bail!(
+            "give the plugin to run (a .wasm file), or a chain with --plugin a.wasm --plugin b.wasm"
+        ),
+        1 if args.settings.len() > 1 => {
+            bail!("one plugin takes at most one --settings file")
         }
-        None => "{}".to_owned(),
+        1 => {}
+        n if !args.settings.is_empty() && args.settings.len() != n => bail!(
+            "a chain of {n} plugins takes {n} --settings files (one per --plugin, in order) or none; got {}",
+            args.settings.len()
+        ),
+        _ => {}
+    }
+    let settings = |index: usize| -> anyhow::Result<String> {
+        match args.settings.get(index) {
+            Some(path) => {
+                let text = String::from_utf8(read(path)?).context("settings must be UTF-8 JSON")?;
+                serde_json::from_str::<Value>(&text)
+                    .with_context(|| format!("{} is not valid JSON", path.display()))?;
+                Ok(text)
+            }
+            None => Ok("{}".to_owned()),
+        }
     };
     let kv: BTreeMap<String, String> = match &args.kv {
         Some(path) => read_json(path)?,
         None => BTreeMap::new(),
     };
-    let data = Arc::new(StaticTenantData { settings, kv });
-
-    let bytes = read(&args.file)?;
     let runtime = Runtime::new(RuntimeConfig::default())?;
+    if files.len() > 1 {
+        return chain::run(&runtime, &base, &files, settings, &kv, &quota, &args);
+    }
+    let data = Arc::new(StaticTenantData {
+        settings: settings(0)?,
+        kv,
+    });
+
+    let bytes = read(&files[0])?;
     let plugin = match runtime.load(&bytes) {
         Ok(plugin) => plugin,
         Err(err) => {
@@ -529,46 +561,15 @@ fn run_hook(
     let resolver = Resolver::new(runtime, base);
     Ok(match args.hook {
         Hook::Categories => {
-            let input: Vec<Category> = match &args.input {
-                Some(path) => read_json(path)?,
-                None => base.categories.clone(),
-            };
+            let input = categories_input(args, base)?;
             finish::<hook::Categories>(&resolver, plugin, data, quota, &input, ())
         }
         Hook::SizeCharts => {
-            let input: Vec<SizeChart> = match &args.input {
-                Some(path) => read_json(path)?,
-                None => base.size_charts.clone(),
-            };
+            let input = size_charts_input(args, base)?;
             finish::<hook::SizeCharts>(&resolver, plugin, data, quota, &input, &base.categories)
         }
         Hook::Commission => {
-            let (sale, decision) = match &args.input {
-                Some(path) => {
-                    let value: Value = read_json(path)?;
-                    if value.get("sale").is_some() {
-                        let input: CommissionInput = serde_json::from_value(value).context(
-                            "commission input must be a sale or {\"sale\": .., \"base\": ..}",
-                        )?;
-                        let decision = input
-                            .base
-                            .unwrap_or_else(|| base.decide_commission(&input.sale));
-                        (input.sale, decision)
-                    } else {
-                        let sale: Sale = serde_json::from_value(value).context(
-                            "commission input must be a sale or {\"sale\": .., \"base\": ..}",
-                        )?;
-                        let decision = base.decide_commission(&sale);
-                        (sale, decision)
-                    }
-                }
-                None => {
-                    let sale = sample_sale(&base.commission.currency);
-                    let decision = base.decide_commission(&sale);
-                    (sale, decision)
-                }
-            };
-            resolve::check_sale(base, &sale)?;
+            let (sale, decision) = commission_input(args, base)?;
             let mut result = finish::<hook::Commission>(
                 &resolver,
                 plugin,
@@ -584,28 +585,87 @@ fn run_hook(
             result
         }
         Hook::Email => {
-            let input: EmailInput = match &args.input {
-                Some(path) => read_json(path)?,
-                None => EmailInput {
-                    template: TemplateRef::Id("order-confirmation".into()),
-                    context: None,
-                },
-            };
-            let id = match &input.template {
-                TemplateRef::Id(id) => id.clone(),
-                TemplateRef::Full(t) => t.id.clone(),
-            };
-            let def = base
-                .email(&id)
-                .ok_or_else(|| resolve::InputError::UnknownTemplate(id.clone()))?;
-            let template = match input.template {
-                TemplateRef::Id(_) => def.template.clone(),
-                TemplateRef::Full(t) => t,
-            };
-            let context = input.context.unwrap_or_else(|| def.sample.clone());
+            let (def, template, context) = email_input(args, base)?;
             finish::<hook::Email>(&resolver, plugin, data, quota, (&template, &context), def)
         }
     })
+}
+
+fn categories_input(args: &RunArgs, base: &BaseConfig) -> anyhow::Result<Vec<Category>> {
+    Ok(match &args.input {
+        Some(path) => read_json(path)?,
+        None => base.categories.clone(),
+    })
+}
+
+fn size_charts_input(args: &RunArgs, base: &BaseConfig) -> anyhow::Result<Vec<SizeChart>> {
+    Ok(match &args.input {
+        Some(path) => read_json(path)?,
+        None => base.size_charts.clone(),
+    })
+}
+
+/// The sale and the base decision a commission run starts from.
+fn commission_input(
+    args: &RunArgs,
+    base: &BaseConfig,
+) -> anyhow::Result<(Sale, CommissionDecision)> {
+    let (sale, decision) = match &args.input {
+        Some(path) => {
+            let value: Value = read_json(path)?;
+            if value.get("sale").is_some() {
+                let input: CommissionInput = serde_json::from_value(value)
+                    .context("commission input must be a sale or {\"sale\": .., \"base\": ..}")?;
+                let decision = input
+                    .base
+                    .unwrap_or_else(|| base.decide_commission(&input.sale));
+                (input.sale, decision)
+            } else {
+                let sale: Sale = serde_json::from_value(value)
+                    .context("commission input must be a sale or {\"sale\": .., \"base\": ..}")?;
+                let decision = base.decide_commission(&sale);
+                (sale, decision)
+            }
+        }
+        None => {
+            let sale = sample_sale(&base.commission.currency);
+            let decision = base.decide_commission(&sale);
+            (sale, decision)
+        }
+    };
+    resolve::check_sale(base, &sale)?;
+    Ok((sale, decision))
+}
+
+/// The template definition, the template a run starts from and its context.
+fn email_input<'b>(
+    args: &RunArgs,
+    base: &'b BaseConfig,
+) -> anyhow::Result<(
+    &'b crate::base::EmailDef,
+    EmailTemplate,
+    BTreeMap<String, String>,
+)> {
+    let input: EmailInput = match &args.input {
+        Some(path) => read_json(path)?,
+        None => EmailInput {
+            template: TemplateRef::Id("order-confirmation".into()),
+            context: None,
+        },
+    };
+    let id = match &input.template {
+        TemplateRef::Id(id) => id.clone(),
+        TemplateRef::Full(t) => t.id.clone(),
+    };
+    let def = base
+        .email(&id)
+        .ok_or_else(|| resolve::InputError::UnknownTemplate(id.clone()))?;
+    let template = match input.template {
+        TemplateRef::Id(_) => def.template.clone(),
+        TemplateRef::Full(t) => t,
+    };
+    let context = input.context.unwrap_or_else(|| def.sample.clone());
+    Ok((def, template, context))
 }
 
 /// The fuel of a second commission call on one instance (`None` if either

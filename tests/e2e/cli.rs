@@ -364,3 +364,111 @@ fn plugin_run_ends_a_sleeping_plugin_at_its_deadline() {
     assert!(report["wall_time_us"].as_u64().expect("wall time") < 5_000_000);
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
 }
+
+/// `--plugin a --settings a --plugin b --settings b` runs the chain the host
+/// composes from installations, and reports each step.
+#[test]
+fn plugin_run_runs_a_chain_as_the_host_composes_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let luxury = write_temp(
+        &dir,
+        "luxury.json",
+        r#"{"cap": 120000, "unauthenticated_surcharge_bps": 500, "tiers": [{"from": 0, "rate_bps": 2500}]}"#,
+    );
+    let patches = write_temp(
+        &dir,
+        "patches.json",
+        r#"{"commission": [{"when": {}, "patch": [{"op": "replace", "path": "/rate_bps", "value": 900}]}]}"#,
+    );
+    let sale = write_temp(
+        &dir,
+        "sale.json",
+        r#"{"order_id": "o-1", "sku": "B-1", "category_id": "bags", "unit_price": 250000, "quantity": 1, "currency": "EUR"}"#,
+    );
+    let run = |order: [(&str, &str); 2]| {
+        let output = veneer(&[
+            "plugin",
+            "run",
+            "--hook",
+            "commission",
+            "--input",
+            &sale,
+            "--plugin",
+            order[0].0,
+            "--settings",
+            order[0].1,
+            "--plugin",
+            order[1].0,
+            "--settings",
+            order[1].1,
+            "--json",
+        ]);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        json(&output)
+    };
+    let lux = (built_plugins::LUXURY_CONSIGNMENT, luxury.as_str());
+    let decl = (built_plugins::DECLARATIVE_OVERRIDES, patches.as_str());
+    let report = run([lux, decl]);
+    assert_eq!(report["source"], "plugin", "{report}");
+    assert_eq!(report["output"]["rate_bps"], 900, "patches last: {report}");
+    let steps = report["steps"].as_array().expect("steps");
+    assert_eq!(steps.len(), 2);
+    assert!(
+        steps
+            .iter()
+            .all(|s| s["outcome"] == "ok" && s["fuel_used"].as_u64() > Some(0))
+    );
+    // The other order: luxury decides last.
+    let report = run([decl, lux]);
+    assert_eq!(report["output"]["rule_id"], "luxury-tier-0", "{report}");
+    assert_ne!(report["output"]["rate_bps"], 900, "{report}");
+
+    // A step that refuses its settings is skipped, as the host does; exit 1.
+    let bad = write_temp(&dir, "bad.json", r#"{"accent_color": "gold"}"#);
+    let output = veneer(&[
+        "plugin",
+        "run",
+        "--hook",
+        "commission",
+        "--input",
+        &sale,
+        "--plugin",
+        built_plugins::LUXURY_CONSIGNMENT,
+        "--settings",
+        &bad,
+        "--plugin",
+        built_plugins::DECLARATIVE_OVERRIDES,
+        "--settings",
+        &patches,
+        "--json",
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let report = json(&output);
+    assert_eq!(report["steps"][0]["outcome"], "plugin_error", "{report}");
+    assert_eq!(report["steps"][1]["outcome"], "ok");
+    assert_eq!(report["output"]["rate_bps"], 900, "its input passed on");
+
+    // Settings must pair with plugins.
+    let output = veneer(&[
+        "plugin",
+        "run",
+        "--hook",
+        "commission",
+        "--plugin",
+        built_plugins::LUXURY_CONSIGNMENT,
+        "--plugin",
+        built_plugins::DECLARATIVE_OVERRIDES,
+        "--settings",
+        &patches,
+    ]);
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("one per --plugin"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
