@@ -27,11 +27,11 @@ use criterion::Criterion;
 use plugin_luxury_consignment::LuxuryConsignment;
 use veneer::base::{self, BaseConfig};
 use veneer::cache::{Caches, EffectiveKey};
-use veneer::resolve::Resolver;
+use veneer::resolve::{Budget, ChainStep, Resolver};
 use veneer::runtime::hook;
 use veneer::runtime::{
-    LoadedPlugin, Metering, Outcome, Quota, Runtime, RuntimeConfig, Session, StaticTenantData,
-    TenantData, WarmKey,
+    LoadedPlugin, Metering, Outcome, OutcomeKind, Quota, Runtime, RuntimeConfig, Session,
+    StaticTenantData, TenantData, WarmKey,
 };
 use veneer::tenancy::TenantId;
 use veneer_plugin_artifacts as built_plugins;
@@ -138,6 +138,30 @@ fn fresh_commission(f: &Fixture) -> Outcome<base::CommissionDecision> {
             (&f.sale, &f.decision),
         )
         .outcome
+}
+
+/// A quote through a chain of `keys.len()` installations of the luxury plugin,
+/// each with its own warm instances, as the server runs a tenant's chain.
+fn chain_commission(f: &Fixture, keys: &[WarmKey]) -> base::CommissionDecision {
+    let names: Vec<String> = (0..keys.len()).map(|i| format!("i{i}")).collect();
+    let steps: Vec<ChainStep<'_>> = keys
+        .iter()
+        .zip(&names)
+        .enumerate()
+        .map(|(i, (key, name))| ChainStep {
+            installation: name,
+            release: i as i64 + 1,
+            plugin: Some(&f.luxury),
+            warm: Some(key),
+            data: f.data.clone(),
+            quota: f.quota,
+        })
+        .collect();
+    let resolved = Resolver::new(&f.runtime, &f.base)
+        .commission_chain(&steps, &mut Budget::unlimited(), &f.sale)
+        .expect("a valid sale");
+    assert!(resolved.runs.iter().all(|r| r.outcome == OutcomeKind::Ok));
+    resolved.value
 }
 
 /// The server's quote path: `run::<hook::Commission>` with the tenant's warm key, so
@@ -450,6 +474,15 @@ fn main() {
     let computed_t = median(11, 5, || {
         black_box(compute());
     });
+    let chain_keys: Vec<WarmKey> = (0..4).map(|i| WarmKey::new("chain", 100 + i)).collect();
+    let chain_t: Vec<Duration> = [1, 2, 4]
+        .iter()
+        .map(|&n| {
+            median(rounds, 200, || {
+                black_box(chain_commission(&f, &chain_keys[..n]));
+            })
+        })
+        .collect();
     let slow_t: Vec<Duration> = variants
         .iter()
         .map(|m| {
@@ -504,6 +537,15 @@ fn main() {
             m.name,
             us(*t),
             (ratio(*t, neither) - 1.0) * 100.0
+        );
+    }
+    println!("\n  quote through a chain of installations (pooled warm instances, as the server):");
+    for (n, t) in [1, 2, 4].iter().zip(&chain_t) {
+        println!(
+            "    {n} installation(s)  {:>8.2} µs   vs 1: {:.2}x   vs native: {:.1}x",
+            us(*t),
+            ratio(*t, chain_t[0]),
+            ratio(*t, native_t)
         );
     }
     println!(

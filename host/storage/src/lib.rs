@@ -71,10 +71,9 @@ pub use kv::{KvLimits, KvSnapshotRead, KvUsage};
 pub use notify::NotificationListener;
 pub use platform::PlatformDb;
 pub use records::{
-    Activation, AuditEntry, AuditRecord, CatalogueEntry, InstallationRecord, InvalidTenantStatus,
-    LiveRelease, NewCatalogueEntry, NewPluginVersion, NewRelease, NewRun, NewTenant, PluginVersion,
-    ReleaseEvent, ReleaseRecord, RunRecord, SettingsRecord, TenantPatch, TenantRecord,
-    TenantStatus, UsageRecord,
+    AuditEntry, AuditRecord, CatalogueEntry, InstallationRecord, InvalidTenantStatus, LiveRelease,
+    NewCatalogueEntry, NewPluginVersion, NewRelease, NewRun, NewTenant, PluginVersion,
+    ReleaseEvent, ReleaseRecord, RunRecord, TenantPatch, TenantRecord, TenantStatus, UsageRecord,
 };
 pub use runs::UsageDelta;
 pub use shopify::*;

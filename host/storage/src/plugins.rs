@@ -1,14 +1,14 @@
-//! A tenant's plugin versions (stored by content hash) and its activation
-//! history, whose latest entry names the active plugin. Changes to the history
-//! are serialized per tenant so two hosts activating or rolling back at once
-//! still leave a history where every entry follows from the one before.
+//! A tenant's plugin versions, stored by content hash (what runs where is
+//! `installations`'), and the per-tenant lock that serializes changes to what
+//! is live, so two hosts activating or rolling back at once still leave a
+//! history where every entry follows from the one before.
 
 use sha2::{Digest, Sha256};
 use sqlx::any::AnyRow;
-use sqlx::{Any, Row, Transaction};
+use sqlx::{Any, Transaction};
 
 use super::error::{tenant_fk, to_i64};
-use super::records::{Activation, NewPluginVersion, PluginVersion};
+use super::records::{NewPluginVersion, PluginVersion};
 use super::session::Access;
 use super::tenant::TenantDb;
 use super::time::now_ms;
@@ -82,10 +82,10 @@ impl TenantDb {
         })
     }
 
-    /// Every stored version, newest first, with `active` set on the active one.
+    /// Every stored version, newest first, `active` when live in an installation.
     pub async fn plugin_versions(&self) -> Result<Vec<PluginVersion>, StorageError> {
         let mut tx = self.begin(Access::Read).await?;
-        let active = active_in(&mut tx, self).await?;
+        let live = live_in(&mut tx, self).await?;
         let rows = sqlx::query(concat!(
             "SELECT ",
             version_columns!(),
@@ -97,7 +97,7 @@ impl TenantDb {
         .await?;
         tx.commit().await?;
         rows.iter()
-            .map(|row| version_from_row(row, active.as_deref()))
+            .map(|row| version_from_row(row, &live))
             .collect()
     }
 
@@ -126,123 +126,6 @@ impl TenantDb {
         Ok(binary)
     }
 
-    /// Makes a stored version the active plugin. NotFound if this tenant has no
-    /// such version.
-    pub async fn activate(&self, sha256: &str, actor: &str) -> Result<Activation, StorageError> {
-        let mut tx = self.begin(Access::Write).await?;
-        self.lock_history(&mut tx).await?;
-        let exists: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM plugin_versions WHERE tenant_id = $1 AND sha256 = $2",
-        )
-        .bind(self.tenant_id().as_str())
-        .bind(sha256)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if exists.is_none() {
-            return Err(StorageError::NotFound(format!(
-                "tenant `{}` has no plugin version with that sha256: upload it first",
-                self.tenant_id()
-            )));
-        }
-        let activation = self
-            .record_activation(&mut tx, Some(sha256), "activate", actor)
-            .await?;
-        tx.commit().await?;
-        Ok(activation)
-    }
-
-    /// Re-activates the plugin that was active before the current one: the
-    /// newest earlier entry naming a different plugin (after a deactivation,
-    /// the last plugin that was active). Rolling back twice therefore returns to
-    /// where it started. Conflict if there is no such plugin.
-    pub async fn rollback(&self, actor: &str) -> Result<Activation, StorageError> {
-        let mut tx = self.begin(Access::Write).await?;
-        self.lock_history(&mut tx).await?;
-        let latest = sqlx::query(
-            "SELECT id, sha256 FROM activations WHERE tenant_id = $1 ORDER BY id DESC LIMIT 1",
-        )
-        .bind(self.tenant_id().as_str())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let previous: Option<String> = match latest {
-            None => None,
-            Some(latest) => {
-                let id = rows::int(&latest, "id")?;
-                match rows::opt_text(&latest, "sha256")? {
-                    Some(current) => {
-                        sqlx::query_scalar(
-                            "SELECT sha256 FROM activations \
-                              WHERE tenant_id = $1 AND id < $2 \
-                                AND sha256 IS NOT NULL AND sha256 <> $3 \
-                              ORDER BY id DESC LIMIT 1",
-                        )
-                        .bind(self.tenant_id().as_str())
-                        .bind(id)
-                        .bind(current)
-                        .fetch_optional(&mut *tx)
-                        .await?
-                    }
-                    None => {
-                        sqlx::query_scalar(
-                            "SELECT sha256 FROM activations \
-                              WHERE tenant_id = $1 AND id < $2 AND sha256 IS NOT NULL \
-                              ORDER BY id DESC LIMIT 1",
-                        )
-                        .bind(self.tenant_id().as_str())
-                        .bind(id)
-                        .fetch_optional(&mut *tx)
-                        .await?
-                    }
-                }
-            }
-        };
-        let Some(previous) = previous else {
-            return Err(StorageError::Conflict(
-                "no previous plugin to roll back to".into(),
-            ));
-        };
-        let activation = self
-            .record_activation(&mut tx, Some(&previous), "rollback", actor)
-            .await?;
-        tx.commit().await?;
-        Ok(activation)
-    }
-
-    /// Leaves the tenant without an active plugin: it is served the base
-    /// configuration.
-    pub async fn deactivate(&self, actor: &str) -> Result<Activation, StorageError> {
-        let mut tx = self.begin(Access::Write).await?;
-        self.lock_history(&mut tx).await?;
-        let activation = self
-            .record_activation(&mut tx, None, "deactivate", actor)
-            .await?;
-        tx.commit().await?;
-        Ok(activation)
-    }
-
-    /// The sha256 of the active plugin, if any.
-    pub async fn active_plugin(&self) -> Result<Option<String>, StorageError> {
-        let mut tx = self.begin(Access::Read).await?;
-        let active = active_in(&mut tx, self).await?;
-        tx.commit().await?;
-        Ok(active)
-    }
-
-    /// The newest `limit` entries of the activation history.
-    pub async fn activations(&self, limit: u32) -> Result<Vec<Activation>, StorageError> {
-        let mut tx = self.begin(Access::Read).await?;
-        let rows = sqlx::query(
-            "SELECT sha256, action, actor, created_at FROM activations \
-              WHERE tenant_id = $1 ORDER BY id DESC LIMIT $2",
-        )
-        .bind(self.tenant_id().as_str())
-        .bind(i64::from(limit))
-        .fetch_all(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        rows.iter().map(activation_from_row).collect()
-    }
-
     /// Serializes history changes of this tenant across connections and hosts.
     /// SQLite needs nothing more: the write transaction (`BEGIN IMMEDIATE`)
     /// already excludes every other writer.
@@ -258,28 +141,6 @@ impl TenantDb {
                 .await?;
         }
         Ok(())
-    }
-
-    async fn record_activation(
-        &self,
-        tx: &mut Transaction<'static, Any>,
-        sha256: Option<&str>,
-        action: &'static str,
-        actor: &str,
-    ) -> Result<Activation, StorageError> {
-        let row = sqlx::query(
-            "INSERT INTO activations (tenant_id, sha256, action, actor, created_at) \
-             VALUES ($1, $2, $3, $4, $5) RETURNING sha256, action, actor, created_at",
-        )
-        .bind(self.tenant_id().as_str())
-        .bind(sha256)
-        .bind(action)
-        .bind(actor)
-        .bind(now_ms())
-        .fetch_one(&mut **tx)
-        .await
-        .map_err(tenant_fk(self.tenant_id()))?;
-        activation_from_row(&row)
     }
 
     async fn version_in(
@@ -299,25 +160,28 @@ impl TenantDb {
         let Some(row) = row else {
             return Ok(None);
         };
-        let active = active_in(tx, self).await?;
-        version_from_row(&row, active.as_deref()).map(Some)
+        let live = live_in(tx, self).await?;
+        version_from_row(&row, &live).map(Some)
     }
 }
 
-async fn active_in(
+/// The plugins live in any of the tenant's installations.
+async fn live_in(
     tx: &mut Transaction<'static, Any>,
     db: &TenantDb,
-) -> Result<Option<String>, StorageError> {
-    let latest: Option<Option<String>> = sqlx::query_scalar(
-        "SELECT sha256 FROM activations WHERE tenant_id = $1 ORDER BY id DESC LIMIT 1",
+) -> Result<Vec<String>, StorageError> {
+    Ok(sqlx::query_scalar(
+        "SELECT DISTINCT r.sha256 FROM installations i \
+           JOIN releases r ON r.tenant_id = i.tenant_id AND r.installation = i.name \
+                          AND r.id = i.active_release \
+          WHERE i.tenant_id = $1",
     )
     .bind(db.tenant_id().as_str())
-    .fetch_optional(&mut **tx)
-    .await?;
-    Ok(latest.flatten())
+    .fetch_all(&mut **tx)
+    .await?)
 }
 
-fn version_from_row(row: &AnyRow, active: Option<&str>) -> Result<PluginVersion, StorageError> {
+fn version_from_row(row: &AnyRow, live: &[String]) -> Result<PluginVersion, StorageError> {
     let sha256 = rows::text(row, "sha256")?;
     let hooks_json = rows::text(row, "hooks")?;
     let hooks = serde_json::from_str(&hooks_json).map_err(|e| {
@@ -327,22 +191,13 @@ fn version_from_row(row: &AnyRow, active: Option<&str>) -> Result<PluginVersion,
         })
     })?;
     Ok(PluginVersion {
-        active: active == Some(sha256.as_str()),
+        active: live.contains(&sha256),
         sha256,
         name: rows::text(row, "name")?,
         version: rows::text(row, "version")?,
         hooks,
         size_bytes: rows::u64(row, "size_bytes")?,
         uploaded_by: rows::text(row, "uploaded_by")?,
-        created_at: rows::int(row, "created_at")?,
-    })
-}
-
-fn activation_from_row(row: &AnyRow) -> Result<Activation, StorageError> {
-    Ok(Activation {
-        sha256: row.try_get("sha256")?,
-        action: rows::text(row, "action")?,
-        actor: rows::text(row, "actor")?,
         created_at: rows::int(row, "created_at")?,
     })
 }

@@ -112,20 +112,8 @@ pub struct PluginVersion {
     pub uploaded_by: String,
     /// Unix milliseconds.
     pub created_at: i64,
-    /// Whether this is the tenant's active plugin now.
+    /// Whether a release of it is live in one of the tenant's installations.
     pub active: bool,
-}
-
-/// One entry of a tenant's activation history.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Activation {
-    /// The plugin active after this entry; `None` after a deactivation.
-    pub sha256: Option<String>,
-    /// `activate`, `rollback` or `deactivate`.
-    pub action: String,
-    pub actor: String,
-    /// Unix milliseconds.
-    pub created_at: i64,
 }
 
 /// One of a tenant's installations: a named place in its chain.
@@ -219,27 +207,6 @@ pub struct CatalogueEntry {
     pub published_by: String,
     /// Unix milliseconds.
     pub created_at: i64,
-}
-
-/// A tenant's plugin settings. Never set: `{}` at version 0.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct SettingsRecord {
-    pub json: String,
-    /// Grows by one on every write; pass it back to `set_settings` to detect a
-    /// concurrent change.
-    pub version: i64,
-    /// Unix milliseconds; 0 when never set.
-    pub updated_at: i64,
-}
-
-impl Default for SettingsRecord {
-    fn default() -> Self {
-        Self {
-            json: "{}".into(),
-            version: 0,
-            updated_at: 0,
-        }
-    }
 }
 
 /// One plugin run to record.

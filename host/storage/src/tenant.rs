@@ -3,14 +3,12 @@
 //! `app.tenant_id`. This file holds the handle, settings, quota and audit; plugin
 //! versions, key-value data and runs live in sibling files as more `impl TenantDb`.
 
-use sqlx::{Any, AnyPool, Row, Transaction};
+use sqlx::{Any, AnyPool, Transaction};
 
-use super::error::{check_json, tenant_fk};
 use super::platform::{audit_columns, audit_from_row, insert_audit};
-use super::records::{AuditEntry, AuditRecord, SettingsRecord};
+use super::records::{AuditEntry, AuditRecord};
 use super::session::{self, Access, Scope};
-use super::time::now_ms;
-use super::{Backend, KvLimits, StorageError, rows};
+use super::{Backend, KvLimits, StorageError};
 use veneer_core::tenancy_id::TenantId;
 
 /// One tenant's data. Obtained from [`Storage::tenant`](super::Storage::tenant);
@@ -66,85 +64,6 @@ impl TenantDb {
         .await
     }
 
-    /// The tenant's plugin settings; `{}` at version 0 if never set.
-    pub async fn settings(&self) -> Result<SettingsRecord, StorageError> {
-        let mut tx = self.begin(Access::Read).await?;
-        let row = sqlx::query(
-            "SELECT json, version, updated_at FROM plugin_settings WHERE tenant_id = $1",
-        )
-        .bind(self.tenant.as_str())
-        .fetch_optional(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        row.map(|row| settings_from_row(&row))
-            .transpose()
-            .map(Option::unwrap_or_default)
-    }
-
-    /// Replaces the settings. With `expected_version`, only if the stored version
-    /// is still that one (0 for never set): Conflict otherwise, so two editors
-    /// cannot silently overwrite each other. Each check-and-write is one
-    /// statement, hence atomic on both backends.
-    pub async fn set_settings(
-        &self,
-        json: &str,
-        expected_version: Option<i64>,
-    ) -> Result<SettingsRecord, StorageError> {
-        check_json("the settings", json)?;
-        let now = now_ms();
-        let mut tx = self.begin(Access::Write).await?;
-        let query = match expected_version {
-            None => sqlx::query(
-                "INSERT INTO plugin_settings (tenant_id, json, version, updated_at) \
-                 VALUES ($1, $2, 1, $3) \
-                 ON CONFLICT (tenant_id) DO UPDATE SET json = excluded.json, \
-                     version = plugin_settings.version + 1, updated_at = excluded.updated_at \
-                 RETURNING json, version, updated_at",
-            )
-            .bind(self.tenant.as_str())
-            .bind(json)
-            .bind(now),
-            Some(0) => sqlx::query(
-                "INSERT INTO plugin_settings (tenant_id, json, version, updated_at) \
-                 VALUES ($1, $2, 1, $3) \
-                 ON CONFLICT (tenant_id) DO NOTHING \
-                 RETURNING json, version, updated_at",
-            )
-            .bind(self.tenant.as_str())
-            .bind(json)
-            .bind(now),
-            Some(expected) => sqlx::query(
-                "UPDATE plugin_settings SET json = $2, version = version + 1, updated_at = $3 \
-                 WHERE tenant_id = $1 AND version = $4 \
-                 RETURNING json, version, updated_at",
-            )
-            .bind(self.tenant.as_str())
-            .bind(json)
-            .bind(now)
-            .bind(expected),
-        };
-        let row = query
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(tenant_fk(&self.tenant))?;
-        let Some(row) = row else {
-            let current: Option<i64> =
-                sqlx::query_scalar("SELECT version FROM plugin_settings WHERE tenant_id = $1")
-                    .bind(self.tenant.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            return Err(StorageError::Conflict(format!(
-                "the settings changed meanwhile: you edited version {}, the current one is {}; \
-                 reload them and apply your change again",
-                expected_version.unwrap_or_default(),
-                current.unwrap_or_default()
-            )));
-        };
-        let record = settings_from_row(&row)?;
-        tx.commit().await?;
-        Ok(record)
-    }
-
     /// The runtime quota the platform set for this tenant, if any (opaque JSON).
     pub async fn quota(&self) -> Result<Option<String>, StorageError> {
         let mut tx = self.begin(Access::Read).await?;
@@ -197,12 +116,4 @@ impl TenantDb {
         tx.commit().await?;
         rows.iter().map(audit_from_row).collect()
     }
-}
-
-fn settings_from_row(row: &sqlx::any::AnyRow) -> Result<SettingsRecord, StorageError> {
-    Ok(SettingsRecord {
-        json: row.try_get("json")?,
-        version: rows::int(row, "version")?,
-        updated_at: rows::int(row, "updated_at")?,
-    })
 }

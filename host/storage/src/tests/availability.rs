@@ -83,7 +83,7 @@ async fn a_closed_storage_is_unavailable(ctx: Ctx) {
         Err(StorageError::Unavailable(_))
     ));
     assert!(matches!(
-        storage.tenant(&tid("acme")).settings().await,
+        storage.tenant(&tid("acme")).installations().await,
         Err(StorageError::Unavailable(_))
     ));
 }

@@ -4,12 +4,9 @@ use std::collections::BTreeMap;
 
 use crate::testing::harness::{Ctx, options, tid};
 use crate::time::{now_ms, utc_day};
-use crate::{
-    KvLimits, KvUsage, NewRun, SettingsRecord, Storage, StorageError, StorageOptions, UsageDelta,
-};
+use crate::{KvLimits, KvUsage, NewRun, Storage, StorageError, StorageOptions, UsageDelta};
 
 crate::both_backends!(via crate::testing::harness::run;
-    settings_use_optimistic_concurrency,
     kv_stores_lists_by_literal_prefix_and_deletes,
     kv_caps_hold_keys_and_bytes_and_lose_nothing,
     concurrent_kv_writes_cannot_overshoot_the_cap,
@@ -19,54 +16,6 @@ crate::both_backends!(via crate::testing::harness::run;
     writes_for_a_tenant_that_does_not_exist_are_not_found,
     reconnecting_keeps_data_and_reapplies_nothing,
 );
-
-async fn settings_use_optimistic_concurrency(ctx: Ctx) {
-    let acme = ctx.tenant("acme").await;
-    let beta = ctx.tenant("beta").await;
-    assert_eq!(acme.settings().await.unwrap(), SettingsRecord::default());
-    assert_eq!(SettingsRecord::default().json, "{}");
-
-    let v1 = acme.set_settings(r#"{"markup":1}"#, Some(0)).await.unwrap();
-    assert_eq!((v1.json.as_str(), v1.version), (r#"{"markup":1}"#, 1));
-    assert!(v1.updated_at > 0);
-
-    // A second editor who also started from "never set" loses.
-    match acme.set_settings(r#"{"markup":9}"#, Some(0)).await {
-        Err(StorageError::Conflict(m)) => assert!(m.contains("current one is 1"), "{m}"),
-        other => panic!("expected a conflict, got {other:?}"),
-    }
-    let v2 = acme.set_settings(r#"{"markup":2}"#, Some(1)).await.unwrap();
-    assert_eq!(v2.version, 2);
-    assert!(matches!(
-        acme.set_settings(r#"{"markup":3}"#, Some(1)).await,
-        Err(StorageError::Conflict(_))
-    ));
-    assert!(matches!(
-        acme.set_settings(r#"{"markup":3}"#, Some(7)).await,
-        Err(StorageError::Conflict(_))
-    ));
-    let v3 = acme.set_settings(r#"{"markup":3}"#, None).await.unwrap();
-    assert_eq!(
-        v3.version, 3,
-        "an unconditional write still bumps the version"
-    );
-    assert_eq!(acme.settings().await.unwrap(), v3);
-
-    assert!(matches!(
-        acme.set_settings("{markup", None).await,
-        Err(StorageError::Invalid(_))
-    ));
-    assert_eq!(
-        acme.settings().await.unwrap(),
-        v3,
-        "a refused write changes nothing"
-    );
-
-    assert_eq!(beta.settings().await.unwrap(), SettingsRecord::default());
-    let b1 = beta.set_settings(r#"{"b":true}"#, None).await.unwrap();
-    assert_eq!(b1.version, 1);
-    assert_eq!(acme.settings().await.unwrap(), v3);
-}
 
 async fn kv_stores_lists_by_literal_prefix_and_deletes(ctx: Ctx) {
     let acme = ctx.tenant("acme").await;
@@ -483,8 +432,6 @@ async fn writes_for_a_tenant_that_does_not_exist_are_not_found(ctx: Ctx) {
         );
     };
     not_found(ghost.kv_put("k", "v").await);
-    not_found(ghost.set_settings("{}", None).await.map(|_| ()));
-    not_found(ghost.set_settings("{}", Some(0)).await.map(|_| ()));
     not_found(
         ghost
             .record_run(&run(&"a".repeat(64), "ok", 1))
@@ -493,7 +440,6 @@ async fn writes_for_a_tenant_that_does_not_exist_are_not_found(ctx: Ctx) {
     );
     not_found(ghost.add_usage(1, 1, 1).await);
     assert_eq!(ghost.kv_get("k").await.unwrap(), None);
-    assert_eq!(ghost.settings().await.unwrap(), SettingsRecord::default());
     assert!(ghost.runs(10).await.unwrap().is_empty());
 }
 

@@ -1,15 +1,14 @@
-//! Plugin versions and the activation history, including two hosts changing it
-//! at once.
+//! Plugin versions, and the history of what is live with two hosts changing
+//! it at once.
 
 use std::time::Duration;
 
 use crate::testing::harness::{Ctx, binary, options, upload};
-use crate::{Activation, NewPluginVersion, Storage, StorageError};
+use crate::{NewPluginVersion, NewRelease, ReleaseEvent, Storage, StorageError};
 
 crate::both_backends!(via crate::testing::harness::run;
     plugin_versions_are_stored_once_by_hash_and_stay_with_their_tenant,
     uploads_that_lie_about_their_binary_are_refused,
-    activation_history_drives_the_active_plugin_and_rollback,
     concurrent_activations_from_two_hosts_keep_the_history_consistent,
 );
 
@@ -53,18 +52,23 @@ async fn plugin_versions_are_stored_once_by_hash_and_stay_with_their_tenant(ctx:
     assert!(beta.plugin_versions().await.unwrap().is_empty());
     assert_eq!(beta.plugin_version(&sha_1).await.unwrap(), None);
     assert_eq!(beta.plugin_binary(&sha_1).await.unwrap(), None);
+    beta.create_installation("main", "mallory").await.unwrap();
     assert!(matches!(
-        beta.activate(&sha_1, "mallory").await,
+        beta.create_release(&release(&sha_1)).await,
         Err(StorageError::NotFound(_))
     ));
-    assert_eq!(beta.active_plugin().await.unwrap(), None);
-    assert_eq!(acme.active_plugin().await.unwrap(), None, "acme untouched");
+    assert!(beta.live_releases().await.unwrap().is_empty());
 
-    // The same binary uploaded by beta is beta's own copy.
+    // The same binary uploaded by beta is beta's own copy; live there, it is
+    // not acme's.
     let beta_copy = upload(&beta, 1).await;
     assert_eq!(beta_copy.sha256, sha_1);
-    beta.activate(&sha_1, "user_bob").await.unwrap();
-    assert_eq!(acme.active_plugin().await.unwrap(), None);
+    let live = beta.create_release(&release(&sha_1)).await.unwrap();
+    beta.activate_release("main", live.id, "activate", "user_bob")
+        .await
+        .unwrap();
+    assert!(beta.plugin_version(&sha_1).await.unwrap().unwrap().active);
+    assert!(!acme.plugin_version(&sha_1).await.unwrap().unwrap().active);
 
     let nobody = ctx.storage.tenant(&crate::testing::harness::tid("nobody"));
     let (bytes, sha) = binary(9);
@@ -134,128 +138,39 @@ async fn uploads_that_lie_about_their_binary_are_refused(ctx: Ctx) {
     acme.put_plugin_version(&good).await.unwrap();
 }
 
-fn action(a: &Activation) -> (&str, Option<&str>) {
-    (a.action.as_str(), a.sha256.as_deref())
-}
-
-async fn activation_history_drives_the_active_plugin_and_rollback(ctx: Ctx) {
-    let acme = ctx.tenant("acme").await;
-    let a = upload(&acme, 1).await.sha256;
-    let b = upload(&acme, 2).await.sha256;
-
-    match acme.rollback("alice").await {
-        Err(StorageError::Conflict(m)) => assert_eq!(m, "no previous plugin to roll back to"),
-        other => panic!("expected a conflict, got {other:?}"),
-    }
-    assert!(matches!(
-        acme.activate(&"f".repeat(64), "alice").await,
-        Err(StorageError::NotFound(_))
-    ));
-
-    let first = acme.activate(&a, "alice").await.unwrap();
-    assert_eq!(action(&first), ("activate", Some(a.as_str())));
-    assert_eq!(first.actor, "alice");
-    assert!(first.created_at > 0);
-    assert_eq!(
-        acme.active_plugin().await.unwrap().as_deref(),
-        Some(a.as_str())
-    );
-    assert!(
-        matches!(acme.rollback("alice").await, Err(StorageError::Conflict(_))),
-        "only one plugin ever active: nothing to roll back to"
-    );
-
-    acme.activate(&b, "bob").await.unwrap();
-    let versions = acme.plugin_versions().await.unwrap();
-    let active: Vec<_> = versions
-        .iter()
-        .filter(|v| v.active)
-        .map(|v| &v.sha256)
-        .collect();
-    assert_eq!(active, vec![&b]);
-    assert!(acme.plugin_version(&b).await.unwrap().unwrap().active);
-    assert!(!acme.plugin_version(&a).await.unwrap().unwrap().active);
-
-    let back = acme.rollback("carol").await.unwrap();
-    assert_eq!(action(&back), ("rollback", Some(a.as_str())));
-    assert_eq!(back.actor, "carol");
-    assert_eq!(
-        acme.active_plugin().await.unwrap().as_deref(),
-        Some(a.as_str())
-    );
-    // Before the current one (a) was b: rolling back again returns there.
-    let again = acme.rollback("carol").await.unwrap();
-    assert_eq!(action(&again), ("rollback", Some(b.as_str())));
-
-    let off = acme.deactivate("dave").await.unwrap();
-    assert_eq!(action(&off), ("deactivate", None));
-    assert_eq!(acme.active_plugin().await.unwrap(), None);
-    assert!(
-        acme.plugin_versions()
-            .await
-            .unwrap()
-            .iter()
-            .all(|v| !v.active)
-    );
-    // After a deactivation, rollback restores the last active plugin.
-    let restored = acme.rollback("dave").await.unwrap();
-    assert_eq!(action(&restored), ("rollback", Some(b.as_str())));
-
-    let history = acme.activations(10).await.unwrap();
-    let history: Vec<_> = history.iter().map(action).collect();
-    assert_eq!(
-        history,
-        vec![
-            ("rollback", Some(b.as_str())),
-            ("deactivate", None),
-            ("rollback", Some(b.as_str())),
-            ("rollback", Some(a.as_str())),
-            ("activate", Some(b.as_str())),
-            ("activate", Some(a.as_str())),
-        ]
-    );
-    assert_eq!(acme.activations(2).await.unwrap().len(), 2);
-
-    let beta = ctx.tenant("beta").await;
-    assert!(beta.activations(10).await.unwrap().is_empty());
-    assert!(matches!(
-        beta.rollback("mallory").await,
-        Err(StorageError::Conflict(_))
-    ));
-    assert_eq!(
-        acme.active_plugin().await.unwrap().as_deref(),
-        Some(b.as_str())
-    );
-}
-
-/// What `rollback` must have chosen at `index` of an oldest-first history.
-fn expected_rollback(history: &[Activation], index: usize) -> Option<&str> {
-    let current = history[index - 1].sha256.as_deref();
+/// What a rollback at `index` of an oldest-first history must have chosen:
+/// the newest release live before, other than the one live just before it.
+fn expected_rollback(history: &[ReleaseEvent], index: usize) -> Option<i64> {
+    let current = history[index - 1].release_id;
     history[..index - 1]
         .iter()
         .rev()
-        .filter_map(|a| a.sha256.as_deref())
-        .find(|sha| Some(*sha) != current)
+        .filter_map(|e| e.release_id)
+        .find(|id| Some(*id) != current)
 }
 
 async fn concurrent_activations_from_two_hosts_keep_the_history_consistent(ctx: Ctx) {
     let acme = ctx.tenant("acme").await;
-    let shas = [
-        upload(&acme, 1).await.sha256,
-        upload(&acme, 2).await.sha256,
-        upload(&acme, 3).await.sha256,
-    ];
+    acme.create_installation("main", "u").await.unwrap();
+    let mut releases = Vec::new();
+    for n in 1..=3 {
+        let sha = upload(&acme, n).await.sha256;
+        releases.push(acme.create_release(&release(&sha)).await.unwrap().id);
+    }
     let other_host = Storage::connect(&ctx.url, &options()).await.unwrap();
     let hosts = [ctx.storage.clone(), other_host.clone()];
 
     let mut tasks = Vec::new();
     for i in 0..24 {
         let db = hosts[i % 2].tenant(acme.tenant_id());
-        let sha = shas[i % 3].clone();
+        let id = releases[i % 3];
         tasks.push(tokio::spawn(async move {
             match i % 4 {
-                0 | 1 => db.activate(&sha, "racer").await.map(|_| ()),
-                _ => match db.rollback("racer").await {
+                0 | 1 => db
+                    .activate_release("main", id, "activate", "racer")
+                    .await
+                    .map(|_| ()),
+                _ => match db.rollback_release("main", None, "racer").await {
                     Err(StorageError::Conflict(_)) => Ok(()),
                     other => other.map(|_| ()),
                 },
@@ -266,21 +181,36 @@ async fn concurrent_activations_from_two_hosts_keep_the_history_consistent(ctx: 
         task.await.unwrap().unwrap();
     }
 
-    let mut history = acme.activations(1000).await.unwrap();
+    let mut history = acme.release_events("main", 1000).await.unwrap();
     history.reverse();
     assert!(history.len() >= 12, "every activation is recorded");
     for (index, entry) in history.iter().enumerate() {
         if entry.action == "rollback" {
             assert_eq!(
-                entry.sha256.as_deref(),
+                entry.release_id,
                 expected_rollback(&history, index),
                 "rollback #{index} did not follow from the entry before it: {history:#?}"
             );
         }
     }
     assert_eq!(
-        acme.active_plugin().await.unwrap(),
-        history.last().and_then(|a| a.sha256.clone())
+        acme.installation("main")
+            .await
+            .unwrap()
+            .unwrap()
+            .active_release,
+        history.last().and_then(|e| e.release_id)
     );
     other_host.close().await;
+}
+
+fn release(sha: &str) -> NewRelease<'_> {
+    NewRelease {
+        installation: "main",
+        sha256: sha,
+        settings: "{}",
+        quota: "{}",
+        note: None,
+        created_by: "u",
+    }
 }
