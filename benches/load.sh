@@ -172,6 +172,22 @@ ETAG=$(tcurl acme "$ACME" -D - -o /dev/null "$BASE/v1/config" | tr -d '\r' | sed
 BENCH_IF_NONE_MATCH=$ETAG run b_config_304 acme.localhost "$ACME" get.lua /v1/config >>"$WORK/results"
 run c_quote_wasm acme.localhost "$ACME" quote.lua / >>"$WORK/results"
 
+# ------------------------------------------ chains of installations (server 1)
+# The same plugin and settings installed again after acme's own: a quote runs
+# 2, then 4 installations.
+LUX_SETTINGS='{"cap": 120000, "unauthenticated_surcharge_bps": 500, "tiers": [{"from": 0, "rate_bps": 2500}, {"from": 100000, "rate_bps": 1800}, {"from": 500000, "rate_bps": 1200}]}'
+for n in 2 3 4; do
+    tcurl acme "$ACME" -o /dev/null -H 'Content-Type: application/json' -d "{\"name\": \"chain-$n\"}" "$BASE/v1/installations"
+    live acme "$ACME" "chain-$n" "$lux" "$LUX_SETTINGS"
+    [[ $n == 3 ]] && continue
+    steps=$(tcurl acme "$ACME" -H 'Content-Type: application/json' -d "$SAMPLE_SALE" "$BASE/v1/commission/quote" | grep -o '"installation":"[a-z0-9-]*"' | wc -l)
+    [[ $steps == "$n" ]] || { echo "a quote ran $steps installations, not $n" >&2; exit 1; }
+    run "c${n}_quote_chain" acme.localhost "$ACME" quote.lua / >>"$WORK/results"
+done
+for n in 2 3 4; do
+    tcurl acme "$ACME" -o /dev/null -X DELETE "$BASE/v1/installations/chain-$n"
+done
+
 # ---------------------------------------------------- noisy neighbour (server 1)
 run B_alone globex.localhost "$GLOBEX" quote.lua / >>"$WORK/results"
 hostile="$CARGO_TARGET_DIR/wasm-plugins/wasm32-wasip2/plugin/plugin_hostile.wasm"
@@ -254,6 +270,7 @@ awk 'function median(a, n,    i, j, t) {
        per = ""; for (i = 1; i <= nc && i <= nd; i++) per = per sprintf(" %.2f", round_c[i] / round_d[i])
        mc = median(crps, nc); md = median(drps, nd); mcp = median(cp50, nc); mdp = median(dp50, nd)
        printf "c/d throughput %.2f   c/d p50 %.2f   (medians of %d pairs: c %d / d %d req/s, p50 %d / %d µs; per pair:%s)\n", mc / md, mcp / mdp, nc, mc, md, mcp, mdp, per
+       printf "chain: 2 installations %.2f, 4 installations %.2f of one (throughput); %.2f and %.2f of native (first pair)\n", rps["c2_quote_chain"] / rps["c_quote_wasm"], rps["c4_quote_chain"] / rps["c_quote_wasm"], rps["c2_quote_chain"] / rps["d_quote_native"], rps["c4_quote_chain"] / rps["d_quote_native"]
        printf "noisy neighbour: B p99 alone %d µs, with A spinning %d µs, ratio %.2f (A at its demo rate limit, 500/s)\n", p99["B_alone"], p99["B_with_A_spinning"], p99["B_with_A_spinning"] / p99["B_alone"]
        printf "                 B p99 alone %d µs, with A spinning %d µs, ratio %.2f (A unlimited)\n", p99["B_alone"], p99["B_with_A_unlimited"], p99["B_with_A_unlimited"] / p99["B_alone"]
      }' "$WORK/results"
