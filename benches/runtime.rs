@@ -155,6 +155,7 @@ fn chain_commission(f: &Fixture, keys: &[WarmKey]) -> base::CommissionDecision {
             warm: Some(key),
             data: f.data.clone(),
             quota: f.quota,
+            policies: &[],
         })
         .collect();
     let resolved = Resolver::new(&f.runtime, &f.base)

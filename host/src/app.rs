@@ -11,6 +11,7 @@
 //!   compiling and storing components;
 //! - [`installations`]: installations, releases (checked, then activated,
 //!   rolled back, deactivated) and per-installation quotas;
+//! - [`policies`]: the platform's output policies, set for all tenants or one;
 //! - [`runs`]: recording plugin runs (run log and breaker);
 //! - [`shopify`]: connecting a tenant's store, accepting its webhooks;
 //! - [`slots`]: the tenant's plugin slots and the blocking threads calls run on;
@@ -33,6 +34,7 @@ mod error;
 pub mod installations;
 pub mod jobs;
 pub mod plugins;
+pub mod policies;
 pub mod quote;
 pub mod runs;
 pub mod shopify;

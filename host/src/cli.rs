@@ -157,6 +157,10 @@ struct RunArgs {
     /// The tenant's key-value data as a JSON object of strings.
     #[arg(long)]
     kv: Option<PathBuf>,
+    /// An output policy (JSON, as the platform sets them) the result must keep;
+    /// one that breaks it ends `policy_violation`. The report then lists steps.
+    #[arg(long)]
+    policy: Option<PathBuf>,
     /// Fuel budget (default: the host's default quota).
     #[arg(long)]
     fuel: Option<u64>,
@@ -512,7 +516,7 @@ fn plugin_run(args: RunArgs) -> anyhow::Result<ExitCode> {
         None => BTreeMap::new(),
     };
     let runtime = Runtime::new(RuntimeConfig::default())?;
-    if files.len() > 1 {
+    if files.len() > 1 || args.policy.is_some() {
         return chain::run(&runtime, &base, &files, settings, &kv, &quota, &args);
     }
     let data = Arc::new(StaticTenantData {

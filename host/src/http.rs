@@ -23,6 +23,7 @@ mod error;
 mod health;
 mod installations;
 mod jobs;
+mod policies;
 mod served;
 pub mod shopify;
 mod tenant;
@@ -62,6 +63,7 @@ pub fn router(state: AppState) -> Router {
         .merge(traffic::routes())
         .merge(tenant::routes())
         .merge(installations::routes())
+        .merge(policies::routes())
         .merge(admin::routes())
         .merge(jobs::routes())
         .merge(shopify::routes())

@@ -38,6 +38,7 @@ use crate::runtime::{
     Hook, LoadedPlugin, Outcome, OutcomeKind, Quota, Run, RunStats, Runtime, TenantData, WarmKey,
 };
 use crate::validate::{self, Violation};
+use veneer_core::policy::Policy;
 
 /// Where a served value came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -110,6 +111,8 @@ pub struct ChainStep<'a> {
     pub data: Arc<dyn TenantData>,
     /// Its quota.
     pub quota: Quota,
+    /// The platform's output policies its results must keep.
+    pub policies: &'a [Policy],
 }
 
 /// A request's plugin budget across its whole chain (and, for an effective
@@ -230,6 +233,11 @@ pub trait ResolveHook: HookCall {
     /// The value served without the plugin: the base part of the input.
     fn base_value(input: Self::Input<'_>) -> Self::Output;
 
+    /// The platform's output policy on this hook's result (`original`: the
+    /// chain's first input, e.g. the base categories): what it breaks.
+    fn policy(policy: &Policy, out: &Self::Output, original: Self::Input<'_>)
+    -> Result<(), String>;
+
     /// The input of the next step of a chain: this one's with the base part
     /// replaced by the previous step's output.
     fn next_input<'a, 'b: 'a>(
@@ -256,6 +264,10 @@ impl ResolveHook for hook::Categories {
         previous
     }
 
+    fn policy(policy: &Policy, out: &Vec<Category>, base: &[Category]) -> Result<(), String> {
+        policy.check_categories(base, out)
+    }
+
     fn check(out: &Vec<Category>, _: &[Category], (): ()) -> Result<(), Violation> {
         check_categories(out)
     }
@@ -270,6 +282,10 @@ impl ResolveHook for hook::SizeCharts {
 
     fn next_input<'a, 'b: 'a>(_: &'b [SizeChart], previous: &'a Vec<SizeChart>) -> &'a [SizeChart] {
         previous
+    }
+
+    fn policy(_: &Policy, _: &Vec<SizeChart>, _: &[SizeChart]) -> Result<(), String> {
+        Ok(())
     }
 
     fn check(
@@ -295,6 +311,14 @@ impl ResolveHook for hook::Commission {
         (sale, previous)
     }
 
+    fn policy(
+        policy: &Policy,
+        out: &CommissionDecision,
+        (sale, _): Self::Input<'_>,
+    ) -> Result<(), String> {
+        policy.check_commission(sale, out)
+    }
+
     fn check(
         out: &CommissionDecision,
         (sale, _): Self::Input<'_>,
@@ -316,6 +340,10 @@ impl ResolveHook for hook::Email {
         previous: &'a EmailTemplate,
     ) -> (&'a EmailTemplate, &'a BTreeMap<String, String>) {
         (previous, context)
+    }
+
+    fn policy(policy: &Policy, out: &EmailTemplate, _: Self::Input<'_>) -> Result<(), String> {
+        policy.check_email(out)
     }
 
     fn check(out: &EmailTemplate, _: Self::Input<'_>, def: &EmailDef) -> Result<(), Violation> {
@@ -664,6 +692,7 @@ fn single<'a>(
             warm,
             data,
             quota: *quota,
+            policies: &[],
         })
         .into_iter()
         .collect()
@@ -698,22 +727,14 @@ fn chain_with<H: ResolveHook>(
         };
         let (value, run_record) = match &current {
             Some(previous) => {
-                let input = H::next_input(input, previous);
-                step_run::<H>(
-                    plugin,
-                    step,
-                    input,
-                    against,
-                    run(plugin, step, &quota, input),
-                )
+                let step_input = H::next_input(input, previous);
+                let ran = run(plugin, step, &quota, step_input);
+                step_run::<H>(plugin, step, step_input, against, ran, input)
             }
-            None => step_run::<H>(
-                plugin,
-                step,
-                input,
-                against,
-                run(plugin, step, &quota, input),
-            ),
+            None => {
+                let ran = run(plugin, step, &quota, input);
+                step_run::<H>(plugin, step, input, against, ran, input)
+            }
         };
         budget.spend(&run_record.stats);
         runs.push(run_record);
@@ -757,34 +778,48 @@ fn record(
     }
 }
 
-/// One step's run checked: its output when it is valid, and the record.
+/// One step's run checked (its section's invariants, then the platform's
+/// policies against the chain's `original` input): its output when it may be
+/// served, and the record.
 fn step_run<H: ResolveHook>(
     plugin: &LoadedPlugin,
     step: &ChainStep<'_>,
     input: H::Input<'_>,
     against: H::Against<'_>,
     run: Run<H::Output>,
+    original: H::Input<'_>,
 ) -> (Option<H::Output>, RunRecord) {
     let hook = H::HOOK;
     let Run { outcome, stats } = run;
+    let mut breach = None;
     let outcome = match outcome {
         Outcome::Ok(value) => match H::check(&value, input, against) {
-            Ok(()) => Outcome::Ok(value),
+            Ok(()) => match step
+                .policies
+                .iter()
+                .try_for_each(|policy| H::policy(policy, &value, original))
+            {
+                Ok(()) => Outcome::Ok(value),
+                Err(why) => {
+                    breach = Some(format!(
+                        "the plugin's {hook} output breaks the platform's policy: {why}"
+                    ));
+                    Outcome::InvalidOutput {
+                        reason: String::new(),
+                    }
+                }
+            },
             Err(violation) => Outcome::InvalidOutput {
                 reason: format!("the plugin's {hook} output is invalid: {violation}"),
             },
         },
         other => other,
     };
-    let run_record = record(
-        step,
-        plugin,
-        hook,
-        outcome.kind(),
-        outcome.message(),
-        stats,
-        false,
-    );
+    let (kind, message) = match &breach {
+        Some(why) => (OutcomeKind::PolicyViolation, Some(why.clone())),
+        None => (outcome.kind(), outcome.message()),
+    };
+    let run_record = record(step, plugin, hook, kind, message, stats, false);
     if run_record.outcome != OutcomeKind::Ok {
         tracing::info!(
             %hook,
@@ -1135,6 +1170,7 @@ mod tests {
                 warm: None,
                 data: Arc::new(NoData),
                 quota: Quota::default(),
+                policies: &[],
             })
             .collect()
     }

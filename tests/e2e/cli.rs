@@ -472,3 +472,54 @@ fn plugin_run_runs_a_chain_as_the_host_composes_it() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// `--policy` applies an output policy as the host does: a result breaking it
+/// ends `policy_violation` and is not what the run outputs.
+#[test]
+fn plugin_run_applies_an_output_policy() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = write_temp(
+        &dir,
+        "policy.json",
+        r#"{"commission": {"max_rate_bps": 100}}"#,
+    );
+    let output = veneer(&[
+        "plugin",
+        "run",
+        built_plugins::LUXURY_CONSIGNMENT,
+        "--hook",
+        "commission",
+        "--policy",
+        &policy,
+        "--json",
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let report = json(&output);
+    assert_eq!(
+        report["steps"][0]["outcome"], "policy_violation",
+        "{report}"
+    );
+    assert!(
+        report["steps"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("maximum of 100")),
+        "{report}"
+    );
+    assert_eq!(report["source"], "base", "{report}");
+    let bad = write_temp(
+        &dir,
+        "bad.json",
+        r#"{"commission": {"max_rate_bps": 20000}}"#,
+    );
+    let output = veneer(&[
+        "plugin",
+        "run",
+        built_plugins::LUXURY_CONSIGNMENT,
+        "--hook",
+        "commission",
+        "--policy",
+        &bad,
+    ]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("max_rate_bps"));
+}

@@ -14,6 +14,7 @@ mod installations;
 mod jobs;
 mod lifecycle;
 mod limits;
+mod policies;
 mod sandbox;
 mod shopify;
 mod traffic;

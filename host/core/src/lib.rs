@@ -8,7 +8,8 @@
 //! - [`digest`]: content digests stable across nodes and Rust releases;
 //! - [`tenancy_id`]: the tenant id type;
 //! - [`email_check`]: address, display-name and template-subset checks;
-//! - [`secrets`]: sealing credentials at rest (AES-256-GCM) and derived keys.
+//! - [`secrets`]: sealing credentials at rest (AES-256-GCM) and derived keys;
+//! - [`policy`]: the platform's output policies (what plugins' results must keep).
 //!
 //! The `veneer` crate re-exports these modules at their old paths
 //! (`veneer::base`, `veneer::validate`, `veneer::digest`, `veneer::secrets`,
@@ -17,6 +18,7 @@
 pub mod base;
 pub mod digest;
 pub mod email_check;
+pub mod policy;
 pub mod secrets;
 pub mod tenancy_id;
 pub mod validate;

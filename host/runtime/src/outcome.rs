@@ -25,6 +25,8 @@ pub enum OutcomeKind {
     InvalidOutput,
     /// The component was refused before running (see `runtime::CheckError`).
     Rejected,
+    /// The result was valid but broke one of the platform's output policies.
+    PolicyViolation,
 }
 
 impl OutcomeKind {
@@ -39,6 +41,7 @@ impl OutcomeKind {
             OutcomeKind::Trap => "trap",
             OutcomeKind::InvalidOutput => "invalid_output",
             OutcomeKind::Rejected => "rejected",
+            OutcomeKind::PolicyViolation => "policy_violation",
         }
     }
 }

@@ -56,6 +56,9 @@ pub enum Error {
     /// Release settings over their size limit.
     #[error("{0}")]
     SettingsTooLarge(String),
+    /// An output policy that cannot hold (the message says which part).
+    #[error("{0}")]
+    InvalidPolicy(String),
     /// The plugin did not run cleanly with a release's settings on the base.
     #[error("the release is refused: {0}")]
     ReleaseRejected(String),
@@ -144,6 +147,7 @@ impl Error {
             Error::InvalidSettings(_) => "invalid_settings",
             Error::SettingsTooLarge(_) => "settings_too_large",
             Error::ReleaseRejected(_) => "release_rejected",
+            Error::InvalidPolicy(_) => "invalid_policy",
             Error::InvalidEmailSettings(_) => "invalid_email_settings",
             Error::InvalidFromName(_) => "invalid_from_name",
             Error::RelayPortNotAllowed(_) => "relay_port_not_allowed",

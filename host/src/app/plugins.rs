@@ -78,6 +78,7 @@ impl Chain {
                 warm: warm.then(|| step.warm_key()),
                 data: step.data(),
                 quota: step.quota,
+                policies: &tenant.policies,
             })
             .collect()
     }

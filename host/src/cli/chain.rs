@@ -1,7 +1,8 @@
-//! `veneer plugin run --plugin a.wasm --settings a.json --plugin b.wasm …`:
-//! a chain run exactly as the host composes a tenant's installations (the
-//! resolver's chain: each step gets the previous step's validated output, a
-//! failing step is skipped and its input passes on), reported step by step.
+//! `veneer plugin run --plugin a.wasm --settings a.json --plugin b.wasm …`
+//! (and any run with `--policy`): a chain run exactly as the host composes a
+//! tenant's installations (the resolver's chain: each step gets the previous
+//! step's validated output, a result breaking the output policy or failing is
+//! skipped and its input passes on), reported step by step.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -10,8 +11,11 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use super::{RunArgs, categories_input, commission_input, email_input, read, size_charts_input};
+use super::{
+    RunArgs, categories_input, commission_input, email_input, read, read_json, size_charts_input,
+};
 use crate::base::BaseConfig;
+use crate::policy::Policy;
 use crate::resolve::{Budget, ChainStep, Resolved, Resolver};
 use crate::runtime::hook;
 use crate::runtime::{Hook, LoadedPlugin, OutcomeKind, Quota, Runtime, StaticTenantData};
@@ -50,6 +54,16 @@ pub(super) fn run(
             }
         }
     }
+    let policies: Vec<Policy> = match &args.policy {
+        Some(path) => {
+            let policy: Policy = read_json(path)?;
+            policy
+                .validate()
+                .map_err(|why| anyhow::anyhow!("{}: {why}", path.display()))?;
+            vec![policy]
+        }
+        None => Vec::new(),
+    };
     let names: Vec<String> = files
         .iter()
         .enumerate()
@@ -75,6 +89,7 @@ pub(super) fn run(
                 kv: kv.clone(),
             }),
             quota: *quota,
+            policies: &policies,
         });
     }
     let resolver = Resolver::new(runtime, base);

@@ -115,6 +115,8 @@ codes! {
     InvalidSettings => BAD_REQUEST "invalid_settings",
     /// Tenant settings are over their size limit.
     SettingsTooLarge => PAYLOAD_TOO_LARGE "settings_too_large",
+    /// An output policy that cannot hold or is not one.
+    InvalidPolicy => BAD_REQUEST "invalid_policy",
     /// An installation name that cannot be one.
     InvalidInstallation => BAD_REQUEST "invalid_installation",
     /// A release id that is not a positive number.
@@ -341,6 +343,7 @@ impl From<AppError> for ApiError {
             AppError::InvalidSettings(_) => Code::InvalidSettings,
             AppError::SettingsTooLarge(_) => Code::SettingsTooLarge,
             AppError::ReleaseRejected(_) => Code::ReleaseRejected,
+            AppError::InvalidPolicy(_) => Code::InvalidPolicy,
             AppError::InvalidEmailSettings(_) => Code::InvalidEmailSettings,
             AppError::InvalidFromName(_) => Code::InvalidFromName,
             AppError::RelayPortNotAllowed(_) => Code::RelayPortNotAllowed,
@@ -482,6 +485,7 @@ mod tests {
             AppError::InvalidSettings("x".into()),
             AppError::SettingsTooLarge("x".into()),
             AppError::ReleaseRejected("x".into()),
+            AppError::InvalidPolicy("x".into()),
             AppError::InvalidEmailSettings("x".into()),
             AppError::InvalidFromName("x".into()),
             AppError::RelayPortNotAllowed("x".into()),

@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock, Weak};
 
+use crate::policy::Policy;
 use crate::runtime::{Quota, TenantData, WarmKey};
 use crate::storage::{Storage, StorageError, TenantRecord};
 
@@ -82,6 +83,9 @@ pub struct TenantState {
     /// The platform's quota for this tenant's installations that have none of
     /// their own (admin-set, else the host's default).
     pub default_quota: Quota,
+    /// The platform's output policies for this tenant (the one for every
+    /// tenant, then its own): each step's result must keep them.
+    pub policies: Arc<[Policy]>,
     /// A version of everything a plugin's output may depend on besides the
     /// base: the live releases, their quotas and the key-value data. For cache
     /// keys.
@@ -167,6 +171,17 @@ impl TenantState {
         } else {
             db.installation_quotas().await?.into_iter().collect()
         };
+        let policy_texts = db.output_policies().await?;
+        let policies: Arc<[Policy]> = policy_texts
+            .iter()
+            .filter_map(|json| match serde_json::from_str::<Policy>(json) {
+                Ok(policy) => Some(policy),
+                Err(err) => {
+                    tracing::error!(tenant = %id, error = %err, "a stored output policy is unreadable; it is not applied");
+                    None
+                }
+            })
+            .collect();
         let usage = db.kv_usage().await?;
         let (kv, kv_version) = match snapshots.shared(id, usage.version) {
             Some(kv) => (kv, usage.version),
@@ -181,6 +196,9 @@ impl TenantState {
         };
         let mut version = crate::digest::Digest::new();
         version.i64(kv_version);
+        for json in &policy_texts {
+            version.str(json);
+        }
         let mut weight = std::mem::size_of::<Self>() + record.name.len() + kv.weight();
         let mut chain = Vec::with_capacity(live.len());
         for live in live {
@@ -223,6 +241,7 @@ impl TenantState {
             record,
             chain,
             default_quota,
+            policies,
             data_version: version.to_u64(),
             kv,
             weight,

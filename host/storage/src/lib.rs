@@ -42,6 +42,7 @@ mod migrate;
 mod notify;
 mod platform;
 mod plugins;
+mod policies;
 mod rate;
 mod records;
 mod rows;

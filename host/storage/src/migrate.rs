@@ -62,6 +62,11 @@ const SQLITE: &[Source] = &[
         "catalogue",
         include_str!("../migrations/sqlite/0009_catalogue.sql"),
     ),
+    (
+        10,
+        "output policies",
+        include_str!("../migrations/sqlite/0010_output_policies.sql"),
+    ),
 ];
 
 const POSTGRES: &[Source] = &[
@@ -114,6 +119,11 @@ const POSTGRES: &[Source] = &[
         10,
         "catalogue",
         include_str!("../migrations/postgres/0010_catalogue.sql"),
+    ),
+    (
+        11,
+        "output policies",
+        include_str!("../migrations/postgres/0011_output_policies.sql"),
     ),
 ];
 

@@ -15,6 +15,7 @@ crate::both_backends!(via crate::testing::harness::run;
     drafts_change_nothing_until_activated_and_rollback_restores_the_release,
     deleting_drafts_and_installations,
     another_tenant_reaches_nothing_by_any_id,
+    output_policies_apply_to_all_or_one,
 );
 
 crate::both_backends!(
@@ -485,4 +486,46 @@ async fn a_single_plugin_database_migrates_to_one_installation(kind: Db) {
     let gamma = storage.tenant(&tid("gamma"));
     assert!(gamma.installations().await.unwrap().is_empty());
     storage.close().await;
+}
+
+async fn output_policies_apply_to_all_or_one(ctx: Ctx) {
+    let acme = ctx.tenant("acme").await;
+    let beta = ctx.tenant("beta").await;
+    let platform = ctx.storage.platform();
+    assert!(acme.output_policies().await.unwrap().is_empty());
+    platform
+        .set_output_policy(Some(&tid("acme")), r#"{"own":1}"#, "admin")
+        .await
+        .unwrap();
+    platform
+        .set_output_policy(None, r#"{"all":1}"#, "admin")
+        .await
+        .unwrap();
+    // Every tenant's first, then its own; beta sees only the one for all.
+    assert_eq!(
+        acme.output_policies().await.unwrap(),
+        [r#"{"all":1}"#, r#"{"own":1}"#]
+    );
+    assert_eq!(beta.output_policies().await.unwrap(), [r#"{"all":1}"#]);
+    assert!(matches!(
+        platform.set_output_policy(None, "{nope", "admin").await,
+        Err(StorageError::Invalid(_))
+    ));
+    assert!(
+        platform
+            .remove_output_policy(Some(&tid("acme")))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !platform
+            .remove_output_policy(Some(&tid("acme")))
+            .await
+            .unwrap()
+    );
+    assert_eq!(acme.output_policies().await.unwrap(), [r#"{"all":1}"#]);
+    assert_eq!(
+        platform.output_policy(None).await.unwrap().as_deref(),
+        Some(r#"{"all":1}"#)
+    );
 }

@@ -254,6 +254,10 @@ async fn tenant_a_touches_no_row_of_b_in_any_table() {
                  VALUES ('b', 'main', NULL, 'deactivate', 'mallory', {now})"
             ),
             format!(
+                "INSERT INTO output_policies (scope, json, updated_by, updated_at) \
+                 VALUES ('a', '{{}}', 'mallory', {now})"
+            ),
+            format!(
                 "INSERT INTO catalogue_plugins (name, version, sha256, description, settings_example, \
                  hooks, size_bytes, wasm_binary, published_by, created_at) \
                  VALUES ('forged', '1.0.0', 'x', 'x', '{{}}', '[]', 0, '\\x00', 'mallory', {now})"
