@@ -11,6 +11,7 @@
 //!   compiling and storing components;
 //! - [`installations`]: installations, releases (checked, then activated,
 //!   rolled back, deactivated) and per-installation quotas;
+//! - [`headroom`]: what an installation's runs use against its quota;
 //! - [`policies`]: the platform's output policies, set for all tenants or one;
 //! - [`runs`]: recording plugin runs (run log and breaker);
 //! - [`shopify`]: connecting a tenant's store, accepting its webhooks;
@@ -31,6 +32,7 @@ pub mod catalogue;
 pub mod config;
 pub mod email;
 mod error;
+pub mod headroom;
 pub mod installations;
 pub mod jobs;
 pub mod plugins;

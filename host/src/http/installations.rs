@@ -152,6 +152,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/v1/installations/{name}/rollback", post(rollback))
         .route("/v1/installations/{name}/deactivate", post(deactivate))
         .route("/v1/installations/{name}/quota", get(quota))
+        .route("/v1/installations/{name}/headroom", get(headroom))
         .route(
             "/v1/admin/tenants/{id}/installations/{name}/quota",
             get(admin_quota).put(set_admin_quota),
@@ -617,6 +618,37 @@ async fn quota(
         ceiling: Sorted(ceiling),
         installation: installation.to_owned(),
         live,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+struct Window {
+    runs: Option<u32>,
+}
+
+/// `GET /v1/installations/{name}/headroom`.
+#[derive(Serialize)]
+struct HeadroomBody {
+    headroom: Sorted<app::headroom::Headroom>,
+}
+
+async fn headroom(
+    State(app): State<AppState>,
+    member: Member,
+    Path(installation): Path<String>,
+    axum::extract::Query(window): axum::extract::Query<Window>,
+) -> ApiResult<Json<HeadroomBody>> {
+    let installation = name(&installation)?;
+    let state = member.tenant.state(&app).await?;
+    let headroom = app::headroom::headroom(
+        &app,
+        &state,
+        installation,
+        window.runs.unwrap_or(app::headroom::DEFAULT_WINDOW),
+    )
+    .await?;
+    Ok(Json(HeadroomBody {
+        headroom: Sorted(headroom),
     }))
 }
 

@@ -64,6 +64,37 @@ impl TenantDb {
         rows.iter().map(run_from_row).collect()
     }
 
+    /// What the newest `limit` recorded runs of one installation used:
+    /// (fuel, peak memory bytes, wall time µs, outcome), newest first. For
+    /// headroom figures; the run log is a sample under load.
+    pub async fn installation_run_figures(
+        &self,
+        installation: &str,
+        limit: u32,
+    ) -> Result<Vec<(u64, u64, u64, String)>, StorageError> {
+        let mut tx = self.begin(Access::Read).await?;
+        let rows = sqlx::query(
+            "SELECT fuel_used, peak_memory_bytes, wall_time_us, outcome FROM plugin_runs \
+              WHERE tenant_id = $1 AND installation = $2 ORDER BY id DESC LIMIT $3",
+        )
+        .bind(self.tenant_id().as_str())
+        .bind(installation)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    rows::u64(row, "fuel_used")?,
+                    rows::u64(row, "peak_memory_bytes")?,
+                    rows::u64(row, "wall_time_us")?,
+                    rows::text(row, "outcome")?,
+                ))
+            })
+            .collect()
+    }
+
     /// Deletes all but the newest `keep` runs; returns how many went.
     pub async fn prune_runs(&self, keep: u32) -> Result<u64, StorageError> {
         let mut tx = self.begin(Access::Write).await?;

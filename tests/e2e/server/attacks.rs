@@ -175,6 +175,8 @@ fn targets(globex_sha: &str, globex_release: i64) -> Vec<Target> {
         t(Method::POST, "/v1/installations/catalog/rollback", None),
         t(Method::POST, "/v1/installations/catalog/deactivate", None),
         t(Method::GET, "/v1/installations/catalog/quota", None),
+        t(Method::GET, "/v1/installations/catalog/headroom", None),
+        t(Method::GET, "/v1/policy", None),
         t(Method::GET, "/v1/installations/commission", None),
         t(Method::GET, "/v1/installations/commission/quota", None),
         t(Method::GET, "/v1/kv", None),

@@ -749,3 +749,68 @@ both_backends!(
     the_catalogue_is_shared_and_each_install_is_the_tenants_own,
     catalogue
 );
+
+async fn headroom(db: Db) {
+    let server = Server::in_process(db).await;
+    let token = admin("acme");
+    for _ in 0..5 {
+        quote_body(&server, &token).await;
+    }
+    let read = async |server: &Server| {
+        let (status, body) = server
+            .get(
+                "acme",
+                "/v1/installations/commission/headroom?runs=100",
+                &member("acme"),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["headroom"].clone()
+    };
+    let recorded = server
+        .eventually(10, async |s| {
+            let h = read(s).await;
+            (h["runs"].as_u64() >= Some(5)).then_some(h)
+        })
+        .await
+        .expect("the runs are recorded");
+    assert!(recorded["fuel"]["p99"].as_u64() > Some(0), "{recorded}");
+    assert_eq!(recorded["fuel"]["quota"], 20_000_000);
+    assert_eq!(recorded["warnings"], json!([]), "{recorded}");
+    assert!(recorded["suggested"]["fuel"].as_u64() >= Some(1_000_000));
+    assert!(recorded["suggested"]["fuel"].as_u64() <= Some(20_000_000));
+
+    // A quota close to what the runs use: the API warns.
+    let p99 = recorded["fuel"]["p99"].as_u64().expect("p99");
+    let (status, body) = server
+        .call(
+            Method::PUT,
+            "",
+            "/v1/admin/tenants/acme/installations/commission/quota",
+            Some(&platform_admin()),
+            Some(json!({ "fuel": (p99 * 3 / 2).max(1_000) })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let tight = read(&server).await;
+    assert!(
+        tight["warnings"][0]
+            .as_str()
+            .is_some_and(|w| w.starts_with("fuel")),
+        "{tight}"
+    );
+    // Other tenants' installations and unknown names.
+    let (status, _) = server
+        .get("acme", "/v1/installations/ghost/headroom", &member("acme"))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = server
+        .get(
+            "globex",
+            "/v1/installations/commission/headroom",
+            &member("globex"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+both_backends!(headroom_reads_the_runs_against_the_quota, headroom);
