@@ -13,7 +13,8 @@
 //!   rolled back, deactivated) and per-installation quotas;
 //! - [`headroom`]: what an installation's runs use against its quota;
 //! - [`policies`]: the platform's output policies, set for all tenants or one;
-//! - [`runs`]: recording plugin runs (run log and breaker);
+//! - [`rollout`]: automatic rollback of a release failing right after it went live;
+//! - [`runs`]: recording plugin runs (run log, breaker, automatic rollback);
 //! - [`shopify`]: connecting a tenant's store, accepting its webhooks;
 //! - [`slots`]: the tenant's plugin slots and the blocking threads calls run on;
 //! - [`tenants`]: a tenant's loaded state and its own writes (settings, key-value data);
@@ -38,6 +39,7 @@ pub mod jobs;
 pub mod plugins;
 pub mod policies;
 pub mod quote;
+pub mod rollout;
 pub mod runs;
 pub mod shopify;
 pub mod slots;

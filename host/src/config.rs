@@ -105,6 +105,21 @@ pub struct ServeConfig {
     #[arg(long, env = "VENEER_CHAIN_MAX_MS", default_value_t = 1_000)]
     pub chain_max_ms: u64,
 
+    /// Automatic rollback: a release that fails (any outcome but `ok`) this
+    /// many times within its first `--rollback-calls` calls or
+    /// `--rollback-secs` seconds after it went live, on one node, is rolled
+    /// back to the release live before it. 0 turns it off.
+    #[arg(long, env = "VENEER_ROLLBACK_FAILURES", default_value_t = 5)]
+    pub rollback_failures: u32,
+
+    /// The calls a new release is watched for (see `--rollback-failures`).
+    #[arg(long, env = "VENEER_ROLLBACK_CALLS", default_value_t = 100)]
+    pub rollback_calls: u32,
+
+    /// The seconds a new release is watched for (see `--rollback-failures`).
+    #[arg(long, env = "VENEER_ROLLBACK_SECS", default_value_t = 600)]
+    pub rollback_secs: u64,
+
     /// Plugin calls that may run at once in this process (all tenants).
     #[arg(long, env = "VENEER_MAX_CONCURRENT_CALLS", default_value_t = 64)]
     pub max_concurrent_calls: u32,
@@ -265,6 +280,9 @@ impl ServeConfig {
             compile_timeout_secs: 60,
             chain_max_fuel: 100_000_000,
             chain_max_ms: 1_000,
+            rollback_failures: 5,
+            rollback_calls: 100,
+            rollback_secs: 600,
             max_concurrent_calls: 32,
             warm_instances: 16,
             loaded_plugins_mib: 1024,

@@ -53,6 +53,8 @@ pub struct Inner {
     pub limits: Limits,
     /// Run and usage recording.
     pub recorder: Recorder,
+    /// Releases on probation after going live (automatic rollback).
+    pub probation: crate::app::rollout::Probation,
     /// Bounds concurrent plugin compilations.
     pub compile_slots: Arc<Semaphore>,
     /// Each tenant's running compilations, held to its share of the slots.
@@ -168,6 +170,11 @@ impl AppState {
         let limits = Limits::new(config.rate_limit_mode, storage.platform());
         let compile_slots = Arc::new(Semaphore::new(config.compile_concurrency.max(1)));
         let compile_shares = CompileShares::new(config.compile_concurrency.max(1));
+        let probation = crate::app::rollout::Probation::new(
+            config.rollback_failures,
+            config.rollback_calls,
+            Duration::from_secs(config.rollback_secs),
+        );
         Ok(Self(Arc::new(Inner {
             config,
             storage,
@@ -178,6 +185,7 @@ impl AppState {
             invalidation,
             limits,
             recorder,
+            probation,
             compile_slots,
             compile_shares,
             secrets: Arc::new(secrets),

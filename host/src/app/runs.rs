@@ -1,8 +1,11 @@
 //! Recording plugin runs: each run goes to the tenant's run log (through
-//! `usage`) and to its breaker (through `limits`), which pauses a plugin that
-//! keeps running out of fuel or time. Decides nothing about what is served.
+//! `usage`), to its installation's breaker (through `limits`), which pauses a
+//! plugin that keeps running out of fuel or time, and — for a release just
+//! made live — to its probation (`rollout`), which rolls a failing release
+//! back. Decides nothing about what is served.
 
 use crate::resolve::RunRecord;
+use crate::runtime::OutcomeKind;
 use crate::state::AppState;
 use crate::tenancy::TenantState;
 
@@ -11,10 +14,45 @@ use crate::tenancy::TenantState;
 /// doing and feeds no breaker).
 pub fn record_run(app: &AppState, tenant: &TenantState, run: &RunRecord) {
     app.recorder.run(&tenant.record.id, run);
-    if !run.budget_spent {
-        let installation = run.installation.as_deref().unwrap_or("");
-        app.limits
-            .record_outcome(&tenant.record, installation, run.outcome);
+    if run.budget_spent {
+        return;
+    }
+    let installation = run.installation.as_deref().unwrap_or("");
+    app.limits
+        .record_outcome(&tenant.record, installation, run.outcome);
+    // A release just made live that keeps failing is rolled back.
+    let Some(step) = tenant
+        .chain
+        .iter()
+        .find(|s| Some(s.release) == run.release && s.installation == installation)
+    else {
+        return;
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let failed = run.outcome != OutcomeKind::Ok;
+    if let Some(reason) = app.probation.record(
+        &tenant.record.id,
+        installation,
+        step.release,
+        step.live_since,
+        failed,
+        now,
+    ) {
+        let (app, tenant_id, installation, release) = (
+            app.clone(),
+            tenant.record.id.clone(),
+            installation.to_owned(),
+            step.release,
+        );
+        tokio::spawn(async move {
+            if let Err(err) =
+                super::rollout::roll_back(&app, &tenant_id, &installation, release, &reason).await
+            {
+                tracing::error!(tenant = %tenant_id, installation, release, error = %err, "an automatic rollback failed");
+            }
+        });
     }
 }
 

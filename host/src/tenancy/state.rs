@@ -110,6 +110,8 @@ pub struct Step {
     pub release: i64,
     /// The release's plugin.
     pub sha256: String,
+    /// When the release was made live (unix milliseconds).
+    pub live_since: i64,
     /// The release's quota within the platform's current ceiling for the
     /// installation (a rollback never escapes a lowered quota).
     pub quota: Quota,
@@ -202,6 +204,7 @@ impl TenantState {
         let mut weight = std::mem::size_of::<Self>() + record.name.len() + kv.weight();
         let mut chain = Vec::with_capacity(live.len());
         for live in live {
+            let live_since = live.live_since;
             let release = live.release;
             let ceiling = parse_quota(
                 id,
@@ -234,6 +237,7 @@ impl TenantState {
                 installation: release.installation,
                 release: release.id,
                 sha256: release.sha256,
+                live_since,
                 quota,
             });
         }

@@ -416,6 +416,45 @@ impl TenantDb {
         Ok(event)
     }
 
+    /// Rolls `installation` back from release `failing` to the release live
+    /// before it — only if `failing` is still live (another node, or the
+    /// tenant, may have changed it meanwhile): `None` then, or when there is
+    /// nothing to go back to.
+    pub async fn rollback_from(
+        &self,
+        installation: &str,
+        failing: i64,
+        actor: &str,
+    ) -> Result<Option<ReleaseEvent>, StorageError> {
+        let mut tx = self.begin(Access::Write).await?;
+        self.lock_history(&mut tx).await?;
+        let Some(current) = self.installation_in(&mut tx, installation).await? else {
+            return Ok(None);
+        };
+        if current.active_release != Some(failing) {
+            return Ok(None);
+        }
+        let previous: Option<i64> = sqlx::query_scalar(
+            "SELECT release_id FROM release_events \
+              WHERE tenant_id = $1 AND installation = $2 \
+                AND release_id IS NOT NULL AND release_id <> $3 \
+              ORDER BY id DESC LIMIT 1",
+        )
+        .bind(self.tenant_id().as_str())
+        .bind(installation)
+        .bind(failing)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(previous) = previous else {
+            return Ok(None);
+        };
+        let event = self
+            .set_live(&mut tx, installation, Some(previous), "rollback", actor)
+            .await?;
+        tx.commit().await?;
+        Ok(Some(event))
+    }
+
     /// Takes an installation out of the chain until a release is activated
     /// again (it stays, with its history).
     pub async fn deactivate_installation(
@@ -461,7 +500,9 @@ impl TenantDb {
         let rows = sqlx::query(
             "SELECT i.name AS installation, i.position, \
                     r.id, r.sha256, r.settings, r.quota, r.note, \
-                    r.created_by, r.created_at \
+                    r.created_by, r.created_at, \
+                    (SELECT max(e.created_at) FROM release_events e \
+                      WHERE e.tenant_id = i.tenant_id AND e.installation = i.name) AS live_since \
                FROM installations i \
                JOIN releases r ON r.tenant_id = i.tenant_id AND r.installation = i.name \
                               AND r.id = i.active_release \
@@ -475,6 +516,8 @@ impl TenantDb {
         rows.iter()
             .map(|row| {
                 Ok(LiveRelease {
+                    live_since: sqlx::Row::try_get::<Option<i64>, _>(row, "live_since")?
+                        .unwrap_or(0),
                     position: rows::int(row, "position")?,
                     release: ReleaseRecord {
                         id: rows::int(row, "id")?,

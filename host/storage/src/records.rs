@@ -164,6 +164,8 @@ pub struct ReleaseRecord {
 pub struct LiveRelease {
     pub position: i64,
     pub release: ReleaseRecord,
+    /// When it was made live (unix milliseconds).
+    pub live_since: i64,
 }
 
 /// A change of an installation's live release.

@@ -814,3 +814,94 @@ async fn headroom(db: Db) {
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 both_backends!(headroom_reads_the_runs_against_the_quota, headroom);
+
+async fn auto_rollback(db: Db) {
+    let server = Server::start_with(db, |config| {
+        config.rollback_failures = 3;
+        config.rollback_calls = 20;
+    })
+    .await;
+    let token = admin("acme");
+    let good = answer(&server, &token).await;
+
+    // A release that panics on every call goes live.
+    let (status, uploaded) = server
+        .upload("acme", &token, read(built_plugins::HOSTILE))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{uploaded}");
+    let sha = uploaded["plugin"]["sha256"]
+        .as_str()
+        .expect("sha")
+        .to_owned();
+    let bad = server
+        .create_release(
+            "acme",
+            &token,
+            "commission",
+            &sha,
+            json!({ "mode": "panic" }),
+        )
+        .await;
+    server
+        .activate_release("acme", &token, "commission", bad)
+        .await;
+    for _ in 0..3 {
+        let quote = quote_body(&server, &token).await;
+        assert_eq!(quote["outcome"], "trap", "{quote}");
+        assert_eq!(quote["source"], "base", "its input passes on: {quote}");
+    }
+
+    // Three failures in its first calls: the installation goes back by itself.
+    let back = server
+        .eventually(10, async |s| {
+            let (_, detail) = s.get("acme", "/v1/installations/commission", &token).await;
+            (detail["installation"]["active_release"] != bad).then_some(detail)
+        })
+        .await
+        .expect("the failing release is rolled back");
+    let event = &back["history"][0];
+    assert_eq!(event["action"], "rollback", "{back}");
+    assert_eq!(event["actor"], "veneer:auto-rollback", "{back}");
+    assert_eq!(
+        answer(&server, &token).await,
+        good,
+        "the previous answer, exactly"
+    );
+    let (_, audit) = server.get("acme", "/v1/audit", &token).await;
+    let row = audit["audit"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .find(|r| r["action"] == "release.auto_rollback")
+        .cloned()
+        .expect("the rollback is audited");
+    assert!(
+        row["after"]["reason"]
+            .as_str()
+            .is_some_and(|a| a.contains("failed 3 of its first 3 calls")),
+        "{row}"
+    );
+
+    // Activated again by hand, it is watched again only as a new activation.
+    let other = server
+        .create_release("acme", &token, "commission", &sha, json!({ "mode": "ok" }))
+        .await;
+    server
+        .activate_release("acme", &token, "commission", other)
+        .await;
+    for _ in 0..5 {
+        let quote = quote_body(&server, &token).await;
+        assert_eq!(quote["steps"][0]["outcome"], "ok", "{quote}");
+    }
+    let (_, detail) = server
+        .get("acme", "/v1/installations/commission", &token)
+        .await;
+    assert_eq!(
+        detail["installation"]["active_release"], other,
+        "a healthy release stays"
+    );
+}
+both_backends!(
+    a_release_failing_right_after_activation_is_rolled_back,
+    auto_rollback
+);
