@@ -9,13 +9,15 @@
 //! - [`tenancy_id`]: the tenant id type;
 //! - [`email_check`]: address, display-name and template-subset checks;
 //! - [`secrets`]: sealing credentials at rest (AES-256-GCM) and derived keys;
-//! - [`policy`]: the platform's output policies (what plugins' results must keep).
+//! - [`policy`]: the platform's output policies (what plugins' results must keep);
+//! - [`config_diff`]: what changes between two effective configurations.
 //!
 //! The `veneer` crate re-exports these modules at their old paths
 //! (`veneer::base`, `veneer::validate`, `veneer::digest`, `veneer::secrets`,
 //! `veneer::tenancy::TenantId`).
 
 pub mod base;
+pub mod config_diff;
 pub mod digest;
 pub mod email_check;
 pub mod policy;

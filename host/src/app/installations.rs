@@ -483,3 +483,131 @@ impl TenantData for CheckData {
         self.kv.keys(prefix, limit)
     }
 }
+
+/// What making release `id` of `installation` live would change in the
+/// tenant's effective configuration, against what is served now.
+pub async fn diff_release(
+    app: &AppState,
+    tenant: &Arc<crate::tenancy::TenantState>,
+    installation: &str,
+    id: i64,
+) -> Result<ReleaseDiff> {
+    let db = app.storage.tenant(&tenant.record.id);
+    let release = db.release(installation, id).await?.ok_or_else(|| {
+        Error::NotFound(format!("installation `{installation}` has no release {id}"))
+    })?;
+    let ceiling = ceiling(app, &tenant.record.id, installation).await?;
+    let quota = serde_json::from_str::<Quota>(&release.quota)
+        .unwrap_or(ceiling)
+        .within(&ceiling);
+    let draft = crate::tenancy::Step::draft(&tenant.record.id, release, quota, tenant.kv().clone());
+    // The chain as it would be: every live step, with the installation's own
+    // (live or not) replaced by the draft, in the tenant's order.
+    let mut steps = Vec::new();
+    for record in db.installations().await? {
+        if record.name == installation {
+            steps.push(draft.clone());
+        } else if let Some(live) = tenant.chain.iter().find(|s| s.installation == record.name) {
+            steps.push(live.clone());
+        }
+    }
+    let mut plugins = Vec::with_capacity(steps.len());
+    for step in &steps {
+        plugins.push(load(app, &tenant.record.id, &step.sha256).await?);
+    }
+    let live = super::config::effective(app, tenant).await?;
+    let (runtime, base, policies) = (
+        app.runtime.clone(),
+        app.base.clone(),
+        tenant.policies.clone(),
+    );
+    let mut budget = super::plugins::budget(app);
+    let draft_config = with_slot(app, tenant, true, move || {
+        let chain: Vec<crate::resolve::ChainStep<'_>> = steps
+            .iter()
+            .zip(&plugins)
+            .map(|(step, plugin)| crate::resolve::ChainStep {
+                installation: &step.installation,
+                release: step.release,
+                plugin: Some(plugin),
+                warm: None,
+                data: step.data(),
+                quota: step.quota,
+                policies: &policies,
+            })
+            .collect();
+        Resolver::new(&runtime, &base).effective_chain(
+            &chain,
+            &mut budget,
+            Vec::new(),
+            String::new(),
+        )
+    })
+    .await?;
+    let sections = |config: &crate::resolve::EffectiveConfig| -> (
+        Vec<_>,
+        Vec<_>,
+        std::collections::BTreeMap<String, crate::base::EmailTemplate>,
+    ) {
+        (
+            config.categories.value.clone(),
+            config.size_charts.value.clone(),
+            config
+                .emails
+                .iter()
+                .map(|(id, e)| (id.clone(), e.value.clone()))
+                .collect(),
+        )
+    };
+    let (before, after) = (sections(&live), sections(&draft_config));
+    let diff = crate::config_diff::diff(
+        crate::config_diff::Sections {
+            categories: &before.0,
+            size_charts: &before.1,
+            emails: &before.2,
+        },
+        crate::config_diff::Sections {
+            categories: &after.0,
+            size_charts: &after.1,
+            emails: &after.2,
+        },
+    );
+    let failures = draft_config
+        .runs()
+        .filter(|r| {
+            r.installation.as_deref() == Some(installation)
+                && r.outcome != crate::runtime::OutcomeKind::Ok
+        })
+        .map(|r| {
+            format!(
+                "{}: {} {}",
+                r.hook,
+                r.outcome,
+                r.message.as_deref().unwrap_or("")
+            )
+        })
+        .collect();
+    Ok(ReleaseDiff {
+        installation: installation.to_owned(),
+        release: id,
+        against: tenant
+            .chain
+            .iter()
+            .find(|s| s.installation == installation)
+            .map(|s| s.release),
+        diff,
+        failures,
+    })
+}
+
+/// A draft release's effect on the effective configuration.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReleaseDiff {
+    pub installation: String,
+    pub release: i64,
+    /// The live release it is compared with (`None`: the installation serves nothing now).
+    pub against: Option<i64>,
+    pub diff: crate::config_diff::ConfigDiff,
+    /// Sections where the draft's run did not end `ok` (its input passed on).
+    pub failures: Vec<String>,
+}

@@ -149,6 +149,7 @@ pub(crate) fn routes() -> Router<AppState> {
             "/v1/installations/{name}/releases/{id}/activate",
             post(activate),
         )
+        .route("/v1/installations/{name}/releases/{id}/diff", get(diff))
         .route("/v1/installations/{name}/rollback", post(rollback))
         .route("/v1/installations/{name}/deactivate", post(deactivate))
         .route("/v1/installations/{name}/quota", get(quota))
@@ -507,6 +508,23 @@ async fn release(
     Ok(Json(OneReleaseBody {
         release: ReleaseBody::of(release, record.active_release),
     }))
+}
+
+/// `GET …/releases/{id}/diff`.
+#[derive(Serialize)]
+struct DiffBody {
+    diff: Sorted<app::installations::ReleaseDiff>,
+}
+
+async fn diff(
+    State(app): State<AppState>,
+    member: Member,
+    Path((installation, id)): Path<(String, String)>,
+) -> ApiResult<Json<DiffBody>> {
+    let (installation, id) = (name(&installation)?, release_id(&id)?);
+    let state = member.tenant.state(&app).await?;
+    let diff = app::installations::diff_release(&app, &state, installation, id).await?;
+    Ok(Json(DiffBody { diff: Sorted(diff) }))
 }
 
 async fn delete_release(

@@ -120,6 +120,29 @@ pub struct Step {
 }
 
 impl Step {
+    /// A step running `release` under `quota` over the key-value data `kv`
+    /// (for a chain that is not the live one: a draft's diff). Its warm key
+    /// is one no live step shares.
+    pub fn draft(
+        owner: &TenantId,
+        release: crate::storage::ReleaseRecord,
+        quota: Quota,
+        kv: Arc<KvSnapshot>,
+    ) -> Self {
+        Self {
+            warm_key: WarmKey::new(owner.as_str(), rand::random()),
+            data: Arc::new(SnapshotData {
+                settings: release.settings,
+                kv,
+            }),
+            installation: release.installation,
+            release: release.id,
+            sha256: release.sha256,
+            live_since: 0,
+            quota,
+        }
+    }
+
     /// What this step's plugin may read: its release's settings and the
     /// tenant's key-value data.
     pub fn data(&self) -> Arc<dyn TenantData> {

@@ -158,6 +158,11 @@ fn targets(globex_sha: &str, globex_release: i64) -> Vec<Target> {
             None,
         ),
         t(
+            Method::GET,
+            &format!("/v1/installations/commission/releases/{globex_release}/diff"),
+            None,
+        ),
+        t(
             Method::DELETE,
             &format!("/v1/installations/commission/releases/{globex_release}"),
             None,

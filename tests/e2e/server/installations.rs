@@ -905,3 +905,142 @@ both_backends!(
     a_release_failing_right_after_activation_is_rolled_back,
     auto_rollback
 );
+
+async fn release_diff(db: Db) {
+    let server = Server::in_process(db).await;
+    let pa = platform_admin();
+    let (status, body) = server
+        .call(
+            Method::POST,
+            "",
+            "/v1/admin/tenants",
+            Some(&pa),
+            Some(json!({ "id": "umbrella", "name": "Umbrella" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let token = admin("umbrella");
+    let (_, base) = server.get("umbrella", "/v1/config", &token).await;
+    // Globex serves sneaker-store with these settings: what it adds to the
+    // base, computed here from the two served configurations.
+    let settings = json!({ "charts": ["shoes-men", "shoes-women"], "subcategories": true });
+    let (_, globex) = server.get("globex", "/v1/config", &admin("globex")).await;
+    let ids = |config: &Value, section: &str| -> Vec<String> {
+        let mut ids: Vec<String> = config[section]
+            .as_array()
+            .expect("section")
+            .iter()
+            .filter_map(|c| c["id"].as_str().map(str::to_owned))
+            .collect();
+        ids.sort();
+        ids
+    };
+    let expected_categories: Vec<String> = ids(&globex, "categories")
+        .into_iter()
+        .filter(|id| !ids(&base, "categories").contains(id))
+        .collect();
+    let expected_charts: Vec<String> = ids(&globex, "size_charts")
+        .into_iter()
+        .filter(|id| !ids(&base, "size_charts").contains(id))
+        .collect();
+
+    server
+        .ensure_installation("umbrella", &token, "catalog")
+        .await;
+    let (status, uploaded) = server
+        .upload("umbrella", &token, read(built_plugins::SNEAKER_STORE))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{uploaded}");
+    let sha = uploaded["plugin"]["sha256"]
+        .as_str()
+        .expect("sha")
+        .to_owned();
+    let draft = server
+        .create_release("umbrella", &token, "catalog", &sha, settings)
+        .await;
+    let (status, body) = server
+        .get(
+            "umbrella",
+            &format!("/v1/installations/catalog/releases/{draft}/diff"),
+            &member("umbrella"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let diff = &body["diff"];
+    assert_eq!(diff["against"], Value::Null, "nothing is live there yet");
+    assert_eq!(diff["failures"], json!([]), "{diff}");
+    let mut added: Vec<String> = diff["diff"]["categories"]["added"]
+        .as_array()
+        .expect("added")
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_owned))
+        .collect();
+    added.sort();
+    assert_eq!(added, expected_categories, "{diff}");
+    assert_eq!(diff["diff"]["categories"]["removed"], json!([]));
+    let mut charts: Vec<String> = diff["diff"]["size_charts"]["added"]
+        .as_array()
+        .expect("charts")
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_owned))
+        .collect();
+    charts.sort();
+    assert_eq!(charts, expected_charts, "{diff}");
+    // Nothing served changed.
+    let (_, still) = server.get("umbrella", "/v1/config", &token).await;
+    assert_eq!(still, base);
+
+    // A release with email patches shows the text diff; a foreign id is 404.
+    let (_, uploaded) = server
+        .upload(
+            "umbrella",
+            &token,
+            read(built_plugins::DECLARATIVE_OVERRIDES),
+        )
+        .await;
+    let declarative = uploaded["plugin"]["sha256"]
+        .as_str()
+        .expect("sha")
+        .to_owned();
+    server
+        .ensure_installation("umbrella", &token, "patches")
+        .await;
+    let patched = server
+        .create_release(
+            "umbrella",
+            &token,
+            "patches",
+            &declarative,
+            json!({ "email": { "welcome": [{"op": "replace", "path": "/subject", "value": "Welcome to Umbrella"}] } }),
+        )
+        .await;
+    let (status, body) = server
+        .get(
+            "umbrella",
+            &format!("/v1/installations/patches/releases/{patched}/diff"),
+            &member("umbrella"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let emails = body["diff"]["diff"]["emails"].as_array().expect("emails");
+    assert_eq!(emails.len(), 1, "{body}");
+    assert!(
+        emails[0]["subject"]
+            .as_str()
+            .is_some_and(|d| d.contains("+Welcome to Umbrella")),
+        "{body}"
+    );
+    let (status, _) = server
+        .get(
+            "globex",
+            &format!("/v1/installations/catalog/releases/{draft}/diff"),
+            &member("globex"),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "umbrella's release is not globex's"
+    );
+}
+both_backends!(a_drafts_diff_names_what_it_would_change, release_diff);
