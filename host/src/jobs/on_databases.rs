@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::{JobContext, JobError, JobFuture, JobHandler, Worker, WorkerConfig};
-use crate::storage::testing::harness::{Ctx, options, tid};
+use crate::storage::testing::harness::{Ctx, NO_CAP, claim_one, job, options, tid};
 use crate::storage::{JobRecord, JobState, NewJob, Storage, StorageError};
 use crate::test_support::wait_for as eventually;
 
@@ -27,30 +27,6 @@ crate::both_backends!(via crate::storage::testing::harness::run;
 );
 
 const LEASE: Duration = Duration::from_secs(30);
-
-/// A per-tenant cap no test reaches, for the tests about something else.
-const NO_CAP: u32 = u32::MAX;
-
-fn job(kind: &str) -> NewJob<'_> {
-    NewJob {
-        kind,
-        payload: r#"{"n":1}"#,
-        max_attempts: 3,
-        run_at: None,
-        dedupe_key: None,
-    }
-}
-
-async fn claim_one(ctx: &Ctx, worker: &str, lease: Duration) -> Option<JobRecord> {
-    let mut claimed = ctx
-        .storage
-        .platform()
-        .claim_jobs(worker, 1, lease, NO_CAP)
-        .await
-        .unwrap();
-    assert!(claimed.len() <= 1);
-    claimed.pop()
-}
 
 fn now_ms() -> i64 {
     SystemTime::now()

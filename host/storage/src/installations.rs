@@ -123,16 +123,9 @@ impl TenantDb {
     /// The tenant's installations, in chain order.
     pub async fn installations(&self) -> Result<Vec<InstallationRecord>, StorageError> {
         let mut tx = self.begin(Access::Read).await?;
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            installation_columns!(),
-            " FROM installations WHERE tenant_id = $1 ORDER BY position, name"
-        ))
-        .bind(self.tenant_id().as_str())
-        .fetch_all(&mut *tx)
-        .await?;
+        let list = self.installations_in(&mut tx).await?;
         tx.commit().await?;
-        rows.iter().map(installation_from_row).collect()
+        Ok(list)
     }
 
     /// One installation.
@@ -198,16 +191,9 @@ impl TenantDb {
             .execute(&mut *tx)
             .await?;
         }
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            installation_columns!(),
-            " FROM installations WHERE tenant_id = $1 ORDER BY position, name"
-        ))
-        .bind(self.tenant_id().as_str())
-        .fetch_all(&mut *tx)
-        .await?;
+        let list = self.installations_in(&mut tx).await?;
         tx.commit().await?;
-        rows.iter().map(installation_from_row).collect()
+        Ok(list)
     }
 
     /// Stores a draft release. Changes nothing that is served. NotFound if the
@@ -561,6 +547,21 @@ impl TenantDb {
         .await?;
         tx.commit().await?;
         Ok(rows)
+    }
+
+    async fn installations_in(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+    ) -> Result<Vec<InstallationRecord>, StorageError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            installation_columns!(),
+            " FROM installations WHERE tenant_id = $1 ORDER BY position, name"
+        ))
+        .bind(self.tenant_id().as_str())
+        .fetch_all(&mut **tx)
+        .await?;
+        rows.iter().map(installation_from_row).collect()
     }
 
     async fn installation_in(

@@ -201,6 +201,21 @@ impl Server {
         sha
     }
 
+    /// Creates tenant `id` (no plugin: it is served the base) as a platform
+    /// admin; asserts 201.
+    pub async fn create_tenant(&self, id: &str) {
+        let (status, body) = self
+            .call(
+                Method::POST,
+                "",
+                "/v1/admin/tenants",
+                Some(&platform_admin()),
+                Some(json!({ "id": id, "name": format!("Tenant {id}") })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+
     /// Creates installation `name` for `tenant` unless it exists.
     pub async fn ensure_installation(&self, tenant: &str, token: &str, name: &str) {
         let (status, body) = self

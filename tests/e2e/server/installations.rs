@@ -908,17 +908,7 @@ both_backends!(
 
 async fn release_diff(db: Db) {
     let server = Server::in_process(db).await;
-    let pa = platform_admin();
-    let (status, body) = server
-        .call(
-            Method::POST,
-            "",
-            "/v1/admin/tenants",
-            Some(&pa),
-            Some(json!({ "id": "umbrella", "name": "Umbrella" })),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
+    server.create_tenant("umbrella").await;
     let token = admin("umbrella");
     let (_, base) = server.get("umbrella", "/v1/config", &token).await;
     // Globex serves sneaker-store with these settings: what it adds to the

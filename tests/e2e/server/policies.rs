@@ -21,16 +21,7 @@ async fn policies(db: Db) {
     let token = admin("acme");
     let luxury_alone = server.quote("acme", &token, sale("bags", 250_000)).await;
     // The base's categories, from a tenant without plugins: a leaf to remove.
-    let (status, body) = server
-        .call(
-            Method::POST,
-            "",
-            "/v1/admin/tenants",
-            Some(&platform_admin()),
-            Some(json!({ "id": "umbrella", "name": "Umbrella" })),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
+    server.create_tenant("umbrella").await;
     let (_, base) = server
         .get("umbrella", "/v1/config", &admin("umbrella"))
         .await;

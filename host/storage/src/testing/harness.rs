@@ -8,7 +8,8 @@ use sha2::{Digest, Sha256};
 
 use crate::testing::{Db, TestDb};
 use crate::{
-    Backend, NewPluginVersion, NewTenant, PluginVersion, Storage, StorageOptions, TenantDb,
+    Backend, JobRecord, NewJob, NewPluginVersion, NewTenant, PluginVersion, Storage,
+    StorageOptions, TenantDb,
 };
 use veneer_core::tenancy_id::TenantId;
 
@@ -106,4 +107,30 @@ where
     Fut: Future<Output = ()>,
 {
     run(Db::Postgres, test).await
+}
+
+/// A per-tenant cap no test reaches, for the tests about something else.
+pub const NO_CAP: u32 = u32::MAX;
+
+/// A job of `kind` with a small payload, three attempts, no delay or key.
+pub fn job(kind: &str) -> NewJob<'_> {
+    NewJob {
+        kind,
+        payload: r#"{"n":1}"#,
+        max_attempts: 3,
+        run_at: None,
+        dedupe_key: None,
+    }
+}
+
+/// Claims at most one job as `worker`, leased for `lease`.
+pub async fn claim_one(ctx: &Ctx, worker: &str, lease: Duration) -> Option<JobRecord> {
+    let mut claimed = ctx
+        .storage
+        .platform()
+        .claim_jobs(worker, 1, lease, NO_CAP)
+        .await
+        .unwrap();
+    assert!(claimed.len() <= 1);
+    claimed.pop()
 }

@@ -9,7 +9,7 @@ use serde_json::json;
 use sqlx::postgres::PgQueryResult;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
-use crate::testing::harness::{Ctx, on_postgres, tid};
+use crate::testing::harness::{Ctx, NO_CAP, claim_one, job, on_postgres, tid};
 use crate::time::now_ms;
 use crate::{JobRecord, JobState, MAX_JOB_ERROR_BYTES, NewJob, StorageError};
 
@@ -25,30 +25,6 @@ crate::both_backends!(via crate::testing::harness::run;
 );
 
 const LEASE: Duration = Duration::from_secs(30);
-
-/// A per-tenant cap no test reaches, for the tests about something else.
-const NO_CAP: u32 = u32::MAX;
-
-fn job(kind: &str) -> NewJob<'_> {
-    NewJob {
-        kind,
-        payload: r#"{"n":1}"#,
-        max_attempts: 3,
-        run_at: None,
-        dedupe_key: None,
-    }
-}
-
-async fn claim_one(ctx: &Ctx, worker: &str, lease: Duration) -> Option<JobRecord> {
-    let mut claimed = ctx
-        .storage
-        .platform()
-        .claim_jobs(worker, 1, lease, NO_CAP)
-        .await
-        .unwrap();
-    assert!(claimed.len() <= 1);
-    claimed.pop()
-}
 
 async fn enqueue_jobs_are_stored_as_given(ctx: &Ctx) {
     let acme = ctx.storage.tenant(&tid("acme"));
