@@ -39,6 +39,7 @@ macro_rules! outln {
 }
 
 mod chain;
+mod diff;
 
 /// Veneer: per-tenant configuration through sandboxed WebAssembly plugins.
 #[derive(Debug, Parser)]
@@ -119,6 +120,10 @@ enum PluginCommand {
     Run(RunArgs),
     /// Check that a component is an acceptable plugin, without running a hook.
     Check(CheckArgs),
+    /// What a new plugin (or new settings) would change against an old one:
+    /// the effective configuration by section, and the commission over a set
+    /// of sales.
+    Diff(diff::DiffArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -259,6 +264,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Plugin(PluginCommand::Run(args)) => plugin_run(args),
         Command::Plugin(PluginCommand::Check(args)) => plugin_check(args),
+        Command::Plugin(PluginCommand::Diff(args)) => diff::run(args),
         Command::Secrets(SecretsCommand::Rotate {
             database_url,
             secret_key,

@@ -523,3 +523,87 @@ fn plugin_run_applies_an_output_policy() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("max_rate_bps"));
 }
+
+/// `plugin diff` compares two plugins (or settings) locally: the sections
+/// they change and the commission's blast radius over a file of sales.
+#[test]
+fn plugin_diff_reports_sections_and_the_blast_radius() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tiers = r#""tiers": [{"from": 0, "rate_bps": 2500}], "unauthenticated_surcharge_bps": 0"#;
+    let old = write_temp(&dir, "old.json", &format!(r#"{{"cap": 120000, {tiers}}}"#));
+    let new = write_temp(&dir, "new.json", &format!(r#"{{"cap": 5000, {tiers}}}"#));
+    let sale = |order: &str, price: u64| {
+        format!(
+            r#"{{"order_id": "{order}", "sku": "S-{order}", "category_id": "bags", "unit_price": {price}, "quantity": 1, "currency": "EUR"}}"#
+        )
+    };
+    let sales = write_temp(
+        &dir,
+        "sales.jsonl",
+        &[
+            sale("small", 1_000),
+            sale("big-1", 100_000),
+            sale("big-2", 200_000),
+        ]
+        .join("\n"),
+    );
+    let output = veneer(&[
+        "plugin",
+        "diff",
+        built_plugins::LUXURY_CONSIGNMENT,
+        built_plugins::LUXURY_CONSIGNMENT,
+        "--old-settings",
+        &old,
+        "--settings",
+        &new,
+        "--sales",
+        &sales,
+        "--json",
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report = json(&output);
+    assert_eq!(
+        report["diff"]["unchanged"], true,
+        "same plugin, same sections: {report}"
+    );
+    let b = &report["blast_radius"];
+    assert_eq!(b["lines"], 3, "{report}");
+    assert_eq!(
+        b["affected"], 2,
+        "the two big lines hit the new cap: {report}"
+    );
+    assert_eq!(b["largest_increase"], serde_json::Value::Null);
+    assert_eq!(b["largest_decrease"]["order_id"], "big-2", "{report}");
+    assert_eq!(b["largest_decrease"]["after"], 5000);
+    // Fees: 25 % of 100000 and of 200000 before, 5000 each after; the small
+    // line (250 at 25 %) is unchanged.
+    assert_eq!(b["total_before"], 250 + 25_000 + 50_000, "{report}");
+    assert_eq!(b["total_after"], 250 + 5_000 + 5_000, "{report}");
+
+    // Two different plugins: their sections differ.
+    let output = veneer(&[
+        "plugin",
+        "diff",
+        built_plugins::LUXURY_CONSIGNMENT,
+        built_plugins::SNEAKER_STORE,
+        "--old-settings",
+        &old,
+        "--json",
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report = json(&output);
+    assert_eq!(report["diff"]["unchanged"], false, "{report}");
+    assert!(
+        report["diff"]["categories"]["added"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+    );
+}

@@ -1,14 +1,15 @@
 //! What changes between two effective configurations, section by section, in
 //! terms a merchant reads: categories added, removed, renamed and moved;
 //! size charts added and removed, their columns and rows changed; each email
-//! template's subject and bodies as a unified text diff.
+//! template's subject and bodies as a unified text diff. And the blast radius
+//! of a commission change over a set of sales ([`BlastRadius`]).
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 use similar::TextDiff;
 
-use crate::base::{Category, EmailTemplate, SizeChart};
+use crate::base::{Category, EmailTemplate, Sale, SizeChart};
 
 /// One effective configuration's sections, borrowed.
 #[derive(Debug, Clone, Copy)]
@@ -223,6 +224,84 @@ fn emails(
     out
 }
 
+/// What a commission change does to a set of sales: lines whose fee
+/// changes, totals before and after (in the sales' currency), the largest
+/// increase and decrease on one line, and the same per category.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct BlastRadius {
+    pub lines: u64,
+    pub affected: u64,
+    pub total_before: u64,
+    pub total_after: u64,
+    pub largest_increase: Option<LineChange>,
+    pub largest_decrease: Option<LineChange>,
+    pub per_category: BTreeMap<String, CategoryImpact>,
+}
+
+/// One line's fee before and after.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LineChange {
+    pub order_id: String,
+    pub sku: String,
+    pub category_id: String,
+    pub before: u64,
+    pub after: u64,
+}
+
+/// One category's share of a [`BlastRadius`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CategoryImpact {
+    pub lines: u64,
+    pub affected: u64,
+    pub total_before: u64,
+    pub total_after: u64,
+}
+
+impl BlastRadius {
+    /// Adds one sale with its fee before and after.
+    pub fn add(&mut self, sale: &Sale, before: u64, after: u64) {
+        self.lines += 1;
+        self.total_before = self.total_before.saturating_add(before);
+        self.total_after = self.total_after.saturating_add(after);
+        let category = self
+            .per_category
+            .entry(sale.category_id.clone())
+            .or_default();
+        category.lines += 1;
+        category.total_before = category.total_before.saturating_add(before);
+        category.total_after = category.total_after.saturating_add(after);
+        if before == after {
+            return;
+        }
+        self.affected += 1;
+        category.affected += 1;
+        let change = LineChange {
+            order_id: sale.order_id.clone(),
+            sku: sale.sku.clone(),
+            category_id: sale.category_id.clone(),
+            before,
+            after,
+        };
+        let delta = i128::from(after) - i128::from(before);
+        let size = |c: &LineChange| i128::from(c.after) - i128::from(c.before);
+        if delta > 0
+            && self
+                .largest_increase
+                .as_ref()
+                .is_none_or(|c| delta > size(c))
+        {
+            self.largest_increase = Some(change);
+        } else if delta < 0
+            && self
+                .largest_decrease
+                .as_ref()
+                .is_none_or(|c| delta < size(c))
+        {
+            self.largest_decrease = Some(change);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -338,5 +417,38 @@ mod tests {
             },
         );
         assert!(same.unchanged);
+    }
+
+    #[test]
+    fn blast_radius_sums_what_changes() {
+        let sale = |order: &str, category: &str| Sale {
+            order_id: order.into(),
+            sku: "s".into(),
+            category_id: category.into(),
+            unit_price: 100,
+            quantity: 1,
+            currency: "EUR".into(),
+            seller_id: None,
+            attributes: Vec::new(),
+        };
+        let mut b = BlastRadius::default();
+        b.add(&sale("1", "bags"), 10, 10);
+        b.add(&sale("2", "bags"), 10, 25);
+        b.add(&sale("3", "shoes"), 30, 20);
+        b.add(&sale("4", "shoes"), 30, 31);
+        assert_eq!(
+            (b.lines, b.affected, b.total_before, b.total_after),
+            (4, 3, 80, 86)
+        );
+        assert_eq!(
+            b.largest_increase.as_ref().map(|c| c.order_id.as_str()),
+            Some("2")
+        );
+        assert_eq!(
+            b.largest_decrease.as_ref().map(|c| c.order_id.as_str()),
+            Some("3")
+        );
+        assert_eq!(b.per_category["shoes"].affected, 2);
+        assert_eq!(b.per_category["bags"].total_after, 35);
     }
 }
