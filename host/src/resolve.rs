@@ -791,33 +791,32 @@ fn step_run<H: ResolveHook>(
 ) -> (Option<H::Output>, RunRecord) {
     let hook = H::HOOK;
     let Run { outcome, stats } = run;
-    let mut breach = None;
-    let outcome = match outcome {
+    // What is served (the output, when it may be) and how the run ended.
+    let (value, kind, message) = match outcome {
         Outcome::Ok(value) => match H::check(&value, input, against) {
+            Err(violation) => (
+                None,
+                OutcomeKind::InvalidOutput,
+                Some(format!(
+                    "the plugin's {hook} output is invalid: {violation}"
+                )),
+            ),
             Ok(()) => match step
                 .policies
                 .iter()
                 .try_for_each(|policy| H::policy(policy, &value, original))
             {
-                Ok(()) => Outcome::Ok(value),
-                Err(why) => {
-                    breach = Some(format!(
+                Ok(()) => (Some(value), OutcomeKind::Ok, None),
+                Err(why) => (
+                    None,
+                    OutcomeKind::PolicyViolation,
+                    Some(format!(
                         "the plugin's {hook} output breaks the platform's policy: {why}"
-                    ));
-                    Outcome::InvalidOutput {
-                        reason: String::new(),
-                    }
-                }
-            },
-            Err(violation) => Outcome::InvalidOutput {
-                reason: format!("the plugin's {hook} output is invalid: {violation}"),
+                    )),
+                ),
             },
         },
-        other => other,
-    };
-    let (kind, message) = match &breach {
-        Some(why) => (OutcomeKind::PolicyViolation, Some(why.clone())),
-        None => (outcome.kind(), outcome.message()),
+        other => (None, other.kind(), other.message()),
     };
     let run_record = record(step, plugin, hook, kind, message, stats, false);
     if run_record.outcome != OutcomeKind::Ok {
@@ -830,10 +829,7 @@ fn step_run<H: ResolveHook>(
             "plugin run failed; its input passes on"
         );
     }
-    match outcome {
-        Outcome::Ok(value) => (Some(value), run_record),
-        _ => (None, run_record),
-    }
+    (value, run_record)
 }
 
 #[cfg(test)]

@@ -3,7 +3,6 @@
 //! recorded against its installation. Checking the sale, the chain and the
 //! fallback are `resolve`'s; the calls themselves are the runtime's.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use super::Result;
@@ -110,14 +109,14 @@ async fn commission_quote(
         return Ok(resolver.commission_chain(&steps, &mut budget, &sale));
     }
     let permit = slot(app, tenant).await?;
-    let mut capped = HashSet::new();
+    let mut capped: Vec<&str> = Vec::new();
     let inline: Vec<ChainStep<'_>> = plugins
         .steps(tenant, true)
         .into_iter()
         .map(|mut step| {
             let quota = step.quota.capped(INLINE_FUEL, INLINE_DEADLINE_MS);
             if quota != step.quota {
-                capped.insert(step.installation.to_owned());
+                capped.push(step.installation);
             }
             step.quota = quota;
             step
@@ -128,7 +127,7 @@ async fn commission_quote(
         resolved.runs.iter().any(|run| {
             !run.budget_spent
                 && matches!(run.outcome, OutcomeKind::OutOfFuel | OutcomeKind::Deadline)
-                && capped.contains(run.installation.as_deref().unwrap_or(""))
+                && capped.contains(&run.installation.as_deref().unwrap_or(""))
         })
     });
     drop(inline);

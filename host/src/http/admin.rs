@@ -89,7 +89,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/v1/admin/audit", get(audit))
 }
 
-fn tenant_id(id: &str) -> ApiResult<TenantId> {
+/// A tenant id from a path, or 400 `invalid_tenant_id`.
+pub(crate) fn tenant_id(id: &str) -> ApiResult<TenantId> {
     TenantId::new(id).map_err(|err| ApiError::new(Code::InvalidTenantId, err.to_string()))
 }
 

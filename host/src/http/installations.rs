@@ -16,6 +16,7 @@ use axum::{
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::admin::tenant_id;
 use crate::app;
 use crate::app::installations::{Change, PluginSource, ReleaseRequest};
 use crate::app::plugins::CompileError;
@@ -668,10 +669,6 @@ async fn headroom(
     Ok(Json(HeadroomBody {
         headroom: Sorted(headroom),
     }))
-}
-
-fn tenant_id(id: &str) -> ApiResult<TenantId> {
-    TenantId::new(id).map_err(|err| ApiError::new(Code::InvalidTenantId, err.to_string()))
 }
 
 async fn admin_quota(

@@ -10,6 +10,7 @@ use axum::{Json, Router, routing::get};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::admin::tenant_id;
 use crate::app;
 use crate::http::body::Sorted;
 use crate::http::context::{JsonBody, Member, PlatformAdmin};
@@ -42,10 +43,6 @@ pub(crate) fn routes() -> Router<AppState> {
             "/v1/admin/tenants/{id}/policy",
             get(get_one).put(put_one).delete(delete_one),
         )
-}
-
-fn tenant_id(id: &str) -> ApiResult<TenantId> {
-    TenantId::new(id).map_err(|err| ApiError::new(Code::InvalidTenantId, err.to_string()))
 }
 
 fn parse(value: Value) -> ApiResult<Policy> {

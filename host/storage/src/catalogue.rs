@@ -6,6 +6,7 @@
 //! bytes is a conflict: a published version never changes.
 
 use sqlx::any::AnyRow;
+use sqlx::{Any, Transaction};
 
 use super::records::{CatalogueEntry, NewCatalogueEntry};
 use super::session::Access;
@@ -76,15 +77,9 @@ impl PlatformDb {
     /// The catalogue, as tenants see it (see [`TenantDb::catalogue`]).
     pub async fn catalogue(&self) -> Result<Vec<CatalogueEntry>, StorageError> {
         let mut tx = self.begin(Access::Read).await?;
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            entry_columns!(),
-            " FROM catalogue_plugins ORDER BY name, created_at DESC, version DESC"
-        ))
-        .fetch_all(&mut *tx)
-        .await?;
+        let entries = list(&mut tx).await?;
         tx.commit().await?;
-        rows.iter().map(entry_from_row).collect()
+        Ok(entries)
     }
 
     /// Removes a published version. Whether it existed. Tenants that
@@ -110,15 +105,9 @@ impl TenantDb {
     /// The catalogue, by name then newest version first (no binaries).
     pub async fn catalogue(&self) -> Result<Vec<CatalogueEntry>, StorageError> {
         let mut tx = self.begin(Access::Read).await?;
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            entry_columns!(),
-            " FROM catalogue_plugins ORDER BY name, created_at DESC, version DESC"
-        ))
-        .fetch_all(&mut *tx)
-        .await?;
+        let entries = list(&mut tx).await?;
         tx.commit().await?;
-        rows.iter().map(entry_from_row).collect()
+        Ok(entries)
     }
 
     /// One published version with its component; the newest when `version`
@@ -162,6 +151,18 @@ impl TenantDb {
             }
         }
     }
+}
+
+/// Every published version, by name then newest first (no binaries).
+async fn list(tx: &mut Transaction<'static, Any>) -> Result<Vec<CatalogueEntry>, StorageError> {
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        entry_columns!(),
+        " FROM catalogue_plugins ORDER BY name, created_at DESC, version DESC"
+    ))
+    .fetch_all(&mut **tx)
+    .await?;
+    rows.iter().map(entry_from_row).collect()
 }
 
 fn entry_from_row(row: &AnyRow) -> Result<CatalogueEntry, StorageError> {

@@ -367,27 +367,9 @@ impl TenantDb {
                 id
             }
             None => {
-                // A typed parameter per case: `$3 IS NULL` cannot be typed on
-                // PostgreSQL.
-                let query = match current.active_release {
-                    Some(live) => sqlx::query_scalar(
-                        "SELECT release_id FROM release_events \
-                          WHERE tenant_id = $1 AND installation = $2 \
-                            AND release_id IS NOT NULL AND release_id <> $3 \
-                          ORDER BY id DESC LIMIT 1",
-                    )
-                    .bind(self.tenant_id().as_str())
-                    .bind(installation)
-                    .bind(live),
-                    None => sqlx::query_scalar(
-                        "SELECT release_id FROM release_events \
-                          WHERE tenant_id = $1 AND installation = $2 AND release_id IS NOT NULL \
-                          ORDER BY id DESC LIMIT 1",
-                    )
-                    .bind(self.tenant_id().as_str())
-                    .bind(installation),
-                };
-                let previous: Option<i64> = query.fetch_optional(&mut *tx).await?;
+                let previous = self
+                    .live_before(&mut tx, installation, current.active_release)
+                    .await?;
                 previous.ok_or_else(|| {
                     StorageError::Conflict(format!(
                         "installation `{installation}` has no earlier release to roll back to"
@@ -420,18 +402,10 @@ impl TenantDb {
         if current.active_release != Some(failing) {
             return Ok(None);
         }
-        let previous: Option<i64> = sqlx::query_scalar(
-            "SELECT release_id FROM release_events \
-              WHERE tenant_id = $1 AND installation = $2 \
-                AND release_id IS NOT NULL AND release_id <> $3 \
-              ORDER BY id DESC LIMIT 1",
-        )
-        .bind(self.tenant_id().as_str())
-        .bind(installation)
-        .bind(failing)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(previous) = previous else {
+        let Some(previous) = self
+            .live_before(&mut tx, installation, Some(failing))
+            .await?
+        else {
             return Ok(None);
         };
         let event = self
@@ -547,6 +521,36 @@ impl TenantDb {
         .await?;
         tx.commit().await?;
         Ok(rows)
+    }
+
+    /// The newest release that was live in `installation` other than
+    /// `current` (any, when `None`): what a rollback goes back to.
+    async fn live_before(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        installation: &str,
+        current: Option<i64>,
+    ) -> Result<Option<i64>, StorageError> {
+        // A typed parameter per case: `$3 IS NULL` cannot be typed on PostgreSQL.
+        let query = match current {
+            Some(live) => sqlx::query_scalar(
+                "SELECT release_id FROM release_events \
+                  WHERE tenant_id = $1 AND installation = $2 \
+                    AND release_id IS NOT NULL AND release_id <> $3 \
+                  ORDER BY id DESC LIMIT 1",
+            )
+            .bind(self.tenant_id().as_str())
+            .bind(installation)
+            .bind(live),
+            None => sqlx::query_scalar(
+                "SELECT release_id FROM release_events \
+                  WHERE tenant_id = $1 AND installation = $2 AND release_id IS NOT NULL \
+                  ORDER BY id DESC LIMIT 1",
+            )
+            .bind(self.tenant_id().as_str())
+            .bind(installation),
+        };
+        Ok(query.fetch_optional(&mut **tx).await?)
     }
 
     async fn installations_in(
