@@ -105,6 +105,13 @@ pub struct ServeConfig {
     #[arg(long, env = "VENEER_CHAIN_MAX_MS", default_value_t = 1_000)]
     pub chain_max_ms: u64,
 
+    /// A quote's plugins first run in place on the request's worker thread,
+    /// each step capped at this many milliseconds (and 1 M fuel); a step that
+    /// needs more runs again on a blocking thread with its whole quota. Raise
+    /// it on a machine whose threads are often preempted for longer.
+    #[arg(long, env = "VENEER_INLINE_MS", default_value_t = 2)]
+    pub inline_ms: u64,
+
     /// Automatic rollback: a release that fails (any outcome but `ok`) this
     /// many times within its first `--rollback-calls` calls or
     /// `--rollback-secs` seconds after it went live, on one node, is rolled
@@ -280,6 +287,7 @@ impl ServeConfig {
             compile_timeout_secs: 60,
             chain_max_fuel: 100_000_000,
             chain_max_ms: 1_000,
+            inline_ms: 2,
             rollback_failures: 5,
             rollback_calls: 100,
             rollback_secs: 600,

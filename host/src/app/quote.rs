@@ -19,8 +19,6 @@ use crate::tenancy::TenantState;
 /// thread (a commission call needs about 9,000); one that needs more is run
 /// again on a blocking thread with its whole quota.
 pub const INLINE_FUEL: u64 = 1_000_000;
-/// Deadline of the in-place attempt, in milliseconds.
-pub const INLINE_DEADLINE_MS: u64 = 2;
 
 /// A quote: the decision and how it was reached.
 #[derive(Debug)]
@@ -83,7 +81,7 @@ pub async fn commission(
 
 /// The commission for one sale through the tenant's chain, on the request
 /// path. The chain runs first in place, on this worker thread, every step's
-/// budget capped at [`INLINE_FUEL`] and [`INLINE_DEADLINE_MS`] (on its warm
+/// budget capped at [`INLINE_FUEL`] and `--inline-ms` (on its warm
 /// instance): a commission hook needs a few microseconds, and skipping the hop
 /// to a blocking thread is most of a quote's saving. When a step runs out of
 /// that capped budget (and its quota allows more), the whole chain is run
@@ -114,7 +112,7 @@ async fn commission_quote(
         .steps(tenant, true)
         .into_iter()
         .map(|mut step| {
-            let quota = step.quota.capped(INLINE_FUEL, INLINE_DEADLINE_MS);
+            let quota = step.quota.capped(INLINE_FUEL, app.config.inline_ms);
             if quota != step.quota {
                 capped.push(step.installation);
             }

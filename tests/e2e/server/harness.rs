@@ -60,7 +60,12 @@ impl Server {
     /// seeded with the demo tenants: for routing, extractors, error shapes,
     /// ETags and everything else a request alone decides.
     pub async fn in_process(kind: Db) -> Self {
-        let (db, config) = Self::config(kind, |_| {}).await;
+        Self::in_process_with(kind, |_| {}).await
+    }
+
+    /// Like [`Server::in_process`], with the configuration adjusted first.
+    pub async fn in_process_with(kind: Db, adjust: impl FnOnce(&mut ServeConfig)) -> Self {
+        let (db, config) = Self::config(kind, adjust).await;
         let (state, api) = test_support::api::in_process(config).await;
         Self {
             api,

@@ -250,8 +250,10 @@ both_backends!(demo_tenants_differ_and_traffic_works, traffic);
 /// Quotes run on warm instances of the tenant's own plugin: reused between one
 /// tenant's calls, never across tenants, and never after the settings change.
 /// The hostile plugin's `count-calls` mode counts calls in instance memory.
+/// The in-place attempt gets room enough that a preempted worker thread never
+/// sends a call to the fresh-store retry (which would start a new count).
 async fn warm_quotes(db: Db) {
-    let server = Server::in_process(db).await;
+    let server = Server::in_process_with(db, |config| config.inline_ms = 1_000).await;
     let mut shas = Vec::new();
     for tenant in ["acme", "globex"] {
         let sha = server
