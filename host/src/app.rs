@@ -14,6 +14,7 @@
 //! - [`headroom`]: what an installation's runs use against its quota;
 //! - [`policies`]: the platform's output policies, set for all tenants or one;
 //! - [`rollout`]: automatic rollback of a release failing right after it went live;
+//! - [`shadow`]: draft releases run beside the live ones, their report and the activation gate;
 //! - [`runs`]: recording plugin runs (run log, breaker, automatic rollback);
 //! - [`shopify`]: connecting a tenant's store, accepting its webhooks;
 //! - [`slots`]: the tenant's plugin slots and the blocking threads calls run on;
@@ -41,6 +42,7 @@ pub mod policies;
 pub mod quote;
 pub mod rollout;
 pub mod runs;
+pub mod shadow;
 pub mod shopify;
 pub mod slots;
 pub mod tenants;

@@ -127,6 +127,34 @@ pub struct ServeConfig {
     #[arg(long, env = "VENEER_ROLLBACK_SECS", default_value_t = 600)]
     pub rollback_secs: u64,
 
+    /// Shadow runs (a draft release run beside the live one, off the request
+    /// path) that may run at once in this process, all tenants together; a
+    /// sampled call that finds none free is not shadowed. They have their
+    /// own instance slots: live calls never wait for them.
+    #[arg(long, env = "VENEER_SHADOW_CONCURRENCY", default_value_t = 1)]
+    pub shadow_concurrency: u32,
+
+    /// Fuel one shadow run may spend across the chain it runs in.
+    #[arg(long, env = "VENEER_SHADOW_MAX_FUEL", default_value_t = 10_000_000)]
+    pub shadow_max_fuel: u64,
+
+    /// Wall time one shadow run may take across the chain, in milliseconds.
+    #[arg(long, env = "VENEER_SHADOW_MAX_MS", default_value_t = 250)]
+    pub shadow_max_ms: u64,
+
+    /// Clean shadow calls every tenant's new commission release needs before
+    /// it may be activated (a tenant may require more); 0: no platform gate.
+    #[arg(long, env = "VENEER_SHADOW_GATE", default_value_t = 0)]
+    pub shadow_gate: u32,
+
+    /// Highest share of hook calls a tenant may have recorded for replay.
+    #[arg(long, env = "VENEER_RECORD_MAX_RATE", default_value_t = 0.1)]
+    pub record_max_rate: f64,
+
+    /// Longest a tenant may keep recorded hook calls, in days.
+    #[arg(long, env = "VENEER_RECORD_MAX_DAYS", default_value_t = 30)]
+    pub record_max_days: u32,
+
     /// Plugin calls that may run at once in this process (all tenants).
     #[arg(long, env = "VENEER_MAX_CONCURRENT_CALLS", default_value_t = 64)]
     pub max_concurrent_calls: u32,
@@ -288,6 +316,12 @@ impl ServeConfig {
             chain_max_fuel: 100_000_000,
             chain_max_ms: 1_000,
             inline_ms: 2,
+            shadow_concurrency: 1,
+            shadow_max_fuel: 10_000_000,
+            shadow_max_ms: 250,
+            shadow_gate: 0,
+            record_max_rate: 0.1,
+            record_max_days: 30,
             rollback_failures: 5,
             rollback_calls: 100,
             rollback_secs: 600,

@@ -24,6 +24,7 @@ mod health;
 mod installations;
 mod jobs;
 mod policies;
+mod rollout;
 mod served;
 pub mod shopify;
 mod tenant;
@@ -64,6 +65,7 @@ pub fn router(state: AppState) -> Router {
         .merge(tenant::routes())
         .merge(installations::routes())
         .merge(policies::routes())
+        .merge(rollout::routes())
         .merge(admin::routes())
         .merge(jobs::routes())
         .merge(shopify::routes())

@@ -57,6 +57,8 @@ pub struct Inner {
     pub probation: crate::app::rollout::Probation,
     /// Bounds concurrent plugin compilations.
     pub compile_slots: Arc<Semaphore>,
+    /// Shadow runs that may run at once (`--shadow-concurrency`).
+    pub shadow_slots: Arc<Semaphore>,
     /// Each tenant's running compilations, held to its share of the slots.
     pub compile_shares: CompileShares,
     /// Encryption of credentials at rest.
@@ -135,7 +137,10 @@ impl AppState {
         let runtime = Runtime::new(RuntimeConfig {
             artifact_dir,
             artifact_key: Some(secrets.derive_key("veneer:artifacts:v1")),
-            max_concurrent_calls: config.max_concurrent_calls,
+            // Shadow runs have slots of their own beside the live calls'.
+            max_concurrent_calls: config
+                .max_concurrent_calls
+                .saturating_add(config.shadow_concurrency),
             warm_instances: config.warm_instances,
             loaded_bytes: config.loaded_plugins_mib.saturating_mul(1 << 20),
             ..RuntimeConfig::default()
@@ -169,6 +174,9 @@ impl AppState {
         let invalidation = Invalidation::start(caches.clone(), &storage, &config.database_url);
         let limits = Limits::new(config.rate_limit_mode, storage.platform());
         let compile_slots = Arc::new(Semaphore::new(config.compile_concurrency.max(1)));
+        let shadow_slots = Arc::new(Semaphore::new(
+            usize::try_from(config.shadow_concurrency).unwrap_or(0),
+        ));
         let compile_shares = CompileShares::new(config.compile_concurrency.max(1));
         let probation = crate::app::rollout::Probation::new(
             config.rollback_failures,
@@ -187,6 +195,7 @@ impl AppState {
             recorder,
             probation,
             compile_slots,
+            shadow_slots,
             compile_shares,
             secrets: Arc::new(secrets),
             http,

@@ -8,5 +8,5 @@ mod host;
 mod state;
 
 pub use host::{HostTarget, classify, strip_port};
-pub use state::{KvSnapshot, KvSnapshots, Step, TenantState};
+pub use state::{KvSnapshot, KvSnapshots, Shadow, Step, TenantState};
 pub use veneer_core::tenancy_id::{InvalidTenantId, TenantId};

@@ -16,5 +16,6 @@ mod lifecycle;
 mod limits;
 mod policies;
 mod sandbox;
+mod shadow;
 mod shopify;
 mod traffic;

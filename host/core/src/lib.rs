@@ -10,7 +10,8 @@
 //! - [`email_check`]: address, display-name and template-subset checks;
 //! - [`secrets`]: sealing credentials at rest (AES-256-GCM) and derived keys;
 //! - [`policy`]: the platform's output policies (what plugins' results must keep);
-//! - [`config_diff`]: what changes between two effective configurations.
+//! - [`config_diff`]: what changes between two effective configurations;
+//! - [`rollout`]: a tenant's rollout settings (shadow gate, rollback, recording).
 //!
 //! The `veneer` crate re-exports these modules at their old paths
 //! (`veneer::base`, `veneer::validate`, `veneer::digest`, `veneer::secrets`,
@@ -21,6 +22,7 @@ pub mod config_diff;
 pub mod digest;
 pub mod email_check;
 pub mod policy;
+pub mod rollout;
 pub mod secrets;
 pub mod tenancy_id;
 pub mod validate;

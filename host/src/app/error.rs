@@ -62,6 +62,15 @@ pub enum Error {
     /// The plugin did not run cleanly with a release's settings on the base.
     #[error("the release is refused: {0}")]
     ReleaseRejected(String),
+    /// Activation refused by the shadow gate (the message gives the counts).
+    #[error("{0}")]
+    ShadowGate(String),
+    /// Forcing past the shadow gate without being allowed to, or without a reason.
+    #[error("{0}")]
+    ForceNotAllowed(String),
+    /// Rollout settings out of their bounds (the message names the field).
+    #[error("{0}")]
+    InvalidRollout(String),
     /// The email settings break a rule (the message names the field).
     #[error("{0}")]
     InvalidEmailSettings(String),
@@ -147,6 +156,9 @@ impl Error {
             Error::InvalidSettings(_) => "invalid_settings",
             Error::SettingsTooLarge(_) => "settings_too_large",
             Error::ReleaseRejected(_) => "release_rejected",
+            Error::ShadowGate(_) => "shadow_gate",
+            Error::ForceNotAllowed(_) => "force_not_allowed",
+            Error::InvalidRollout(_) => "invalid_rollout",
             Error::InvalidPolicy(_) => "invalid_policy",
             Error::InvalidEmailSettings(_) => "invalid_email_settings",
             Error::InvalidFromName(_) => "invalid_from_name",

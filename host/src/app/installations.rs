@@ -202,10 +202,15 @@ pub async fn create_release(
 }
 
 /// What changes an installation's live release.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum Change {
-    /// Make this release live.
-    Activate(i64),
+    /// Make this release live (past the shadow gate if it is open, or forced).
+    Activate {
+        /// The release.
+        release: i64,
+        /// Forcing past a closed shadow gate (platform admins, with a reason).
+        force: Option<super::shadow::Force>,
+    },
     /// Make live again this release, or the one live before the current one.
     Rollback(Option<i64>),
     /// Take the installation out of the chain.
@@ -228,12 +233,28 @@ pub async fn change(
         .await?
         .ok_or_else(|| no_installation(installation))?
         .active_release;
+    let mut forced = None;
+    if let Change::Activate { release, force } = &change {
+        let state = super::tenants::state(app, tenant).await?;
+        forced =
+            super::shadow::check_gate(app, &state, installation, *release, force.as_ref()).await?;
+    }
     let (event, action) = match change {
-        Change::Activate(id) => (
-            db.activate_release(installation, id, "activate", actor)
-                .await?,
-            "release.activate",
-        ),
+        Change::Activate { release: id, .. } => {
+            let event = db
+                .activate_release(installation, id, "activate", actor)
+                .await?;
+            // Live now: no longer a draft to shadow.
+            if db
+                .shadows()
+                .await?
+                .iter()
+                .any(|s| s.installation == installation && s.release_id == id)
+            {
+                db.remove_shadow(installation).await?;
+            }
+            (event, "release.activate")
+        }
         Change::Rollback(to) => (
             db.rollback_release(installation, to, actor).await?,
             "release.rollback",
@@ -251,12 +272,16 @@ pub async fn change(
         load(app, tenant, &release.sha256).await?;
         sha = Some(release.sha256);
     }
+    let mut after = json!({ "installation": installation, "release": event.release_id });
+    if let Some(forced) = forced {
+        after["forced"] = json!(forced);
+    }
     db.audit(
         actor,
         action,
         sha.as_deref(),
         Some(&json!({ "installation": installation, "release": before }).to_string()),
-        Some(&json!({ "installation": installation, "release": event.release_id }).to_string()),
+        Some(&after.to_string()),
     )
     .await?;
     Ok(event)

@@ -36,9 +36,13 @@ pub struct Quote {
 pub async fn quote(app: &AppState, tenant: &Arc<TenantState>, sale: Sale) -> Result<Quote> {
     crate::resolve::check_sale(&app.base, &sale)?;
     let plugins = chain(app, tenant).await?;
+    let shadowed = (!tenant.shadows.is_empty()).then(|| sale.clone());
     let resolved = commission_quote(app, tenant, &plugins, sale).await??;
     for run in &resolved.runs {
         record_run(app, tenant, run);
+    }
+    if let Some(sale) = &shadowed {
+        super::shadow::after_commission(app, tenant, sale, &resolved);
     }
     let message = resolved
         .first_failure()
@@ -59,6 +63,7 @@ pub async fn commission(
     plugins: &Chain,
     sale: Sale,
 ) -> Result<std::result::Result<Resolved<CommissionDecision>, InputError>> {
+    let shadowed = (!tenant.shadows.is_empty()).then(|| sale.clone());
     let (runtime, base, state, loaded, mut budget) = (
         app.runtime.clone(),
         app.base.clone(),
@@ -74,6 +79,9 @@ pub async fn commission(
     if let Ok(resolved) = &resolved {
         for run in &resolved.runs {
             record_run(app, tenant, run);
+        }
+        if let Some(sale) = &shadowed {
+            super::shadow::after_commission(app, tenant, sale, resolved);
         }
     }
     Ok(resolved)

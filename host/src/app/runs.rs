@@ -33,6 +33,7 @@ pub fn record_run(app: &AppState, tenant: &TenantState, run: &RunRecord) {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
     let failed = run.outcome != OutcomeKind::Ok;
     if let Some(reason) = app.probation.record(
+        tenant.rollout.rollback.as_ref(),
         &tenant.record.id,
         installation,
         step.release,

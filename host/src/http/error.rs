@@ -123,6 +123,12 @@ codes! {
     InvalidReleaseId => BAD_REQUEST "invalid_release_id",
     /// The plugin did not run cleanly with a release's settings on the base.
     ReleaseRejected => UNPROCESSABLE_ENTITY "release_rejected",
+    /// A release without enough clean shadow calls for the gate.
+    ShadowGate => CONFLICT "shadow_gate",
+    /// Forcing past the shadow gate needs a platform admin and a reason.
+    ForceNotAllowed => FORBIDDEN "force_not_allowed",
+    /// Rollout settings out of their bounds.
+    InvalidRollout => BAD_REQUEST "invalid_rollout",
     /// A key-value key is empty, too long or has control characters.
     InvalidKey => BAD_REQUEST "invalid_key",
     /// A key-value value is over 64 KiB.
@@ -343,6 +349,9 @@ impl From<AppError> for ApiError {
             AppError::InvalidSettings(_) => Code::InvalidSettings,
             AppError::SettingsTooLarge(_) => Code::SettingsTooLarge,
             AppError::ReleaseRejected(_) => Code::ReleaseRejected,
+            AppError::ShadowGate(_) => Code::ShadowGate,
+            AppError::ForceNotAllowed(_) => Code::ForceNotAllowed,
+            AppError::InvalidRollout(_) => Code::InvalidRollout,
             AppError::InvalidPolicy(_) => Code::InvalidPolicy,
             AppError::InvalidEmailSettings(_) => Code::InvalidEmailSettings,
             AppError::InvalidFromName(_) => Code::InvalidFromName,
@@ -485,6 +494,9 @@ mod tests {
             AppError::InvalidSettings("x".into()),
             AppError::SettingsTooLarge("x".into()),
             AppError::ReleaseRejected("x".into()),
+            AppError::ShadowGate("x".into()),
+            AppError::ForceNotAllowed("x".into()),
+            AppError::InvalidRollout("x".into()),
             AppError::InvalidPolicy("x".into()),
             AppError::InvalidEmailSettings("x".into()),
             AppError::InvalidFromName("x".into()),

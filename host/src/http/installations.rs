@@ -156,6 +156,10 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/v1/installations/{name}/quota", get(quota))
         .route("/v1/installations/{name}/headroom", get(headroom))
         .route(
+            "/v1/admin/tenants/{id}/installations/{name}/releases/{release}/activate",
+            post(admin_activate),
+        )
+        .route(
             "/v1/admin/tenants/{id}/installations/{name}/quota",
             get(admin_quota).put(set_admin_quota),
         )
@@ -261,13 +265,13 @@ async fn unpublish(
     }
 }
 
-fn name(name: &str) -> ApiResult<&str> {
+pub(crate) fn name(name: &str) -> ApiResult<&str> {
     check_installation_name(name)
         .map_err(|err| ApiError::new(Code::InvalidInstallation, err.to_string()))?;
     Ok(name)
 }
 
-fn release_id(id: &str) -> ApiResult<i64> {
+pub(crate) fn release_id(id: &str) -> ApiResult<i64> {
     id.parse::<i64>()
         .ok()
         .filter(|id| *id > 0)
@@ -564,13 +568,95 @@ async fn change(
     }))
 }
 
+/// The optional body of a tenant's activation: `force` is refused there (a
+/// platform admin forces at the admin route, with a reason).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Activate {
+    #[serde(default)]
+    force: bool,
+    #[serde(default)]
+    #[allow(dead_code)]
+    reason: Option<String>,
+}
+
 async fn activate(
     State(app): State<AppState>,
     admin: TenantAdmin,
     Path((installation, id)): Path<(String, String)>,
+    RawBody(body): RawBody,
 ) -> ApiResult<Json<EventBody>> {
     let (installation, id) = (name(&installation)?, release_id(&id)?);
-    change(&app, &admin, installation, Change::Activate(id)).await
+    // The body is optional: none activates through the gate.
+    if !body.iter().all(u8::is_ascii_whitespace) {
+        let asked = serde_json::from_slice::<Activate>(&body).map_err(|err| {
+            ApiError::new(
+                Code::InvalidJson,
+                format!("the body must be empty or {{\"force\": true, \"reason\": \"…\"}}: {err}"),
+            )
+        })?;
+        if asked.force {
+            return Err(ApiError::new(
+                Code::ForceNotAllowed,
+                format!(
+                    "only a platform admin may force an activation past the shadow gate, with a reason: POST /v1/admin/tenants/{}/installations/{installation}/releases/{id}/activate",
+                    admin.tenant.id()
+                ),
+            ));
+        }
+    }
+    change(
+        &app,
+        &admin,
+        installation,
+        Change::Activate {
+            release: id,
+            force: None,
+        },
+    )
+    .await
+}
+
+/// `POST /v1/admin/tenants/{id}/installations/{name}/releases/{release}/activate`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ForceActivate {
+    /// Why the gate is passed: kept in the audit log.
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// A platform admin activates a tenant's release past its shadow gate.
+async fn admin_activate(
+    State(app): State<AppState>,
+    admin: PlatformAdmin,
+    Path((id, installation, release)): Path<(String, String, String)>,
+    JsonBody(body): JsonBody<ForceActivate>,
+) -> ApiResult<Json<EventBody>> {
+    let (id, installation, release) =
+        (tenant_id(&id)?, name(&installation)?, release_id(&release)?);
+    app.storage
+        .platform()
+        .tenant(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no tenant `{id}`")))?;
+    let event = app::installations::change(
+        &app,
+        &id,
+        &admin.0.subject,
+        installation,
+        Change::Activate {
+            release,
+            force: Some(app::shadow::Force {
+                platform_admin: admin.0.platform_admin,
+                reason: body.reason,
+            }),
+        },
+    )
+    .await?;
+    Ok(Json(EventBody {
+        event: Sorted(event),
+    }))
 }
 
 #[derive(Debug, Deserialize)]

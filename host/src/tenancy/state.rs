@@ -90,6 +90,12 @@ pub struct TenantState {
     /// base: the live releases, their quotas and the key-value data. For cache
     /// keys.
     pub data_version: u64,
+    /// Draft releases in shadow: live calls of their installation also run
+    /// them, off the request path, at their sample rate.
+    pub shadows: Vec<Shadow>,
+    /// The tenant's own rollout settings (shadow gate, rollback thresholds,
+    /// recording), validated when set.
+    pub rollout: crate::rollout_settings::RolloutSettings,
     kv: Arc<KvSnapshot>,
     weight: usize,
     /// The cached effective configuration of exactly this state (the base is
@@ -161,6 +167,20 @@ impl Step {
     }
 }
 
+/// A draft release in shadow for one installation.
+#[derive(Debug, Clone)]
+pub struct Shadow {
+    /// The release, as a step that would take its installation's place.
+    pub step: Step,
+    /// Where it goes in the chain: the index of its installation's live step
+    /// (replaced), or where the installation would sit (inserted).
+    pub index: usize,
+    /// Whether it replaces a live step (else it is inserted at `index`).
+    pub replaces: bool,
+    /// The share of live calls that also run it, 0 to 1.
+    pub rate: f64,
+}
+
 /// The ceiling of an installation: its own quota, else the tenant's, else the
 /// host's default. An unreadable stored quota is logged and replaced by the
 /// next one down.
@@ -191,7 +211,8 @@ impl TenantState {
         let live = db.live_releases().await?;
         let default_quota =
             parse_quota(id, "tenant", db.quota().await?.as_deref(), Quota::default());
-        let ceilings: BTreeMap<String, String> = if live.is_empty() {
+        let shadow_records = db.shadows().await?;
+        let ceilings: BTreeMap<String, String> = if live.is_empty() && shadow_records.is_empty() {
             BTreeMap::new()
         } else {
             db.installation_quotas().await?.into_iter().collect()
@@ -264,9 +285,56 @@ impl TenantState {
                 quota,
             });
         }
+        let mut shadows = Vec::with_capacity(shadow_records.len());
+        let order = if shadow_records.is_empty() {
+            Vec::new()
+        } else {
+            db.installations().await?
+        };
+        for shadow in shadow_records {
+            let Some(release) = db.release(&shadow.installation, shadow.release_id).await? else {
+                continue;
+            };
+            let ceiling = parse_quota(
+                id,
+                &release.installation,
+                ceilings.get(&release.installation).map(String::as_str),
+                default_quota,
+            );
+            let quota = parse_quota(id, "release", Some(&release.quota), ceiling).within(&ceiling);
+            weight += std::mem::size_of::<Shadow>() + release.settings.len();
+            // Live steps of installations before this one in the tenant's order.
+            let before: Vec<&str> = order
+                .iter()
+                .take_while(|i| i.name != shadow.installation)
+                .map(|i| i.name.as_str())
+                .collect();
+            let index = chain
+                .iter()
+                .filter(|s: &&Step| before.contains(&s.installation.as_str()))
+                .count();
+            let replaces = chain
+                .get(index)
+                .is_some_and(|s| s.installation == shadow.installation);
+            shadows.push(Shadow {
+                step: Step::draft(id, release, quota, kv.clone()),
+                index,
+                replaces,
+                rate: shadow.rate,
+            });
+        }
+        let rollout = match db.rollout_settings().await? {
+            Some(json) => serde_json::from_str(&json).unwrap_or_else(|err| {
+                tracing::error!(tenant = %id, error = %err, "stored rollout settings are unreadable; the platform's apply");
+                Default::default()
+            }),
+            None => Default::default(),
+        };
         Ok(Some(Self {
             record,
             chain,
+            shadows,
+            rollout,
             default_quota,
             policies,
             data_version: version.to_u64(),

@@ -48,6 +48,7 @@ mod records;
 mod rows;
 mod runs;
 mod session;
+mod shadows;
 mod shopify;
 mod tenant;
 mod time;
@@ -77,6 +78,7 @@ pub use records::{
     ReleaseEvent, ReleaseRecord, RunRecord, TenantPatch, TenantRecord, TenantStatus, UsageRecord,
 };
 pub use runs::UsageDelta;
+pub use shadows::{MAX_SHADOW_RUNS, ShadowRecord, ShadowRun};
 pub use shopify::*;
 pub use tenant::TenantDb;
 

@@ -67,6 +67,11 @@ const SQLITE: &[Source] = &[
         "output policies",
         include_str!("../migrations/sqlite/0010_output_policies.sql"),
     ),
+    (
+        11,
+        "rollout",
+        include_str!("../migrations/sqlite/0011_rollout.sql"),
+    ),
 ];
 
 const POSTGRES: &[Source] = &[
@@ -124,6 +129,11 @@ const POSTGRES: &[Source] = &[
         11,
         "output policies",
         include_str!("../migrations/postgres/0011_output_policies.sql"),
+    ),
+    (
+        12,
+        "rollout",
+        include_str!("../migrations/postgres/0012_rollout.sql"),
     ),
 ];
 

@@ -168,6 +168,28 @@ fn targets(globex_sha: &str, globex_release: i64) -> Vec<Target> {
             None,
         ),
         t(
+            Method::GET,
+            &format!("/v1/installations/commission/releases/{globex_release}/shadow"),
+            None,
+        ),
+        t(
+            Method::PUT,
+            "/v1/installations/commission/shadow",
+            Some(json!({ "release": globex_release, "rate": 1.0 })),
+        ),
+        t(
+            Method::PUT,
+            "/v1/installations/catalog/shadow",
+            Some(json!({ "release": globex_release, "rate": 1.0 })),
+        ),
+        t(Method::DELETE, "/v1/installations/catalog/shadow", None),
+        t(Method::GET, "/v1/rollout", None),
+        t(
+            Method::PUT,
+            "/v1/rollout",
+            Some(json!({ "shadow_gate": 1 })),
+        ),
+        t(
             Method::POST,
             "/v1/installations/commission/rollback",
             Some(json!({ "to": globex_release })),
