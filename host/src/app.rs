@@ -14,6 +14,7 @@
 //! - [`headroom`]: what an installation's runs use against its quota;
 //! - [`policies`]: the platform's output policies, set for all tenants or one;
 //! - [`rollout`]: automatic rollback of a release failing right after it went live;
+//! - [`records`]: sampled, redacted recording of live calls for replay;
 //! - [`shadow`]: draft releases run beside the live ones, their report and the activation gate;
 //! - [`runs`]: recording plugin runs (run log, breaker, automatic rollback);
 //! - [`shopify`]: connecting a tenant's store, accepting its webhooks;
@@ -40,6 +41,7 @@ pub mod jobs;
 pub mod plugins;
 pub mod policies;
 pub mod quote;
+pub mod records;
 pub mod rollout;
 pub mod runs;
 pub mod shadow;

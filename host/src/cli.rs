@@ -40,6 +40,7 @@ macro_rules! outln {
 
 mod chain;
 mod diff;
+mod replay;
 
 /// Veneer: per-tenant configuration through sandboxed WebAssembly plugins.
 #[derive(Debug, Parser)]
@@ -124,6 +125,9 @@ enum PluginCommand {
     /// the effective configuration by section, and the commission over a set
     /// of sales.
     Diff(diff::DiffArgs),
+    /// Run recorded commission calls (`GET /v1/records`) again through a
+    /// plugin or a chain, and show what differs or fails.
+    Replay(replay::ReplayArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -265,6 +269,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plugin(PluginCommand::Run(args)) => plugin_run(args),
         Command::Plugin(PluginCommand::Check(args)) => plugin_check(args),
         Command::Plugin(PluginCommand::Diff(args)) => diff::run(args),
+        Command::Plugin(PluginCommand::Replay(args)) => replay::run(args),
         Command::Secrets(SecretsCommand::Rotate {
             database_url,
             secret_key,

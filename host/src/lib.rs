@@ -62,7 +62,7 @@ pub use http::router;
 pub use server::serve;
 /// Moved to the `veneer-core` crate (no I/O); re-exported at their old paths.
 pub use veneer_core::{
-    base, config_diff, digest, policy, rollout as rollout_settings, secrets, validate,
+    base, config_diff, digest, policy, redact, rollout as rollout_settings, secrets, validate,
 };
 /// The both-backends test macro, from the storage crate's test support.
 #[cfg(any(test, feature = "test-support"))]

@@ -29,6 +29,9 @@ use crate::storage::{KvLimits, Storage, StorageError, StorageOptions, TenantReco
 use crate::tenancy::{TenantId, TenantState};
 use crate::usage::Recorder;
 
+/// Recorded calls written at once, all tenants together.
+const RECORD_SLOTS: usize = 2;
+
 /// Everything handlers share. Cheap to clone.
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
@@ -59,6 +62,9 @@ pub struct Inner {
     pub compile_slots: Arc<Semaphore>,
     /// Shadow runs that may run at once (`--shadow-concurrency`).
     pub shadow_slots: Arc<Semaphore>,
+    /// Recorded calls being written at once (a sampled call finding none
+    /// free is not recorded).
+    pub record_slots: Arc<Semaphore>,
     /// Each tenant's running compilations, held to its share of the slots.
     pub compile_shares: CompileShares,
     /// Encryption of credentials at rest.
@@ -196,6 +202,7 @@ impl AppState {
             probation,
             compile_slots,
             shadow_slots,
+            record_slots: Arc::new(Semaphore::new(RECORD_SLOTS)),
             compile_shares,
             secrets: Arc::new(secrets),
             http,

@@ -15,6 +15,7 @@ mod jobs;
 mod lifecycle;
 mod limits;
 mod policies;
+mod records;
 mod sandbox;
 mod shadow;
 mod shopify;

@@ -11,7 +11,8 @@
 //! - [`secrets`]: sealing credentials at rest (AES-256-GCM) and derived keys;
 //! - [`policy`]: the platform's output policies (what plugins' results must keep);
 //! - [`config_diff`]: what changes between two effective configurations;
-//! - [`rollout`]: a tenant's rollout settings (shadow gate, rollback, recording).
+//! - [`rollout`]: a tenant's rollout settings (shadow gate, rollback, recording);
+//! - [`redact`]: personal data taken out of recorded hook inputs.
 //!
 //! The `veneer` crate re-exports these modules at their old paths
 //! (`veneer::base`, `veneer::validate`, `veneer::digest`, `veneer::secrets`,
@@ -22,6 +23,7 @@ pub mod config_diff;
 pub mod digest;
 pub mod email_check;
 pub mod policy;
+pub mod redact;
 pub mod rollout;
 pub mod secrets;
 pub mod tenancy_id;

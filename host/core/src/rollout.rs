@@ -53,13 +53,17 @@ pub struct RollbackThresholds {
 }
 
 /// How much of a tenant's traffic is recorded, and for how long.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Recording {
     /// Share of hook calls recorded, 0 to the platform's maximum.
     pub rate: f64,
     /// Days a record is kept, 1 to the platform's maximum.
     pub retention_days: u32,
+    /// The tenant's own attribute keys holding personal data (redacted
+    /// besides the ones `redact` knows).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub personal_attributes: Vec<String>,
 }
 
 /// The platform's bounds on what a tenant may set.
@@ -99,6 +103,16 @@ impl RolloutSettings {
                     "recording.rate = {}: between 0 and the platform's maximum, {}",
                     rec.rate, bounds.max_recording_rate
                 ));
+            }
+            if rec.personal_attributes.len() > 100
+                || rec
+                    .personal_attributes
+                    .iter()
+                    .any(|k| k.is_empty() || k.len() > 100)
+            {
+                return Err(
+                    "recording.personal_attributes: at most 100 keys of 1 to 100 bytes".into(),
+                );
             }
             if rec.retention_days == 0 || rec.retention_days > bounds.max_retention_days {
                 return Err(format!(

@@ -36,13 +36,13 @@ pub struct Quote {
 pub async fn quote(app: &AppState, tenant: &Arc<TenantState>, sale: Sale) -> Result<Quote> {
     crate::resolve::check_sale(&app.base, &sale)?;
     let plugins = chain(app, tenant).await?;
-    let shadowed = (!tenant.shadows.is_empty()).then(|| sale.clone());
+    let shadowed = kept_for_after(tenant).then(|| sale.clone());
     let resolved = commission_quote(app, tenant, &plugins, sale).await??;
     for run in &resolved.runs {
         record_run(app, tenant, run);
     }
     if let Some(sale) = &shadowed {
-        super::shadow::after_commission(app, tenant, sale, &resolved);
+        after_commission(app, tenant, sale, &resolved);
     }
     let message = resolved
         .first_failure()
@@ -63,7 +63,7 @@ pub async fn commission(
     plugins: &Chain,
     sale: Sale,
 ) -> Result<std::result::Result<Resolved<CommissionDecision>, InputError>> {
-    let shadowed = (!tenant.shadows.is_empty()).then(|| sale.clone());
+    let shadowed = kept_for_after(tenant).then(|| sale.clone());
     let (runtime, base, state, loaded, mut budget) = (
         app.runtime.clone(),
         app.base.clone(),
@@ -81,7 +81,7 @@ pub async fn commission(
             record_run(app, tenant, run);
         }
         if let Some(sale) = &shadowed {
-            super::shadow::after_commission(app, tenant, sale, resolved);
+            after_commission(app, tenant, sale, resolved);
         }
     }
     Ok(resolved)
@@ -174,6 +174,24 @@ async fn commission_quote(
         }
     }
     Ok(second)
+}
+
+/// Whether anything runs after a live commission (shadow releases, recording),
+/// so the sale is kept for it.
+fn kept_for_after(tenant: &TenantState) -> bool {
+    !tenant.shadows.is_empty() || super::records::wanted(tenant)
+}
+
+/// What follows a live commission, off the request path: shadow runs and
+/// recording.
+fn after_commission(
+    app: &AppState,
+    tenant: &Arc<TenantState>,
+    sale: &Sale,
+    live: &Resolved<CommissionDecision>,
+) {
+    super::shadow::after_commission(app, tenant, sale, live);
+    super::records::after_commission(app, tenant, sale, live);
 }
 
 /// One commission through `steps` (or, in a `--bench-native` benchmark server

@@ -2,7 +2,8 @@
 //! (`PUT`/`DELETE /v1/installations/{name}/shadow`), the report on a
 //! release's shadow runs (`GET …/releases/{id}/shadow`), and the tenant's
 //! rollout settings (`GET`/`PUT /v1/rollout`: the shadow gate, its own
-//! automatic rollback thresholds, recording). The use cases are
+//! automatic rollback thresholds, recording), and the recorded calls as
+//! JSONL (`GET /v1/records`). The use cases are
 //! [`crate::app::shadow`]'s and [`crate::app::rollout`]'s.
 
 use axum::extract::{Path, State};
@@ -24,6 +25,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/v1/installations/{name}/shadow", put(start).delete(stop))
         .route("/v1/installations/{name}/releases/{id}/shadow", get(report))
         .route("/v1/rollout", get(settings).put(set_settings))
+        .route("/v1/records", get(records))
 }
 
 /// `PUT /v1/installations/{name}/shadow`.
@@ -161,4 +163,52 @@ async fn set_settings(
     app::rollout::set_settings(&app, admin.tenant.id(), &admin.principal.subject, &settings)
         .await?;
     Ok(Json(body(&app, settings)))
+}
+
+/// `GET /v1/records?after=ID&limit=N`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecordsQuery {
+    #[serde(default)]
+    after: i64,
+    #[serde(default = "default_limit")]
+    limit: u32,
+}
+
+fn default_limit() -> u32 {
+    1_000
+}
+
+/// The tenant's recorded calls, oldest first, one JSON object per line
+/// (`application/x-ndjson`); the next page is `?after=` the last id.
+async fn records(
+    State(app): State<AppState>,
+    admin: TenantAdmin,
+    query: Result<axum::extract::Query<RecordsQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<axum::response::Response> {
+    let axum::extract::Query(query) = query.map_err(|err| {
+        ApiError::new(
+            Code::InvalidLimit,
+            format!(
+                "use ?after=<record id>&limit=<1 to {}>: {err}",
+                app::records::MAX_EXPORT
+            ),
+        )
+    })?;
+    if query.limit == 0 || query.limit > app::records::MAX_EXPORT {
+        return Err(ApiError::new(
+            Code::InvalidLimit,
+            format!("limit must be 1 to {}", app::records::MAX_EXPORT),
+        ));
+    }
+    let lines = app::records::export(&app, admin.tenant.id(), query.after, query.limit).await?;
+    let mut body = String::new();
+    for line in &lines {
+        body.push_str(&serde_json::to_string(&Sorted(line)).map_err(ApiError::internal)?);
+        body.push('\n');
+    }
+    Ok(axum::response::IntoResponse::into_response((
+        [(axum::http::header::CONTENT_TYPE, "application/x-ndjson")],
+        body,
+    )))
 }

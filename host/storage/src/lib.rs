@@ -35,6 +35,7 @@
 mod catalogue;
 mod email;
 mod error;
+mod hook_records;
 mod installations;
 mod jobs;
 mod kv;
@@ -67,6 +68,7 @@ use veneer_core::tenancy_id::TenantId;
 
 pub use email::*;
 pub use error::StorageError;
+pub use hook_records::{HookRecord, MAX_RECORDS, NewHookRecord};
 pub use installations::{MAX_INSTALLATIONS, MAX_RELEASE_SETTINGS_BYTES, check_installation_name};
 pub use jobs::*;
 pub use kv::{KvLimits, KvSnapshotRead, KvUsage};

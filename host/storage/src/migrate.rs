@@ -72,6 +72,11 @@ const SQLITE: &[Source] = &[
         "rollout",
         include_str!("../migrations/sqlite/0011_rollout.sql"),
     ),
+    (
+        12,
+        "records",
+        include_str!("../migrations/sqlite/0012_records.sql"),
+    ),
 ];
 
 const POSTGRES: &[Source] = &[
@@ -134,6 +139,11 @@ const POSTGRES: &[Source] = &[
         12,
         "rollout",
         include_str!("../migrations/postgres/0012_rollout.sql"),
+    ),
+    (
+        13,
+        "records",
+        include_str!("../migrations/postgres/0013_records.sql"),
     ),
 ];
 

@@ -184,6 +184,7 @@ fn targets(globex_sha: &str, globex_release: i64) -> Vec<Target> {
         ),
         t(Method::DELETE, "/v1/installations/catalog/shadow", None),
         t(Method::GET, "/v1/rollout", None),
+        t(Method::GET, "/v1/records", None),
         t(
             Method::PUT,
             "/v1/rollout",

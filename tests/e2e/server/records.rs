@@ -1,0 +1,281 @@
+//! Record and replay over HTTP, on both backends: a tenant turns recording
+//! on within the platform's bounds; its live quotes are recorded with every
+//! email address, name and street redacted before storage (the stored rows
+//! and the export are searched for them); the export, replayed by
+//! `veneer plugin replay` through the same release, reproduces every
+//! recorded answer exactly, and a changed release shows its differences.
+
+use std::process::Command;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use veneer_plugin_artifacts as built_plugins;
+
+use super::harness::{Db, Server, admin, member, platform_admin};
+use crate::util::read;
+use veneer::both_backends;
+
+const CALLS: usize = 40;
+
+fn personal(i: usize) -> [String; 4] {
+    [
+        format!("buyer{i}@example.com"),
+        format!("Annabel Quixote{i}"),
+        format!("{i} Wisteria Lane"),
+        format!("LC-{i}-7731"),
+    ]
+}
+
+fn sale(i: usize) -> Value {
+    let [email, name, street, card] = personal(i);
+    json!({
+        "order_id": format!("o-{i}"), "sku": format!("SKU-{i}"), "category_id": "bags",
+        "unit_price": 3_000 + (i as u64 * 977) % 30_000, "quantity": 1,
+        "currency": "EUR", "seller_id": format!("s{}", i % 4),
+        "attributes": [
+            { "key": "customer_email", "value": email },
+            { "key": "shipping_name", "value": name },
+            { "key": "street", "value": street },
+            { "key": "loyalty_card", "value": card },
+            { "key": "color", "value": "red" },
+        ],
+    })
+}
+
+async fn export(server: &Server) -> Vec<Value> {
+    let response = server
+        .request(Method::GET, "rec", "/v1/records?limit=10000")
+        .bearer_auth(admin("rec"))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/x-ndjson",
+        "JSONL"
+    );
+    let text = response.text().await.expect("body");
+    text.lines()
+        .map(|line| serde_json::from_str(line).expect("each line is JSON"))
+        .collect()
+}
+
+async fn records(db: Db) {
+    let server = Server::in_process_with(db, |config| config.record_max_rate = 1.0).await;
+    let token = admin("rec");
+    let (status, body) = server
+        .call(
+            Method::POST,
+            "",
+            "/v1/admin/tenants",
+            Some(&platform_admin()),
+            Some(json!({ "id": "rec", "name": "Rec", "rate_limit_per_sec": 10_000, "rate_limit_burst": 10_000 })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let settings = json!({ "commission": [{ "when": { "seller_id": "s1" },
+        "patch": [{ "op": "replace", "path": "/rate_bps", "value": 2000 }] }] });
+    server
+        .install_as(
+            "rec",
+            &token,
+            "fees",
+            read(built_plugins::DECLARATIVE_OVERRIDES),
+            settings.clone(),
+        )
+        .await;
+
+    // Bounds: over the platform's rate or retention, or by a member.
+    for body in [
+        json!({ "recording": { "rate": 1.5, "retention_days": 7 } }),
+        json!({ "recording": { "rate": 0.5, "retention_days": 0 } }),
+        json!({ "recording": { "rate": 0.5, "retention_days": 31 } }),
+        json!({ "recording": { "rate": 0.5 } }),
+    ] {
+        let (status, answer) = server
+            .call(
+                Method::PUT,
+                "rec",
+                "/v1/rollout",
+                Some(&token),
+                Some(body.clone()),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
+        assert_eq!(answer["error"]["code"], "invalid_rollout", "{answer}");
+    }
+    let on = json!({ "recording": { "rate": 1.0, "retention_days": 7,
+                                     "personal_attributes": ["loyalty_card"] } });
+    let (status, _) = server
+        .call(
+            Method::PUT,
+            "rec",
+            "/v1/rollout",
+            Some(&member("rec")),
+            Some(on.clone()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, body) = server
+        .call(Method::PUT, "rec", "/v1/rollout", Some(&token), Some(on))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // Live quotes, each waited for until recorded.
+    let mut served = Vec::new();
+    for i in 0..CALLS {
+        let quote = server.quote("rec", &token, sale(i)).await;
+        served.push(quote["decision"].clone());
+        let want = i + 1;
+        server
+            .eventually(10, async |server| {
+                (export(server).await.len() >= want).then_some(())
+            })
+            .await
+            .unwrap_or_else(|| panic!("call {want} recorded"));
+    }
+    let lines = export(&server).await;
+    assert_eq!(lines.len(), CALLS);
+    for (line, decision) in lines.iter().zip(&served) {
+        assert_eq!(line["hook"], "commission", "{line}");
+        assert_eq!(&line["output"], decision, "the served answer is recorded");
+        assert_eq!(line["outcome"], "ok", "{line}");
+        assert_eq!(line["chain"][0]["installation"], "fees", "{line}");
+        let attributes = line["input"]["sale"]["attributes"]
+            .as_array()
+            .expect("attributes");
+        assert_eq!(attributes.len(), 5, "{line}");
+        assert_eq!(
+            attributes[4],
+            json!({ "key": "color", "value": "red" }),
+            "kept"
+        );
+    }
+
+    // No personal value anywhere: the export, and the stored rows.
+    let exported: String = lines.iter().map(Value::to_string).collect();
+    let stored = stored_text(&server).await;
+    assert!(stored.contains("[redacted]"), "the rows were read");
+    for i in 0..CALLS {
+        for value in personal(i) {
+            assert!(!exported.contains(&value), "`{value}` exported");
+            assert!(!stored.contains(&value), "`{value}` stored");
+        }
+    }
+
+    // Replayed through the same plugin and settings: every answer the same.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let records_file = dir.path().join("records.jsonl");
+    std::fs::write(
+        &records_file,
+        lines.iter().map(|l| format!("{l}\n")).collect::<String>(),
+    )
+    .expect("write records");
+    let write = |name: &str, value: &Value| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, value.to_string()).expect("write settings");
+        path
+    };
+    let same_settings = write("same.json", &settings);
+    let replay = |settings: &std::path::Path| {
+        let output = Command::new(env!("CARGO_BIN_EXE_veneer"))
+            .args([
+                "plugin",
+                "replay",
+                built_plugins::DECLARATIVE_OVERRIDES,
+                "--records",
+            ])
+            .arg(&records_file)
+            .arg("--settings")
+            .arg(settings)
+            .arg("--json")
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("veneer runs");
+        let report: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|err| {
+            panic!(
+                "{err}: {} {}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            )
+        });
+        (output.status.code(), report)
+    };
+    let (code, report) = replay(&same_settings);
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(report["replayed"], CALLS, "{report}");
+    assert_eq!(report["same"], CALLS, "{report}");
+    assert_eq!(report["differing"], 0, "{report}");
+    assert_eq!(report["failed"], 0, "{report}");
+    assert!(report["fuel"]["max"].as_u64() > Some(0), "{report}");
+
+    // A new version of the settings: s2's lines differ, and only those.
+    let changed = write(
+        "changed.json",
+        &json!({ "commission": [{ "when": { "seller_id": "s2" },
+            "patch": [{ "op": "replace", "path": "/rate_bps", "value": 2000 }] }] }),
+    );
+    let (code, report) = replay(&changed);
+    assert_eq!(code, Some(0), "{report}");
+    let differences = report["differences"].as_array().expect("differences");
+    assert_eq!(
+        differences.len(),
+        CALLS / 2,
+        "s1's and s2's lines: {report}"
+    );
+    for d in differences {
+        let seller = d["sale"]["seller_id"].as_str().unwrap();
+        assert!(seller == "s1" || seller == "s2", "{d}");
+    }
+
+    // Recording off: nothing more is recorded.
+    let (status, _) = server
+        .call(
+            Method::PUT,
+            "rec",
+            "/v1/rollout",
+            Some(&token),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    server.quote("rec", &token, sale(999)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(export(&server).await.len(), CALLS);
+    // Bad paging.
+    let (status, body) = server
+        .call(
+            Method::GET,
+            "rec",
+            "/v1/records?limit=0",
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+}
+both_backends!(recorded_calls_are_redacted_and_replay_exactly, records);
+
+/// Everything stored for the recorded calls, as the database holds it.
+async fn stored_text(server: &Server) -> String {
+    use super::harness::Db as Kind;
+    match server.db.kind {
+        Kind::Sqlite => {
+            // The whole database file and its write-ahead log.
+            let path = server.db.url.trim_start_matches("sqlite://").to_owned();
+            let mut bytes = std::fs::read(&path).unwrap_or_default();
+            bytes.extend(std::fs::read(format!("{path}-wal")).unwrap_or_default());
+            String::from_utf8_lossy(&bytes).into_owned()
+        }
+        Kind::Postgres => {
+            let mut sql = veneer::test_support::RawSql::connect(&server.db.url).await;
+            let rows = sql.rows("SELECT * FROM hook_records").await;
+            sql.close().await;
+            rows.iter()
+                .map(Value::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        }
+    }
+}
