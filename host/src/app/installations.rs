@@ -22,7 +22,8 @@ use super::plugins::load;
 use super::slots::with_slot;
 use super::{Error, Result};
 use crate::base::{BaseConfig, Sale};
-use crate::resolve::{ResolveHook, Resolver};
+use crate::config_diff::BlastRadius;
+use crate::resolve::{Budget, ResolveHook, Resolver};
 use crate::runtime::hook;
 use crate::runtime::{Hook, LoadedPlugin, Outcome, Quota, Runtime, TenantData};
 use crate::state::AppState;
@@ -509,13 +510,23 @@ impl TenantData for CheckData {
     }
 }
 
+/// Recorded sales a blast radius is computed over, at most (the newest).
+pub const BLAST_RADIUS_SALES: u32 = 5_000;
+/// Wall time the blast radius may take; past it, the lines computed so far
+/// are reported (`truncated`).
+const BLAST_RADIUS_TIME: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// What making release `id` of `installation` live would change in the
-/// tenant's effective configuration, against what is served now.
+/// tenant's effective configuration, against what is served now, and — for
+/// commission — over the tenant's recorded sales of the last `days` days (the
+/// newest [`BLAST_RADIUS_SALES`]): each run through the live chain and the
+/// chain with the draft.
 pub async fn diff_release(
     app: &AppState,
     tenant: &Arc<crate::tenancy::TenantState>,
     installation: &str,
     id: i64,
+    days: u32,
 ) -> Result<ReleaseDiff> {
     let db = app.storage.tenant(&tenant.record.id);
     let release = db.release(installation, id).await?.ok_or_else(|| {
@@ -541,13 +552,36 @@ pub async fn diff_release(
         plugins.push(load(app, &tenant.record.id, &step.sha256).await?);
     }
     let live = super::config::effective(app, tenant).await?;
-    let (runtime, base, policies) = (
+    let mut live_plugins = Vec::with_capacity(tenant.chain.len());
+    for step in &tenant.chain {
+        live_plugins.push(load(app, &tenant.record.id, &step.sha256).await?);
+    }
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .saturating_sub(i64::from(days) * 86_400_000);
+    let sales: Vec<Sale> = db
+        .recent_hook_records(Hook::Commission.as_str(), since, BLAST_RADIUS_SALES)
+        .await?
+        .into_iter()
+        .rev()
+        .filter_map(|record| {
+            let input: serde_json::Value = serde_json::from_str(&record.input).ok()?;
+            serde_json::from_value(input.get("sale")?.clone()).ok()
+        })
+        .collect();
+    let (runtime, base, policies, state) = (
         app.runtime.clone(),
         app.base.clone(),
         tenant.policies.clone(),
+        tenant.clone(),
     );
     let mut budget = super::plugins::budget(app);
-    let draft_config = with_slot(app, tenant, true, move || {
+    let per_sale = (
+        app.config.chain_max_fuel,
+        std::time::Duration::from_millis(app.config.chain_max_ms),
+    );
+    let (draft_config, radius) = with_slot(app, tenant, true, move || {
         let chain: Vec<crate::resolve::ChainStep<'_>> = steps
             .iter()
             .zip(&plugins)
@@ -561,11 +595,48 @@ pub async fn diff_release(
                 policies: &policies,
             })
             .collect();
-        Resolver::new(&runtime, &base).effective_chain(
-            &chain,
-            &mut budget,
-            Vec::new(),
-            String::new(),
+        let resolver = Resolver::new(&runtime, &base);
+        let config = resolver.effective_chain(&chain, &mut budget, Vec::new(), String::new());
+        let live_chain: Vec<crate::resolve::ChainStep<'_>> = state
+            .chain
+            .iter()
+            .zip(&live_plugins)
+            .map(|(step, plugin)| crate::resolve::ChainStep {
+                installation: &step.installation,
+                release: step.release,
+                plugin: Some(plugin),
+                warm: None,
+                data: step.data(),
+                quota: step.quota,
+                policies: &policies,
+            })
+            .collect();
+        let started = std::time::Instant::now();
+        let mut radius = BlastRadius::default();
+        let mut truncated = false;
+        for sale in &sales {
+            if started.elapsed() > BLAST_RADIUS_TIME {
+                truncated = true;
+                break;
+            }
+            let fee = |steps: &[crate::resolve::ChainStep<'_>]| {
+                resolver
+                    .commission_chain(steps, &mut Budget::new(per_sale.0, per_sale.1), sale)
+                    .ok()
+                    .map(|r| r.value.fee)
+            };
+            if let (Some(before), Some(after)) = (fee(&live_chain), fee(&chain)) {
+                radius.add(sale, before, after);
+            }
+        }
+        (
+            config,
+            Impact {
+                days,
+                sales: sales.len(),
+                truncated,
+                radius,
+            },
         )
     })
     .await?;
@@ -622,7 +693,21 @@ pub async fn diff_release(
             .map(|s| s.release),
         diff,
         failures,
+        commission: radius,
     })
+}
+
+/// A draft's effect on the commission of the tenant's recorded sales.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Impact {
+    /// The window, in days.
+    pub days: u32,
+    /// Recorded sales in it (at most [`BLAST_RADIUS_SALES`], the newest).
+    pub sales: usize,
+    /// Whether the time limit stopped it before every sale was run.
+    pub truncated: bool,
+    /// Lines affected, totals before and after, largest changes, per category.
+    pub radius: BlastRadius,
 }
 
 /// A draft release's effect on the effective configuration.
@@ -635,4 +720,7 @@ pub struct ReleaseDiff {
     pub diff: crate::config_diff::ConfigDiff,
     /// Sections where the draft's run did not end `ok` (its input passed on).
     pub failures: Vec<String>,
+    /// The commission over the tenant's recorded sales (recording must be on:
+    /// `PUT /v1/rollout`).
+    pub commission: Impact,
 }

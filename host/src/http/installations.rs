@@ -521,14 +521,36 @@ struct DiffBody {
     diff: Sorted<app::installations::ReleaseDiff>,
 }
 
+/// `?days=N`: the window of recorded sales for the commission's blast radius.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DiffQuery {
+    #[serde(default = "thirty")]
+    days: u32,
+}
+
+fn thirty() -> u32 {
+    30
+}
+
 async fn diff(
     State(app): State<AppState>,
     member: Member,
     Path((installation, id)): Path<(String, String)>,
+    query: Result<axum::extract::Query<DiffQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<DiffBody>> {
     let (installation, id) = (name(&installation)?, release_id(&id)?);
+    let days = match query {
+        Ok(axum::extract::Query(q)) if (1..=365).contains(&q.days) => q.days,
+        _ => {
+            return Err(ApiError::new(
+                Code::InvalidLimit,
+                "days must be a number of days from 1 to 365 (default 30)",
+            ));
+        }
+    };
     let state = member.tenant.state(&app).await?;
-    let diff = app::installations::diff_release(&app, &state, installation, id).await?;
+    let diff = app::installations::diff_release(&app, &state, installation, id, days).await?;
     Ok(Json(DiffBody { diff: Sorted(diff) }))
 }
 

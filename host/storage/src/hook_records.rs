@@ -85,6 +85,31 @@ impl TenantDb {
         Ok(done.rows_affected() > 0)
     }
 
+    /// The newest `limit` unexpired records of `hook` made since `since_ms`,
+    /// newest first.
+    pub async fn recent_hook_records(
+        &self,
+        hook: &str,
+        since_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<HookRecord>, StorageError> {
+        let mut tx = self.begin(Access::Read).await?;
+        let rows = sqlx::query(
+            "SELECT id, hook, input, output, outcome, chain, fuel, created_at FROM hook_records \
+              WHERE tenant_id = $1 AND hook = $2 AND created_at >= $3 AND expires_at >= $4 \
+              ORDER BY id DESC LIMIT $5",
+        )
+        .bind(self.tenant_id().as_str())
+        .bind(hook)
+        .bind(since_ms)
+        .bind(now_ms())
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        rows.iter().map(from_row).collect()
+    }
+
     /// Up to `limit` unexpired records with ids above `after`, oldest first.
     pub async fn hook_records(
         &self,

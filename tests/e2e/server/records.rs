@@ -279,3 +279,149 @@ async fn stored_text(server: &Server) -> String {
         }
     }
 }
+
+/// The commission blast radius of a draft over 1,000 recorded sales (seeded
+/// in the tenant's records as recording would store them) equals what the
+/// test computes itself: each sale quoted live, and quoted by a tenant with
+/// the draft's settings live.
+async fn blast_radius(db: Db) {
+    let server = Server::in_process(db).await;
+    for tenant in ["rec", "recdraft"] {
+        let (status, body) = server
+            .call(
+                Method::POST,
+                "",
+                "/v1/admin/tenants",
+                Some(&platform_admin()),
+                Some(json!({ "id": tenant, "name": tenant, "rate_limit_per_sec": 100_000, "rate_limit_burst": 100_000 })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let live = json!({ "commission": [{ "when": { "seller_id": "s1" },
+        "patch": [{ "op": "replace", "path": "/rate_bps", "value": 2000 }] }] });
+    let draft_settings = json!({ "commission": [
+        { "when": { "seller_id": "s1" }, "patch": [{ "op": "replace", "path": "/rate_bps", "value": 2000 }] },
+        { "when": { "category_id": "sneakers" }, "patch": [{ "op": "replace", "path": "/rate_bps", "value": 500 }] },
+        { "when": { "min_gross": 30_000 }, "patch": [{ "op": "replace", "path": "/rate_bps", "value": 1900 }] }
+    ] });
+    let sha = server
+        .install_as(
+            "rec",
+            &admin("rec"),
+            "fees",
+            read(built_plugins::DECLARATIVE_OVERRIDES),
+            live,
+        )
+        .await;
+    server
+        .install_as(
+            "recdraft",
+            &admin("recdraft"),
+            "fees",
+            read(built_plugins::DECLARATIVE_OVERRIDES),
+            draft_settings.clone(),
+        )
+        .await;
+    let draft = server
+        .create_release("rec", &admin("rec"), "fees", &sha, draft_settings)
+        .await;
+
+    // 1,000 recorded sales, and one older than the window.
+    let storage = veneer::storage::Storage::connect(&server.db.url, &Default::default())
+        .await
+        .expect("storage");
+    let db = storage.tenant(&veneer::tenancy::TenantId::new("rec").unwrap());
+    let categories = ["bags", "sneakers", "women-dresses", "watches"];
+    let sales: Vec<Value> = (0..1_000usize)
+        .map(|i| {
+            json!({
+                "order_id": format!("o-{i}"), "sku": format!("SKU-{i}"),
+                "category_id": categories[i % categories.len()],
+                "unit_price": 1_500 + (i as u64 * 7_919) % 60_000, "quantity": 1 + (i % 2) as u32,
+                "currency": "EUR", "seller_id": format!("s{}", i % 3), "attributes": [],
+            })
+        })
+        .collect();
+    let expires = i64::MAX / 2;
+    for sale in &sales {
+        let input = json!({ "sale": sale }).to_string();
+        db.record_hook_call(&veneer::storage::NewHookRecord {
+            hook: "commission",
+            input: &input,
+            output: "{}",
+            outcome: "ok",
+            chain: "[]",
+            fuel: 0,
+            expires_at: expires,
+        })
+        .await
+        .expect("recorded");
+    }
+
+    let (mut lines, mut affected, mut before, mut after) = (0u64, 0u64, 0u64, 0u64);
+    let mut per_category: std::collections::BTreeMap<String, (u64, u64, u64)> = Default::default();
+    for sale in &sales {
+        let old = server.quote("rec", &admin("rec"), sale.clone()).await["decision"]["fee"]
+            .as_u64()
+            .unwrap();
+        let new = server
+            .quote("recdraft", &admin("recdraft"), sale.clone())
+            .await["decision"]["fee"]
+            .as_u64()
+            .unwrap();
+        lines += 1;
+        before += old;
+        after += new;
+        let category = per_category
+            .entry(sale["category_id"].as_str().unwrap().to_owned())
+            .or_default();
+        category.0 += old;
+        category.1 += new;
+        if old != new {
+            affected += 1;
+            category.2 += 1;
+        }
+    }
+    assert!(
+        affected > 100 && affected < 1_000,
+        "a partial change: {affected}"
+    );
+
+    let (status, body) = server
+        .get(
+            "rec",
+            &format!("/v1/installations/fees/releases/{draft}/diff"),
+            &member("rec"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let impact = &body["diff"]["commission"];
+    assert_eq!(impact["days"], 30, "{impact}");
+    assert_eq!(impact["sales"], 1_000, "{impact}");
+    assert_eq!(impact["truncated"], false, "{impact}");
+    let radius = &impact["radius"];
+    assert_eq!(radius["lines"], lines, "{radius}");
+    assert_eq!(radius["affected"], affected, "{radius}");
+    assert_eq!(radius["total_before"], before, "{radius}");
+    assert_eq!(radius["total_after"], after, "{radius}");
+    for (category, (old, new, changed)) in &per_category {
+        let got = &radius["per_category"][category];
+        assert_eq!(got["total_before"], *old, "{category}: {got}");
+        assert_eq!(got["total_after"], *new, "{category}: {got}");
+        assert_eq!(got["affected"], *changed, "{category}: {got}");
+    }
+    let up = &radius["largest_increase"];
+    assert!(up["after"].as_u64() > up["before"].as_u64(), "{radius}");
+
+    // Bad window.
+    let (status, body) = server
+        .get(
+            "rec",
+            &format!("/v1/installations/fees/releases/{draft}/diff?days=0"),
+            &member("rec"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+}
+both_backends!(blast_radius_over_recorded_sales, blast_radius);
