@@ -1,13 +1,14 @@
 //! A tenant's own rollout settings, within the platform's bounds: how many
 //! clean shadow calls a release needs before it may be activated, when a new
-//! release is rolled back by itself, and how much of its traffic is recorded
-//! for replay.
+//! release is rolled back by itself (and who is told), and how much of its
+//! traffic is recorded for replay.
 //!
 //! ```json
 //! {
 //!   "shadow_gate": 200,
 //!   "rollback": {"failures": 3, "calls": 50, "secs": 300},
-//!   "recording": {"rate": 0.05, "retention_days": 7}
+//!   "recording": {"rate": 0.05, "retention_days": 7, "personal_attributes": ["loyalty_card"]},
+//!   "notify": "ops@store.example"
 //! }
 //! ```
 
@@ -37,6 +38,10 @@ pub struct RolloutSettings {
     /// Sampled recording of hook inputs and outputs for replay.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recording: Option<Recording>,
+    /// Who is emailed (through the tenant's own email settings) when Veneer
+    /// rolls a release back by itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notify: Option<String>,
 }
 
 /// A release that fails `failures` times within its first `calls` calls or
@@ -96,6 +101,11 @@ impl RolloutSettings {
             if !ROLLBACK_SECS.contains(&r.secs) {
                 return Err(range("rollback.secs", r.secs, &ROLLBACK_SECS));
             }
+        }
+        if let Some(to) = &self.notify
+            && let Err(why) = crate::email_check::check_address(to)
+        {
+            return Err(format!("notify `{to}`: {why}; give one email address"));
         }
         if let Some(rec) = &self.recording {
             if !(rec.rate >= 0.0 && rec.rate <= bounds.max_recording_rate) {
@@ -157,6 +167,7 @@ mod tests {
         assert_eq!(RolloutSettings::default().validate(&BOUNDS), Ok(()));
         for (json, field) in [
             (r#"{"shadow_gate": 10001}"#, "shadow_gate"),
+            (r#"{"notify": "not an address"}"#, "notify"),
             (
                 r#"{"rollback": {"failures": 0, "calls": 5, "secs": 60}}"#,
                 "rollback.failures",

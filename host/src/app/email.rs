@@ -120,6 +120,28 @@ pub async fn queue_send(
         why: why.to_string(),
     })?;
     let (resolved, rendered) = render_email(app, tenant, template, context).await?;
+    let (message_id, message_id_header, job) =
+        queue_rendered(app, &tenant.record.id, &settings, template, &to, &rendered).await?;
+    Ok(Queued {
+        message_id,
+        message_id_header,
+        job,
+        source: resolved.source,
+    })
+}
+
+/// Queues an already rendered message to `to` (checked by the caller) with
+/// the job that sends it, in one transaction: its id, Message-ID header and
+/// job id.
+async fn queue_rendered(
+    app: &AppState,
+    tenant: &TenantId,
+    settings: &EmailSettingsRecord,
+    template: &str,
+    to: &str,
+    rendered: &email::Rendered,
+) -> Result<(String, String, i64)> {
+    let db = app.storage.tenant(tenant);
     let id = email::new_message_id();
     let header = email::message_id_header(&id, &settings.settings.sending_domain);
     let payload = json!({ "message": id, "to": to, "rendered": rendered }).to_string();
@@ -129,7 +151,7 @@ pub async fn queue_send(
             &NewEmailMessage {
                 id: &id,
                 template_id: template,
-                to_address: &to,
+                to_address: to,
                 subject: &rendered.subject,
                 message_id: &header,
             },
@@ -143,12 +165,42 @@ pub async fn queue_send(
         )
         .await?;
     let job = job.ok_or_else(|| Error::internal("the send job was not written"))?;
-    Ok(Queued {
-        message_id: id,
-        message_id_header: header,
-        job: job.id,
-        source: resolved.source,
-    })
+    Ok((id, header, job.id))
+}
+
+/// Emails the tenant's rollout contact (`notify` in its rollout settings)
+/// about something Veneer did by itself, through the tenant's own email
+/// settings. Nothing is sent (and `Ok(None)` returned) when the tenant has no
+/// contact or no email settings.
+pub async fn notify_tenant(
+    app: &AppState,
+    tenant: &TenantId,
+    to: &str,
+    subject: &str,
+    text: &str,
+) -> Result<Option<String>> {
+    let Some(settings) = app.storage.tenant(tenant).email_settings().await? else {
+        return Ok(None);
+    };
+    let escaped: String = text
+        .chars()
+        .map(|c| match c {
+            '<' => "&lt;".to_owned(),
+            '>' => "&gt;".to_owned(),
+            '&' => "&amp;".to_owned(),
+            '"' => "&quot;".to_owned(),
+            c => c.to_string(),
+        })
+        .collect();
+    let rendered = email::Rendered {
+        subject: subject.to_owned(),
+        html: format!("<p>{}</p>", escaped.replace('\n', "<br>")),
+        text: text.to_owned(),
+        from_name: None,
+        reply_to: None,
+    };
+    let (id, _, _) = queue_rendered(app, tenant, &settings, "veneer-notice", to, &rendered).await?;
+    Ok(Some(id))
 }
 
 /// Renders the resolved template; when it is the plugin's and does not render

@@ -156,6 +156,32 @@ pub async fn roll_back(
         ),
     )
     .await?;
+    // The tenant's rollout contact hears of it.
+    let notify = db
+        .rollout_settings()
+        .await?
+        .and_then(|json| serde_json::from_str::<RolloutSettings>(&json).ok())
+        .and_then(|settings| settings.notify);
+    if let Some(to) = notify {
+        let back = event
+            .release_id
+            .map_or("no release (the installation is off)".to_owned(), |id| {
+                format!("release {id}")
+            });
+        let subject = format!("Veneer rolled back release {failing} of `{installation}`");
+        let text = format!(
+            "Release {failing} of installation `{installation}` of tenant `{tenant}` was rolled back automatically to {back}.\n\nWhy: {reason}.\n\nThe release history and the audit log (release.auto_rollback) hold the details; its runs are in GET /v1/runs."
+        );
+        match super::email::notify_tenant(app, tenant, &to, &subject, &text).await {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                tracing::warn!(%tenant, "the rollback notice was not sent: the tenant has no email settings")
+            }
+            Err(err) => {
+                tracing::error!(%tenant, error = %err, "the rollback notice could not be queued")
+            }
+        }
+    }
     Ok(Some(event))
 }
 

@@ -823,6 +823,34 @@ async fn auto_rollback(db: Db) {
     .await;
     let token = admin("acme");
     let good = answer(&server, &token).await;
+    // The tenant's rollout contact, emailed through its own settings.
+    server
+        .configure_email(
+            "acme",
+            json!({ "sending_domain": "acme.example", "from_name": "Acme",
+                    "from_address": "orders@acme.example", "relay": "platform" }),
+        )
+        .await;
+    let (status, body) = server
+        .call(
+            Method::PUT,
+            "acme",
+            "/v1/rollout",
+            Some(&token),
+            Some(json!({ "notify": "not an address" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = server
+        .call(
+            Method::PUT,
+            "acme",
+            "/v1/rollout",
+            Some(&token),
+            Some(json!({ "notify": "ops@acme.example" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
 
     // A release that panics on every call goes live.
     let (status, uploaded) = server
@@ -880,6 +908,24 @@ async fn auto_rollback(db: Db) {
             .as_str()
             .is_some_and(|a| a.contains("failed 3 of its first 3 calls")),
         "{row}"
+    );
+
+    // The contact was told, with the reason.
+    let notice = server
+        .eventually(10, async |s| {
+            let (_, messages) = s.get("acme", "/v1/email/messages", &token).await;
+            messages["messages"]
+                .as_array()
+                .and_then(|list| list.iter().find(|m| m["to_address"] == "ops@acme.example"))
+                .cloned()
+        })
+        .await
+        .expect("the rollback notice is queued");
+    assert!(
+        notice["subject"]
+            .as_str()
+            .is_some_and(|s| s.contains(&format!("rolled back release {bad} of `commission`"))),
+        "{notice}"
     );
 
     // Activated again by hand, it is watched again only as a new activation.
