@@ -11,7 +11,8 @@
 #       and with If-None-Match: a 304 without a body)
 #   (c) POST /v1/commission/quote (acme)    luxury-consignment plugin in Wasm
 #   (d) the same quote, the same plugin compiled into the host (--bench-native)
-# with the ratios b/a and c/d; then the noisy neighbour: globex's quotes alone,
+# with the ratios b/a and c/d; chains of 2 and 4 installations; a draft in
+# shadow at sample rates 0, 10 % and 100 % and a looping one; then the noisy neighbour: globex's quotes alone,
 # and again while acme's plugin (the hostile one, mode "spin") loops until its
 # limits stop it on every call.
 #
@@ -188,11 +189,38 @@ for n in 2 3 4; do
     tcurl acme "$ACME" -o /dev/null -X DELETE "$BASE/v1/installations/chain-$n"
 done
 
-# ---------------------------------------------------- noisy neighbour (server 1)
-run B_alone globex.localhost "$GLOBEX" quote.lua / >>"$WORK/results"
+# --------------------------------------------------- shadow releases (server 1)
+# A draft of the same plugin and settings in shadow beside acme's live release,
+# at sample rates 0, 10 % and 100 % (the host's one shadow slot: sampled calls
+# that find it busy are not shadowed), then a looping draft at 100 %: what
+# shadowing costs the live path.
 hostile="$CARGO_TARGET_DIR/wasm-plugins/wasm32-wasip2/plugin/plugin_hostile.wasm"
 sha=$(tcurl acme "$ACME" -H 'Content-Type: application/wasm' --data-binary "@$hostile" "$BASE/v1/plugins" |
     sed -n 's/.*"sha256":"\([0-9a-f]*\)".*/\1/p' | head -1)
+# draft SHA SETTINGS: a draft release of acme's installation `commission`; prints its id.
+draft() {
+    tcurl acme "$ACME" -H 'Content-Type: application/json' \
+        -d "{\"plugin\": \"$1\", \"settings\": $2}" "$BASE/v1/installations/commission/releases" |
+        sed -n 's/.*"id":\([0-9]*\).*/\1/p' | head -1
+}
+shadow() {
+    tcurl acme "$ACME" -o /dev/null -X PUT -H 'Content-Type: application/json' \
+        -d "{\"release\": $1, \"rate\": $2}" "$BASE/v1/installations/commission/shadow"
+}
+same=$(draft "$lux" "$LUX_SETTINGS")
+spinning=$(draft "$sha" '{"mode":"spin"}')
+for rate in 0 0.1 1; do
+    shadow "$same" "$rate"
+    run "s_quote_shadow_$rate" acme.localhost "$ACME" quote.lua / >>"$WORK/results"
+done
+shadow "$spinning" 1
+run s_quote_shadow_spin acme.localhost "$ACME" quote.lua / >>"$WORK/results"
+runs=$(tcurl acme "$ACME" "$BASE/v1/installations/commission/releases/$spinning/shadow" | sed -n 's/.*"calls":\([0-9]*\).*/\1/p' | head -1)
+[[ ${runs:-0} -gt 0 ]] || { echo "the looping draft was never shadowed" >&2; exit 1; }
+tcurl acme "$ACME" -o /dev/null -X DELETE "$BASE/v1/installations/commission/shadow"
+
+# ---------------------------------------------------- noisy neighbour (server 1)
+run B_alone globex.localhost "$GLOBEX" quote.lua / >>"$WORK/results"
 live acme "$ACME" commission "$sha" '{"mode":"spin"}'
 spin_quote=$(tcurl acme "$ACME" -H 'Content-Type: application/json' -d "$SAMPLE_SALE" "$BASE/v1/commission/quote")
 echo "$spin_quote" | grep -q '"outcome":"\(out_of_fuel\|deadline\)"' || { echo "spin quote did not hit a limit: $spin_quote" >&2; exit 1; }
@@ -270,6 +298,7 @@ awk 'function median(a, n,    i, j, t) {
        per = ""; for (i = 1; i <= nc && i <= nd; i++) per = per sprintf(" %.2f", round_c[i] / round_d[i])
        mc = median(crps, nc); md = median(drps, nd); mcp = median(cp50, nc); mdp = median(dp50, nd)
        printf "c/d throughput %.2f   c/d p50 %.2f   (medians of %d pairs: c %d / d %d req/s, p50 %d / %d µs; per pair:%s)\n", mc / md, mcp / mdp, nc, mc, md, mcp, mdp, per
+       printf "shadow: rate 0 %.2f, 10 %% %.2f, 100 %% %.2f, a looping draft at 100 %% %.2f of no shadow (throughput)\n", rps["s_quote_shadow_0"] / rps["c_quote_wasm"], rps["s_quote_shadow_0.1"] / rps["c_quote_wasm"], rps["s_quote_shadow_1"] / rps["c_quote_wasm"], rps["s_quote_shadow_spin"] / rps["c_quote_wasm"]
        printf "chain: 2 installations %.2f, 4 installations %.2f of one (throughput); %.2f and %.2f of native (first pair)\n", rps["c2_quote_chain"] / rps["c_quote_wasm"], rps["c4_quote_chain"] / rps["c_quote_wasm"], rps["c2_quote_chain"] / rps["d_quote_native"], rps["c4_quote_chain"] / rps["d_quote_native"]
        printf "noisy neighbour: B p99 alone %d µs, with A spinning %d µs, ratio %.2f (A at its demo rate limit, 500/s)\n", p99["B_alone"], p99["B_with_A_spinning"], p99["B_with_A_spinning"] / p99["B_alone"]
        printf "                 B p99 alone %d µs, with A spinning %d µs, ratio %.2f (A unlimited)\n", p99["B_alone"], p99["B_with_A_unlimited"], p99["B_with_A_unlimited"] / p99["B_alone"]

@@ -13,5 +13,6 @@ mod invalidation;
 mod jobs;
 mod rate;
 mod restart;
+mod rollout;
 
 use veneer::test_support::smtp_server;
