@@ -20,7 +20,8 @@
 //! - [`shopify`]: connecting a tenant's store, accepting its webhooks;
 //! - [`slots`]: the tenant's plugin slots and the blocking threads calls run on;
 //! - [`tenants`]: a tenant's loaded state and its own writes (settings, key-value data);
-//! - [`admin`]: platform administration (tenants, domains, quotas);
+//! - [`admin`]: platform administration (tenants, quotas);
+//! - [`domains`]: custom domains, proven by DNS before they route;
 //! - [`catalogue`]: the platform's stock plugins, published and installed;
 //! - [`jobs`]: the kinds of the background jobs the use cases queue.
 //!
@@ -33,6 +34,7 @@
 pub mod admin;
 pub mod catalogue;
 pub mod config;
+pub mod domains;
 pub mod email;
 mod error;
 pub mod headroom;

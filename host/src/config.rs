@@ -134,6 +134,12 @@ pub struct ServeConfig {
     #[arg(long, env = "VENEER_SHADOW_CONCURRENCY", default_value_t = 1)]
     pub shadow_concurrency: u32,
 
+    /// Shadow runs this process starts per second at most, all tenants
+    /// together (sampled calls past it are not shadowed): what shadowing may
+    /// take from live traffic is this many fresh-store chain runs and writes.
+    #[arg(long, env = "VENEER_SHADOW_MAX_PER_SEC", default_value_t = 20)]
+    pub shadow_max_per_sec: u32,
+
     /// Fuel one shadow run may spend across the chain it runs in.
     #[arg(long, env = "VENEER_SHADOW_MAX_FUEL", default_value_t = 10_000_000)]
     pub shadow_max_fuel: u64,
@@ -154,6 +160,21 @@ pub struct ServeConfig {
     /// Longest a tenant may keep recorded hook calls, in days.
     #[arg(long, env = "VENEER_RECORD_MAX_DAYS", default_value_t = 30)]
     pub record_max_days: u32,
+
+    /// The DNS server custom domains are proven with (`host:port`); the
+    /// system's (`/etc/resolv.conf`) when unset.
+    #[arg(long, env = "VENEER_DNS_SERVER")]
+    pub dns_server: Option<std::net::SocketAddr>,
+
+    /// How often a verified custom domain's DNS proof is checked again, in
+    /// seconds.
+    #[arg(long, env = "VENEER_DOMAIN_RECHECK_SECS", default_value_t = 3_600)]
+    pub domain_recheck_secs: u64,
+
+    /// How long a verified domain whose proof went missing is still served
+    /// before it is disabled, in seconds.
+    #[arg(long, env = "VENEER_DOMAIN_GRACE_SECS", default_value_t = 86_400)]
+    pub domain_grace_secs: u64,
 
     /// Plugin calls that may run at once in this process (all tenants).
     #[arg(long, env = "VENEER_MAX_CONCURRENT_CALLS", default_value_t = 64)]
@@ -317,11 +338,15 @@ impl ServeConfig {
             chain_max_ms: 1_000,
             inline_ms: 2,
             shadow_concurrency: 1,
+            shadow_max_per_sec: 20,
             shadow_max_fuel: 10_000_000,
             shadow_max_ms: 250,
             shadow_gate: 0,
             record_max_rate: 0.1,
             record_max_days: 30,
+            dns_server: None,
+            domain_recheck_secs: 3_600,
+            domain_grace_secs: 86_400,
             rollback_failures: 5,
             rollback_calls: 100,
             rollback_secs: 600,

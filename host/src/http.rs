@@ -18,6 +18,7 @@ mod admin;
 mod bench;
 mod body;
 mod context;
+mod domains;
 pub mod email;
 mod error;
 mod health;
@@ -67,6 +68,7 @@ pub fn router(state: AppState) -> Router {
         .merge(policies::routes())
         .merge(rollout::routes())
         .merge(admin::routes())
+        .merge(domains::routes())
         .merge(jobs::routes())
         .merge(shopify::routes())
         .merge(email::routes())

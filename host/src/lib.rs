@@ -40,6 +40,7 @@ pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod dns;
 pub mod email;
 pub mod http;
 pub mod invalidation;

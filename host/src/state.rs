@@ -60,8 +60,12 @@ pub struct Inner {
     pub probation: crate::app::rollout::Probation,
     /// Bounds concurrent plugin compilations.
     pub compile_slots: Arc<Semaphore>,
+    /// The DNS resolver custom domains are proven with.
+    pub dns: crate::dns::Dns,
     /// Shadow runs that may run at once (`--shadow-concurrency`).
     pub shadow_slots: Arc<Semaphore>,
+    /// The pace of shadow runs (`--shadow-max-per-sec`).
+    pub shadow_pace: crate::app::shadow::Pace,
     /// Recorded calls being written at once (a sampled call finding none
     /// free is not recorded).
     pub record_slots: Arc<Semaphore>,
@@ -189,6 +193,9 @@ impl AppState {
             config.rollback_calls,
             Duration::from_secs(config.rollback_secs),
         );
+        let shadow_pace = crate::app::shadow::Pace::new(config.shadow_max_per_sec);
+        let dns =
+            crate::dns::Dns::new(config.dns_server).context("configuring the DNS resolver")?;
         Ok(Self(Arc::new(Inner {
             config,
             storage,
@@ -202,6 +209,8 @@ impl AppState {
             probation,
             compile_slots,
             shadow_slots,
+            shadow_pace,
+            dns,
             record_slots: Arc::new(Semaphore::new(RECORD_SLOTS)),
             compile_shares,
             secrets: Arc::new(secrets),

@@ -3,7 +3,7 @@
 //! `veneer_storage::testing`), dev tokens,
 //! polling until something holds ([`eventually`], [`wait_for`]), a fake
 //! Shopify ([`fake_shopify`]), a real SMTP server on loopback
-//! ([`smtp_server`]), a clock tests move by hand ([`ManualClock`]) and the API
+//! ([`smtp_server`]), a real DNS server on loopback ([`dns_server`]), a clock tests move by hand ([`ManualClock`]) and the API
 //! driven in process or over TCP alike ([`api`]).
 //!
 //! Compiled for the crate's own unit tests (`cfg(test)`) and, with the
@@ -16,6 +16,7 @@
 //! need the database to go away start a private cluster of their own).
 
 pub mod api;
+pub mod dns_server;
 pub mod fake_shopify;
 pub mod smtp_server;
 

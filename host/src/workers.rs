@@ -26,7 +26,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::app::config::effective;
-use crate::app::jobs::{SEND_JOB, WEBHOOK_JOB};
+use crate::app::jobs::{DOMAIN_JOB, SEND_JOB, WEBHOOK_JOB};
 use crate::app::plugins::chain;
 use crate::base::Sale;
 use crate::email::{EmailSender, SmtpSender};
@@ -73,12 +73,41 @@ pub fn start(app: &AppState) -> Option<WorkerHandle> {
         WEBHOOK_JOB,
         Duration::from_secs(app.config.shopify_job_budget_secs),
     );
+    worker.register(DOMAIN_JOB, DomainCheck);
     worker.register(SEND_JOB, EmailSend::new(Arc::new(SmtpSender)));
     worker.set_budget(
         SEND_JOB,
         Duration::from_secs(app.config.email_job_budget_secs),
     );
     Some(worker.start())
+}
+
+/// Checks one custom domain's DNS proof (`app::domains::check`): not proven
+/// yet, or DNS not answering, is retried with the queue's backoff.
+pub struct DomainCheck;
+
+#[derive(Debug, Deserialize)]
+struct DomainJob {
+    domain: String,
+}
+
+impl JobHandler<AppState> for DomainCheck {
+    fn run<'a>(&'a self, app: &'a AppState, job: &'a JobContext) -> Fut<'a> {
+        Box::pin(async move {
+            let payload: DomainJob =
+                serde_json::from_value(job.job.payload.clone()).map_err(|err| {
+                    JobError::Fail(format!("the job's payload is not a domain: {err}"))
+                })?;
+            let last = job.job.attempts >= job.job.max_attempts;
+            match crate::app::domains::check(app, &job.tenant, &payload.domain, last)
+                .await
+                .map_err(|err| retry(err.code()))?
+            {
+                crate::app::domains::Checked::Done => Ok(()),
+                crate::app::domains::Checked::Again(why) => Err(JobError::Retry(why)),
+            }
+        })
+    }
 }
 
 fn retry(err: impl std::fmt::Display) -> JobError {

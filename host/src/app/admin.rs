@@ -62,51 +62,6 @@ pub async fn update_tenant(
     Ok(record)
 }
 
-/// Maps a custom domain (already checked) to a tenant, audited as `actor`'s.
-pub async fn add_domain(app: &AppState, actor: &str, id: &TenantId, domain: &str) -> Result<()> {
-    let platform = app.storage.platform();
-    platform.add_domain(domain, id).await?;
-    app.invalidate_hosts();
-    let after = serde_json::json!({ "domain": domain }).to_string();
-    platform
-        .audit(&AuditEntry {
-            tenant: id,
-            actor,
-            action: "domain.add",
-            plugin_sha256: None,
-            before: None,
-            after: Some(&after),
-        })
-        .await?;
-    Ok(())
-}
-
-/// Removes one of a tenant's custom domains, audited as `actor`'s.
-pub async fn remove_domain(app: &AppState, actor: &str, id: &TenantId, domain: &str) -> Result<()> {
-    let platform = app.storage.platform();
-    let owned = platform.domains(id).await?;
-    if !owned.iter().any(|d| d == domain) {
-        return Err(Error::NotFound(format!(
-            "tenant `{id}` has no domain `{}`",
-            domain.chars().take(80).collect::<String>()
-        )));
-    }
-    platform.remove_domain(domain).await?;
-    app.invalidate_hosts();
-    let before = serde_json::json!({ "domain": domain }).to_string();
-    platform
-        .audit(&AuditEntry {
-            tenant: id,
-            actor,
-            action: "domain.remove",
-            plugin_sha256: None,
-            before: Some(&before),
-            after: None,
-        })
-        .await?;
-    Ok(())
-}
-
 /// Sets the quota (already validated) of a tenant's plugin, audited as
 /// `actor`'s; the tenant's caches are invalidated on every node.
 pub async fn set_quota(app: &AppState, actor: &str, id: &TenantId, quota: &Quota) -> Result<()> {

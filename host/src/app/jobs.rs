@@ -11,3 +11,9 @@ pub const SEND_JOB_ATTEMPTS: u32 = 10;
 pub const WEBHOOK_JOB: &str = "shopify.webhook";
 /// Attempts of a webhook job before it is given up.
 pub const WEBHOOK_JOB_ATTEMPTS: u32 = 8;
+/// The job kind that checks one custom domain's DNS proof.
+pub const DOMAIN_JOB: &str = "domain.check";
+/// Attempts of a pending domain's check before it is marked failed: with the
+/// backoff doubling from `--job-backoff-ms` up to 5 minutes, about 2.5 hours
+/// by default.
+pub const DOMAIN_JOB_ATTEMPTS: u32 = 40;

@@ -4,8 +4,10 @@
 //! line) is then, with that probability, computed a second time through the
 //! chain with the draft in its installation's place — after the live answer
 //! is made, on a blocking thread, under a shadow slot of the host's
-//! (`--shadow-concurrency`; a sampled call that finds none free is not
-//! shadowed) and the platform's shadow budget (`--shadow-max-fuel`,
+//! (`--shadow-concurrency`) and the host's pace (`--shadow-max-per-sec`; a
+//! sampled call that finds no slot or no room in the pace is not shadowed,
+//! nor is one of a release whose runs are all stored) and the platform's
+//! shadow budget (`--shadow-max-fuel`,
 //! `--shadow-max-ms`), never the tenant's plugin slots, so it cannot slow or
 //! fail the live answer. Each run records the draft step's outcome, whether
 //! the answer differs, both fees, fuel, memory and time; the report
@@ -38,6 +40,57 @@ use crate::tenancy::{TenantId, TenantState};
 /// Differing or failed runs a report shows in full.
 pub const REPORT_SAMPLES: u32 = 10;
 
+/// The host's pace of shadow runs: at most one start per interval, so
+/// shadowing takes a bounded share of the CPU whatever the traffic and the
+/// sample rates; and the releases whose runs are all stored already (no
+/// more are run for them).
+#[derive(Debug)]
+pub struct Pace {
+    interval_ns: u64,
+    next_ns: std::sync::atomic::AtomicU64,
+    started: std::time::Instant,
+    full: moka::sync::Cache<(TenantId, i64), ()>,
+}
+
+impl Pace {
+    /// At most `per_sec` starts per second (0: none).
+    pub fn new(per_sec: u32) -> Self {
+        Self {
+            interval_ns: if per_sec == 0 {
+                u64::MAX
+            } else {
+                1_000_000_000 / u64::from(per_sec)
+            },
+            next_ns: std::sync::atomic::AtomicU64::new(0),
+            started: std::time::Instant::now(),
+            full: moka::sync::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(Duration::from_secs(3_600))
+                .build(),
+        }
+    }
+
+    /// Whether a run may start now (taking the slot if so).
+    fn take(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        if self.interval_ns == u64::MAX {
+            return false;
+        }
+        let now = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let next = self.next_ns.load(Ordering::Relaxed);
+        now >= next
+            && self
+                .next_ns
+                .compare_exchange(
+                    next,
+                    now.saturating_add(self.interval_ns),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+    }
+}
+
 /// After a live commission: runs the tenant's shadow releases on this sale,
 /// each with its sample probability, in the background.
 pub fn after_commission(
@@ -48,6 +101,10 @@ pub fn after_commission(
 ) {
     for (index, shadow) in tenant.shadows.iter().enumerate() {
         if shadow.rate <= 0.0 || rand::random::<f64>() >= shadow.rate {
+            continue;
+        }
+        let key = (tenant.record.id.clone(), shadow.step.release);
+        if app.shadow_pace.full.contains_key(&key) || !app.shadow_pace.take() {
             continue;
         }
         // No free shadow slot: this call is not shadowed (never queued).
@@ -145,10 +202,16 @@ async fn shadow_commission(
         sample,
         created_at: 0,
     };
-    app.storage
+    let stored = app
+        .storage
         .tenant(&tenant.record.id)
         .record_shadow_run(&record)
         .await?;
+    if !stored {
+        app.shadow_pace
+            .full
+            .insert((tenant.record.id.clone(), release), ());
+    }
     Ok(())
 }
 

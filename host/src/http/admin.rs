@@ -7,7 +7,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::{
     Json, Router,
-    routing::{delete, get, put},
+    routing::{get, put},
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -44,19 +44,6 @@ struct ShowBody<D, T> {
     tenant: Sorted<T>,
 }
 
-/// `GET /v1/admin/tenants/{id}/domains`.
-#[derive(Serialize)]
-struct DomainsBody {
-    domains: Vec<String>,
-}
-
-/// `POST /v1/admin/tenants/{id}/domains`.
-#[derive(Serialize)]
-struct DomainBody {
-    domain: String,
-    tenant: Sorted<TenantId>,
-}
-
 /// A tenant's quota.
 #[derive(Serialize)]
 struct QuotaBody {
@@ -74,14 +61,6 @@ pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/admin/tenants", get(list).post(create))
         .route("/v1/admin/tenants/{id}", get(show).patch(update))
-        .route(
-            "/v1/admin/tenants/{id}/domains",
-            get(domains).post(add_domain),
-        )
-        .route(
-            "/v1/admin/tenants/{id}/domains/{domain}",
-            delete(remove_domain),
-        )
         .route(
             "/v1/admin/tenants/{id}/quota",
             put(set_quota).get(get_quota),
@@ -191,7 +170,7 @@ async fn show(
         .tenant(&id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no tenant `{id}`")))?;
-    let domains = app.storage.platform().domains(&id).await?;
+    let domains = app::domains::list(&app, &id).await?;
     let quota = app.storage.platform().quota(&id).await?;
     Ok(Json(ShowBody {
         domains,
@@ -238,77 +217,6 @@ async fn update(
     Ok(Json(TenantBody {
         tenant: Sorted(record),
     }))
-}
-
-async fn domains(
-    State(app): State<AppState>,
-    _admin: PlatformAdmin,
-    Path(id): Path<String>,
-) -> ApiResult<Json<DomainsBody>> {
-    let id = tenant_id(&id)?;
-    Ok(Json(DomainsBody {
-        domains: app.storage.platform().domains(&id).await?,
-    }))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AddDomain {
-    domain: String,
-}
-
-fn check_domain(app: &AppState, domain: &str) -> ApiResult<String> {
-    let domain = domain.trim().trim_end_matches('.').to_ascii_lowercase();
-    let labels_ok = domain.split('.').count() >= 2
-        && domain.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                && !l.starts_with('-')
-        });
-    let base = app.config.base_domain.to_ascii_lowercase();
-    if !labels_ok || domain.len() > 253 {
-        return Err(ApiError::new(
-            Code::InvalidDomain,
-            "give a host name such as shop.example.com",
-        ));
-    }
-    if domain == base || domain.ends_with(&format!(".{base}")) {
-        return Err(ApiError::new(
-            Code::InvalidDomain,
-            "names under the base domain are tenant subdomains already",
-        ));
-    }
-    Ok(domain)
-}
-
-async fn add_domain(
-    State(app): State<AppState>,
-    admin: PlatformAdmin,
-    Path(id): Path<String>,
-    JsonBody(body): JsonBody<AddDomain>,
-) -> ApiResult<(StatusCode, Json<DomainBody>)> {
-    let id = tenant_id(&id)?;
-    let domain = check_domain(&app, &body.domain)?;
-    app::admin::add_domain(&app, &admin.0.subject, &id, &domain).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(DomainBody {
-            domain,
-            tenant: Sorted(id),
-        }),
-    ))
-}
-
-async fn remove_domain(
-    State(app): State<AppState>,
-    admin: PlatformAdmin,
-    Path((id, domain)): Path<(String, String)>,
-) -> ApiResult<StatusCode> {
-    let id = tenant_id(&id)?;
-    let domain = domain.to_ascii_lowercase();
-    app::admin::remove_domain(&app, &admin.0.subject, &id, &domain).await?;
-    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn get_quota(

@@ -77,7 +77,7 @@ fn unknown_host(host: &str) -> ApiError {
     ApiError::new(
         Code::UnknownHost,
         format!(
-            "no tenant is served at `{shown}`; use <tenant>.<base-domain> or a domain mapped to your tenant"
+            "no tenant is served at `{shown}`; use <tenant>.<base-domain>, or a custom domain once it is verified (GET /v1/domains shows its status and the DNS record to publish)"
         ),
     )
 }

@@ -33,6 +33,7 @@
 //!   a read lock cannot be upgraded.
 
 mod catalogue;
+mod domains;
 mod email;
 mod error;
 mod hook_records;
@@ -66,6 +67,7 @@ use sqlx::{AnyConnection, AnyPool, Connection};
 
 use veneer_core::tenancy_id::TenantId;
 
+pub use domains::{DomainRecord, DomainStatus};
 pub use email::*;
 pub use error::StorageError;
 pub use hook_records::{HookRecord, MAX_RECORDS, NewHookRecord};

@@ -77,6 +77,11 @@ const SQLITE: &[Source] = &[
         "records",
         include_str!("../migrations/sqlite/0012_records.sql"),
     ),
+    (
+        13,
+        "domain verification",
+        include_str!("../migrations/sqlite/0013_domain_verification.sql"),
+    ),
 ];
 
 const POSTGRES: &[Source] = &[
@@ -144,6 +149,11 @@ const POSTGRES: &[Source] = &[
         13,
         "records",
         include_str!("../migrations/postgres/0013_records.sql"),
+    ),
+    (
+        14,
+        "domain verification",
+        include_str!("../migrations/postgres/0014_domain_verification.sql"),
     ),
 ];
 

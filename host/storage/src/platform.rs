@@ -132,7 +132,7 @@ impl PlatformDb {
             "SELECT t.id, t.org_id, t.name, t.status, t.rate_limit_per_sec, t.rate_limit_burst, \
                     t.max_concurrency, t.created_at, t.updated_at \
                FROM domains d JOIN tenants t ON t.id = d.tenant_id \
-              WHERE d.domain = $1",
+              WHERE d.domain = $1 AND d.status IN ('verified', 'grace')",
         )
         .bind(domain.as_str())
         .fetch_optional(&mut *tx)
@@ -206,72 +206,6 @@ impl PlatformDb {
         let record = tenant_from_row(&row)?;
         tx.commit().await?;
         Ok(record)
-    }
-
-    /// Maps a custom domain to a tenant. Mapping it again to the same tenant is
-    /// a no-op; Conflict if another tenant has it, NotFound if the tenant does
-    /// not exist.
-    pub async fn add_domain(&self, domain: &str, tenant: &TenantId) -> Result<(), StorageError> {
-        let domain = normalize_domain(domain)?;
-        let mut tx = self.begin(Access::Write).await?;
-        let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM tenants WHERE id = $1")
-            .bind(tenant.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
-        if exists.is_none() {
-            return Err(missing_tenant(tenant));
-        }
-        let owner: Option<String> =
-            sqlx::query_scalar("SELECT tenant_id FROM domains WHERE domain = $1")
-                .bind(domain.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
-        match owner {
-            Some(owner) if owner == tenant.as_str() => return Ok(()),
-            Some(_) => return Err(domain_taken(&domain)),
-            None => {}
-        }
-        sqlx::query("INSERT INTO domains (domain, tenant_id, created_at) VALUES ($1, $2, $3)")
-            .bind(domain.as_str())
-            .bind(tenant.as_str())
-            .bind(now_ms())
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| {
-                if is_unique_on(&e, "domains_pkey", "domains.domain") {
-                    domain_taken(&domain)
-                } else {
-                    StorageError::from(e)
-                }
-            })?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Unmaps a custom domain; false if it was not mapped.
-    pub async fn remove_domain(&self, domain: &str) -> Result<bool, StorageError> {
-        let Ok(domain) = normalize_domain(domain) else {
-            return Ok(false);
-        };
-        let mut tx = self.begin(Access::Write).await?;
-        let done = sqlx::query("DELETE FROM domains WHERE domain = $1")
-            .bind(domain.as_str())
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(done.rows_affected() > 0)
-    }
-
-    /// A tenant's custom domains, sorted.
-    pub async fn domains(&self, tenant: &TenantId) -> Result<Vec<String>, StorageError> {
-        let mut tx = self.begin(Access::Read).await?;
-        let domains =
-            sqlx::query_scalar("SELECT domain FROM domains WHERE tenant_id = $1 ORDER BY domain")
-                .bind(tenant.as_str())
-                .fetch_all(&mut *tx)
-                .await?;
-        tx.commit().await?;
-        Ok(domains)
     }
 
     /// Sets a tenant's runtime quota. The JSON is the runtime's business; storage
@@ -412,7 +346,7 @@ fn tenant_from_row(row: &AnyRow) -> Result<TenantRecord, StorageError> {
 
 /// Lowercases, drops a trailing dot and checks a host name: letters, digits and
 /// hyphens in dot-separated labels of at most 63, at most 253 in all.
-fn normalize_domain(domain: &str) -> Result<String, StorageError> {
+pub(super) fn normalize_domain(domain: &str) -> Result<String, StorageError> {
     let domain = domain.trim().trim_end_matches('.').to_ascii_lowercase();
     let label_ok = |label: &str| {
         !label.is_empty()
@@ -445,7 +379,7 @@ fn required<'a>(what: &str, value: &'a str) -> Result<&'a str, StorageError> {
     }
 }
 
-fn missing_tenant(id: &TenantId) -> StorageError {
+pub(super) fn missing_tenant(id: &TenantId) -> StorageError {
     StorageError::NotFound(format!("tenant `{id}` does not exist"))
 }
 
@@ -457,11 +391,5 @@ fn org_taken(org_id: &str, tenant: &str) -> StorageError {
     StorageError::Conflict(format!(
         "organisation `{org_id}` already has a tenant ({tenant}): one organisation maps to one \
          tenant"
-    ))
-}
-
-fn domain_taken(domain: &str) -> StorageError {
-    StorageError::Conflict(format!(
-        "domain `{domain}` is already mapped to another tenant: remove it there first"
     ))
 }

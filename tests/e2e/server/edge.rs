@@ -309,9 +309,14 @@ async fn cache_bound(db: Db) {
 both_backends!(the_tenant_cache_is_bounded_in_bytes, cache_bound);
 
 /// Unknown hosts cost one database query per few seconds, not one each; a
-/// tenant or domain created is reachable at once.
+/// tenant created, or a domain verified, is reachable at once.
 async fn unknown_hosts(db: Db) {
-    let server = Server::start(db).await;
+    let dns = veneer::test_support::dns_server::DnsServer::start().await;
+    let server = Server::start_with(db, |config| {
+        config.dns_server = Some(dns.addr);
+        config.job_backoff_ms = 50;
+    })
+    .await;
     let before = loads(&server);
     for _ in 0..5 {
         let (status, body) = server.get("nosuch", "/v1/config", &admin("nosuch")).await;
@@ -358,7 +363,31 @@ async fn unknown_hosts(db: Db) {
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let response = custom(&server).await.expect("answered");
-    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.status(), StatusCode::NOT_FOUND, "pending");
+    let txt = body["domain"]["records"][0].clone();
+    dns.set_txt(
+        txt["name"].as_str().expect("name"),
+        &[txt["value"].as_str().expect("value")],
+    );
+    let verified = server
+        .eventually(20, async |s| {
+            let (_, body) = s
+                .get(
+                    "",
+                    "/v1/admin/tenants/nosuch/domains/shop.nosuch.example",
+                    &platform_admin(),
+                )
+                .await;
+            (body["domain"]["status"] == "verified").then_some(())
+        })
+        .await;
+    assert!(verified.is_some(), "the domain is verified");
+    let response = custom(&server).await.expect("answered");
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "served at once once verified"
+    );
     globex_is_served(&server).await;
 }
 both_backends!(unknown_hosts_are_remembered_briefly, unknown_hosts);

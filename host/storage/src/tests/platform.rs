@@ -3,7 +3,7 @@
 use std::str::FromStr;
 
 use crate::testing::harness::{Ctx, new_tenant, tid};
-use crate::{AuditEntry, StorageError, TenantPatch, TenantStatus};
+use crate::{AuditEntry, DomainStatus, StorageError, TenantPatch, TenantStatus};
 
 crate::both_backends!(via crate::testing::harness::run;
     tenants_are_created_found_listed_and_updated,
@@ -135,19 +135,47 @@ async fn domains_map_hosts_to_tenants(ctx: Ctx) {
     let acme = platform.create_tenant(&new_tenant("acme")).await.unwrap();
     platform.create_tenant(&new_tenant("beta")).await.unwrap();
 
-    platform
-        .add_domain("Shop.Acme.example.", &tid("acme"))
+    let (claim, created) = platform
+        .claim_domain("Shop.Acme.example.", &tid("acme"), "t1")
         .await
         .unwrap();
+    assert!(created);
+    assert_eq!(claim.domain, "shop.acme.example");
+    assert_eq!(claim.status, DomainStatus::Pending);
     platform
-        .add_domain("acme.example", &tid("acme"))
+        .claim_domain("acme.example", &tid("acme"), "t2")
         .await
         .unwrap();
-    platform
-        .add_domain("shop.acme.example", &tid("acme"))
+    let (again, created) = platform
+        .claim_domain("shop.acme.example", &tid("acme"), "other")
         .await
-        .expect("mapping again to the same tenant is a no-op");
+        .expect("claiming again is a no-op");
+    assert!(!created);
+    assert_eq!(again.token, "t1", "the first claim stands");
 
+    // Pending claims route nowhere; a second tenant may claim an unproven domain.
+    assert_eq!(
+        platform
+            .tenant_by_domain("shop.acme.example")
+            .await
+            .unwrap(),
+        None
+    );
+    platform
+        .claim_domain("shop.acme.example", &tid("beta"), "t3")
+        .await
+        .expect("an unproven domain may be claimed by another tenant");
+
+    platform
+        .record_domain_check(
+            "shop.acme.example",
+            &tid("acme"),
+            DomainStatus::Verified,
+            "verified by TXT",
+            None,
+        )
+        .await
+        .unwrap();
     for host in [
         "shop.acme.example",
         "SHOP.ACME.EXAMPLE",
@@ -159,19 +187,33 @@ async fn domains_map_hosts_to_tenants(ctx: Ctx) {
             "{host}"
         );
     }
-    assert_eq!(
-        platform.tenant_by_domain("unknown.example").await.unwrap(),
-        None
-    );
-    assert_eq!(platform.tenant_by_domain("not a host").await.unwrap(), None);
-    assert_eq!(
-        platform.domains(&tid("acme")).await.unwrap(),
-        vec!["acme.example".to_owned(), "shop.acme.example".to_owned()]
-    );
-
-    match platform.add_domain("shop.acme.example", &tid("beta")).await {
+    let verified = platform
+        .domain("shop.acme.example", &tid("acme"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(verified.verified_at.is_some());
+    assert_eq!(verified.last_result.as_deref(), Some("verified by TXT"));
+    // One routed claim per domain: beta's cannot verify, nor can a new one be made.
+    match platform
+        .record_domain_check(
+            "shop.acme.example",
+            &tid("beta"),
+            DomainStatus::Verified,
+            "x",
+            None,
+        )
+        .await
+    {
+        Err(StorageError::Conflict(m)) => assert!(m.contains("shop.acme.example"), "{m}"),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    platform.create_tenant(&new_tenant("gamma")).await.unwrap();
+    match platform
+        .claim_domain("shop.acme.example", &tid("gamma"), "t4")
+        .await
+    {
         Err(StorageError::Conflict(m)) => {
-            assert!(m.contains("shop.acme.example"), "{m}");
             assert!(
                 !m.contains("acme`") && !m.contains("tenant `acme"),
                 "does not name the owner: {m}"
@@ -179,8 +221,59 @@ async fn domains_map_hosts_to_tenants(ctx: Ctx) {
         }
         other => panic!("expected a conflict, got {other:?}"),
     }
+    // In grace it still routes; disabled it does not.
+    platform
+        .record_domain_check(
+            "shop.acme.example",
+            &tid("acme"),
+            DomainStatus::Grace,
+            "missing",
+            Some(5),
+        )
+        .await
+        .unwrap();
+    assert!(
+        platform
+            .tenant_by_domain("shop.acme.example")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    platform
+        .record_domain_check(
+            "shop.acme.example",
+            &tid("acme"),
+            DomainStatus::Disabled,
+            "gone",
+            Some(5),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        platform
+            .tenant_by_domain("shop.acme.example")
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        platform.tenant_by_domain("unknown.example").await.unwrap(),
+        None
+    );
+    assert_eq!(platform.tenant_by_domain("not a host").await.unwrap(), None);
+    let names: Vec<String> = platform
+        .domains(&tid("acme"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.domain)
+        .collect();
+    assert_eq!(names, ["acme.example", "shop.acme.example"]);
+
     assert!(matches!(
-        platform.add_domain("new.example", &tid("nobody")).await,
+        platform
+            .claim_domain("new.example", &tid("nobody"), "t")
+            .await,
         Err(StorageError::NotFound(_))
     ));
     for bad in [
@@ -192,26 +285,29 @@ async fn domains_map_hosts_to_tenants(ctx: Ctx) {
     ] {
         assert!(
             matches!(
-                platform.add_domain(bad, &tid("acme")).await,
+                platform.claim_domain(bad, &tid("acme"), "t").await,
                 Err(StorageError::Invalid(_))
             ),
             "{bad}"
         );
     }
-    assert!(platform.domains(&tid("beta")).await.unwrap().is_empty());
 
-    assert!(platform.remove_domain("SHOP.acme.example").await.unwrap());
-    assert!(!platform.remove_domain("shop.acme.example").await.unwrap());
-    assert_eq!(
+    assert!(
         platform
-            .tenant_by_domain("shop.acme.example")
+            .remove_domain("SHOP.acme.example", &tid("acme"))
             .await
-            .unwrap(),
-        None
+            .unwrap()
+    );
+    assert!(
+        !platform
+            .remove_domain("shop.acme.example", &tid("acme"))
+            .await
+            .unwrap()
     );
     assert_eq!(
-        platform.domains(&tid("acme")).await.unwrap(),
-        vec!["acme.example".to_owned()]
+        platform.domains(&tid("beta")).await.unwrap().len(),
+        1,
+        "beta's claim stays"
     );
 }
 

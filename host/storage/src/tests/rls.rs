@@ -55,7 +55,7 @@ async fn seed(storage: &Storage, id: &str) {
         .await
         .unwrap();
     platform
-        .add_domain(&format!("{id}.example"), &tid(id))
+        .claim_domain(&format!("{id}.example"), &tid(id), "token")
         .await
         .unwrap();
     platform.set_quota(&tid(id), r#"{"fuel":1}"#).await.unwrap();
@@ -122,7 +122,13 @@ async fn snapshot(storage: &Storage, id: &str) -> Snapshot {
     let db = storage.tenant(&tid(id));
     Snapshot {
         tenant: platform.tenant(&tid(id)).await.unwrap(),
-        domains: platform.domains(&tid(id)).await.unwrap(),
+        domains: platform
+            .domains(&tid(id))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|d| d.domain)
+            .collect(),
         quota: platform.quota(&tid(id)).await.unwrap(),
         versions: db.plugin_versions().await.unwrap(),
         kv: db.kv_list("", 100).await.unwrap(),
