@@ -1,6 +1,11 @@
-//! Bounces: what came back for a message, from a DSN ([`parse_dsn`]) or a
-//! relay's JSON webhook ([`parse_bounce_webhook`]), and what it does to the
-//! tenant's data ([`record_bounce`]).
+//! Bounces and complaints: what came back for a message, from a DSN or an
+//! ARF feedback report ([`parse_dsn`]) or a relay's JSON webhook
+//! ([`parse_bounce_webhook`]), and what it does to the tenant's data
+//! ([`record_bounce`]).
+//!
+//! A spam complaint (an ARF report, RFC 5965, or a webhook of type
+//! `complaint`) puts the address the message went to on the tenant's
+//! suppression list, like a hard bounce; the message itself stays delivered.
 //!
 //! A hard bounce (action failed with a 5.x.x status, or a webhook's `hard`)
 //! marks the message bounced and puts the address the message went to on the
@@ -33,6 +38,9 @@ pub struct Bounce {
     pub action: BounceAction,
     /// Failed for good: suppress the address.
     pub hard: bool,
+    /// A spam complaint about a delivered message (suppress the address,
+    /// leave the message delivered).
+    pub complaint: bool,
     /// The enhanced status code, e.g. `5.1.1`.
     pub status: Option<String>,
     /// The remote server's explanation, e.g. `smtp; 550 5.1.1 User unknown`.
@@ -55,8 +63,10 @@ pub enum BounceError {
     /// The webhook body is not the expected JSON.
     #[error("the bounce webhook body is not valid: {0}")]
     Webhook(String),
-    /// A webhook event of another type (complaint, delivery, ...).
-    #[error("the webhook event is of type `{0}`, not `bounce`; only bounces are processed")]
+    /// A webhook event of another type (delivery, open, ...).
+    #[error(
+        "the webhook event is of type `{0}`, not `bounce` or `complaint`; only those are processed"
+    )]
     NotABounce(String),
     /// The report's fields name different tenants or messages.
     #[error("the bounce is contradictory: {0}")]
@@ -93,12 +103,13 @@ pub fn parse_bounce_webhook(body: &[u8]) -> Result<Bounce, BounceError> {
             "{e}; send an object with type, bounce_type and recipient"
         ))
     })?;
-    if hook.kind != "bounce" {
-        return Err(BounceError::NotABounce(
-            hook.kind.chars().take(40).collect(),
-        ));
-    }
+    let complaint = match hook.kind.as_str() {
+        "bounce" => false,
+        "complaint" => true,
+        other => return Err(BounceError::NotABounce(other.chars().take(40).collect())),
+    };
     let hard = match hook.bounce_type.as_deref() {
+        _ if complaint => true,
         Some("hard") => true,
         Some("soft") => false,
         Some(other) => {
@@ -176,6 +187,7 @@ pub fn parse_bounce_webhook(body: &[u8]) -> Result<Bounce, BounceError> {
         recipient,
         action: BounceAction::Failed,
         hard,
+        complaint,
         status: hook.status.and_then(cut),
         diagnostic: hook.diagnostic.and_then(cut),
         tenant,
@@ -238,6 +250,18 @@ pub async fn record_bounce(
         .collect::<Vec<_>>()
         .join(" ");
     let db = storage.tenant(&message.tenant);
+    if bounce.complaint {
+        let reason = format!("spam complaint {diagnostic}").trim_end().to_owned();
+        let entry = db
+            .email_suppress(&message.to_address, &reason, Some(&message.id))
+            .await?;
+        return Ok(BounceOutcome::Recorded {
+            tenant: message.tenant,
+            message_id: message.id,
+            hard: true,
+            suppressed: Some(entry.address),
+        });
+    }
     match db
         .email_mark_bounced(&message.id, bounce.hard, &diagnostic)
         .await
@@ -285,6 +309,7 @@ mod tests {
                 recipient: "ann@example.com".into(),
                 action: BounceAction::Failed,
                 hard: true,
+                complaint: false,
                 status: Some("5.1.1".into()),
                 diagnostic: Some("550 5.1.1 unknown user".into()),
                 tenant: Some(TenantId::new("acme").unwrap()),
@@ -305,10 +330,22 @@ mod tests {
     }
 
     #[test]
+    fn a_webhook_complaint_suppresses_like_a_hard_bounce() {
+        let body = format!(
+            r#"{{"type":"complaint","recipient":"Ann@Example.com","verp":"bounce+acme.{ID}@bounces.veneer.example","feedback_type":"abuse"}}"#
+        );
+        let b = parse_bounce_webhook(body.as_bytes()).unwrap();
+        assert!(b.complaint && b.hard);
+        assert_eq!(b.recipient, "ann@example.com");
+        assert_eq!(b.tenant, Some(TenantId::new("acme").unwrap()));
+        assert_eq!(b.message_id.as_deref(), Some(ID));
+    }
+
+    #[test]
     fn bad_or_contradictory_webhooks_are_refused() {
         let cases = [
             (r#"not json"#.to_owned(), "valid"),
-            (r#"{"type":"complaint","recipient":"a@b.example"}"#.to_owned(), "complaint"),
+            (r#"{"type":"delivery","recipient":"a@b.example"}"#.to_owned(), "delivery"),
             (r#"{"type":"bounce","bounce_type":"medium","recipient":"a@b.example"}"#.to_owned(), "medium"),
             (r#"{"type":"bounce","recipient":"a@b.example"}"#.to_owned(), "missing"),
             (r#"{"type":"bounce","bounce_type":"hard","recipient":"a\r\nb@c.example"}"#.to_owned(), "recipient"),

@@ -265,7 +265,7 @@ fn find_report<'a>(e: Entity<'a>, depth: usize) -> Option<(Entity<'a>, Vec<&'a [
 fn is_status_part(headers: &Headers) -> bool {
     matches!(
         content_type(headers).mime.as_str(),
-        "message/delivery-status" | "message/global-delivery-status"
+        "message/delivery-status" | "message/global-delivery-status" | "message/feedback-report"
     )
 }
 
@@ -300,6 +300,7 @@ pub fn parse_dsn(raw: &[u8]) -> Result<Vec<Bounce>, BounceError> {
     let (_, parts) = find_report(top, 0).ok_or(BounceError::NotADsn)?;
 
     let mut status_fields: Option<Vec<Headers>> = None;
+    let mut feedback: Option<Headers> = None;
     let mut returned: Option<Headers> = None;
     for part in &parts {
         let e = entity(part);
@@ -311,12 +312,23 @@ pub fn parse_dsn(raw: &[u8]) -> Result<Vec<Bounce>, BounceError> {
                 let body = decode_body(&e.headers, e.body);
                 status_fields = Some(status_blocks(&body));
             }
+            "message/feedback-report" if feedback.is_none() => {
+                let body = decode_body(&e.headers, e.body);
+                feedback = Some(parse_headers(&body));
+            }
             "message/rfc822" | "message/global" | "text/rfc822-headers" if returned.is_none() => {
                 let body = decode_body(&e.headers, e.body);
                 returned = Some(parse_headers(split_head(&body).0));
             }
             _ => {}
         }
+    }
+    if status_fields.is_none()
+        && let Some(feedback) = &feedback
+    {
+        return Ok(complaint(&top_headers, feedback, returned.as_ref())
+            .into_iter()
+            .collect());
     }
     let blocks = status_fields.ok_or(BounceError::NotADsn)?;
 
@@ -377,6 +389,7 @@ pub fn parse_dsn(raw: &[u8]) -> Result<Vec<Bounce>, BounceError> {
             recipient,
             action,
             hard,
+            complaint: false,
             status,
             diagnostic,
             tenant: tenant.clone(),
@@ -384,6 +397,53 @@ pub fn parse_dsn(raw: &[u8]) -> Result<Vec<Bounce>, BounceError> {
         });
     }
     Ok(bounces)
+}
+
+/// An ARF feedback report (RFC 5965) as one complaint: the recipient is the
+/// report's `Original-Rcpt-To`, else the returned message's `To`; tenant and
+/// message come from our VERP address (`Original-Mail-From`, the returned
+/// `Return-Path`, or where the report was sent), else the returned
+/// `Message-ID`. None when it names no recipient.
+fn complaint(top: &Headers, feedback: &Headers, returned: Option<&Headers>) -> Option<Bounce> {
+    let recipient = header(feedback, "original-rcpt-to")
+        .or_else(|| returned.and_then(|h| header(h, "to")))
+        .and_then(|v| address_tokens(v).next())
+        .map(|r| r.trim_matches(['<', '>']).to_lowercase())
+        .filter(|r| !r.is_empty())?;
+    let verp = header(feedback, "original-mail-from")
+        .into_iter()
+        .chain(returned.and_then(|h| header(h, "return-path")))
+        .chain(
+            ["delivered-to", "x-original-to", "envelope-to", "to"]
+                .iter()
+                .flat_map(|name| {
+                    top.iter()
+                        .filter(move |(n, _)| n == name)
+                        .map(|(_, v)| v.as_str())
+                }),
+        )
+        .flat_map(address_tokens)
+        .find_map(parse_bounce_address);
+    let (tenant, message_id) = match verp {
+        Some((tenant, id)) => (Some(tenant), Some(id)),
+        None => (
+            None,
+            returned
+                .and_then(|h| header(h, "message-id"))
+                .and_then(message_id_from_header),
+        ),
+    };
+    let kind = header(feedback, "feedback-type").map_or("abuse", str::trim);
+    Some(Bounce {
+        recipient,
+        action: BounceAction::Failed,
+        hard: true,
+        complaint: true,
+        status: None,
+        diagnostic: Some(cut(&format!("Feedback-Type: {kind}"), MAX_DIAGNOSTIC_CHARS)),
+        tenant,
+        message_id,
+    })
 }
 
 /// `class.subject.detail`, class 2, 4 or 5 (RFC 3463).
@@ -499,6 +559,57 @@ Message-ID: <{ID}@acme.example>\r\n\
 \r\n\
 --3F1A2.1736848802/mail.recipient.example--\r\n"
         )
+    }
+
+    /// An ARF abuse report (RFC 5965 appendix B shape) about one of acme's
+    /// messages: one complaint, attributed by the original envelope sender.
+    #[test]
+    fn an_arf_abuse_report_is_one_complaint() {
+        let raw = format!(
+            "From: <abusedesk@mailbox.example>\r\n\
+To: <bounce+acme.{ID}@bounces.veneer.example>\r\n\
+Subject: FW: Your order\r\n\
+MIME-Version: 1.0\r\n\
+Content-Type: multipart/report; report-type=feedback-report;\r\n\
+\tboundary=\"part1_13d.2e68ed54_boundary\"\r\n\
+\r\n\
+--part1_13d.2e68ed54_boundary\r\n\
+Content-Type: text/plain; charset=\"US-ASCII\"\r\n\
+\r\n\
+This is an email abuse report for an email message received from IP\r\n\
+192.0.2.1 on Thu, 8 Mar 2005 14:00:00 EDT.\r\n\
+\r\n\
+--part1_13d.2e68ed54_boundary\r\n\
+Content-Type: message/feedback-report\r\n\
+\r\n\
+Feedback-Type: abuse\r\n\
+User-Agent: SomeGenerator/1.0\r\n\
+Version: 1\r\n\
+Original-Mail-From: <bounce+acme.{ID}@bounces.veneer.example>\r\n\
+Original-Rcpt-To: <Ann@Mailbox.example>\r\n\
+Arrival-Date: Thu, 8 Mar 2005 14:00:00 EDT\r\n\
+Source-IP: 192.0.2.1\r\n\
+\r\n\
+--part1_13d.2e68ed54_boundary\r\n\
+Content-Type: message/rfc822\r\n\
+Content-Disposition: inline\r\n\
+\r\n\
+From: \"Acme Store\" <orders@acme.example>\r\n\
+To: <ann@mailbox.example>\r\n\
+Subject: Your order\r\n\
+Message-ID: <{ID}@acme.example>\r\n\
+\r\n\
+Thanks for your order.\r\n\
+--part1_13d.2e68ed54_boundary--\r\n"
+        );
+        let reports = parse_dsn(raw.as_bytes()).unwrap();
+        assert_eq!(reports.len(), 1, "{reports:#?}");
+        let c = &reports[0];
+        assert!(c.complaint && c.hard);
+        assert_eq!(c.recipient, "ann@mailbox.example");
+        assert_eq!(c.tenant, Some(TenantId::new("acme").unwrap()));
+        assert_eq!(c.message_id.as_deref(), Some(ID));
+        assert_eq!(c.diagnostic.as_deref(), Some("Feedback-Type: abuse"));
     }
 
     #[test]

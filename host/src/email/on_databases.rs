@@ -37,6 +37,7 @@ async fn bounces_reach_only_the_tenant_whose_message_it_is(ctx: Ctx) {
         recipient: "ann@example.com".into(),
         action,
         hard,
+        complaint: false,
         status: Some(if hard { "5.1.1" } else { "4.2.2" }.into()),
         diagnostic: Some("smtp; 550 5.1.1 unknown".into()),
         tenant,

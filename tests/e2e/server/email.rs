@@ -868,6 +868,38 @@ async fn bounce_suppresses_for_one_tenant(db: Db) {
     let received = smtp.messages();
     assert_eq!(received.len(), 3);
     assert_eq!(received[2].from, verp("acme", &again_id));
+
+    // A spam complaint (ARF, RFC 5965) about it suppresses the address for
+    // acme again, and leaves the message delivered; globex is untouched.
+    let arf = format!(
+        "From: <abuse@mailbox.example>\r\nTo: <{}>\r\nSubject: complaint\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/report; report-type=feedback-report; boundary=\"b1\"\r\n\r\n\
+--b1\r\nContent-Type: text/plain\r\n\r\nAn abuse report.\r\n\
+--b1\r\nContent-Type: message/feedback-report\r\n\r\n\
+Feedback-Type: abuse\r\nVersion: 1\r\nOriginal-Mail-From: <{}>\r\nOriginal-Rcpt-To: <{address}>\r\n\r\n\
+--b1\r\nContent-Type: text/rfc822-headers\r\n\r\nTo: {address}\r\nSubject: Welcome\r\n\r\n--b1--\r\n",
+        verp("acme", &again_id),
+        verp("acme", &again_id)
+    );
+    let (status, body) = post_bounce(&server, "", Some(BOUNCE_TOKEN), "message/rfc822", arf).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["bounces"][0]["result"], "recorded", "{body}");
+    assert_eq!(body["bounces"][0]["suppressed"], address, "{body}");
+    assert_eq!(suppressed(&server, "acme").await, [address]);
+    assert!(suppressed(&server, "globex").await.is_empty());
+    assert_eq!(message(&server, "acme", &again_id).await["state"], "sent");
+    // The JSON form of a complaint, for globex's message.
+    let (status, body) = post_bounce(
+        &server,
+        "",
+        Some(BOUNCE_TOKEN),
+        "application/json",
+        json!({ "type": "complaint", "recipient": address, "verp": verp("globex", &globex_id) })
+            .to_string(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(suppressed(&server, "globex").await, [address]);
 }
 both_backends!(
     a_hard_bounce_suppresses_the_address_for_its_tenant_only,
