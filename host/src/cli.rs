@@ -48,6 +48,19 @@ mod replay;
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log lines as text (colored only on a terminal) or as one JSON object
+    /// each.
+    #[arg(long, global = true, env = "VENEER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+/// How log lines are written (to stderr).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -198,8 +211,8 @@ struct CheckArgs {
 
 /// Runs the CLI and maps the result to an exit code (0 only for success).
 pub fn main() -> ExitCode {
-    init_tracing();
     let cli = Cli::parse();
+    init_tracing(cli.log_format);
     match run(cli) {
         Ok(code) => code,
         Err(err) if closed_pipe(&err) => ExitCode::SUCCESS,
@@ -219,13 +232,18 @@ fn closed_pipe(err: &anyhow::Error) -> bool {
     })
 }
 
-fn init_tracing() {
+fn init_tracing(format: LogFormat) {
+    use std::io::IsTerminal as _;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tower_http=warn,sqlx=warn"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .try_init();
+        .with_ansi(std::io::stderr().is_terminal());
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {

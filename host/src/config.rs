@@ -161,6 +161,11 @@ pub struct ServeConfig {
     #[arg(long, env = "VENEER_RECORD_MAX_DAYS", default_value_t = 30)]
     pub record_max_days: u32,
 
+    /// One log line per request (target `veneer::access`: method, host,
+    /// tenant, path, status, latency, request id).
+    #[arg(long, env = "VENEER_ACCESS_LOG", default_value_t = true, action = clap::ArgAction::Set)]
+    pub access_log: bool,
+
     /// The DNS server custom domains are proven with (`host:port`); the
     /// system's (`/etc/resolv.conf`) when unset.
     #[arg(long, env = "VENEER_DNS_SERVER")]
@@ -345,6 +350,7 @@ impl ServeConfig {
             record_max_rate: 0.1,
             record_max_days: 30,
             dns_server: None,
+            access_log: true,
             domain_recheck_secs: 3_600,
             domain_grace_secs: 86_400,
             rollback_failures: 5,

@@ -13,6 +13,7 @@
 //! is nearly always the server's own work (a slow body is the exception), and
 //! clients and proxies retry a 503.
 
+mod access;
 mod admin;
 #[cfg(feature = "bench-native")]
 mod bench;
@@ -93,6 +94,10 @@ pub fn router(state: AppState) -> Router {
             ApiError::internal("a handler panicked").into_response()
         }))
         .layer(TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            access::access_log,
+        ))
         .with_state(state)
 }
 

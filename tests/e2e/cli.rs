@@ -607,3 +607,112 @@ fn plugin_diff_reports_sections_and_the_blast_radius() {
             .is_some_and(|a| !a.is_empty())
     );
 }
+
+/// `veneer serve --log-format json`: one JSON access line per request with the
+/// tenant, path, status, latency and request id (the client's, echoed back, or
+/// a fresh one), and no terminal colour codes when stderr is not a terminal.
+#[test]
+fn serve_writes_one_json_access_line_per_request() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = format!("sqlite://{}", dir.path().join("log.db").display());
+    let log_path = dir.path().join("stderr.log");
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_veneer"))
+        .args([
+            "serve",
+            "--dev",
+            "--log-format",
+            "json",
+            "--listen",
+            "127.0.0.1:0",
+            "--database-url",
+            &db,
+            "--artifact-dir",
+        ])
+        .arg(dir.path().join("artifacts"))
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .expect("veneer serve starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut addr = None;
+    let mut token = None;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("utf-8 output");
+        if let Some(rest) = line.strip_prefix("veneer listening on http://") {
+            addr = rest.split_whitespace().next().map(str::to_owned);
+        }
+        if let Some(t) = line.trim().strip_prefix("export ACME_TOKEN=") {
+            token = Some(t.to_owned());
+        }
+        if line.contains("/v1/admin/tenants") {
+            break;
+        }
+    }
+    let (addr, token) = (addr.expect("address"), token.expect("token"));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    let (echoed, fresh) = rt.block_on(async {
+        let client = reqwest::Client::new();
+        let one = client
+            .get(format!("http://{addr}/v1/config/categories"))
+            .header("host", "acme.localhost")
+            .header("x-request-id", "req-42.a_b")
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("answered");
+        assert_eq!(one.status(), 200);
+        let two = client
+            .get(format!("http://{addr}/v1/nothing-here"))
+            .header("host", "acme.localhost")
+            .header("x-request-id", "not ok: spaces")
+            .send()
+            .await
+            .expect("answered");
+        assert_eq!(two.status(), 404);
+        (
+            one.headers()["x-request-id"].to_str().unwrap().to_owned(),
+            two.headers()["x-request-id"].to_str().unwrap().to_owned(),
+        )
+    });
+    assert_eq!(echoed, "req-42.a_b");
+    assert_ne!(fresh, "not ok: spaces");
+    assert_eq!(fresh.len(), 16, "{fresh}");
+    // Lines are written as requests end; give the writer a moment.
+    let mut text = String::new();
+    for _ in 0..50 {
+        text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if text.contains(&fresh) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(!text.contains('\u{1b}'), "no ANSI codes: {text}");
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let access = |id: &str| {
+        lines
+            .iter()
+            .find(|l| l["target"] == "veneer::access" && l["request_id"] == id)
+            .unwrap_or_else(|| panic!("an access line for {id} in {text}"))
+            .clone()
+    };
+    let one = access(&echoed);
+    assert_eq!(one["tenant"], "acme", "{one}");
+    assert_eq!(one["method"], "GET", "{one}");
+    assert_eq!(one["path"], "/v1/config/categories", "{one}");
+    assert_eq!(one["status"], 200, "{one}");
+    assert!(one["latency_us"].as_u64().is_some(), "{one}");
+    assert_eq!(access(&fresh)["status"], 404);
+}

@@ -1,0 +1,68 @@
+//! The access log: one line per request (target `veneer::access`) with the
+//! method, host, tenant (for a `<tenant>.<base-domain>` host), path, status,
+//! latency and request id. The request id is the client's `X-Request-Id` when
+//! it is a plain token (1 to 64 of `A-Z a-z 0-9 . _ -`), else a fresh one; it
+//! is sent back on every response, so a client's report names the log line.
+//! `--access-log false` turns the lines off; `--log-format json` makes every
+//! log line one JSON object.
+
+use std::time::Instant;
+
+use axum::extract::{Request, State};
+use axum::http::HeaderValue;
+use axum::middleware::Next;
+use axum::response::Response;
+
+use crate::state::AppState;
+use crate::tenancy::{HostTarget, classify};
+
+/// The request id header, read and written.
+pub const REQUEST_ID: &str = "x-request-id";
+
+fn usable(id: &HeaderValue) -> Option<&str> {
+    let id = id.to_str().ok()?;
+    (!id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')))
+    .then_some(id)
+}
+
+/// Middleware: times the request, logs it, and answers with its request id.
+pub async fn access_log(State(app): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let id = request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(usable)
+        .map_or_else(|| format!("{:016x}", rand::random::<u64>()), str::to_owned);
+    let method = request.method().clone();
+    let path: String = request.uri().path().chars().take(200).collect();
+    let (parts, body) = request.into_parts();
+    let host = super::request_host(&parts).unwrap_or_default();
+    let request = Request::from_parts(parts, body);
+    let mut response = next.run(request).await;
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    if app.config.access_log {
+        let tenant = match classify(&host, &app.config.base_domain) {
+            HostTarget::Subdomain(tenant) => Some(tenant.to_string()),
+            _ => None,
+        };
+        let host: String = host.chars().take(100).collect();
+        tracing::info!(
+            target: "veneer::access",
+            method = %method,
+            host = %host,
+            tenant = tenant.as_deref().unwrap_or("-"),
+            path = %path,
+            status = response.status().as_u16(),
+            latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            request_id = %id,
+            "request"
+        );
+    }
+    response
+}
