@@ -453,9 +453,20 @@ impl JobHandler<AppState> for EmailSend {
                 return Err(JobError::Fail("the tenant has no email settings".into()));
             };
             let settings = settings.settings;
+            // Only a domain the tenant has proven is sent as through the
+            // platform's relay.
+            let identity = crate::app::email::sending_as(app, &job.tenant, &settings)
+                .await
+                .map_err(|err| retry(err.code()))?;
+            let sent_as = crate::storage::EmailSettings {
+                from_address: identity.from_address,
+                sending_domain: identity.domain,
+                reply_to: identity.reply_to,
+                ..settings.clone()
+            };
             let bounce = bounce_address(&app.config.bounce_domain, &job.tenant, &payload.message);
             let built = build_message(
-                &settings,
+                &sent_as,
                 &payload.rendered,
                 &payload.to,
                 &payload.message,

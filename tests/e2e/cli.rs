@@ -641,7 +641,9 @@ fn serve_writes_one_json_access_line_per_request() {
     let stdout = child.stdout.take().expect("stdout");
     let mut addr = None;
     let mut token = None;
-    for line in BufReader::new(stdout).lines() {
+    // Kept open (and drained) to the end: a closed pipe would end the server.
+    let mut lines = BufReader::new(stdout).lines();
+    for line in lines.by_ref() {
         let line = line.expect("utf-8 output");
         if let Some(rest) = line.strip_prefix("veneer listening on http://") {
             addr = rest.split_whitespace().next().map(str::to_owned);
@@ -654,6 +656,7 @@ fn serve_writes_one_json_access_line_per_request() {
         }
     }
     let (addr, token) = (addr.expect("address"), token.expect("token"));
+    let drain = std::thread::spawn(move || lines.count());
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -696,6 +699,7 @@ fn serve_writes_one_json_access_line_per_request() {
     }
     let _ = child.kill();
     let _ = child.wait();
+    let _ = drain.join();
     assert!(!text.contains('\u{1b}'), "no ANSI codes: {text}");
     let lines: Vec<Value> = text
         .lines()

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::jobs::{SEND_JOB, SEND_JOB_ATTEMPTS};
@@ -143,7 +143,9 @@ async fn queue_rendered(
 ) -> Result<(String, String, i64)> {
     let db = app.storage.tenant(tenant);
     let id = email::new_message_id();
-    let header = email::message_id_header(&id, &settings.settings.sending_domain);
+    // The Message-ID names the domain the mail will go out as.
+    let identity = sending_as(app, tenant, &settings.settings).await?;
+    let header = email::message_id_header(&id, &identity.domain);
     let payload = json!({ "message": id, "to": to, "rendered": rendered }).to_string();
     let dedupe = format!("email:{id}");
     let (_, job) = db
@@ -352,4 +354,72 @@ pub async fn save_settings(
     )
     .await?;
     Ok(saved)
+}
+
+/// Who a tenant's mail goes out as, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct SendingAs {
+    /// The From address used.
+    pub from_address: String,
+    /// The domain of the Message-ID.
+    pub domain: String,
+    /// The Reply-To used when a template sets none.
+    pub reply_to: Option<String>,
+    /// Whether mail goes out as the tenant's own address.
+    pub own_domain: bool,
+    /// Why, in words (and what to do when it does not).
+    pub why: String,
+}
+
+/// The identity mail of a tenant with `settings` goes out as. Through its own
+/// relay, its own address (its provider answers for it). Through the
+/// platform's relay, its own address only once it has proven control of the
+/// sending domain's DNS (a verified claim of the domain, `/v1/domains`); until
+/// then mail goes from the platform's `no-reply@<bounce domain>` with the
+/// tenant's name, its Reply-To (or its from address as Reply-To), so nobody
+/// can send as a domain it does not own.
+pub async fn sending_as(
+    app: &AppState,
+    tenant: &TenantId,
+    settings: &crate::storage::EmailSettings,
+) -> Result<SendingAs> {
+    if settings.relay != EmailRelay::Platform {
+        return Ok(SendingAs {
+            from_address: settings.from_address.clone(),
+            domain: settings.sending_domain.clone(),
+            reply_to: settings.reply_to.clone(),
+            own_domain: true,
+            why: "sent through the tenant's own relay".into(),
+        });
+    }
+    let claim = app
+        .storage
+        .platform()
+        .domain(&settings.sending_domain, tenant)
+        .await?;
+    if claim.as_ref().is_some_and(|c| c.status.routes()) {
+        return Ok(SendingAs {
+            from_address: settings.from_address.clone(),
+            domain: settings.sending_domain.clone(),
+            reply_to: settings.reply_to.clone(),
+            own_domain: true,
+            why: format!("{} is verified for this tenant", settings.sending_domain),
+        });
+    }
+    let platform = app.config.bounce_domain.to_ascii_lowercase();
+    Ok(SendingAs {
+        from_address: format!("no-reply@{platform}"),
+        domain: platform.clone(),
+        reply_to: Some(
+            settings
+                .reply_to
+                .clone()
+                .unwrap_or_else(|| settings.from_address.clone()),
+        ),
+        own_domain: false,
+        why: format!(
+            "{domain} is not verified for this tenant: claim it (POST /v1/domains {{\"domain\": \"{domain}\"}}) and publish the record it lists; until then mail goes from no-reply@{platform} with the tenant's name and Reply-To",
+            domain = settings.sending_domain
+        ),
+    })
 }

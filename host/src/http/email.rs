@@ -36,6 +36,10 @@ struct SettingsBody<T> {
     settings: Option<Sorted<T>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     updated_at: Option<i64>,
+    /// Who mail goes out as now, and why (a sending domain not yet verified
+    /// sends from the platform's address).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sending_as: Option<Sorted<app::email::SendingAs>>,
 }
 
 /// `POST /v1/email/send`.
@@ -113,6 +117,9 @@ async fn get_settings(
         Some(record) => SettingsBody {
             configured: true,
             has_smtp_password: Some(record.settings.smtp_password_enc.is_some()),
+            sending_as: Some(Sorted(
+                app::email::sending_as(&app, member.tenant.id(), &record.settings).await?,
+            )),
             settings: Some(Sorted(record.settings)),
             updated_at: Some(record.updated_at),
         },
@@ -121,6 +128,7 @@ async fn get_settings(
             has_smtp_password: None,
             settings: None,
             updated_at: None,
+            sending_as: None,
         },
     }))
 }
@@ -136,6 +144,9 @@ async fn put_settings(
     Ok(Json(SettingsBody {
         configured: true,
         has_smtp_password: None,
+        sending_as: Some(Sorted(
+            app::email::sending_as(&app, admin.tenant.id(), &saved.settings).await?,
+        )),
         settings: Some(Sorted(saved.settings)),
         updated_at: Some(saved.updated_at),
     }))
@@ -329,6 +340,7 @@ mod tests {
             has_smtp_password: None,
             settings: None,
             updated_at: None,
+            sending_as: None,
         };
         assert_eq!(
             serde_json::to_string(&none).unwrap(),

@@ -40,11 +40,20 @@ fn key(name: &str) -> String {
 impl DnsServer {
     /// Starts it on a free loopback port.
     pub async fn start() -> Self {
-        let udp = UdpSocket::bind("127.0.0.1:0").await.expect("bind udp");
-        let addr = udp.local_addr().expect("udp addr");
-        let tcp = TcpListener::bind(addr)
-            .await
-            .expect("bind tcp on the same port");
+        // A free UDP port whose TCP twin is free too (other tests bind ports
+        // meanwhile: try again on a clash).
+        let mut attempt = 0;
+        let (udp, tcp, addr) = loop {
+            let udp = UdpSocket::bind("127.0.0.1:0").await.expect("bind udp");
+            let addr = udp.local_addr().expect("udp addr");
+            match TcpListener::bind(addr).await {
+                Ok(tcp) => break (udp, tcp, addr),
+                Err(err) => {
+                    attempt += 1;
+                    assert!(attempt < 50, "no port free for both UDP and TCP: {err}");
+                }
+            }
+        };
         let zone: Zone = Arc::default();
         let udp_zone = zone.clone();
         let udp_task = tokio::spawn(async move {

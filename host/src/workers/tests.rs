@@ -210,6 +210,23 @@ async fn message_state(db: &TenantDb, id: &str) -> (EmailState, Option<String>) 
 #[tokio::test]
 async fn a_send_hands_the_rendered_message_to_the_relay_and_marks_it_sent() {
     let (_db, app, tenant, db) = state().await;
+    // The sending domain proven (a verified domain of the tenant): mail goes
+    // as the tenant's own address.
+    let platform = app.storage.platform();
+    platform
+        .claim_domain("shop.example", &tenant, "token")
+        .await
+        .expect("claimed");
+    platform
+        .record_domain_check(
+            "shop.example",
+            &tenant,
+            crate::storage::DomainStatus::Verified,
+            "verified by TXT",
+            None,
+        )
+        .await
+        .expect("verified");
     let (id, job) = queued_send(&app, &tenant, &db).await;
     let sender = Arc::new(FakeSender::default());
     let handler = EmailSend::new(sender.clone());

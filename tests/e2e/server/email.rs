@@ -24,7 +24,7 @@ const WAIT: u64 = 30;
 /// A server whose platform relay is `smtp`, with quick job retries.
 async fn server_with(db: Db, smtp: &SmtpServer) -> Server {
     let port = smtp.port();
-    Server::start_with(db, |config| {
+    Server::start_with_dns(db, |config| {
         config.smtp_host = "127.0.0.1".into();
         config.smtp_port = port;
         config.smtp_tls = "none".into();
@@ -44,8 +44,17 @@ fn settings(domain: &str, from_name: &str, reply_to: &str) -> Value {
     })
 }
 
+/// Saves the settings and proves the sending domain (a platform-relay
+/// sender's own address is used only for a verified domain).
 async fn configure(server: &Server, tenant: &str, settings: Value) {
+    let domain = settings["sending_domain"]
+        .as_str()
+        .filter(|_| settings["relay"] == "platform")
+        .map(str::to_owned);
     server.configure_email(tenant, settings).await;
+    if let Some(domain) = domain {
+        server.verify_domain(tenant, &domain).await;
+    }
 }
 
 /// Sends `template` to `to` as `tenant`; returns the 202 body.
@@ -371,6 +380,80 @@ fn parse(mail: &ReceivedMail) -> Parsed {
 }
 
 // ---------------------------------------------------------------------------
+
+/// A tenant cannot send as a domain it has not proven: until its sending
+/// domain is verified, mail through the platform relay goes from the
+/// platform's no-reply address with the tenant's name and its Reply-To; the
+/// settings say so. Verified, mail goes as the tenant's own address.
+async fn unproven_sending_domain(db: Db) {
+    let smtp = SmtpServer::start().await;
+    let server = server_with(db, &smtp).await;
+    server
+        .configure_email(
+            "acme",
+            settings("google.example", "Acme Orders", "help@acme.example"),
+        )
+        .await;
+    let (status, body) = server
+        .get("acme", "/v1/email/settings", &member("acme"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let sending_as = &body["sending_as"];
+    assert_eq!(sending_as["own_domain"], false, "{body}");
+    assert_eq!(
+        sending_as["from_address"],
+        format!("no-reply@{BOUNCE_DOMAIN}")
+    );
+    assert!(
+        sending_as["why"]
+            .as_str()
+            .unwrap_or("")
+            .contains("not verified"),
+        "{body}"
+    );
+    let first = send(
+        &server,
+        "acme",
+        "welcome",
+        "ann@example.com",
+        json!({ "customer_name": "Ann" }),
+    )
+    .await;
+    let received = smtp.wait_for_messages(1, Duration::from_secs(WAIT)).await;
+    let parsed = parse(&received[0]);
+    assert_eq!(
+        parsed.one("from"),
+        format!("\"Acme Orders\" <no-reply@{BOUNCE_DOMAIN}>"),
+        "never as google.example"
+    );
+    assert_eq!(parsed.one("reply-to"), "help@acme.example");
+    assert!(!parsed.one("message-id").contains("google.example"));
+    let _ = first;
+
+    // Proven: its own address.
+    server.verify_domain("acme", "google.example").await;
+    let (_, body) = server
+        .get("acme", "/v1/email/settings", &member("acme"))
+        .await;
+    assert_eq!(body["sending_as"]["own_domain"], true, "{body}");
+    send(
+        &server,
+        "acme",
+        "welcome",
+        "ann@example.com",
+        json!({ "customer_name": "Ann" }),
+    )
+    .await;
+    let received = smtp.wait_for_messages(2, Duration::from_secs(WAIT)).await;
+    assert_eq!(
+        parse(&received[1]).one("from"),
+        "\"Acme Orders\" <orders@google.example>"
+    );
+}
+both_backends!(
+    an_unproven_sending_domain_sends_from_the_platform,
+    unproven_sending_domain
+);
 
 async fn delivered_as_configured(db: Db) {
     let smtp = SmtpServer::start().await;
@@ -1471,7 +1554,7 @@ async fn relay_ssrf(db: Db) {
     let allowed = SmtpServer::start().await;
     let internal = SmtpServer::start().await;
     let (allowed_port, internal_port) = (allowed.port(), internal.port());
-    let server = Server::start_with(db, |config| {
+    let server = Server::start_with_dns(db, |config| {
         config.smtp_host = "127.0.0.1".into();
         config.smtp_port = platform.port();
         config.smtp_tls = "none".into();

@@ -25,6 +25,8 @@ pub struct Server {
     pub client: reqwest::Client,
     /// The database; dropped after the server.
     pub db: TestDb,
+    /// The DNS server the host proves domains with ([`Server::start_with_dns`]).
+    pub dns: Option<veneer::test_support::dns_server::DnsServer>,
 }
 
 pub const BASE: &str = "veneer.test";
@@ -53,7 +55,70 @@ impl Server {
             running: Some(running),
             client,
             db,
+            dns: None,
         }
+    }
+
+    /// Like [`Server::start_with`], with a DNS server of its own on loopback
+    /// that the host proves domains with (see [`Server::verify_domain`]).
+    pub async fn start_with_dns(kind: Db, adjust: impl FnOnce(&mut ServeConfig)) -> Self {
+        let dns = veneer::test_support::dns_server::DnsServer::start().await;
+        let addr = dns.addr;
+        let mut server = Self::start_with(kind, |config| {
+            config.dns_server = Some(addr);
+            config.job_backoff_ms = config.job_backoff_ms.min(50);
+            adjust(config);
+        })
+        .await;
+        server.dns = Some(dns);
+        server
+    }
+
+    /// Claims `domain` for `tenant` as its admin, publishes the TXT record the
+    /// claim asks for on this server's DNS server, and waits until it is
+    /// verified.
+    pub async fn verify_domain(&self, tenant: &str, domain: &str) {
+        let dns = self
+            .dns
+            .as_ref()
+            .expect("a server started with Server::start_with_dns");
+        let (status, body) = self
+            .call(
+                Method::POST,
+                tenant,
+                "/v1/domains",
+                Some(&admin(tenant)),
+                Some(json!({ "domain": domain })),
+            )
+            .await;
+        assert!(
+            status == StatusCode::CREATED || status == StatusCode::OK,
+            "{status} {body}"
+        );
+        let txt = &body["domain"]["records"][0];
+        dns.set_txt(
+            txt["name"].as_str().expect("record name"),
+            &[txt["value"].as_str().expect("record value")],
+        );
+        let (status, body) = self
+            .call(
+                Method::POST,
+                tenant,
+                &format!("/v1/domains/{domain}/check"),
+                Some(&admin(tenant)),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        let verified = self
+            .eventually(20, async |s| {
+                let (_, body) = s
+                    .get(tenant, &format!("/v1/domains/{domain}"), &admin(tenant))
+                    .await;
+                (body["domain"]["status"] == "verified").then_some(())
+            })
+            .await;
+        assert!(verified.is_some(), "{domain} verified for {tenant}");
     }
 
     /// The API in process (no socket, no job workers) on a fresh database,
@@ -73,6 +138,7 @@ impl Server {
             running: None,
             client: client(),
             db,
+            dns: None,
         }
     }
 
