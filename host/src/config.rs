@@ -161,6 +161,11 @@ pub struct ServeConfig {
     #[arg(long, env = "VENEER_RECORD_MAX_DAYS", default_value_t = 30)]
     pub record_max_days: u32,
 
+    /// Reports the bounce endpoint takes per second, from anyone (burst: ten
+    /// times as many); past it, 429.
+    #[arg(long, env = "VENEER_BOUNCE_RATE_PER_SEC", default_value_t = 50)]
+    pub bounce_rate_per_sec: u32,
+
     /// One log line per request (target `veneer::access`: method, host,
     /// tenant, path, status, latency, request id).
     #[arg(long, env = "VENEER_ACCESS_LOG", default_value_t = true, action = clap::ArgAction::Set)]
@@ -351,6 +356,7 @@ impl ServeConfig {
             record_max_days: 30,
             dns_server: None,
             access_log: true,
+            bounce_rate_per_sec: 50,
             domain_recheck_secs: 3_600,
             domain_grace_secs: 86_400,
             rollback_failures: 5,

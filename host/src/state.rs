@@ -64,6 +64,8 @@ pub struct Inner {
     pub dns: crate::dns::Dns,
     /// Shadow runs that may run at once (`--shadow-concurrency`).
     pub shadow_slots: Arc<Semaphore>,
+    /// The bounce endpoint's rate (`--bounce-rate-per-sec`).
+    pub bounce_rate: governor::DefaultDirectRateLimiter,
     /// The pace of shadow runs (`--shadow-max-per-sec`).
     pub shadow_pace: crate::app::shadow::Pace,
     /// Recorded calls being written at once (a sampled call finding none
@@ -194,6 +196,13 @@ impl AppState {
             Duration::from_secs(config.rollback_secs),
         );
         let shadow_pace = crate::app::shadow::Pace::new(config.shadow_max_per_sec);
+        let bounce_per_sec = std::num::NonZeroU32::new(config.bounce_rate_per_sec.max(1))
+            .unwrap_or(std::num::NonZeroU32::MIN);
+        let bounce_rate = governor::RateLimiter::direct(
+            governor::Quota::per_second(bounce_per_sec).allow_burst(bounce_per_sec.saturating_mul(
+                std::num::NonZeroU32::new(10).unwrap_or(std::num::NonZeroU32::MIN),
+            )),
+        );
         let dns =
             crate::dns::Dns::new(config.dns_server).context("configuring the DNS resolver")?;
         Ok(Self(Arc::new(Inner {
@@ -210,6 +219,7 @@ impl AppState {
             compile_slots,
             shadow_slots,
             shadow_pace,
+            bounce_rate,
             dns,
             record_slots: Arc::new(Semaphore::new(RECORD_SLOTS)),
             compile_shares,

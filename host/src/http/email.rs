@@ -263,6 +263,15 @@ async fn bounces(
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> ApiResult<Json<BouncesBody>> {
+    // One rate for the endpoint, token or not: a flood costs a token
+    // comparison at most, then 429s.
+    if let Err(not_until) = app.bounce_rate.check() {
+        // The limiter's own clock (a fresh quanta clock costs a VM exit).
+        let wait = not_until.wait_time_from(governor::clock::Clock::now(app.bounce_rate.clock()));
+        return Err(ApiError::rate_limited(
+            wait.as_secs_f64().ceil().max(1.0) as u64
+        ));
+    }
     let expected = app.config.bounce_token.as_deref().ok_or_else(|| {
         ApiError::new(
             Code::BouncesDisabled,

@@ -200,6 +200,12 @@ async fn webhook(
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> ApiResult<(StatusCode, Json<WebhookBody>)> {
+    // Unauthenticated until its signature is checked: charged to the
+    // tenant's request rate first, so a flood at one tenant's webhook
+    // endpoint is that tenant's alone (Shopify retries a 429).
+    if let Err(wait) = app.limits.check_rate(&tenant.0).await {
+        return Err(ApiError::rate_limited(wait.as_secs_f64().ceil() as u64));
+    }
     let body = match app::shopify::accept_webhook(&app, tenant.id(), &headers, &body).await? {
         app::shopify::Accepted::Duplicate { webhook_id } => WebhookBody::Duplicate {
             status: "duplicate",

@@ -199,3 +199,81 @@ async fn breaker(db: Db) {
     );
 }
 both_backends!(a_plugin_stuck_at_its_limits_is_paused, breaker);
+
+/// The unauthenticated endpoints are rate limited: a flood at one tenant's
+/// Shopify webhook endpoint is charged to that tenant's rate (429 for it,
+/// nothing for another tenant), and the bounce endpoint has a rate of its own,
+/// token or not.
+async fn unauthenticated_floods(db: Db) {
+    let server = Server::start_with(db, |config| {
+        config.bounce_rate_per_sec = 1;
+        config.bounce_token = Some("bounce-token".into());
+    })
+    .await;
+    let (status, body) = server
+        .call(
+            Method::PATCH,
+            "",
+            "/v1/admin/tenants/acme",
+            Some(&platform_admin()),
+            Some(json!({ "rate_limit_per_sec": 1, "rate_limit_burst": 3 })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let webhook = |tenant: &'static str| {
+        let server = &server;
+        async move {
+            server
+                .request(Method::POST, tenant, "/v1/shopify/webhooks")
+                .header("content-type", "application/json")
+                .header("x-shopify-topic", "orders/create")
+                .body(r#"{"id": 1}"#)
+                .send()
+                .await
+                .expect("answered")
+                .status()
+        }
+    };
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        statuses.push(webhook("acme").await);
+    }
+    assert!(
+        statuses.contains(&StatusCode::TOO_MANY_REQUESTS),
+        "acme's flood is limited: {statuses:?}"
+    );
+    assert!(
+        statuses[0] != StatusCode::TOO_MANY_REQUESTS,
+        "within the burst first: {statuses:?}"
+    );
+    for _ in 0..3 {
+        assert_ne!(
+            webhook("globex").await,
+            StatusCode::TOO_MANY_REQUESTS,
+            "globex is not charged for acme's flood"
+        );
+    }
+
+    // The bounce endpoint: a burst of ten, then 429, whatever the token.
+    let mut statuses = Vec::new();
+    for _ in 0..14 {
+        let response = server
+            .request(Method::POST, "", "/v1/email/bounces")
+            .header("x-veneer-bounce-token", "wrong")
+            .header("content-type", "application/json")
+            .body("{}")
+            .send()
+            .await
+            .expect("answered");
+        statuses.push(response.status());
+    }
+    assert_ne!(statuses[0], StatusCode::TOO_MANY_REQUESTS, "{statuses:?}");
+    assert!(
+        statuses.contains(&StatusCode::TOO_MANY_REQUESTS),
+        "the flood is limited: {statuses:?}"
+    );
+}
+both_backends!(
+    unauthenticated_floods_are_rate_limited_per_tenant_and_endpoint,
+    unauthenticated_floods
+);
