@@ -55,6 +55,9 @@ struct QuotaBody {
 #[derive(Serialize)]
 struct AuditBody<T> {
     audit: Sorted<T>,
+    /// The cursor of the next (older) page: `?before=<next>`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next: Option<i64>,
 }
 
 pub(crate) fn routes() -> Router<AppState> {
@@ -261,6 +264,7 @@ async fn set_quota(
 struct AuditQuery {
     tenant: Option<String>,
     limit: Option<u32>,
+    before: Option<i64>,
 }
 
 async fn audit(
@@ -269,12 +273,17 @@ async fn audit(
     Query(q): Query<AuditQuery>,
 ) -> ApiResult<Json<AuditBody<impl Serialize>>> {
     let tenant = q.tenant.as_deref().map(tenant_id).transpose()?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 1_000);
     let rows = app
         .storage
         .platform()
-        .audit_log(tenant.as_ref(), q.limit.unwrap_or(100).min(1_000))
+        .audit_page(tenant.as_ref(), q.before, limit)
         .await?;
+    let next = (rows.len() == limit as usize)
+        .then(|| rows.last().map(|r| r.id))
+        .flatten();
     Ok(Json(AuditBody {
         audit: Sorted(rows),
+        next,
     }))
 }

@@ -75,6 +75,16 @@ struct QuotaBody {
 #[derive(Serialize)]
 struct AuditBody {
     audit: Sorted<Vec<AuditRecord>>,
+    /// The cursor of the next (older) page: `?before=<next>`; absent on the last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next: Option<i64>,
+}
+
+/// `GET /v1/audit?limit=N&before=ID`.
+#[derive(Debug, Deserialize)]
+struct AuditPage {
+    limit: Option<u32>,
+    before: Option<i64>,
 }
 
 pub(crate) fn routes() -> Router<AppState> {
@@ -295,14 +305,19 @@ async fn quota(State(app): State<AppState>, member: Member) -> ApiResult<Json<Qu
 async fn audit(
     State(app): State<AppState>,
     admin: TenantAdmin,
-    Query(q): Query<Limit>,
+    Query(q): Query<AuditPage>,
 ) -> ApiResult<Json<AuditBody>> {
+    let limit = q.limit.unwrap_or(100).clamp(1, 1_000);
     let rows = app
         .storage
         .tenant(admin.tenant.id())
-        .audit_log(q.limit.unwrap_or(100).min(1_000))
+        .audit_page(q.before, limit)
         .await?;
+    let next = (rows.len() == limit as usize)
+        .then(|| rows.last().map(|r| r.id))
+        .flatten();
     Ok(Json(AuditBody {
         audit: Sorted(rows),
+        next,
     }))
 }

@@ -253,16 +253,29 @@ impl PlatformDb {
         tenant: Option<&TenantId>,
         limit: u32,
     ) -> Result<Vec<AuditRecord>, StorageError> {
+        self.audit_page(tenant, None, limit).await
+    }
+
+    /// The newest `limit` audit entries older than entry `before` (a cursor:
+    /// the last id of the previous page), of one tenant or of all.
+    pub async fn audit_page(
+        &self,
+        tenant: Option<&TenantId>,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<AuditRecord>, StorageError> {
+        let before = before.unwrap_or(i64::MAX);
         let mut tx = self.begin(Access::Read).await?;
         let rows = match tenant {
             Some(tenant) => {
                 sqlx::query(concat!(
                     "SELECT ",
                     audit_columns!(),
-                    " FROM audit_log WHERE tenant_id = $1 ORDER BY id DESC LIMIT $2"
+                    " FROM audit_log WHERE tenant_id = $1 AND id < $3 ORDER BY id DESC LIMIT $2"
                 ))
                 .bind(tenant.as_str())
                 .bind(i64::from(limit))
+                .bind(before)
                 .fetch_all(&mut *tx)
                 .await?
             }
@@ -270,9 +283,10 @@ impl PlatformDb {
                 sqlx::query(concat!(
                     "SELECT ",
                     audit_columns!(),
-                    " FROM audit_log ORDER BY id DESC LIMIT $1"
+                    " FROM audit_log WHERE id < $2 ORDER BY id DESC LIMIT $1"
                 ))
                 .bind(i64::from(limit))
+                .bind(before)
                 .fetch_all(&mut *tx)
                 .await?
             }

@@ -103,14 +103,25 @@ impl TenantDb {
 
     /// This tenant's newest `limit` audit entries.
     pub async fn audit_log(&self, limit: u32) -> Result<Vec<AuditRecord>, StorageError> {
+        self.audit_page(None, limit).await
+    }
+
+    /// This tenant's newest `limit` audit entries older than entry `before`
+    /// (a cursor: the last id of the previous page), newest first.
+    pub async fn audit_page(
+        &self,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<AuditRecord>, StorageError> {
         let mut tx = self.begin(Access::Read).await?;
         let rows = sqlx::query(concat!(
             "SELECT ",
             audit_columns!(),
-            " FROM audit_log WHERE tenant_id = $1 ORDER BY id DESC LIMIT $2"
+            " FROM audit_log WHERE tenant_id = $1 AND id < $3 ORDER BY id DESC LIMIT $2"
         ))
         .bind(self.tenant.as_str())
         .bind(i64::from(limit))
+        .bind(before.unwrap_or(i64::MAX))
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
