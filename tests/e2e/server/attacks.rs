@@ -185,6 +185,15 @@ fn targets(globex_sha: &str, globex_release: i64) -> Vec<Target> {
         t(Method::DELETE, "/v1/installations/catalog/shadow", None),
         t(Method::GET, "/v1/rollout", None),
         t(Method::GET, "/v1/records", None),
+        t(Method::GET, "/v1/domains", None),
+        t(
+            Method::POST,
+            "/v1/domains",
+            Some(json!({ "domain": "shop.acme.example" })),
+        ),
+        t(Method::GET, "/v1/domains/shop.acme.example", None),
+        t(Method::DELETE, "/v1/domains/shop.acme.example", None),
+        t(Method::POST, "/v1/domains/shop.acme.example/check", None),
         t(
             Method::PUT,
             "/v1/rollout",

@@ -272,6 +272,45 @@ impl Server {
         sha
     }
 
+    /// Creates tenant `id` with room for a test's every request in its rate
+    /// (100,000/s); asserts 201.
+    pub async fn create_busy_tenant(&self, id: &str) {
+        let (status, body) = self
+            .call(
+                Method::POST,
+                "",
+                "/v1/admin/tenants",
+                Some(&platform_admin()),
+                Some(json!({ "id": id, "name": format!("Tenant {id}"),
+                             "rate_limit_per_sec": 100_000, "rate_limit_burst": 100_000 })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+
+    /// Everything the database holds of `table`, as text to search: the whole
+    /// SQLite file and its write-ahead log, or the table's rows read as the
+    /// PostgreSQL owner (past the application and row-level security).
+    pub async fn stored_text(&self, table: &str) -> String {
+        match self.db.kind {
+            Db::Sqlite => {
+                let path = self.db.url.trim_start_matches("sqlite://").to_owned();
+                let mut bytes = std::fs::read(&path).unwrap_or_default();
+                bytes.extend(std::fs::read(format!("{path}-wal")).unwrap_or_default());
+                String::from_utf8_lossy(&bytes).into_owned()
+            }
+            Db::Postgres => {
+                let mut sql = veneer::test_support::RawSql::connect(&self.db.url).await;
+                let rows = sql.rows(&format!("SELECT * FROM {table}")).await;
+                sql.close().await;
+                rows.iter()
+                    .map(Value::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            }
+        }
+    }
+
     /// Creates tenant `id` (no plugin: it is served the base) as a platform
     /// admin; asserts 201.
     pub async fn create_tenant(&self, id: &str) {

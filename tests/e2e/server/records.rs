@@ -11,7 +11,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use veneer_plugin_artifacts as built_plugins;
 
-use super::harness::{Db, Server, admin, member, platform_admin};
+use super::harness::{Db, Server, admin, member};
 use crate::util::read;
 use veneer::both_backends;
 
@@ -64,16 +64,7 @@ async fn export(server: &Server) -> Vec<Value> {
 async fn records(db: Db) {
     let server = Server::in_process_with(db, |config| config.record_max_rate = 1.0).await;
     let token = admin("rec");
-    let (status, body) = server
-        .call(
-            Method::POST,
-            "",
-            "/v1/admin/tenants",
-            Some(&platform_admin()),
-            Some(json!({ "id": "rec", "name": "Rec", "rate_limit_per_sec": 10_000, "rate_limit_burst": 10_000 })),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
+    server.create_busy_tenant("rec").await;
     let settings = json!({ "commission": [{ "when": { "seller_id": "s1" },
         "patch": [{ "op": "replace", "path": "/rate_bps", "value": 2000 }] }] });
     server
@@ -155,7 +146,7 @@ async fn records(db: Db) {
 
     // No personal value anywhere: the export, and the stored rows.
     let exported: String = lines.iter().map(Value::to_string).collect();
-    let stored = stored_text(&server).await;
+    let stored = server.stored_text("hook_records").await;
     assert!(stored.contains("[redacted]"), "the rows were read");
     for i in 0..CALLS {
         for value in personal(i) {
@@ -257,29 +248,6 @@ async fn records(db: Db) {
 }
 both_backends!(recorded_calls_are_redacted_and_replay_exactly, records);
 
-/// Everything stored for the recorded calls, as the database holds it.
-async fn stored_text(server: &Server) -> String {
-    use super::harness::Db as Kind;
-    match server.db.kind {
-        Kind::Sqlite => {
-            // The whole database file and its write-ahead log.
-            let path = server.db.url.trim_start_matches("sqlite://").to_owned();
-            let mut bytes = std::fs::read(&path).unwrap_or_default();
-            bytes.extend(std::fs::read(format!("{path}-wal")).unwrap_or_default());
-            String::from_utf8_lossy(&bytes).into_owned()
-        }
-        Kind::Postgres => {
-            let mut sql = veneer::test_support::RawSql::connect(&server.db.url).await;
-            let rows = sql.rows("SELECT * FROM hook_records").await;
-            sql.close().await;
-            rows.iter()
-                .map(Value::to_string)
-                .collect::<Vec<_>>()
-                .join("\n")
-        }
-    }
-}
-
 /// The commission blast radius of a draft over 1,000 recorded sales (seeded
 /// in the tenant's records as recording would store them) equals what the
 /// test computes itself: each sale quoted live, and quoted by a tenant with
@@ -287,16 +255,7 @@ async fn stored_text(server: &Server) -> String {
 async fn blast_radius(db: Db) {
     let server = Server::in_process(db).await;
     for tenant in ["rec", "recdraft"] {
-        let (status, body) = server
-            .call(
-                Method::POST,
-                "",
-                "/v1/admin/tenants",
-                Some(&platform_admin()),
-                Some(json!({ "id": tenant, "name": tenant, "rate_limit_per_sec": 100_000, "rate_limit_burst": 100_000 })),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
+        server.create_busy_tenant(tenant).await;
     }
     let live = json!({ "commission": [{ "when": { "seller_id": "s1" },
         "patch": [{ "op": "replace", "path": "/rate_bps", "value": 2000 }] }] });

@@ -79,16 +79,7 @@ async fn shadow_runs(db: Db) {
     .await;
     let token = admin("shop");
     // Room for every quote and report poll of the test in its request rate.
-    let (status, body) = server
-        .call(
-            Method::POST,
-            "",
-            "/v1/admin/tenants",
-            Some(&platform_admin()),
-            Some(json!({ "id": "shop", "name": "Shop", "rate_limit_per_sec": 10_000, "rate_limit_burst": 10_000 })),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
+    server.create_busy_tenant("shop").await;
     let sha = server
         .install_as(
             "shop",

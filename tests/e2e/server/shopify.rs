@@ -368,25 +368,7 @@ async fn shopify(db: Db) {
 both_backends!(webhooks_queue_and_admin_api, shopify);
 
 async fn assert_no_plaintext(server: &Server, secrets: &[&str]) {
-    use super::harness::Db as Kind;
-    let dump = match server.db.kind {
-        Kind::Sqlite => {
-            let path = server.db.url.trim_start_matches("sqlite://").to_owned();
-            let mut bytes = std::fs::read(&path).unwrap_or_default();
-            bytes.extend(std::fs::read(format!("{path}-wal")).unwrap_or_default());
-            String::from_utf8_lossy(&bytes).into_owned()
-        }
-        Kind::Postgres => {
-            // Read as the owner, past the application and RLS.
-            let mut sql = veneer::test_support::RawSql::connect(&server.db.url).await;
-            let rows = sql.rows("SELECT * FROM shopify_stores").await;
-            sql.close().await;
-            rows.iter()
-                .map(|row| row.to_string())
-                .collect::<Vec<_>>()
-                .join("\n")
-        }
-    };
+    let dump = server.stored_text("shopify_stores").await;
     assert!(!dump.is_empty());
     for secret in secrets {
         assert!(!dump.contains(secret), "`{secret}` is stored in plain text");
