@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use super::plugins::load;
+use super::plugins::{fresh_steps, load, load_steps};
 use super::slots::with_slot;
 use super::{Error, Result};
 use crate::base::{BaseConfig, Sale};
@@ -547,15 +547,9 @@ pub async fn diff_release(
             steps.push(live.clone());
         }
     }
-    let mut plugins = Vec::with_capacity(steps.len());
-    for step in &steps {
-        plugins.push(load(app, &tenant.record.id, &step.sha256).await?);
-    }
+    let plugins = load_steps(app, &tenant.record.id, &steps).await?;
     let live = super::config::effective(app, tenant).await?;
-    let mut live_plugins = Vec::with_capacity(tenant.chain.len());
-    for step in &tenant.chain {
-        live_plugins.push(load(app, &tenant.record.id, &step.sha256).await?);
-    }
+    let live_plugins = load_steps(app, &tenant.record.id, &tenant.chain).await?;
     let since = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
@@ -582,35 +576,10 @@ pub async fn diff_release(
         std::time::Duration::from_millis(app.config.chain_max_ms),
     );
     let (draft_config, radius) = with_slot(app, tenant, true, move || {
-        let chain: Vec<crate::resolve::ChainStep<'_>> = steps
-            .iter()
-            .zip(&plugins)
-            .map(|(step, plugin)| crate::resolve::ChainStep {
-                installation: &step.installation,
-                release: step.release,
-                plugin: Some(plugin),
-                warm: None,
-                data: step.data(),
-                quota: step.quota,
-                policies: &policies,
-            })
-            .collect();
+        let chain = fresh_steps(&steps, &plugins, &policies);
         let resolver = Resolver::new(&runtime, &base);
         let config = resolver.effective_chain(&chain, &mut budget, Vec::new(), String::new());
-        let live_chain: Vec<crate::resolve::ChainStep<'_>> = state
-            .chain
-            .iter()
-            .zip(&live_plugins)
-            .map(|(step, plugin)| crate::resolve::ChainStep {
-                installation: &step.installation,
-                release: step.release,
-                plugin: Some(plugin),
-                warm: None,
-                data: step.data(),
-                quota: step.quota,
-                policies: &policies,
-            })
-            .collect();
+        let live_chain = fresh_steps(&state.chain, &live_plugins, &policies);
         let started = std::time::Instant::now();
         let mut radius = BlastRadius::default();
         let mut truncated = false;

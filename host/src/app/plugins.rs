@@ -97,6 +97,42 @@ impl Chain {
     }
 }
 
+/// The plugins of `steps` (a chain that is not the live one, or the live one
+/// run off the request path), loaded by hash, in order.
+pub async fn load_steps(
+    app: &AppState,
+    tenant: &TenantId,
+    steps: &[crate::tenancy::Step],
+) -> Result<Vec<Arc<LoadedPlugin>>> {
+    let mut plugins = Vec::with_capacity(steps.len());
+    for step in steps {
+        plugins.push(load(app, tenant, &step.sha256).await?);
+    }
+    Ok(plugins)
+}
+
+/// `steps` with their `plugins` (from [`load_steps`]) as the resolver runs
+/// them, each on a fresh store and none paused: a draft's diff, a shadow run.
+pub fn fresh_steps<'a>(
+    steps: &'a [crate::tenancy::Step],
+    plugins: &'a [Arc<LoadedPlugin>],
+    policies: &'a [crate::policy::Policy],
+) -> Vec<ChainStep<'a>> {
+    steps
+        .iter()
+        .zip(plugins)
+        .map(|(step, plugin)| ChainStep {
+            installation: &step.installation,
+            release: step.release,
+            plugin: Some(plugin),
+            warm: None,
+            data: step.data(),
+            quota: step.quota,
+            policies,
+        })
+        .collect()
+}
+
 /// The request's plugin budget across the chain, as the platform sets it.
 pub fn budget(app: &AppState) -> Budget {
     Budget::new(

@@ -28,10 +28,10 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::json;
 
-use super::plugins::load;
+use super::plugins::{fresh_steps, load, load_steps};
 use super::{Error, Result};
 use crate::base::{CommissionDecision, Sale};
-use crate::resolve::{Budget, ChainStep, Resolved, Resolver};
+use crate::resolve::{Budget, Resolved, Resolver};
 use crate::runtime::{Hook, OutcomeKind};
 use crate::state::AppState;
 use crate::storage::{ShadowRecord, ShadowRun};
@@ -141,10 +141,7 @@ async fn shadow_commission(
     } else {
         steps.insert(shadow.index.min(steps.len()), shadow.step.clone());
     }
-    let mut plugins = Vec::with_capacity(steps.len());
-    for step in &steps {
-        plugins.push(load(app, &tenant.record.id, &step.sha256).await?);
-    }
+    let plugins = load_steps(app, &tenant.record.id, &steps).await?;
     if !plugins[shadow.index.min(plugins.len() - 1)].implements(Hook::Commission) {
         return Ok(());
     }
@@ -155,19 +152,7 @@ async fn shadow_commission(
     );
     let input = sale.clone();
     let resolved = tokio::task::spawn_blocking(move || {
-        let chain: Vec<ChainStep<'_>> = steps
-            .iter()
-            .zip(&plugins)
-            .map(|(step, plugin)| ChainStep {
-                installation: &step.installation,
-                release: step.release,
-                plugin: Some(plugin),
-                warm: None,
-                data: step.data(),
-                quota: step.quota,
-                policies: &state.policies,
-            })
-            .collect();
+        let chain = fresh_steps(&steps, &plugins, &state.policies);
         Resolver::new(&runtime, &base).commission_chain(&chain, &mut budget, &input)
     })
     .await
