@@ -49,6 +49,7 @@ mod rate;
 mod records;
 mod rows;
 mod runs;
+mod sending_domains;
 mod session;
 mod shadows;
 mod shopify;
@@ -82,6 +83,10 @@ pub use records::{
     ReleaseEvent, ReleaseRecord, RunRecord, TenantPatch, TenantRecord, TenantStatus, UsageRecord,
 };
 pub use runs::UsageDelta;
+pub use sending_domains::{
+    DkimKeyRecord, DkimKeyState, NewDkimKey, SendingDomainCheck, SendingDomainRecord,
+    SendingDomainStatus,
+};
 pub use shadows::{MAX_SHADOW_RUNS, ShadowRecord, ShadowRun};
 pub use shopify::*;
 pub use tenant::TenantDb;

@@ -82,6 +82,11 @@ const SQLITE: &[Source] = &[
         "domain verification",
         include_str!("../migrations/sqlite/0013_domain_verification.sql"),
     ),
+    (
+        14,
+        "sending domains",
+        include_str!("../migrations/sqlite/0014_sending_domains.sql"),
+    ),
 ];
 
 const POSTGRES: &[Source] = &[
@@ -154,6 +159,11 @@ const POSTGRES: &[Source] = &[
         14,
         "domain verification",
         include_str!("../migrations/postgres/0014_domain_verification.sql"),
+    ),
+    (
+        15,
+        "sending domains",
+        include_str!("../migrations/postgres/0015_sending_domains.sql"),
     ),
 ];
 

@@ -6,8 +6,8 @@ use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
 use crate::testing::harness::{Ctx, on_postgres, tid};
 use crate::{
-    EmailMessageRecord, EmailRelay, EmailSettings, EmailState, EmailTls, NewEmailMessage, NewJob,
-    StorageError, TenantDb,
+    DkimKeyState, EmailMessageRecord, EmailRelay, EmailSettings, EmailState, EmailTls, NewDkimKey,
+    NewEmailMessage, NewJob, SendingDomainCheck, SendingDomainStatus, StorageError, TenantDb,
 };
 
 crate::both_backends!(via crate::testing::harness::run;
@@ -17,6 +17,7 @@ crate::both_backends!(via crate::testing::harness::run;
     suppression_is_per_tenant,
     bad_input_is_refused,
     a_message_and_its_send_job_are_written_together,
+    sending_domain_keys_verify_and_rotate,
 );
 
 /// A fresh message id, as the host makes them (32 hex digits).
@@ -302,7 +303,13 @@ async fn bad_input_is_refused(ctx: Ctx) {
 }
 
 /// Every email table and whether the seed gives each tenant rows in it.
-const TABLES: &[&str] = &["email_settings", "email_messages", "email_suppressions"];
+const TABLES: &[&str] = &[
+    "email_settings",
+    "email_messages",
+    "email_suppressions",
+    "sending_domains",
+    "dkim_keys",
+];
 
 async fn app_connection(url: &str, tenant: &str) -> PgConnection {
     let mut conn = PgConnection::connect(url).await.unwrap();
@@ -326,7 +333,104 @@ async fn seed(ctx: &Ctx, id: &str) -> EmailMessageRecord {
     db.email_suppress(&format!("x@{id}.example"), "manual", None)
         .await
         .unwrap();
+    db.add_sending_domain(&format!("{id}.example"), &key("s1"))
+        .await
+        .unwrap();
     queue(&db, "ann@example.com").await
+}
+
+fn key(selector: &str) -> NewDkimKey<'_> {
+    NewDkimKey {
+        selector,
+        public_key: "MIIBIjAN",
+        private_key_enc: "v1:ciphertext",
+    }
+}
+
+fn found<'a>(activate: Option<&'a str>) -> SendingDomainCheck<'a> {
+    SendingDomainCheck {
+        status: SendingDomainStatus::Verified,
+        result: "found",
+        spf: Some("missing"),
+        dmarc: None,
+        activate,
+    }
+}
+
+async fn sending_domain_keys_verify_and_rotate(ctx: Ctx) {
+    let a = ctx.tenant("a").await;
+    let b = ctx.tenant("b").await;
+    let (first, created) = a
+        .add_sending_domain("Shop.Example", &key("s1"))
+        .await
+        .unwrap();
+    assert!(created);
+    assert_eq!(first.domain, "shop.example");
+    assert_eq!(first.status, SendingDomainStatus::Pending);
+    assert_eq!(first.pending_key().unwrap().selector, "s1");
+    assert!(first.active_key().is_none());
+    // Adding it again keeps the first key.
+    let (again, created) = a
+        .add_sending_domain("shop.example", &key("s2"))
+        .await
+        .unwrap();
+    assert!(!created);
+    assert_eq!(again, first);
+    // Another tenant has its own, separately.
+    b.add_sending_domain("shop.example", &key("s1"))
+        .await
+        .unwrap();
+    // No rotation while a key waits for its record.
+    assert!(matches!(
+        a.add_dkim_key("shop.example", &key("s2")).await,
+        Err(StorageError::Conflict(_))
+    ));
+
+    a.record_sending_domain_check("shop.example", &found(Some("s1")))
+        .await
+        .unwrap();
+    let verified = a.sending_domain("shop.example").await.unwrap().unwrap();
+    assert_eq!(verified.status, SendingDomainStatus::Verified);
+    assert!(verified.verified_at.is_some());
+    assert_eq!(verified.active_key().unwrap().selector, "s1");
+    assert_eq!(verified.spf_result.as_deref(), Some("missing"));
+    // b's is untouched.
+    let of_b = b.sending_domain("shop.example").await.unwrap().unwrap();
+    assert_eq!(of_b.status, SendingDomainStatus::Pending);
+    assert!(of_b.active_key().is_none());
+
+    // Rotation: the new key is pending, the old one still signs; once found
+    // the new one signs and the old one is retired.
+    let rotating = a.add_dkim_key("shop.example", &key("s2")).await.unwrap();
+    assert_eq!(rotating.active_key().unwrap().selector, "s1");
+    assert_eq!(rotating.pending_key().unwrap().selector, "s2");
+    assert!(matches!(
+        a.add_dkim_key("shop.example", &key("s1")).await,
+        Err(StorageError::Conflict(_))
+    ));
+    a.record_sending_domain_check("shop.example", &found(Some("s2")))
+        .await
+        .unwrap();
+    let rotated = a.sending_domain("shop.example").await.unwrap().unwrap();
+    assert_eq!(rotated.active_key().unwrap().selector, "s2");
+    let old = rotated.keys.iter().find(|k| k.selector == "s1").unwrap();
+    assert_eq!(old.state, DkimKeyState::Retired);
+    assert!(old.retired_at.is_some());
+    assert_eq!(rotated.verified_at, verified.verified_at);
+
+    // Bad input.
+    assert!(matches!(
+        a.add_dkim_key("shop.example", &key("Bad Selector")).await,
+        Err(StorageError::Invalid(_))
+    ));
+    assert!(matches!(
+        a.add_dkim_key("other.example", &key("s3")).await,
+        Err(StorageError::NotFound(_))
+    ));
+    assert!(a.remove_sending_domain("shop.example").await.unwrap());
+    assert!(a.sending_domain("shop.example").await.unwrap().is_none());
+    assert_eq!(a.sending_domains().await.unwrap().len(), 0);
+    assert_eq!(b.sending_domains().await.unwrap().len(), 1);
 }
 
 fn refused<T: std::fmt::Debug>(result: Result<T, sqlx::Error>, what: &str) {
