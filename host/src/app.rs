@@ -46,6 +46,7 @@ pub mod quote;
 pub mod records;
 pub mod rollout;
 pub mod runs;
+pub mod sending_domains;
 pub mod shadow;
 pub mod shopify;
 pub mod slots;

@@ -284,6 +284,12 @@ pub struct ServeConfig {
     )]
     pub bounce_domain: String,
 
+    /// The SPF record tenants are told to include in their sending domain's
+    /// (`v=spf1 include:<this> ~all`): the platform relay's sending hosts.
+    /// Empty: `_spf.<bounce-domain>`.
+    #[arg(long, env = "VENEER_SPF_INCLUDE", default_value = "")]
+    pub spf_include: String,
+
     /// Shared token the bounce processor must send (header `X-Veneer-Bounce-Token`).
     #[arg(long, env = "VENEER_BOUNCE_TOKEN", hide_env_values = true)]
     pub bounce_token: Option<String>,
@@ -380,6 +386,7 @@ impl ServeConfig {
             smtp_relay_ports: crate::outbound::SUBMISSION_PORTS.to_vec(),
             smtp_relay_allow: Vec::new(),
             bounce_domain: "bounces.veneer.test".into(),
+            spf_include: String::new(),
             bounce_token: Some("test-bounce-token".into()),
             kv_max_keys: 10_000,
             kv_max_bytes: 16 << 20,

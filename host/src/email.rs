@@ -5,7 +5,8 @@
 //! tenant's email settings rules (the from address in its sending domain, a
 //! complete custom relay), building the message (lettre), sending it over SMTP with the reply
 //! sorted into retry or give up, VERP bounce addresses, and reading bounces
-//! (RFC 3464 DSNs and a JSON webhook) into the tenant's suppression list.
+//! (RFC 3464 DSNs and a JSON webhook) into the tenant's suppression list, and
+//! DKIM keys, records and signatures for tenants' sending domains ([`dkim`]).
 //!
 //! It runs no SQL (storage keeps settings, messages and suppressions), knows
 //! nothing of HTTP or jobs (callers decide when to send and retry), and never
@@ -17,6 +18,7 @@
 //! so a bounce finds its tenant and message by the address it returns to.
 
 mod bounce;
+pub mod dkim;
 mod dsn;
 mod message;
 mod render;

@@ -27,6 +27,7 @@ mod installations;
 mod jobs;
 mod policies;
 mod rollout;
+mod sending_domains;
 mod served;
 pub mod shopify;
 mod tenant;
@@ -73,6 +74,7 @@ pub fn router(state: AppState) -> Router {
         .merge(jobs::routes())
         .merge(shopify::routes())
         .merge(email::routes())
+        .merge(sending_domains::routes())
         .fallback(|| async {
             ApiError::new(
                 Code::NoRoute,

@@ -26,7 +26,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::app::config::effective;
-use crate::app::jobs::{DOMAIN_JOB, SEND_JOB, WEBHOOK_JOB};
+use crate::app::jobs::{DOMAIN_JOB, SEND_JOB, SENDING_DOMAIN_JOB, WEBHOOK_JOB};
 use crate::app::plugins::chain;
 use crate::base::Sale;
 use crate::email::{EmailSender, SmtpSender};
@@ -74,6 +74,7 @@ pub fn start(app: &AppState) -> Option<WorkerHandle> {
         Duration::from_secs(app.config.shopify_job_budget_secs),
     );
     worker.register(DOMAIN_JOB, DomainCheck);
+    worker.register(SENDING_DOMAIN_JOB, SendingDomainCheck);
     worker.register(SEND_JOB, EmailSend::new(Arc::new(SmtpSender)));
     worker.set_budget(
         SEND_JOB,
@@ -105,6 +106,30 @@ impl JobHandler<AppState> for DomainCheck {
             {
                 crate::app::domains::Checked::Done => Ok(()),
                 crate::app::domains::Checked::Again(why) => Err(JobError::Retry(why)),
+            }
+        })
+    }
+}
+
+/// Checks one sending domain's DKIM record (`app::sending_domains::check`):
+/// not found yet, or DNS not answering, is retried with the queue's backoff.
+pub struct SendingDomainCheck;
+
+impl JobHandler<AppState> for SendingDomainCheck {
+    fn run<'a>(&'a self, app: &'a AppState, job: &'a JobContext) -> Fut<'a> {
+        Box::pin(async move {
+            use crate::app::sending_domains::{Checked, check};
+            let payload: DomainJob =
+                serde_json::from_value(job.job.payload.clone()).map_err(|err| {
+                    JobError::Fail(format!("the job's payload is not a domain: {err}"))
+                })?;
+            let last = job.job.attempts >= job.job.max_attempts;
+            match check(app, &job.tenant, &payload.domain, last)
+                .await
+                .map_err(|err| retry(err.code()))?
+            {
+                Checked::Done => Ok(()),
+                Checked::Again(why) => Err(JobError::Retry(why)),
             }
         })
     }
@@ -472,7 +497,7 @@ impl JobHandler<AppState> for EmailSend {
                 &payload.message,
                 &bounce,
             );
-            let email = match built {
+            let mut email = match built {
                 Ok(email) => email,
                 Err(err) => {
                     db.email_mark_failed(&payload.message, &err.to_string())
@@ -481,6 +506,29 @@ impl JobHandler<AppState> for EmailSend {
                     return Err(JobError::Fail(err.to_string()));
                 }
             };
+            // Mail from a verified sending domain is DKIM-signed, whichever relay.
+            if identity.own_domain {
+                let key = crate::app::sending_domains::signing_key(
+                    app,
+                    &job.tenant,
+                    &sent_as.sending_domain,
+                )
+                .await
+                .map_err(|err| retry(err.code()))?;
+                if let Some((selector, pem)) = key
+                    && let Err(err) = crate::email::dkim::sign(
+                        &mut email,
+                        &sent_as.sending_domain,
+                        &selector,
+                        &pem,
+                    )
+                {
+                    db.email_mark_failed(&payload.message, &err.to_string())
+                        .await
+                        .map_err(retry)?;
+                    return Err(JobError::Fail(err.to_string()));
+                }
+            }
             let password = match &settings.smtp_password_enc {
                 Some(enc) => {
                     let plain = match app

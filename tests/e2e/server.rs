@@ -7,6 +7,7 @@
 //! runs a listening server (`Server::start`).
 
 mod attacks;
+mod dkim;
 mod domains;
 mod edge;
 mod email;

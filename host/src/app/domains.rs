@@ -13,11 +13,11 @@
 use serde::Serialize;
 use serde_json::json;
 
-use super::jobs::{DOMAIN_JOB, DOMAIN_JOB_ATTEMPTS};
+use super::jobs::{DOMAIN_JOB, DOMAIN_JOB_ATTEMPTS, now_ms, queue_dns_check};
 use super::{Error, Result};
 use crate::dns::DnsError;
 use crate::state::AppState;
-use crate::storage::{AuditEntry, DomainRecord, DomainStatus, NewJob};
+use crate::storage::{AuditEntry, DomainRecord, DomainStatus};
 use crate::tenancy::TenantId;
 
 /// The label the TXT record lives under.
@@ -148,20 +148,7 @@ async fn queue_check(
     domain: &str,
     at: Option<i64>,
 ) -> Result<()> {
-    let when = at.unwrap_or_else(now_ms);
-    let payload = json!({ "domain": domain }).to_string();
-    let dedupe = format!("domain:{domain}:{when}:{:08x}", rand::random::<u32>());
-    app.storage
-        .tenant(tenant)
-        .enqueue_job(&NewJob {
-            kind: DOMAIN_JOB,
-            payload: &payload,
-            max_attempts: DOMAIN_JOB_ATTEMPTS,
-            run_at: at,
-            dedupe_key: Some(&dedupe),
-        })
-        .await?;
-    Ok(())
+    queue_dns_check(app, tenant, DOMAIN_JOB, domain, at).await
 }
 
 /// What a check concluded.
@@ -392,10 +379,4 @@ async fn audit(
         })
         .await?;
     Ok(())
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

@@ -342,6 +342,8 @@ pub async fn save_settings(
                 }
             })?;
     }
+    // A new sending domain gets its DKIM key (and a check) before it is used.
+    super::sending_domains::ensure(app, tenant, actor, &settings.sending_domain).await?;
     let saved = db.email_set_settings(&settings).await?;
     let after = serde_json::to_string(&saved.settings).unwrap_or_default();
     let before = before.and_then(|b| serde_json::to_string(&b.settings).ok());
@@ -373,8 +375,9 @@ pub struct SendingAs {
 
 /// The identity mail of a tenant with `settings` goes out as. Through its own
 /// relay, its own address (its provider answers for it). Through the
-/// platform's relay, its own address only once it has proven control of the
-/// sending domain's DNS (a verified claim of the domain, `/v1/domains`); until
+/// platform's relay, its own address only once the sending domain's DKIM
+/// record is found (`app::sending_domains`: that proves control of its DNS,
+/// and every message is then signed); until
 /// then mail goes from the platform's `no-reply@<bounce domain>` with the
 /// tenant's name, its Reply-To (or its from address as Reply-To), so nobody
 /// can send as a domain it does not own.
@@ -392,18 +395,16 @@ pub async fn sending_as(
             why: "sent through the tenant's own relay".into(),
         });
     }
-    let claim = app
-        .storage
-        .platform()
-        .domain(&settings.sending_domain, tenant)
-        .await?;
-    if claim.as_ref().is_some_and(|c| c.status.routes()) {
+    if super::sending_domains::verified(app, tenant, &settings.sending_domain).await? {
         return Ok(SendingAs {
             from_address: settings.from_address.clone(),
             domain: settings.sending_domain.clone(),
             reply_to: settings.reply_to.clone(),
             own_domain: true,
-            why: format!("{} is verified for this tenant", settings.sending_domain),
+            why: format!(
+                "{}'s DKIM record is verified: mail goes out as it, signed",
+                settings.sending_domain
+            ),
         });
     }
     let platform = app.config.bounce_domain.to_ascii_lowercase();
@@ -418,7 +419,7 @@ pub async fn sending_as(
         ),
         own_domain: false,
         why: format!(
-            "{domain} is not verified for this tenant: claim it (POST /v1/domains {{\"domain\": \"{domain}\"}}) and publish the record it lists; until then mail goes from no-reply@{platform} with the tenant's name and Reply-To",
+            "{domain} is not verified for this tenant: publish the DKIM record GET /v1/email/domains/{domain} lists; until then mail goes from no-reply@{platform} with the tenant's name and Reply-To",
             domain = settings.sending_domain
         ),
     })

@@ -17,3 +17,55 @@ pub const DOMAIN_JOB: &str = "domain.check";
 /// backoff doubling from `--job-backoff-ms` up to 5 minutes, about 2.5 hours
 /// by default.
 pub const DOMAIN_JOB_ATTEMPTS: u32 = 40;
+/// The job kind that checks one sending domain's DKIM record (and reads its
+/// SPF and DMARC records).
+pub const SENDING_DOMAIN_JOB: &str = "email.domain_check";
+/// Attempts of a pending sending domain's check before it is marked failed
+/// (the same schedule as [`DOMAIN_JOB_ATTEMPTS`]).
+pub const SENDING_DOMAIN_JOB_ATTEMPTS: u32 = DOMAIN_JOB_ATTEMPTS;
+
+/// Queues a DNS check of `domain` for `tenant` (`kind` is [`DOMAIN_JOB`] or
+/// [`SENDING_DOMAIN_JOB`]) at `at` (Unix milliseconds; now when `None`).
+pub(super) async fn queue_dns_check(
+    app: &crate::state::AppState,
+    tenant: &crate::tenancy::TenantId,
+    kind: &'static str,
+    domain: &str,
+    at: Option<i64>,
+) -> super::Result<()> {
+    let payload = serde_json::json!({ "domain": domain }).to_string();
+    // A check asked for now always runs; the next scheduled check is one per
+    // recheck period: checks that ran at once (a tenant asking again and
+    // again, two nodes) schedule one next check, not a chain each.
+    let dedupe = match at {
+        None => format!(
+            "{kind}:{domain}:now:{}:{:08x}",
+            now_ms(),
+            rand::random::<u32>()
+        ),
+        Some(at) => {
+            let period = i64::try_from(app.config.domain_recheck_secs.saturating_mul(1_000))
+                .unwrap_or(i64::MAX)
+                .max(1_000);
+            format!("{kind}:{domain}:later:{}", at / period)
+        }
+    };
+    app.storage
+        .tenant(tenant)
+        .enqueue_job(&crate::storage::NewJob {
+            kind,
+            payload: &payload,
+            max_attempts: DOMAIN_JOB_ATTEMPTS,
+            run_at: at,
+            dedupe_key: Some(&dedupe),
+        })
+        .await?;
+    Ok(())
+}
+
+/// Unix milliseconds now.
+pub(super) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

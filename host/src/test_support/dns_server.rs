@@ -105,13 +105,20 @@ impl DnsServer {
         }
     }
 
-    /// Publishes `values` as the TXT records of `name` (replacing its TXT records).
+    /// Publishes `values` as the TXT records of `name` (replacing its TXT
+    /// records). A value longer than 255 bytes (a DKIM key) is split into
+    /// several strings of one record, as DNS requires.
     pub fn set_txt(&self, name: &str, values: &[&str]) {
         let mut zone = self.zone.lock().expect("zone");
         let records = zone.entry(key(name)).or_default();
         records.retain(|r| r.record_type() != RecordType::TXT);
         for value in values {
-            records.push(RData::TXT(TXT::new(vec![(*value).to_owned()])));
+            let strings = value
+                .as_bytes()
+                .chunks(255)
+                .map(|chunk| String::from_utf8_lossy(chunk).into_owned())
+                .collect();
+            records.push(RData::TXT(TXT::new(strings)));
         }
     }
 

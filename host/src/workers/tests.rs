@@ -210,23 +210,24 @@ async fn message_state(db: &TenantDb, id: &str) -> (EmailState, Option<String>) 
 #[tokio::test]
 async fn a_send_hands_the_rendered_message_to_the_relay_and_marks_it_sent() {
     let (_db, app, tenant, db) = state().await;
-    // The sending domain proven (a verified domain of the tenant): mail goes
-    // as the tenant's own address.
-    let platform = app.storage.platform();
-    platform
-        .claim_domain("shop.example", &tenant, "token")
+    // The sending domain proven (its DKIM key found in DNS): mail goes as
+    // the tenant's own address, signed.
+    let view = crate::app::sending_domains::ensure(&app, &tenant, "test", "shop.example")
         .await
-        .expect("claimed");
-    platform
-        .record_domain_check(
-            "shop.example",
-            &tenant,
-            crate::storage::DomainStatus::Verified,
-            "verified by TXT",
-            None,
-        )
-        .await
-        .expect("verified");
+        .expect("a sending domain with its key");
+    let selector = view.record.keys[0].selector.clone();
+    db.record_sending_domain_check(
+        "shop.example",
+        &crate::storage::SendingDomainCheck {
+            status: crate::storage::SendingDomainStatus::Verified,
+            result: "found",
+            spf: None,
+            dmarc: None,
+            activate: Some(&selector),
+        },
+    )
+    .await
+    .expect("verified");
     let (id, job) = queued_send(&app, &tenant, &db).await;
     let sender = Arc::new(FakeSender::default());
     let handler = EmailSend::new(sender.clone());
@@ -241,6 +242,10 @@ async fn a_send_hands_the_rendered_message_to_the_relay_and_marks_it_sent() {
     assert_eq!(to, &["ada@example.com".to_owned()]);
     assert!(text.contains("Subject: Welcome to Shop, Ada"), "{text}");
     assert!(text.contains("From: Shop <hello@shop.example>"), "{text}");
+    assert!(
+        text.contains(&format!("d=shop.example; s={selector};")),
+        "DKIM-signed: {text}"
+    );
     let message = db.email_message(&id).await.expect("read").expect("exists");
     assert_eq!(message.state, EmailState::Sent);
 

@@ -308,13 +308,20 @@ impl TenantDb {
         let now = now_ms();
         let mut tx = self.begin(Access::Write).await?;
         if let Some(selector) = check.activate {
+            // Only while that key is still pending: two checks that both
+            // found it must not retire the key the first one activated.
             sqlx::query(
                 "UPDATE dkim_keys SET state = 'retired', retired_at = $3 \
-                  WHERE tenant_id = $1 AND domain = $2 AND state = 'active'",
+                  WHERE tenant_id = $1 AND domain = $2 AND state = 'active' \
+                    AND selector <> $4 \
+                    AND EXISTS (SELECT 1 FROM dkim_keys p \
+                                 WHERE p.tenant_id = $1 AND p.domain = $2 \
+                                   AND p.selector = $4 AND p.state = 'pending')",
             )
             .bind(self.tenant_id().as_str())
             .bind(domain.as_str())
             .bind(now)
+            .bind(selector)
             .execute(&mut *tx)
             .await?;
             sqlx::query(

@@ -16,13 +16,13 @@ use crate::smtp_server::{ReceivedMail, SmtpServer};
 use crate::util::read;
 use veneer::both_backends;
 
-const BOUNCE_DOMAIN: &str = "bounces.veneer.test";
+pub(super) const BOUNCE_DOMAIN: &str = "bounces.veneer.test";
 const BOUNCE_TOKEN: &str = "test-bounce-token";
 /// Seconds to wait for something the worker does.
-const WAIT: u64 = 30;
+pub(super) const WAIT: u64 = 30;
 
 /// A server whose platform relay is `smtp`, with quick job retries.
-async fn server_with(db: Db, smtp: &SmtpServer) -> Server {
+pub(super) async fn server_with(db: Db, smtp: &SmtpServer) -> Server {
     let port = smtp.port();
     Server::start_with_dns(db, |config| {
         config.smtp_host = "127.0.0.1".into();
@@ -34,7 +34,7 @@ async fn server_with(db: Db, smtp: &SmtpServer) -> Server {
 }
 
 /// Settings sending through the platform relay from `orders@<domain>`.
-fn settings(domain: &str, from_name: &str, reply_to: &str) -> Value {
+pub(super) fn settings(domain: &str, from_name: &str, reply_to: &str) -> Value {
     json!({
         "sending_domain": domain,
         "from_name": from_name,
@@ -44,21 +44,27 @@ fn settings(domain: &str, from_name: &str, reply_to: &str) -> Value {
     })
 }
 
-/// Saves the settings and proves the sending domain (a platform-relay
-/// sender's own address is used only for a verified domain).
-async fn configure(server: &Server, tenant: &str, settings: Value) {
+/// Saves the settings and publishes the sending domain's DKIM record (a
+/// platform-relay sender's own address is used only for a verified domain).
+pub(super) async fn configure(server: &Server, tenant: &str, settings: Value) {
     let domain = settings["sending_domain"]
         .as_str()
         .filter(|_| settings["relay"] == "platform")
         .map(str::to_owned);
     server.configure_email(tenant, settings).await;
     if let Some(domain) = domain {
-        server.verify_domain(tenant, &domain).await;
+        server.verify_sending_domain(tenant, &domain).await;
     }
 }
 
 /// Sends `template` to `to` as `tenant`; returns the 202 body.
-async fn send(server: &Server, tenant: &str, template: &str, to: &str, context: Value) -> Value {
+pub(super) async fn send(
+    server: &Server,
+    tenant: &str,
+    template: &str,
+    to: &str,
+    context: Value,
+) -> Value {
     let (status, body) = server
         .call(
             Method::POST,
@@ -234,7 +240,7 @@ fn verp(tenant: &str, id: &str) -> String {
 /// A message as received: unfolded headers (names lowercased) and the decoded
 /// text and HTML parts of its multipart/alternative body.
 #[derive(Debug)]
-struct Parsed {
+pub(super) struct Parsed {
     headers: Vec<(String, String)>,
     content_type: String,
     text: String,
@@ -242,7 +248,7 @@ struct Parsed {
 }
 
 impl Parsed {
-    fn header(&self, name: &str) -> Vec<&str> {
+    pub(super) fn header(&self, name: &str) -> Vec<&str> {
         self.headers
             .iter()
             .filter(|(n, _)| n == name)
@@ -250,7 +256,7 @@ impl Parsed {
             .collect()
     }
 
-    fn one(&self, name: &str) -> &str {
+    pub(super) fn one(&self, name: &str) -> &str {
         match self.header(name).as_slice() {
             [value] => value,
             other => panic!("expected one {name} header, got {other:?}"),
@@ -342,7 +348,7 @@ fn decode_part(part: &str) -> (String, String) {
     (content_type, text.replace("\r\n", "\n"))
 }
 
-fn parse(mail: &ReceivedMail) -> Parsed {
+pub(super) fn parse(mail: &ReceivedMail) -> Parsed {
     let raw = mail.text();
     let (head, body) = split_head(&raw);
     let headers = headers(head);
@@ -430,8 +436,17 @@ async fn unproven_sending_domain(db: Db) {
     assert!(!parsed.one("message-id").contains("google.example"));
     let _ = first;
 
-    // Proven: its own address.
+    // A routing claim of the domain is not enough: mail goes as it only
+    // once its DKIM record verifies (and is then signed).
     server.verify_domain("acme", "google.example").await;
+    let (status, body) = server
+        .get("acme", "/v1/email/settings", &member("acme"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["sending_as"]["own_domain"], false, "{body}");
+
+    // Proven: its own address.
+    server.verify_sending_domain("acme", "google.example").await;
     let (_, body) = server
         .get("acme", "/v1/email/settings", &member("acme"))
         .await;

@@ -121,6 +121,51 @@ impl Server {
         assert!(verified.is_some(), "{domain} verified for {tenant}");
     }
 
+    /// Publishes the DKIM record of `tenant`'s sending domain `domain` (named
+    /// in its email settings) on this server's DNS server, and waits until the
+    /// domain is verified; returns the selector of its signing key.
+    pub async fn verify_sending_domain(&self, tenant: &str, domain: &str) -> String {
+        let dns = self
+            .dns
+            .as_ref()
+            .expect("a server started with Server::start_with_dns");
+        let path = format!("/v1/email/domains/{domain}");
+        let (status, body) = self.get(tenant, &path, &member(tenant)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let records = body["domain"]["records"].as_array().expect("records");
+        let dkim = records
+            .iter()
+            .find(|r| r["purpose"] == "dkim")
+            .expect("a DKIM record to publish");
+        let name = dkim["name"].as_str().expect("record name");
+        dns.set_txt(name, &[dkim["value"].as_str().expect("record value")]);
+        let (status, body) = self
+            .call(
+                Method::POST,
+                tenant,
+                &format!("{path}/check"),
+                Some(&admin(tenant)),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        let verified = self
+            .eventually(20, async |s| {
+                let (_, body) = s.get(tenant, &path, &member(tenant)).await;
+                (body["domain"]["sends_as_domain"] == true).then_some(())
+            })
+            .await;
+        if verified.is_none() {
+            let (_, view) = self.get(tenant, &path, &member(tenant)).await;
+            let (_, jobs) = self.get(tenant, "/v1/jobs", &admin(tenant)).await;
+            panic!("{domain} not verified for {tenant}'s mail: {view}; jobs: {jobs}");
+        }
+        name.split("._domainkey.")
+            .next()
+            .expect("selector")
+            .to_owned()
+    }
+
     /// The API in process (no socket, no job workers) on a fresh database,
     /// seeded with the demo tenants: for routing, extractors, error shapes,
     /// ETags and everything else a request alone decides.
