@@ -40,6 +40,7 @@ macro_rules! outln {
 
 mod chain;
 mod diff;
+mod domains;
 mod replay;
 
 /// Veneer: per-tenant configuration through sandboxed WebAssembly plugins.
@@ -97,6 +98,9 @@ enum Command {
     /// Manage encrypted credentials.
     #[command(subcommand)]
     Secrets(SecretsCommand),
+    /// Custom domains: list them with their status, check one.
+    #[command(subcommand)]
+    Domains(domains::DomainsCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -284,6 +288,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             outln!("{token}");
             Ok(ExitCode::SUCCESS)
         }
+        Command::Domains(command) => domains::run(command),
         Command::Plugin(PluginCommand::Run(args)) => plugin_run(args),
         Command::Plugin(PluginCommand::Check(args)) => plugin_check(args),
         Command::Plugin(PluginCommand::Diff(args)) => diff::run(args),

@@ -13,7 +13,7 @@
 use serde::Serialize;
 use serde_json::json;
 
-use super::jobs::{DOMAIN_JOB, DOMAIN_JOB_ATTEMPTS, now_ms, queue_dns_check};
+use super::jobs::{DOMAIN_JOB, DOMAIN_JOB_ATTEMPTS, enqueue_dns_check, now_ms, queue_dns_check};
 use super::{Error, Result};
 use crate::dns::DnsError;
 use crate::state::AppState;
@@ -119,7 +119,21 @@ pub async fn list(app: &AppState, tenant: &TenantId) -> Result<Vec<DomainView>> 
 /// Queues a check of `domain` now (after publishing its record, or to retry
 /// a failed one).
 pub async fn check_now(app: &AppState, tenant: &TenantId, domain: &str) -> Result<DomainView> {
-    let platform = app.storage.platform();
+    let record =
+        request_check(&app.storage, app.config.domain_recheck_secs, tenant, domain).await?;
+    Ok(view(app, record))
+}
+
+/// [`check_now`] for callers without the application state (the CLI: a
+/// running server's workers do the check): a failed claim goes back to
+/// `pending`, and a check is queued.
+pub async fn request_check(
+    storage: &crate::storage::Storage,
+    recheck_secs: u64,
+    tenant: &TenantId,
+    domain: &str,
+) -> Result<DomainRecord> {
+    let platform = storage.platform();
     let Some(mut record) = platform.domain(domain, tenant).await? else {
         return Err(Error::NotFound(format!(
             "tenant `{tenant}` has no domain `{}`",
@@ -138,8 +152,16 @@ pub async fn check_now(app: &AppState, tenant: &TenantId, domain: &str) -> Resul
             .await?;
         record.status = DomainStatus::Pending;
     }
-    queue_check(app, tenant, &record.domain, None).await?;
-    Ok(view(app, record))
+    enqueue_dns_check(
+        storage,
+        recheck_secs,
+        tenant,
+        DOMAIN_JOB,
+        &record.domain,
+        None,
+    )
+    .await?;
+    Ok(record)
 }
 
 async fn queue_check(
@@ -329,16 +351,34 @@ async fn prove(
     app: &AppState,
     record: &DomainRecord,
 ) -> std::result::Result<&'static str, Missing> {
+    prove_with(&app.dns, &app.config.base_domain, record).await
+}
+
+/// What DNS shows of a claim's proof now, in words (the CLI's diagnosis;
+/// nothing is recorded).
+pub async fn diagnose(dns: &crate::dns::Dns, base_domain: &str, record: &DomainRecord) -> String {
+    match prove_with(dns, base_domain, record).await {
+        Ok(how) => format!("proven by its {how} record"),
+        Err(Missing::Absent(why)) => why,
+        Err(Missing::Unavailable(why)) => format!("DNS did not answer: {why}"),
+    }
+}
+
+async fn prove_with(
+    dns: &crate::dns::Dns,
+    base_domain: &str,
+    record: &DomainRecord,
+) -> std::result::Result<&'static str, Missing> {
     let name = format!("{CHALLENGE_LABEL}.{}", record.domain);
     let want = format!("veneer-verify={}", record.token);
-    let txt = app.dns.txt(&name).await;
+    let txt = dns.txt(&name).await;
     if let Ok(values) = &txt
         && values.iter().any(|v| v.trim() == want)
     {
         return Ok("TXT");
     }
-    let host = tenant_host(app, &record.tenant_id);
-    let cname = app.dns.cname(&record.domain).await;
+    let host = format!("{}.{}", record.tenant_id, base_domain.to_ascii_lowercase());
+    let cname = dns.cname(&record.domain).await;
     if let Ok(target) = &cname
         && *target == host
     {

@@ -33,6 +33,27 @@ pub(super) async fn queue_dns_check(
     domain: &str,
     at: Option<i64>,
 ) -> super::Result<()> {
+    enqueue_dns_check(
+        &app.storage,
+        app.config.domain_recheck_secs,
+        tenant,
+        kind,
+        domain,
+        at,
+    )
+    .await
+}
+
+/// [`queue_dns_check`] with the storage and the recheck period given (for
+/// callers without the application state: the CLI).
+pub(super) async fn enqueue_dns_check(
+    storage: &crate::storage::Storage,
+    recheck_secs: u64,
+    tenant: &crate::tenancy::TenantId,
+    kind: &'static str,
+    domain: &str,
+    at: Option<i64>,
+) -> super::Result<()> {
     let payload = serde_json::json!({ "domain": domain }).to_string();
     // A check asked for now always runs; the next scheduled check is one per
     // recheck period: checks that ran at once (a tenant asking again and
@@ -44,13 +65,13 @@ pub(super) async fn queue_dns_check(
             rand::random::<u32>()
         ),
         Some(at) => {
-            let period = i64::try_from(app.config.domain_recheck_secs.saturating_mul(1_000))
+            let period = i64::try_from(recheck_secs.saturating_mul(1_000))
                 .unwrap_or(i64::MAX)
                 .max(1_000);
             format!("{kind}:{domain}:later:{}", at / period)
         }
     };
-    app.storage
+    storage
         .tenant(tenant)
         .enqueue_job(&crate::storage::NewJob {
             kind,
