@@ -40,6 +40,7 @@ mod error;
 pub mod headroom;
 pub mod installations;
 pub mod jobs;
+pub mod key_rotation;
 pub mod plugins;
 pub mod policies;
 pub mod quote;

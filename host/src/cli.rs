@@ -313,23 +313,29 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     &crate::storage::StorageOptions::default(),
                 )
                 .await?;
-                let report =
-                    crate::shopify::rotate_credentials(&storage.platform(), &secrets).await?;
-                anyhow::Ok(report)
+                crate::app::key_rotation::rotate(&storage, &secrets)
+                    .await
+                    .map_err(|err| anyhow::anyhow!("{err}"))
             })?;
-            outln!(
-                "Shopify credentials: {} re-encrypted under key `{}`, {} already current, {} changed during the run (run again)",
-                report.rotated,
-                secrets.current_key_id(),
-                report.unchanged,
-                report.raced
-            );
-            for (tenant, err) in &report.failed {
+            for (what, kind) in [
+                ("Shopify credentials (stores)", &report.shopify),
+                ("SMTP passwords", &report.smtp_passwords),
+                ("DKIM keys", &report.dkim_keys),
+            ] {
                 outln!(
-                    "  {tenant}: cannot open the stored credentials ({err}); the tenant must reconnect its store"
+                    "{what}: {} re-encrypted under key `{}`, {} already current, {} changed during the run (run again)",
+                    kind.rotated,
+                    secrets.current_key_id(),
+                    kind.unchanged,
+                    kind.raced
                 );
+                for (item, err) in &kind.failed {
+                    outln!(
+                        "  {item}: cannot be opened ({err}); configure the key it was sealed with in VENEER_SECRET_OLD_KEYS, or have the tenant enter it again"
+                    );
+                }
             }
-            Ok(if report.failed.is_empty() {
+            Ok(if report.complete() {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)

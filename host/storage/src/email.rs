@@ -391,6 +391,23 @@ impl TenantDb {
         Ok(record)
     }
 
+    /// Replaces the SMTP password ciphertext (a secrets-key rotation) if it is
+    /// still `old`; false when the settings changed meanwhile.
+    pub async fn email_replace_password(&self, old: &str, new: &str) -> Result<bool, StorageError> {
+        let mut tx = self.begin(Access::Write).await?;
+        let done = sqlx::query(
+            "UPDATE email_settings SET smtp_password_enc = $3 \
+              WHERE tenant_id = $1 AND smtp_password_enc = $2",
+        )
+        .bind(self.tenant_id().as_str())
+        .bind(old)
+        .bind(new)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Records a message as queued, with no attempt yet. Conflict if the id is
     /// taken.
     pub async fn email_create_message(

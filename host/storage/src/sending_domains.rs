@@ -355,6 +355,31 @@ impl TenantDb {
         Ok(())
     }
 
+    /// Replaces the ciphertext of one key (a secrets-key rotation) if it is
+    /// still `old`; false when it changed meanwhile or is gone.
+    pub async fn replace_dkim_key_enc(
+        &self,
+        domain: &str,
+        selector: &str,
+        old: &str,
+        new: &str,
+    ) -> Result<bool, StorageError> {
+        let mut tx = self.begin(Access::Write).await?;
+        let done = sqlx::query(
+            "UPDATE dkim_keys SET private_key_enc = $5 \
+              WHERE tenant_id = $1 AND domain = $2 AND selector = $3 AND private_key_enc = $4",
+        )
+        .bind(self.tenant_id().as_str())
+        .bind(domain)
+        .bind(selector)
+        .bind(old)
+        .bind(new)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Removes a sending domain and its keys; false if there was none.
     pub async fn remove_sending_domain(&self, domain: &str) -> Result<bool, StorageError> {
         let Ok(domain) = normalize_domain(domain) else {

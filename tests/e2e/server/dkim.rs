@@ -451,3 +451,127 @@ async fn refusals(db: Db) {
     assert_eq!(body["sending_as"]["own_domain"], false, "{body}");
 }
 both_backends!(sending_domain_routes_refuse_other_tenants, refusals);
+
+/// `veneer secrets rotate` re-encrypts SMTP passwords and DKIM keys (beside
+/// Shopify credentials) under the new key, leaves current ones alone on a
+/// second run, and reports — without dropping — what no configured key opens.
+async fn rotation(db: Db) {
+    use base64::Engine;
+    let key = |id: &str, byte: u8| {
+        format!(
+            "{id}:{}",
+            base64::engine::general_purpose::STANDARD.encode([byte; 32])
+        )
+    };
+    let (k1, k2, k3) = (key("k1", 1), key("k2", 2), key("k3", 3));
+    let first = k1.clone();
+    let server = Server::start_with_dns(db, move |config| {
+        config.secret_key = Some(first);
+        config.smtp_relay_allow = vec!["127.0.0.1:2525".parse().expect("allow")];
+    })
+    .await;
+    server
+        .configure_email(
+            "acme",
+            json!({
+                "sending_domain": "acme.example",
+                "from_name": "Acme",
+                "from_address": "orders@acme.example",
+                "relay": "custom",
+                "smtp_host": "127.0.0.1",
+                "smtp_port": 2525,
+                "smtp_tls": "starttls",
+                "smtp_username": "acme",
+                "smtp_password": "relay-password",
+            }),
+        )
+        .await;
+    server
+        .configure_email(
+            "globex",
+            settings("globex.example", "Globex", "help@globex.example"),
+        )
+        .await;
+    let url = server.db.url.clone();
+    let rotate = |current: &str, old: &str| {
+        let (url, current, old) = (url.clone(), current.to_owned(), old.to_owned());
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let out = Command::new(env!("CARGO_BIN_EXE_veneer"))
+                    .args(["secrets", "rotate", "--database-url", &url])
+                    .env("VENEER_SECRET_KEY", current)
+                    .env("VENEER_SECRET_OLD_KEYS", old)
+                    .output()
+                    .expect("veneer runs");
+                (
+                    out.status.code(),
+                    String::from_utf8_lossy(&out.stdout).into_owned(),
+                )
+            })
+            .await
+            .expect("ran")
+        }
+    };
+    let (code, text) = rotate(&k2, &k1).await;
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("SMTP passwords: 1 re-encrypted under key `k2`, 0 already current"),
+        "{text}"
+    );
+    assert!(
+        text.contains("DKIM keys: 2 re-encrypted under key `k2`, 0 already current"),
+        "{text}"
+    );
+    let (code, text) = rotate(&k2, &k1).await;
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("SMTP passwords: 0 re-encrypted under key `k2`, 1 already current"),
+        "{text}"
+    );
+    assert!(
+        text.contains("DKIM keys: 0 re-encrypted under key `k2`, 2 already current"),
+        "{text}"
+    );
+
+    // Sealed under k2 now: k2 alone opens them, with their own AAD.
+    let k2_only = veneer::secrets::SecretBox::from_env_or_dev(Some(&k2), &[], false).expect("k2");
+    let acme = veneer::tenancy::TenantId::new("acme").expect("id");
+    let tenant = server.state.storage.tenant(&acme);
+    let settings = tenant.email_settings().await.expect("read").expect("set");
+    let sealed = settings.settings.smtp_password_enc.expect("a password");
+    let plain = k2_only
+        .decrypt(&sealed, &veneer::email::password_aad(&acme))
+        .expect("opens under k2");
+    assert_eq!(&plain[..], b"relay-password");
+    let domain = tenant
+        .sending_domain("acme.example")
+        .await
+        .expect("read")
+        .expect("a sending domain");
+    let dkim_key = &domain.keys[0];
+    let pem = k2_only
+        .decrypt(
+            &dkim_key.private_key_enc,
+            &veneer::email::dkim::key_aad(&acme, "acme.example", &dkim_key.selector),
+        )
+        .expect("opens under k2");
+    assert!(String::from_utf8_lossy(&pem).contains("BEGIN RSA PRIVATE KEY"));
+
+    // A key nobody configured: reported, exit 1, nothing lost.
+    let (code, text) = rotate(&k3, "").await;
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("acme SMTP password: cannot be opened"),
+        "{text}"
+    );
+    assert!(text.contains("acme DKIM key veneer-"), "{text}");
+    let after = tenant.email_settings().await.expect("read").expect("set");
+    assert_eq!(
+        after.settings.smtp_password_enc.as_deref(),
+        Some(sealed.as_str())
+    );
+}
+both_backends!(
+    secrets_rotate_reencrypts_smtp_passwords_and_dkim_keys,
+    rotation
+);

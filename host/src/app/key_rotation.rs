@@ -1,0 +1,124 @@
+//! `veneer secrets rotate` as a use case: every secret Veneer stores sealed —
+//! Shopify credentials, tenants' SMTP relay passwords, the private halves of
+//! DKIM keys — re-encrypted under the current key when it is sealed under an
+//! older one. Each value is swapped only if it is still what was read (a
+//! tenant saving new settings meanwhile keeps them: counted as `raced`, run
+//! again); one that no configured key opens is reported, never dropped.
+
+use crate::email::{dkim, password_aad};
+use crate::secrets::{SecretBox, SecretsError};
+use crate::storage::Storage;
+use crate::tenancy::TenantId;
+
+/// What a rotation did to one kind of secret.
+#[derive(Debug, Default)]
+pub struct KindReport {
+    /// Re-encrypted under the current key.
+    pub rotated: u64,
+    /// Already under the current key.
+    pub unchanged: u64,
+    /// Changed during the run: run again.
+    pub raced: u64,
+    /// Could not be opened (with which tenant and item, and why).
+    pub failed: Vec<(String, SecretsError)>,
+}
+
+/// What a rotation did, by kind.
+#[derive(Debug, Default)]
+pub struct RotationReport {
+    /// Shopify access tokens and app secrets (counted per store).
+    pub shopify: KindReport,
+    /// SMTP passwords of tenants' own relays.
+    pub smtp_passwords: KindReport,
+    /// DKIM private keys of sending domains.
+    pub dkim_keys: KindReport,
+}
+
+impl RotationReport {
+    /// Whether every secret is now under the current key.
+    pub fn complete(&self) -> bool {
+        [&self.shopify, &self.smtp_passwords, &self.dkim_keys]
+            .iter()
+            .all(|k| k.failed.is_empty() && k.raced == 0)
+    }
+}
+
+/// Re-encrypts every stored secret not under `secrets`' current key. Safe to
+/// run while serving, and again.
+pub async fn rotate(storage: &Storage, secrets: &SecretBox) -> super::Result<RotationReport> {
+    let platform = storage.platform();
+    let shopify = crate::shopify::rotate_credentials(&platform, secrets)
+        .await
+        .map_err(|err| super::Error::internal(err.to_string()))?;
+    let mut report = RotationReport {
+        shopify: KindReport {
+            rotated: shopify.rotated,
+            unchanged: shopify.unchanged,
+            raced: shopify.raced,
+            failed: shopify
+                .failed
+                .into_iter()
+                .map(|(tenant, err)| (tenant.to_string(), err))
+                .collect(),
+        },
+        ..RotationReport::default()
+    };
+    for tenant in platform.list_tenants().await? {
+        rotate_tenant(storage, secrets, &tenant.id, &mut report).await?;
+    }
+    Ok(report)
+}
+
+async fn rotate_tenant(
+    storage: &Storage,
+    secrets: &SecretBox,
+    tenant: &TenantId,
+    report: &mut RotationReport,
+) -> super::Result<()> {
+    let db = storage.tenant(tenant);
+    if let Some(settings) = db.email_settings().await?
+        && let Some(old) = settings.settings.smtp_password_enc.as_deref()
+    {
+        let kind = &mut report.smtp_passwords;
+        match secrets.reencrypt(old, &password_aad(tenant)) {
+            Ok(None) => kind.unchanged += 1,
+            Ok(Some(new)) => {
+                if db.email_replace_password(old, &new).await? {
+                    kind.rotated += 1;
+                } else {
+                    kind.raced += 1;
+                }
+            }
+            Err(err) => kind.failed.push((format!("{tenant} SMTP password"), err)),
+        }
+    }
+    for domain in db.sending_domains().await? {
+        for key in &domain.keys {
+            let kind = &mut report.dkim_keys;
+            let aad = dkim::key_aad(tenant, &domain.domain, &key.selector);
+            match secrets.reencrypt(&key.private_key_enc, &aad) {
+                Ok(None) => kind.unchanged += 1,
+                Ok(Some(new)) => {
+                    if db
+                        .replace_dkim_key_enc(
+                            &domain.domain,
+                            &key.selector,
+                            &key.private_key_enc,
+                            &new,
+                        )
+                        .await?
+                    {
+                        kind.rotated += 1;
+                    } else {
+                        kind.raced += 1;
+                    }
+                }
+                Err(err) => kind.failed.push((
+                    format!("{tenant} DKIM key {} of {}", key.selector, domain.domain),
+                    err,
+                )),
+            }
+        }
+    }
+    Ok(())
+}
