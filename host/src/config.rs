@@ -304,6 +304,20 @@ pub struct ServeConfig {
     #[arg(long, env = "VENEER_KV_MAX_BYTES", default_value_t = 16 << 20)]
     pub kv_max_bytes: u64,
 
+    /// Plugin versions one tenant may store (uploads past it: 409
+    /// `plugin_store_full`; versions no release uses can be deleted).
+    #[arg(long, env = "VENEER_MAX_PLUGIN_VERSIONS", default_value_t = 50)]
+    pub max_plugin_versions: u32,
+
+    /// MiB of plugin components one tenant may store (409 `plugin_store_full`).
+    #[arg(long, env = "VENEER_MAX_PLUGIN_MIB", default_value_t = 256)]
+    pub max_plugin_mib: u64,
+
+    /// Emails one tenant may queue per UTC day (past it: 429
+    /// `email_quota_exceeded` until midnight UTC).
+    #[arg(long, env = "VENEER_MAX_EMAILS_PER_DAY", default_value_t = 10_000)]
+    pub max_emails_per_day: u64,
+
     /// Memory the cached tenant states (key-value snapshots included) may take
     /// together, in MiB; the least used are dropped past it.
     #[arg(long, env = "VENEER_TENANT_CACHE_MIB", default_value_t = 256)]
@@ -390,6 +404,9 @@ impl ServeConfig {
             bounce_token: Some("test-bounce-token".into()),
             kv_max_keys: 10_000,
             kv_max_bytes: 16 << 20,
+            max_plugin_versions: 50,
+            max_plugin_mib: 256,
+            max_emails_per_day: 10_000,
             tenant_cache_mib: 256,
             request_timeout_ms: 30_000,
             jwt_max_lifetime_secs: 86_400,

@@ -120,6 +120,10 @@ impl AppState {
                     max_keys: config.kv_max_keys,
                     max_bytes: config.kv_max_bytes,
                 },
+                plugin_limits: crate::storage::PluginStoreLimits {
+                    max_versions: config.max_plugin_versions,
+                    max_bytes: config.max_plugin_mib.saturating_mul(1 << 20),
+                },
                 ..StorageOptions::default()
             },
         )

@@ -102,10 +102,13 @@ pub struct Queued {
 /// Renders `template` for `to` with the tenant's plugin and queues the message
 /// with the job that sends it, in one transaction (a failure between them can
 /// not leave a queued message nothing will send). A bad context is the
-/// caller's error now, not the job's later.
+/// caller's error now, not the job's later. Audited as `actor`'s (message id
+/// and template; the recipient is in the delivery log). At most
+/// `--max-emails-per-day` per tenant and UTC day.
 pub async fn queue_send(
     app: &AppState,
     tenant: &Arc<TenantState>,
+    actor: &str,
     template: &str,
     to: &str,
     context: BTreeMap<String, String>,
@@ -119,9 +122,24 @@ pub async fn queue_send(
     email::check_address(&to).map_err(|why| Error::InvalidRecipient {
         why: why.to_string(),
     })?;
+    // The day's cap, before the plugin runs for it.
+    const DAY_MS: i64 = 86_400_000;
+    let midnight = super::jobs::now_ms() / DAY_MS * DAY_MS;
+    let today = db.email_count_since(midnight).await?;
+    if today >= app.config.max_emails_per_day {
+        return Err(Error::EmailQuotaExceeded(format!(
+            "the tenant queued {today} emails today, the most allowed per day is {}; sending \
+             resumes at 00:00 UTC",
+            app.config.max_emails_per_day
+        )));
+    }
     let (resolved, rendered) = render_email(app, tenant, template, context).await?;
     let (message_id, message_id_header, job) =
         queue_rendered(app, &tenant.record.id, &settings, template, &to, &rendered).await?;
+    // Who sent what, not to whom (the delivery log has the recipient).
+    let after = json!({ "message_id": message_id, "template": template }).to_string();
+    db.audit(actor, "email.send", None, None, Some(&after))
+        .await?;
     Ok(Queued {
         message_id,
         message_id_header,

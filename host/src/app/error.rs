@@ -22,6 +22,12 @@ pub enum Error {
     /// A write would take the tenant's key-value store over its caps.
     #[error("{0}")]
     KvQuotaExceeded(String),
+    /// Another plugin version would take the tenant past its storage caps.
+    #[error("{0}")]
+    PluginStoreFull(String),
+    /// The tenant queued as many emails today as it may.
+    #[error("{0}")]
+    EmailQuotaExceeded(String),
     /// The database cannot serve now; retry shortly.
     #[error("the database is unavailable; retry shortly")]
     DatabaseUnavailable,
@@ -146,6 +152,8 @@ impl Error {
             Error::Conflict(_) => "conflict",
             Error::Invalid(_) => "invalid",
             Error::KvQuotaExceeded(_) => "kv_quota_exceeded",
+            Error::PluginStoreFull(_) => "plugin_store_full",
+            Error::EmailQuotaExceeded(_) => "email_quota_exceeded",
             Error::DatabaseUnavailable => "database_unavailable",
             Error::Input(InputError::UnknownTemplate(_)) => "unknown_template",
             Error::Input(InputError::Sale { .. }) => "invalid_sale",
@@ -193,6 +201,7 @@ impl From<StorageError> for Error {
             StorageError::Conflict(what) => Error::Conflict(what),
             StorageError::Invalid(what) => Error::Invalid(what),
             StorageError::KvQuotaExceeded(what) => Error::KvQuotaExceeded(what),
+            StorageError::PluginStoreFull(what) => Error::PluginStoreFull(what),
             StorageError::Unavailable(detail) => {
                 tracing::warn!(%detail, "database unavailable");
                 Error::DatabaseUnavailable

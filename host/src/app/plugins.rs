@@ -220,6 +220,11 @@ pub async fn upload(
     actor: &str,
     bytes: Vec<u8>,
 ) -> std::result::Result<Uploaded, CompileError> {
+    // A full store refuses before the compile spends anything (storage checks
+    // again, exactly, when it stores).
+    room_for(app, tenant, &bytes)
+        .await
+        .map_err(CompileError::App)?;
     let plugin = compile(app, Some(tenant), bytes.clone()).await?;
     let info = plugin.info();
     let hooks: Vec<String> = info.hooks.iter().map(|h| h.as_str().to_owned()).collect();
@@ -252,4 +257,59 @@ pub async fn upload(
         version,
         imports: info.imports.clone(),
     })
+}
+
+/// Whether the tenant's plugin store has room for `bytes` (a version it
+/// already stores always has).
+async fn room_for(app: &AppState, tenant: &TenantId, bytes: &[u8]) -> Result<()> {
+    use sha2::Digest as _;
+    let db = app.storage.tenant(tenant);
+    let sha256 = hex::encode(sha2::Sha256::digest(bytes));
+    let versions = db.plugin_versions().await?;
+    if versions.iter().any(|v| v.sha256 == sha256) {
+        return Ok(());
+    }
+    let limits = db.plugin_limits();
+    let stored: u64 = versions.iter().map(|v| v.size_bytes).sum();
+    if versions.len() as u64 >= u64::from(limits.max_versions)
+        || stored.saturating_add(bytes.len() as u64) > limits.max_bytes
+    {
+        return Err(Error::PluginStoreFull(format!(
+            "the tenant stores {} plugin versions ({} KiB); the caps are {} versions and {} KiB: \
+             delete unused ones (DELETE /v1/plugins/<sha256>: versions no release uses)",
+            versions.len(),
+            stored / 1024,
+            limits.max_versions,
+            limits.max_bytes / 1024
+        )));
+    }
+    Ok(())
+}
+
+/// Deletes a stored plugin version no release uses, audited as `actor`'s.
+/// NotFound without it; Conflict, naming the releases, while any release
+/// (live, old or draft) uses it: rollback needs its component.
+pub async fn delete_version(
+    app: &AppState,
+    tenant: &TenantId,
+    actor: &str,
+    sha256: &str,
+) -> Result<()> {
+    let db = app.storage.tenant(tenant);
+    match db.delete_plugin_version(sha256).await? {
+        crate::storage::VersionDeletion::Deleted => {
+            db.audit(actor, "plugin.delete", Some(sha256), None, None)
+                .await?;
+            Ok(())
+        }
+        crate::storage::VersionDeletion::Missing => Err(Error::NotFound(format!(
+            "this tenant stores no plugin version `{}`",
+            sha256.chars().take(80).collect::<String>()
+        ))),
+        crate::storage::VersionDeletion::InUse(releases) => Err(Error::Conflict(format!(
+            "releases use this version ({}); delete those drafts or the installation first \
+             (a release that was live keeps its component for rollback)",
+            releases.join(", ")
+        ))),
+    }
 }

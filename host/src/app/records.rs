@@ -125,17 +125,24 @@ pub struct RecordLine {
     pub fuel: u64,
 }
 
-/// Up to `limit` of the tenant's unexpired records after id `after`.
+/// Up to `limit` of the tenant's unexpired records after id `after`; each
+/// export is audited as `actor`'s (the range and how many records left).
 pub async fn export(
     app: &AppState,
     tenant: &TenantId,
+    actor: &str,
     after: i64,
     limit: u32,
 ) -> Result<Vec<RecordLine>> {
-    let records = app
-        .storage
-        .tenant(tenant)
-        .hook_records(after, limit.min(MAX_EXPORT))
+    let db = app.storage.tenant(tenant);
+    let records = db.hook_records(after, limit.min(MAX_EXPORT)).await?;
+    let audit = serde_json::json!({
+        "after": after,
+        "records": records.len(),
+        "last": records.last().map(|r| r.id),
+    })
+    .to_string();
+    db.audit(actor, "records.export", None, None, Some(&audit))
         .await?;
     let parse = |text: &str| serde_json::from_str(text).unwrap_or(serde_json::Value::Null);
     Ok(records

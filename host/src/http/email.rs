@@ -167,8 +167,15 @@ async fn send(
     JsonBody(input): JsonBody<SendInput>,
 ) -> ApiResult<(StatusCode, Json<SendBody>)> {
     let tenant = admin.tenant.state(&app).await?;
-    let queued =
-        app::email::queue_send(&app, &tenant, &input.template, &input.to, input.context).await?;
+    let queued = app::email::queue_send(
+        &app,
+        &tenant,
+        &admin.principal.subject,
+        &input.template,
+        &input.to,
+        input.context,
+    )
+    .await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(SendBody {

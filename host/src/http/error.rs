@@ -139,6 +139,10 @@ codes! {
     Invalid => BAD_REQUEST "invalid",
     /// A write would take the tenant's key-value store over its caps.
     KvQuotaExceeded => CONFLICT "kv_quota_exceeded",
+    /// Another plugin version would take the tenant past its storage caps.
+    PluginStoreFull => CONFLICT "plugin_store_full",
+    /// The tenant queued as many emails today as it may.
+    EmailQuotaExceeded => TOO_MANY_REQUESTS "email_quota_exceeded",
     /// The database cannot serve now.
     DatabaseUnavailable => SERVICE_UNAVAILABLE "database_unavailable",
     /// No email template has this id.
@@ -341,6 +345,8 @@ impl From<AppError> for ApiError {
             // what stands in the way, and the caller can change that state
             // (delete keys) and retry.
             AppError::KvQuotaExceeded(_) => Code::KvQuotaExceeded,
+            AppError::PluginStoreFull(_) => Code::PluginStoreFull,
+            AppError::EmailQuotaExceeded(_) => Code::EmailQuotaExceeded,
             AppError::DatabaseUnavailable => Code::DatabaseUnavailable,
             AppError::ContextTooLarge { .. } => Code::ContextTooLarge,
             AppError::RenderFailed(_) => Code::RenderFailed,
@@ -524,6 +530,8 @@ mod tests {
             AppError::InvalidRecipient { why: "x".into() },
             AppError::ContextTooLarge { bytes: 2, limit: 1 },
             AppError::KvQuotaExceeded("x".into()),
+            AppError::PluginStoreFull("x".into()),
+            AppError::EmailQuotaExceeded("x".into()),
             AppError::Conflict("x".into()),
             AppError::Invalid("x".into()),
             AppError::NotFound("x".into()),

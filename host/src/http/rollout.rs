@@ -201,7 +201,14 @@ async fn records(
             format!("limit must be 1 to {}", app::records::MAX_EXPORT),
         ));
     }
-    let lines = app::records::export(&app, admin.tenant.id(), query.after, query.limit).await?;
+    let lines = app::records::export(
+        &app,
+        admin.tenant.id(),
+        &admin.principal.subject,
+        query.after,
+        query.limit,
+    )
+    .await?;
     let mut body = String::new();
     for line in &lines {
         body.push_str(&serde_json::to_string(&Sorted(line)).map_err(ApiError::internal)?);

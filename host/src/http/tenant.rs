@@ -90,7 +90,10 @@ struct AuditPage {
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/plugins", get(list_plugins).post(upload))
-        .route("/v1/plugins/{sha256}", get(plugin_version))
+        .route(
+            "/v1/plugins/{sha256}",
+            get(plugin_version).delete(delete_plugin_version),
+        )
         .route("/v1/kv", get(list_kv))
         .route("/v1/kv/{key}", get(get_kv).put(put_kv).delete(delete_kv))
         .route("/v1/runs", get(runs))
@@ -137,6 +140,16 @@ async fn upload(
             plugin: Sorted(uploaded.version),
         }),
     ))
+}
+
+async fn delete_plugin_version(
+    State(app): State<AppState>,
+    admin: TenantAdmin,
+    Path(sha256): Path<String>,
+) -> ApiResult<StatusCode> {
+    app::plugins::delete_version(&app, admin.tenant.id(), &admin.principal.subject, &sha256)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn list_plugins(State(app): State<AppState>, member: Member) -> ApiResult<Json<PluginsBody>> {
@@ -241,7 +254,14 @@ async fn put_kv(
             "values are at most 64 KiB",
         ));
     }
-    app::tenants::put_kv(&app, admin.tenant.id(), &key, &body.value).await?;
+    app::tenants::put_kv(
+        &app,
+        admin.tenant.id(),
+        &admin.principal.subject,
+        &key,
+        &body.value,
+    )
+    .await?;
     Ok(Json(EntryBody {
         key,
         value: body.value,
@@ -254,7 +274,7 @@ async fn delete_kv(
     Path(key): Path<String>,
 ) -> ApiResult<StatusCode> {
     check_key(&key)?;
-    if app::tenants::delete_kv(&app, admin.tenant.id(), &key).await? {
+    if app::tenants::delete_kv(&app, admin.tenant.id(), &admin.principal.subject, &key).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found("no value under that key"))

@@ -184,9 +184,10 @@ async fn queued_send_with(
         ]
         .map(|(k, v)| (k.to_owned(), v.to_owned())),
     );
-    let queued = crate::app::email::queue_send(app, &state, "welcome", "ada@example.com", context)
-        .await
-        .expect("queued");
+    let queued =
+        crate::app::email::queue_send(app, &state, "test", "welcome", "ada@example.com", context)
+            .await
+            .expect("queued");
     let mut job = db
         .job(queued.job)
         .await

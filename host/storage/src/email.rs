@@ -391,6 +391,21 @@ impl TenantDb {
         Ok(record)
     }
 
+    /// How many messages the tenant queued since `since_ms` (Unix
+    /// milliseconds): the daily send cap counts these.
+    pub async fn email_count_since(&self, since_ms: i64) -> Result<u64, StorageError> {
+        let mut tx = self.begin(Access::Read).await?;
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM email_messages WHERE tenant_id = $1 AND created_at >= $2",
+        )
+        .bind(self.tenant_id().as_str())
+        .bind(since_ms)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     /// Replaces the SMTP password ciphertext (a secrets-key rotation) if it is
     /// still `old`; false when the settings changed meanwhile.
     pub async fn email_replace_password(&self, old: &str, new: &str) -> Result<bool, StorageError> {

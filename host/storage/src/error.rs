@@ -29,6 +29,10 @@ pub enum StorageError {
     /// (the message says which, and how to make room).
     #[error("key-value quota exceeded: {0}")]
     KvQuotaExceeded(String),
+    /// Storing another plugin version would take the tenant past its caps
+    /// (the message says which, and how to make room).
+    #[error("plugin storage full: {0}")]
+    PluginStoreFull(String),
     /// The schema could not be brought up to date.
     #[error("database migration failed: {0}")]
     Migration(#[source] MigrateError),

@@ -77,6 +77,7 @@ pub use jobs::*;
 pub use kv::{KvLimits, KvSnapshotRead, KvUsage};
 pub use notify::NotificationListener;
 pub use platform::PlatformDb;
+pub use plugins::{PluginStoreLimits, VersionDeletion};
 pub use records::{
     AuditEntry, AuditRecord, CatalogueEntry, InstallationRecord, InvalidTenantStatus, LiveRelease,
     NewCatalogueEntry, NewPluginVersion, NewRelease, NewRun, NewTenant, PluginVersion,
@@ -115,6 +116,8 @@ pub struct StorageOptions {
     pub idle_in_transaction_timeout: Duration,
     /// Per-tenant caps on the key-value store, checked by every write.
     pub kv_limits: KvLimits,
+    /// Per-tenant caps on stored plugin versions, checked by every upload.
+    pub plugin_limits: PluginStoreLimits,
 }
 
 impl Default for StorageOptions {
@@ -125,6 +128,7 @@ impl Default for StorageOptions {
             statement_timeout: Duration::from_secs(5),
             idle_in_transaction_timeout: Duration::from_secs(10),
             kv_limits: KvLimits::default(),
+            plugin_limits: PluginStoreLimits::default(),
         }
     }
 }
@@ -135,6 +139,7 @@ pub struct Storage {
     pool: AnyPool,
     backend: Backend,
     kv_limits: KvLimits,
+    plugin_limits: PluginStoreLimits,
 }
 
 impl Storage {
@@ -158,7 +163,13 @@ impl Storage {
 
     /// A handle on one tenant's data: the only way to reach tenant tables.
     pub fn tenant(&self, id: &TenantId) -> TenantDb {
-        TenantDb::new(self.pool.clone(), self.backend, id.clone(), self.kv_limits)
+        TenantDb::new(
+            self.pool.clone(),
+            self.backend,
+            id.clone(),
+            self.kv_limits,
+            self.plugin_limits,
+        )
     }
 
     /// A handle for admin operations and host lookups, across tenants.
@@ -227,6 +238,7 @@ async fn connect_sqlite(url: &str, options: &StorageOptions) -> Result<Storage, 
         pool,
         backend: Backend::Sqlite,
         kv_limits: options.kv_limits,
+        plugin_limits: options.plugin_limits,
     })
 }
 
@@ -265,5 +277,6 @@ async fn connect_postgres(url: &str, options: &StorageOptions) -> Result<Storage
         pool,
         backend: Backend::Postgres,
         kv_limits: options.kv_limits,
+        plugin_limits: options.plugin_limits,
     })
 }

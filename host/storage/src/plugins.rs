@@ -19,6 +19,35 @@ use super::{Backend, StorageError, rows};
 /// the single-bigint lock sqlx's migrator takes.
 const ACTIVATION_LOCK_CLASS: i32 = 0x0056_454e;
 
+/// Per-tenant caps on stored plugin versions (each up to 16 MiB).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PluginStoreLimits {
+    /// Versions one tenant may store.
+    pub max_versions: u32,
+    /// Bytes of components one tenant may store.
+    pub max_bytes: u64,
+}
+
+impl Default for PluginStoreLimits {
+    fn default() -> Self {
+        Self {
+            max_versions: 50,
+            max_bytes: 256 << 20,
+        }
+    }
+}
+
+/// Why a stored version cannot be deleted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VersionDeletion {
+    /// Deleted.
+    Deleted,
+    /// No such version.
+    Missing,
+    /// Releases use it (`installation#release`): rollback needs it.
+    InUse(Vec<String>),
+}
+
 macro_rules! version_columns {
     () => {
         "sha256, name, version, hooks, size_bytes, uploaded_by, created_at"
@@ -56,6 +85,38 @@ impl TenantDb {
         let hooks = serde_json::to_string(new.hooks)
             .map_err(|e| StorageError::Invalid(format!("hooks cannot be stored: {e}")))?;
         let mut tx = self.begin(Access::Write).await?;
+        // Two uploads at once must not both squeeze under the caps.
+        self.lock_history(&mut tx).await?;
+        if self.version_in(&mut tx, new.sha256).await?.is_none() {
+            let (count, bytes): (i64, i64) = sqlx::query_as(
+                "SELECT count(*), CAST(COALESCE(sum(size_bytes), 0) AS BIGINT) \
+                   FROM plugin_versions WHERE tenant_id = $1",
+            )
+            .bind(self.tenant_id().as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+            let limits = self.plugin_limits();
+            let (count, bytes) = (
+                u64::try_from(count).unwrap_or(0),
+                u64::try_from(bytes).unwrap_or(0),
+            );
+            if count >= u64::from(limits.max_versions) {
+                return Err(StorageError::PluginStoreFull(format!(
+                    "the tenant stores {count} plugin versions, the most allowed is {}; delete \
+                     unused ones (DELETE /v1/plugins/<sha256>: versions no release uses)",
+                    limits.max_versions
+                )));
+            }
+            if bytes.saturating_add(new.size_bytes) > limits.max_bytes {
+                return Err(StorageError::PluginStoreFull(format!(
+                    "the tenant's plugin versions take {} KiB; this one ({} KiB) would pass the \
+                     {} KiB allowed; delete unused ones (DELETE /v1/plugins/<sha256>)",
+                    bytes / 1024,
+                    new.size_bytes / 1024,
+                    limits.max_bytes / 1024
+                )));
+            }
+        }
         sqlx::query(
             "INSERT INTO plugin_versions (tenant_id, sha256, name, version, hooks, size_bytes, \
                                           wasm_binary, uploaded_by, created_at) \
@@ -79,6 +140,54 @@ impl TenantDb {
         stored.ok_or_else(|| {
             // The row was just inserted or already there, in this transaction.
             StorageError::Database(sqlx::Error::RowNotFound)
+        })
+    }
+
+    /// Deletes a stored version no release uses (a release keeps its component
+    /// for rollback, a draft until it is deleted).
+    pub async fn delete_plugin_version(
+        &self,
+        sha256: &str,
+    ) -> Result<VersionDeletion, StorageError> {
+        if check_sha256(sha256).is_err() {
+            return Ok(VersionDeletion::Missing);
+        }
+        let mut tx = self.begin(Access::Write).await?;
+        self.lock_history(&mut tx).await?;
+        let users: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT installation, id FROM releases WHERE tenant_id = $1 AND sha256 = $2 \
+              ORDER BY installation, id",
+        )
+        .bind(self.tenant_id().as_str())
+        .bind(sha256)
+        .fetch_all(&mut *tx)
+        .await?;
+        if !users.is_empty() {
+            tx.commit().await?;
+            return Ok(VersionDeletion::InUse(
+                users
+                    .into_iter()
+                    .map(|(installation, id)| format!("{installation}#{id}"))
+                    .collect(),
+            ));
+        }
+        // The single-plugin history from before installations is read by
+        // nothing; its rows must not keep a version alive.
+        sqlx::query("DELETE FROM activations WHERE tenant_id = $1 AND sha256 = $2")
+            .bind(self.tenant_id().as_str())
+            .bind(sha256)
+            .execute(&mut *tx)
+            .await?;
+        let done = sqlx::query("DELETE FROM plugin_versions WHERE tenant_id = $1 AND sha256 = $2")
+            .bind(self.tenant_id().as_str())
+            .bind(sha256)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(if done.rows_affected() == 1 {
+            VersionDeletion::Deleted
+        } else {
+            VersionDeletion::Missing
         })
     }
 

@@ -19,6 +19,7 @@ pub struct TenantDb {
     backend: Backend,
     tenant: TenantId,
     kv_limits: KvLimits,
+    plugin_limits: super::PluginStoreLimits,
 }
 
 impl TenantDb {
@@ -27,13 +28,20 @@ impl TenantDb {
         backend: Backend,
         tenant: TenantId,
         kv_limits: KvLimits,
+        plugin_limits: super::PluginStoreLimits,
     ) -> Self {
         Self {
             pool,
             backend,
             tenant,
             kv_limits,
+            plugin_limits,
         }
+    }
+
+    /// The caps every plugin upload is checked against.
+    pub fn plugin_limits(&self) -> super::PluginStoreLimits {
+        self.plugin_limits
     }
 
     /// The caps every key-value write is checked against.

@@ -3,7 +3,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use super::harness::{Db, Server, admin, platform_admin};
+use super::harness::{Db, Server, admin, member, platform_admin};
 use veneer::both_backends;
 
 async fn status_and_limits(db: Db) {
@@ -335,3 +335,182 @@ async fn audit_pages(db: Db) {
     assert_eq!(ids, all[2..4].to_vec());
 }
 both_backends!(the_audit_log_pages_with_a_cursor, audit_pages);
+
+/// Storage caps: plugin versions past the tenant's cap are refused with 409
+/// `plugin_store_full` (before anything compiles), unused versions can be
+/// deleted to make room (one a release uses cannot), emails past the day's
+/// cap are 429 `email_quota_exceeded`; key-value writes, sends, exports and
+/// deletions are audited.
+async fn storage_caps(db: Db) {
+    use veneer_plugin_artifacts as built;
+    let server = Server::in_process_with(db, |config| {
+        config.max_plugin_versions = 2;
+        config.max_emails_per_day = 2;
+    })
+    .await;
+    server.create_tenant("shop").await;
+    let token = admin("shop");
+    let read = |path: &str| std::fs::read(path).expect("a built plugin");
+    let (status, first) = server
+        .upload("shop", &token, read(built::LUXURY_CONSIGNMENT))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    let (status, second) = server
+        .upload("shop", &token, read(built::SNEAKER_STORE))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{second}");
+    let (status, body) = server
+        .upload("shop", &token, read(built::EMAIL_REBRAND))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["code"], "plugin_store_full", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("DELETE /v1/plugins/<sha256>"),
+        "{body}"
+    );
+    // Uploading one it has is fine.
+    let (status, body) = server
+        .upload("shop", &token, read(built::SNEAKER_STORE))
+        .await;
+    assert!(status.is_success(), "{status} {body}");
+
+    // A version a release uses stays; an unused one goes, and makes room.
+    let used = first["plugin"]["sha256"].as_str().expect("sha").to_owned();
+    let unused = second["plugin"]["sha256"].as_str().expect("sha").to_owned();
+    server.ensure_installation("shop", &token, "main").await;
+    let release = server
+        .create_release("shop", &token, "main", &used, json!({}))
+        .await;
+    let (status, body) = server
+        .call(
+            Method::DELETE,
+            "shop",
+            &format!("/v1/plugins/{used}"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains(&format!("main#{release}")),
+        "{body}"
+    );
+    let (status, body) = server
+        .call(
+            Method::DELETE,
+            "shop",
+            &format!("/v1/plugins/{unused}"),
+            Some(&member("shop")),
+            None,
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "a member cannot delete: {body}"
+    );
+    let (status, body) = server
+        .call(
+            Method::DELETE,
+            "shop",
+            &format!("/v1/plugins/{unused}"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let (status, body) = server
+        .call(
+            Method::DELETE,
+            "shop",
+            &format!("/v1/plugins/{unused}"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    // Another tenant's version is not found from here.
+    let (status, _) = server
+        .call(
+            Method::DELETE,
+            "globex",
+            &format!("/v1/plugins/{used}"),
+            Some(&admin("globex")),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, body) = server
+        .upload("shop", &token, read(built::EMAIL_REBRAND))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    // Emails: two a day.
+    server
+        .configure_email(
+            "shop",
+            json!({
+                "sending_domain": "shop.example",
+                "from_name": "Shop",
+                "from_address": "orders@shop.example",
+                "relay": "platform",
+            }),
+        )
+        .await;
+    let send = || {
+        server.call(
+            Method::POST,
+            "shop",
+            "/v1/email/send",
+            Some(&token),
+            Some(json!({ "template": "welcome", "to": "ann@example.com", "context": {} })),
+        )
+    };
+    for _ in 0..2 {
+        let (status, body) = send().await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    }
+    let (status, body) = send().await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(body["error"]["code"], "email_quota_exceeded", "{body}");
+
+    // Key-value writes and a records export, then the audit log.
+    let (status, body) = server
+        .call(
+            Method::PUT,
+            "shop",
+            "/v1/kv/promo",
+            Some(&token),
+            Some(json!({ "value": "secret-value" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = server
+        .call(Method::DELETE, "shop", "/v1/kv/promo", Some(&token), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let (status, _) = server.get("shop", "/v1/records?limit=10", &token).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = server.get("shop", "/v1/audit", &token).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let entries = body["audit"].as_array().expect("audit");
+    let count = |action: &str| entries.iter().filter(|e| e["action"] == action).count();
+    assert_eq!(count("plugin.delete"), 1, "{body}");
+    assert_eq!(count("email.send"), 2, "{body}");
+    assert_eq!(count("kv.put"), 1, "{body}");
+    assert_eq!(count("kv.delete"), 1, "{body}");
+    assert_eq!(count("records.export"), 1, "{body}");
+    let text = body.to_string();
+    assert!(!text.contains("secret-value"), "no value in the audit log");
+    assert!(
+        !text.contains("ann@example.com"),
+        "no recipient in the audit log"
+    );
+}
+both_backends!(storage_caps_and_wider_audit, storage_caps);

@@ -4,12 +4,16 @@
 use std::time::Duration;
 
 use crate::testing::harness::{Ctx, binary, options, upload};
-use crate::{NewPluginVersion, NewRelease, ReleaseEvent, Storage, StorageError};
+use crate::{
+    NewPluginVersion, NewRelease, PluginStoreLimits, ReleaseEvent, Storage, StorageError,
+    StorageOptions, VersionDeletion,
+};
 
 crate::both_backends!(via crate::testing::harness::run;
     plugin_versions_are_stored_once_by_hash_and_stay_with_their_tenant,
     uploads_that_lie_about_their_binary_are_refused,
     concurrent_activations_from_two_hosts_keep_the_history_consistent,
+    plugin_storage_is_capped_and_unused_versions_are_deleted,
 );
 
 async fn plugin_versions_are_stored_once_by_hash_and_stay_with_their_tenant(ctx: Ctx) {
@@ -213,4 +217,96 @@ fn release(sha: &str) -> NewRelease<'_> {
         note: None,
         created_by: "u",
     }
+}
+
+async fn plugin_storage_is_capped_and_unused_versions_are_deleted(ctx: Ctx) {
+    ctx.tenant("acme").await;
+    let (one, _) = binary(1);
+    // A host whose tenants may store two versions, or three versions' bytes
+    // less one.
+    let capped = |max_versions, max_bytes| {
+        let url = ctx.url.clone();
+        async move {
+            Storage::connect(
+                &url,
+                &StorageOptions {
+                    plugin_limits: PluginStoreLimits {
+                        max_versions,
+                        max_bytes,
+                    },
+                    ..options()
+                },
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let by_count = capped(2, u64::MAX).await;
+    let acme = by_count.tenant(&crate::testing::harness::tid("acme"));
+    upload(&acme, 1).await;
+    upload(&acme, 2).await;
+    let (bytes, sha) = binary(3);
+    let third = NewPluginVersion {
+        sha256: &sha,
+        name: "p",
+        version: "3",
+        hooks: &[],
+        size_bytes: bytes.len() as u64,
+        binary: &bytes,
+        uploaded_by: "u",
+    };
+    match acme.put_plugin_version(&third).await {
+        Err(StorageError::PluginStoreFull(why)) => {
+            assert!(why.contains("2 plugin versions"), "{why}")
+        }
+        other => panic!("expected the cap, got {other:?}"),
+    }
+    // Storing a version it has is not a new one.
+    upload(&acme, 2).await;
+
+    // One used by a release cannot go; an unused one can, and makes room.
+    acme.create_installation("main", "u").await.unwrap();
+    let (_, sha_1) = binary(1);
+    let (_, sha_2) = binary(2);
+    let used = acme.create_release(&release(&sha_1)).await.unwrap();
+    assert_eq!(
+        acme.delete_plugin_version(&sha_1).await.unwrap(),
+        VersionDeletion::InUse(vec![format!("main#{}", used.id)])
+    );
+    assert_eq!(
+        acme.delete_plugin_version(&sha_2).await.unwrap(),
+        VersionDeletion::Deleted
+    );
+    assert_eq!(
+        acme.delete_plugin_version(&sha_2).await.unwrap(),
+        VersionDeletion::Missing
+    );
+    assert_eq!(
+        acme.delete_plugin_version("not-a-sha").await.unwrap(),
+        VersionDeletion::Missing
+    );
+    acme.put_plugin_version(&third).await.unwrap();
+    // Another tenant's versions are not counted, nor deletable.
+    let beta = ctx.tenant("beta").await;
+    let beta_capped = by_count.tenant(&crate::testing::harness::tid("beta"));
+    upload(&beta_capped, 1).await;
+    assert_eq!(
+        beta.delete_plugin_version(&sha).await.unwrap(),
+        VersionDeletion::Missing
+    );
+    assert!(acme.plugin_version(&sha).await.unwrap().is_some());
+    by_count.close().await;
+
+    // By bytes: two fit, a third does not.
+    let by_bytes = capped(u32::MAX, 2 * one.len() as u64).await;
+    let gamma_id = "gamma";
+    ctx.tenant(gamma_id).await;
+    let gamma = by_bytes.tenant(&crate::testing::harness::tid(gamma_id));
+    upload(&gamma, 1).await;
+    upload(&gamma, 2).await;
+    assert!(matches!(
+        gamma.put_plugin_version(&third).await,
+        Err(StorageError::PluginStoreFull(_))
+    ));
+    by_bytes.close().await;
 }
