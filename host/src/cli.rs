@@ -321,6 +321,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ("Shopify credentials (stores)", &report.shopify),
                 ("SMTP passwords", &report.smtp_passwords),
                 ("DKIM keys", &report.dkim_keys),
+                ("Job payloads", &report.job_payloads),
             ] {
                 outln!(
                     "{what}: {} re-encrypted under key `{}`, {} already current, {} changed during the run (run again)",

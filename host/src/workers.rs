@@ -169,10 +169,12 @@ impl ShopifyWebhook {
 impl JobHandler<AppState> for ShopifyWebhook {
     fn run<'a>(&'a self, app: &'a AppState, job: &'a JobContext) -> Fut<'a> {
         Box::pin(async move {
-            let payload: WebhookJob =
-                serde_json::from_value(job.job.payload.clone()).map_err(|err| {
-                    JobError::Fail(format!("the job's payload is not a webhook: {err}"))
-                })?;
+            let opened =
+                crate::app::jobs::open_payload(app, &job.tenant, WEBHOOK_JOB, &job.job.payload)
+                    .map_err(JobError::Fail)?;
+            let payload: WebhookJob = serde_json::from_value(opened).map_err(|err| {
+                JobError::Fail(format!("the job's payload is not a webhook: {err}"))
+            })?;
             if !payload.store_enabled && payload.topic != "app/uninstalled" {
                 return Ok(());
             }
@@ -454,7 +456,10 @@ impl JobHandler<AppState> for EmailSend {
             };
             use crate::storage::EmailState;
 
-            let payload: SendJob = serde_json::from_value(job.job.payload.clone())
+            let opened =
+                crate::app::jobs::open_payload(app, &job.tenant, SEND_JOB, &job.job.payload)
+                    .map_err(JobError::Fail)?;
+            let payload: SendJob = serde_json::from_value(opened)
                 .map_err(|err| JobError::Fail(format!("the job's payload is not a send: {err}")))?;
             let db = &job.db;
             let message = db

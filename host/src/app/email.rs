@@ -164,7 +164,15 @@ async fn queue_rendered(
     // The Message-ID names the domain the mail will go out as.
     let identity = sending_as(app, tenant, &settings.settings).await?;
     let header = email::message_id_header(&id, &identity.domain);
-    let payload = json!({ "message": id, "to": to, "rendered": rendered }).to_string();
+    // The recipient and the rendered message wait in the jobs table sealed.
+    let payload = super::jobs::seal_payload(
+        app,
+        tenant,
+        SEND_JOB,
+        &id,
+        json!({ "message": id }),
+        &json!({ "message": id, "to": to, "rendered": rendered }),
+    );
     let dedupe = format!("email:{id}");
     let (_, job) = db
         .email_queue_message(

@@ -90,3 +90,55 @@ pub(super) fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
+
+/// The associated data a job payload of `tenant` is sealed with: a sealed
+/// part moved to another tenant, kind or item does not open.
+pub fn payload_aad(tenant: &crate::tenancy::TenantId, kind: &str, id: &str) -> String {
+    format!("job:{tenant}:{kind}:{id}")
+}
+
+/// A job payload whose contents are encrypted at rest: `clear` (routing
+/// fields an operator may see in the jobs API, e.g. a topic) with `id` and the
+/// whole of `full` sealed under the tenant-bound key. Webhook bodies and
+/// rendered emails wait in the jobs table like this.
+pub fn seal_payload(
+    app: &crate::state::AppState,
+    tenant: &crate::tenancy::TenantId,
+    kind: &str,
+    id: &str,
+    clear: serde_json::Value,
+    full: &serde_json::Value,
+) -> String {
+    let sealed = app
+        .secrets
+        .encrypt(full.to_string().as_bytes(), &payload_aad(tenant, kind, id));
+    let mut out = match clear {
+        serde_json::Value::Object(map) => map,
+        _ => serde_json::Map::new(),
+    };
+    out.insert("id".into(), id.into());
+    out.insert("sealed".into(), sealed.into());
+    serde_json::Value::Object(out).to_string()
+}
+
+/// The payload a job handler works on: a sealed payload opened (its `id`
+/// and AAD checked), anything else as stored (jobs queued before sealing).
+pub fn open_payload(
+    app: &crate::state::AppState,
+    tenant: &crate::tenancy::TenantId,
+    kind: &str,
+    stored: &serde_json::Value,
+) -> std::result::Result<serde_json::Value, String> {
+    let Some(sealed) = stored.get("sealed").and_then(serde_json::Value::as_str) else {
+        return Ok(stored.clone());
+    };
+    let id = stored
+        .get("id")
+        .and_then(serde_json::Value::as_str)
+        .ok_or("a sealed job payload without its id")?;
+    let plain = app
+        .secrets
+        .decrypt(sealed, &payload_aad(tenant, kind, id))
+        .map_err(|err| format!("cannot open the job's sealed payload: {err}"))?;
+    serde_json::from_slice(&plain).map_err(|err| format!("the sealed payload is not JSON: {err}"))
+}

@@ -1,6 +1,7 @@
 //! `veneer secrets rotate` as a use case: every secret Veneer stores sealed —
 //! Shopify credentials, tenants' SMTP relay passwords, the private halves of
-//! DKIM keys — re-encrypted under the current key when it is sealed under an
+//! DKIM keys, the sealed parts of job payloads (webhook bodies, rendered
+//! emails) — re-encrypted under the current key when it is sealed under an
 //! older one. Each value is swapped only if it is still what was read (a
 //! tenant saving new settings meanwhile keeps them: counted as `raced`, run
 //! again); one that no configured key opens is reported, never dropped.
@@ -32,14 +33,22 @@ pub struct RotationReport {
     pub smtp_passwords: KindReport,
     /// DKIM private keys of sending domains.
     pub dkim_keys: KindReport,
+    /// Sealed job payloads (webhook bodies and rendered emails waiting or
+    /// kept in the jobs table).
+    pub job_payloads: KindReport,
 }
 
 impl RotationReport {
     /// Whether every secret is now under the current key.
     pub fn complete(&self) -> bool {
-        [&self.shopify, &self.smtp_passwords, &self.dkim_keys]
-            .iter()
-            .all(|k| k.failed.is_empty() && k.raced == 0)
+        [
+            &self.shopify,
+            &self.smtp_passwords,
+            &self.dkim_keys,
+            &self.job_payloads,
+        ]
+        .iter()
+        .all(|k| k.failed.is_empty() && k.raced == 0)
     }
 }
 
@@ -66,7 +75,58 @@ pub async fn rotate(storage: &Storage, secrets: &SecretBox) -> super::Result<Rot
     for tenant in platform.list_tenants().await? {
         rotate_tenant(storage, secrets, &tenant.id, &mut report).await?;
     }
+    rotate_jobs(storage, secrets, &mut report.job_payloads).await?;
     Ok(report)
+}
+
+async fn rotate_jobs(
+    storage: &Storage,
+    secrets: &SecretBox,
+    kind: &mut KindReport,
+) -> super::Result<()> {
+    const PAGE: u32 = 200;
+    let platform = storage.platform();
+    let mut after = 0;
+    loop {
+        let page = platform.sealed_job_payloads(after, PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = last.id;
+        for job in &page {
+            let Ok(serde_json::Value::Object(mut payload)) = serde_json::from_str(&job.payload)
+            else {
+                continue;
+            };
+            let (Some(sealed), Some(id)) = (
+                payload.get("sealed").and_then(|v| v.as_str()),
+                payload.get("id").and_then(|v| v.as_str()),
+            ) else {
+                continue;
+            };
+            let aad = super::jobs::payload_aad(&job.tenant, &job.kind, id);
+            match secrets.reencrypt(sealed, &aad) {
+                Ok(None) => kind.unchanged += 1,
+                Ok(Some(new)) => {
+                    payload.insert("sealed".into(), new.into());
+                    let new = serde_json::Value::Object(payload).to_string();
+                    if platform
+                        .replace_job_payload(job.id, &job.payload, &new)
+                        .await?
+                    {
+                        kind.rotated += 1;
+                    } else {
+                        kind.raced += 1;
+                    }
+                }
+                Err(err) => kind
+                    .failed
+                    .push((format!("{} job {} ({})", job.tenant, job.id, job.kind), err)),
+            }
+        }
+        if page.len() < PAGE as usize {
+            break;
+        }
+    }
+    Ok(())
 }
 
 async fn rotate_tenant(

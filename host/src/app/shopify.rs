@@ -194,14 +194,22 @@ pub async fn accept_webhook(
             return Err(Error::WebhookNotJson);
         }
     };
-    let job_payload = json!({
+    let full = json!({
         "topic": topic,
         "webhook_id": webhook_id,
         "shop_domain": verified.headers.shop_domain,
         "store_enabled": verified.store_enabled,
         "body": payload,
-    })
-    .to_string();
+    });
+    // The body (customers, orders) waits in the jobs table sealed.
+    let job_payload = super::jobs::seal_payload(
+        app,
+        &tenant,
+        WEBHOOK_JOB,
+        &webhook_id,
+        json!({ "topic": topic, "webhook_id": webhook_id }),
+        &full,
+    );
     let dedupe = format!("shopify:{webhook_id}");
     let enqueued = db
         .enqueue_job(&NewJob {

@@ -405,7 +405,68 @@ impl TenantDb {
     }
 }
 
+/// A job whose payload holds a sealed part (a secrets-key rotation reads it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedJobPayload {
+    pub id: i64,
+    pub tenant: TenantId,
+    pub kind: String,
+    /// The stored payload, as text.
+    pub payload: String,
+}
+
 impl PlatformDb {
+    /// Up to `limit` jobs after id `after` (by id) whose payload has a
+    /// `sealed` part, across tenants.
+    pub async fn sealed_job_payloads(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<SealedJobPayload>, StorageError> {
+        let mut tx = self.begin(Access::Read).await?;
+        let rows: Vec<(i64, String, String, String)> = sqlx::query_as(
+            "SELECT id, tenant_id, kind, payload FROM jobs \
+              WHERE id > $1 AND payload LIKE '%\"sealed\"%' ORDER BY id LIMIT $2",
+        )
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        rows.into_iter()
+            .map(|(id, tenant, kind, payload)| {
+                Ok(SealedJobPayload {
+                    id,
+                    tenant: TenantId::new(&tenant).map_err(|e| {
+                        StorageError::Invalid(format!("stored tenant id `{tenant}`: {e}"))
+                    })?,
+                    kind,
+                    payload,
+                })
+            })
+            .collect()
+    }
+
+    /// Replaces job `id`'s payload if it is still `old`; false when it
+    /// changed or the job is gone.
+    pub async fn replace_job_payload(
+        &self,
+        id: i64,
+        old: &str,
+        new: &str,
+    ) -> Result<bool, StorageError> {
+        check_json("the job payload", new)?;
+        let mut tx = self.begin(Access::Write).await?;
+        let done = sqlx::query("UPDATE jobs SET payload = $3 WHERE id = $1 AND payload = $2")
+            .bind(id)
+            .bind(old)
+            .bind(new)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Claims up to `limit` ready jobs for `worker`, leasing each for `lease`:
     /// at most one per tenant, tenants least recently served first, each
     /// tenant's oldest ready job (an expired lease is reclaimed before queued

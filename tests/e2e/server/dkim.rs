@@ -492,6 +492,22 @@ async fn rotation(db: Db) {
             settings("globex.example", "Globex", "help@globex.example"),
         )
         .await;
+    // A send waiting in the jobs table (the platform relay is not there):
+    // its body is sealed (the delivery log keeps recipient and subject).
+    send(
+        &server,
+        "globex",
+        "welcome",
+        "carol@example.com",
+        json!({ "sell_url": "https://sealed.example/sell-7f3a" }),
+    )
+    .await;
+    let jobs = server.stored_text("jobs").await;
+    assert!(jobs.contains("email.send"), "the send job is stored");
+    assert!(
+        !jobs.contains("sealed.example/sell-7f3a"),
+        "no body in clear"
+    );
     let url = server.db.url.clone();
     let rotate = |current: &str, old: &str| {
         let (url, current, old) = (url.clone(), current.to_owned(), old.to_owned());
@@ -522,6 +538,10 @@ async fn rotation(db: Db) {
         text.contains("DKIM keys: 2 re-encrypted under key `k2`, 0 already current"),
         "{text}"
     );
+    assert!(
+        text.contains("Job payloads: 1 re-encrypted under key `k2`, 0 already current"),
+        "{text}"
+    );
     let (code, text) = rotate(&k2, &k1).await;
     assert_eq!(code, Some(0), "{text}");
     assert!(
@@ -530,6 +550,10 @@ async fn rotation(db: Db) {
     );
     assert!(
         text.contains("DKIM keys: 0 re-encrypted under key `k2`, 2 already current"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Job payloads: 0 re-encrypted under key `k2`, 1 already current"),
         "{text}"
     );
 
