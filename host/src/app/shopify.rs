@@ -204,7 +204,7 @@ pub async fn accept_webhook(
     // The body (customers, orders) waits in the jobs table sealed.
     let job_payload = super::jobs::seal_payload(
         app,
-        &tenant,
+        tenant,
         WEBHOOK_JOB,
         &webhook_id,
         json!({ "topic": topic, "webhook_id": webhook_id }),
