@@ -82,6 +82,7 @@ const SQLITE: &[Source] = &[
         "domain verification",
         include_str!("../migrations/sqlite/0013_domain_verification.sql"),
     ),
+    (15, "tls", include_str!("../migrations/sqlite/0015_tls.sql")),
 ];
 
 const POSTGRES: &[Source] = &[
@@ -154,6 +155,11 @@ const POSTGRES: &[Source] = &[
         14,
         "domain verification",
         include_str!("../migrations/postgres/0014_domain_verification.sql"),
+    ),
+    (
+        16,
+        "tls",
+        include_str!("../migrations/postgres/0016_tls.sql"),
     ),
 ];
 
