@@ -4,7 +4,8 @@
 //! served gets no tenant's; plain HTTP redirects except the ACME challenge
 //! path; HSTS is sent; a certificate is renewed before it expires; with the CA
 //! down, the order fails visibly per domain, is retried, and the old
-//! certificate is still served. The API calls of the set-up run in process on
+//! certificate is still served; an operator's PEM serves the base domain and
+//! the tenants' subdomains. The API calls of the set-up run in process on
 //! the same state; what is under test runs over the sockets.
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -279,8 +280,10 @@ async fn served_by_sni(db: Db) {
         assert_eq!(response.status(), StatusCode::FORBIDDEN, "{domain}");
     }
 
-    // The base domain has a certificate of its own, ordered too.
-    let base = served_leaf(addr, BASE, Some(&root))
+    // The base domain has a certificate of its own, ordered too (in its turn:
+    // a node orders one certificate at a time).
+    let base = server
+        .eventually(30, async |_| served_leaf(addr, BASE, Some(&root)).await)
         .await
         .expect("the base domain's certificate");
     assert_eq!(names(&base), vec![BASE.to_owned()]);
@@ -464,4 +467,79 @@ async fn renewal_and_ca_down(db: Db) {
 both_backends!(
     a_certificate_is_renewed_and_survives_the_ca_going_down,
     renewal_and_ca_down
+);
+
+/// The operator's PEM (a wildcard from a CA made here) answers for the base
+/// domain and every tenant subdomain; other names get nothing, and a key
+/// that does not fit the certificate stops the start with a clear error.
+async fn base_pem(db: Db) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec![format!("*.{BASE}"), BASE.to_owned()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    let tls = TlsConfig {
+        enabled: true,
+        tls_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        tls_cert: Some(cert_path.clone()),
+        tls_key: Some(key_path),
+        tls_tick_ms: 200,
+        ..TlsConfig::default()
+    };
+    let server = Server::start_with(db, |config| config.tls = tls.clone()).await;
+    let addr = tls_addr(&server);
+    let root = ca.pem();
+    for name in [BASE, "acme.veneer.test"] {
+        let leaf = served_leaf(addr, name, Some(&root)).await;
+        assert_eq!(
+            names(&leaf.unwrap_or_else(|| panic!("{name} served"))),
+            vec![format!("*.{BASE}"), BASE.to_owned()]
+        );
+    }
+    assert!(served_leaf(addr, "nobody.example", None).await.is_none());
+    let client = https_client(&server, &root, &["acme.veneer.test"]);
+    let response = client
+        .get(format!(
+            "https://acme.veneer.test:{}/v1/config/categories",
+            addr.port()
+        ))
+        .bearer_auth(admin("acme"))
+        .send()
+        .await
+        .expect("served over HTTPS");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response
+            .headers()
+            .get("strict-transport-security")
+            .is_none(),
+        "no HSTS unless asked for"
+    );
+
+    let stranger = dir.path().join("stranger.pem");
+    std::fs::write(&stranger, KeyPair::generate().unwrap().serialize_pem()).unwrap();
+    let mut config = server.state.config.clone();
+    config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    config.tls.tls_key = Some(stranger);
+    let err = veneer::server::start(config)
+        .await
+        .err()
+        .expect("a key that does not fit is refused");
+    let text = format!("{err:#}");
+    assert!(text.contains("does not fit the certificate"), "{text}");
+}
+
+both_backends!(
+    the_operators_certificate_serves_the_base_and_its_subdomains,
+    base_pem
 );
