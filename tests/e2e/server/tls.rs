@@ -533,8 +533,7 @@ async fn base_pem(db: Db) {
     config.tls.tls_key = Some(stranger);
     let err = veneer::server::start(config)
         .await
-        .err()
-        .expect("a key that does not fit is refused");
+        .expect_err("a key that does not fit is refused");
     let text = format!("{err:#}");
     assert!(text.contains("does not fit the certificate"), "{text}");
 }
