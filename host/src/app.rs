@@ -22,6 +22,8 @@
 //! - [`tenants`]: a tenant's loaded state and its own writes (settings, key-value data);
 //! - [`admin`]: platform administration (tenants, quotas);
 //! - [`domains`]: custom domains, proven by DNS before they route;
+//! - [`certificates`]: HTTPS certificates of the base and routed domains,
+//!   ordered with ACME, renewed, retried with backoff;
 //! - [`catalogue`]: the platform's stock plugins, published and installed;
 //! - [`jobs`]: the kinds of the background jobs the use cases queue.
 //!
@@ -33,6 +35,7 @@
 
 pub mod admin;
 pub mod catalogue;
+pub mod certificates;
 pub mod config;
 pub mod domains;
 pub mod email;

@@ -8,6 +8,9 @@ use std::time::Duration;
 use clap::Args;
 
 pub use crate::limits::RateLimitMode;
+pub use tls::TlsConfig;
+
+mod tls;
 
 /// Settings of `veneer serve`.
 #[derive(Debug, Clone, Args)]
@@ -335,6 +338,10 @@ pub struct ServeConfig {
     #[arg(long, env = "VENEER_JWT_MAX_LIFETIME_SECS", default_value_t = 86_400)]
     pub jwt_max_lifetime_secs: u64,
 
+    /// HTTPS (`--tls` and its settings).
+    #[command(flatten)]
+    pub tls: TlsConfig,
+
     /// Benchmarks only: run the luxury-consignment plugin's commission hook
     /// natively instead of in the sandbox (docs/performance.md). Needs a build
     /// with `--features bench-native`; refused otherwise.
@@ -410,6 +417,7 @@ impl ServeConfig {
             tenant_cache_mib: 256,
             request_timeout_ms: 30_000,
             jwt_max_lifetime_secs: 86_400,
+            tls: TlsConfig::default(),
             bench_native: false,
         }
     }

@@ -31,6 +31,7 @@ mod sending_domains;
 mod served;
 pub mod shopify;
 mod tenant;
+mod tls;
 mod traffic;
 
 use std::time::Duration;
@@ -48,6 +49,7 @@ pub use context::{
 };
 pub use error::{ApiError, ApiResult, Code};
 pub use served::ServedDocument;
+pub use tls::{redirect_router, with_hsts};
 
 use crate::state::AppState;
 
@@ -71,6 +73,7 @@ pub fn router(state: AppState) -> Router {
         .merge(rollout::routes())
         .merge(admin::routes())
         .merge(domains::routes())
+        .merge(tls::routes())
         .merge(jobs::routes())
         .merge(shopify::routes())
         .merge(email::routes())

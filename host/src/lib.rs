@@ -29,14 +29,20 @@
 //! - [`http`]: the API (adapter: extractors, handlers, error mapping);
 //! - [`workers`]: the job handlers (adapter over the same use cases);
 //! - [`state`], [`server`], [`config`], [`demo`]: running it;
+//! - [`tls`]: HTTPS serving, certificates chosen by SNI and kept current;
+//!   [`acme`]: the ACME client certificates are ordered with (the ordering
+//!   rules are [`app::certificates`]'); [`certs`]: certificates as PEM and as
+//!   rustls serves them;
 //! - [`cli`]: the `veneer` command line;
 //! - `test_support` (tests only, feature `test-support`): what the tests share.
 
+pub mod acme;
 pub mod app;
 pub use veneer_auth as auth;
 #[cfg(feature = "bench-native")]
 pub mod bench_native;
 pub mod cache;
+pub mod certs;
 pub mod cli;
 pub mod config;
 pub mod demo;
@@ -56,6 +62,7 @@ pub use veneer_storage as storage;
 pub mod tenancy;
 #[cfg(any(test, feature = "test-support"))]
 pub mod test_support;
+pub mod tls;
 pub mod usage;
 pub mod workers;
 

@@ -6,6 +6,11 @@
 //! speaks), on the same port. A client gets [`HEADER_READ_TIMEOUT`] to send a
 //! request's head (a slow-headers client cannot hold a connection forever), and
 //! the request itself is bounded by the router's request timeout (`http`).
+//!
+//! With `--tls`, a second listener serves the same router over HTTPS (the
+//! handshake bounded by [`HANDSHAKE_TIMEOUT`], certificates by SNI from
+//! `tls`), and the HTTP listener answers ACME challenges and redirects the
+//! rest to HTTPS (`http::redirect_router`).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -17,7 +22,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
 
 use super::http::router;
 use crate::config::ServeConfig;
@@ -26,8 +32,12 @@ use crate::state::AppState;
 
 /// A running server: its address, its state and the task serving it.
 pub struct Running {
-    /// The bound address.
+    /// The bound address (HTTP).
     pub addr: SocketAddr,
+    /// The bound HTTPS address, with `--tls`.
+    pub tls_addr: Option<SocketAddr>,
+    /// What serves HTTPS, with `--tls`.
+    pub tls: Option<std::sync::Arc<crate::tls::Service>>,
     /// The shared state (for tests and embedding).
     pub state: AppState,
     /// The serving task.
@@ -54,16 +64,64 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
+    if !config.tls.enabled {
+        let worker = crate::workers::start(&state);
+        let router = router(state.clone());
+        let task = tokio::spawn(serve_connections(
+            listener,
+            router,
+            shutdown_signal(),
+            HEADER_READ_TIMEOUT,
+        ));
+        return Ok(Running {
+            addr,
+            tls_addr: None,
+            tls: None,
+            state,
+            task,
+            worker,
+        });
+    }
+    let tls_listener = TcpListener::bind(config.tls.tls_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (--tls-listen)", config.tls.tls_listen))?;
+    let tls_addr = tls_listener.local_addr()?;
+    let tls = std::sync::Arc::new(crate::tls::start(&state).await?);
     let worker = crate::workers::start(&state);
-    let router = router(state.clone());
-    let task = tokio::spawn(serve_connections(
-        listener,
-        router,
-        shutdown_signal(),
-        HEADER_READ_TIMEOUT,
-    ));
+    let https = crate::http::with_hsts(router(state.clone()), config.tls.hsts_max_age);
+    let redirect = crate::http::redirect_router(state.clone(), tls_addr.port());
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    };
+    let serving_tls = tls.clone();
+    let task = tokio::spawn(async move {
+        let (plain, secure) = tokio::join!(
+            serve_connections(
+                listener,
+                redirect,
+                until_stopped(stopped.clone()),
+                HEADER_READ_TIMEOUT
+            ),
+            serve_tls_connections(
+                tls_listener,
+                serving_tls.acceptor.clone(),
+                https,
+                until_stopped(stopped),
+                HEADER_READ_TIMEOUT
+            ),
+        );
+        drop(serving_tls);
+        plain.and(secure)
+    });
     Ok(Running {
         addr,
+        tls_addr: Some(tls_addr),
+        tls: Some(tls),
         state,
         task,
         worker,
@@ -74,13 +132,25 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let dev = config.dev;
     let base_domain = config.base_domain.clone();
+    config
+        .tls
+        .check(config.listen)
+        .map_err(|why| anyhow::anyhow!(why))?;
     let running = start(config).await?;
-    println!(
-        "veneer listening on http://{} (tenants at http://<tenant>.{base_domain}:{}; database {})",
-        running.addr,
-        running.addr.port(),
-        crate::state::redact(&running.state.config.database_url)
-    );
+    match running.tls_addr {
+        None => println!(
+            "veneer listening on http://{} (tenants at http://<tenant>.{base_domain}:{}; database {})",
+            running.addr,
+            running.addr.port(),
+            crate::state::redact(&running.state.config.database_url)
+        ),
+        Some(tls_addr) => println!(
+            "veneer listening on https://{tls_addr} (tenants at https://<tenant>.{base_domain}:{}; HTTP on {} answers ACME challenges and redirects; database {})",
+            tls_addr.port(),
+            running.addr,
+            crate::state::redact(&running.state.config.database_url)
+        ),
+    }
     if dev {
         println!("{}", demo::instructions(&base_domain, running.addr.port()));
     }
@@ -96,12 +166,45 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
 /// How long a client has to send a request's head (line and headers) on HTTP/1.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a client has to complete the TLS handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Accepts connections and serves `router` on each until `shutdown` completes;
 /// then stops accepting, lets in-flight requests finish (idle connections are
 /// closed, HTTP/2 ones get a GOAWAY) and returns. An HTTP/1 client that has not
 /// sent a request's head within `header_read_timeout` is disconnected.
 pub async fn serve_connections(
     listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()>,
+    header_read_timeout: Duration,
+) -> std::io::Result<()> {
+    accept_loop(listener, None, router, shutdown, header_read_timeout).await
+}
+
+/// Like [`serve_connections`], over TLS: each connection first completes its
+/// handshake with `acceptor` within [`HANDSHAKE_TIMEOUT`] (or is dropped),
+/// then HTTP/1.1 or HTTP/2 as ALPN chose.
+pub async fn serve_tls_connections(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    router: Router,
+    shutdown: impl Future<Output = ()>,
+    header_read_timeout: Duration,
+) -> std::io::Result<()> {
+    accept_loop(
+        listener,
+        Some(acceptor),
+        router,
+        shutdown,
+        header_read_timeout,
+    )
+    .await
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    acceptor: Option<TlsAcceptor>,
     router: Router,
     shutdown: impl Future<Output = ()>,
     header_read_timeout: Duration,
@@ -134,12 +237,27 @@ pub async fn serve_connections(
         };
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(router.clone());
-        let connection = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let Some(acceptor) = &acceptor else {
+            let connection = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .into_owned();
+            let connection = graceful.watch(connection);
+            tokio::spawn(async move {
+                if let Err(err) = connection.await {
+                    tracing::debug!(%err, "connection ended with an error");
+                }
+            });
+            continue;
+        };
+        let (acceptor, builder, watcher) = (acceptor.clone(), builder.clone(), graceful.watcher());
         tokio::spawn(async move {
-            if let Err(err) = connection.await {
+            let Some(stream) = handshake(&acceptor, stream).await else {
+                return;
+            };
+            let connection = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .into_owned();
+            if let Err(err) = watcher.watch(connection).await {
                 tracing::debug!(%err, "connection ended with an error");
             }
         });
@@ -147,6 +265,25 @@ pub async fn serve_connections(
     drop(listener);
     graceful.shutdown().await;
     Ok(())
+}
+
+/// The TLS handshake on `stream`, bounded in time; None (logged) when it
+/// fails — an unknown SNI name among the reasons.
+async fn handshake(
+    acceptor: &TlsAcceptor,
+    stream: TcpStream,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => Some(stream),
+        Ok(Err(err)) => {
+            tracing::debug!(%err, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!("TLS handshake timed out");
+            None
+        }
+    }
 }
 
 fn is_connection_error(err: &std::io::Error) -> bool {

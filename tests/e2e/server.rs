@@ -3,7 +3,8 @@
 //! ETags and gzip, the attack matrix, the plugin lifecycle, the sandbox at the
 //! boundary) runs in process (`Server::in_process`: `veneer::router(state)` called
 //! with `tower::ServiceExt::oneshot`); what needs a socket or the job workers
-//! (the edge's connection handling, rate limits by URL, email, jobs, Shopify)
+//! (the edge's connection handling, rate limits by URL, email, jobs, Shopify,
+//! HTTPS)
 //! runs a listening server (`Server::start`).
 
 mod attacks;
@@ -21,4 +22,5 @@ mod records;
 mod sandbox;
 mod shadow;
 mod shopify;
+mod tls;
 mod traffic;

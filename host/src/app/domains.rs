@@ -33,6 +33,9 @@ pub struct DomainView {
     pub routes: bool,
     /// Publish one of these.
     pub records: Vec<DnsRecord>,
+    /// Its HTTPS certificate, with `--tls` once it routes (in lists and
+    /// single views; not in the answers of add and check).
+    pub certificate: Option<super::certificates::CertificateView>,
 }
 
 /// A DNS record to publish.
@@ -65,6 +68,7 @@ pub fn view(app: &AppState, record: DomainRecord) -> DomainView {
         routes: record.status.routes(),
         record,
         records,
+        certificate: None,
     }
 }
 
@@ -104,15 +108,22 @@ pub async fn remove(app: &AppState, actor: &str, tenant: &TenantId, domain: &str
     audit(app, tenant, actor, "domain.remove", Some(&record), None).await
 }
 
-/// A tenant's domains.
+/// A tenant's domains, with their certificates.
 pub async fn list(app: &AppState, tenant: &TenantId) -> Result<Vec<DomainView>> {
+    let mut certificates = super::certificates::of_tenant(app, tenant).await?;
     Ok(app
         .storage
         .platform()
         .domains(tenant)
         .await?
         .into_iter()
-        .map(|r| view(app, r))
+        .map(|r| {
+            let certificate = certificates.remove(&r.domain);
+            DomainView {
+                certificate,
+                ..view(app, r)
+            }
+        })
         .collect())
 }
 

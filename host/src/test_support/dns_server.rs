@@ -1,5 +1,5 @@
 //! A real DNS server on loopback for the tests that prove domains: it answers
-//! TXT and CNAME queries over UDP and TCP (length-prefixed, RFC 1035 4.2.2)
+//! TXT, CNAME and A queries over UDP and TCP (length-prefixed, RFC 1035 4.2.2)
 //! from records the test publishes and removes while it runs
 //! (`veneer serve --dns-server <addr>` points the host at it). Messages are
 //! parsed and written by hickory-proto; names the test has not published get
@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use hickory_proto::op::{Message, MessageType, ResponseCode};
-use hickory_proto::rr::rdata::{CNAME, TXT};
+use hickory_proto::rr::rdata::{A, CNAME, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket};
@@ -129,6 +129,15 @@ impl DnsServer {
         records.retain(|r| r.record_type() != RecordType::CNAME);
         let target = Name::from_ascii(format!("{}.", key(target))).expect("a target name");
         records.push(RData::CNAME(CNAME(target)));
+    }
+
+    /// Publishes `ip` as the A record of `name` (replacing its A records): an
+    /// ACME test CA resolves the names it validates here.
+    pub fn set_a(&self, name: &str, ip: std::net::Ipv4Addr) {
+        let mut zone = self.zone.lock().expect("zone");
+        let records = zone.entry(key(name)).or_default();
+        records.retain(|r| r.record_type() != RecordType::A);
+        records.push(RData::A(A(ip)));
     }
 
     /// Removes every record of `name`.

@@ -55,6 +55,7 @@ mod shadows;
 mod shopify;
 mod tenant;
 mod time;
+mod tls;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
@@ -91,6 +92,7 @@ pub use sending_domains::{
 pub use shadows::{MAX_SHADOW_RUNS, ShadowRecord, ShadowRun};
 pub use shopify::*;
 pub use tenant::TenantDb;
+pub use tls::{CertificateRecord, CertificateStatus, IssuedCertificate, ServedCertificate};
 
 /// Which database engine a [`Storage`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -87,6 +87,7 @@ const SQLITE: &[Source] = &[
         "sending domains",
         include_str!("../migrations/sqlite/0014_sending_domains.sql"),
     ),
+    (15, "tls", include_str!("../migrations/sqlite/0015_tls.sql")),
 ];
 
 const POSTGRES: &[Source] = &[
@@ -164,6 +165,11 @@ const POSTGRES: &[Source] = &[
         15,
         "sending domains",
         include_str!("../migrations/postgres/0015_sending_domains.sql"),
+    ),
+    (
+        16,
+        "tls",
+        include_str!("../migrations/postgres/0016_tls.sql"),
     ),
 ];
 

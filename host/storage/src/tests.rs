@@ -17,3 +17,4 @@ mod plugins;
 mod rls;
 mod shopify;
 mod sqlite;
+mod tls;
