@@ -322,6 +322,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ("SMTP passwords", &report.smtp_passwords),
                 ("DKIM keys", &report.dkim_keys),
                 ("Job payloads", &report.job_payloads),
+                ("Certificate keys", &report.certificate_keys),
+                ("ACME accounts", &report.acme_accounts),
             ] {
                 outln!(
                     "{what}: {} re-encrypted under key `{}`, {} already current, {} changed during the run (run again)",

@@ -37,7 +37,8 @@ pub fn key_aad(domain: &str) -> String {
     format!("veneer:tls-key:{domain}")
 }
 
-fn account_aad(directory: &str) -> String {
+/// The additional data sealing the ACME account of `directory`.
+pub fn account_aad(directory: &str) -> String {
     format!("veneer:acme-account:{directory}")
 }
 

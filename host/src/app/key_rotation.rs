@@ -1,7 +1,7 @@
 //! `veneer secrets rotate` as a use case: every secret Veneer stores sealed —
 //! Shopify credentials, tenants' SMTP relay passwords, the private halves of
 //! DKIM keys, the sealed parts of job payloads (webhook bodies, rendered
-//! emails) — re-encrypted under the current key when it is sealed under an
+//! emails), certificate keys and ACME accounts — re-encrypted under the current key when it is sealed under an
 //! older one. Each value is swapped only if it is still what was read (a
 //! tenant saving new settings meanwhile keeps them: counted as `raced`, run
 //! again); one that no configured key opens is reported, never dropped.
@@ -36,6 +36,10 @@ pub struct RotationReport {
     /// Sealed job payloads (webhook bodies and rendered emails waiting or
     /// kept in the jobs table).
     pub job_payloads: KindReport,
+    /// Private keys of served certificates.
+    pub certificate_keys: KindReport,
+    /// ACME account credentials.
+    pub acme_accounts: KindReport,
 }
 
 impl RotationReport {
@@ -46,6 +50,8 @@ impl RotationReport {
             &self.smtp_passwords,
             &self.dkim_keys,
             &self.job_payloads,
+            &self.certificate_keys,
+            &self.acme_accounts,
         ]
         .iter()
         .all(|k| k.failed.is_empty() && k.raced == 0)
@@ -76,6 +82,44 @@ pub async fn rotate(storage: &Storage, secrets: &SecretBox) -> super::Result<Rot
         rotate_tenant(storage, secrets, &tenant.id, &mut report).await?;
     }
     rotate_jobs(storage, secrets, &mut report.job_payloads).await?;
+    for (domain, old) in platform.sealed_certificate_keys().await? {
+        let kind = &mut report.certificate_keys;
+        match secrets.reencrypt(&old, &super::certificates::key_aad(&domain)) {
+            Ok(None) => kind.unchanged += 1,
+            Ok(Some(new)) => {
+                if platform
+                    .replace_certificate_key(&domain, &old, &new)
+                    .await?
+                {
+                    kind.rotated += 1;
+                } else {
+                    kind.raced += 1;
+                }
+            }
+            Err(err) => kind
+                .failed
+                .push((format!("certificate key of {domain}"), err)),
+        }
+    }
+    for (directory, old) in platform.acme_accounts().await? {
+        let kind = &mut report.acme_accounts;
+        match secrets.reencrypt(&old, &super::certificates::account_aad(&directory)) {
+            Ok(None) => kind.unchanged += 1,
+            Ok(Some(new)) => {
+                if platform
+                    .replace_acme_account(&directory, &old, &new)
+                    .await?
+                {
+                    kind.rotated += 1;
+                } else {
+                    kind.raced += 1;
+                }
+            }
+            Err(err) => kind
+                .failed
+                .push((format!("ACME account of {directory}"), err)),
+        }
+    }
     Ok(report)
 }
 

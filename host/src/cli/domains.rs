@@ -1,6 +1,7 @@
 //! `veneer domains list|check`: the operator's view of custom domains,
 //! straight from the database. `list` shows every tenant's claims (or one
-//! tenant's) with status, last check and its result; `check DOMAIN` shows
+//! tenant's) with status, last check and its result, and with `--tls` the
+//! certificate's expiry or its last failed order; `check DOMAIN` shows
 //! what DNS answers now from this machine, queues a check for the running
 //! server's workers (the same use case as `POST …/domains/{domain}/check`)
 //! and waits for its result. Exit code 1 when a listed or checked domain is
@@ -121,17 +122,32 @@ fn age_secs(ms: i64) -> i64 {
     now.saturating_sub(ms) / 1_000
 }
 
+/// A certificate in a few words: expiry in days, or why it is not issued.
+fn describe(cert: &crate::storage::CertificateRecord) -> String {
+    let expiry = cert
+        .not_after
+        .map(|ms| format!("expires in {} days", -age_secs(ms) / 86_400));
+    match (&cert.last_error, expiry) {
+        (Some(error), Some(expiry)) => format!("{expiry}; last order failed: {error}"),
+        (Some(error), None) => format!("not issued; last order failed: {error}"),
+        (None, Some(expiry)) => expiry,
+        (None, None) => "ordering".into(),
+    }
+}
+
 async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
     let storage = connect(&args.db).await?;
     let claims = claims(&storage, args.tenant.as_deref()).await?;
     let mut unserved = 0;
     if !args.json {
-        outln!("DOMAIN\tTENANT\tSTATUS\tSERVED\tLAST CHECK\tRESULT");
+        outln!("DOMAIN\tTENANT\tSTATUS\tSERVED\tLAST CHECK\tRESULT\tCERTIFICATE");
     }
     for claim in &claims {
         if !claim.status.routes() {
             unserved += 1;
         }
+        // With `--tls`: the certificate's state and expiry.
+        let certificate = storage.platform().certificate(&claim.domain).await?;
         if args.json {
             outln!(
                 "{}",
@@ -144,17 +160,21 @@ async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
                     "last_checked_at": claim.last_checked_at,
                     "last_result": claim.last_result,
                     "missing_since": claim.missing_since,
+                    "certificate": certificate,
                 })
             );
         } else {
             outln!(
-                "{}\t{}\t{}\t{}\t{}\t{}",
+                "{}\t{}\t{}\t{}\t{}\t{}\t{}",
                 claim.domain,
                 claim.tenant_id,
                 claim.status.as_str(),
                 if claim.status.routes() { "yes" } else { "no" },
                 time(claim.last_checked_at),
-                claim.last_result.as_deref().unwrap_or("-")
+                claim.last_result.as_deref().unwrap_or("-"),
+                certificate
+                    .as_ref()
+                    .map_or_else(|| "-".to_owned(), describe)
             );
         }
     }

@@ -365,6 +365,74 @@ impl PlatformDb {
         .transpose()
     }
 
+    /// (domain, sealed key) of every stored certificate key (a secrets-key
+    /// rotation reads them).
+    pub async fn sealed_certificate_keys(&self) -> Result<Vec<(String, String)>, StorageError> {
+        let mut tx = self.begin(Access::Read).await?;
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT domain, key_sealed FROM certificates WHERE key_sealed IS NOT NULL \
+              ORDER BY domain",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(rows)
+    }
+
+    /// Replaces a certificate's sealed key if it is still `old` (a renewal
+    /// meanwhile wins); whether it did.
+    pub async fn replace_certificate_key(
+        &self,
+        domain: &str,
+        old: &str,
+        new: &str,
+    ) -> Result<bool, StorageError> {
+        let mut tx = self.begin(Access::Write).await?;
+        let done = sqlx::query(
+            "UPDATE certificates SET key_sealed = $3 WHERE domain = $1 AND key_sealed = $2",
+        )
+        .bind(domain)
+        .bind(old)
+        .bind(new)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// (directory, sealed credentials) of every stored ACME account.
+    pub async fn acme_accounts(&self) -> Result<Vec<(String, String)>, StorageError> {
+        let mut tx = self.begin(Access::Read).await?;
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT directory, credentials_sealed FROM acme_accounts ORDER BY directory",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(rows)
+    }
+
+    /// Replaces an ACME account's sealed credentials if still `old`.
+    pub async fn replace_acme_account(
+        &self,
+        directory: &str,
+        old: &str,
+        new: &str,
+    ) -> Result<bool, StorageError> {
+        let mut tx = self.begin(Access::Write).await?;
+        let done = sqlx::query(
+            "UPDATE acme_accounts SET credentials_sealed = $3 \
+              WHERE directory = $1 AND credentials_sealed = $2",
+        )
+        .bind(directory)
+        .bind(old)
+        .bind(new)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// The sealed ACME account credentials for `directory`.
     pub async fn acme_account(&self, directory: &str) -> Result<Option<String>, StorageError> {
         let mut tx = self.begin(Access::Read).await?;

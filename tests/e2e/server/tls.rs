@@ -44,6 +44,7 @@ async fn start(db: Db, validity: Duration) -> (Server, Pebble) {
     let (directory, root) = (pebble.directory.clone(), pebble.https_root.clone());
     let dns_addr = dns.addr;
     let mut server = Server::start_with(db, |config| {
+        config.secret_key = Some(secret_key(1));
         config.listen = SocketAddr::from(([127, 0, 0, 1], http_port));
         config.dns_server = Some(dns_addr);
         config.job_backoff_ms = 50;
@@ -64,6 +65,15 @@ async fn start(db: Db, validity: Duration) -> (Server, Pebble) {
     server.api = Api::InProcess(veneer::router(server.state.clone()));
     server.dns = Some(dns);
     (server, pebble)
+}
+
+/// A secrets key `k<n>` (32 bytes of `n`).
+fn secret_key(n: u8) -> String {
+    use base64::Engine;
+    format!(
+        "k{n}:{}",
+        base64::engine::general_purpose::STANDARD.encode([n; 32])
+    )
 }
 
 fn tls_addr(server: &Server) -> SocketAddr {
@@ -368,6 +378,72 @@ async fn served_by_sni(db: Db) {
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "platform host only: {body}");
     assert_eq!(body["error"]["code"], "unknown_host");
+
+    // `veneer secrets rotate` re-encrypts the certificate keys (acme's,
+    // globex's, the base's) and the ACME account under the new key.
+    let url = server.db.url.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_veneer"))
+            .args(["secrets", "rotate", "--database-url", &url])
+            .env("VENEER_SECRET_KEY", secret_key(2))
+            .env("VENEER_SECRET_OLD_KEYS", secret_key(1))
+            .output()
+            .expect("veneer runs")
+    })
+    .await
+    .expect("ran");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("Certificate keys: 3 re-encrypted under key `k2`"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ACME accounts: 1 re-encrypted under key `k2`"),
+        "{text}"
+    );
+    let k2 =
+        veneer::secrets::SecretBox::from_env_or_dev(Some(&secret_key(2)), &[], false).expect("k2");
+    let stored = server
+        .state
+        .storage
+        .platform()
+        .served_certificate(ACME_SHOP)
+        .await
+        .expect("read")
+        .expect("acme's certificate");
+    let key = k2
+        .decrypt(
+            &stored.key_sealed,
+            &veneer::app::certificates::key_aad(ACME_SHOP),
+        )
+        .expect("opens under k2 alone");
+    assert!(String::from_utf8_lossy(&key).contains("PRIVATE KEY"));
+
+    // The operator's list shows when each certificate expires.
+    let url = server.db.url.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_veneer"))
+            .args([
+                "domains",
+                "list",
+                "--tenant",
+                "acme",
+                "--database-url",
+                &url,
+            ])
+            .output()
+            .expect("veneer runs")
+    })
+    .await
+    .expect("ran");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(ACME_SHOP))
+        .unwrap_or_else(|| panic!("{ACME_SHOP} listed: {text}"));
+    assert!(line.contains("expires in"), "{line}");
 }
 
 both_backends!(
