@@ -25,6 +25,7 @@ mod error;
 mod health;
 mod installations;
 mod jobs;
+mod metrics;
 mod policies;
 mod rollout;
 mod sending_domains;
@@ -47,6 +48,7 @@ pub use context::{
     Member, PlatformAdmin, PlatformHost, TenantAdmin, TenantCtx, TenantHost, request_host,
 };
 pub use error::{ApiError, ApiResult, Code};
+pub use metrics::router as metrics_router;
 pub use served::ServedDocument;
 
 use crate::state::AppState;

@@ -287,12 +287,13 @@ impl Limits {
 
     /// Feeds one plugin run's outcome to the tenant's breaker: repeated runs
     /// into the fuel or time limit pause the plugin; any other ending resets it.
+    /// True when this run paused the plugin.
     pub fn record_outcome(
         &self,
         tenant: &TenantRecord,
         installation: &str,
         outcome: crate::runtime::OutcomeKind,
-    ) {
+    ) -> bool {
         use crate::runtime::OutcomeKind;
         let limiter = self.limiter(tenant);
         let mut breakers = limiter.breakers.lock().unwrap_or_else(|p| p.into_inner());
@@ -306,11 +307,11 @@ impl Limits {
                 }
                 breakers.insert(installation.to_owned(), Breaker::default());
             } else {
-                return;
+                return false;
             }
         }
         let Some(breaker) = breakers.get_mut(installation) else {
-            return;
+            return false;
         };
         match outcome {
             OutcomeKind::OutOfFuel | OutcomeKind::Deadline => {
@@ -323,11 +324,14 @@ impl Limits {
                     breaker.trips += 1;
                     breaker.consecutive = 0;
                     tracing::warn!(tenant = %tenant.id, installation, pause_secs = pause.as_secs(), "pausing a plugin that keeps hitting its limits");
+                    return true;
                 }
+                false
             }
             _ => {
                 breaker.consecutive = 0;
                 breaker.trips = 0;
+                false
             }
         }
     }
