@@ -3,7 +3,8 @@
 //! `veneer_storage::testing`), dev tokens,
 //! polling until something holds ([`eventually`], [`wait_for`]), a fake
 //! Shopify ([`fake_shopify`]), a real SMTP server on loopback
-//! ([`smtp_server`]), a real DNS server on loopback ([`dns_server`]), a clock tests move by hand ([`ManualClock`]) and the API
+//! ([`smtp_server`]), a real DNS server on loopback ([`dns_server`]), a real
+//! Prometheus scraping a server ([`prometheus`]), a clock tests move by hand ([`ManualClock`]) and the API
 //! driven in process or over TCP alike ([`api`]).
 //!
 //! Compiled for the crate's own unit tests (`cfg(test)`) and, with the
@@ -18,6 +19,7 @@
 pub mod api;
 pub mod dns_server;
 pub mod fake_shopify;
+pub mod prometheus;
 pub mod smtp_server;
 
 use std::future::Future;

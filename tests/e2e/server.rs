@@ -16,6 +16,7 @@ mod installations;
 mod jobs;
 mod lifecycle;
 mod limits;
+mod metrics;
 mod policies;
 mod records;
 mod sandbox;
