@@ -56,6 +56,35 @@ fn sum(samples: &[Sample], name: &str, with: &[(&str, &str)]) -> f64 {
         .sum()
 }
 
+/// The sum of `name`'s series with `labels`, read from the server's state
+/// (for the tests of other areas: no metrics listener needed).
+pub(super) fn counter(server: &Server, name: &str, labels: &[(&str, &str)]) -> f64 {
+    sum(&parse(&server.state.metrics.encode()), name, labels)
+}
+
+/// Waits up to 20 s for [`counter`] to be `want` (what a worker counts lands
+/// just after what the tests see of its work).
+pub(super) async fn wait_for_counter(
+    server: &Server,
+    name: &str,
+    labels: &[(&str, &str)],
+    want: f64,
+) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let value = counter(server, name, labels);
+        if value == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name}{labels:?} is {value}, not {want}:\n{}",
+            server.state.metrics.encode()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn scrape(client: &reqwest::Client, addr: SocketAddr) -> (String, Vec<Sample>) {
     let response = client
         .get(format!("http://{addr}/metrics"))
