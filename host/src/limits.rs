@@ -402,14 +402,17 @@ mod tests {
         let (limits, _storage, _db) = limits(&clock).await;
         let acme = tenant("acme");
         for _ in 1..BREAKER_THRESHOLD {
-            limits.record_outcome(&acme, "main", OutcomeKind::OutOfFuel);
+            assert!(!limits.record_outcome(&acme, "main", OutcomeKind::OutOfFuel));
         }
         assert_eq!(
             limits.plugin_paused(&acme, "main"),
             None,
             "one short of the threshold"
         );
-        limits.record_outcome(&acme, "main", OutcomeKind::Deadline);
+        assert!(
+            limits.record_outcome(&acme, "main", OutcomeKind::Deadline),
+            "this run paused it (the metrics count the pause)"
+        );
         assert_eq!(limits.plugin_paused(&acme, "main"), Some(BREAKER_PAUSE));
 
         clock.advance(BREAKER_PAUSE - Duration::from_millis(1));
