@@ -16,12 +16,12 @@
 //! series count is at most [`series_bound`]`(max_tenants)` — computed from the
 //! label sets below, and checked by the tests with 10,000 tenants.
 
-use std::collections::HashSet;
-use std::sync::RwLock;
+use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -198,9 +198,19 @@ pub const OUTCOMES: [OutcomeKind; 9] = [
     OutcomeKind::PolicyViolation,
 ];
 
+/// A `tenant` label value, shared: counting clones a pointer, not a string.
+#[derive(Debug, Clone, Hash, PartialEq, Eq)]
+struct TenantLabel(Arc<str>);
+
+impl EncodeLabelValue for TenantLabel {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        std::fmt::Write::write_str(encoder, &self.0)
+    }
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    tenant: String,
+    tenant: TenantLabel,
     group: &'static str,
     class: &'static str,
 }
@@ -212,12 +222,12 @@ struct GroupLabels {
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TenantLabels {
-    tenant: String,
+    tenant: TenantLabel,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RunLabels {
-    tenant: String,
+    tenant: TenantLabel,
     hook: &'static str,
     outcome: &'static str,
 }
@@ -229,14 +239,14 @@ struct HookLabels {
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CacheLabels {
-    tenant: String,
+    tenant: TenantLabel,
     cache: &'static str,
     result: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct JobLabels {
-    tenant: String,
+    tenant: TenantLabel,
     kind: &'static str,
     outcome: &'static str,
 }
@@ -248,13 +258,13 @@ struct KindLabels {
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct EmailLabels {
-    tenant: String,
+    tenant: TenantLabel,
     event: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct WebhookLabels {
-    tenant: String,
+    tenant: TenantLabel,
     result: &'static str,
 }
 
@@ -297,7 +307,9 @@ pub const fn series_bound(max_tenants: usize) -> usize {
 pub struct Metrics {
     registry: Registry,
     max_tenants: usize,
-    labelled: RwLock<HashSet<TenantId>>,
+    labelled: RwLock<HashMap<TenantId, TenantLabel>>,
+    other: TenantLabel,
+    none: TenantLabel,
     tenant_labels: Gauge,
     requests: Family<RequestLabels, Counter>,
     latency: Histograms<GroupLabels>,
@@ -347,7 +359,9 @@ impl Metrics {
         let mut registry = Registry::default();
         let m = Self {
             max_tenants,
-            labelled: RwLock::new(HashSet::new()),
+            labelled: RwLock::new(HashMap::new()),
+            other: TenantLabel(Arc::from(OTHER)),
+            none: TenantLabel(Arc::from(NONE)),
             tenant_labels: Gauge::default(),
             requests: Family::default(),
             latency: Family::new_with_constructor(latency_histogram),
@@ -457,27 +471,28 @@ impl Metrics {
 
     /// The `tenant` label value of `tenant`: its id while fewer than
     /// `max_tenants` tenants have one, else [`OTHER`].
-    fn tenant(&self, tenant: &TenantId) -> String {
+    fn tenant(&self, tenant: &TenantId) -> TenantLabel {
         {
             let labelled = self.labelled.read().unwrap_or_else(|p| p.into_inner());
-            if labelled.contains(tenant) {
-                return tenant.as_str().to_owned();
+            if let Some(label) = labelled.get(tenant) {
+                return label.clone();
             }
             if labelled.len() >= self.max_tenants {
-                return OTHER.to_owned();
+                return self.other.clone();
             }
         }
         let mut labelled = self.labelled.write().unwrap_or_else(|p| p.into_inner());
-        if labelled.contains(tenant) {
-            return tenant.as_str().to_owned();
+        if let Some(label) = labelled.get(tenant) {
+            return label.clone();
         }
         if labelled.len() >= self.max_tenants {
-            return OTHER.to_owned();
+            return self.other.clone();
         }
-        labelled.insert(tenant.clone());
+        let label = TenantLabel(Arc::from(tenant.as_str()));
+        labelled.insert(tenant.clone(), label.clone());
         self.tenant_labels
             .set(i64::try_from(labelled.len()).unwrap_or(i64::MAX));
-        tenant.as_str().to_owned()
+        label
     }
 
     /// One HTTP request: its tenant (`None`: it named no existing tenant), the
@@ -489,7 +504,7 @@ impl Metrics {
         status: u16,
         latency: Duration,
     ) {
-        let tenant = tenant.map_or_else(|| NONE.to_owned(), |t| self.tenant(t));
+        let tenant = tenant.map_or_else(|| self.none.clone(), |t| self.tenant(t));
         let group = route_group(route);
         let seconds = latency.as_secs_f64();
         self.latency
