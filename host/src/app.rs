@@ -25,11 +25,12 @@
 //! - [`certificates`]: HTTPS certificates of the base and routed domains,
 //!   ordered with ACME, renewed, retried with backoff;
 //! - [`catalogue`]: the platform's stock plugins, published and installed;
-//! - [`jobs`]: the kinds of the background jobs the use cases queue.
+//! - [`jobs`]: the kinds of the background jobs the use cases queue;
+//! - [`metrics`]: the metrics exposition, with the job queue read at scrape time.
 //!
 //! It owns the use cases and their typed [`Error`]; it decides nothing about
 //! transport. It depends on `resolve`, `runtime`, `storage`, `tenancy`,
-//! `limits`, `usage`, `cache`, `email`, `shopify` and the shared [`crate::state::AppState`],
+//! `limits`, `usage`, `cache`, `email`, `shopify`, `metrics` and the shared [`crate::state::AppState`],
 //! and must not import the adapters, `http` or `workers` (nothing below them
 //! knows them): statuses and response shapes are the HTTP layer's.
 
@@ -44,6 +45,7 @@ pub mod headroom;
 pub mod installations;
 pub mod jobs;
 pub mod key_rotation;
+pub mod metrics;
 pub mod plugins;
 pub mod policies;
 pub mod quote;

@@ -174,6 +174,18 @@ pub struct ServeConfig {
     #[arg(long, env = "VENEER_ACCESS_LOG", default_value_t = true, action = clap::ArgAction::Set)]
     pub access_log: bool,
 
+    /// Address of the metrics listener, serving Prometheus metrics at
+    /// `GET /metrics` and nothing else (off when unset). Bind it to a private
+    /// address: the metrics name tenants and are not authenticated.
+    #[arg(long, env = "VENEER_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// Tenants given a `tenant` label of their own in the metrics; later ones
+    /// are counted under `tenant="_other"` (this bounds the series count:
+    /// docs/operations.md, "Metrics").
+    #[arg(long, env = "VENEER_METRICS_MAX_TENANTS", default_value_t = crate::metrics::DEFAULT_MAX_TENANTS)]
+    pub metrics_max_tenants: usize,
+
     /// The DNS server custom domains are proven with (`host:port`); the
     /// system's (`/etc/resolv.conf`) when unset.
     #[arg(long, env = "VENEER_DNS_SERVER")]
@@ -383,6 +395,8 @@ impl ServeConfig {
             record_max_days: 30,
             dns_server: None,
             access_log: true,
+            metrics_listen: None,
+            metrics_max_tenants: crate::metrics::DEFAULT_MAX_TENANTS,
             bounce_rate_per_sec: 50,
             domain_recheck_secs: 3_600,
             domain_grace_secs: 86_400,

@@ -25,6 +25,7 @@ mod error;
 mod health;
 mod installations;
 mod jobs;
+mod metrics;
 mod policies;
 mod rollout;
 mod sending_domains;
@@ -48,6 +49,7 @@ pub use context::{
     Member, PlatformAdmin, PlatformHost, TenantAdmin, TenantCtx, TenantHost, request_host,
 };
 pub use error::{ApiError, ApiResult, Code};
+pub use metrics::router as metrics_router;
 pub use served::ServedDocument;
 pub use tls::{redirect_router, with_hsts};
 

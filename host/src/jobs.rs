@@ -64,7 +64,7 @@ use rand::Rng;
 use crate::storage::{JobRecord, TenantDb};
 use crate::tenancy::TenantId;
 
-pub use worker::{Worker, WorkerHandle};
+pub use worker::{Observer, Worker, WorkerHandle};
 
 /// What a handler gets besides the application state: the job and its tenant's
 /// context.

@@ -22,6 +22,7 @@
 //!   the only crate depending on sqlx, with the migrations), re-exported here;
 //! - [`cache`], [`limits`], [`usage`]: caches, per-tenant limits, run recording;
 //! - [`invalidation`]: cache invalidation across nodes (PostgreSQL LISTEN/NOTIFY);
+//! - [`metrics`]: Prometheus metrics per tenant, with a bounded series count;
 //! - [`email`]: per-tenant email: settings, rendering, SMTP sending, bounces;
 //! - [`outbound`]: which addresses and ports a tenant-directed connection may reach;
 //! - [`jobs`]: per-tenant durable background jobs with fair scheduling;
@@ -52,6 +53,7 @@ pub mod http;
 pub mod invalidation;
 pub mod jobs;
 pub mod limits;
+pub mod metrics;
 pub mod outbound;
 pub mod resolve;
 pub use veneer_runtime as runtime;

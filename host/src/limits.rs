@@ -287,12 +287,13 @@ impl Limits {
 
     /// Feeds one plugin run's outcome to the tenant's breaker: repeated runs
     /// into the fuel or time limit pause the plugin; any other ending resets it.
+    /// True when this run paused the plugin.
     pub fn record_outcome(
         &self,
         tenant: &TenantRecord,
         installation: &str,
         outcome: crate::runtime::OutcomeKind,
-    ) {
+    ) -> bool {
         use crate::runtime::OutcomeKind;
         let limiter = self.limiter(tenant);
         let mut breakers = limiter.breakers.lock().unwrap_or_else(|p| p.into_inner());
@@ -306,11 +307,11 @@ impl Limits {
                 }
                 breakers.insert(installation.to_owned(), Breaker::default());
             } else {
-                return;
+                return false;
             }
         }
         let Some(breaker) = breakers.get_mut(installation) else {
-            return;
+            return false;
         };
         match outcome {
             OutcomeKind::OutOfFuel | OutcomeKind::Deadline => {
@@ -323,11 +324,14 @@ impl Limits {
                     breaker.trips += 1;
                     breaker.consecutive = 0;
                     tracing::warn!(tenant = %tenant.id, installation, pause_secs = pause.as_secs(), "pausing a plugin that keeps hitting its limits");
+                    return true;
                 }
+                false
             }
             _ => {
                 breaker.consecutive = 0;
                 breaker.trips = 0;
+                false
             }
         }
     }
@@ -398,14 +402,17 @@ mod tests {
         let (limits, _storage, _db) = limits(&clock).await;
         let acme = tenant("acme");
         for _ in 1..BREAKER_THRESHOLD {
-            limits.record_outcome(&acme, "main", OutcomeKind::OutOfFuel);
+            assert!(!limits.record_outcome(&acme, "main", OutcomeKind::OutOfFuel));
         }
         assert_eq!(
             limits.plugin_paused(&acme, "main"),
             None,
             "one short of the threshold"
         );
-        limits.record_outcome(&acme, "main", OutcomeKind::Deadline);
+        assert!(
+            limits.record_outcome(&acme, "main", OutcomeKind::Deadline),
+            "this run paused it (the metrics count the pause)"
+        );
         assert_eq!(limits.plugin_paused(&acme, "main"), Some(BREAKER_PAUSE));
 
         clock.advance(BREAKER_PAUSE - Duration::from_millis(1));

@@ -1,5 +1,6 @@
 //! Starting and stopping the server: build the state, seed the demo in
-//! development mode, bind, serve until Ctrl-C or SIGTERM, then drain.
+//! development mode, bind (the API, and the metrics listener when
+//! `--metrics-listen` is set), serve until Ctrl-C or SIGTERM, then drain.
 //!
 //! Connections are served by hyper-util's automatic builder: HTTP/1.1, and
 //! HTTP/2 over cleartext with prior knowledge (h2c, what a proxy in front
@@ -25,7 +26,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
-use super::http::router;
+use super::http::{metrics_router, router};
 use crate::config::ServeConfig;
 use crate::demo;
 use crate::state::AppState;
@@ -38,6 +39,8 @@ pub struct Running {
     pub tls_addr: Option<SocketAddr>,
     /// What serves HTTPS, with `--tls`.
     pub tls: Option<std::sync::Arc<crate::tls::Service>>,
+    /// The metrics listener's bound address (`--metrics-listen`), if any.
+    pub metrics_addr: Option<SocketAddr>,
     /// The shared state (for tests and embedding).
     pub state: AppState,
     /// The serving task.
@@ -64,6 +67,22 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
+    let metrics_addr = match config.metrics_listen {
+        Some(at) => {
+            let listener = TcpListener::bind(at)
+                .await
+                .with_context(|| format!("cannot listen for metrics on {at}"))?;
+            let bound = listener.local_addr()?;
+            tokio::spawn(serve_connections(
+                listener,
+                metrics_router(state.clone()),
+                shutdown_signal(),
+                HEADER_READ_TIMEOUT,
+            ));
+            Some(bound)
+        }
+        None => None,
+    };
     if !config.tls.enabled {
         let worker = crate::workers::start(&state);
         let router = router(state.clone());
@@ -77,6 +96,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
             addr,
             tls_addr: None,
             tls: None,
+            metrics_addr,
             state,
             task,
             worker,
@@ -122,6 +142,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         addr,
         tls_addr: Some(tls_addr),
         tls: Some(tls),
+        metrics_addr,
         state,
         task,
         worker,
@@ -150,6 +171,9 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             running.addr,
             crate::state::redact(&running.state.config.database_url)
         ),
+    }
+    if let Some(at) = running.metrics_addr {
+        println!("metrics at http://{at}/metrics");
     }
     if dev {
         println!("{}", demo::instructions(&base_domain, running.addr.port()));

@@ -77,6 +77,8 @@ pub struct Inner {
     pub secrets: Arc<SecretBox>,
     /// The outbound HTTP client (Shopify's Admin API).
     pub http: reqwest::Client,
+    /// Prometheus metrics.
+    pub metrics: crate::metrics::Metrics,
     /// Tenant-row loads in progress.
     record_loads: Flights<TenantId, Result<Option<Arc<TenantRecord>>, Error>>,
     /// Tenant-state loads in progress.
@@ -209,6 +211,7 @@ impl AppState {
         );
         let dns =
             crate::dns::Dns::new(config.dns_server).context("configuring the DNS resolver")?;
+        let config_max_tenants = config.metrics_max_tenants;
         Ok(Self(Arc::new(Inner {
             config,
             storage,
@@ -229,6 +232,7 @@ impl AppState {
             compile_shares,
             secrets: Arc::new(secrets),
             http,
+            metrics: crate::metrics::Metrics::new(config_max_tenants),
             record_loads: Flights::default(),
             state_loads: Flights::default(),
             host_lookups: Flights::default(),
@@ -310,8 +314,10 @@ impl AppState {
     /// version still in memory is shared rather than read again.
     pub async fn tenant_state(&self, id: &TenantId) -> Result<Option<Arc<TenantState>>, Error> {
         if let Some(state) = self.caches.tenant(id) {
+            self.metrics.cache(id, "state", true);
             return Ok(Some(state));
         }
+        self.metrics.cache(id, "state", false);
         self.state_loads
             .run(id, || self.load_tenant_state(id))
             .await

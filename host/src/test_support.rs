@@ -4,7 +4,8 @@
 //! polling until something holds ([`eventually`], [`wait_for`]), a fake
 //! Shopify ([`fake_shopify`]), a real SMTP server on loopback
 //! ([`smtp_server`]), a real DNS server on loopback ([`dns_server`]), an ACME
-//! test CA ([`pebble`]), a clock tests move by hand ([`ManualClock`]) and the API
+//! test CA ([`pebble`]), a real Prometheus scraping a server ([`prometheus`]), a
+//! clock tests move by hand ([`ManualClock`]) and the API
 //! driven in process or over TCP alike ([`api`]).
 //!
 //! Compiled for the crate's own unit tests (`cfg(test)`) and, with the
@@ -20,6 +21,7 @@ pub mod api;
 pub mod dns_server;
 pub mod fake_shopify;
 pub mod pebble;
+pub mod prometheus;
 pub mod smtp_server;
 
 use std::future::Future;

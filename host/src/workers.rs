@@ -73,6 +73,18 @@ pub fn start(app: &AppState) -> Option<WorkerHandle> {
         WEBHOOK_JOB,
         Duration::from_secs(app.config.shopify_job_budget_secs),
     );
+    worker.observe(|app: &AppState, tenant, kind, state| {
+        use crate::metrics::JobOutcome;
+        use crate::storage::JobState;
+        let outcome = match state {
+            JobState::Done => JobOutcome::Done,
+            JobState::Dead => JobOutcome::Dead,
+            JobState::Queued | JobState::Running => JobOutcome::Retry,
+        };
+        if let Ok(tenant) = crate::tenancy::TenantId::new(tenant) {
+            app.metrics.job(&tenant, kind, outcome);
+        }
+    });
     worker.register(DOMAIN_JOB, DomainCheck);
     worker.register(SENDING_DOMAIN_JOB, SendingDomainCheck);
     worker.register(SEND_JOB, EmailSend::new(Arc::new(SmtpSender)));
@@ -448,9 +460,35 @@ impl EmailSend {
     }
 }
 
+/// What a send attempt did with the message, for the metrics.
+enum Delivery {
+    /// Handed to the relay.
+    Sent,
+    /// Not sent: the address is suppressed.
+    Skipped,
+    /// Nothing to do: the message is no longer queued.
+    NotQueued,
+}
+
 impl JobHandler<AppState> for EmailSend {
     fn run<'a>(&'a self, app: &'a AppState, job: &'a JobContext) -> Fut<'a> {
         Box::pin(async move {
+            use crate::metrics::EmailEvent;
+            let delivery = self.send(app, job).await;
+            match &delivery {
+                Ok(Delivery::Sent) => app.metrics.email(&job.tenant, EmailEvent::Sent),
+                Ok(Delivery::Skipped) => app.metrics.email(&job.tenant, EmailEvent::Skipped),
+                Err(JobError::Fail(_)) => app.metrics.email(&job.tenant, EmailEvent::Failed),
+                Ok(Delivery::NotQueued) | Err(JobError::Retry(_)) => {}
+            }
+            delivery.map(|_| ())
+        })
+    }
+}
+
+impl EmailSend {
+    async fn send(&self, app: &AppState, job: &JobContext) -> Result<Delivery, JobError> {
+        {
             use crate::email::{
                 SendError, SmtpConfig, bounce_address, build_message, relay_config,
             };
@@ -468,13 +506,13 @@ impl JobHandler<AppState> for EmailSend {
                 .map_err(retry)?
                 .ok_or_else(|| JobError::Fail("the message no longer exists".into()))?;
             if message.state != EmailState::Queued {
-                return Ok(());
+                return Ok(Delivery::NotQueued);
             }
             if db.email_is_suppressed(&payload.to).await.map_err(retry)? {
                 db.email_mark_skipped(&payload.message)
                     .await
                     .map_err(retry)?;
-                return Ok(());
+                return Ok(Delivery::Skipped);
             }
             let Some(settings) = db.email_settings().await.map_err(retry)? else {
                 db.email_mark_failed(&payload.message, "the tenant has no email settings")
@@ -572,7 +610,7 @@ impl JobHandler<AppState> for EmailSend {
                     db.email_mark_sent(&payload.message, &outcome.reply)
                         .await
                         .map_err(retry)?;
-                    Ok(())
+                    Ok(Delivery::Sent)
                 }
                 Err(SendError::Temporary(reply)) => {
                     if job.job.attempts >= job.job.max_attempts {
@@ -593,7 +631,7 @@ impl JobHandler<AppState> for EmailSend {
                     Err(JobError::Fail(reply))
                 }
             }
-        })
+        }
     }
 }
 

@@ -17,6 +17,7 @@ mod installations;
 mod jobs;
 mod lifecycle;
 mod limits;
+mod metrics;
 mod policies;
 mod records;
 mod sandbox;

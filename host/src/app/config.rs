@@ -19,13 +19,16 @@ use crate::tenancy::TenantState;
 /// The tenant's effective configuration.
 pub async fn effective(app: &AppState, tenant: &Arc<TenantState>) -> Result<Arc<EffectiveConfig>> {
     if let Some(kept) = tenant.effective() {
+        app.metrics.cache(&tenant.record.id, "effective", true);
         return Ok(kept);
     }
     let key = EffectiveKey::new(&tenant.record.id, &app.base.version, tenant.data_version);
     if let Some(hit) = app.caches.effective(&key) {
+        app.metrics.cache(&tenant.record.id, "effective", true);
         tenant.keep_effective(&hit);
         return Ok(hit);
     }
+    app.metrics.cache(&tenant.record.id, "effective", false);
     let plugins = chain(app, tenant).await?;
     let (runtime, base, state, mut budget, version, loaded) = (
         app.runtime.clone(),

@@ -1,5 +1,5 @@
 //! Recording plugin runs: each run goes to the tenant's run log (through
-//! `usage`), to its installation's breaker (through `limits`), which pauses a
+//! `usage`), to the metrics, to its installation's breaker (through `limits`), which pauses a
 //! plugin that keeps running out of fuel or time, and — for a release just
 //! made live — to its probation (`rollout`), which rolls a failing release
 //! back. Decides nothing about what is served.
@@ -17,9 +17,15 @@ pub fn record_run(app: &AppState, tenant: &TenantState, run: &RunRecord) {
     if run.budget_spent {
         return;
     }
+    app.metrics
+        .plugin_run(&tenant.record.id, run.hook, run.outcome, &run.stats);
     let installation = run.installation.as_deref().unwrap_or("");
-    app.limits
-        .record_outcome(&tenant.record, installation, run.outcome);
+    if app
+        .limits
+        .record_outcome(&tenant.record, installation, run.outcome)
+    {
+        app.metrics.breaker_pause(&tenant.record.id);
+    }
     // A release just made live that keeps failing is rolled back.
     let Some(step) = tenant
         .chain

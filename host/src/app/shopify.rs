@@ -146,7 +146,34 @@ pub enum Accepted {
 /// tenant's shop and a bad signature), a delivery id seen before is a
 /// duplicate, and the work is queued as a job. When queueing fails the delivery
 /// is forgotten again, so Shopify's retry is processed.
+/// Counted in the metrics: accepted, duplicate, or rejected (any refusal; a
+/// failure of the server's own is not the sender's and is not counted).
 pub async fn accept_webhook(
+    app: &AppState,
+    tenant: &TenantId,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Accepted> {
+    use crate::metrics::WebhookResult;
+    let accepted = accept(app, tenant, headers, body).await;
+    let result = match &accepted {
+        Ok(Accepted::Queued { .. }) => Some(WebhookResult::Accepted),
+        Ok(Accepted::Duplicate { .. }) => Some(WebhookResult::Duplicate),
+        Err(
+            Error::WebhookMissingHeader(_)
+            | Error::WebhookInvalidHeader { .. }
+            | Error::WebhookNotAuthenticated
+            | Error::WebhookNotJson,
+        ) => Some(WebhookResult::Rejected),
+        Err(_) => None,
+    };
+    if let Some(result) = result {
+        app.metrics.webhook(tenant, result);
+    }
+    accepted
+}
+
+async fn accept(
     app: &AppState,
     tenant: &TenantId,
     headers: &HeaderMap,

@@ -5,16 +5,36 @@
 //! is sent back on every response, so a client's report names the log line.
 //! `--access-log false` turns the lines off; `--log-format json` makes every
 //! log line one JSON object.
+//!
+//! It also counts every request in the metrics ([`crate::metrics`]): by the
+//! tenant the request was resolved to (the [`TenantHost`](super::TenantHost)
+//! extractor fills in the [`ResolvedTenant`] slot this middleware hands down,
+//! so an unknown host or a custom domain is counted right, and a host naming
+//! no tenant never makes a label), the matched route's group and the status
+//! class.
 
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
 
 use crate::state::AppState;
-use crate::tenancy::{HostTarget, classify};
+use crate::tenancy::{HostTarget, TenantId, classify};
+
+/// Where the tenant extractor leaves the id of the existing tenant a request
+/// is for, for the metrics counted once the response is known.
+#[derive(Debug, Clone, Default)]
+pub struct ResolvedTenant(Arc<OnceLock<TenantId>>);
+
+impl ResolvedTenant {
+    /// Records the request's tenant (the first one set stays).
+    pub fn set(&self, tenant: &TenantId) {
+        let _ = self.0.set(tenant.clone());
+    }
+}
 
 /// The request id header, read and written.
 pub const REQUEST_ID: &str = "x-request-id";
@@ -39,10 +59,22 @@ pub async fn access_log(State(app): State<AppState>, request: Request, next: Nex
         .map_or_else(|| format!("{:016x}", rand::random::<u64>()), str::to_owned);
     let method = request.method().clone();
     let path: String = request.uri().path().chars().take(200).collect();
-    let (parts, body) = request.into_parts();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned());
+    let resolved = ResolvedTenant::default();
+    let (mut parts, body) = request.into_parts();
     let host = super::request_host(&parts).unwrap_or_default();
+    parts.extensions.insert(resolved.clone());
     let request = Request::from_parts(parts, body);
     let mut response = next.run(request).await;
+    app.metrics.request(
+        resolved.0.get(),
+        route.as_deref(),
+        response.status().as_u16(),
+        started.elapsed(),
+    );
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID, value);
     }

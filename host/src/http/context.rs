@@ -138,6 +138,9 @@ impl FromRequestParts<AppState> for TenantHost {
             .tenant_record(&id)
             .await?
             .ok_or_else(|| unknown_host(&host))?;
+        if let Some(slot) = parts.extensions.get::<super::access::ResolvedTenant>() {
+            slot.set(&record.id);
+        }
         check_active(&record)?;
         let tenant = TenantHost(record);
         parts.extensions.insert(tenant.clone());
@@ -225,6 +228,7 @@ async fn caller(
         }
     }
     if let Err(wait) = app.limits.check_rate(&tenant.0).await {
+        app.metrics.rate_limited(tenant.id());
         return Err(ApiError::rate_limited(wait.as_secs_f64().ceil() as u64));
     }
     app.recorder.request(tenant.id());

@@ -308,6 +308,17 @@ async fn bounces(
     let mut results = Vec::new();
     for bounce in &bounces {
         let outcome = record_bounce(&app.storage, bounce).await?;
+        if let BounceOutcome::Recorded {
+            tenant, suppressed, ..
+        } = &outcome
+        {
+            app.metrics
+                .email(tenant, crate::metrics::EmailEvent::Bounced);
+            if suppressed.is_some() {
+                app.metrics
+                    .email(tenant, crate::metrics::EmailEvent::Suppressed);
+            }
+        }
         results.push(match outcome {
             BounceOutcome::Delayed => BounceBody::Other {
                 recipient: bounce.recipient.clone(),

@@ -204,6 +204,7 @@ async fn webhook(
     // tenant's request rate first, so a flood at one tenant's webhook
     // endpoint is that tenant's alone (Shopify retries a 429).
     if let Err(wait) = app.limits.check_rate(&tenant.0).await {
+        app.metrics.rate_limited(tenant.id());
         return Err(ApiError::rate_limited(wait.as_secs_f64().ceil() as u64));
     }
     let body = match app::shopify::accept_webhook(&app, tenant.id(), &headers, &body).await? {

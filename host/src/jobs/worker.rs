@@ -34,7 +34,12 @@ pub struct Worker<C> {
     config: WorkerConfig,
     handlers: HashMap<String, Arc<dyn JobHandler<C>>>,
     budgets: HashMap<String, Duration>,
+    observer: Option<Observer<C>>,
 }
+
+/// Told each recorded outcome: the app, the job's tenant and kind, and the
+/// state the job was left in (`Done`; `Queued` again for a retry; `Dead`).
+pub type Observer<C> = Arc<dyn Fn(&C, &str, &str, JobState) + Send + Sync>;
 
 /// A started worker: stop it with [`shutdown`](WorkerHandle::shutdown).
 /// Dropping the handle stops it too, as `shutdown(Duration::ZERO)` would, but
@@ -62,7 +67,13 @@ impl<C: Send + Sync + 'static> Worker<C> {
             config,
             handlers: HashMap::new(),
             budgets: HashMap::new(),
+            observer: None,
         }
+    }
+
+    /// Tells `observer` every outcome recorded (for metrics).
+    pub fn observe(&mut self, observer: impl Fn(&C, &str, &str, JobState) + Send + Sync + 'static) {
+        self.observer = Some(Arc::new(observer));
     }
 
     /// Gives each attempt of a `kind` job `budget` of wall-clock time (at
@@ -97,6 +108,7 @@ impl<C: Send + Sync + 'static> Worker<C> {
             app: self.app,
             handlers: self.handlers,
             budgets: self.budgets,
+            observer: self.observer,
             config: self.config,
         });
         let span = tracing::info_span!("jobs_worker", worker = %worker_id);
@@ -141,6 +153,7 @@ struct Shared<C> {
     app: Arc<C>,
     handlers: HashMap<String, Arc<dyn JobHandler<C>>>,
     budgets: HashMap<String, Duration>,
+    observer: Option<Observer<C>>,
     config: WorkerConfig,
 }
 
@@ -361,6 +374,7 @@ async fn run_job<C: Send + Sync + 'static>(
     letting_go: Arc<AtomicBool>,
 ) {
     let (id, attempts) = (job.id, job.attempts);
+    let (tenant_id, kind) = (job.tenant_id.clone(), job.kind.clone());
     let handler = shared.handlers.get(&job.kind).cloned();
     let outcome = match (handler, TenantId::new(&job.tenant_id)) {
         (None, _) => Some(Err(JobError::Fail(format!(
@@ -382,8 +396,11 @@ async fn run_job<C: Send + Sync + 'static>(
     // From here on a claim may rightly hand this job out again (a retry due
     // at once, or the lease lost), even before this task has ended.
     letting_go.store(true, Ordering::Release);
-    if let Some(outcome) = outcome {
-        record(&shared, id, attempts, outcome).await;
+    if let Some(outcome) = outcome
+        && let Some(state) = record(&shared, id, attempts, outcome).await
+        && let Some(observer) = &shared.observer
+    {
+        observer(&shared.app, &tenant_id, &kind, state);
     }
 }
 
@@ -483,7 +500,13 @@ fn human(d: Duration) -> String {
 
 /// Records a job's outcome, retrying while the database is unavailable. If it
 /// stays unavailable past the lease, the job is reclaimed and runs again.
-async fn record<C>(shared: &Shared<C>, id: i64, attempts: u32, outcome: Result<(), JobError>) {
+/// Returns the state the job was left in, when this worker recorded it.
+async fn record<C>(
+    shared: &Shared<C>,
+    id: i64,
+    attempts: u32,
+    outcome: Result<(), JobError>,
+) -> Option<JobState> {
     let config = &shared.config;
     let worker = shared.worker();
     let give_up = Instant::now() + config.lease;
@@ -513,14 +536,14 @@ async fn record<C>(shared: &Shared<C>, id: i64, attempts: u32, outcome: Result<(
                     (_, Some(error)) => tracing::info!(%error, ?retry_at, "job will be retried"),
                     _ => tracing::debug!("job done"),
                 }
-                return;
+                return Some(state);
             }
             Ok(None) => {
                 tracing::warn!(
                     "the job's lease was taken over before its outcome was recorded; \
                      the other worker's run counts"
                 );
-                return;
+                return None;
             }
             Err(StorageError::Unavailable(e)) if Instant::now() < give_up => {
                 let wait = backoff(tries, Duration::from_millis(50), Duration::from_secs(2))
@@ -533,10 +556,11 @@ async fn record<C>(shared: &Shared<C>, id: i64, attempts: u32, outcome: Result<(
                     error = %e,
                     "cannot record the job's outcome: it will run again once its lease expires"
                 );
-                return;
+                return None;
             }
         }
     }
+    None
 }
 
 /// Unix milliseconds `delay` from now.

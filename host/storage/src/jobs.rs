@@ -706,6 +706,51 @@ impl PlatformDb {
     }
 }
 
+/// The queue of one job kind, all tenants together ([`PlatformDb::job_queue`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobQueue {
+    /// The kind.
+    pub kind: String,
+    /// Queued jobs, due or not.
+    pub queued: u64,
+    /// Running jobs.
+    pub running: u64,
+    /// The earliest `run_at` (Unix ms) of a queued job that is due.
+    pub oldest_ready_run_at: Option<i64>,
+}
+
+impl PlatformDb {
+    /// The queue now, per kind, all tenants together: queued and running jobs
+    /// and the earliest due `run_at` (for queue depth and age). One grouped
+    /// scan of the queued and running jobs; kinds with neither are absent.
+    pub async fn job_queue(&self) -> Result<Vec<JobQueue>, StorageError> {
+        let now = now_ms();
+        let mut tx = self.begin(Access::Read).await?;
+        let rows = sqlx::query(
+            "SELECT kind, \
+                    SUM(CASE WHEN state = 'queued' THEN 1 ELSE 0 END) AS queued, \
+                    SUM(CASE WHEN state = 'running' THEN 1 ELSE 0 END) AS running, \
+                    MIN(CASE WHEN state = 'queued' AND run_at <= $1 THEN run_at END) AS oldest \
+               FROM jobs WHERE state IN ('queued', 'running') \
+              GROUP BY kind ORDER BY kind",
+        )
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        rows.iter()
+            .map(|row| {
+                Ok(JobQueue {
+                    kind: row.try_get("kind")?,
+                    queued: u64::try_from(row.try_get::<i64, _>("queued")?).unwrap_or(0),
+                    running: u64::try_from(row.try_get::<i64, _>("running")?).unwrap_or(0),
+                    oldest_ready_run_at: opt_int(row, "oldest")?,
+                })
+            })
+            .collect()
+    }
+}
+
 /// Inserts one checked job of `tenant` inside `tx` (an existing job with the
 /// same dedupe key is returned instead), so callers can write it together with
 /// the row it belongs to.

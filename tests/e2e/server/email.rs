@@ -925,6 +925,26 @@ async fn bounce_suppresses_for_one_tenant(db: Db) {
     assert!(suppressed(&server, "globex").await.is_empty());
     assert_eq!(suppressed(&server, "acme").await, [address]);
 
+    // The metrics count each tenant's sends, the skipped one, bounces and
+    // suppressions.
+    for (tenant, event, want) in [
+        ("acme", "sent", 1.0),
+        ("acme", "skipped", 1.0),
+        ("acme", "bounced", 1.0),
+        ("acme", "suppressed", 1.0),
+        ("globex", "sent", 1.0),
+        ("globex", "bounced", 1.0),
+        ("globex", "suppressed", 0.0),
+    ] {
+        super::metrics::wait_for_counter(
+            &server,
+            "veneer_emails_total",
+            &[("tenant", tenant), ("event", event)],
+            want,
+        )
+        .await;
+    }
+
     // The same report replayed under another tenant's name is not attributed.
     let forged = dsn(&verp("globex", &first_id), address, header);
     let (status, body) =

@@ -197,6 +197,32 @@ async fn breaker(db: Db) {
         other["outcome"].is_null() || other["outcome"] == "ok",
         "globex is unaffected: {other}"
     );
+    // The metrics count the runs into the limit and the one pause, as acme's.
+    let acme_runs = [
+        ("tenant", "acme"),
+        ("hook", "commission"),
+        ("outcome", "out_of_fuel"),
+    ];
+    assert_eq!(
+        super::metrics::counter(&server, "veneer_plugin_runs_total", &acme_runs),
+        f64::from(veneer::limits::BREAKER_THRESHOLD)
+    );
+    assert_eq!(
+        super::metrics::counter(
+            &server,
+            "veneer_plugin_breaker_pauses_total",
+            &[("tenant", "acme")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        super::metrics::counter(
+            &server,
+            "veneer_plugin_breaker_pauses_total",
+            &[("tenant", "globex")]
+        ),
+        0.0
+    );
 }
 both_backends!(a_plugin_stuck_at_its_limits_is_paused, breaker);
 

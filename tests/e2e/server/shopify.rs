@@ -341,6 +341,38 @@ async fn shopify(db: Db) {
         .await
         .expect("the retried job succeeds");
 
+    // The metrics count every delivery by its tenant and result, and the jobs'
+    // outcomes: the dead-lettered one, and the three done.
+    let webhooks = |tenant, result| {
+        super::metrics::counter(
+            &server,
+            "veneer_webhooks_total",
+            &[("tenant", tenant), ("result", result)],
+        )
+    };
+    assert_eq!(
+        [
+            webhooks("acme", "accepted"),
+            webhooks("acme", "duplicate"),
+            webhooks("acme", "rejected"),
+            webhooks("globex", "accepted"),
+            webhooks("globex", "rejected"),
+        ],
+        [3.0, 1.0, 2.0, 0.0, 2.0]
+    );
+    let acme_jobs = |outcome| {
+        [
+            ("tenant", "acme"),
+            ("kind", "shopify.webhook"),
+            ("outcome", outcome),
+        ]
+    };
+    super::metrics::wait_for_counter(&server, "veneer_jobs_total", &acme_jobs("done"), 3.0).await;
+    assert_eq!(
+        super::metrics::counter(&server, "veneer_jobs_total", &acme_jobs("dead")),
+        1.0
+    );
+
     // Credentials are not in the database in plain text.
     assert_no_plaintext(&server, &[ACME_TOKEN, ACME_SECRET, GLOBEX_SECRET]).await;
 

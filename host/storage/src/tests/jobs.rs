@@ -11,7 +11,7 @@ use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
 use crate::testing::harness::{Ctx, NO_CAP, claim_one, job, on_postgres, tid};
 use crate::time::now_ms;
-use crate::{JobRecord, JobState, MAX_JOB_ERROR_BYTES, NewJob, StorageError};
+use crate::{JobQueue, JobRecord, JobState, MAX_JOB_ERROR_BYTES, NewJob, StorageError};
 
 crate::both_backends!(via crate::testing::harness::run;
     enqueue_dedupes_per_tenant_and_checks_input,
@@ -22,6 +22,7 @@ crate::both_backends!(via crate::testing::harness::run;
     a_released_job_keeps_its_place_and_its_attempts,
     claims_take_one_job_per_tenant_in_rotation,
     pruning_removes_only_old_done_jobs,
+    the_queue_is_summed_per_kind_across_tenants,
 );
 
 const LEASE: Duration = Duration::from_secs(30);
@@ -706,4 +707,59 @@ async fn tenant_a_cannot_see_or_touch_b_jobs() {
         owner.close().await.unwrap();
     })
     .await;
+}
+
+/// The metrics' view of the queue: queued and running jobs per kind across
+/// every tenant, and the oldest due run time (a job not due yet is queued but
+/// not waiting).
+async fn the_queue_is_summed_per_kind_across_tenants(ctx: Ctx) {
+    let platform = ctx.storage.platform();
+    assert_eq!(platform.job_queue().await.unwrap(), Vec::<JobQueue>::new());
+    let acme = ctx.tenant("acme").await;
+    let beta = ctx.tenant("beta").await;
+    let past = now_ms() - 60_000;
+    acme.enqueue_job(&NewJob {
+        run_at: Some(past),
+        ..job("mail")
+    })
+    .await
+    .unwrap();
+    beta.enqueue_job(&job("mail")).await.unwrap();
+    beta.enqueue_job(&NewJob {
+        run_at: Some(now_ms() + 3_600_000),
+        ..job("sync")
+    })
+    .await
+    .unwrap();
+    acme.enqueue_job(&job("sync")).await.unwrap();
+    // acme's oldest ready job is its `mail` one: it runs.
+    let running = claim_one(&ctx, "w1", LEASE).await.unwrap();
+    assert_eq!(
+        (running.tenant_id.as_str(), running.kind.as_str()),
+        ("acme", "mail")
+    );
+    let queue = platform.job_queue().await.unwrap();
+    assert_eq!(queue.len(), 2, "{queue:?}");
+    let (mail, sync) = (&queue[0], &queue[1]);
+    assert_eq!(
+        (mail.kind.as_str(), mail.queued, mail.running),
+        ("mail", 1, 1)
+    );
+    let waiting = mail.oldest_ready_run_at.expect("beta's mail is due");
+    assert!(waiting > past && waiting <= now_ms());
+    assert_eq!(
+        (sync.kind.as_str(), sync.queued, sync.running),
+        ("sync", 2, 0)
+    );
+    assert!(
+        sync.oldest_ready_run_at.is_some_and(|at| at <= now_ms()),
+        "acme's sync is due, beta's later one does not count"
+    );
+    ctx.storage
+        .platform()
+        .complete_job(running.id, "w1")
+        .await
+        .unwrap();
+    let queue = platform.job_queue().await.unwrap();
+    assert_eq!((queue[0].queued, queue[0].running), (1, 0));
 }
