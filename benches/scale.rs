@@ -200,7 +200,8 @@ async fn start(dir: &Path, tenants: usize) -> anyhow::Result<()> {
             .await
             .map_err(|e| anyhow::anyhow!("{e:?}"))?;
         from_cache += usize::from(plugin.from_artifact_cache());
-        let resolved = Resolver::new(&app.runtime, &app.base).commission(
+        let base = app.base();
+        let resolved = Resolver::new(&app.runtime, &base).commission(
             Some(&plugin),
             Some(step.warm_key()),
             step.data(),

@@ -35,6 +35,7 @@
 //! knows them): statuses and response shapes are the HTTP layer's.
 
 pub mod admin;
+pub mod base;
 pub mod catalogue;
 pub mod certificates;
 pub mod config;

@@ -149,12 +149,30 @@ enum PluginCommand {
 
 #[derive(Debug, Subcommand)]
 enum BaseCommand {
-    /// Load and validate the base configuration; print its version.
+    /// Load and validate the base configuration; print its version. With
+    /// `--against`, also compare every tenant's effective configuration under
+    /// it with the one under the base served now, and list the tenants whose
+    /// configuration changes and whose plugins would fail (exit 1 if any).
     Check {
         /// A base-config directory (default: the one built into the binary).
         #[arg(long, env = "VENEER_BASE_CONFIG")]
         base_config: Option<PathBuf>,
+        /// The database whose tenants to check it against.
+        #[arg(long)]
+        against: Option<String>,
+        /// The base served now, to compare with (default: the built-in one).
+        #[arg(long)]
+        current: Option<PathBuf>,
     },
+}
+
+/// `veneer serve`'s settings, read the way `serve` reads them (flags and
+/// `VENEER_*` variables), for commands that work on a database as a server
+/// would.
+#[derive(Debug, Parser)]
+struct ServeSettings {
+    #[command(flatten)]
+    config: ServeConfig,
 }
 
 #[derive(Debug, Args)]
@@ -344,7 +362,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::from(1)
             })
         }
-        Command::Base(BaseCommand::Check { base_config }) => {
+        Command::Base(BaseCommand::Check {
+            base_config,
+            against,
+            current,
+        }) => {
             let base = BaseConfig::load_or_built_in(base_config.as_deref())?;
             let origin = base_config
                 .as_ref()
@@ -357,9 +379,82 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 base.commission.rules.len() + 1,
                 base.emails.len()
             );
-            Ok(ExitCode::SUCCESS)
+            match against {
+                Some(url) => check_base_against(base, &url, current),
+                None => Ok(ExitCode::SUCCESS),
+            }
         }
     }
+}
+
+/// `veneer base check --against DATABASE`: the report of
+/// [`crate::app::base::check`], from a state built as a server's would be on
+/// that database (with the `VENEER_*` settings; without a secrets key, the
+/// development one: nothing secret is read).
+fn check_base_against(
+    candidate: BaseConfig,
+    database_url: &str,
+    current: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    let mut args = vec![
+        "veneer-serve".to_owned(),
+        "--database-url".to_owned(),
+        database_url.to_owned(),
+    ];
+    if let Some(dir) = &current {
+        args.push("--base-config".to_owned());
+        args.push(dir.display().to_string());
+    }
+    let mut config = ServeSettings::try_parse_from(args)?.config;
+    config.base_config = current;
+    if config.secret_key.is_none() {
+        config.dev = true;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let report = runtime.block_on(async {
+        let app = crate::state::AppState::build(config).await?;
+        crate::app::base::check(&app, Arc::new(candidate))
+            .await
+            .map_err(|err| anyhow::anyhow!("{err}"))
+    })?;
+    outln!(
+        "against {}: {} tenants checked{}; from version {} to {}",
+        crate::state::redact(database_url),
+        report.tenants_checked,
+        if report.truncated {
+            " (stopped early: the time or tenant bound)"
+        } else {
+            ""
+        },
+        report.from_version,
+        report.to_version
+    );
+    let mut failing = 0;
+    for (tenant, impact) in &report.tenants {
+        let changed = if impact.changed.is_empty() {
+            "no section changes".to_owned()
+        } else {
+            format!("changes {}", impact.changed.join(", "))
+        };
+        outln!("  {tenant}: {changed}");
+        for failure in &impact.failures {
+            outln!("    would fail: {failure}");
+        }
+        if !impact.failures.is_empty() {
+            failing += 1;
+        }
+    }
+    outln!(
+        "{} tenants change, {failing} with plugins that would fail (their input passes on)",
+        report.tenants.len()
+    );
+    Ok(if failing == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn read(path: &Path) -> anyhow::Result<Vec<u8>> {

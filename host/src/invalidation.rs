@@ -71,6 +71,9 @@ enum What {
     Tenant { tenant: TenantId },
     /// Every host-to-tenant mapping.
     Hosts,
+    /// The base configuration was reloaded: reload it from this node's own
+    /// `--base-config` directory, and forget everything derived from the old.
+    Base,
 }
 
 /// This node's side of the invalidation protocol. Cheap to clone.
@@ -87,6 +90,9 @@ struct Inner {
     connected: AtomicBool,
     /// To the publisher task; `None` on SQLite (one node).
     publish: Option<mpsc::UnboundedSender<What>>,
+    /// Bumped when another node reloaded the base configuration (the state
+    /// reloads this node's: [`Invalidation::base_reloads`]).
+    base_reloads: tokio::sync::watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for Invalidation {
@@ -126,6 +132,7 @@ impl Invalidation {
             // One node: nothing to miss.
             connected: AtomicBool::new(!shared),
             publish: tx,
+            base_reloads: tokio::sync::watch::Sender::new(0),
         }));
         if let Some(rx) = rx {
             tokio::spawn(publisher(storage.clone(), this.0.node.clone(), rx));
@@ -150,6 +157,25 @@ impl Invalidation {
     pub fn hosts(&self) {
         self.0.apply_hosts();
         self.publish(What::Hosts);
+    }
+
+    /// Forgets everything derived from the base configuration here (this
+    /// node reloaded it) and asks every other node to reload theirs.
+    pub fn base(&self) {
+        self.forget_all();
+        self.publish(What::Base);
+    }
+
+    /// Forgets everything cached on this node (the base it was derived from
+    /// changed).
+    pub fn forget_all(&self) {
+        self.0.flush(false);
+    }
+
+    /// Changes each time another node asks this one to reload the base
+    /// configuration.
+    pub fn base_reloads(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.0.base_reloads.subscribe()
     }
 
     fn publish(&self, what: What) {
@@ -254,6 +280,9 @@ impl Inner {
             Ok(Message {
                 what: What::Hosts, ..
             }) => self.apply_hosts(),
+            Ok(Message {
+                what: What::Base, ..
+            }) => self.base_reloads.send_modify(|n| *n += 1),
             Err(err) => {
                 // From a newer or older node we do not understand: be safe.
                 tracing::warn!(%err, payload, "unreadable invalidation; flushing the caches");

@@ -67,6 +67,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
+    follow_base_reloads(&state);
     let metrics_addr = match config.metrics_listen {
         Some(at) => {
             let listener = TcpListener::bind(at)
@@ -339,6 +340,43 @@ async fn shutdown_signal() {
         () = term => {},
     }
     tracing::info!("shutting down: finishing in-flight requests");
+}
+
+/// Reloads the base configuration when another node did (the invalidation
+/// feed says so) and, on Unix, on SIGHUP.
+fn follow_base_reloads(state: &AppState) {
+    let mut reloads = state.invalidation.base_reloads();
+    let app = state.clone();
+    tokio::spawn(async move {
+        while reloads.changed().await.is_ok() {
+            crate::app::base::follow(&app);
+        }
+    });
+    #[cfg(unix)]
+    {
+        let app = state.clone();
+        tokio::spawn(async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+                tracing::warn!(
+                    "cannot listen for SIGHUP; reload the base with POST /v1/admin/base/reload"
+                );
+                return;
+            };
+            while hangups.recv().await.is_some() {
+                match crate::app::base::reload(&app, "veneer:sighup").await {
+                    Ok(report) => tracing::info!(
+                        to = %report.to_version,
+                        tenants_changed = report.tenants.len(),
+                        "SIGHUP: base configuration reloaded"
+                    ),
+                    Err(err) => {
+                        tracing::error!(error = %err, "SIGHUP: base configuration not reloaded")
+                    }
+                }
+            }
+        });
+    }
 }
 
 #[cfg(test)]

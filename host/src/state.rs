@@ -44,8 +44,9 @@ pub struct Inner {
     pub storage: Storage,
     /// The plugin sandbox.
     pub runtime: Arc<Runtime>,
-    /// The base configuration.
-    pub base: Arc<BaseConfig>,
+    /// The base configuration now served (swapped whole by a live reload:
+    /// read it with [`AppState::base`]).
+    pub base_config: arc_swap::ArcSwap<BaseConfig>,
     /// Token verification.
     pub auth: Authenticator,
     /// In-process caches.
@@ -104,6 +105,12 @@ impl std::fmt::Debug for AppState {
 }
 
 impl AppState {
+    /// The base configuration now served. A request takes it once and keeps
+    /// it: a reload meanwhile changes the next request's, never half of one.
+    pub fn base(&self) -> Arc<BaseConfig> {
+        self.base_config.load_full()
+    }
+
     /// Connects, migrates, loads the base and starts the background parts.
     pub async fn build(config: ServeConfig) -> anyhow::Result<Self> {
         let base =
@@ -216,7 +223,7 @@ impl AppState {
             config,
             storage,
             runtime: Arc::new(runtime),
-            base: Arc::new(base),
+            base_config: arc_swap::ArcSwap::from_pointee(base),
             auth,
             caches,
             invalidation,

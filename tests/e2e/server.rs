@@ -8,6 +8,7 @@
 //! runs a listening server (`Server::start`).
 
 mod attacks;
+mod base_reload;
 mod dkim;
 mod domains;
 mod edge;

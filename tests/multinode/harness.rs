@@ -260,6 +260,16 @@ impl Node {
     }
 
     /// The node's log so far.
+    /// Sends the node's process a signal (`kill -<signal> <pid>`).
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{signal} {}", self.name);
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("node.log")).unwrap_or_default()
     }

@@ -8,6 +8,7 @@
 //! (`harness::PrivateCluster`). Every test holds [`harness::serial`]: they
 //! spawn several processes each. Shared support: `veneer::test_support`.
 
+mod base;
 mod harness;
 mod invalidation;
 mod jobs;

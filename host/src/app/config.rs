@@ -22,7 +22,7 @@ pub async fn effective(app: &AppState, tenant: &Arc<TenantState>) -> Result<Arc<
         app.metrics.cache(&tenant.record.id, "effective", true);
         return Ok(kept);
     }
-    let key = EffectiveKey::new(&tenant.record.id, &app.base.version, tenant.data_version);
+    let key = EffectiveKey::new(&tenant.record.id, &app.base().version, tenant.data_version);
     if let Some(hit) = app.caches.effective(&key) {
         app.metrics.cache(&tenant.record.id, "effective", true);
         tenant.keep_effective(&hit);
@@ -32,7 +32,7 @@ pub async fn effective(app: &AppState, tenant: &Arc<TenantState>) -> Result<Arc<
     let plugins = chain(app, tenant).await?;
     let (runtime, base, state, mut budget, version, loaded) = (
         app.runtime.clone(),
-        app.base.clone(),
+        app.base(),
         tenant.clone(),
         budget(app),
         key.version(),

@@ -42,8 +42,8 @@ pub async fn render_email(
     template: &str,
     caller_context: BTreeMap<String, String>,
 ) -> Result<(Resolved<EmailTemplate>, email::Rendered)> {
-    let def = app
-        .base
+    let base = app.base();
+    let def = base
         .email(template)
         .ok_or_else(|| InputError::UnknownTemplate(template.to_owned()))?;
     let context_bytes: usize = caller_context.iter().map(|(k, v)| k.len() + v.len()).sum();
@@ -58,12 +58,8 @@ pub async fn render_email(
     context.extend(caller_context);
     let plugins = chain(app, tenant).await?;
     let runs_plugin = plugins.runs_plugin();
-    let (runtime, base, state, mut budget) = (
-        app.runtime.clone(),
-        app.base.clone(),
-        tenant.clone(),
-        budget(app),
-    );
+    let (runtime, base, state, mut budget) =
+        (app.runtime.clone(), app.base(), tenant.clone(), budget(app));
     let id = template.to_owned();
     let work = move || {
         let steps = plugins.steps(&state, false);

@@ -22,6 +22,9 @@ pub enum Error {
     /// A write would take the tenant's key-value store over its caps.
     #[error("{0}")]
     KvQuotaExceeded(String),
+    /// A base configuration that does not load or validate (the served one stays).
+    #[error("{0}")]
+    InvalidBase(String),
     /// Another plugin version would take the tenant past its storage caps.
     #[error("{0}")]
     PluginStoreFull(String),
@@ -153,6 +156,7 @@ impl Error {
             Error::Invalid(_) => "invalid",
             Error::KvQuotaExceeded(_) => "kv_quota_exceeded",
             Error::PluginStoreFull(_) => "plugin_store_full",
+            Error::InvalidBase(_) => "invalid_base",
             Error::EmailQuotaExceeded(_) => "email_quota_exceeded",
             Error::DatabaseUnavailable => "database_unavailable",
             Error::Input(InputError::UnknownTemplate(_)) => "unknown_template",

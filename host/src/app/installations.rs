@@ -380,7 +380,7 @@ async fn check_release(
         settings,
         kv: state.kv().clone(),
     });
-    let (runtime, base) = (app.runtime.clone(), app.base.clone());
+    let (runtime, base) = (app.runtime.clone(), app.base());
     let refusal = with_slot(app, &state, true, move || {
         first_refusal(&runtime, &base, &plugin, data, &quota)
     })
@@ -566,7 +566,7 @@ pub async fn diff_release(
         .collect();
     let (runtime, base, policies, state) = (
         app.runtime.clone(),
-        app.base.clone(),
+        app.base(),
         tenant.policies.clone(),
         tenant.clone(),
     );

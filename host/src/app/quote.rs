@@ -34,7 +34,7 @@ pub struct Quote {
 
 /// The commission for one sale, on the request path (see [`commission_quote`]).
 pub async fn quote(app: &AppState, tenant: &Arc<TenantState>, sale: Sale) -> Result<Quote> {
-    crate::resolve::check_sale(&app.base, &sale)?;
+    crate::resolve::check_sale(&app.base(), &sale)?;
     let plugins = chain(app, tenant).await?;
     let shadowed = kept_for_after(tenant).then(|| sale.clone());
     let resolved = commission_quote(app, tenant, &plugins, sale).await??;
@@ -66,7 +66,7 @@ pub async fn commission(
     let shadowed = kept_for_after(tenant).then(|| sale.clone());
     let (runtime, base, state, loaded, mut budget) = (
         app.runtime.clone(),
-        app.base.clone(),
+        app.base(),
         tenant.clone(),
         plugins.clone(),
         budget(app),
@@ -108,7 +108,8 @@ async fn commission_quote(
     let native = app.config.bench_native;
     #[cfg(not(feature = "bench-native"))]
     let native = false;
-    let resolver = Resolver::new(&app.runtime, &app.base);
+    let base = app.base();
+    let resolver = Resolver::new(&app.runtime, &base);
     let mut budget = budget(app);
     if !plugins.runs_plugin() {
         let steps = plugins.steps(tenant, false);
@@ -153,7 +154,7 @@ async fn commission_quote(
         .unwrap_or_default();
     let (runtime, base, state, loaded) = (
         app.runtime.clone(),
-        app.base.clone(),
+        app.base(),
         tenant.clone(),
         plugins.clone(),
     );

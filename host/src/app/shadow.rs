@@ -145,7 +145,7 @@ async fn shadow_commission(
     if !plugins[shadow.index.min(plugins.len() - 1)].implements(Hook::Commission) {
         return Ok(());
     }
-    let (runtime, base, state) = (app.runtime.clone(), app.base.clone(), tenant.clone());
+    let (runtime, base, state) = (app.runtime.clone(), app.base(), tenant.clone());
     let mut budget = Budget::new(
         app.config.shadow_max_fuel,
         Duration::from_millis(app.config.shadow_max_ms),

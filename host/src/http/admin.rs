@@ -69,6 +69,37 @@ pub(crate) fn routes() -> Router<AppState> {
             put(set_quota).get(get_quota),
         )
         .route("/v1/admin/audit", get(audit))
+        .route("/v1/admin/base/check", axum::routing::post(check_base))
+        .route("/v1/admin/base/reload", axum::routing::post(reload_base))
+}
+
+/// `POST /v1/admin/base/check` and `…/reload`.
+#[derive(Serialize)]
+struct BaseBody {
+    base: Sorted<app::base::BaseReport>,
+}
+
+/// What the base configuration on disk would change, tenant by tenant;
+/// nothing is swapped.
+async fn check_base(
+    State(app): State<AppState>,
+    _admin: PlatformAdmin,
+) -> ApiResult<Json<BaseBody>> {
+    let candidate = app::base::load_candidate(&app)?;
+    Ok(Json(BaseBody {
+        base: Sorted(app::base::check(&app, candidate).await?),
+    }))
+}
+
+/// Swaps in the base configuration on disk (on every node) and reports what
+/// it changed.
+async fn reload_base(
+    State(app): State<AppState>,
+    admin: PlatformAdmin,
+) -> ApiResult<Json<BaseBody>> {
+    Ok(Json(BaseBody {
+        base: Sorted(app::base::reload(&app, &admin.0.subject).await?),
+    }))
 }
 
 /// A tenant id from a path, or 400 `invalid_tenant_id`.

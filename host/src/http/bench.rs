@@ -24,8 +24,8 @@ async fn static_config(State(app): State<AppState>, request: Request) -> Respons
     DOCUMENT
         .get_or_init(|| {
             // Serialising the loaded base cannot fail.
-            let json = serde_json::to_vec(&*app.base).unwrap_or_default();
-            let etag = HeaderValue::from_str(&format!("\"base-{}\"", app.base.version))
+            let json = serde_json::to_vec(&*app.base()).unwrap_or_default();
+            let etag = HeaderValue::from_str(&format!("\"base-{}\"", app.base().version))
                 .unwrap_or_else(|_| HeaderValue::from_static("\"base\""));
             ServedDocument::new(json, etag)
         })

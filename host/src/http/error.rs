@@ -141,6 +141,8 @@ codes! {
     KvQuotaExceeded => CONFLICT "kv_quota_exceeded",
     /// Another plugin version would take the tenant past its storage caps.
     PluginStoreFull => CONFLICT "plugin_store_full",
+    /// A base configuration that does not load or validate.
+    InvalidBase => UNPROCESSABLE_ENTITY "invalid_base",
     /// The tenant queued as many emails today as it may.
     EmailQuotaExceeded => TOO_MANY_REQUESTS "email_quota_exceeded",
     /// The database cannot serve now.
@@ -346,6 +348,7 @@ impl From<AppError> for ApiError {
             // (delete keys) and retry.
             AppError::KvQuotaExceeded(_) => Code::KvQuotaExceeded,
             AppError::PluginStoreFull(_) => Code::PluginStoreFull,
+            AppError::InvalidBase(_) => Code::InvalidBase,
             AppError::EmailQuotaExceeded(_) => Code::EmailQuotaExceeded,
             AppError::DatabaseUnavailable => Code::DatabaseUnavailable,
             AppError::ContextTooLarge { .. } => Code::ContextTooLarge,
@@ -531,6 +534,7 @@ mod tests {
             AppError::ContextTooLarge { bytes: 2, limit: 1 },
             AppError::KvQuotaExceeded("x".into()),
             AppError::PluginStoreFull("x".into()),
+            AppError::InvalidBase("x".into()),
             AppError::EmailQuotaExceeded("x".into()),
             AppError::Conflict("x".into()),
             AppError::Invalid("x".into()),

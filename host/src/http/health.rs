@@ -37,7 +37,7 @@ async fn ready(State(app): State<AppState>) -> Result<(StatusCode, Json<Ready>),
     Ok((
         StatusCode::OK,
         Json(Ready {
-            base_version: app.base.version.clone(),
+            base_version: app.base().version.clone(),
             database: format!("{:?}", app.storage.backend()).to_lowercase(),
             status: "ready",
         }),

@@ -131,6 +131,7 @@ struct Document<'a> {
 
 /// Serialises the whole configuration once (and gzips it once).
 fn serve_document(app: &AppState, tenant: &str, config: &EffectiveConfig) -> ServedDocument {
+    let base = app.base();
     let sources: BTreeMap<String, _> = [
         ("categories".to_owned(), config.categories.source),
         ("size_charts".to_owned(), config.size_charts.source),
@@ -155,7 +156,7 @@ fn serve_document(app: &AppState, tenant: &str, config: &EffectiveConfig) -> Ser
             .iter()
             .map(|(id, e)| (id.as_str(), &e.value))
             .collect(),
-        commission_rules: &app.base.commission,
+        commission_rules: &base.commission,
         sources,
         fallbacks: fallbacks(config),
     };
@@ -288,6 +289,7 @@ fn serve_section(
         }
     }
     // Serialising these types cannot fail.
+    let base = app.base();
     let json = match section {
         "categories" => serde_json::to_vec(&resolved(
             SectionValue::of(&config.categories),
@@ -315,7 +317,7 @@ fn serve_section(
             section,
             source: Source::Base,
             tenant,
-            value: Sorted(&app.base.commission),
+            value: Sorted(&base.commission),
             version,
         }),
     }
