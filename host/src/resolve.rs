@@ -725,6 +725,16 @@ fn chain_with<H: ResolveHook>(
             ));
             continue;
         };
+        // A span per plugin call (debug: free unless asked for), under the
+        // request's, so host functions and log lines name the step.
+        let _call = tracing::debug_span!(
+            "plugin_call",
+            hook = H::HOOK.as_str(),
+            installation = step.installation,
+            release = step.release,
+            plugin = %plugin.info().sha256.get(..12).unwrap_or_default(),
+        )
+        .entered();
         let (value, run_record) = match &current {
             Some(previous) => {
                 let step_input = H::next_input(input, previous);
@@ -1202,6 +1212,62 @@ mod tests {
                 },
             }
         }
+    }
+
+    /// Span names and fields, as a subscriber sees them.
+    #[derive(Default, Clone)]
+    struct Spans(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Spans {
+        fn on_new_span(
+            &self,
+            attrs: &tracing::span::Attributes<'_>,
+            _id: &tracing::span::Id,
+            _ctx: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            struct Fields(String);
+            impl tracing::field::Visit for Fields {
+                fn record_debug(
+                    &mut self,
+                    field: &tracing::field::Field,
+                    value: &dyn std::fmt::Debug,
+                ) {
+                    self.0.push_str(&format!(" {}={value:?}", field.name()));
+                }
+            }
+            let mut fields = Fields(attrs.metadata().name().to_owned());
+            attrs.record(&mut fields);
+            self.0.lock().unwrap().push(fields.0);
+        }
+    }
+
+    #[test]
+    fn each_plugin_call_has_a_span_naming_its_step() {
+        use tracing_subscriber::layer::SubscriberExt as _;
+        let (_, plugin) = fixture();
+        let sale = sale();
+        let base_decision = base().decide_commission(&sale);
+        let steps = chain(plugin, &["a", "b"]);
+        let spans = Spans::default();
+        let subscriber = tracing_subscriber::registry()
+            .with(spans.clone())
+            .with(tracing_subscriber::filter::LevelFilter::DEBUG);
+        tracing::subscriber::with_default(subscriber, || {
+            chain_with::<hook::Commission>(
+                &steps,
+                &mut Budget::unlimited(),
+                (&sale, &base_decision),
+                (),
+                add_one("", 10),
+            );
+        });
+        let seen = spans.0.lock().unwrap().clone();
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        assert!(
+            seen[0].starts_with("plugin_call hook=\"commission\" installation=\"a\" release=1"),
+            "{seen:?}"
+        );
+        assert!(seen[1].contains("installation=\"b\" release=2"), "{seen:?}");
     }
 
     #[test]

@@ -266,6 +266,7 @@ impl types::Host for HostState {}
 
 impl settings::Host for HostState {
     fn get(&mut self) -> wasmtime::Result<String> {
+        let _span = tracing::trace_span!("host_call", function = "settings.get").entered();
         let json = self.data.settings_json().to_owned();
         self.charge(json.len())?;
         Ok(json)
@@ -274,6 +275,7 @@ impl settings::Host for HostState {
 
 impl kv::Host for HostState {
     fn get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
+        let _span = tracing::trace_span!("host_call", function = "kv.get").entered();
         self.charge(key.len())?;
         let value = self.data.kv_get(&key);
         self.charge(value.as_ref().map_or(0, String::len))?;
@@ -281,6 +283,7 @@ impl kv::Host for HostState {
     }
 
     fn list_keys(&mut self, prefix: String, limit: u32) -> wasmtime::Result<Vec<String>> {
+        let _span = tracing::trace_span!("host_call", function = "kv.list-keys").entered();
         self.charge(prefix.len())?;
         let limit = usize::try_from(limit.min(10_000)).unwrap_or(10_000);
         let keys = self.data.kv_keys(&prefix, limit);
@@ -291,6 +294,7 @@ impl kv::Host for HostState {
 
 impl log::Host for HostState {
     fn write(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
+        let _span = tracing::trace_span!("host_call", function = "log.write").entered();
         self.charge(message.len())?;
         let source = match level {
             log::Level::Trace => LogSource::Trace,

@@ -45,8 +45,11 @@ pub(crate) async fn on_blocking_thread<T: Send + 'static>(
     permit: OwnedSemaphorePermit,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T> {
+    // The blocking thread stays inside the caller's span (the request's).
+    let span = tracing::Span::current();
     tokio::task::spawn_blocking(move || {
         let _permit = permit;
+        let _span = span.entered();
         f()
     })
     .await

@@ -32,7 +32,9 @@ pub struct ResolvedTenant(Arc<OnceLock<TenantId>>);
 impl ResolvedTenant {
     /// Records the request's tenant (the first one set stays).
     pub fn set(&self, tenant: &TenantId) {
-        let _ = self.0.set(tenant.clone());
+        if self.0.set(tenant.clone()).is_ok() {
+            tracing::Span::current().record("tenant", tenant.as_str());
+        }
     }
 }
 
@@ -68,7 +70,15 @@ pub async fn access_log(State(app): State<AppState>, request: Request, next: Nex
     let host = super::request_host(&parts).unwrap_or_default();
     parts.extensions.insert(resolved.clone());
     let request = Request::from_parts(parts, body);
-    let mut response = next.run(request).await;
+    // Everything the request does (plugin calls, host functions, log lines)
+    // happens inside this span; the tenant is recorded once it is known.
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        route = route.as_deref().unwrap_or("-"),
+        tenant = tracing::field::Empty,
+    );
+    let mut response = tracing::Instrument::instrument(next.run(request), span).await;
     app.metrics.request(
         resolved.0.get(),
         route.as_deref(),
