@@ -23,5 +23,6 @@ mod records;
 mod sandbox;
 mod shadow;
 mod shopify;
+mod tenant_lifecycle;
 mod tls;
 mod traffic;

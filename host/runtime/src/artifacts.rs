@@ -145,6 +145,43 @@ impl ArtifactCache {
     }
 }
 
+impl ArtifactCache {
+    /// Removes the artifacts (of any engine configuration) of every component
+    /// whose sha256 `keep` refuses: those of plugins no tenant stores any more,
+    /// after a tenant's purge. Returns how many files went. Errors are logged:
+    /// a file left behind only costs disk.
+    pub(crate) fn retain(&self, keep: &dyn Fn(&str) -> bool) -> usize {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(err) => {
+                tracing::warn!(dir = %self.dir.display(), error = %err, "cannot list the artifact directory");
+                return 0;
+            }
+        };
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let Some((sha, rest)) = name.split_once('-') else {
+                continue;
+            };
+            let is_artifact = sha.len() == 64
+                && sha.bytes().all(|b| b.is_ascii_hexdigit())
+                && rest.ends_with(".cwasm");
+            if !is_artifact || keep(sha) {
+                continue;
+            }
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => removed += 1,
+                Err(err) => {
+                    tracing::warn!(file = name, error = %err, "cannot remove an unused compiled artifact");
+                }
+            }
+        }
+        removed
+    }
+}
+
 /// Makes `dir` owner-only, refusing a directory that belongs to another user.
 #[cfg(unix)]
 fn secure_dir(dir: &Path) -> std::io::Result<()> {
