@@ -42,6 +42,7 @@ mod chain;
 mod diff;
 mod domains;
 mod replay;
+mod tenants;
 
 /// Veneer: per-tenant configuration through sandboxed WebAssembly plugins.
 #[derive(Debug, Parser)]
@@ -101,6 +102,10 @@ enum Command {
     /// Custom domains: list them with their status, check one.
     #[command(subcommand)]
     Domains(domains::DomainsCommand),
+    /// Tenants straight in the database: create the first one of a fresh
+    /// install, list them.
+    #[command(subcommand)]
+    Tenant(tenants::TenantCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -289,6 +294,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Domains(command) => domains::run(command),
+        Command::Tenant(command) => tenants::run(command),
         Command::Plugin(PluginCommand::Run(args)) => plugin_run(args),
         Command::Plugin(PluginCommand::Check(args)) => plugin_check(args),
         Command::Plugin(PluginCommand::Diff(args)) => diff::run(args),

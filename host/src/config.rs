@@ -197,8 +197,7 @@ pub struct ServeConfig {
     pub tenant_purge_grace_secs: u64,
 
     /// How often each node looks for deleted tenants whose purge is due, in
-    /// seconds (0: never; purge with `POST /v1/admin/tenants/{id}/purge` or
-    /// `veneer tenant purge-due`).
+    /// seconds (0: never; purge with `POST /v1/admin/tenants/{id}/purge`).
     #[arg(long, env = "VENEER_TENANT_PURGE_INTERVAL_SECS", default_value_t = 300)]
     pub tenant_purge_interval_secs: u64,
 
