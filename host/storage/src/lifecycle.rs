@@ -191,7 +191,8 @@ impl PlatformDb {
             tenant: id.to_string(),
             rows: BTreeMap::new(),
         };
-        for table in self.tenant_tables().await? {
+        let tables = self.tenant_tables().await?;
+        for table in &tables {
             let mut removed = 0u64;
             loop {
                 let n = self.purge_batch(&table, id, batch).await?;
@@ -201,8 +202,18 @@ impl PlatformDb {
                 }
             }
             if removed > 0 {
-                report.rows.insert(table, removed);
+                report.rows.insert(table.clone(), removed);
             }
+        }
+        // Checked, not assumed: a batch that silently deleted nothing (a
+        // policy, a grant) must not let the tenant's row go with rows left.
+        let left = self.tables_with_rows_of(id, &tables).await?;
+        if !left.is_empty() {
+            return Err(StorageError::Database(sqlx::Error::Protocol(format!(
+                "the purge of tenant `{id}` left rows in {}: its tenant row is kept, and the \
+                 next purge tries again",
+                left.join(", ")
+            ))));
         }
         let mut tx = self.begin(Access::Write).await?;
         let policies = sqlx::query("DELETE FROM output_policies WHERE scope = $1")
@@ -222,6 +233,31 @@ impl PlatformDb {
             }
         }
         Ok(report)
+    }
+
+    /// The tables among `tables` that still hold a row of the tenant.
+    async fn tables_with_rows_of(
+        &self,
+        id: &TenantId,
+        tables: &[String],
+    ) -> Result<Vec<String>, StorageError> {
+        let mut tx = self.begin(Access::Read).await?;
+        let mut left = Vec::new();
+        for table in tables {
+            let sql = format!(
+                "SELECT 1 FROM {} WHERE tenant_id = $1 LIMIT 1",
+                quote_ident(table)
+            );
+            let found: Option<i32> = sqlx::query_scalar(AssertSqlSafe(sql))
+                .bind(id.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+            if found.is_some() {
+                left.push(table.clone());
+            }
+        }
+        tx.commit().await?;
+        Ok(left)
     }
 
     /// One batch of one table, in a transaction of its own.
@@ -342,7 +378,7 @@ fn children_first(tables: Vec<String>, keys: &[(String, String)]) -> Vec<String>
     order
 }
 
-/// A SQLite identifier, quoted.
+/// An identifier, quoted (the same way on both backends).
 fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
