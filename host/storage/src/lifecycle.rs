@@ -195,7 +195,7 @@ impl PlatformDb {
         for table in &tables {
             let mut removed = 0u64;
             loop {
-                let n = self.purge_batch(&table, id, batch).await?;
+                let n = self.purge_batch(table, id, batch).await?;
                 removed += n;
                 if n < u64::from(batch) {
                     break;
