@@ -409,7 +409,10 @@ impl ServeConfig {
             metrics_max_tenants: crate::metrics::DEFAULT_MAX_TENANTS,
             bounce_rate_per_sec: 50,
             tenant_purge_grace_secs: 7 * 86_400,
-            tenant_purge_interval_secs: 300,
+            // No sweep: the tests' servers share one artifact directory
+            // across their databases, and the sweep removes the artifacts its
+            // own database does not know (a test that wants it sets it).
+            tenant_purge_interval_secs: 0,
             domain_recheck_secs: 3_600,
             domain_grace_secs: 86_400,
             rollback_failures: 5,

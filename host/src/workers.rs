@@ -107,7 +107,9 @@ pub fn start_purge_sweeper(app: &AppState) -> Option<tokio::task::JoinHandle<()>
     }
     let app = app.clone();
     Some(tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(every));
+        let period = Duration::from_secs(every);
+        // The first sweep one period after start, not at once.
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;

@@ -215,3 +215,44 @@ async fn delete_restore_purge(db: Db) {
 }
 
 both_backends!(deleted_restored_and_purged_tenants, delete_restore_purge);
+
+async fn swept(db: Db) {
+    let artifacts = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "lifecycle-sweep-{}-{:?}",
+        std::process::id(),
+        db
+    ));
+    let dir = artifacts.clone();
+    let server = Server::start_with(db, move |config| {
+        config.artifact_dir = dir;
+        config.tenant_purge_grace_secs = 0;
+        config.tenant_purge_interval_secs = 1;
+    })
+    .await;
+    let pa = platform_admin();
+    let (status, body) = server
+        .call(
+            Method::DELETE,
+            "",
+            "/v1/admin/tenants/globex",
+            Some(&pa),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // No grace: the sweep purges it on its own.
+    let gone = server
+        .eventually(20, async |server| {
+            let (status, _) = server
+                .call(Method::GET, "", "/v1/admin/tenants/globex", Some(&pa), None)
+                .await;
+            (status == StatusCode::NOT_FOUND).then_some(())
+        })
+        .await;
+    assert!(gone.is_some(), "the sweep purged the deleted tenant");
+    let (status, _) = server.get("acme", "/v1/config", &admin("acme")).await;
+    assert_eq!(status, StatusCode::OK, "the others stay");
+    let _ = std::fs::remove_dir_all(&artifacts);
+}
+
+both_backends!(the_sweep_purges_a_tenant_whose_grace_is_over, swept);
