@@ -1,5 +1,6 @@
 //! The `veneer` command line: the local plugin runner and checker for plugin
-//! developers, and base-configuration checks. It reports exactly what the host
+//! developers, base-configuration checks, and the operator's commands straight
+//! on the database (`domains`, `tenant`, `secrets`). It reports exactly what the host
 //! would do with a plugin: the same checks, sandbox, quotas and validation.
 //! `plugin run` only parses each hook's input; the run and the check are the
 //! resolver's ([`Resolver::run_checked`] with the hook's one definition).
