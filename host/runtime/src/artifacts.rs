@@ -281,6 +281,24 @@ mod tests {
     }
 
     #[test]
+    fn retain_removes_only_the_artifacts_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine();
+        let cache = ArtifactCache::new(dir.path(), &engine, [7; 32]).unwrap();
+        let (kept, gone) = ("a".repeat(64), "b".repeat(64));
+        cache.store(&kept, &component(&engine));
+        cache.store(&gone, &component(&engine));
+        std::fs::write(dir.path().join("notes.txt"), "not an artifact").unwrap();
+        assert_eq!(cache.retain(&|sha| sha == kept), 1);
+        assert!(cache.load(&engine, &kept).is_some());
+        assert!(!cache.path(&gone).exists());
+        assert!(
+            dir.path().join("notes.txt").exists(),
+            "other files are left alone"
+        );
+    }
+
+    #[test]
     fn an_artifact_under_another_key_is_discarded() {
         let dir = tempfile::tempdir().unwrap();
         let engine = engine();
