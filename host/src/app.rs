@@ -21,6 +21,7 @@
 //! - [`slots`]: the tenant's plugin slots and the blocking threads calls run on;
 //! - [`tenants`]: a tenant's loaded state and its own writes (settings, key-value data);
 //! - [`admin`]: platform administration (tenants, quotas);
+//! - [`lifecycle`]: deleting, restoring and purging tenants;
 //! - [`domains`]: custom domains, proven by DNS before they route;
 //! - [`certificates`]: HTTPS certificates of the base and routed domains,
 //!   ordered with ACME, renewed, retried with backoff;
@@ -46,6 +47,7 @@ pub mod headroom;
 pub mod installations;
 pub mod jobs;
 pub mod key_rotation;
+pub mod lifecycle;
 pub mod metrics;
 pub mod plugins;
 pub mod policies;

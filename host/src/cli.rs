@@ -1,5 +1,6 @@
 //! The `veneer` command line: the local plugin runner and checker for plugin
-//! developers, and base-configuration checks. It reports exactly what the host
+//! developers, base-configuration checks, and the operator's commands straight
+//! on the database (`domains`, `tenant`, `secrets`). It reports exactly what the host
 //! would do with a plugin: the same checks, sandbox, quotas and validation.
 //! `plugin run` only parses each hook's input; the run and the check are the
 //! resolver's ([`Resolver::run_checked`] with the hook's one definition).
@@ -42,6 +43,7 @@ mod chain;
 mod diff;
 mod domains;
 mod replay;
+mod tenants;
 
 /// Veneer: per-tenant configuration through sandboxed WebAssembly plugins.
 #[derive(Debug, Parser)]
@@ -101,6 +103,10 @@ enum Command {
     /// Custom domains: list them with their status, check one.
     #[command(subcommand)]
     Domains(domains::DomainsCommand),
+    /// Tenants straight in the database: create the first one of a fresh
+    /// install, list them.
+    #[command(subcommand)]
+    Tenant(tenants::TenantCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -307,6 +313,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Domains(command) => domains::run(command),
+        Command::Tenant(command) => tenants::run(command),
         Command::Plugin(PluginCommand::Run(args)) => plugin_run(args),
         Command::Plugin(PluginCommand::Check(args)) => plugin_check(args),
         Command::Plugin(PluginCommand::Diff(args)) => diff::run(args),

@@ -191,6 +191,16 @@ pub struct ServeConfig {
     #[arg(long, env = "VENEER_DNS_SERVER")]
     pub dns_server: Option<std::net::SocketAddr>,
 
+    /// How long a deleted tenant can still be restored, in seconds; its rows
+    /// are purged after (docs/operations.md, "Tenant lifecycle").
+    #[arg(long, env = "VENEER_TENANT_PURGE_GRACE_SECS", default_value_t = 7 * 86_400)]
+    pub tenant_purge_grace_secs: u64,
+
+    /// How often each node looks for deleted tenants whose purge is due, in
+    /// seconds (0: never; purge with `POST /v1/admin/tenants/{id}/purge`).
+    #[arg(long, env = "VENEER_TENANT_PURGE_INTERVAL_SECS", default_value_t = 300)]
+    pub tenant_purge_interval_secs: u64,
+
     /// How often a verified custom domain's DNS proof is checked again, in
     /// seconds.
     #[arg(long, env = "VENEER_DOMAIN_RECHECK_SECS", default_value_t = 3_600)]
@@ -398,6 +408,11 @@ impl ServeConfig {
             metrics_listen: None,
             metrics_max_tenants: crate::metrics::DEFAULT_MAX_TENANTS,
             bounce_rate_per_sec: 50,
+            tenant_purge_grace_secs: 7 * 86_400,
+            // No sweep: the tests' servers share one artifact directory
+            // across their databases, and the sweep removes the artifacts its
+            // own database does not know (a test that wants it sets it).
+            tenant_purge_interval_secs: 0,
             domain_recheck_secs: 3_600,
             domain_grace_secs: 86_400,
             rollback_failures: 5,

@@ -377,6 +377,8 @@ mod tests {
             max_concurrency: 4,
             created_at: 0,
             updated_at: 0,
+            deleted_at: None,
+            purge_after: None,
         }
     }
 

@@ -63,6 +63,8 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
     if config.dev && demo::seed_if_empty(&state).await? {
         tracing::info!("seeded the demo tenants");
     }
+    // Detached: it holds the state until the process ends.
+    crate::workers::start_purge_sweeper(&state);
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;

@@ -1,5 +1,6 @@
 //! The server's background work: the job handlers (Shopify webhooks, email
-//! sends) and starting the worker that runs them. Each handler runs in the job's
+//! sends) and starting the worker that runs them, and the periodic purge of
+//! deleted tenants ([`start_purge_sweeper`]). Each handler runs in the job's
 //! tenant context — the tenant's scoped database handle, its plugin, quota and
 //! credentials — restored from the job, never from anything global.
 //!
@@ -93,6 +94,30 @@ pub fn start(app: &AppState) -> Option<WorkerHandle> {
         Duration::from_secs(app.config.email_job_budget_secs),
     );
     Some(worker.start())
+}
+
+/// Starts the sweep that purges deleted tenants once their grace period is
+/// over and removes unused compiled artifacts (`app::lifecycle::sweep`), every
+/// `--tenant-purge-interval-secs` (none at 0). Every node runs it: purges are
+/// idempotent, and each node's artifact directory is its own.
+pub fn start_purge_sweeper(app: &AppState) -> Option<tokio::task::JoinHandle<()>> {
+    let every = app.config.tenant_purge_interval_secs;
+    if every == 0 {
+        return None;
+    }
+    let app = app.clone();
+    Some(tokio::spawn(async move {
+        let period = Duration::from_secs(every);
+        // The first sweep one period after start, not at once.
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(err) = crate::app::lifecycle::sweep(&app).await {
+                tracing::warn!(error = %err, "the purge of deleted tenants failed; retried at the next sweep");
+            }
+        }
+    }))
 }
 
 /// Checks one custom domain's DNS proof (`app::domains::check`): not proven

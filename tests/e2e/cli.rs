@@ -720,3 +720,70 @@ fn serve_writes_one_json_access_line_per_request() {
     assert!(one["latency_us"].as_u64().is_some(), "{one}");
     assert_eq!(access(&fresh)["status"], 404);
 }
+
+#[test]
+fn tenant_create_bootstraps_the_first_tenant_of_a_fresh_database() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("fresh.db").display());
+    let create = |extra: &[&str]| {
+        let mut args = vec!["tenant", "create", "--database-url", &url];
+        args.extend_from_slice(extra);
+        veneer(&args)
+    };
+    let out = create(&["--id", "acme", "--name", "Acme", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tenant = json(&out);
+    assert_eq!(tenant["id"], "acme");
+    assert_eq!(
+        tenant["org_id"], "org_acme",
+        "the API's default organisation"
+    );
+    assert_eq!(tenant["status"], "active");
+    assert_eq!(tenant["rate_limit_per_sec"], 200, "the API's default rate");
+
+    // Refused, with the reason: exit 1.
+    for (args, says) in [
+        (vec!["--id", "acme", "--name", "Again"], "taken"),
+        (vec!["--id", "Not An Id", "--name", "X"], "--id"),
+        (vec!["--id", "beta", "--name", " "], "name"),
+        (
+            vec!["--id", "beta", "--name", "Beta", "--max-concurrency", "0"],
+            "max_concurrency",
+        ),
+        (
+            vec!["--id", "beta", "--name", "Beta", "--org", "org_acme"],
+            "org_acme",
+        ),
+    ] {
+        let out = create(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+
+    let out = veneer(&["tenant", "list", "--json", "--database-url", &url]);
+    assert!(out.status.success());
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["id"], "acme");
+
+    // The command could not run at all: exit 2.
+    let out = veneer(&[
+        "tenant",
+        "create",
+        "--id",
+        "beta",
+        "--name",
+        "Beta",
+        "--database-url",
+        "mysql://nowhere/db",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+}

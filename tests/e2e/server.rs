@@ -24,5 +24,6 @@ mod records;
 mod sandbox;
 mod shadow;
 mod shopify;
+mod tenant_lifecycle;
 mod tls;
 mod traffic;

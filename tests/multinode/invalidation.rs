@@ -1,5 +1,5 @@
 //! An activation (and a rollback) of a release through one node is served by
-//! the other within a second.
+//! the other within a second; so is a tenant's deletion, restore and purge.
 
 use std::time::{Duration, Instant};
 
@@ -101,6 +101,97 @@ fn an_activation_on_one_node_is_served_by_the_other_within_a_second() {
         let took = serves_plugin(&node1, &old_sha, Duration::from_secs(1)).await;
         assert!(took.is_some(), "node 1 missed the rollback made on node 2");
         eprintln!("node 1 served the rollback after {took:?}");
+        drop((node1, node2));
+    });
+}
+
+/// Polls `node` until acme's configuration answers `want`; how long it took.
+async fn answers(node: &Node, want: StatusCode, within: Duration) -> Option<Duration> {
+    let admin = token("acme", OrgRole::Admin);
+    let start = Instant::now();
+    loop {
+        let (status, _) = node
+            .call(Method::GET, "acme", "/v1/config", Some(&admin), None)
+            .await;
+        if status == want {
+            return Some(start.elapsed());
+        }
+        if start.elapsed() >= within {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[test]
+fn a_deletion_on_one_node_stops_the_tenant_on_the_other_within_a_second() {
+    let _serial = serial();
+    runtime().block_on(async {
+        let db = TestDb::new(Db::Postgres).await;
+        let node1 = Node::start("node1", &db, &[]).await;
+        let node2 = Node::start("node2", &db, &[]).await;
+        let pa = crate::harness::platform_admin();
+        // Warm node 2.
+        assert!(
+            answers(&node2, StatusCode::OK, Duration::ZERO)
+                .await
+                .is_some()
+        );
+
+        let (status, body) = node1
+            .call(
+                Method::DELETE,
+                "",
+                "/v1/admin/tenants/acme",
+                Some(&pa),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let took = answers(&node2, StatusCode::GONE, Duration::from_secs(1)).await;
+        assert!(
+            took.is_some(),
+            "node 2 still serves acme a second after its deletion"
+        );
+
+        let (status, body) = node2
+            .call(
+                Method::POST,
+                "",
+                "/v1/admin/tenants/acme/restore",
+                Some(&pa),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let took = answers(&node1, StatusCode::OK, Duration::from_secs(1)).await;
+        assert!(took.is_some(), "node 1 missed the restore made on node 2");
+
+        let (status, _) = node1
+            .call(
+                Method::DELETE,
+                "",
+                "/v1/admin/tenants/acme",
+                Some(&pa),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, body) = node1
+            .call(
+                Method::POST,
+                "",
+                "/v1/admin/tenants/acme/purge",
+                Some(&pa),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let took = answers(&node2, StatusCode::NOT_FOUND, Duration::from_secs(1)).await;
+        assert!(
+            took.is_some(),
+            "node 2 still knows acme a second after its purge"
+        );
         drop((node1, node2));
     });
 }

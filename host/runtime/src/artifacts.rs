@@ -145,6 +145,43 @@ impl ArtifactCache {
     }
 }
 
+impl ArtifactCache {
+    /// Removes the artifacts (of any engine configuration) of every component
+    /// whose sha256 `keep` refuses: those of plugins no tenant stores any more,
+    /// after a tenant's purge. Returns how many files went. Errors are logged:
+    /// a file left behind only costs disk.
+    pub(crate) fn retain(&self, keep: &dyn Fn(&str) -> bool) -> usize {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(err) => {
+                tracing::warn!(dir = %self.dir.display(), error = %err, "cannot list the artifact directory");
+                return 0;
+            }
+        };
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let Some((sha, rest)) = name.split_once('-') else {
+                continue;
+            };
+            let is_artifact = sha.len() == 64
+                && sha.bytes().all(|b| b.is_ascii_hexdigit())
+                && rest.ends_with(".cwasm");
+            if !is_artifact || keep(sha) {
+                continue;
+            }
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => removed += 1,
+                Err(err) => {
+                    tracing::warn!(file = name, error = %err, "cannot remove an unused compiled artifact");
+                }
+            }
+        }
+        removed
+    }
+}
+
 /// Makes `dir` owner-only, refusing a directory that belongs to another user.
 #[cfg(unix)]
 fn secure_dir(dir: &Path) -> std::io::Result<()> {
@@ -241,6 +278,24 @@ mod tests {
             assert_eq!(mode(dir.path()), 0o700);
             assert_eq!(mode(&cache.path("abc")), 0o600);
         }
+    }
+
+    #[test]
+    fn retain_removes_only_the_artifacts_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine();
+        let cache = ArtifactCache::new(dir.path(), &engine, [7; 32]).unwrap();
+        let (kept, gone) = ("a".repeat(64), "b".repeat(64));
+        cache.store(&kept, &component(&engine));
+        cache.store(&gone, &component(&engine));
+        std::fs::write(dir.path().join("notes.txt"), "not an artifact").unwrap();
+        assert_eq!(cache.retain(&|sha| sha == kept), 1);
+        assert!(cache.load(&engine, &kept).is_some());
+        assert!(!cache.path(&gone).exists());
+        assert!(
+            dir.path().join("notes.txt").exists(),
+            "other files are left alone"
+        );
     }
 
     #[test]

@@ -315,6 +315,16 @@ impl Runtime {
         hex::encode(Sha256::digest(bytes))
     }
 
+    /// Removes the compiled artifacts on disk (`--artifact-dir`) of every
+    /// component whose sha256 `keep` refuses. Returns how many files went (0
+    /// without an artifact directory). Compiled components in memory are left
+    /// to their cache's eviction.
+    pub fn remove_unused_artifacts(&self, keep: &dyn Fn(&str) -> bool) -> usize {
+        self.artifacts
+            .as_ref()
+            .map_or(0, |cache| cache.retain(keep))
+    }
+
     /// Checks, compiles (or loads the cached artifact) and describes a component.
     /// The result is kept by hash: loading the same bytes again is a lookup.
     pub fn load(&self, bytes: &[u8]) -> Result<Arc<LoadedPlugin>, CheckError> {

@@ -1,22 +1,89 @@
 //! Platform administration as use cases: creating and changing tenants, their
 //! custom domains and their plugins' quotas — each audited in the tenant's log
 //! and followed by the invalidation it needs (host mappings, the tenant's
-//! caches) on every node. Input shapes (ids, limits, domain syntax, quota
-//! ranges) are checked by the caller; storage enforces uniqueness.
+//! caches) on every node. A new tenant's name, limits and their defaults are
+//! checked here ([`new_tenant`]), for the admin API and the CLI alike; other
+//! input shapes (ids, domain syntax, quota ranges) are checked by the caller;
+//! storage enforces uniqueness. Deletion is [`super::lifecycle`]'s.
 
 use super::{Error, Result};
 use crate::runtime::Quota;
 use crate::state::AppState;
-use crate::storage::{AuditEntry, NewTenant, TenantPatch, TenantRecord};
+use crate::storage::{AuditEntry, NewTenant, Storage, TenantPatch, TenantRecord};
 use crate::tenancy::TenantId;
 
-fn no_tenant(id: &TenantId) -> Error {
-    Error::NotFound(format!("no tenant `{id}`"))
+/// Default request rate for a new tenant (per second) and burst.
+pub const DEFAULT_RATE: u32 = 200;
+/// Default request burst for a new tenant.
+pub const DEFAULT_BURST: u32 = 400;
+/// Default concurrent plugin executions for a new tenant.
+pub const DEFAULT_CONCURRENCY: u32 = 4;
+
+/// What a platform admin asks for when creating a tenant (API or CLI); what is
+/// left out takes its default.
+#[derive(Debug, Clone)]
+pub struct TenantSpec {
+    pub id: TenantId,
+    pub name: String,
+    /// The Clerk organisation; `org_<id>` (hyphens as underscores) by default.
+    pub org_id: Option<String>,
+    pub rate_limit_per_sec: Option<u32>,
+    pub rate_limit_burst: Option<u32>,
+    pub max_concurrency: Option<u32>,
 }
 
-/// Creates a tenant, audited as `actor`'s.
-pub async fn create_tenant(app: &AppState, actor: &str, new: NewTenant) -> Result<TenantRecord> {
-    let platform = app.storage.platform();
+/// Checks the limits given (each between 1 and its maximum).
+pub fn check_limits(rate: Option<u32>, burst: Option<u32>, concurrency: Option<u32>) -> Result<()> {
+    for (name, value, max) in [
+        ("rate_limit_per_sec", rate, 100_000),
+        ("rate_limit_burst", burst, 1_000_000),
+        ("max_concurrency", concurrency, 1_024),
+    ] {
+        if let Some(v) = value
+            && (v == 0 || v > max)
+        {
+            return Err(Error::InvalidLimit(format!(
+                "{name} must be between 1 and {max}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The tenant to create from `spec`: checked, defaults filled in.
+pub fn new_tenant(spec: TenantSpec) -> Result<NewTenant> {
+    check_limits(
+        spec.rate_limit_per_sec,
+        spec.rate_limit_burst,
+        spec.max_concurrency,
+    )?;
+    if spec.name.trim().is_empty() || spec.name.len() > 200 {
+        return Err(Error::InvalidName(
+            "name must be 1 to 200 characters".into(),
+        ));
+    }
+    let org_id = spec
+        .org_id
+        .unwrap_or_else(|| format!("org_{}", spec.id.as_str().replace('-', "_")));
+    Ok(NewTenant {
+        id: spec.id,
+        org_id,
+        name: spec.name,
+        rate_limit_per_sec: spec.rate_limit_per_sec.unwrap_or(DEFAULT_RATE),
+        rate_limit_burst: spec.rate_limit_burst.unwrap_or(DEFAULT_BURST),
+        max_concurrency: spec.max_concurrency.unwrap_or(DEFAULT_CONCURRENCY),
+    })
+}
+
+/// Creates a tenant in `storage`, audited as `actor`'s, without touching any
+/// node's caches (the CLI's way in, on a database no server has cached yet;
+/// a server's cached answer for an unknown host lasts its TTL).
+pub async fn create_tenant_in(
+    storage: &Storage,
+    actor: &str,
+    new: NewTenant,
+) -> Result<TenantRecord> {
+    let platform = storage.platform();
     let record = platform.create_tenant(&new).await?;
     let after = serde_json::to_string(&record).unwrap_or_default();
     platform
@@ -29,6 +96,16 @@ pub async fn create_tenant(app: &AppState, actor: &str, new: NewTenant) -> Resul
             after: Some(&after),
         })
         .await?;
+    Ok(record)
+}
+
+fn no_tenant(id: &TenantId) -> Error {
+    Error::NotFound(format!("no tenant `{id}`"))
+}
+
+/// Creates a tenant, audited as `actor`'s.
+pub async fn create_tenant(app: &AppState, actor: &str, new: NewTenant) -> Result<TenantRecord> {
+    let record = create_tenant_in(&app.storage, actor, new).await?;
     app.invalidate_hosts();
     Ok(record)
 }

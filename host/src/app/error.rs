@@ -31,6 +31,12 @@ pub enum Error {
     /// The tenant queued as many emails today as it may.
     #[error("{0}")]
     EmailQuotaExceeded(String),
+    /// A tenant limit out of its range (the message names it).
+    #[error("{0}")]
+    InvalidLimit(String),
+    /// A tenant name that is empty or too long.
+    #[error("{0}")]
+    InvalidName(String),
     /// The database cannot serve now; retry shortly.
     #[error("the database is unavailable; retry shortly")]
     DatabaseUnavailable,
@@ -158,6 +164,8 @@ impl Error {
             Error::PluginStoreFull(_) => "plugin_store_full",
             Error::InvalidBase(_) => "invalid_base",
             Error::EmailQuotaExceeded(_) => "email_quota_exceeded",
+            Error::InvalidLimit(_) => "invalid_limit",
+            Error::InvalidName(_) => "invalid_name",
             Error::DatabaseUnavailable => "database_unavailable",
             Error::Input(InputError::UnknownTemplate(_)) => "unknown_template",
             Error::Input(InputError::Sale { .. }) => "invalid_sale",

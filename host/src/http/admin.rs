@@ -1,13 +1,13 @@
 //! Platform administration, on the platform's own host with a platform-admin
-//! token: tenants and their status and limits, custom domains, per-plugin quotas,
-//! and the audit log of every tenant. Input shapes are checked here; the
+//! token: tenants and their status and limits, their deletion, restoration and
+//! purge, custom domains, per-plugin quotas, and the audit log of every tenant. Input shapes are checked here; the
 //! changes themselves (audit, invalidation) are [`crate::app::admin`]'s.
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::{
     Json, Router,
-    routing::{get, put},
+    routing::{get, post, put},
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -18,7 +18,7 @@ use crate::http::context::{JsonBody, PlatformAdmin};
 use crate::http::{ApiError, ApiResult, Code};
 use crate::runtime::Quota;
 use crate::state::AppState;
-use crate::storage::{NewTenant, TenantPatch, TenantStatus};
+use crate::storage::{TenantPatch, TenantStatus};
 use crate::tenancy::TenantId;
 
 // Response bodies: fields in alphabetical order, nested records sorted (see
@@ -44,6 +44,12 @@ struct ShowBody<D, T> {
     tenant: Sorted<T>,
 }
 
+/// `POST /v1/admin/tenants/{id}/purge`.
+#[derive(Serialize)]
+struct PurgedBody<T> {
+    purged: Sorted<T>,
+}
+
 /// A tenant's quota.
 #[derive(Serialize)]
 struct QuotaBody {
@@ -63,7 +69,12 @@ struct AuditBody<T> {
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/admin/tenants", get(list).post(create))
-        .route("/v1/admin/tenants/{id}", get(show).patch(update))
+        .route(
+            "/v1/admin/tenants/{id}",
+            get(show).patch(update).delete(delete),
+        )
+        .route("/v1/admin/tenants/{id}/restore", post(restore))
+        .route("/v1/admin/tenants/{id}/purge", post(purge))
         .route(
             "/v1/admin/tenants/{id}/quota",
             put(set_quota).get(get_quota),
@@ -107,12 +118,6 @@ pub(crate) fn tenant_id(id: &str) -> ApiResult<TenantId> {
     TenantId::new(id).map_err(|err| ApiError::new(Code::InvalidTenantId, err.to_string()))
 }
 
-/// Default request rate for a new tenant (per second) and burst.
-const DEFAULT_RATE: u32 = 200;
-const DEFAULT_BURST: u32 = 400;
-/// Default concurrent plugin executions for a new tenant.
-const DEFAULT_CONCURRENCY: u32 = 4;
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CreateTenant {
@@ -124,57 +129,20 @@ struct CreateTenant {
     max_concurrency: Option<u32>,
 }
 
-fn check_limits(rate: Option<u32>, burst: Option<u32>, concurrency: Option<u32>) -> ApiResult<()> {
-    for (name, value, max) in [
-        ("rate_limit_per_sec", rate, 100_000),
-        ("rate_limit_burst", burst, 1_000_000),
-        ("max_concurrency", concurrency, 1_024),
-    ] {
-        if let Some(v) = value
-            && (v == 0 || v > max)
-        {
-            return Err(ApiError::new(
-                Code::InvalidLimit,
-                format!("{name} must be between 1 and {max}"),
-            ));
-        }
-    }
-    Ok(())
-}
-
 async fn create(
     State(app): State<AppState>,
     admin: PlatformAdmin,
     JsonBody(body): JsonBody<CreateTenant>,
 ) -> ApiResult<(StatusCode, Json<TenantBody<impl Serialize>>)> {
-    let id = tenant_id(&body.id)?;
-    check_limits(
-        body.rate_limit_per_sec,
-        body.rate_limit_burst,
-        body.max_concurrency,
-    )?;
-    if body.name.trim().is_empty() || body.name.len() > 200 {
-        return Err(ApiError::new(
-            Code::InvalidName,
-            "name must be 1 to 200 characters",
-        ));
-    }
-    let org_id = body
-        .org_id
-        .unwrap_or_else(|| format!("org_{}", id.as_str().replace('-', "_")));
-    let record = app::admin::create_tenant(
-        &app,
-        &admin.0.subject,
-        NewTenant {
-            id,
-            org_id,
-            name: body.name,
-            rate_limit_per_sec: body.rate_limit_per_sec.unwrap_or(DEFAULT_RATE),
-            rate_limit_burst: body.rate_limit_burst.unwrap_or(DEFAULT_BURST),
-            max_concurrency: body.max_concurrency.unwrap_or(DEFAULT_CONCURRENCY),
-        },
-    )
-    .await?;
+    let new = app::admin::new_tenant(app::admin::TenantSpec {
+        id: tenant_id(&body.id)?,
+        name: body.name,
+        org_id: body.org_id,
+        rate_limit_per_sec: body.rate_limit_per_sec,
+        rate_limit_burst: body.rate_limit_burst,
+        max_concurrency: body.max_concurrency,
+    })?;
+    let record = app::admin::create_tenant(&app, &admin.0.subject, new).await?;
     Ok((
         StatusCode::CREATED,
         Json(TenantBody {
@@ -230,7 +198,7 @@ async fn update(
     JsonBody(body): JsonBody<UpdateTenant>,
 ) -> ApiResult<Json<TenantBody<impl Serialize>>> {
     let id = tenant_id(&id)?;
-    check_limits(
+    app::admin::check_limits(
         body.rate_limit_per_sec,
         body.rate_limit_burst,
         body.max_concurrency,
@@ -250,6 +218,45 @@ async fn update(
     .await?;
     Ok(Json(TenantBody {
         tenant: Sorted(record),
+    }))
+}
+
+/// Deletes a tenant: no longer served, purged after the grace period.
+async fn delete(
+    State(app): State<AppState>,
+    admin: PlatformAdmin,
+    Path(id): Path<String>,
+) -> ApiResult<Json<TenantBody<impl Serialize>>> {
+    let id = tenant_id(&id)?;
+    let record = app::lifecycle::delete_tenant(&app, &admin.0.subject, &id).await?;
+    Ok(Json(TenantBody {
+        tenant: Sorted(record),
+    }))
+}
+
+/// Restores a deleted tenant within its grace period.
+async fn restore(
+    State(app): State<AppState>,
+    admin: PlatformAdmin,
+    Path(id): Path<String>,
+) -> ApiResult<Json<TenantBody<impl Serialize>>> {
+    let id = tenant_id(&id)?;
+    let record = app::lifecycle::restore_tenant(&app, &admin.0.subject, &id).await?;
+    Ok(Json(TenantBody {
+        tenant: Sorted(record),
+    }))
+}
+
+/// Purges a deleted tenant now, without waiting for its grace period.
+async fn purge(
+    State(app): State<AppState>,
+    admin: PlatformAdmin,
+    Path(id): Path<String>,
+) -> ApiResult<Json<PurgedBody<impl Serialize>>> {
+    let id = tenant_id(&id)?;
+    let report = app::lifecycle::purge_tenant(&app, &admin.0.subject, &id).await?;
+    Ok(Json(PurgedBody {
+        purged: Sorted(report),
     }))
 }
 

@@ -1,6 +1,7 @@
 //! Who and what a request is for, in the order of the design's request flow:
 //! the host names a tenant (an unknown host is a 404 before anything else), the
-//! tenant's row says whether it is active (a suspended tenant is a 403), the
+//! tenant's row says whether it is active (a suspended tenant is a 403, a
+//! deleted one a 410), the
 //! bearer token is verified and its organisation must be that tenant's, the role
 //! must allow the route, the tenant's request rate is charged — and only then,
 //! and only if the handler needs it, is the tenant's state (settings, key-value
@@ -149,6 +150,12 @@ impl FromRequestParts<AppState> for TenantHost {
 }
 
 fn check_active(record: &TenantRecord) -> Result<(), ApiError> {
+    if record.is_deleted() {
+        return Err(ApiError::new(
+            Code::TenantDeleted,
+            "this tenant was deleted; a platform admin can restore it until its purge",
+        ));
+    }
     if record.status == TenantStatus::Suspended {
         return Err(ApiError::new(
             Code::TenantSuspended,

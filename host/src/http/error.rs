@@ -71,6 +71,8 @@ codes! {
     MissingHost => BAD_REQUEST "missing_host",
     /// The tenant is suspended.
     TenantSuspended => FORBIDDEN "tenant_suspended",
+    /// The tenant is deleted (restorable until its purge, gone after).
+    TenantDeleted => GONE "tenant_deleted",
     /// No bearer token.
     MissingToken => UNAUTHORIZED "missing_token",
     /// The token (or the Authorization header) is not a well-formed JWT.
@@ -350,6 +352,8 @@ impl From<AppError> for ApiError {
             AppError::PluginStoreFull(_) => Code::PluginStoreFull,
             AppError::InvalidBase(_) => Code::InvalidBase,
             AppError::EmailQuotaExceeded(_) => Code::EmailQuotaExceeded,
+            AppError::InvalidLimit(_) => Code::InvalidLimit,
+            AppError::InvalidName(_) => Code::InvalidName,
             AppError::DatabaseUnavailable => Code::DatabaseUnavailable,
             AppError::ContextTooLarge { .. } => Code::ContextTooLarge,
             AppError::RenderFailed(_) => Code::RenderFailed,
@@ -500,6 +504,8 @@ mod tests {
             assert_eq!(ApiError::from(err).code(), code);
         }
         for err in [
+            AppError::InvalidLimit("x".into()),
+            AppError::InvalidName("x".into()),
             AppError::InvalidSettings("x".into()),
             AppError::SettingsTooLarge("x".into()),
             AppError::ReleaseRejected("x".into()),

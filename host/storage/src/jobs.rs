@@ -33,7 +33,8 @@
 //! **Caps and holds.** A tenant with `max_running_per_tenant` jobs running on
 //! live leases (counted across every worker sharing the database) is passed
 //! over until one of them ends, and a suspended tenant (`tenants.status`) is
-//! passed over until it is active again: its queued jobs, retries and expired
+//! passed over until it is active again (a deleted one, `tenants.deleted_at`,
+//! until it is restored, or for good once purged): its queued jobs, retries and expired
 //! leases stay as they are, and nothing of it is claimed. Both are checked in
 //! the claim itself, so the other tenants' ready jobs take the free slots. A
 //! dead worker's jobs count against their tenant's cap until their leases
@@ -118,7 +119,7 @@ macro_rules! ready_tenants_sql {
     ($lock:literal) => {
         concat!(
             "SELECT t.tenant_id FROM job_tenants t JOIN tenants tn ON tn.id = t.tenant_id \
-              WHERE tn.status = 'active' \
+              WHERE tn.status = 'active' AND tn.deleted_at IS NULL \
                 AND (SELECT COUNT(*) FROM jobs r \
                       WHERE r.tenant_id = t.tenant_id AND r.state = 'running' \
                         AND r.lease_until > $1) < $3 \
@@ -470,7 +471,7 @@ impl PlatformDb {
     /// Claims up to `limit` ready jobs for `worker`, leasing each for `lease`:
     /// at most one per tenant, tenants least recently served first, each
     /// tenant's oldest ready job (an expired lease is reclaimed before queued
-    /// jobs are taken). A tenant that is suspended, or that already has
+    /// jobs are taken). A tenant that is suspended or deleted, or that already has
     /// `max_running_per_tenant` jobs running on live leases (on any worker), is
     /// passed over: its jobs wait, and the claim serves the next tenants
     /// instead. A cap of 0 counts as 1. Claimed jobs are `running` with

@@ -88,6 +88,11 @@ const SQLITE: &[Source] = &[
         include_str!("../migrations/sqlite/0014_sending_domains.sql"),
     ),
     (15, "tls", include_str!("../migrations/sqlite/0015_tls.sql")),
+    (
+        16,
+        "tenant lifecycle",
+        include_str!("../migrations/sqlite/0016_tenant_lifecycle.sql"),
+    ),
 ];
 
 const POSTGRES: &[Source] = &[
@@ -170,6 +175,11 @@ const POSTGRES: &[Source] = &[
         16,
         "tls",
         include_str!("../migrations/postgres/0016_tls.sql"),
+    ),
+    (
+        17,
+        "tenant lifecycle",
+        include_str!("../migrations/postgres/0017_tenant_lifecycle.sql"),
     ),
 ];
 

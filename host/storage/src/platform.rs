@@ -3,7 +3,7 @@
 //! admin operations and host lookups only, never for serving a tenant's data.
 
 use sqlx::any::AnyRow;
-use sqlx::{Any, AnyPool, Transaction};
+use sqlx::{Any, AnyPool, Row as _, Transaction};
 
 use super::error::{check_json, is_unique_on};
 use super::records::{AuditEntry, AuditRecord, NewTenant, TenantPatch, TenantRecord};
@@ -16,9 +16,10 @@ use veneer_core::tenancy_id::TenantId;
 macro_rules! tenant_columns {
     () => {
         "id, org_id, name, status, rate_limit_per_sec, rate_limit_burst, max_concurrency, \
-         created_at, updated_at"
+         created_at, updated_at, deleted_at, purge_after"
     };
 }
+pub(super) use tenant_columns;
 
 /// The columns of `audit_log`, in the order [`audit_from_row`] reads them.
 macro_rules! audit_columns {
@@ -58,15 +59,23 @@ impl PlatformDb {
         let name = required("tenant name", &new.name)?;
         let org_id = required("organisation id", &new.org_id)?;
         let mut tx = self.begin(Access::Write).await?;
-        let taken: Vec<(String, String)> =
-            sqlx::query_as("SELECT id, org_id FROM tenants WHERE id = $1 OR org_id = $2")
-                .bind(new.id.as_str())
-                .bind(org_id)
-                .fetch_all(&mut *tx)
-                .await?;
-        for (id, org) in &taken {
+        let taken: Vec<(String, String, Option<i64>)> = sqlx::query_as(
+            "SELECT id, org_id, deleted_at FROM tenants WHERE id = $1 OR org_id = $2",
+        )
+        .bind(new.id.as_str())
+        .bind(org_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        for (id, org, deleted_at) in &taken {
             if id == new.id.as_str() {
-                return Err(id_taken(&new.id));
+                return Err(if deleted_at.is_some() {
+                    StorageError::Conflict(format!(
+                        "tenant id `{id}` belongs to a deleted tenant awaiting its purge: restore \
+                         it, or purge it first and then create the tenant again"
+                    ))
+                } else {
+                    id_taken(&new.id)
+                });
             }
             if org == org_id {
                 return Err(org_taken(org_id, id));
@@ -130,7 +139,7 @@ impl PlatformDb {
         let mut tx = self.begin(Access::Read).await?;
         let row = sqlx::query(
             "SELECT t.id, t.org_id, t.name, t.status, t.rate_limit_per_sec, t.rate_limit_burst, \
-                    t.max_concurrency, t.created_at, t.updated_at \
+                    t.max_concurrency, t.created_at, t.updated_at, t.deleted_at, t.purge_after \
                FROM domains d JOIN tenants t ON t.id = d.tenant_id \
               WHERE d.domain = $1 AND d.status IN ('verified', 'grace')",
         )
@@ -336,7 +345,7 @@ pub(super) fn audit_from_row(row: &AnyRow) -> Result<AuditRecord, StorageError> 
     })
 }
 
-fn tenant_from_row(row: &AnyRow) -> Result<TenantRecord, StorageError> {
+pub(super) fn tenant_from_row(row: &AnyRow) -> Result<TenantRecord, StorageError> {
     let corrupt = |column: &str, e: String| {
         StorageError::Database(sqlx::Error::ColumnDecode {
             index: column.to_owned(),
@@ -355,6 +364,8 @@ fn tenant_from_row(row: &AnyRow) -> Result<TenantRecord, StorageError> {
         max_concurrency: rows::u32(row, "max_concurrency")?,
         created_at: rows::int(row, "created_at")?,
         updated_at: rows::int(row, "updated_at")?,
+        deleted_at: row.try_get("deleted_at")?,
+        purge_after: row.try_get("purge_after")?,
     })
 }
 

@@ -65,6 +65,19 @@ pub struct TenantRecord {
     pub created_at: i64,
     /// Unix milliseconds.
     pub updated_at: i64,
+    /// When the tenant was deleted (Unix milliseconds); `None` while it lives.
+    /// A deleted tenant is not served and runs no jobs.
+    pub deleted_at: Option<i64>,
+    /// When a deleted tenant's rows are purged (Unix milliseconds); it can be
+    /// restored until then.
+    pub purge_after: Option<i64>,
+}
+
+impl TenantRecord {
+    /// Whether the tenant is deleted (awaiting its purge).
+    pub fn is_deleted(&self) -> bool {
+        self.deleted_at.is_some()
+    }
 }
 
 /// What an admin gives to create a tenant; it starts active.

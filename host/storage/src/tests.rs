@@ -12,6 +12,7 @@ mod data;
 mod email;
 mod installations;
 mod jobs;
+mod lifecycle;
 mod platform;
 mod plugins;
 mod rls;

@@ -327,6 +327,12 @@ async fn app_connection(url: &str, tenant: &str) -> PgConnection {
 
 async fn seed(ctx: &Ctx, id: &str) -> EmailMessageRecord {
     let db = ctx.tenant(id).await;
+    seed_rows(&db, id).await
+}
+
+/// Email rows of every kind for the existing tenant `id` (also used by the
+/// purge test).
+pub(super) async fn seed_rows(db: &crate::TenantDb, id: &str) -> EmailMessageRecord {
     db.email_set_settings(&settings(&format!("{id}.example")))
         .await
         .unwrap();
@@ -336,7 +342,7 @@ async fn seed(ctx: &Ctx, id: &str) -> EmailMessageRecord {
     db.add_sending_domain(&format!("{id}.example"), &key("s1"))
         .await
         .unwrap();
-    queue(&db, "ann@example.com").await
+    queue(db, "ann@example.com").await
 }
 
 fn key(selector: &str) -> NewDkimKey<'_> {

@@ -49,11 +49,18 @@ const TENANT_WRITABLE: &[&str] = &[
 
 /// Gives tenant `id` at least one row in every table.
 async fn seed(storage: &Storage, id: &str) {
-    let platform = storage.platform();
-    platform
+    storage
+        .platform()
         .create_tenant(&crate::testing::harness::new_tenant(id))
         .await
         .unwrap();
+    seed_rows(storage, id).await;
+}
+
+/// Rows in the core tenant tables for the existing tenant `id` (also used by
+/// the purge test).
+pub(super) async fn seed_rows(storage: &Storage, id: &str) {
+    let platform = storage.platform();
     platform
         .claim_domain(&format!("{id}.example"), &tid(id), "token")
         .await

@@ -777,7 +777,13 @@ const TABLES: &[(&str, &str)] = &[
 
 async fn seed(ctx: &Ctx, id: &str) {
     let db = ctx.tenant(id).await;
-    connect(&db, &format!("{id}.myshopify.com")).await;
+    seed_rows(&db, id).await;
+}
+
+/// Shopify rows of every kind for the existing tenant `id` (also used by the
+/// purge test).
+pub(super) async fn seed_rows(db: &crate::TenantDb, id: &str) {
+    connect(db, &format!("{id}.myshopify.com")).await;
     db.record_shopify_webhook("wh-1", "orders/create")
         .await
         .unwrap();
