@@ -113,25 +113,23 @@ async fn reload(db: Db) {
             .contains(&"bags-retro".to_owned())
     );
     // The same report from the command line, against the database.
-    let (url, candidate) = (server.db.url.clone(), base.clone());
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_veneer"))
-            .args(["base", "check", "--base-config"])
-            .arg(&candidate)
-            .args(["--against", &url])
-            .env_remove("VENEER_SECRET_KEY")
-            .env_remove("VENEER_BASE_CONFIG")
-            .output()
-            .expect("veneer runs")
-    })
-    .await
-    .expect("ran");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "acme's plugin would fail: {text}"
-    );
+    let candidate = base.display().to_string();
+    let url = server.db.url.clone();
+    let out = server
+        .veneer(
+            &[
+                "base",
+                "check",
+                "--base-config",
+                &candidate,
+                "--against",
+                &url,
+            ],
+            &[],
+        )
+        .await;
+    let text = &out.stdout;
+    assert_eq!(out.code, Some(1), "acme's plugin would fail: {text}");
     assert!(text.contains("3 tenants checked"), "{text}");
     assert!(text.contains("  acme: changes categories"), "{text}");
     assert!(

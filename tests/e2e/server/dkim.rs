@@ -508,25 +508,17 @@ async fn rotation(db: Db) {
         !jobs.contains("sealed.example/sell-7f3a"),
         "no body in clear"
     );
-    let url = server.db.url.clone();
-    let rotate = |current: &str, old: &str| {
-        let (url, current, old) = (url.clone(), current.to_owned(), old.to_owned());
-        async move {
-            tokio::task::spawn_blocking(move || {
-                let out = Command::new(env!("CARGO_BIN_EXE_veneer"))
-                    .args(["secrets", "rotate", "--database-url", &url])
-                    .env("VENEER_SECRET_KEY", current)
-                    .env("VENEER_SECRET_OLD_KEYS", old)
-                    .output()
-                    .expect("veneer runs");
-                (
-                    out.status.code(),
-                    String::from_utf8_lossy(&out.stdout).into_owned(),
-                )
-            })
-            .await
-            .expect("ran")
-        }
+    let rotate = async |current: &str, old: &str| {
+        let out = server
+            .veneer(
+                &["secrets", "rotate"],
+                &[
+                    ("VENEER_SECRET_KEY", current),
+                    ("VENEER_SECRET_OLD_KEYS", old),
+                ],
+            )
+            .await;
+        (out.code, out.stdout)
     };
     let (code, text) = rotate(&k2, &k1).await;
     assert_eq!(code, Some(0), "{text}");

@@ -264,23 +264,6 @@ both_backends!(domains_route_only_once_proven_by_dns, domains);
 async fn cli(db: Db) {
     let server = Server::start_with_dns(db, |_| {}).await;
     let dns = server.dns.as_ref().expect("dns").addr;
-    let url = server.db.url.clone();
-    let veneer = move |args: Vec<String>| {
-        let url = url.clone();
-        async move {
-            tokio::task::spawn_blocking(move || {
-                std::process::Command::new(env!("CARGO_BIN_EXE_veneer"))
-                    .args(&args)
-                    .env("VENEER_DATABASE_URL", &url)
-                    .env_remove("VENEER_DNS_SERVER")
-                    .output()
-                    .expect("veneer runs")
-            })
-            .await
-            .expect("the command ran")
-        }
-    };
-    let args = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
 
     server.verify_domain("acme", "shop.acme.example").await;
     let (status, body) = server
@@ -294,9 +277,9 @@ async fn cli(db: Db) {
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
 
-    let out = veneer(args(&["domains", "list"])).await;
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "one is not served: {text}");
+    let out = server.veneer(&["domains", "list"], &[]).await;
+    let text = &out.stdout;
+    assert_eq!(out.code, Some(1), "one is not served: {text}");
     let line = |name: &str| {
         text.lines()
             .find(|l| l.starts_with(name))
@@ -311,9 +294,12 @@ async fn cli(db: Db) {
         line("www.globex.example").contains("\tglobex\tpending\tno\t"),
         "{text}"
     );
-    let out = veneer(args(&["domains", "list", "--tenant", "acme", "--json"])).await;
-    assert_eq!(out.status.code(), Some(0), "{out:?}");
-    let rows: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+    let out = server
+        .veneer(&["domains", "list", "--tenant", "acme", "--json"], &[])
+        .await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let rows: Vec<Value> = out
+        .stdout
         .lines()
         .map(|l| serde_json::from_str(l).expect("a JSON line"))
         .collect();
@@ -322,22 +308,28 @@ async fn cli(db: Db) {
     assert_eq!(rows[0]["served"], true);
 
     // Checking before the record is published says what is missing.
-    let check = |wait: &str| {
-        args(&[
-            "domains",
-            "check",
-            "www.globex.example",
-            "--dns-server",
-            &dns.to_string(),
-            "--base-domain",
-            BASE,
-            "--wait-secs",
-            wait,
-        ])
+    let dns = dns.to_string();
+    let check = async |wait: &str| {
+        server
+            .veneer(
+                &[
+                    "domains",
+                    "check",
+                    "www.globex.example",
+                    "--dns-server",
+                    &dns,
+                    "--base-domain",
+                    BASE,
+                    "--wait-secs",
+                    wait,
+                ],
+                &[],
+            )
+            .await
     };
-    let out = veneer(check("0")).await;
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{text}");
+    let out = check("0").await;
+    let text = &out.stdout;
+    assert_eq!(out.code, Some(0), "{text}");
     assert!(text.contains("DNS now: no TXT record"), "{text}");
     // Published as a CNAME to the tenant's host: the server's check verifies it.
     server
@@ -345,9 +337,9 @@ async fn cli(db: Db) {
         .as_ref()
         .expect("dns")
         .set_cname("www.globex.example", &format!("globex.{BASE}"));
-    let out = veneer(check("30")).await;
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{text}");
+    let out = check("30").await;
+    let text = &out.stdout;
+    assert_eq!(out.code, Some(0), "{text}");
     assert!(
         text.contains("DNS now: proven by its CNAME record"),
         "{text}"
@@ -356,10 +348,12 @@ async fn cli(db: Db) {
         text.contains("checked: verified: verified by CNAME"),
         "{text}"
     );
-    let out = veneer(args(&["domains", "check", "nobody.example"])).await;
-    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let out = server
+        .veneer(&["domains", "check", "nobody.example"], &[])
+        .await;
+    assert_eq!(out.code, Some(2), "{out:?}");
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("no tenant claims `nobody.example`"),
+        out.stderr.contains("no tenant claims `nobody.example`"),
         "{out:?}"
     );
 }

@@ -516,6 +516,50 @@ impl Server {
     }
 }
 
+/// How a `veneer` command ended and what it printed.
+#[derive(Debug)]
+pub struct CliRun {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Server {
+    /// Runs the `veneer` binary with `args` against this server's database
+    /// (`VENEER_DATABASE_URL`), off the async threads. The caller's
+    /// `VENEER_*` secrets, base and DNS settings are not inherited; `env` is
+    /// set on top.
+    pub async fn veneer(&self, args: &[&str], env: &[(&str, &str)]) -> CliRun {
+        let url = self.db.url.clone();
+        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        tokio::task::spawn_blocking(move || {
+            let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_veneer"));
+            command.args(&args).env("VENEER_DATABASE_URL", &url);
+            for name in [
+                "VENEER_SECRET_KEY",
+                "VENEER_SECRET_OLD_KEYS",
+                "VENEER_BASE_CONFIG",
+                "VENEER_DNS_SERVER",
+            ] {
+                command.env_remove(name);
+            }
+            command.envs(env);
+            let out = command.output().expect("veneer runs");
+            CliRun {
+                code: out.status.code(),
+                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            }
+        })
+        .await
+        .expect("the command ran")
+    }
+}
+
 pub fn sale(category: &str, price: u64) -> Value {
     json!({ "order_id": "o-1", "sku": "SKU-1", "category_id": category, "unit_price": price, "quantity": 1, "currency": "EUR" })
 }

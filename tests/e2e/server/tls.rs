@@ -381,19 +381,15 @@ async fn served_by_sni(db: Db) {
 
     // `veneer secrets rotate` re-encrypts the certificate keys (acme's,
     // globex's, the base's) and the ACME account under the new key.
-    let url = server.db.url.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_veneer"))
-            .args(["secrets", "rotate", "--database-url", &url])
-            .env("VENEER_SECRET_KEY", secret_key(2))
-            .env("VENEER_SECRET_OLD_KEYS", secret_key(1))
-            .output()
-            .expect("veneer runs")
-    })
-    .await
-    .expect("ran");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{text}");
+    let (k1, k2) = (secret_key(1), secret_key(2));
+    let out = server
+        .veneer(
+            &["secrets", "rotate"],
+            &[("VENEER_SECRET_KEY", &k2), ("VENEER_SECRET_OLD_KEYS", &k1)],
+        )
+        .await;
+    let text = &out.stdout;
+    assert_eq!(out.code, Some(0), "{text}");
     assert!(
         text.contains("Certificate keys: 3 re-encrypted under key `k2`"),
         "{text}"
@@ -421,24 +417,11 @@ async fn served_by_sni(db: Db) {
     assert!(String::from_utf8_lossy(&key).contains("PRIVATE KEY"));
 
     // The operator's list shows when each certificate expires.
-    let url = server.db.url.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_veneer"))
-            .args([
-                "domains",
-                "list",
-                "--tenant",
-                "acme",
-                "--database-url",
-                &url,
-            ])
-            .output()
-            .expect("veneer runs")
-    })
-    .await
-    .expect("ran");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{text}");
+    let out = server
+        .veneer(&["domains", "list", "--tenant", "acme"], &[])
+        .await;
+    let text = &out.stdout;
+    assert_eq!(out.code, Some(0), "{text}");
     let line = text
         .lines()
         .find(|l| l.starts_with(ACME_SHOP))
