@@ -26,7 +26,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
-use super::http::{metrics_router, router};
+use super::http::{metrics_router, redirect_router, router, with_hsts};
 use crate::config::ServeConfig;
 use crate::demo;
 use crate::state::AppState;
@@ -111,8 +111,8 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
     let tls_addr = tls_listener.local_addr()?;
     let tls = std::sync::Arc::new(crate::tls::start(&state).await?);
     let worker = crate::workers::start(&state);
-    let https = crate::http::with_hsts(router(state.clone()), config.tls.hsts_max_age);
-    let redirect = crate::http::redirect_router(state.clone(), tls_addr.port());
+    let https = with_hsts(router(state.clone()), config.tls.hsts_max_age);
+    let redirect = redirect_router(state.clone(), tls_addr.port());
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown_signal().await;

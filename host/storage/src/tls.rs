@@ -368,15 +368,11 @@ impl PlatformDb {
     /// (domain, sealed key) of every stored certificate key (a secrets-key
     /// rotation reads them).
     pub async fn sealed_certificate_keys(&self) -> Result<Vec<(String, String)>, StorageError> {
-        let mut tx = self.begin(Access::Read).await?;
-        let rows: Vec<(String, String)> = sqlx::query_as(
+        self.sealed_pairs(
             "SELECT domain, key_sealed FROM certificates WHERE key_sealed IS NOT NULL \
               ORDER BY domain",
         )
-        .fetch_all(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(rows)
+        .await
     }
 
     /// Replaces a certificate's sealed key if it is still `old` (a renewal
@@ -387,29 +383,21 @@ impl PlatformDb {
         old: &str,
         new: &str,
     ) -> Result<bool, StorageError> {
-        let mut tx = self.begin(Access::Write).await?;
-        let done = sqlx::query(
+        self.swap_sealed(
             "UPDATE certificates SET key_sealed = $3 WHERE domain = $1 AND key_sealed = $2",
+            domain,
+            old,
+            new,
         )
-        .bind(domain)
-        .bind(old)
-        .bind(new)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(done.rows_affected() == 1)
+        .await
     }
 
     /// (directory, sealed credentials) of every stored ACME account.
     pub async fn acme_accounts(&self) -> Result<Vec<(String, String)>, StorageError> {
-        let mut tx = self.begin(Access::Read).await?;
-        let rows: Vec<(String, String)> = sqlx::query_as(
+        self.sealed_pairs(
             "SELECT directory, credentials_sealed FROM acme_accounts ORDER BY directory",
         )
-        .fetch_all(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(rows)
+        .await
     }
 
     /// Replaces an ACME account's sealed credentials if still `old`.
@@ -419,16 +407,40 @@ impl PlatformDb {
         old: &str,
         new: &str,
     ) -> Result<bool, StorageError> {
-        let mut tx = self.begin(Access::Write).await?;
-        let done = sqlx::query(
+        self.swap_sealed(
             "UPDATE acme_accounts SET credentials_sealed = $3 \
               WHERE directory = $1 AND credentials_sealed = $2",
+            directory,
+            old,
+            new,
         )
-        .bind(directory)
-        .bind(old)
-        .bind(new)
-        .execute(&mut *tx)
-        .await?;
+        .await
+    }
+
+    /// (key, sealed value) rows of `sql`.
+    async fn sealed_pairs(&self, sql: &'static str) -> Result<Vec<(String, String)>, StorageError> {
+        let mut tx = self.begin(Access::Read).await?;
+        let rows: Vec<(String, String)> = sqlx::query_as(sql).fetch_all(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(rows)
+    }
+
+    /// Runs the compare-and-swap `sql` (`$1` the key, `$2` the value it must
+    /// still hold, `$3` the new one); whether it swapped.
+    async fn swap_sealed(
+        &self,
+        sql: &'static str,
+        key: &str,
+        old: &str,
+        new: &str,
+    ) -> Result<bool, StorageError> {
+        let mut tx = self.begin(Access::Write).await?;
+        let done = sqlx::query(sql)
+            .bind(key)
+            .bind(old)
+            .bind(new)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }
