@@ -302,10 +302,11 @@ pub async fn delete_version(
                 .await?;
             Ok(())
         }
-        crate::storage::VersionDeletion::Missing => Err(Error::NotFound(format!(
-            "this tenant stores no plugin version `{}`",
-            sha256.chars().take(80).collect::<String>()
-        ))),
+        // The message does not repeat the hash: a 404 reads the same for a
+        // hash nobody has and for another tenant's.
+        crate::storage::VersionDeletion::Missing => Err(Error::NotFound(
+            "this tenant stores no such plugin version (GET /v1/plugins lists them)".into(),
+        )),
         crate::storage::VersionDeletion::InUse(releases) => Err(Error::Conflict(format!(
             "releases use this version ({}); delete those drafts or the installation first \
              (a release that was live keeps its component for rollback)",

@@ -120,6 +120,7 @@ fn targets(globex_sha: &str, globex_release: i64) -> Vec<Target> {
         ),
         t(Method::GET, "/v1/plugins", None),
         t(Method::GET, &format!("/v1/plugins/{globex_sha}"), None),
+        t(Method::DELETE, &format!("/v1/plugins/{globex_sha}"), None),
         t(Method::GET, "/v1/installations", None),
         t(Method::GET, "/v1/catalogue", None),
         t(
@@ -194,6 +195,16 @@ fn targets(globex_sha: &str, globex_release: i64) -> Vec<Target> {
         t(Method::GET, "/v1/domains/shop.acme.example", None),
         t(Method::DELETE, "/v1/domains/shop.acme.example", None),
         t(Method::POST, "/v1/domains/shop.acme.example/check", None),
+        t(
+            Method::POST,
+            "/v1/domains/shop.acme.example/certificate/retry",
+            None,
+        ),
+        t(Method::GET, "/v1/email/domains", None),
+        t(Method::GET, "/v1/email/domains/acme.example", None),
+        t(Method::POST, "/v1/email/domains/acme.example/check", None),
+        t(Method::POST, "/v1/email/domains/acme.example/rotate", None),
+        t(Method::DELETE, "/v1/email/domains/acme.example", None),
         t(
             Method::PUT,
             "/v1/rollout",
