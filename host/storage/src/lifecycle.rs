@@ -1,7 +1,9 @@
 //! The end of a tenant's life, on the platform handle: soft deletion (the row
 //! stays, marked `deleted_at`, until `purge_after`), restoration within that
 //! grace period, and the purge that follows it — every row of the tenant in
-//! every table, in bounded batches of one transaction each.
+//! every table, in bounded batches of one transaction each, then a last
+//! transaction that takes what writers in flight added meanwhile together with
+//! the tenant's row.
 //!
 //! The purge finds the tenant's tables in the schema itself (every table with a
 //! `tenant_id` column, children before the parents their foreign keys name), so
@@ -14,7 +16,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use sqlx::AssertSqlSafe;
+use sqlx::{Any, AssertSqlSafe, Transaction};
 
 use super::platform::{missing_tenant, tenant_columns, tenant_from_row};
 use super::records::TenantRecord;
@@ -25,6 +27,10 @@ use veneer_core::tenancy_id::TenantId;
 
 /// Rows deleted per transaction of a purge.
 pub const PURGE_BATCH: u32 = 1_000;
+
+/// Rounds of the purge's last transaction before it gives up on rows that keep
+/// coming back.
+const FINAL_ROUNDS: usize = 10;
 
 /// What a purge removed: rows per table (tables it found empty left out).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -205,17 +211,52 @@ impl PlatformDb {
                 report.rows.insert(table.clone(), removed);
             }
         }
-        // Checked, not assumed: a batch that silently deleted nothing (a
-        // policy, a grant) must not let the tenant's row go with rows left.
-        let left = self.tables_with_rows_of(id, &tables).await?;
-        if !left.is_empty() {
+        // Writers that were in flight while the batches ran (a usage flush,
+        // a rate-window prune) may have added rows since. The last pass takes
+        // those stragglers, checks, and removes the tenant's row in one write
+        // transaction with the row locked: on SQLite no other writer runs
+        // meanwhile, on PostgreSQL an insert naming the tenant waits for it
+        // and then fails its foreign key.
+        let mut tx = self.begin(Access::Write).await?;
+        if self.backend() == Backend::Postgres {
+            sqlx::query("SELECT id FROM tenants WHERE id = $1 FOR UPDATE")
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        // A few rounds: on PostgreSQL a row updated meanwhile (a usage counter)
+        // moves, so the batch that aimed at it deletes nothing; the next round
+        // finds it where it went.
+        let mut pending = tables.clone();
+        for _ in 0..FINAL_ROUNDS {
+            for table in &pending {
+                let mut removed = 0u64;
+                loop {
+                    let n = self.purge_batch_in(&mut tx, table, id, batch).await?;
+                    removed += n;
+                    if n < u64::from(batch) {
+                        break;
+                    }
+                }
+                if removed > 0 {
+                    *report.rows.entry(table.clone()).or_default() += removed;
+                }
+            }
+            // Checked, not assumed: a batch that silently deleted nothing (a
+            // policy, a grant) must not let the tenant's row go with rows left.
+            pending = Self::tables_with_rows_of(&mut tx, id, &pending).await?;
+            if pending.is_empty() {
+                break;
+            }
+        }
+        if !pending.is_empty() {
+            tx.rollback().await?;
             return Err(StorageError::Database(sqlx::Error::Protocol(format!(
                 "the purge of tenant `{id}` left rows in {}: its tenant row is kept, and the \
                  next purge tries again",
-                left.join(", ")
+                pending.join(", ")
             ))));
         }
-        let mut tx = self.begin(Access::Write).await?;
         let policies = sqlx::query("DELETE FROM output_policies WHERE scope = $1")
             .bind(id.as_str())
             .execute(&mut *tx)
@@ -237,11 +278,10 @@ impl PlatformDb {
 
     /// The tables among `tables` that still hold a row of the tenant.
     async fn tables_with_rows_of(
-        &self,
+        tx: &mut Transaction<'static, Any>,
         id: &TenantId,
         tables: &[String],
     ) -> Result<Vec<String>, StorageError> {
-        let mut tx = self.begin(Access::Read).await?;
         let mut left = Vec::new();
         for table in tables {
             let sql = format!(
@@ -250,13 +290,12 @@ impl PlatformDb {
             );
             let found: Option<i32> = sqlx::query_scalar(AssertSqlSafe(sql))
                 .bind(id.as_str())
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&mut **tx)
                 .await?;
             if found.is_some() {
                 left.push(table.clone());
             }
         }
-        tx.commit().await?;
         Ok(left)
     }
 
@@ -268,13 +307,26 @@ impl PlatformDb {
         batch: u32,
     ) -> Result<u64, StorageError> {
         let mut tx = self.begin(Access::Write).await?;
-        let n = match self.backend() {
+        let n = self.purge_batch_in(&mut tx, table, id, batch).await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    /// One batch of one table, in the caller's transaction.
+    async fn purge_batch_in(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        table: &str,
+        id: &TenantId,
+        batch: u32,
+    ) -> Result<u64, StorageError> {
+        Ok(match self.backend() {
             Backend::Postgres => {
                 let n: i64 = sqlx::query_scalar("SELECT veneer_purge_batch($1, $2, $3)")
                     .bind(table)
                     .bind(id.as_str())
                     .bind(i32::try_from(batch).unwrap_or(i32::MAX))
-                    .fetch_one(&mut *tx)
+                    .fetch_one(&mut **tx)
                     .await?;
                 u64::try_from(n).unwrap_or(0)
             }
@@ -288,13 +340,11 @@ impl PlatformDb {
                 sqlx::query(AssertSqlSafe(sql))
                     .bind(id.as_str())
                     .bind(i64::from(batch))
-                    .execute(&mut *tx)
+                    .execute(&mut **tx)
                     .await?
                     .rows_affected()
             }
-        };
-        tx.commit().await?;
-        Ok(n)
+        })
     }
 
     /// Every table with a `tenant_id` column, read from the schema, each after

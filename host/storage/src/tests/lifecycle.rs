@@ -16,6 +16,7 @@ crate::both_backends!(via crate::testing::harness::run;
     delete_and_purge_leaves_no_row_of_a_in_any_table,
     a_deleted_tenant_is_restored_within_its_grace_only,
     a_deleted_tenants_jobs_are_not_claimed,
+    a_purge_takes_the_rows_writers_in_flight_add,
 );
 
 /// Tables keyed by the tenant under another column than `tenant_id`.
@@ -183,6 +184,50 @@ async fn delete_and_purge_leaves_no_row_of_a_in_any_table(ctx: Ctx) {
     assert_eq!(platform.tenant(&tid("a")).await.unwrap(), None);
     // The id is free again.
     ctx.tenant("a").await;
+}
+
+/// A usage flush (or any writer that began before the deletion) keeps adding
+/// rows while the purge runs: the purge still ends with none left, and what the
+/// writer tries after it fails instead of leaving rows behind for whoever takes
+/// the id next.
+async fn a_purge_takes_the_rows_writers_in_flight_add(ctx: Ctx) {
+    seed(&ctx, "a").await;
+    let db = ctx.storage.tenant(&tid("a"));
+    let platform = ctx.storage.platform();
+    platform.delete_tenant(&tid("a"), 0).await.unwrap();
+    let (started, mut first) = tokio::sync::oneshot::channel();
+    let writer = tokio::spawn(async move {
+        let mut started = Some(started);
+        let mut written = 0u64;
+        loop {
+            match db.add_usage(1, 0, 0).await {
+                Ok(()) => {
+                    written += 1;
+                    if let Some(tx) = started.take() {
+                        let _ = tx.send(());
+                    }
+                }
+                Err(err) => return (written, err),
+            }
+            tokio::task::yield_now().await;
+        }
+    });
+    (&mut first).await.unwrap();
+    let report = platform.purge_tenant(&tid("a"), 1).await.unwrap();
+    assert_eq!(report.rows.get("tenants"), Some(&1));
+    // A safety net, not a timing claim: a writer that never fails would hang.
+    let (written, err) = tokio::time::timeout(std::time::Duration::from_secs(60), writer)
+        .await
+        .expect("the writer's next insert fails once the tenant is gone")
+        .unwrap();
+    assert!(written >= 1);
+    assert!(
+        !matches!(err, StorageError::Unavailable(_)),
+        "a write for a purged tenant is refused, not retried: {err:?}"
+    );
+    for (table, n) in counts(&ctx, "a").await {
+        assert_eq!(n, 0, "{table}: rows of a left after the purge");
+    }
 }
 
 async fn a_deleted_tenant_is_restored_within_its_grace_only(ctx: Ctx) {
