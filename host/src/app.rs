@@ -36,6 +36,7 @@
 //! knows them): statuses and response shapes are the HTTP layer's.
 
 pub mod admin;
+pub mod archives;
 pub mod base;
 pub mod catalogue;
 pub mod certificates;

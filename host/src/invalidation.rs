@@ -292,6 +292,33 @@ impl Inner {
     }
 }
 
+/// For a process that changed a tenant without serving (a `veneer tenant
+/// import`): tells the nodes on the same PostgreSQL database to forget the
+/// tenant and the host mappings. On SQLite there is no feed; a server on the
+/// same file sees the change when its cached state expires.
+pub async fn publish_tenant(storage: &Storage, tenant: &TenantId) {
+    if storage.backend() != Backend::Postgres {
+        return;
+    }
+    for what in [
+        What::Tenant {
+            tenant: tenant.clone(),
+        },
+        What::Hosts,
+    ] {
+        let message = Message {
+            node: format!("cli-{}", std::process::id()),
+            what,
+        };
+        let Ok(payload) = serde_json::to_string(&message) else {
+            continue;
+        };
+        if let Err(err) = storage.notify(CHANNEL, &payload).await {
+            tracing::warn!(%err, "could not tell the serving nodes to forget the tenant");
+        }
+    }
+}
+
 async fn publisher(storage: Storage, node: String, mut rx: mpsc::UnboundedReceiver<What>) {
     while let Some(what) = rx.recv().await {
         let payload = match serde_json::to_string(&Message {

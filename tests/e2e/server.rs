@@ -7,6 +7,7 @@
 //! HTTPS)
 //! runs a listening server (`Server::start`).
 
+mod archives;
 mod attacks;
 mod base_reload;
 mod dkim;

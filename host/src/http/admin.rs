@@ -5,6 +5,7 @@
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use axum::{
     Json, Router,
     routing::{get, post, put},
@@ -75,6 +76,7 @@ pub(crate) fn routes() -> Router<AppState> {
         )
         .route("/v1/admin/tenants/{id}/restore", post(restore))
         .route("/v1/admin/tenants/{id}/purge", post(purge))
+        .route("/v1/admin/tenants/{id}/export", post(export))
         .route(
             "/v1/admin/tenants/{id}/quota",
             put(set_quota).get(get_quota),
@@ -258,6 +260,61 @@ async fn purge(
     Ok(Json(PurgedBody {
         purged: Sorted(report),
     }))
+}
+
+/// `POST /v1/admin/tenants/{id}/export`: `{}` for the defaults.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct ExportRequest {
+    /// Seal the tenant's secrets under this key (`<id>:<base64 of 32
+    /// bytes>`); without it they are left out.
+    export_key: Option<String>,
+    /// Leave the history tables out.
+    without_history: bool,
+}
+
+/// One archive of everything the tenant owns (`application/gzip`), audited.
+async fn export(
+    State(app): State<AppState>,
+    admin: PlatformAdmin,
+    Path(id): Path<String>,
+    JsonBody(request): JsonBody<ExportRequest>,
+) -> ApiResult<axum::response::Response> {
+    let id = tenant_id(&id)?;
+    let key = request
+        .export_key
+        .as_deref()
+        .map(|spec| {
+            crate::secrets::SecretBox::from_env_or_dev(Some(spec), &[], false).map_err(|err| {
+                ApiError::new(
+                    Code::Invalid,
+                    format!("export_key must be `<id>:<base64 of 32 bytes>`: {err}"),
+                )
+            })
+        })
+        .transpose()?;
+    let options = app::archives::ExportOptions {
+        secrets_key: key.as_ref(),
+        history: !request.without_history,
+    };
+    let export =
+        app::archives::export_audited(&app.storage, &app.secrets, &id, options, &admin.0.subject)
+            .await?;
+    let name = format!("{id}-{}.veneer.tar.gz", export.manifest.exported_at);
+    Ok((
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "application/gzip".to_owned(),
+            ),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ),
+        ],
+        export.bytes,
+    )
+        .into_response())
 }
 
 async fn get_quota(

@@ -32,6 +32,7 @@
 //!   `BEGIN IMMEDIATE`, so they queue on the busy timeout instead of failing when
 //!   a read lock cannot be upgraded.
 
+mod archive;
 mod catalogue;
 mod domains;
 mod email;
@@ -54,6 +55,7 @@ mod sending_domains;
 mod session;
 mod shadows;
 mod shopify;
+mod tables;
 mod tenant;
 mod time;
 mod tls;
@@ -70,6 +72,7 @@ use sqlx::{AnyConnection, AnyPool, Connection};
 
 use veneer_core::tenancy_id::TenantId;
 
+pub use archive::{IMPORT_ACTION, ImportOutcome, TenantTable, tenant_column};
 pub use domains::{DomainRecord, DomainStatus};
 pub use email::*;
 pub use error::StorageError;
@@ -93,6 +96,7 @@ pub use sending_domains::{
 };
 pub use shadows::{MAX_SHADOW_RUNS, ShadowRecord, ShadowRun};
 pub use shopify::*;
+pub use tables::{Cell, ColumnKind, TableSchema};
 pub use tenant::TenantDb;
 pub use tls::{CertificateRecord, CertificateStatus, IssuedCertificate, ServedCertificate};
 

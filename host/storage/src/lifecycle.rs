@@ -21,6 +21,7 @@ use sqlx::{Any, AssertSqlSafe, Transaction};
 use super::platform::{missing_tenant, tenant_columns, tenant_from_row};
 use super::records::TenantRecord;
 use super::session::Access;
+use super::tables::quote_ident;
 use super::time::now_ms;
 use super::{Backend, PlatformDb, StorageError};
 use veneer_core::tenancy_id::TenantId;
@@ -313,7 +314,7 @@ impl PlatformDb {
     }
 
     /// One batch of one table, in the caller's transaction.
-    async fn purge_batch_in(
+    pub(super) async fn purge_batch_in(
         &self,
         tx: &mut Transaction<'static, Any>,
         table: &str,
@@ -429,10 +430,6 @@ fn children_first(tables: Vec<String>, keys: &[(String, String)]) -> Vec<String>
 }
 
 /// An identifier, quoted (the same way on both backends).
-fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
 #[cfg(test)]
 mod tests {
     use super::children_first;

@@ -102,6 +102,9 @@ pub(super) enum Scope<'a> {
 pub(super) enum Access {
     Read,
     Write,
+    /// A read that sees one moment throughout (PostgreSQL's default isolation
+    /// gives each statement its own); SQLite's read transactions already do.
+    Snapshot,
 }
 
 /// Starts a transaction with the scope's context set. On PostgreSQL the setting
@@ -115,6 +118,10 @@ pub(super) async fn begin(
 ) -> Result<Transaction<'static, Any>, StorageError> {
     let mut tx = match (backend, access) {
         (Backend::Sqlite, Access::Write) => pool.begin_with("BEGIN IMMEDIATE").await?,
+        (Backend::Postgres, Access::Snapshot) => {
+            pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                .await?
+        }
         _ => pool.begin().await?,
     };
     if backend == Backend::Postgres {
