@@ -45,6 +45,9 @@ pub const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a stopping server waits for the last spans to be posted.
 pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The layer that hands finished spans to the exporter, for a subscriber `S`.
+pub type ExportLayer<S> = Box<dyn Layer<S> + Send + Sync>;
+
 /// The running exporter; [`Telemetry::shutdown`] posts what is queued.
 #[derive(Debug)]
 pub struct Telemetry {
@@ -54,9 +57,7 @@ pub struct Telemetry {
 /// The layer that exports spans, and the exporter behind it; `None` when
 /// `--otlp-endpoint` is unset (then nothing is built). Call outside an async
 /// runtime (the blocking HTTP client starts one of its own).
-pub fn start<S>(
-    config: &OtlpConfig,
-) -> anyhow::Result<Option<(Box<dyn Layer<S> + Send + Sync>, Telemetry)>>
+pub fn start<S>(config: &OtlpConfig) -> anyhow::Result<Option<(ExportLayer<S>, Telemetry)>>
 where
     S: tracing::Subscriber + for<'span> LookupSpan<'span> + Send + Sync,
 {
