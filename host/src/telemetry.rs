@@ -6,11 +6,11 @@
 //! A request carrying a W3C `traceparent` continues its caller's trace
 //! ([`continue_trace`]).
 //!
-//! Nothing here runs on a request's path but handing a finished span to a
-//! bounded queue: the SDK's batch processor drains it on a thread of its own
-//! and posts with reqwest's blocking client, so a slow or absent collector
-//! costs spans (dropped once [`MAX_QUEUED_SPANS`] wait), never a request's
-//! time or a runtime worker. Owns the exporter and its lifetime; the spans are
+//! On a request's path the layer only builds the spans and hands each
+//! finished one to a bounded queue: the SDK's batch processor drains it on a
+//! thread of its own and posts with reqwest's blocking client, so a slow or
+//! absent collector costs spans (dropped once [`MAX_QUEUED_SPANS`] wait),
+//! never a request's time or a runtime worker. Owns the exporter and its lifetime; the spans are
 //! made where the work is, the log output is `cli`'s.
 
 use std::time::Duration;
@@ -98,18 +98,22 @@ where
     Ok(Some((layer, Telemetry { provider })))
 }
 
-/// What the export layer sees: the host's own spans at info and above, plus
-/// the `plugin_call` (debug) and `host_call` (trace) spans whatever the log
-/// filter says; and warnings and errors, which become events of the span
-/// they happen in. Never the OpenTelemetry crates' own logs (a failing export
-/// must not make spans about itself).
+/// The spans exported, by name (the host's own only): a request's, its plugin
+/// calls' (debug) and their host calls' (trace), whatever the log filter
+/// says, and each job's. Not the jobs worker's span, which lasts as long as
+/// the process: under it every job would be one trace, ended at shutdown.
+const EXPORTED_SPANS: [&str; 4] = ["request", "plugin_call", "host_call", "job"];
+
+/// What the export layer sees: the [`EXPORTED_SPANS`], and warnings and
+/// errors, which become events of the span they happen in. Never the
+/// OpenTelemetry crates' own logs (a failing export must not make spans
+/// about itself).
 fn exported(meta: &Metadata<'_>) -> bool {
     if meta.target().starts_with("opentelemetry") {
         return false;
     }
     if meta.is_span() {
-        meta.target().starts_with("veneer")
-            && (*meta.level() <= Level::INFO || matches!(meta.name(), "plugin_call" | "host_call"))
+        meta.target().starts_with("veneer") && EXPORTED_SPANS.contains(&meta.name())
     } else {
         *meta.level() <= Level::WARN
     }
@@ -164,7 +168,7 @@ mod tests {
     }
 
     #[test]
-    fn the_host_spans_are_exported_and_other_crates_debug_spans_are_not() {
+    fn the_request_plugin_host_and_job_spans_are_exported_and_no_other() {
         use tracing_subscriber::layer::SubscriberExt as _;
         let seen = Seen::default();
         let subscriber = tracing_subscriber::registry().with(
@@ -180,6 +184,7 @@ mod tests {
             let _f = tracing::debug_span!(target: "veneer::resolve", "other").entered();
             let _g = tracing::info_span!(target: "opentelemetry_sdk", "export").entered();
             let _h = tracing::info_span!(target: "hyper", "connection").entered();
+            let _i = tracing::info_span!(target: "veneer::jobs::worker", "jobs_worker").entered();
         });
         assert_eq!(
             *seen.0.lock().expect("lock"),
@@ -189,6 +194,62 @@ mod tests {
                 "veneer_runtime::state:host_call",
                 "veneer::jobs::worker:job",
             ]
+        );
+    }
+
+    /// Keeps what it is given to export.
+    #[derive(Debug, Clone, Default)]
+    struct Kept(std::sync::Arc<std::sync::Mutex<Vec<opentelemetry_sdk::trace::SpanData>>>);
+
+    impl opentelemetry_sdk::trace::SpanExporter for Kept {
+        async fn export(
+            &self,
+            batch: Vec<opentelemetry_sdk::trace::SpanData>,
+        ) -> opentelemetry_sdk::error::OTelSdkResult {
+            self.0.lock().expect("lock").extend(batch);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_job_is_a_trace_of_its_own_and_a_plugin_call_is_its_requests_child() {
+        use tracing_subscriber::layer::SubscriberExt as _;
+        let kept = Kept::default();
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(kept.clone())
+            .build();
+        let subscriber = tracing_subscriber::registry().with(
+            tracing_opentelemetry::layer()
+                .with_tracer(provider.tracer("test"))
+                .with_filter(tracing_subscriber::filter::filter_fn(exported)),
+        );
+        tracing::subscriber::with_default(subscriber, || {
+            let worker = tracing::info_span!(target: "veneer::jobs::worker", "jobs_worker");
+            let _worker = worker.enter();
+            tracing::info_span!(target: "veneer::jobs::worker", "job").in_scope(|| {});
+            let request = tracing::info_span!(target: "veneer::http::access", "request");
+            let _request = request.enter();
+            tracing::debug_span!(target: "veneer::resolve", "plugin_call").in_scope(|| {});
+        });
+        drop(provider);
+        let spans = kept.0.lock().expect("lock");
+        let named = |name: &str| {
+            spans
+                .iter()
+                .find(|s| s.name == name)
+                .unwrap_or_else(|| panic!("{name} exported: {spans:?}"))
+        };
+        assert!(spans.iter().all(|s| s.name != "jobs_worker"));
+        assert_eq!(
+            named("job").parent_span_id,
+            opentelemetry::trace::SpanId::INVALID,
+            "a root"
+        );
+        let (request, call) = (named("request"), named("plugin_call"));
+        assert_eq!(call.parent_span_id, request.span_context.span_id());
+        assert_eq!(
+            call.span_context.trace_id(),
+            request.span_context.trace_id()
         );
     }
 

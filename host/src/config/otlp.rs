@@ -7,8 +7,8 @@ use clap::Args;
 /// OTLP trace export settings (off unless `--otlp-endpoint` is set).
 #[derive(Debug, Clone, Args)]
 pub struct OtlpConfig {
-    /// Export the request, plugin-call and host-call spans as OpenTelemetry
-    /// traces to this OTLP/HTTP collector (protobuf, posted to
+    /// Export the request, plugin-call, host-call and job spans as
+    /// OpenTelemetry traces to this OTLP/HTTP collector (protobuf, posted to
     /// `<endpoint>/v1/traces`, e.g. `http://collector:4318`). Off when unset.
     /// Batched off the request path: a slow or absent collector loses spans,
     /// never requests (docs/operations.md, "Traces").
