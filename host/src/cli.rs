@@ -240,8 +240,23 @@ struct CheckArgs {
 /// Runs the CLI and maps the result to an exit code (0 only for success).
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.log_format);
-    match run(cli) {
+    let otlp = match &cli.command {
+        Command::Serve(config) => Some(&config.otlp),
+        _ => None,
+    };
+    let telemetry = match init_tracing(cli.log_format, otlp) {
+        Ok(telemetry) => telemetry,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = run(cli);
+    // After the server has drained: the last requests' spans go out too.
+    if let Some(telemetry) = telemetry {
+        telemetry.shutdown();
+    }
+    match result {
         Ok(code) => code,
         Err(err) if closed_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
@@ -260,18 +275,47 @@ fn closed_pipe(err: &anyhow::Error) -> bool {
     })
 }
 
-fn init_tracing(format: LogFormat) {
+/// Log lines to stderr, filtered by `RUST_LOG`; with `--otlp-endpoint`
+/// (`serve` only), also the trace-export layer, filtered on its own
+/// ([`crate::telemetry`]): what the log shows and what is exported are set
+/// apart.
+fn init_tracing(
+    format: LogFormat,
+    otlp: Option<&crate::config::OtlpConfig>,
+) -> anyhow::Result<Option<crate::telemetry::Telemetry>> {
     use std::io::IsTerminal as _;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tower_http=warn,sqlx=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new("info,tower_http=warn,sqlx=warn")
+        })
     };
+    let ansi = std::io::stderr().is_terminal();
+    let Some((export, telemetry)) = otlp.map(crate::telemetry::start).transpose()?.flatten() else {
+        let builder = tracing_subscriber::fmt()
+            .with_env_filter(filter())
+            .with_writer(std::io::stderr)
+            .with_ansi(ansi);
+        let _ = match format {
+            LogFormat::Text => builder.try_init(),
+            LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        };
+        return Ok(None);
+    };
+    let log = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
+    let log = match format {
+        LogFormat::Text => log.boxed(),
+        LogFormat::Json => log.json().flatten_event(true).boxed(),
+    };
+    let _ = tracing_subscriber::registry()
+        .with(log.with_filter(filter()))
+        .with(export)
+        .try_init();
+    Ok(Some(telemetry))
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {

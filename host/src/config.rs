@@ -8,8 +8,10 @@ use std::time::Duration;
 use clap::Args;
 
 pub use crate::limits::RateLimitMode;
+pub use otlp::OtlpConfig;
 pub use tls::TlsConfig;
 
+mod otlp;
 mod tls;
 
 /// Settings of `veneer serve`.
@@ -364,6 +366,10 @@ pub struct ServeConfig {
     #[command(flatten)]
     pub tls: TlsConfig,
 
+    /// Trace export (`--otlp-endpoint` and its settings).
+    #[command(flatten)]
+    pub otlp: OtlpConfig,
+
     /// Benchmarks only: run the luxury-consignment plugin's commission hook
     /// natively instead of in the sandbox (docs/performance.md). Needs a build
     /// with `--features bench-native`; refused otherwise.
@@ -447,6 +453,7 @@ impl ServeConfig {
             request_timeout_ms: 30_000,
             jwt_max_lifetime_secs: 86_400,
             tls: TlsConfig::default(),
+            otlp: OtlpConfig::default(),
             bench_native: false,
         }
     }

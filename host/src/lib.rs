@@ -29,7 +29,8 @@
 //! - [`shopify`]: per-tenant Shopify stores, webhooks and the Admin API client;
 //! - [`http`]: the API (adapter: extractors, handlers, error mapping);
 //! - [`workers`]: the job handlers (adapter over the same use cases);
-//! - [`state`], [`server`], [`config`], [`demo`]: running it;
+//! - [`state`], [`server`], [`config`], [`demo`]: running it; [`telemetry`]:
+//!   trace export over OTLP (`--otlp-endpoint`);
 //! - [`tls`]: HTTPS serving, certificates chosen by SNI and kept current;
 //!   [`acme`]: the ACME client certificates are ordered with (the ordering
 //!   rules are [`app::certificates`]'); [`certs`]: certificates as PEM and as
@@ -61,6 +62,7 @@ pub mod server;
 pub mod shopify;
 pub mod state;
 pub use veneer_storage as storage;
+pub mod telemetry;
 pub mod tenancy;
 #[cfg(any(test, feature = "test-support"))]
 pub mod test_support;

@@ -725,14 +725,19 @@ fn chain_with<H: ResolveHook>(
             ));
             continue;
         };
-        // A span per plugin call (debug: free unless asked for), under the
-        // request's, so host functions and log lines name the step.
-        let _call = tracing::debug_span!(
+        // A span per plugin call (debug: free unless logged at debug or
+        // exported), under the request's, so host functions and log lines
+        // name the step; how it ended and the fuel it used are recorded once
+        // it has run.
+        let call = tracing::debug_span!(
             "plugin_call",
             hook = H::HOOK.as_str(),
             installation = step.installation,
             release = step.release,
             plugin = %plugin.info().sha256.get(..12).unwrap_or_default(),
+            outcome = tracing::field::Empty,
+            fuel = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
         )
         .entered();
         let (value, run_record) = match &current {
@@ -746,6 +751,12 @@ fn chain_with<H: ResolveHook>(
                 step_run::<H>(plugin, step, input, against, ran, input)
             }
         };
+        call.record("outcome", run_record.outcome.as_str());
+        call.record("fuel", run_record.stats.fuel_used);
+        if run_record.outcome != OutcomeKind::Ok {
+            call.record("otel.status_code", "ERROR");
+        }
+        drop(call);
         budget.spend(&run_record.stats);
         runs.push(run_record);
         if let Some(value) = value {

@@ -4,7 +4,8 @@
 //! polling until something holds ([`eventually`], [`wait_for`]), a fake
 //! Shopify ([`fake_shopify`]), a real SMTP server on loopback
 //! ([`smtp_server`]), a real DNS server on loopback ([`dns_server`]), an ACME
-//! test CA ([`pebble`]), a real Prometheus scraping a server ([`prometheus`]), a
+//! test CA ([`pebble`]), a real Prometheus scraping a server ([`prometheus`]), an
+//! OpenTelemetry collector's trace endpoint ([`otlp_receiver`]), a
 //! clock tests move by hand ([`ManualClock`]) and the API
 //! driven in process or over TCP alike ([`api`]).
 //!
@@ -20,6 +21,7 @@
 pub mod api;
 pub mod dns_server;
 pub mod fake_shopify;
+pub mod otlp_receiver;
 pub mod pebble;
 pub mod prometheus;
 pub mod smtp_server;

@@ -7,6 +7,7 @@ mod hostile;
 mod plugins;
 mod runtime;
 mod server;
+mod traces;
 mod util;
 
 use veneer::test_support::{fake_shopify, smtp_server};

@@ -1,10 +1,12 @@
 //! The access log: one line per request (target `veneer::access`) with the
 //! method, host, tenant (for a `<tenant>.<base-domain>` host), path, status,
-//! latency and request id. The request id is the client's `X-Request-Id` when
-//! it is a plain token (1 to 64 of `A-Z a-z 0-9 . _ -`), else a fresh one; it
-//! is sent back on every response, so a client's report names the log line.
-//! `--access-log false` turns the lines off; `--log-format json` makes every
-//! log line one JSON object.
+//! latency and request id; and the `request` span everything the request does
+//! runs in (exported with `--otlp-endpoint`: [`crate::telemetry`]). The
+//! request id is the client's `X-Request-Id` when it is a plain token (1 to 64
+//! of `A-Z a-z 0-9 . _ -`), else a fresh one; it is sent back on every
+//! response, so a client's report names the log line. `--access-log false`
+//! turns the lines off; `--log-format json` makes every log line one JSON
+//! object.
 //!
 //! It also counts every request in the metrics ([`crate::metrics`]): by the
 //! tenant the request was resolved to (the [`TenantHost`](super::TenantHost)
@@ -69,16 +71,31 @@ pub async fn access_log(State(app): State<AppState>, request: Request, next: Nex
     let (mut parts, body) = request.into_parts();
     let host = super::request_host(&parts).unwrap_or_default();
     parts.extensions.insert(resolved.clone());
-    let request = Request::from_parts(parts, body);
     // Everything the request does (plugin calls, host functions, log lines)
-    // happens inside this span; the tenant is recorded once it is known.
+    // happens inside this span; the tenant is recorded once it is known, the
+    // status once answered. The `otel.*` fields are only set when spans are
+    // exported (`crate::telemetry`), so log lines do not carry them.
     let span = tracing::info_span!(
         "request",
         request_id = %id,
+        method = %method,
         route = route.as_deref().unwrap_or("-"),
         tenant = tracing::field::Empty,
+        status = tracing::field::Empty,
+        otel.kind = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
     );
-    let mut response = tracing::Instrument::instrument(next.run(request), span).await;
+    let exported = app.config.otlp.enabled();
+    if exported {
+        span.record("otel.kind", "server");
+        crate::telemetry::continue_trace(&span, &parts.headers);
+    }
+    let request = Request::from_parts(parts, body);
+    let mut response = tracing::Instrument::instrument(next.run(request), span.clone()).await;
+    span.record("status", response.status().as_u16());
+    if exported && response.status().is_server_error() {
+        span.record("otel.status_code", "ERROR");
+    }
     app.metrics.request(
         resolved.0.get(),
         route.as_deref(),
