@@ -37,6 +37,7 @@
 
 pub mod admin;
 pub mod archives;
+pub mod backups;
 pub mod base;
 pub mod catalogue;
 pub mod certificates;

@@ -8,9 +8,11 @@ use std::time::Duration;
 use clap::Args;
 
 pub use crate::limits::RateLimitMode;
+pub use backups::BackupConfig;
 pub use otlp::OtlpConfig;
 pub use tls::TlsConfig;
 
+mod backups;
 mod otlp;
 mod tls;
 
@@ -370,6 +372,10 @@ pub struct ServeConfig {
     #[command(flatten)]
     pub otlp: OtlpConfig,
 
+    /// Scheduled tenant backups (`--backup-dir` and its settings).
+    #[command(flatten)]
+    pub backups: BackupConfig,
+
     /// Benchmarks only: run the luxury-consignment plugin's commission hook
     /// natively instead of in the sandbox (docs/performance.md). Needs a build
     /// with `--features bench-native`; refused otherwise.
@@ -454,6 +460,7 @@ impl ServeConfig {
             jwt_max_lifetime_secs: 86_400,
             tls: TlsConfig::default(),
             otlp: OtlpConfig::default(),
+            backups: BackupConfig::default(),
             bench_native: false,
         }
     }

@@ -65,6 +65,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
     }
     // Detached: it holds the state until the process ends.
     crate::workers::start_purge_sweeper(&state);
+    crate::workers::start_backup_scheduler(&state)?;
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;

@@ -87,6 +87,11 @@ pub fn start(app: &AppState) -> Option<WorkerHandle> {
         }
     });
     worker.register(DOMAIN_JOB, DomainCheck);
+    worker.register(crate::app::backups::BACKUP_JOB, TenantBackup);
+    worker.set_budget(
+        crate::app::backups::BACKUP_JOB,
+        Duration::from_secs(BACKUP_BUDGET_SECS),
+    );
     worker.register(SENDING_DOMAIN_JOB, SendingDomainCheck);
     worker.register(SEND_JOB, EmailSend::new(Arc::new(SmtpSender)));
     worker.set_budget(
@@ -118,6 +123,49 @@ pub fn start_purge_sweeper(app: &AppState) -> Option<tokio::task::JoinHandle<()>
             }
         }
     }))
+}
+
+/// Starts the scheduler of tenant backups (`--backup-dir`): every
+/// `--backup-every-secs`, the first round at once, this period's backup of
+/// every tenant is queued (`app::backups::schedule`; several nodes queue it
+/// once). An unreadable `--backup-export-key-file` stops the start.
+pub fn start_backup_scheduler(
+    app: &AppState,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    if app.config.backups.backup_dir.is_none() {
+        return Ok(None);
+    }
+    crate::app::backups::export_key(app)?;
+    let app = app.clone();
+    Ok(Some(tokio::spawn(async move {
+        let period = Duration::from_secs(app.config.backups.backup_every_secs);
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(err) = crate::app::backups::schedule(&app).await {
+                tracing::warn!(error = %err, "could not queue the tenant backups; tried again next period");
+            }
+        }
+    })))
+}
+
+/// How long one tenant's backup may take (export, compression, write).
+const BACKUP_BUDGET_SECS: u64 = 600;
+
+/// Writes one tenant's backup archive (`app::backups::back_up`).
+pub struct TenantBackup;
+
+impl JobHandler<AppState> for TenantBackup {
+    fn run<'a>(&'a self, app: &'a AppState, job: &'a JobContext) -> Fut<'a> {
+        Box::pin(async move {
+            let path = crate::app::backups::back_up(app, &job.tenant)
+                .await
+                .map_err(|err| JobError::Retry(err.to_string()))?;
+            tracing::info!(tenant = %job.tenant, path = %path.display(), "tenant backed up");
+            Ok(())
+        })
+    }
 }
 
 /// Checks one custom domain's DNS proof (`app::domains::check`): not proven

@@ -74,7 +74,8 @@ async fn purge(app: &AppState, actor: &str, id: &TenantId) -> Result<PurgeReport
     app.invalidate(id);
     app.invalidate_hosts();
     let artifacts = remove_unused_artifacts(app).await?;
-    tracing::info!(tenant = %id, actor, rows = ?report.rows, artifacts, "tenant purged");
+    let backups = super::backups::remove_backups(app, id);
+    tracing::info!(tenant = %id, actor, rows = ?report.rows, artifacts, backups, "tenant purged");
     Ok(report)
 }
 

@@ -408,3 +408,66 @@ async fn export_and_import_move_a_tenant_between_sqlite_and_postgresql() {
         .expect("set");
     assert_eq!(settings.settings.smtp_password_enc, None, "left out");
 }
+
+/// `--backup-dir`: every tenant is backed up each period (a job per tenant),
+/// the newest `--backup-keep` archives stay, each holds only its tenant, and a
+/// purged tenant's backups go with it.
+async fn scheduled_backups(db: Db) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path().to_owned();
+    let server = Server::start_with(db, move |c| {
+        c.backups.backup_dir = Some(root);
+        c.backups.backup_every_secs = 1;
+        c.backups.backup_keep = 2;
+    })
+    .await;
+    let archives = |tenant: &str| -> Vec<std::path::PathBuf> {
+        let mut found: Vec<_> = std::fs::read_dir(dir.path().join(tenant))
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        found.sort();
+        found
+    };
+    let first = server
+        .eventually(30, async |_| archives("acme").first().cloned())
+        .await
+        .expect("acme is backed up");
+    // Later periods add newer archives and remove the oldest.
+    let later = server
+        .eventually(30, async |_| {
+            let now = archives("acme");
+            (!now.contains(&first) && now.len() == 2).then_some(now)
+        })
+        .await
+        .expect("newer backups replace the oldest");
+    assert!(later.iter().all(|p| p > &first), "{later:?}");
+    assert!(!archives("globex").is_empty(), "every tenant is backed up");
+
+    let files = files_of(&std::fs::read(&later[1]).expect("readable"));
+    let manifest: Value = serde_json::from_slice(&files["manifest.json"]).expect("manifest");
+    assert_eq!(manifest["tenant"], "acme");
+    assert_eq!(manifest["secrets"]["mode"], "omitted");
+    for (name, body) in &files {
+        assert!(
+            !String::from_utf8_lossy(body).contains("globex"),
+            "{name} names globex"
+        );
+    }
+
+    // Purged: its backups go; another tenant's stay.
+    let pa = platform_admin();
+    for (method, path) in [
+        (Method::DELETE, "/v1/admin/tenants/acme"),
+        (Method::POST, "/v1/admin/tenants/acme/purge"),
+    ] {
+        let (status, body) = server.call(method, "", path, Some(&pa), None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    assert!(!dir.path().join("acme").exists(), "acme's backups went");
+    assert!(!archives("globex").is_empty());
+}
+
+veneer::both_backends!(
+    backups_run_on_schedule_and_go_with_the_purge,
+    scheduled_backups
+);
