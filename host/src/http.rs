@@ -73,7 +73,10 @@ pub fn router(state: AppState) -> Router {
         .merge(installations::routes())
         .merge(policies::routes())
         .merge(rollout::routes())
-        .merge(admin::routes())
+        .merge(admin::routes(
+            usize::try_from(state.config.backups.max_import_mib.saturating_mul(1 << 20))
+                .unwrap_or(usize::MAX),
+        ))
         .merge(domains::routes())
         .merge(tls::routes())
         .merge(jobs::routes())

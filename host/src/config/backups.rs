@@ -1,5 +1,6 @@
-//! The scheduled tenant backups of `veneer serve` (`--backup-dir` and what
-//! goes with it), a group of [`super::ServeConfig`]. Owns nothing else: the
+//! The tenant archives of `veneer serve`: scheduled backups (`--backup-dir`
+//! and what goes with it) and the import route's bound, a group of
+//! [`super::ServeConfig`]. Owns nothing else: the
 //! backups are `app::backups`'.
 
 use std::path::PathBuf;
@@ -29,6 +30,11 @@ pub struct BackupConfig {
     /// (`<id>:<base64 of 32 bytes>`); without it, backups leave them out.
     #[arg(long, env = "VENEER_BACKUP_EXPORT_KEY_FILE")]
     pub backup_export_key_file: Option<PathBuf>,
+
+    /// The largest archive `POST /v1/admin/tenants/import` takes, in MiB
+    /// (larger ones: `veneer tenant import`). One import runs at a time.
+    #[arg(long, env = "VENEER_MAX_IMPORT_MIB", default_value_t = 256)]
+    pub max_import_mib: u64,
 }
 
 impl Default for BackupConfig {
@@ -38,6 +44,7 @@ impl Default for BackupConfig {
             backup_every_secs: 86_400,
             backup_keep: 7,
             backup_export_key_file: None,
+            max_import_mib: 256,
         }
     }
 }

@@ -3,7 +3,7 @@
 //! purge, custom domains, per-plugin quotas, and the audit log of every tenant. Input shapes are checked here; the
 //! changes themselves (audit, invalidation) are [`crate::app::admin`]'s.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::{
@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::app;
 use crate::http::body::Sorted;
-use crate::http::context::{JsonBody, PlatformAdmin};
+use crate::http::context::{JsonBody, PlatformAdmin, RawBody};
 use crate::http::{ApiError, ApiResult, Code};
 use crate::runtime::Quota;
 use crate::state::AppState;
@@ -67,7 +67,8 @@ struct AuditBody<T> {
     next: Option<i64>,
 }
 
-pub(crate) fn routes() -> Router<AppState> {
+/// The routes; `max_import` bounds an import's body, in bytes.
+pub(crate) fn routes(max_import: usize) -> Router<AppState> {
     Router::new()
         .route("/v1/admin/tenants", get(list).post(create))
         .route(
@@ -77,6 +78,10 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/v1/admin/tenants/{id}/restore", post(restore))
         .route("/v1/admin/tenants/{id}/purge", post(purge))
         .route("/v1/admin/tenants/{id}/export", post(export))
+        .route(
+            "/v1/admin/tenants/import",
+            post(import).layer(DefaultBodyLimit::max(max_import)),
+        )
         .route(
             "/v1/admin/tenants/{id}/quota",
             put(set_quota).get(get_quota),
@@ -315,6 +320,91 @@ async fn export(
         export.bytes,
     )
         .into_response())
+}
+
+/// `POST /v1/admin/tenants/import` query.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct ImportQuery {
+    /// Import under this id instead of the archive's.
+    #[serde(rename = "as")]
+    as_id: Option<String>,
+    /// Link this organisation instead of the archive's.
+    org: Option<String>,
+    /// Replace the tenant if it exists.
+    replace: bool,
+    /// Import a sealed archive without its secrets.
+    without_secrets: bool,
+}
+
+/// `POST /v1/admin/tenants/import`.
+#[derive(Serialize)]
+struct ImportBody<T: Serialize> {
+    import: T,
+}
+
+/// The header carrying the export key of a sealed archive (never a query
+/// parameter: those end up in access logs).
+const EXPORT_KEY_HEADER: &str = "veneer-export-key";
+
+/// One import at a time on this node: an archive is held in memory whole.
+static IMPORTING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+
+/// Restores a tenant archive (the body, `application/gzip`) into this
+/// instance, as `veneer tenant import` does, and drops what this node and the
+/// others cached of the tenant.
+async fn import(
+    State(app): State<AppState>,
+    admin: PlatformAdmin,
+    query: Result<Query<ImportQuery>, axum::extract::rejection::QueryRejection>,
+    headers: axum::http::HeaderMap,
+    RawBody(body): RawBody,
+) -> ApiResult<Json<ImportBody<impl Serialize>>> {
+    let Query(query) = query.map_err(|err| {
+        ApiError::new(
+            Code::Invalid,
+            format!("use ?as=<id>&org=<organisation>&replace=true&without_secrets=true (each optional): {err}"),
+        )
+    })?;
+    let Ok(_permit) = IMPORTING.try_acquire() else {
+        return Err(ApiError::new(
+            Code::Conflict,
+            "another import is running on this node; retry when it is done",
+        ));
+    };
+    let as_id = query.as_id.as_deref().map(tenant_id).transpose()?;
+    let key = headers
+        .get(EXPORT_KEY_HEADER)
+        .map(|value| {
+            let spec = value.to_str().unwrap_or_default();
+            crate::secrets::SecretBox::from_env_or_dev(Some(spec), &[], false).map_err(|err| {
+                ApiError::new(
+                    Code::Invalid,
+                    format!("{EXPORT_KEY_HEADER} must be `<id>:<base64 of 32 bytes>`: {err}"),
+                )
+            })
+        })
+        .transpose()?;
+    let options = app::archives::ImportOptions {
+        as_id,
+        org: query.org,
+        replace: query.replace,
+        secrets_key: key.as_ref(),
+        without_secrets: query.without_secrets,
+        actor: &admin.0.subject,
+        limits: app::archives::ImportLimits {
+            max_bytes: app.config.backups.max_import_mib.saturating_mul(4 << 20),
+            ..app::archives::ImportLimits::default()
+        },
+    };
+    let report = app::archives::import(&app.storage, &app.secrets, &body, options).await?;
+    if let Ok(id) = TenantId::new(&report.tenant) {
+        app.invalidate(&id);
+        app.invalidate_hosts();
+    }
+    Ok(Json(ImportBody {
+        import: Sorted(report),
+    }))
 }
 
 async fn get_quota(

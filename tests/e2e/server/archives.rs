@@ -407,6 +407,83 @@ async fn export_and_import_move_a_tenant_between_sqlite_and_postgresql() {
         .expect("read")
         .expect("set");
     assert_eq!(settings.settings.smtp_password_enc, None, "left out");
+
+    // The import route: globex's archive replaces acme3, and the serving node
+    // answers with globex's configuration at once (it dropped its cache).
+    let download = |tenant: &str| {
+        let request = source
+            .request(
+                Method::POST,
+                "",
+                &format!("/v1/admin/tenants/{tenant}/export"),
+            )
+            .bearer_auth(platform_admin())
+            .json(&json!({}));
+        async move {
+            let reply = request.send().await.expect("export");
+            assert_eq!(reply.status(), StatusCode::OK);
+            reply.bytes().await.expect("body").to_vec()
+        }
+    };
+    let globex = download("globex").await;
+    let upload = |query: &str, body: Vec<u8>, key: Option<&str>| {
+        let mut request = source
+            .request(
+                Method::POST,
+                "",
+                &format!("/v1/admin/tenants/import{query}"),
+            )
+            .bearer_auth(platform_admin())
+            .header("content-type", "application/gzip")
+            .body(body);
+        if let Some(key) = key {
+            request = request.header("veneer-export-key", key);
+        }
+        async move {
+            let reply = request.send().await.expect("import");
+            let status = reply.status();
+            let body: Value = reply.json().await.expect("json");
+            (status, body)
+        }
+    };
+    let (status, body) = upload("?as=acme3&org=org_acme3", globex.clone(), None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("conflict")),
+        "{body}"
+    );
+    let (status, body) = upload("", b"not an archive".to_vec(), None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid")),
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("not a usable tenant archive")),
+        "{body}"
+    );
+    let (status, body) = upload("?as=acme3&bogus=1", globex.clone(), None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = upload("?as=acme3&org=org_acme3&replace=true", globex, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["import"]["replaced"], true, "{body}");
+    let globex_now = effective(&source, "globex").await;
+    let acme3_now = effective(&source, "acme3").await;
+    assert_eq!(acme3_now.1, globex_now.1, "acme3 quotes as globex does now");
+    assert_eq!(
+        acme3_now.0.to_string().replace("acme3", "globex"),
+        globex_now.0.to_string()
+    );
+    // The sealed archive through the route needs its key, in a header.
+    let sealed = std::fs::read(&archive).expect("archive");
+    let (status, body) = upload("?as=acme5&org=org_acme5", sealed.clone(), None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = upload("?as=acme5&org=org_acme5", sealed, Some(&k_export)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["import"]["imported"], true, "{body}");
+    assert_eq!(effective(&source, "acme5").await.1, before.1);
 }
 
 /// `--backup-dir`: every tenant is backed up each period (a job per tenant),

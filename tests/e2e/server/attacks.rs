@@ -500,6 +500,23 @@ async fn roles(db: Db) {
             .await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{method}: {body}");
     }
+    // Nor export a tenant's archive (its own or another's), nor import one.
+    for path in [
+        "/v1/admin/tenants/acme/export",
+        "/v1/admin/tenants/globex/export",
+        "/v1/admin/tenants/import",
+    ] {
+        let (status, body) = server
+            .call(
+                Method::POST,
+                "",
+                path,
+                Some(&admin("acme")),
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}: {body}");
+    }
     let (status, _) = server
         .get(
             "acme",
