@@ -7,6 +7,7 @@
 //! `postgres://postgres@127.0.0.1:5432/postgres`, see `crate::testing`);
 //! the user must be able to create databases.
 
+mod archive;
 mod availability;
 mod data;
 mod email;

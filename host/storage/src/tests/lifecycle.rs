@@ -23,7 +23,7 @@ crate::both_backends!(via crate::testing::harness::run;
 const OTHER_KEYS: &[(&str, &str)] = &[("tenants", "id"), ("output_policies", "scope")];
 
 /// Gives tenant `id` at least one row in every tenant table.
-async fn seed(ctx: &Ctx, id: &str) {
+pub(super) async fn seed(ctx: &Ctx, id: &str) {
     let db = ctx.tenant(id).await;
     super::rls::seed_rows(&ctx.storage, id).await;
     super::shopify::seed_rows(&db, id).await;
@@ -107,7 +107,7 @@ async fn seed(ctx: &Ctx, id: &str) {
 }
 
 /// Rows of tenant `id` in every tenant table, read from the schema.
-async fn counts(ctx: &Ctx, id: &str) -> BTreeMap<String, i64> {
+pub(super) async fn counts(ctx: &Ctx, id: &str) -> BTreeMap<String, i64> {
     let platform = ctx.storage.platform();
     let mut tables: Vec<(String, &str)> = platform
         .tenant_tables()
