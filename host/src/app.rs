@@ -60,6 +60,7 @@ pub mod runs;
 pub mod sending_domains;
 pub mod shadow;
 pub mod shopify;
+pub mod shopify_install;
 pub mod slots;
 pub mod tenants;
 

@@ -388,6 +388,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })?;
             for (what, kind) in [
                 ("Shopify credentials (stores)", &report.shopify),
+                ("Shopify app client secrets", &report.shopify_apps),
                 ("SMTP passwords", &report.smtp_passwords),
                 ("DKIM keys", &report.dkim_keys),
                 ("Job payloads", &report.job_payloads),

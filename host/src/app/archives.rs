@@ -13,7 +13,7 @@
 //! Which tables: every table of the schema with a tenant column (so a table
 //! added later travels without a change here) except [`LEFT_OUT`], and the
 //! [`HISTORY`] tables only when asked. Secrets (SMTP password, Shopify
-//! credentials, DKIM private keys) are sealed under the instance's key and
+//! credentials and app client secret, DKIM private keys) are sealed under the instance's key and
 //! bound to the tenant: an export opens them and either seals them again under
 //! a key given for the export, or leaves them out (the manifest lists what);
 //! an import opens them with that key and seals them under its own instance's
@@ -217,6 +217,13 @@ const SECRETS: &[SecretColumn] = &[
         nullable: true,
         also: &[],
         aad: |tenant, _, _| Some(crate::shopify::app_secret_aad(tenant)),
+    },
+    SecretColumn {
+        table: "shopify_apps",
+        column: "client_secret_enc",
+        nullable: false,
+        also: &[],
+        aad: |tenant, _, _| Some(super::shopify_install::client_secret_aad(tenant)),
     },
     SecretColumn {
         table: "dkim_keys",

@@ -113,6 +113,10 @@ pub enum Error {
     /// Shopify could not be asked; nothing changed.
     #[error("{0}")]
     ShopifyUnavailable(String),
+    /// A Shopify install callback that does not prove itself (its HMAC,
+    /// state, shop or cookie), or whose grant falls short; nothing stored.
+    #[error("{0}")]
+    ShopifyInstallRefused(String),
     /// A webhook without a header it must carry.
     #[error("the webhook has no {0} header")]
     WebhookMissingHeader(String),
@@ -189,6 +193,7 @@ impl Error {
             Error::InvalidShopifyStore(_) => "invalid_shopify_store",
             Error::ShopOwnershipNotProven(_) => "shop_ownership_not_proven",
             Error::ShopifyUnavailable(_) => "shopify_unavailable",
+            Error::ShopifyInstallRefused(_) => "shopify_install_refused",
             Error::WebhookMissingHeader(_) => "missing_header",
             Error::WebhookInvalidHeader { .. } => "invalid_header",
             Error::WebhookNotAuthenticated => "invalid_webhook",

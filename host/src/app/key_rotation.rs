@@ -1,5 +1,5 @@
 //! `veneer secrets rotate` as a use case: every secret Veneer stores sealed —
-//! Shopify credentials, tenants' SMTP relay passwords, the private halves of
+//! Shopify credentials and tenants' Shopify app client secrets, tenants' SMTP relay passwords, the private halves of
 //! DKIM keys, the sealed parts of job payloads (webhook bodies, rendered
 //! emails), certificate keys and ACME accounts — re-encrypted under the current key when it is sealed under an
 //! older one. Each value is swapped only if it is still what was read (a
@@ -29,6 +29,8 @@ pub struct KindReport {
 pub struct RotationReport {
     /// Shopify access tokens and app secrets (counted per store).
     pub shopify: KindReport,
+    /// Client secrets of tenants' own Shopify apps (the install flow's).
+    pub shopify_apps: KindReport,
     /// SMTP passwords of tenants' own relays.
     pub smtp_passwords: KindReport,
     /// DKIM private keys of sending domains.
@@ -47,6 +49,7 @@ impl RotationReport {
     pub fn complete(&self) -> bool {
         [
             &self.shopify,
+            &self.shopify_apps,
             &self.smtp_passwords,
             &self.dkim_keys,
             &self.job_payloads,
@@ -180,6 +183,23 @@ async fn rotate_tenant(
     report: &mut RotationReport,
 ) -> super::Result<()> {
     let db = storage.tenant(tenant);
+    if let Some(app) = db.shopify_app().await? {
+        let kind = &mut report.shopify_apps;
+        let old = &app.client_secret_enc;
+        match secrets.reencrypt(old, &super::shopify_install::client_secret_aad(tenant)) {
+            Ok(None) => kind.unchanged += 1,
+            Ok(Some(new)) => {
+                if db.replace_shopify_client_secret(old, &new).await? {
+                    kind.rotated += 1;
+                } else {
+                    kind.raced += 1;
+                }
+            }
+            Err(err) => kind
+                .failed
+                .push((format!("{tenant} Shopify app client secret"), err)),
+        }
+    }
     if let Some(settings) = db.email_settings().await?
         && let Some(old) = settings.settings.smtp_password_enc.as_deref()
     {

@@ -211,6 +211,9 @@ codes! {
     ShopOwnershipNotProven => UNPROCESSABLE_ENTITY "shop_ownership_not_proven",
     /// Shopify could not be asked.
     ShopifyUnavailable => SERVICE_UNAVAILABLE "shopify_unavailable",
+    /// A Shopify install callback that does not prove itself, or a grant
+    /// short of the app's scopes.
+    ShopifyInstallRefused => FORBIDDEN "shopify_install_refused",
     /// A webhook not signed by the tenant's shop.
     InvalidWebhook => UNAUTHORIZED "invalid_webhook",
     /// A webhook without a required header.
@@ -375,6 +378,7 @@ impl From<AppError> for ApiError {
             AppError::InvalidShopifyStore(_) => Code::InvalidShopifyStore,
             AppError::ShopOwnershipNotProven(_) => Code::ShopOwnershipNotProven,
             AppError::ShopifyUnavailable(_) => Code::ShopifyUnavailable,
+            AppError::ShopifyInstallRefused(_) => Code::ShopifyInstallRefused,
             AppError::WebhookMissingHeader(_) => Code::MissingHeader,
             AppError::WebhookInvalidHeader { .. } => Code::InvalidHeader,
             AppError::WebhookNotAuthenticated => Code::InvalidWebhook,

@@ -90,8 +90,36 @@ enum WebhookBody {
     },
 }
 
+/// `GET|PUT /v1/shopify/app`.
+#[derive(Serialize)]
+struct AppBody {
+    app: Option<app::shopify_install::AppView>,
+}
+
+/// `GET /v1/shopify/callback`: the store the install connected.
+#[derive(Serialize)]
+struct InstalledBody {
+    api_version: String,
+    connected: bool,
+    scopes: Vec<String>,
+    shop_domain: String,
+}
+
+/// `GET /v1/shopify/install` query.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InstallQuery {
+    shop: String,
+}
+
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
+        .route(
+            "/v1/shopify/app",
+            get(get_app).put(put_app).delete(delete_app),
+        )
+        .route("/v1/shopify/install", get(install))
+        .route("/v1/shopify/callback", get(callback))
         .route("/v1/shopify", get(status).put(connect).delete(disconnect))
         .route("/v1/shopify/webhooks", post(webhook))
         .route("/v1/shopify/commissions", get(commissions))
@@ -192,6 +220,154 @@ async fn products(State(app): State<AppState>, member: Member) -> ApiResult<Json
         })
         .collect();
     Ok(Json(ProductsBody { products }))
+}
+
+async fn get_app(State(app): State<AppState>, admin: TenantAdmin) -> ApiResult<Json<AppBody>> {
+    Ok(Json(AppBody {
+        app: app::shopify_install::app_view(&app, admin.tenant.id()).await?,
+    }))
+}
+
+async fn put_app(
+    State(app): State<AppState>,
+    admin: TenantAdmin,
+    JsonBody(body): JsonBody<app::shopify_install::AppSettings>,
+) -> ApiResult<Json<AppBody>> {
+    let view =
+        app::shopify_install::set_app(&app, admin.tenant.id(), &admin.principal.subject, body)
+            .await?;
+    Ok(Json(AppBody { app: Some(view) }))
+}
+
+async fn delete_app(State(app): State<AppState>, admin: TenantAdmin) -> ApiResult<StatusCode> {
+    let db = app.storage.tenant(admin.tenant.id());
+    if !db.delete_shopify_app().await? {
+        return Err(ApiError::not_found("this tenant has no Shopify app set"));
+    }
+    db.audit(
+        &admin.principal.subject,
+        "shopify.app.delete",
+        None,
+        None,
+        None,
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Starts an install: 302 to the shop's authorize page, with the cookie that
+/// binds the install to this browser (HttpOnly, SameSite=Lax so Shopify's
+/// redirect back carries it, Secure over HTTPS, only sent to the callback).
+async fn install(
+    State(app): State<AppState>,
+    admin: TenantAdmin,
+    headers: HeaderMap,
+    query: Result<axum::extract::Query<InstallQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let axum::extract::Query(query) = query.map_err(|err| {
+        ApiError::new(
+            crate::http::Code::InvalidShopifyStore,
+            format!("use ?shop=<name>.myshopify.com: {err}"),
+        )
+    })?;
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    let secure = app.config.tls.enabled || !app.config.dev;
+    let scheme = if secure { "https" } else { "http" };
+    let redirect_uri = format!("{scheme}://{host}/v1/shopify/callback");
+    let started =
+        app::shopify_install::start(&app, admin.tenant.id(), &query.shop, &redirect_uri).await?;
+    let cookie = format!(
+        "{}={}; Path=/v1/shopify/callback; Max-Age={}; HttpOnly; SameSite=Lax{}",
+        app::shopify_install::COOKIE,
+        started.nonce,
+        app::shopify_install::STATE_TTL.as_secs(),
+        if secure { "; Secure" } else { "" }
+    );
+    Ok((
+        StatusCode::FOUND,
+        [
+            (axum::http::header::LOCATION, started.authorize_url),
+            (axum::http::header::SET_COOKIE, cookie),
+            (axum::http::header::CACHE_CONTROL, "no-store".to_owned()),
+        ],
+    )
+        .into_response())
+}
+
+/// Shopify's redirect back after the merchant approved: no token (a browser
+/// navigation); the callback proves itself (`app::shopify_install::finish`).
+async fn callback(
+    State(app): State<AppState>,
+    tenant: TenantHost,
+    headers: HeaderMap,
+    axum::extract::RawQuery(raw): axum::extract::RawQuery,
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    // Unauthenticated: charged to the tenant's request rate first.
+    if let Err(wait) = app.limits.check_rate(&tenant.0).await {
+        app.metrics.rate_limited(tenant.id());
+        return Err(ApiError::rate_limited(wait.as_secs_f64().ceil() as u64));
+    }
+    let raw = raw.unwrap_or_default();
+    if raw.len() > 4096 {
+        return Err(
+            app::Error::ShopifyInstallRefused("the callback's query is too long".into()).into(),
+        );
+    }
+    let mut query = std::collections::BTreeMap::new();
+    let parsed = reqwest::Url::parse(&format!("http://callback/?{raw}")).map_err(|_| {
+        app::Error::ShopifyInstallRefused("the callback's query does not parse".into())
+    })?;
+    for (k, v) in parsed.query_pairs() {
+        if query.insert(k.into_owned(), v.into_owned()).is_some() {
+            return Err(app::Error::ShopifyInstallRefused(
+                "the callback repeats a parameter".into(),
+            )
+            .into());
+        }
+    }
+    let cookie = cookie_value(&headers, app::shopify_install::COOKIE);
+    let store = app::shopify_install::finish(&app, tenant.id(), &query, cookie.as_deref()).await?;
+    let clear = format!(
+        "{}=; Path=/v1/shopify/callback; Max-Age=0; HttpOnly; SameSite=Lax",
+        app::shopify_install::COOKIE
+    );
+    Ok((
+        [
+            (axum::http::header::SET_COOKIE, clear),
+            (axum::http::header::CACHE_CONTROL, "no-store".to_owned()),
+        ],
+        Json(InstalledBody {
+            api_version: store.api_version,
+            connected: true,
+            scopes: store
+                .scopes
+                .as_deref()
+                .unwrap_or_default()
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            shop_domain: store.shop_domain,
+        }),
+    )
+        .into_response())
+}
+
+/// The value of cookie `name`, if the request carries it.
+fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|h| h.to_str().ok())
+        .flat_map(|h| h.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
 }
 
 async fn webhook(

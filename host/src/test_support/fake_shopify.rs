@@ -11,6 +11,14 @@
 //! signed as
 //! Shopify signs them (HMAC-SHA256 of the raw body, base64).
 //!
+//! It also plays the OAuth side of an app install: `GET /admin/oauth/authorize`
+//! answers as a merchant who approves at once (a redirect to the app's
+//! `redirect_uri` with a code, the shop, the state, a timestamp and Shopify's
+//! `hmac`: hex HMAC-SHA256 with the app's client secret over the other
+//! parameters, sorted), and `POST /admin/oauth/access_token` exchanges a code
+//! (once) for a new token that then works on the Admin API, with the granted
+//! scopes. Apps are registered with [`FakeShopify::add_app`].
+//!
 //! Self-contained on purpose: it uses no code of the host (it only lives in
 //! the crate, in [`crate::test_support`]), so a bug in the host's signing or
 //! parsing cannot hide in both. The host's unit tests
@@ -23,12 +31,12 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use axum::{Json, Router};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use hmac::{Hmac, Mac};
@@ -92,8 +100,25 @@ struct Failure {
     retry_after: Option<String>,
 }
 
+/// An app the fake's merchant installs.
+struct FakeApp {
+    secret: String,
+    shop: String,
+    /// Granted instead of what is asked, when set (a merchant who unticks).
+    grant: Option<String>,
+}
+
+/// A code issued and not exchanged yet.
+struct Grant {
+    client_id: String,
+    shop: String,
+    scope: String,
+}
+
 struct Inner {
     shops_by_token: HashMap<String, String>,
+    apps: HashMap<String, FakeApp>,
+    codes: HashMap<String, Grant>,
     bucket: Bucket,
     query_cost: f64,
     failures: VecDeque<Failure>,
@@ -124,6 +149,8 @@ impl FakeShopify {
     pub async fn start() -> FakeShopify {
         let inner = Arc::new(Mutex::new(Inner {
             shops_by_token: HashMap::new(),
+            apps: HashMap::new(),
+            codes: HashMap::new(),
             bucket: Bucket {
                 maximum: 2000.0,
                 restore_rate: 100.0,
@@ -139,6 +166,8 @@ impl FakeShopify {
         }));
         let app = Router::new()
             .route("/admin/api/{version}/graphql.json", post(graphql))
+            .route("/admin/oauth/authorize", axum::routing::get(authorize))
+            .route("/admin/oauth/access_token", post(access_token))
             .with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -167,6 +196,30 @@ impl FakeShopify {
         self.lock()
             .shops_by_token
             .insert(access_token.to_owned(), shop_domain.to_owned());
+    }
+
+    /// Registers an app (`client_id`, `secret`) whose installs are approved by
+    /// `shop`'s merchant, granting what is asked, or `grant` when given.
+    pub fn add_app(&self, client_id: &str, secret: &str, shop: &str, grant: Option<&str>) {
+        self.lock().apps.insert(
+            client_id.to_owned(),
+            FakeApp {
+                secret: secret.to_owned(),
+                shop: shop.to_owned(),
+                grant: grant.map(str::to_owned),
+            },
+        );
+    }
+
+    /// Signs callback parameters as Shopify does (for tests that forge or
+    /// tamper with one): hex HMAC-SHA256 with `secret` over `k=v` pairs,
+    /// sorted, joined by `&`.
+    pub fn sign_query(secret: &str, params: &[(&str, &str)]) -> String {
+        let mut pairs: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        pairs.sort();
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key");
+        mac.update(pairs.join("&").as_bytes());
+        hex::encode(mac.finalize().into_bytes())
     }
 
     /// Revokes a token (as an uninstall does): it now gets 401.
@@ -531,4 +584,98 @@ fn rfc3339_now() -> String {
         in_day / 1_000 % 60,
         in_day % 1_000
     )
+}
+
+/// The merchant approves at once: back to the app with a code.
+async fn authorize(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    axum::extract::Query(query): axum::extract::Query<HashMap<String, String>>,
+) -> Response {
+    let get = |k: &str| query.get(k).cloned().unwrap_or_default();
+    let (client_id, scope, redirect_uri, state) = (
+        get("client_id"),
+        get("scope"),
+        get("redirect_uri"),
+        get("state"),
+    );
+    let mut inner = inner.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(app) = inner.apps.get(&client_id) else {
+        return (StatusCode::NOT_FOUND, "no such app").into_response();
+    };
+    let (secret, shop) = (app.secret.clone(), app.shop.clone());
+    let granted = app.grant.clone().unwrap_or(scope);
+    let code = format!("code-{:016x}", rand::random::<u64>());
+    inner.codes.insert(
+        code.clone(),
+        Grant {
+            client_id,
+            shop: shop.clone(),
+            scope: granted,
+        },
+    );
+    let timestamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+        .to_string();
+    let host = B64.encode(format!("admin.shopify.com/store/{shop}"));
+    let params = [
+        ("code", code.as_str()),
+        ("host", host.as_str()),
+        ("shop", shop.as_str()),
+        ("state", state.as_str()),
+        ("timestamp", timestamp.as_str()),
+    ];
+    let hmac = FakeShopify::sign_query(&secret, &params);
+    let mut url = match reqwest::Url::parse(&redirect_uri) {
+        Ok(url) => url,
+        Err(_) => return (StatusCode::BAD_REQUEST, "bad redirect_uri").into_response(),
+    };
+    {
+        let mut pairs = url.query_pairs_mut();
+        for (k, v) in params {
+            pairs.append_pair(k, v);
+        }
+        pairs.append_pair("hmac", &hmac);
+    }
+    (
+        StatusCode::FOUND,
+        [(axum::http::header::LOCATION, url.to_string())],
+    )
+        .into_response()
+}
+
+/// A code (once) and the app's credentials for a new token.
+async fn access_token(State(inner): State<Arc<Mutex<Inner>>>, body: Bytes) -> Response {
+    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
+        return (StatusCode::BAD_REQUEST, "not JSON").into_response();
+    };
+    let field = |k: &str| {
+        body.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let mut inner = inner.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(grant) = inner.codes.remove(&field("code")) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            json!({"error": "invalid_request"}).to_string(),
+        )
+            .into_response();
+    };
+    let valid = grant.client_id == field("client_id")
+        && inner
+            .apps
+            .get(&grant.client_id)
+            .is_some_and(|app| app.secret == field("client_secret"));
+    if !valid {
+        return (
+            StatusCode::BAD_REQUEST,
+            json!({"error": "invalid_client"}).to_string(),
+        )
+            .into_response();
+    }
+    let token = format!("shpua_{:032x}", rand::random::<u128>());
+    inner.shops_by_token.insert(token.clone(), grant.shop);
+    Json(json!({ "access_token": token, "scope": grant.scope })).into_response()
 }

@@ -55,6 +55,7 @@ mod sending_domains;
 mod session;
 mod shadows;
 mod shopify;
+mod shopify_install;
 mod tables;
 mod tenant;
 mod time;
@@ -96,6 +97,7 @@ pub use sending_domains::{
 };
 pub use shadows::{MAX_SHADOW_RUNS, ShadowRecord, ShadowRun};
 pub use shopify::*;
+pub use shopify_install::{MAX_PENDING_INSTALLS, ShopifyAppRecord};
 pub use tables::{Cell, ColumnKind, TableSchema};
 pub use tenant::TenantDb;
 pub use tls::{CertificateRecord, CertificateStatus, IssuedCertificate, ServedCertificate};

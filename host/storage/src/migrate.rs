@@ -93,6 +93,11 @@ const SQLITE: &[Source] = &[
         "tenant lifecycle",
         include_str!("../migrations/sqlite/0016_tenant_lifecycle.sql"),
     ),
+    (
+        17,
+        "shopify oauth",
+        include_str!("../migrations/sqlite/0017_shopify_oauth.sql"),
+    ),
 ];
 
 const POSTGRES: &[Source] = &[
@@ -180,6 +185,11 @@ const POSTGRES: &[Source] = &[
         17,
         "tenant lifecycle",
         include_str!("../migrations/postgres/0017_tenant_lifecycle.sql"),
+    ),
+    (
+        18,
+        "shopify oauth",
+        include_str!("../migrations/postgres/0018_shopify_oauth.sql"),
     ),
 ];
 

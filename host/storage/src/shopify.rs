@@ -42,7 +42,8 @@ const MAX_ID_LEN: usize = 255;
 macro_rules! store_columns {
     () => {
         "shop_domain, access_token_enc, app_secret_enc, api_version, \
-         CASE WHEN enabled THEN 1 ELSE 0 END AS enabled, connected_at, uninstalled_at, updated_at"
+         CASE WHEN enabled THEN 1 ELSE 0 END AS enabled, connected_at, uninstalled_at, updated_at, \
+         scopes"
     };
 }
 
@@ -70,6 +71,9 @@ pub struct ShopifyStoreRecord {
     pub connected_at: i64,
     pub uninstalled_at: Option<i64>,
     pub updated_at: i64,
+    /// The scopes Shopify granted at install (comma-separated); None for a
+    /// store connected with a pasted token.
+    pub scopes: Option<String>,
 }
 
 impl std::fmt::Debug for ShopifyStoreRecord {
@@ -85,6 +89,7 @@ impl std::fmt::Debug for ShopifyStoreRecord {
             .field("connected_at", &self.connected_at)
             .field("uninstalled_at", &self.uninstalled_at)
             .field("updated_at", &self.updated_at)
+            .field("scopes", &self.scopes)
             .finish()
     }
 }
@@ -153,6 +158,26 @@ impl TenantDb {
         app_secret_enc: &str,
         api_version: &str,
     ) -> Result<ShopifyStoreRecord, StorageError> {
+        self.connect_shopify_with_scopes(
+            shop_domain,
+            access_token_enc,
+            app_secret_enc,
+            api_version,
+            None,
+        )
+        .await
+    }
+
+    /// [`connect_shopify`](Self::connect_shopify) for a store installed through
+    /// OAuth, with the scopes Shopify granted.
+    pub async fn connect_shopify_with_scopes(
+        &self,
+        shop_domain: &str,
+        access_token_enc: &str,
+        app_secret_enc: &str,
+        api_version: &str,
+        scopes: Option<&str>,
+    ) -> Result<ShopifyStoreRecord, StorageError> {
         let domain = normalize_shop_domain(shop_domain)?;
         check_api_version(api_version)?;
         check_encrypted("access token", access_token_enc)?;
@@ -161,14 +186,15 @@ impl TenantDb {
         let mut tx = self.begin(Access::Write).await?;
         let row = sqlx::query(concat!(
             "INSERT INTO shopify_stores (tenant_id, shop_domain, access_token_enc, \
-             app_secret_enc, api_version, enabled, connected_at, uninstalled_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, TRUE, $6, NULL, $6) \
+             app_secret_enc, api_version, enabled, connected_at, uninstalled_at, updated_at, \
+             scopes) \
+             VALUES ($1, $2, $3, $4, $5, TRUE, $6, NULL, $6, $7) \
              ON CONFLICT (tenant_id) DO UPDATE SET shop_domain = excluded.shop_domain, \
                  access_token_enc = excluded.access_token_enc, \
                  app_secret_enc = excluded.app_secret_enc, \
                  api_version = excluded.api_version, enabled = TRUE, \
                  connected_at = excluded.connected_at, uninstalled_at = NULL, \
-                 updated_at = excluded.updated_at \
+                 updated_at = excluded.updated_at, scopes = excluded.scopes \
              RETURNING ",
             store_columns!()
         ))
@@ -178,6 +204,7 @@ impl TenantDb {
         .bind(app_secret_enc)
         .bind(api_version)
         .bind(now)
+        .bind(scopes)
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| {
@@ -595,6 +622,7 @@ fn store_from_row(row: &AnyRow) -> Result<ShopifyStoreRecord, StorageError> {
         connected_at: rows::int(row, "connected_at")?,
         uninstalled_at: row.try_get("uninstalled_at")?,
         updated_at: rows::int(row, "updated_at")?,
+        scopes: rows::opt_text(row, "scopes")?,
     })
 }
 
@@ -643,7 +671,7 @@ fn webhook_cutoff(older_than: Duration) -> Result<i64, StorageError> {
 /// Lowercases and checks a shop's `<name>.myshopify.com` domain: the only kind
 /// Shopify names in webhooks, and the only host the Admin API client will call
 /// (anything else could point the host's requests at an internal address).
-fn normalize_shop_domain(domain: &str) -> Result<String, StorageError> {
+pub(super) fn normalize_shop_domain(domain: &str) -> Result<String, StorageError> {
     let domain = domain.trim().trim_end_matches('.').to_ascii_lowercase();
     let valid = domain.strip_suffix(".myshopify.com").is_some_and(|name| {
         !name.is_empty()
@@ -684,7 +712,7 @@ fn check_api_version(version: &str) -> Result<(), StorageError> {
 
 /// A guard against storing a credential in clear by mistake: only values in
 /// the `secrets` format are accepted.
-fn check_encrypted(what: &str, value: &str) -> Result<(), StorageError> {
+pub(super) fn check_encrypted(what: &str, value: &str) -> Result<(), StorageError> {
     let mut parts = value.splitn(3, ':');
     let looks_sealed = parts.next() == Some("v1")
         && parts.next().is_some_and(|id| !id.is_empty())

@@ -32,6 +32,12 @@ pub(super) async fn seed(ctx: &Ctx, id: &str) {
     platform.take_rate(&tid(id), 1_000, 1).await.unwrap();
     db.enqueue_job(&job("test.kind")).await.unwrap();
     db.set_rollout_settings("{}", "owner").await.unwrap();
+    db.put_shopify_app("client", "v1:k:sealed", "read_products")
+        .await
+        .unwrap();
+    db.begin_shopify_install(&format!("nonce-{id}"), "shop.myshopify.com", i64::MAX)
+        .await
+        .unwrap();
     db.record_hook_call(&NewHookRecord {
         hook: "categories",
         input: "{}",

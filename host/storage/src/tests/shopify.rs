@@ -24,6 +24,7 @@ crate::both_backends!(via crate::testing::harness::run;
     products_keep_their_latest_version,
     rotation_walks_every_store_and_never_overwrites_a_reconnect,
     writes_for_a_missing_tenant_are_not_found,
+    an_install_state_works_once_for_its_tenant_until_it_expires,
 );
 
 const TOKEN: &str = "shpat_0123456789abcdef";
@@ -938,4 +939,58 @@ async fn tenant_a_cannot_reach_b_shopify_rows_under_rls() {
         assert!(!b.record_shopify_webhook("wh-1", "orders/create").await.unwrap());
     })
     .await;
+}
+
+async fn an_install_state_works_once_for_its_tenant_until_it_expires(ctx: Ctx) {
+    let a = ctx.tenant("a").await;
+    let b = ctx.tenant("b").await;
+    let later = crate::time::now_ms() + 600_000;
+    a.begin_shopify_install("n1", "Shop-A.myshopify.com", later)
+        .await
+        .unwrap();
+    // Another tenant cannot take it; its owner can, once.
+    assert_eq!(b.take_shopify_install("n1").await.unwrap(), None);
+    assert_eq!(
+        a.take_shopify_install("n1").await.unwrap().as_deref(),
+        Some("shop-a.myshopify.com")
+    );
+    assert_eq!(a.take_shopify_install("n1").await.unwrap(), None);
+    // An expired one is gone too.
+    a.begin_shopify_install("n2", "shop-a.myshopify.com", 1)
+        .await
+        .unwrap();
+    assert_eq!(a.take_shopify_install("n2").await.unwrap(), None);
+    // Not a shop domain: refused.
+    assert!(matches!(
+        a.begin_shopify_install("n3", "evil.example", later).await,
+        Err(StorageError::Invalid(_))
+    ));
+    // At most so many pending at once.
+    for i in 0..crate::MAX_PENDING_INSTALLS {
+        a.begin_shopify_install(&format!("p{i}"), "shop-a.myshopify.com", later)
+            .await
+            .unwrap();
+    }
+    assert!(matches!(
+        a.begin_shopify_install("over", "shop-a.myshopify.com", later)
+            .await,
+        Err(StorageError::Conflict(_))
+    ));
+    // The app: the secret only sealed.
+    assert!(
+        a.put_shopify_app("cid", "clear-secret", "read_products")
+            .await
+            .is_err()
+    );
+    a.put_shopify_app("cid", "v1:k:sealed", "read_products,write_products")
+        .await
+        .unwrap();
+    assert_eq!(a.shopify_app().await.unwrap().unwrap().client_id, "cid");
+    assert_eq!(b.shopify_app().await.unwrap(), None);
+    assert!(a.delete_shopify_app().await.unwrap());
+    assert_eq!(
+        a.take_shopify_install("p0").await.unwrap(),
+        None,
+        "states went too"
+    );
 }
