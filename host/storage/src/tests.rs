@@ -8,6 +8,7 @@
 //! the user must be able to create databases.
 
 mod availability;
+mod copy;
 mod data;
 mod email;
 mod installations;

@@ -23,7 +23,7 @@ crate::both_backends!(via crate::testing::harness::run;
 const OTHER_KEYS: &[(&str, &str)] = &[("tenants", "id"), ("output_policies", "scope")];
 
 /// Gives tenant `id` at least one row in every tenant table.
-async fn seed(ctx: &Ctx, id: &str) {
+pub(super) async fn seed(ctx: &Ctx, id: &str) {
     let db = ctx.tenant(id).await;
     super::rls::seed_rows(&ctx.storage, id).await;
     super::shopify::seed_rows(&db, id).await;
