@@ -24,10 +24,9 @@ use crate::tenancy::TenantId;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum TenantCheck {
-    /// Served the same configuration on both sides.
+    /// Served the same configuration on both sides (deleted tenants are
+    /// compared too: they keep their rows until purged).
     Same,
-    /// Served on neither side (deleted, say): nothing to compare.
-    NotServed,
     /// What differs: the configuration's fields (`categories`, `releases`, …),
     /// or that only one side has or serves the tenant.
     Differs { what: Vec<String> },
@@ -85,9 +84,10 @@ fn only(what: &str) -> TenantCheck {
 async fn compare(source: &AppState, target: &AppState, id: &TenantId) -> Result<TenantCheck> {
     let (a, b) = (served(source, id).await?, served(target, id).await?);
     Ok(match (a, b) {
-        (None, None) => TenantCheck::NotServed,
-        (Some(_), None) => only("served by the source, not by the copy"),
-        (None, Some(_)) => only("served by the copy, not by the source"),
+        // Listed, then gone from both (a purge meanwhile): they agree.
+        (None, None) => TenantCheck::Same,
+        (Some(_), None) => only("the source has it, the copy does not"),
+        (None, Some(_)) => only("the copy has it, the source does not"),
         (Some(Value::Object(a)), Some(Value::Object(b))) => {
             let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
             let what: Vec<String> = keys
@@ -107,7 +107,7 @@ async fn compare(source: &AppState, target: &AppState, id: &TenantId) -> Result<
 }
 
 /// The tenant's effective configuration as served, serialised, without its
-/// runs' use; None when the tenant is not served.
+/// runs' use; None when there is no such tenant.
 async fn served(app: &AppState, id: &TenantId) -> Result<Option<Value>> {
     let Some(state) = app.tenant_state(id).await? else {
         return Ok(None);

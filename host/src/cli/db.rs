@@ -124,16 +124,14 @@ fn print(args: &CopyArgs, report: &CopyReport, verified: &Verification) -> anyho
     for (tenant, check) in &verified.tenants {
         let line = match check {
             TenantCheck::Same => "same".to_owned(),
-            TenantCheck::NotServed => "not served on either side (deleted)".to_owned(),
             TenantCheck::Differs { what } => format!("DIFFERS: {}", what.join(", ")),
         };
         outln!("  {tenant:<24} {line}");
     }
     outln!(
-        "{} tenants: {} the same, {} not served, {} different",
+        "{} tenants: {} the same, {} different",
         verified.tenants.len(),
         verified.count(|c| *c == TenantCheck::Same),
-        verified.count(|c| *c == TenantCheck::NotServed),
         verified.count(|c| matches!(c, TenantCheck::Differs { .. }))
     );
     Ok(())

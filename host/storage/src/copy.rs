@@ -127,9 +127,10 @@ pub async fn copy_instance(
         };
         copy_table(&mut read, table, &mut write, into, target_backend).await?;
         if into.generated_id {
-            let given = match table.generated_id {
-                true => id_counter(&mut read, source_backend, &table.name).await?,
-                false => 0,
+            let given = if table.generated_id {
+                id_counter(&mut read, source_backend, &table.name).await?
+            } else {
+                0
             };
             advance_counter(&mut write, target_backend, &into.name, given).await?;
         }
@@ -177,17 +178,28 @@ fn context(which: &str, err: StorageError) -> StorageError {
 }
 
 /// A connection as the URL's user (on PostgreSQL, without the application
-/// role), within the acquire timeout.
+/// role), within the acquire timeout. On PostgreSQL it lifts the statement
+/// timeout a role may carry as a backstop (counting or paging a large table
+/// can take longer than a request may) and gives a transaction a minute idle
+/// (the read waits while a page is written, the write while one is read).
 async fn owner(url: &str, options: &StorageOptions) -> Result<AnyConnection, StorageError> {
-    tokio::time::timeout(options.acquire_timeout, AnyConnection::connect(url))
+    let mut conn = tokio::time::timeout(options.acquire_timeout, AnyConnection::connect(url))
         .await
         .map_err(|_| {
             StorageError::Unavailable(format!(
                 "no answer from the database within {:?}: check that it is running and reachable",
                 options.acquire_timeout
             ))
-        })?
-        .map_err(StorageError::from)
+        })??;
+    if backend_of(url)? == Backend::Postgres {
+        sqlx::query(
+            "SELECT set_config('statement_timeout', '0', false), \
+                    set_config('idle_in_transaction_session_timeout', '60000', false)",
+        )
+        .execute(&mut conn)
+        .await?;
+    }
+    Ok(conn)
 }
 
 async fn platform_scope(conn: &mut AnyConnection) -> Result<(), StorageError> {
