@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use sqlx::{AnyConnection, Connection};
 
-use super::lifecycle::seed;
+use super::lifecycle::{OwnedDb, seed};
 use crate::testing::harness::{Ctx, job, options, tid};
 use crate::testing::{Db, TestDb};
 use crate::{AuditEntry, Backend, Cell, NewRelease, Storage, StorageError, copy_instance, tables};
@@ -143,6 +143,14 @@ async fn an_instance_goes_from_sqlite_to_postgresql_and_back_row_for_row() {
     assert_eq!(report.rows(), copied as u64);
     assert_eq!(rows_of(&postgres.url).await, before, "empty: {empty:?}");
 
+    // Between two PostgreSQL databases.
+    let other = TestDb::new(Db::Postgres).await;
+    let report = copy_instance(&postgres.url, &other.url, &options())
+        .await
+        .unwrap();
+    assert!(report.counts_match(), "{report:?}");
+    assert_eq!(rows_of(&other.url).await, before);
+
     // Back into SQLite, from PostgreSQL.
     let back = TestDb::new(Db::Sqlite).await;
     let report = copy_instance(&postgres.url, &back.url, &options())
@@ -191,4 +199,44 @@ async fn an_older_source_and_a_copy_onto_itself_are_refused() {
     assert!(matches!(err, StorageError::Invalid(_)), "{err}");
     assert!(err.to_string().contains("older"), "{err}");
     assert!(err.to_string().contains("veneer serve"), "{err}");
+}
+
+/// In production the URL's user owns the tables but is no superuser: row-level
+/// security (`FORCE`) applies to it, and it moves the sequences as their owner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_copy_works_with_an_owner_that_is_no_superuser() {
+    let source = TestDb::new(Db::Sqlite).await;
+    let storage = Storage::connect(&source.url, &options()).await.unwrap();
+    let ctx = Ctx {
+        storage,
+        url: source.url.clone(),
+    };
+    seed(&ctx, "a").await;
+    ctx.storage.close().await;
+    let before = rows_of(&source.url).await;
+    let owned = OwnedDb::create().await;
+    let (from, to) = (source.url.clone(), owned.url.clone());
+    let back = TestDb::new(Db::Sqlite).await;
+    let back_url = back.url.clone();
+    let outcome = tokio::spawn(async move {
+        let there = copy_instance(&from, &to, &options()).await.unwrap();
+        let again = copy_instance(&from, &to, &options()).await.unwrap_err();
+        new_ids_pass(&to, 1).await;
+        let home = copy_instance(&to, &back_url, &options()).await.unwrap();
+        (there, again, home)
+    })
+    .await;
+    owned.drop_all().await;
+    let (there, again, home) = outcome.unwrap();
+    assert!(
+        there.counts_match() && home.counts_match(),
+        "{there:?} {home:?}"
+    );
+    assert_eq!(
+        there.rows(),
+        before.values().map(Vec::len).sum::<usize>() as u64
+    );
+    assert!(matches!(again, StorageError::Conflict(_)), "{again}");
+    // What came home is the source plus the rows `new_ids_pass` added there.
+    assert_eq!(home.rows(), there.rows() + 3);
 }
