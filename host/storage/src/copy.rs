@@ -168,10 +168,14 @@ fn name_of(backend: Backend) -> &'static str {
     }
 }
 
+/// Says which side could not be opened.
 fn context(which: &str, err: StorageError) -> StorageError {
     match err {
         StorageError::Database(err) => {
             StorageError::Unavailable(format!("cannot open {which}: {err}"))
+        }
+        StorageError::Unavailable(why) => {
+            StorageError::Unavailable(format!("cannot open {which}: {why}"))
         }
         other => other,
     }
