@@ -27,7 +27,8 @@
 //!   ordered with ACME, renewed, retried with backoff;
 //! - [`catalogue`]: the platform's stock plugins, published and installed;
 //! - [`jobs`]: the kinds of the background jobs the use cases queue;
-//! - [`metrics`]: the metrics exposition, with the job queue read at scrape time.
+//! - [`metrics`]: the metrics exposition, with the job queue read at scrape time;
+//! - [`instance_copy`]: whether a copied instance serves every tenant as its source does.
 //!
 //! It owns the use cases and their typed [`Error`]; it decides nothing about
 //! transport. It depends on `resolve`, `runtime`, `storage`, `tenancy`,
@@ -47,6 +48,7 @@ pub mod email;
 mod error;
 pub mod headroom;
 pub mod installations;
+pub mod instance_copy;
 pub mod jobs;
 pub mod key_rotation;
 pub mod lifecycle;

@@ -40,6 +40,7 @@ macro_rules! outln {
 }
 
 mod chain;
+mod db;
 mod diff;
 mod domains;
 mod replay;
@@ -107,6 +108,9 @@ enum Command {
     /// install, list them.
     #[command(subcommand)]
     Tenant(tenants::TenantCommand),
+    /// The instance's database as a whole: copy it into another one.
+    #[command(subcommand)]
+    Db(db::DbCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -358,6 +362,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Domains(command) => domains::run(command),
         Command::Tenant(command) => tenants::run(command),
+        Command::Db(command) => db::run(command),
         Command::Plugin(PluginCommand::Run(args)) => plugin_run(args),
         Command::Plugin(PluginCommand::Check(args)) => plugin_check(args),
         Command::Plugin(PluginCommand::Diff(args)) => diff::run(args),
@@ -448,20 +453,8 @@ fn check_base_against(
     database_url: &str,
     current: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
-    let mut args = vec![
-        "veneer-serve".to_owned(),
-        "--database-url".to_owned(),
-        database_url.to_owned(),
-    ];
-    if let Some(dir) = &current {
-        args.push("--base-config".to_owned());
-        args.push(dir.display().to_string());
-    }
-    let mut config = ServeSettings::try_parse_from(args)?.config;
+    let mut config = serve_config_on(database_url)?;
     config.base_config = current;
-    if config.secret_key.is_none() {
-        config.dev = true;
-    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -507,6 +500,19 @@ fn check_base_against(
     } else {
         ExitCode::from(1)
     })
+}
+
+/// `veneer serve`'s configuration on `database_url`, from the `VENEER_*`
+/// settings, for a command that builds a server's state without serving;
+/// without a secrets key, the development one (for commands that open no
+/// secret).
+fn serve_config_on(database_url: &str) -> anyhow::Result<ServeConfig> {
+    let args = ["veneer-serve", "--database-url", database_url];
+    let mut config = ServeSettings::try_parse_from(args)?.config;
+    if config.secret_key.is_none() {
+        config.dev = true;
+    }
+    Ok(config)
 }
 
 fn read(path: &Path) -> anyhow::Result<Vec<u8>> {

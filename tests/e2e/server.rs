@@ -16,6 +16,7 @@ mod edge;
 mod email;
 mod harness;
 mod installations;
+mod instance_copy;
 mod jobs;
 mod lifecycle;
 mod limits;

@@ -18,11 +18,9 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::plugins::{Chain, budget, chain};
-use super::slots::with_slot;
 use super::{Error, Result};
 use crate::base::BaseConfig;
-use crate::resolve::{EffectiveConfig, Resolver};
+use crate::resolve::EffectiveConfig;
 use crate::state::AppState;
 
 /// Tenants one check compares at most.
@@ -103,24 +101,8 @@ pub async fn check(app: &AppState, candidate: Arc<BaseConfig>) -> Result<BaseRep
         };
         report.tenants_checked += 1;
         let served = super::config::effective(app, &state).await?;
-        let plugins = chain(app, &state).await?;
-        let (runtime, base, tenant, mut budget, loaded) = (
-            app.runtime.clone(),
-            candidate.clone(),
-            state.clone(),
-            budget(app),
-            plugins.clone(),
-        );
-        let next = with_slot(app, &state, plugins.runs_plugin(), move || {
-            let steps = loaded.steps(&tenant, false);
-            Resolver::new(&runtime, &base).effective_chain(
-                &steps,
-                &mut budget,
-                Chain::releases(&tenant),
-                String::new(),
-            )
-        })
-        .await?;
+        let next = super::config::resolve_unrecorded(app, &state, candidate.clone(), String::new())
+            .await?;
         if let Some(impact) = impact(&served, &next) {
             report.tenants.insert(record.id.to_string(), impact);
         }

@@ -59,3 +59,32 @@ pub async fn effective(app: &AppState, tenant: &Arc<TenantState>) -> Result<Arc<
     }
     Ok(config)
 }
+
+/// The tenant's effective configuration resolved now under `base` (with
+/// `version` as its version), past every cache and recording no run: for
+/// comparing what would be served (a candidate base, a copied instance), never
+/// for serving.
+pub async fn resolve_unrecorded(
+    app: &AppState,
+    tenant: &Arc<TenantState>,
+    base: Arc<crate::base::BaseConfig>,
+    version: String,
+) -> Result<EffectiveConfig> {
+    let plugins = chain(app, tenant).await?;
+    let (runtime, state, mut budget, loaded) = (
+        app.runtime.clone(),
+        tenant.clone(),
+        budget(app),
+        plugins.clone(),
+    );
+    with_slot(app, tenant, plugins.runs_plugin(), move || {
+        let steps = loaded.steps(&state, false);
+        Resolver::new(&runtime, &base).effective_chain(
+            &steps,
+            &mut budget,
+            Chain::releases(&state),
+            version,
+        )
+    })
+    .await
+}

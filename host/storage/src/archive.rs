@@ -215,7 +215,11 @@ impl PlatformDb {
                     }
                 }
                 let returning = (table.name == "releases").then_some("id");
-                let new = tables::insert_row(&mut tx, table, &columns, &values, returning).await?;
+                let how = tables::Insert {
+                    returning,
+                    ..tables::Insert::default()
+                };
+                let new = tables::insert_row(&mut tx, table, &columns, &values, how).await?;
                 if let (Some(new), Some(at)) = (new, id_at)
                     && let Cell::Int(old) = row[at]
                 {

@@ -34,6 +34,7 @@
 
 mod archive;
 mod catalogue;
+mod copy;
 mod domains;
 mod email;
 mod error;
@@ -74,6 +75,7 @@ use sqlx::{AnyConnection, AnyPool, Connection};
 use veneer_core::tenancy_id::TenantId;
 
 pub use archive::{IMPORT_ACTION, ImportOutcome, TenantTable, tenant_column};
+pub use copy::{COPY_PAGE, CopyReport, TableCount, copy_instance};
 pub use domains::{DomainRecord, DomainStatus};
 pub use email::*;
 pub use error::StorageError;

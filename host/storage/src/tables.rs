@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use sqlx::any::AnyRow;
-use sqlx::{Any, AnyConnection, AssertSqlSafe, Column, Row, Transaction, ValueRef};
+use sqlx::{Any, AnyConnection, AssertSqlSafe, Column, Row, ValueRef};
 
 use super::{Backend, StorageError};
 
@@ -80,13 +80,13 @@ fn is_internal(table: &str) -> bool {
 /// Every table of the schema (the migrator's excepted), parents before the
 /// tables whose foreign keys name them.
 pub(super) async fn schema(
-    tx: &mut Transaction<'static, Any>,
+    conn: &mut AnyConnection,
     backend: Backend,
 ) -> Result<Vec<TableSchema>, StorageError> {
     let names: Vec<String> = match backend {
         Backend::Sqlite => {
             sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
-                .fetch_all(&mut **tx)
+                .fetch_all(&mut *conn)
                 .await?
         }
         Backend::Postgres => {
@@ -95,20 +95,20 @@ pub(super) async fn schema(
                    JOIN pg_namespace s ON s.oid = c.relnamespace \
                   WHERE s.nspname = current_schema() AND c.relkind IN ('r', 'p') ORDER BY 1",
             )
-            .fetch_all(&mut **tx)
+            .fetch_all(&mut *conn)
             .await?
         }
     };
     let mut tables = BTreeMap::new();
     for name in names.into_iter().filter(|n| !is_internal(n)) {
-        let table = describe(tx, backend, &name).await?;
+        let table = describe(conn, backend, &name).await?;
         tables.insert(name, table);
     }
     Ok(parents_first(tables))
 }
 
 async fn describe(
-    tx: &mut Transaction<'static, Any>,
+    conn: &mut AnyConnection,
     backend: Backend,
     name: &str,
 ) -> Result<TableSchema, StorageError> {
@@ -117,7 +117,7 @@ async fn describe(
             let rows: Vec<(String, String, i64)> =
                 sqlx::query_as("SELECT name, type, pk FROM pragma_table_info($1) ORDER BY cid")
                     .bind(name)
-                    .fetch_all(&mut **tx)
+                    .fetch_all(&mut *conn)
                     .await?;
             let mut pk: Vec<(i64, String)> = rows
                 .iter()
@@ -129,12 +129,12 @@ async fn describe(
                 "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = $1",
             )
             .bind(name)
-            .fetch_one(&mut **tx)
+            .fetch_one(&mut *conn)
             .await?;
             let parents: Vec<String> =
                 sqlx::query_scalar("SELECT DISTINCT \"table\" FROM pragma_foreign_key_list($1)")
                     .bind(name)
-                    .fetch_all(&mut **tx)
+                    .fetch_all(&mut *conn)
                     .await?;
             let columns = rows
                 .into_iter()
@@ -157,7 +157,7 @@ async fn describe(
                   ORDER BY ordinal_position",
             )
             .bind(name)
-            .fetch_all(&mut **tx)
+            .fetch_all(&mut *conn)
             .await?;
             let pk: Vec<String> = sqlx::query_scalar(
                 "SELECT a.attname::text FROM pg_index i \
@@ -169,7 +169,7 @@ async fn describe(
                   ORDER BY k.n",
             )
             .bind(name)
-            .fetch_all(&mut **tx)
+            .fetch_all(&mut *conn)
             .await?;
             let parents: Vec<String> = sqlx::query_scalar(
                 "SELECT DISTINCT p.relname::text FROM pg_constraint k \
@@ -179,7 +179,7 @@ async fn describe(
                   WHERE k.contype = 'f' AND s.nspname = current_schema() AND c.relname = $1",
             )
             .bind(name)
-            .fetch_all(&mut **tx)
+            .fetch_all(&mut *conn)
             .await?;
             let generated_id = rows.iter().any(|(c, _, default)| {
                 c == "id"
@@ -309,14 +309,25 @@ fn cells(row: &AnyRow) -> Result<Vec<Cell>, StorageError> {
     Ok(out)
 }
 
+/// How [`insert_row`] writes a row.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Insert<'a> {
+    /// A column to read back (the id the database gave, say).
+    pub returning: Option<&'a str>,
+    /// The row brings its own value for an identity column: PostgreSQL
+    /// refuses one for `GENERATED ALWAYS` without `OVERRIDING SYSTEM VALUE`
+    /// (PostgreSQL only; SQLite takes any id it is given).
+    pub overriding_system_value: bool,
+}
+
 /// Inserts one row: `values` for `columns` of `table`, each bound as its
-/// column's kind in the target schema. `returning` names a column to read back.
+/// column's kind in the target schema. With `returning`, the column read back.
 pub(super) async fn insert_row(
     conn: &mut AnyConnection,
     table: &TableSchema,
     columns: &[&str],
     values: &[Cell],
-    returning: Option<&str>,
+    how: Insert<'_>,
 ) -> Result<Option<i64>, StorageError> {
     let names = columns
         .iter()
@@ -327,11 +338,16 @@ pub(super) async fn insert_row(
         .map(|i| format!("${i}"))
         .collect::<Vec<_>>()
         .join(", ");
+    let overriding = if how.overriding_system_value {
+        " OVERRIDING SYSTEM VALUE"
+    } else {
+        ""
+    };
     let mut sql = format!(
-        "INSERT INTO {} ({names}) VALUES ({params})",
+        "INSERT INTO {} ({names}){overriding} VALUES ({params})",
         quote_ident(&table.name)
     );
-    if let Some(column) = returning {
+    if let Some(column) = how.returning {
         sql.push_str(&format!(" RETURNING {}", quote_ident(column)));
     }
     let mut query = sqlx::query(AssertSqlSafe(sql));
@@ -341,7 +357,7 @@ pub(super) async fn insert_row(
         })?;
         query = bind(query, &table.name, column, kind, value)?;
     }
-    match returning {
+    match how.returning {
         Some(_) => Ok(Some(query.fetch_one(&mut *conn).await?.try_get(0)?)),
         None => {
             query.execute(&mut *conn).await?;

@@ -9,6 +9,7 @@
 
 mod archive;
 mod availability;
+mod copy;
 mod data;
 mod email;
 mod installations;

@@ -44,6 +44,17 @@ impl Server {
     /// Like [`Server::start`], with the configuration adjusted first.
     pub async fn start_with(kind: Db, adjust: impl FnOnce(&mut ServeConfig)) -> Self {
         let (db, config) = Self::config(kind, adjust).await;
+        Self::serve(db, config).await
+    }
+
+    /// A listening server on `db` as it is (a database with tenants is not
+    /// seeded with the demo's).
+    pub async fn start_on(db: TestDb) -> Self {
+        let config = Self::config_on(&db, |_| {});
+        Self::serve(db, config).await
+    }
+
+    async fn serve(db: TestDb, config: ServeConfig) -> Self {
         let running = start(config).await.expect("server starts");
         let client = client();
         Self {
@@ -189,6 +200,11 @@ impl Server {
 
     async fn config(kind: Db, adjust: impl FnOnce(&mut ServeConfig)) -> (TestDb, ServeConfig) {
         let db = TestDb::new(kind).await;
+        let config = Self::config_on(&db, adjust);
+        (db, config)
+    }
+
+    fn config_on(db: &TestDb, adjust: impl FnOnce(&mut ServeConfig)) -> ServeConfig {
         let mut config = ServeConfig::for_tests(db.url.clone());
         config.base_domain = BASE.into();
         // One artifact directory for every server of the suite (and across
@@ -197,7 +213,7 @@ impl Server {
         config.artifact_dir =
             std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-artifacts");
         adjust(&mut config);
-        (db, config)
+        config
     }
 
     /// The listening server; only a test started with [`Server::start`] has one.

@@ -297,42 +297,72 @@ async fn a_deleted_tenants_jobs_are_not_claimed(ctx: Ctx) {
     );
 }
 
+/// A PostgreSQL database owned by a role of its own that is no superuser, as
+/// in production (so `FORCE` row-level security applies to the owner): made
+/// by the superuser, dropped with its role by [`OwnedDb::drop_all`].
+pub(super) struct OwnedDb {
+    /// The owner's URL.
+    pub url: String,
+    name: String,
+    su: sqlx::PgConnection,
+}
+
+impl OwnedDb {
+    pub(super) async fn create() -> Self {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        // A database migrated by the superuser first, so `veneer_app` exists.
+        let scratch = crate::testing::TestDb::new(crate::testing::Db::Postgres).await;
+        crate::Storage::connect(&scratch.url, &crate::testing::harness::options())
+            .await
+            .unwrap()
+            .close()
+            .await;
+        let admin = crate::testing::postgres_admin_url();
+        // Only digits and underscores: safe to splice into SQL.
+        let name = format!(
+            "veneer_owner_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut su = crate::testing::superuser(&admin).await;
+        for sql in [
+            format!("CREATE ROLE {name} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS"),
+            format!("GRANT veneer_app TO {name}"),
+            format!("CREATE DATABASE {name} OWNER {name}"),
+        ] {
+            sqlx::raw_sql(AssertSqlSafe(sql))
+                .execute(&mut su)
+                .await
+                .unwrap();
+        }
+        let (server, _) = admin.rsplit_once('/').unwrap();
+        let (scheme, host) = server.split_once("://").unwrap();
+        let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+        let url = format!("{scheme}://{name}@{host}/{name}");
+        Self { url, name, su }
+    }
+
+    /// Drops the database and its role.
+    pub(super) async fn drop_all(mut self) {
+        for sql in [
+            format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+            format!("DROP ROLE IF EXISTS {}", self.name),
+        ] {
+            let _ = sqlx::raw_sql(AssertSqlSafe(sql))
+                .execute(&mut self.su)
+                .await;
+        }
+    }
+}
+
 /// In production the schema's owner is no superuser, so row-level security
 /// (FORCE) applies to `veneer_purge_batch` too: the purge must still remove
 /// everything, the append-only tables included.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_purge_works_with_an_owner_that_is_no_superuser() {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    // A database migrated by the superuser first, so `veneer_app` exists.
-    let scratch = crate::testing::TestDb::new(crate::testing::Db::Postgres).await;
-    crate::Storage::connect(&scratch.url, &crate::testing::harness::options())
-        .await
-        .unwrap()
-        .close()
-        .await;
-    let admin = crate::testing::postgres_admin_url();
-    // Only digits and underscores: safe to splice into SQL.
-    let name = format!(
-        "veneer_owner_{}_{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    );
-    let mut su = crate::testing::superuser(&admin).await;
-    for sql in [
-        format!("CREATE ROLE {name} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS"),
-        format!("GRANT veneer_app TO {name}"),
-        format!("CREATE DATABASE {name} OWNER {name}"),
-    ] {
-        sqlx::raw_sql(AssertSqlSafe(sql))
-            .execute(&mut su)
-            .await
-            .unwrap();
-    }
-    let (server, _) = admin.rsplit_once('/').unwrap();
-    let (scheme, host) = server.split_once("://").unwrap();
-    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
-    let url = format!("{scheme}://{name}@{host}/{name}");
+    let owned = OwnedDb::create().await;
+    let url = owned.url.clone();
     let outcome = tokio::spawn(async move {
         let storage = crate::Storage::connect(&url, &crate::testing::harness::options())
             .await
@@ -353,12 +383,7 @@ async fn the_purge_works_with_an_owner_that_is_no_superuser() {
         (a_after, b_before, b_after)
     })
     .await;
-    for sql in [
-        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-        format!("DROP ROLE IF EXISTS {name}"),
-    ] {
-        let _ = sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut su).await;
-    }
+    owned.drop_all().await;
     let (a_after, b_before, b_after) = outcome.unwrap();
     for (table, n) in &a_after {
         assert_eq!(*n, 0, "{table}: rows of a left after the purge");
