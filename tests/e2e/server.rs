@@ -26,6 +26,7 @@ mod records;
 mod sandbox;
 mod shadow;
 mod shopify;
+mod shopify_install;
 mod tenant_lifecycle;
 mod tls;
 mod traffic;
