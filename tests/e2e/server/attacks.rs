@@ -251,6 +251,18 @@ fn targets(globex_sha: &str, globex_release: i64) -> Vec<Target> {
             ),
         ),
         t(Method::DELETE, "/v1/shopify", None),
+        t(Method::GET, "/v1/shopify/app", None),
+        t(
+            Method::PUT,
+            "/v1/shopify/app",
+            Some(json!({ "client_id": "c", "client_secret": "s", "scopes": ["read_products"] })),
+        ),
+        t(Method::DELETE, "/v1/shopify/app", None),
+        t(
+            Method::GET,
+            "/v1/shopify/install?shop=x.myshopify.com",
+            None,
+        ),
         t(Method::GET, "/v1/shopify/commissions", None),
         t(Method::GET, "/v1/shopify/products", None),
         t(Method::GET, "/v1/email/settings", None),
