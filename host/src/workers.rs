@@ -87,6 +87,10 @@ pub fn start(app: &AppState) -> Option<WorkerHandle> {
         }
     });
     worker.register(DOMAIN_JOB, DomainCheck);
+    worker.register(
+        crate::app::shopify_webhooks::SYNC_JOB,
+        ShopifySubscriptionSync,
+    );
     worker.register(crate::app::backups::BACKUP_JOB, TenantBackup);
     worker.set_budget(
         crate::app::backups::BACKUP_JOB,
@@ -148,6 +152,26 @@ pub fn start_backup_scheduler(
             }
         }
     })))
+}
+
+/// Syncs a tenant's Shopify webhook subscriptions
+/// (`app::shopify_webhooks::sync`): Shopify not answering is retried with
+/// backoff; a store no longer connected ends the job.
+pub struct ShopifySubscriptionSync;
+
+impl JobHandler<AppState> for ShopifySubscriptionSync {
+    fn run<'a>(&'a self, app: &'a AppState, job: &'a JobContext) -> Fut<'a> {
+        Box::pin(async move {
+            match crate::app::shopify_webhooks::sync(app, &job.tenant, "veneer").await {
+                Ok(report) => {
+                    tracing::info!(tenant = %job.tenant, created = ?report.created, removed = ?report.removed, "Shopify webhook subscriptions synced");
+                    Ok(())
+                }
+                Err(err @ crate::app::Error::Conflict(_)) => Err(JobError::Fail(err.to_string())),
+                Err(err) => Err(JobError::Retry(err.to_string())),
+            }
+        })
+    }
 }
 
 /// How long one tenant's backup may take (export, compression, write).

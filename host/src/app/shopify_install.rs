@@ -16,8 +16,9 @@
 //!    token sealed. Ownership of the shop is proven by construction: only the
 //!    shop's own admin could approve the grant.
 //!
-//! Re-installing replaces the token (and the granted scopes); asking for more
-//! scopes is a new install. The manual path (`PUT /v1/shopify` with a custom
+//! After an install the shop's webhook subscriptions are synced by a job
+//! ([`super::shopify_webhooks`]). Re-installing replaces the token (and the
+//! granted scopes); asking for more scopes is a new install. The manual path (`PUT /v1/shopify` with a custom
 //! app's token, ownership proven by the Admin API) stays.
 
 use std::collections::BTreeMap;
@@ -326,6 +327,11 @@ pub async fn finish(
         Some(&after),
     )
     .await?;
+    // The shop's webhook subscriptions, in the background (retried): the
+    // install is done whatever Shopify answers to those calls.
+    if let Err(err) = super::shopify_webhooks::queue_sync(app, tenant).await {
+        tracing::warn!(%tenant, error = %err, "could not queue the webhook subscription sync");
+    }
     Ok(store)
 }
 

@@ -105,6 +105,19 @@ struct InstalledBody {
     shop_domain: String,
 }
 
+/// `GET /v1/shopify/subscriptions`.
+#[derive(Serialize)]
+struct SubscriptionsBody {
+    address: String,
+    subscriptions: Vec<app::shopify_webhooks::Subscription>,
+}
+
+/// `POST /v1/shopify/subscriptions/sync`.
+#[derive(Serialize)]
+struct SyncBody {
+    sync: app::shopify_webhooks::SyncReport,
+}
+
 /// `GET /v1/shopify/install` query.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -119,6 +132,8 @@ pub(crate) fn routes() -> Router<AppState> {
             get(get_app).put(put_app).delete(delete_app),
         )
         .route("/v1/shopify/install", get(install))
+        .route("/v1/shopify/subscriptions", get(subscriptions))
+        .route("/v1/shopify/subscriptions/sync", post(sync_subscriptions))
         .route("/v1/shopify/callback", get(callback))
         .route("/v1/shopify", get(status).put(connect).delete(disconnect))
         .route("/v1/shopify/webhooks", post(webhook))
@@ -157,6 +172,16 @@ async fn connect(
 }
 
 async fn disconnect(State(app): State<AppState>, admin: TenantAdmin) -> ApiResult<StatusCode> {
+    // The shop stops delivering here first (best effort: a store whose token
+    // no longer works cannot be asked, and is disconnected all the same).
+    match app::shopify_webhooks::remove_all(&app, admin.tenant.id()).await {
+        Ok(removed) => {
+            tracing::info!(tenant = %admin.tenant.id(), removed, "Shopify webhook subscriptions removed")
+        }
+        Err(err) => {
+            tracing::warn!(tenant = %admin.tenant.id(), error = %err, "could not remove the shop's webhook subscriptions")
+        }
+    }
     let db = app.storage.tenant(admin.tenant.id());
     if !db.disconnect_shopify().await? {
         return Err(ApiError::not_found(
@@ -253,6 +278,28 @@ async fn delete_app(State(app): State<AppState>, admin: TenantAdmin) -> ApiResul
     )
     .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The shop's webhook subscriptions, as Shopify lists them.
+async fn subscriptions(
+    State(app): State<AppState>,
+    admin: TenantAdmin,
+) -> ApiResult<Json<SubscriptionsBody>> {
+    let tenant = admin.tenant.id();
+    Ok(Json(SubscriptionsBody {
+        address: app::shopify_webhooks::address(&app, tenant),
+        subscriptions: app::shopify_webhooks::list(&app, tenant).await?,
+    }))
+}
+
+/// Makes the shop's subscriptions what Veneer handles, now.
+async fn sync_subscriptions(
+    State(app): State<AppState>,
+    admin: TenantAdmin,
+) -> ApiResult<Json<SyncBody>> {
+    let sync =
+        app::shopify_webhooks::sync(&app, admin.tenant.id(), &admin.principal.subject).await?;
+    Ok(Json(SyncBody { sync }))
 }
 
 /// Starts an install: 302 to the shop's authorize page, with the cookie that

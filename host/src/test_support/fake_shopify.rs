@@ -119,6 +119,9 @@ struct Inner {
     shops_by_token: HashMap<String, String>,
     apps: HashMap<String, FakeApp>,
     codes: HashMap<String, Grant>,
+    /// Per shop: (id, topic, uri).
+    subscriptions: HashMap<String, Vec<(String, String, String)>>,
+    next_subscription: u64,
     bucket: Bucket,
     query_cost: f64,
     failures: VecDeque<Failure>,
@@ -151,6 +154,8 @@ impl FakeShopify {
             shops_by_token: HashMap::new(),
             apps: HashMap::new(),
             codes: HashMap::new(),
+            subscriptions: HashMap::new(),
+            next_subscription: 1,
             bucket: Bucket {
                 maximum: 2000.0,
                 restore_rate: 100.0,
@@ -220,6 +225,42 @@ impl FakeShopify {
         let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key");
         mac.update(pairs.join("&").as_bytes());
         hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// The webhook subscriptions of `shop`, as (topic, uri), oldest first.
+    pub fn subscriptions(&self, shop: &str) -> Vec<(String, String)> {
+        self.lock()
+            .subscriptions
+            .get(shop)
+            .map(|subs| {
+                subs.iter()
+                    .map(|(_, t, u)| (t.clone(), u.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Adds a subscription to `shop` (as a merchant's other app, or an old
+    /// address, would have).
+    pub fn add_subscription(&self, shop: &str, topic: &str, uri: &str) {
+        let mut inner = self.lock();
+        let id = format!(
+            "gid://shopify/WebhookSubscription/{}",
+            inner.next_subscription
+        );
+        inner.next_subscription += 1;
+        inner
+            .subscriptions
+            .entry(shop.to_owned())
+            .or_default()
+            .push((id, topic.to_owned(), uri.to_owned()));
+    }
+
+    /// Removes `shop`'s subscription to `topic` (as a merchant might).
+    pub fn remove_subscription(&self, shop: &str, topic: &str) {
+        if let Some(subs) = self.lock().subscriptions.get_mut(shop) {
+            subs.retain(|(_, t, _)| t != topic);
+        }
     }
 
     /// Revokes a token (as an uninstall does): it now gets 401.
@@ -396,6 +437,76 @@ fn default_data(request: &FakeRequest) -> Value {
     json!({ "shop": { "name": shop, "myshopifyDomain": shop } })
 }
 
+/// The webhook subscription calls, answered from the shop's own list as
+/// Shopify does (HTTPS addresses only, one subscription per topic and
+/// address); None for any other query.
+fn subscription_data(inner: &mut Inner, request: &FakeRequest) -> Option<Value> {
+    let shop = request.shop_domain.clone()?;
+    let query = &request.query;
+    let error = |field: &str, message: &str| json!([{ "field": [field], "message": message }]);
+    if query.contains("webhookSubscriptionCreate") {
+        let topic = request.variables.get("topic")?.as_str()?.to_owned();
+        let uri = request
+            .variables
+            .as_object()?
+            .values()
+            .find_map(|v| v.get("uri").or_else(|| v.get("callbackUrl")))?
+            .as_str()?
+            .to_owned();
+        let subs = inner.subscriptions.entry(shop).or_default();
+        let errors = if !uri.starts_with("https://") {
+            error("uri", "Address protocol is not supported: use https")
+        } else if subs.iter().any(|(_, t, u)| *t == topic && *u == uri) {
+            error("uri", "Address for this topic has already been taken")
+        } else {
+            json!([])
+        };
+        if errors.as_array().is_some_and(Vec::is_empty) {
+            let id = format!(
+                "gid://shopify/WebhookSubscription/{}",
+                inner.next_subscription
+            );
+            inner.next_subscription += 1;
+            inner
+                .subscriptions
+                .get_mut(&request.shop_domain.clone()?)?
+                .push((id.clone(), topic, uri));
+            return Some(json!({ "webhookSubscriptionCreate": {
+                "webhookSubscription": { "id": id }, "userErrors": [] } }));
+        }
+        return Some(json!({ "webhookSubscriptionCreate": {
+            "webhookSubscription": null, "userErrors": errors } }));
+    }
+    if query.contains("webhookSubscriptionDelete") {
+        let id = request.variables.get("id")?.as_str()?.to_owned();
+        let subs = inner.subscriptions.entry(shop).or_default();
+        let before = subs.len();
+        subs.retain(|(i, _, _)| *i != id);
+        return Some(if subs.len() < before {
+            json!({ "webhookSubscriptionDelete": {
+                "deletedWebhookSubscriptionId": id, "userErrors": [] } })
+        } else {
+            json!({ "webhookSubscriptionDelete": {
+                "deletedWebhookSubscriptionId": null,
+                "userErrors": error("id", "Webhook subscription does not exist") } })
+        });
+    }
+    if query.contains("webhookSubscriptions") {
+        let edges: Vec<Value> = inner
+            .subscriptions
+            .get(&shop)
+            .map(|subs| {
+                subs.iter()
+                    .map(|(id, topic, uri)| json!({ "node": { "id": id, "topic": topic, "uri": uri } }))
+                    .collect()
+            })
+            .unwrap_or_default();
+        return Some(json!({ "webhookSubscriptions": {
+            "edges": edges, "pageInfo": { "hasNextPage": false } } }));
+    }
+    None
+}
+
 /// Whether a query selects the `shop` object (`{ shop { … } }`), which
 /// Shopify answers for the shop the token belongs to, whatever else a test
 /// has the fake answer.
@@ -541,6 +652,8 @@ async fn graphql(
             }
             let data = if asks_for_the_shop(&request.query) {
                 default_data(&request)
+            } else if let Some(data) = subscription_data(&mut inner, &request) {
+                data
             } else {
                 (inner.responder)(&request)
             };

@@ -258,6 +258,8 @@ fn targets(globex_sha: &str, globex_release: i64) -> Vec<Target> {
             Some(json!({ "client_id": "c", "client_secret": "s", "scopes": ["read_products"] })),
         ),
         t(Method::DELETE, "/v1/shopify/app", None),
+        t(Method::GET, "/v1/shopify/subscriptions", None),
+        t(Method::POST, "/v1/shopify/subscriptions/sync", None),
         t(
             Method::GET,
             "/v1/shopify/install?shop=x.myshopify.com",

@@ -333,6 +333,69 @@ async fn install_flow(db: Db) {
         .get(&server, "acme.veneer.test", &callback, None)
         .await;
     assert_eq!(response.status(), StatusCode::OK);
+    // After the install, a job subscribed the shop to every topic Veneer
+    // handles, at the tenant's address.
+    let ours = "https://acme.veneer.test/v1/shopify/webhooks";
+    let wanted: Vec<(String, String)> = [
+        "ORDERS_CREATE",
+        "PRODUCTS_CREATE",
+        "PRODUCTS_UPDATE",
+        "PRODUCTS_DELETE",
+        "APP_UNINSTALLED",
+    ]
+    .iter()
+    .map(|t| ((*t).to_owned(), ours.to_owned()))
+    .collect();
+    let sorted = |mut v: Vec<(String, String)>| {
+        v.sort();
+        v
+    };
+    let subscribed = server
+        .eventually(30, async |_| {
+            let now = sorted(fake.subscriptions(ACME_SHOP));
+            (now == sorted(wanted.clone())).then_some(now)
+        })
+        .await;
+    assert!(subscribed.is_some(), "{:?}", fake.subscriptions(ACME_SHOP));
+    // Repaired on demand: a missing topic, a wrong address, a topic not ours.
+    fake.remove_subscription(ACME_SHOP, "ORDERS_CREATE");
+    fake.add_subscription(ACME_SHOP, "PRODUCTS_UPDATE", "https://old.example/hooks");
+    fake.add_subscription(ACME_SHOP, "CUSTOMERS_CREATE", ours);
+    let (status, body) = server
+        .call(
+            Method::POST,
+            "acme",
+            "/v1/shopify/subscriptions/sync",
+            Some(&admin("acme")),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["sync"]["created"], json!(["ORDERS_CREATE"]), "{body}");
+    assert_eq!(
+        body["sync"]["removed"].as_array().map(Vec::len),
+        Some(2),
+        "{body}"
+    );
+    assert_eq!(
+        sorted(fake.subscriptions(ACME_SHOP)),
+        sorted(wanted.clone())
+    );
+    let (status, body) = server
+        .get("acme", "/v1/shopify/subscriptions", &admin("acme"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["address"], ours);
+    assert_eq!(
+        body["subscriptions"].as_array().map(Vec::len),
+        Some(5),
+        "{body}"
+    );
+    let (status, body) = server
+        .get("acme", "/v1/shopify/subscriptions", &member("acme"))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+
     let (status, audit) = server.get("acme", "/v1/audit", &admin("acme")).await;
     assert_eq!(status, StatusCode::OK);
     let installs = audit["audit"]
@@ -342,6 +405,27 @@ async fn install_flow(db: Db) {
         .filter(|e| e["action"] == "shopify.install")
         .count();
     assert_eq!(installs, 2, "{audit}");
+
+    // Disconnecting removes the subscriptions at Veneer's address first; the
+    // merchant's other ones stay.
+    fake.add_subscription(ACME_SHOP, "ORDERS_PAID", "https://erp.example/hooks");
+    let (status, body) = server
+        .call(
+            Method::DELETE,
+            "acme",
+            "/v1/shopify",
+            Some(&admin("acme")),
+            None,
+        )
+        .await;
+    assert!(status.is_success(), "{body}");
+    assert_eq!(
+        fake.subscriptions(ACME_SHOP),
+        vec![(
+            "ORDERS_PAID".to_owned(),
+            "https://erp.example/hooks".to_owned()
+        )]
+    );
 }
 
 both_backends!(the_shopify_app_is_installed_through_oauth, install_flow);
