@@ -63,6 +63,7 @@ pub mod sending_domains;
 pub mod shadow;
 pub mod shopify;
 pub mod shopify_install;
+pub mod shopify_privacy;
 pub mod shopify_webhooks;
 pub mod slots;
 pub mod tenants;

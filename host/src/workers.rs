@@ -244,6 +244,16 @@ impl JobHandler<AppState> for SendingDomainCheck {
     }
 }
 
+/// A compliance webhook's outcome: a payload that cannot be acted on is a
+/// dead letter (visible to the operator), anything else is retried.
+fn privacy_outcome(result: crate::app::Result<()>) -> Result<(), JobError> {
+    match result {
+        Ok(()) => Ok(()),
+        Err(err @ crate::app::Error::Invalid(_)) => Err(JobError::Fail(err.to_string())),
+        Err(err) => Err(JobError::Retry(err.to_string())),
+    }
+}
+
 fn retry(err: impl std::fmt::Display) -> JobError {
     JobError::Retry(err.to_string())
 }
@@ -284,7 +294,13 @@ impl JobHandler<AppState> for ShopifyWebhook {
             let payload: WebhookJob = serde_json::from_value(opened).map_err(|err| {
                 JobError::Fail(format!("the job's payload is not a webhook: {err}"))
             })?;
-            if !payload.store_enabled && payload.topic != "app/uninstalled" {
+            // An uninstalled store's webhooks still verify: act only on the
+            // uninstall itself and the compliance topics.
+            let privacy = matches!(
+                payload.topic.as_str(),
+                "customers/data_request" | "customers/redact" | "shop/redact"
+            );
+            if !payload.store_enabled && payload.topic != "app/uninstalled" && !privacy {
                 return Ok(());
             }
             match payload.topic.as_str() {
@@ -299,6 +315,17 @@ impl JobHandler<AppState> for ShopifyWebhook {
                     job.db.delete_shopify_product(&id).await.map_err(retry)?;
                     Ok(())
                 }
+                "customers/data_request" => privacy_outcome(
+                    crate::app::shopify_privacy::data_request(app, &job.tenant, &payload.body)
+                        .await,
+                ),
+                "customers/redact" => privacy_outcome(
+                    crate::app::shopify_privacy::redact_customer(app, &job.tenant, &payload.body)
+                        .await,
+                ),
+                "shop/redact" => privacy_outcome(
+                    crate::app::shopify_privacy::redact_shop(app, &job.tenant, &payload.body).await,
+                ),
                 "app/uninstalled" => {
                     job.db.mark_shopify_uninstalled().await.map_err(retry)?;
                     job.db

@@ -105,6 +105,29 @@ struct InstalledBody {
     shop_domain: String,
 }
 
+/// One of `GET /v1/shopify/data-requests`.
+#[derive(Serialize)]
+struct DataRequestItem {
+    created_at: i64,
+    customer_id: String,
+    request_id: String,
+}
+
+/// `GET /v1/shopify/data-requests`.
+#[derive(Serialize)]
+struct DataRequestsBody {
+    data_requests: Vec<DataRequestItem>,
+}
+
+/// `GET /v1/shopify/data-requests/{id}`.
+#[derive(Serialize)]
+struct DataRequestBody {
+    created_at: i64,
+    customer_id: String,
+    export: Value,
+    request_id: String,
+}
+
 /// `GET /v1/shopify/subscriptions`.
 #[derive(Serialize)]
 struct SubscriptionsBody {
@@ -133,6 +156,8 @@ pub(crate) fn routes() -> Router<AppState> {
         )
         .route("/v1/shopify/install", get(install))
         .route("/v1/shopify/subscriptions", get(subscriptions))
+        .route("/v1/shopify/data-requests", get(data_requests))
+        .route("/v1/shopify/data-requests/{id}", get(data_request))
         .route("/v1/shopify/subscriptions/sync", post(sync_subscriptions))
         .route("/v1/shopify/callback", get(callback))
         .route("/v1/shopify", get(status).put(connect).delete(disconnect))
@@ -278,6 +303,50 @@ async fn delete_app(State(app): State<AppState>, admin: TenantAdmin) -> ApiResul
     )
     .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The customers' data requests Shopify sent, newest first.
+async fn data_requests(
+    State(app): State<AppState>,
+    admin: TenantAdmin,
+) -> ApiResult<Json<DataRequestsBody>> {
+    let requests = app
+        .storage
+        .tenant(admin.tenant.id())
+        .data_requests(1_000)
+        .await?;
+    Ok(Json(DataRequestsBody {
+        data_requests: requests
+            .into_iter()
+            .map(|r| DataRequestItem {
+                created_at: r.created_at,
+                customer_id: r.customer_id,
+                request_id: r.request_id,
+            })
+            .collect(),
+    }))
+}
+
+/// One data request with its export, to hand over to the customer.
+async fn data_request(
+    State(app): State<AppState>,
+    admin: TenantAdmin,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> ApiResult<Json<DataRequestBody>> {
+    let found = app
+        .storage
+        .tenant(admin.tenant.id())
+        .data_requests(1_000)
+        .await?
+        .into_iter()
+        .find(|r| r.request_id == id)
+        .ok_or_else(|| ApiError::not_found("no such data request for this tenant"))?;
+    Ok(Json(DataRequestBody {
+        created_at: found.created_at,
+        customer_id: found.customer_id,
+        export: serde_json::from_str(&found.export).map_err(ApiError::internal)?,
+        request_id: found.request_id,
+    }))
 }
 
 /// The shop's webhook subscriptions, as Shopify lists them.

@@ -279,6 +279,7 @@ macro_rules! message_columns {
          bounce_type, bounce_diagnostic, attempts, created_at, sent_at, bounced_at"
     };
 }
+pub(super) use message_columns;
 
 /// The columns of `email_settings`, in the order [`settings_from_row`] reads them.
 macro_rules! settings_columns {
@@ -846,7 +847,7 @@ fn settings_from_row(row: &AnyRow) -> Result<EmailSettingsRecord, StorageError> 
     })
 }
 
-fn message_from_row(row: &AnyRow) -> Result<EmailMessageRecord, StorageError> {
+pub(super) fn message_from_row(row: &AnyRow) -> Result<EmailMessageRecord, StorageError> {
     let tenant = rows::text(row, "tenant_id")?;
     Ok(EmailMessageRecord {
         tenant: TenantId::new(&tenant).map_err(|e| {
@@ -871,7 +872,7 @@ fn message_from_row(row: &AnyRow) -> Result<EmailMessageRecord, StorageError> {
     })
 }
 
-fn suppression_from_row(row: &AnyRow) -> Result<EmailSuppression, StorageError> {
+pub(super) fn suppression_from_row(row: &AnyRow) -> Result<EmailSuppression, StorageError> {
     Ok(EmailSuppression {
         address: rows::text(row, "address")?,
         reason: rows::text(row, "reason")?,

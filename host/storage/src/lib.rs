@@ -57,6 +57,7 @@ mod session;
 mod shadows;
 mod shopify;
 mod shopify_install;
+mod shopify_privacy;
 mod tables;
 mod tenant;
 mod time;
@@ -100,6 +101,7 @@ pub use sending_domains::{
 pub use shadows::{MAX_SHADOW_RUNS, ShadowRecord, ShadowRun};
 pub use shopify::*;
 pub use shopify_install::{MAX_PENDING_INSTALLS, ShopifyAppRecord};
+pub use shopify_privacy::{CustomerRedaction, DataRequestRecord, REDACTED, ShopRedaction};
 pub use tables::{Cell, ColumnKind, TableSchema};
 pub use tenant::TenantDb;
 pub use tls::{CertificateRecord, CertificateStatus, IssuedCertificate, ServedCertificate};

@@ -98,6 +98,11 @@ const SQLITE: &[Source] = &[
         "shopify oauth",
         include_str!("../migrations/sqlite/0017_shopify_oauth.sql"),
     ),
+    (
+        19,
+        "shopify privacy",
+        include_str!("../migrations/sqlite/0019_shopify_privacy.sql"),
+    ),
 ];
 
 const POSTGRES: &[Source] = &[
@@ -190,6 +195,11 @@ const POSTGRES: &[Source] = &[
         18,
         "shopify oauth",
         include_str!("../migrations/postgres/0018_shopify_oauth.sql"),
+    ),
+    (
+        20,
+        "shopify privacy",
+        include_str!("../migrations/postgres/0020_shopify_privacy.sql"),
     ),
 ];
 

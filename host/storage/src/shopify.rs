@@ -108,7 +108,7 @@ pub struct NewShopifyCommission<'a> {
 }
 
 /// A recorded commission decision.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ShopifyCommissionRecord {
     pub order_id: String,
     pub line_item_id: String,

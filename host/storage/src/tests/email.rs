@@ -44,7 +44,7 @@ fn settings(domain: &str) -> EmailSettings {
     }
 }
 
-async fn queue(db: &TenantDb, to: &str) -> EmailMessageRecord {
+pub(super) async fn queue(db: &TenantDb, to: &str) -> EmailMessageRecord {
     let id = new_message_id();
     let header = message_id_header(&id, "shop.example");
     db.email_create_message(&NewEmailMessage {

@@ -32,6 +32,7 @@ pub(super) async fn seed(ctx: &Ctx, id: &str) {
     platform.take_rate(&tid(id), 1_000, 1).await.unwrap();
     db.enqueue_job(&job("test.kind")).await.unwrap();
     db.set_rollout_settings("{}", "owner").await.unwrap();
+    db.put_data_request("dr-1", "cust-1", "{}").await.unwrap();
     db.put_shopify_app("client", "v1:k:sealed", "read_products")
         .await
         .unwrap();

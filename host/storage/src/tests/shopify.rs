@@ -25,6 +25,7 @@ crate::both_backends!(via crate::testing::harness::run;
     rotation_walks_every_store_and_never_overwrites_a_reconnect,
     writes_for_a_missing_tenant_are_not_found,
     an_install_state_works_once_for_its_tenant_until_it_expires,
+    redaction_removes_a_customer_of_one_tenant_and_a_shop_after_its_uninstall,
 );
 
 const TOKEN: &str = "shpat_0123456789abcdef";
@@ -993,4 +994,97 @@ async fn an_install_state_works_once_for_its_tenant_until_it_expires(ctx: Ctx) {
         None,
         "states went too"
     );
+}
+
+async fn redaction_removes_a_customer_of_one_tenant_and_a_shop_after_its_uninstall(ctx: Ctx) {
+    let a = ctx.tenant("a").await;
+    let b = ctx.tenant("b").await;
+    for db in [&a, &b] {
+        seed_rows(db, db.tenant_id().as_str()).await;
+        super::email::queue(db, "Jane.Doe@example.com").await;
+        super::email::queue(db, "someone@example.com").await;
+        db.email_suppress("jane.doe@example.com", "manual", None)
+            .await
+            .unwrap();
+        db.put_data_request("dr-9", "42", r#"{"email":"jane.doe@example.com"}"#)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        a.emails_to("jane.doe@EXAMPLE.com", 10).await.unwrap().len(),
+        1
+    );
+    assert!(
+        a.suppression_of("JANE.DOE@example.com")
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    let redacted = a
+        .redact_customer(Some("jane.doe@example.com"), "42")
+        .await
+        .unwrap();
+    assert_eq!(
+        redacted,
+        crate::CustomerRedaction {
+            emails: 1,
+            suppressions: 1,
+            data_requests: 1
+        }
+    );
+    assert!(
+        a.emails_to("jane.doe@example.com", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let kept: Vec<String> = a
+        .email_messages(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.to_address)
+        .collect();
+    assert!(kept.contains(&crate::REDACTED.to_owned()), "{kept:?}");
+    assert!(kept.contains(&"someone@example.com".to_owned()), "{kept:?}");
+    assert_eq!(
+        a.suppression_of("jane.doe@example.com").await.unwrap(),
+        None
+    );
+    assert!(a.data_requests(10).await.unwrap().is_empty());
+    // b's rows about the same address are b's: untouched.
+    assert_eq!(
+        b.emails_to("jane.doe@example.com", 10).await.unwrap().len(),
+        1
+    );
+    assert!(
+        b.suppression_of("jane.doe@example.com")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(b.data_requests(10).await.unwrap().len(), 1);
+
+    // The shop: refused while installed; after the uninstall, all of it goes.
+    assert!(matches!(
+        a.redact_shop().await,
+        Err(StorageError::Conflict(_))
+    ));
+    a.mark_shopify_uninstalled().await.unwrap();
+    let removed = a.redact_shop().await.unwrap();
+    assert_eq!(
+        (
+            removed.commissions,
+            removed.products,
+            removed.webhooks,
+            removed.stores
+        ),
+        (1, 1, 1, 1)
+    );
+    let after = snapshot(&ctx, "a").await;
+    assert_eq!(after.store, None);
+    assert!(after.commissions.is_empty() && after.products.is_empty());
+    let other = snapshot(&ctx, "b").await;
+    assert!(other.store.is_some() && !other.commissions.is_empty());
 }
