@@ -27,6 +27,7 @@ mod sandbox;
 mod shadow;
 mod shopify;
 mod shopify_install;
+mod shopify_privacy;
 mod tenant_lifecycle;
 mod tls;
 mod traffic;

@@ -259,6 +259,8 @@ fn targets(globex_sha: &str, globex_release: i64) -> Vec<Target> {
         ),
         t(Method::DELETE, "/v1/shopify/app", None),
         t(Method::GET, "/v1/shopify/subscriptions", None),
+        t(Method::GET, "/v1/shopify/data-requests", None),
+        t(Method::GET, "/v1/shopify/data-requests/9001", None),
         t(Method::POST, "/v1/shopify/subscriptions/sync", None),
         t(
             Method::GET,
