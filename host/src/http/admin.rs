@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::app;
 use crate::http::body::Sorted;
-use crate::http::context::{JsonBody, PlatformAdmin, RawBody};
+use crate::http::context::{ApiQuery, JsonBody, PlatformAdmin, RawBody};
 use crate::http::{ApiError, ApiResult, Code};
 use crate::runtime::Quota;
 use crate::state::AppState;
@@ -455,7 +455,7 @@ struct AuditQuery {
 async fn audit(
     State(app): State<AppState>,
     _admin: PlatformAdmin,
-    Query(q): Query<AuditQuery>,
+    ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> ApiResult<Json<AuditBody<impl Serialize>>> {
     let tenant = q.tenant.as_deref().map(tenant_id).transpose()?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1_000);

@@ -454,3 +454,22 @@ mod tests {
         assert_eq!(code(request_host(&p)), "invalid_host");
     }
 }
+
+/// A query string whose rejection is an API error (400 `invalid_query`, the
+/// message naming what did not parse) rather than axum's plain text.
+#[derive(Debug)]
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(Self(value)),
+            Err(rejection) => Err(ApiError::new(
+                Code::InvalidQuery,
+                format!("the query string: {}", rejection.body_text()),
+            )),
+        }
+    }
+}

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::{
     Json, Router,
@@ -19,7 +19,7 @@ use serde_json::json;
 use crate::app;
 use crate::email::{BounceOutcome, parse_bounce_webhook, parse_dsn, record_bounce};
 use crate::http::body::Sorted;
-use crate::http::context::{JsonBody, Member, PlatformHost, RawBody, TenantAdmin};
+use crate::http::context::{ApiQuery, JsonBody, Member, PlatformHost, RawBody, TenantAdmin};
 use crate::http::{ApiError, ApiResult, Code};
 use crate::state::AppState;
 
@@ -195,7 +195,7 @@ struct Limit {
 async fn messages(
     State(app): State<AppState>,
     member: Member,
-    Query(q): Query<Limit>,
+    ApiQuery(q): ApiQuery<Limit>,
 ) -> ApiResult<Json<MessagesBody<impl Serialize>>> {
     let messages = app
         .storage
@@ -226,7 +226,7 @@ async fn message(
 async fn suppressions(
     State(app): State<AppState>,
     member: Member,
-    Query(q): Query<Limit>,
+    ApiQuery(q): ApiQuery<Limit>,
 ) -> ApiResult<Json<SuppressionsBody<impl Serialize>>> {
     let list = app
         .storage

@@ -109,6 +109,8 @@ codes! {
     BodyTooLarge => PAYLOAD_TOO_LARGE "body_too_large",
     /// The body could not be read.
     BadBody => BAD_REQUEST "bad_body",
+    /// The query string does not parse as the route's parameters.
+    InvalidQuery => BAD_REQUEST "invalid_query",
     /// A query's `state` is not a job state.
     InvalidState => BAD_REQUEST "invalid_state",
     /// A plugin is not named by a lowercase hex sha256.

@@ -763,7 +763,7 @@ async fn headroom(
     State(app): State<AppState>,
     member: Member,
     Path(installation): Path<String>,
-    axum::extract::Query(window): axum::extract::Query<Window>,
+    crate::http::context::ApiQuery(window): crate::http::context::ApiQuery<Window>,
 ) -> ApiResult<Json<HeadroomBody>> {
     let installation = name(&installation)?;
     let state = member.tenant.state(&app).await?;

@@ -1,7 +1,7 @@
 //! A tenant's background jobs: list them with state and last error, and retry a
 //! dead one.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::{
     Json, Router,
     routing::{get, post},
@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::http::body::Sorted;
-use crate::http::context::{Member, TenantAdmin};
+use crate::http::context::{ApiQuery, Member, TenantAdmin};
 use crate::http::{ApiError, ApiResult, Code};
 use crate::state::AppState;
 use crate::storage::JobState;
@@ -43,7 +43,7 @@ struct ListQuery {
 async fn list(
     State(app): State<AppState>,
     member: Member,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<JobsBody<impl Serialize>>> {
     let state = match q.state.as_deref() {
         Some(s) => Some(s.parse::<JobState>().map_err(|_| {

@@ -233,7 +233,7 @@ struct CommissionQuery {
 async fn commissions(
     State(app): State<AppState>,
     member: Member,
-    axum::extract::Query(q): axum::extract::Query<CommissionQuery>,
+    crate::http::context::ApiQuery(q): crate::http::context::ApiQuery<CommissionQuery>,
 ) -> ApiResult<Json<CommissionsBody>> {
     let rows = app
         .storage

@@ -5,7 +5,7 @@
 //! [`crate::app::plugins`], key-value writes of [`crate::app::tenants`]
 //! (invalidation and audit there); the plain reads go to `storage` directly.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Json, Router, routing::get};
 use serde::{Deserialize, Serialize};
@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::app;
 use crate::app::plugins::CompileError;
 use crate::http::body::Sorted;
-use crate::http::context::{JsonBody, Member, RawBody, TenantAdmin};
+use crate::http::context::{ApiQuery, JsonBody, Member, RawBody, TenantAdmin};
 use crate::http::{ApiError, ApiResult, Code};
 use crate::state::AppState;
 use crate::storage::{AuditRecord, PluginVersion, RunRecord, UsageRecord};
@@ -200,7 +200,7 @@ fn check_key(key: &str) -> ApiResult<()> {
 async fn list_kv(
     State(app): State<AppState>,
     member: Member,
-    Query(q): Query<KvQuery>,
+    ApiQuery(q): ApiQuery<KvQuery>,
 ) -> ApiResult<Json<EntriesBody>> {
     let limit = q.limit.unwrap_or(100).min(1_000);
     let entries = app
@@ -290,7 +290,7 @@ struct Limit {
 async fn runs(
     State(app): State<AppState>,
     member: Member,
-    Query(q): Query<Limit>,
+    ApiQuery(q): ApiQuery<Limit>,
 ) -> ApiResult<Json<RunsBody>> {
     let runs = app
         .storage
@@ -303,7 +303,7 @@ async fn runs(
 async fn usage(
     State(app): State<AppState>,
     member: Member,
-    Query(q): Query<Limit>,
+    ApiQuery(q): ApiQuery<Limit>,
 ) -> ApiResult<Json<UsageBody>> {
     let usage = app
         .storage
@@ -325,7 +325,7 @@ async fn quota(State(app): State<AppState>, member: Member) -> ApiResult<Json<Qu
 async fn audit(
     State(app): State<AppState>,
     admin: TenantAdmin,
-    Query(q): Query<AuditPage>,
+    ApiQuery(q): ApiQuery<AuditPage>,
 ) -> ApiResult<Json<AuditBody>> {
     let limit = q.limit.unwrap_or(100).clamp(1, 1_000);
     let rows = app

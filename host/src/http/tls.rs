@@ -5,7 +5,7 @@
 //! TLS: 200 only for names Veneer serves) and an admin's retry of a failed
 //! certificate order. The rules are [`crate::app::certificates`]'.
 
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::header::{CONTENT_TYPE, LOCATION, STRICT_TRANSPORT_SECURITY};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::admin::tenant_id;
 use crate::app;
-use crate::http::context::{PlatformAdmin, PlatformHost, TenantAdmin};
+use crate::http::context::{ApiQuery, PlatformAdmin, PlatformHost, TenantAdmin};
 use crate::http::{ApiError, ApiResult, Code, request_host};
 use crate::state::AppState;
 use crate::tenancy::strip_port;
@@ -126,7 +126,7 @@ struct Asked {
 async fn ask(
     State(app): State<AppState>,
     _platform: PlatformHost,
-    Query(query): Query<AskQuery>,
+    ApiQuery(query): ApiQuery<AskQuery>,
 ) -> ApiResult<Json<Asked>> {
     let Some(domain) = query.domain.filter(|d| !d.trim().is_empty()) else {
         return Err(ApiError::new(

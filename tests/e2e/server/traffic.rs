@@ -151,6 +151,20 @@ async fn traffic(db: Db) {
             "{body}"
         );
     }
+    // A query string that does not parse is the API's JSON error, naming it.
+    for path in [
+        "/v1/jobs?limit=many",
+        "/v1/email/messages?limit=-1",
+        "/v1/kv?limit=x",
+        "/v1/audit?before=yesterday",
+    ] {
+        let (status, body) = server.get("globex", path, &admin("globex")).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_query")),
+            "{path}: {body}"
+        );
+    }
     let (status, body) = server.get("globex", "/v1/config/colours", &globex).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(
