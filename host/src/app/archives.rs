@@ -45,6 +45,10 @@ pub const LEFT_OUT: &[(&str, &str)] = &[
         "queued work belongs to the instance that queued it (retry or drop dead letters before moving)",
     ),
     (
+        "shopify_oauth_states",
+        "Shopify installs in progress belong to the instance the merchant's browser is on",
+    ),
+    (
         "certificates",
         "certificates and their keys stay with the instance that obtained them; the target obtains its own",
     ),
