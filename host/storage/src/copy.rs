@@ -1,7 +1,7 @@
 //! A whole instance's database into another, empty one (`veneer db copy`):
 //! the embedded SQLite default into PostgreSQL, back, or between two of the
 //! same kind. Every table the schema has goes across, parents first, in pages
-//! of [`COPY_PAGE`] rows, with every id kept; then each generated id's counter
+//! of [`COPY_PAGE`] rows (keyset paging on the primary key), with every id kept; then each generated id's counter
 //! (a PostgreSQL sequence, SQLite's `sqlite_sequence`) is set past the highest
 //! id copied and past the source's own counter, so no id the source ever gave
 //! is given again.
@@ -339,8 +339,9 @@ async fn copy_table(
         overriding_system_value: target == Backend::Postgres && into.generated_id,
     };
     let mut offset = 0u64;
+    let mut after: Option<Vec<tables::Cell>> = None;
     loop {
-        let rows = tables::read_rows(read, table, None, Some((COPY_PAGE, offset))).await?;
+        let rows = tables::read_after(read, table, after.as_deref(), COPY_PAGE, offset).await?;
         for row in &rows {
             tables::insert_row(write, into, &columns, row, how).await?;
         }
@@ -348,6 +349,7 @@ async fn copy_table(
             return Ok(());
         }
         offset += u64::from(COPY_PAGE);
+        after = rows.last().map(|row| tables::key_of(table, row));
     }
 }
 

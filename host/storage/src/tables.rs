@@ -286,6 +286,62 @@ pub(super) async fn read_rows(
     rows.iter().map(cells).collect()
 }
 
+/// Up to `limit` rows of `table` in primary-key order, after the row whose
+/// primary-key cells are `after` (from the start when None): keyset paging, so
+/// each page costs the same however far into a large table it is. A table
+/// without a primary key is paged by `offset` instead.
+pub(super) async fn read_after(
+    conn: &mut AnyConnection,
+    table: &TableSchema,
+    after: Option<&[Cell]>,
+    limit: u32,
+    offset: u64,
+) -> Result<Vec<Vec<Cell>>, StorageError> {
+    if table.primary_key.is_empty() {
+        return read_rows(conn, table, None, Some((limit, offset))).await;
+    }
+    let columns = table
+        .columns
+        .iter()
+        .map(|(c, _)| quote_ident(c))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let key = table
+        .primary_key
+        .iter()
+        .map(|c| quote_ident(c))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut sql = format!("SELECT {columns} FROM {}", quote_ident(&table.name));
+    if after.is_some() {
+        let params = (1..=table.primary_key.len())
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        sql.push_str(&format!(" WHERE ({key}) > ({params})"));
+    }
+    sql.push_str(&format!(" ORDER BY {key} LIMIT {limit}"));
+    let mut query = sqlx::query(AssertSqlSafe(sql));
+    if let Some(after) = after {
+        for (column, value) in table.primary_key.iter().zip(after) {
+            let kind = table.kind(column).unwrap_or(ColumnKind::Text);
+            query = bind(query, &table.name, column, kind, value)?;
+        }
+    }
+    let rows = query.fetch_all(&mut *conn).await?;
+    rows.iter().map(cells).collect()
+}
+
+/// The primary-key cells of `row` (cells in `table`'s column order).
+pub(super) fn key_of(table: &TableSchema, row: &[Cell]) -> Vec<Cell> {
+    table
+        .primary_key
+        .iter()
+        .filter_map(|k| table.columns.iter().position(|(c, _)| c == k))
+        .map(|i| row[i].clone())
+        .collect()
+}
+
 fn cells(row: &AnyRow) -> Result<Vec<Cell>, StorageError> {
     let mut out = Vec::with_capacity(row.columns().len());
     for column in row.columns() {
