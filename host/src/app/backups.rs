@@ -104,6 +104,14 @@ pub async fn back_up(app: &AppState, tenant: &TenantId) -> Result<PathBuf> {
         .map_err(|err| {
             Error::Invalid(format!("cannot write the backup {}: {err}", path.display()))
         })?;
+    // Purged while this backup ran: the purge removed the directory before
+    // the archive landed in it; nothing of the tenant may stay.
+    if app.storage.platform().tenant(tenant).await?.is_none() {
+        remove_backups(app, tenant);
+        return Err(Error::NotFound(format!(
+            "tenant `{tenant}` was purged during its backup; the archive was removed"
+        )));
+    }
     Ok(path)
 }
 
