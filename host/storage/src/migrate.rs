@@ -98,6 +98,11 @@ const SQLITE: &[Source] = &[
         "shopify oauth",
         include_str!("../migrations/sqlite/0017_shopify_oauth.sql"),
     ),
+    (
+        18,
+        "clerk",
+        include_str!("../migrations/sqlite/0018_clerk.sql"),
+    ),
 ];
 
 const POSTGRES: &[Source] = &[
@@ -191,6 +196,7 @@ const POSTGRES: &[Source] = &[
         "shopify oauth",
         include_str!("../migrations/postgres/0018_shopify_oauth.sql"),
     ),
+    (19, "clerk", include_str!("../migrations/postgres/0019_clerk.sql")),
 ];
 
 fn migrator(sources: &[Source]) -> Migrator {
