@@ -274,7 +274,7 @@ async fn rs256_token_with_v2_claims_gives_a_principal() {
         .unwrap();
     assert_eq!(server.hits(), 1);
     assert_eq!(
-        serde_json::to_value(&principal).unwrap()["org_role"],
+        serde_json::to_value(&*principal).unwrap()["org_role"],
         json!("admin")
     );
 }

@@ -77,10 +77,7 @@ pub enum EventError {
     NotAnEvent,
     /// A field the event type needs is missing or not a string.
     #[error("the `{kind}` event lacks `{field}`")]
-    MissingField {
-        kind: String,
-        field: &'static str,
-    },
+    MissingField { kind: String, field: &'static str },
 }
 
 /// The longest id or name read from an event.
@@ -119,7 +116,10 @@ pub fn parse(body: &[u8]) -> Result<Envelope, EventError> {
         Ok(ClerkEvent::Membership {
             change,
             org_id: field(&["organization", "id"], "data.organization.id")?,
-            user_id: field(&["public_user_data", "user_id"], "data.public_user_data.user_id")?,
+            user_id: field(
+                &["public_user_data", "user_id"],
+                "data.public_user_data.user_id",
+            )?,
             role: optional("role"),
         })
     };
@@ -216,8 +216,14 @@ mod tests {
             })
         );
         assert!(matches!(
-            parse(&event("organizationMembership.deleted", json!({"organization": {"id": "org_1"}}))),
-            Err(EventError::MissingField { field: "data.public_user_data.user_id", .. })
+            parse(&event(
+                "organizationMembership.deleted",
+                json!({"organization": {"id": "org_1"}})
+            )),
+            Err(EventError::MissingField {
+                field: "data.public_user_data.user_id",
+                ..
+            })
         ));
         assert_eq!(parse(b"[]"), Err(EventError::NotAnEvent));
         assert_eq!(parse(b"not json"), Err(EventError::NotAnEvent));

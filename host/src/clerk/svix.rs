@@ -79,10 +79,14 @@ pub enum SvixError {
         reason: &'static str,
     },
     /// The timestamp is too far in the past (a replay, or a clock off).
-    #[error("the delivery's timestamp is {0} s old, more than 5 minutes: refused as a possible replay")]
+    #[error(
+        "the delivery's timestamp is {0} s old, more than 5 minutes: refused as a possible replay"
+    )]
     TooOld(u64),
     /// The timestamp is too far in the future.
-    #[error("the delivery's timestamp is {0} s in the future, more than 5 minutes: check the server's clock")]
+    #[error(
+        "the delivery's timestamp is {0} s in the future, more than 5 minutes: check the server's clock"
+    )]
     TooNew(u64),
     /// No `v1` signature matches.
     #[error("no signature matches the endpoint secret")]
@@ -133,10 +137,12 @@ pub fn verify(
         && timestamp_text.len() <= 12
         && timestamp_text.bytes().all(|b| b.is_ascii_digit())
     {
-        timestamp_text.parse().map_err(|_| SvixError::InvalidHeader {
-            name: "svix-timestamp",
-            reason: "it is not Unix seconds",
-        })?
+        timestamp_text
+            .parse()
+            .map_err(|_| SvixError::InvalidHeader {
+                name: "svix-timestamp",
+                reason: "it is not Unix seconds",
+            })?
     } else {
         return Err(SvixError::InvalidHeader {
             name: "svix-timestamp",
@@ -205,7 +211,10 @@ mod tests {
         // The example of Svix's manual-verification guide.
         let secret = WebhookSecret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
         let mut headers = HeaderMap::new();
-        headers.insert("svix-id", HeaderValue::from_static("msg_p5jXN8AQM9LWM0D4loKWxJek"));
+        headers.insert(
+            "svix-id",
+            HeaderValue::from_static("msg_p5jXN8AQM9LWM0D4loKWxJek"),
+        );
         headers.insert("svix-timestamp", HeaderValue::from_static("1614265330"));
         headers.insert(
             "svix-signature",
@@ -260,7 +269,10 @@ mod tests {
     #[test]
     fn old_and_future_timestamps_are_refused_within_five_minutes_either_way() {
         for at in [NOW - 300, NOW + 300, NOW] {
-            assert!(verify(&secret(), &signed(BODY, at), BODY, NOW).is_ok(), "{at}");
+            assert!(
+                verify(&secret(), &signed(BODY, at), BODY, NOW).is_ok(),
+                "{at}"
+            );
         }
         assert_eq!(
             verify(&secret(), &signed(BODY, NOW - 301), BODY, NOW),
@@ -343,7 +355,10 @@ mod tests {
         twice.append("svix-id", HeaderValue::from_static("msg_2"));
         assert!(matches!(
             verify(&secret(), &twice, BODY, NOW),
-            Err(SvixError::InvalidHeader { name: "svix-id", .. })
+            Err(SvixError::InvalidHeader {
+                name: "svix-id",
+                ..
+            })
         ));
     }
 

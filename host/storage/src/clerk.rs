@@ -7,11 +7,11 @@
 
 use std::time::Duration;
 
+use super::StorageError;
 use super::error::tenant_fk;
 use super::platform::PlatformDb;
 use super::session::Access;
 use super::time::now_ms;
-use super::StorageError;
 use veneer_core::tenancy_id::TenantId;
 
 /// How long a delivery's id is remembered: past Svix's whole retry schedule

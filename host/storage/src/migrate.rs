@@ -196,7 +196,11 @@ const POSTGRES: &[Source] = &[
         "shopify oauth",
         include_str!("../migrations/postgres/0018_shopify_oauth.sql"),
     ),
-    (19, "clerk", include_str!("../migrations/postgres/0019_clerk.sql")),
+    (
+        19,
+        "clerk",
+        include_str!("../migrations/postgres/0019_clerk.sql"),
+    ),
 ];
 
 fn migrator(sources: &[Source]) -> Migrator {

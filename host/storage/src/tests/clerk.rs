@@ -49,28 +49,46 @@ async fn revocations_move_forward_per_tenant_and_user(ctx: Ctx) {
     platform.create_tenant(&new_tenant("beta")).await.unwrap();
     let (acme, beta) = (tid("acme"), tid("beta"));
     assert_eq!(
-        platform.member_revoked_before(&acme, "user_1").await.unwrap(),
+        platform
+            .member_revoked_before(&acme, "user_1")
+            .await
+            .unwrap(),
         None
     );
     assert_eq!(
-        platform.revoke_member(&acme, "user_1", 2_000, 0).await.unwrap(),
+        platform
+            .revoke_member(&acme, "user_1", 2_000, 0)
+            .await
+            .unwrap(),
         2_000
     );
     assert_eq!(
-        platform.revoke_member(&acme, "user_1", 1_000, 0).await.unwrap(),
+        platform
+            .revoke_member(&acme, "user_1", 1_000, 0)
+            .await
+            .unwrap(),
         2_000,
         "a late, older event does not move it back"
     );
     assert_eq!(
-        platform.revoke_member(&acme, "user_1", 3_000, 0).await.unwrap(),
+        platform
+            .revoke_member(&acme, "user_1", 3_000, 0)
+            .await
+            .unwrap(),
         3_000
     );
     assert_eq!(
-        platform.member_revoked_before(&acme, "user_1").await.unwrap(),
+        platform
+            .member_revoked_before(&acme, "user_1")
+            .await
+            .unwrap(),
         Some(3_000)
     );
     assert_eq!(
-        platform.member_revoked_before(&beta, "user_1").await.unwrap(),
+        platform
+            .member_revoked_before(&beta, "user_1")
+            .await
+            .unwrap(),
         None,
         "the same user in another tenant is untouched"
     );
@@ -80,7 +98,10 @@ async fn revocations_move_forward_per_tenant_and_user(ctx: Ctx) {
         .await
         .unwrap();
     assert_eq!(
-        platform.member_revoked_before(&acme, "user_1").await.unwrap(),
+        platform
+            .member_revoked_before(&acme, "user_1")
+            .await
+            .unwrap(),
         None
     );
     assert!(matches!(
