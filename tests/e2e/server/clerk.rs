@@ -160,6 +160,25 @@ async fn forged_stale_and_replayed_deliveries_do_nothing(db: Db) {
     assert_eq!(status, StatusCode::OK, "{reply}");
     assert_eq!(reply["status"], "ignored", "{reply}");
 
+    // One rate for the endpoint, before any signature: a flood of forgeries
+    // ends in 429s.
+    let slow = Server::in_process_with(db, |config| {
+        config.clerk.clerk_webhook_secret = Some(SECRET.to_owned());
+        config.clerk.clerk_webhook_rate_per_sec = 1;
+    })
+    .await;
+    let mut limited = 0;
+    for i in 0..12 {
+        let headers = forged.headers(&format!("msg_flood_{i}"), now_secs(), &body);
+        let (status, reply) = deliver(&slow, "", &headers, &body).await;
+        match status {
+            StatusCode::UNAUTHORIZED => {}
+            StatusCode::TOO_MANY_REQUESTS => limited += 1,
+            other => panic!("{other}: {reply}"),
+        }
+    }
+    assert!(limited >= 1, "the burst is ten deliveries");
+
     // Without a secret the endpoint is off, and says so.
     let off = Server::in_process(db).await;
     let (status, reply) = send(&off, "msg_off", &rename).await;
