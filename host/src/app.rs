@@ -21,6 +21,8 @@
 //! - [`slots`]: the tenant's plugin slots and the blocking threads calls run on;
 //! - [`tenants`]: a tenant's loaded state and its own writes (settings, key-value data);
 //! - [`admin`]: platform administration (tenants, quotas);
+//! - [`clerk`]: Clerk's organisation and membership webhooks, and the
+//!   membership revocations a request checks;
 //! - [`lifecycle`]: deleting, restoring and purging tenants;
 //! - [`domains`]: custom domains, proven by DNS before they route;
 //! - [`certificates`]: HTTPS certificates of the base and routed domains,
@@ -32,7 +34,7 @@
 //!
 //! It owns the use cases and their typed [`Error`]; it decides nothing about
 //! transport. It depends on `resolve`, `runtime`, `storage`, `tenancy`,
-//! `limits`, `usage`, `cache`, `email`, `shopify`, `metrics` and the shared [`crate::state::AppState`],
+//! `limits`, `usage`, `cache`, `email`, `shopify`, `clerk`, `metrics` and the shared [`crate::state::AppState`],
 //! and must not import the adapters, `http` or `workers` (nothing below them
 //! knows them): statuses and response shapes are the HTTP layer's.
 
@@ -42,6 +44,7 @@ pub mod backups;
 pub mod base;
 pub mod catalogue;
 pub mod certificates;
+pub mod clerk;
 pub mod config;
 pub mod domains;
 pub mod email;

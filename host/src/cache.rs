@@ -12,6 +12,10 @@
 //!   random names does not reach the database each time.
 //! - **tenants** (full states, key-value snapshot included): weighed in
 //!   approximate bytes, with a total capacity.
+//! - **members** (a tenant's user → the time before which their tokens are
+//!   revoked, or none): small entries, one per user seen, misses included —
+//!   revocations are rare and every one is an explicit invalidation on every
+//!   node, so a miss lives as long as a found entry.
 //! - **kv snapshots**: weak references by data version, so a reload of a tenant
 //!   whose key-value data did not change shares the snapshot still in memory
 //!   instead of reading a second copy; it keeps nothing alive by itself.
@@ -88,6 +92,33 @@ impl HostKey {
     }
 }
 
+/// The key of one member's revocation: a user of a tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MemberKey {
+    tenant: TenantId,
+    user: Arc<str>,
+}
+
+impl MemberKey {
+    /// The key of `user` (a Clerk user id) in `tenant`.
+    pub fn new(tenant: &TenantId, user: &str) -> Self {
+        Self {
+            tenant: tenant.clone(),
+            user: Arc::from(user),
+        }
+    }
+
+    /// The tenant.
+    pub fn tenant(&self) -> &TenantId {
+        &self.tenant
+    }
+
+    /// The user.
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+}
+
 /// Found entries live `found`, misses (`None`) [`MISS_TTL`].
 struct MissesExpireSooner {
     found: Duration,
@@ -144,6 +175,7 @@ struct Counters {
 pub struct Caches {
     hosts: Cache<HostKey, Option<TenantId>>,
     records: Cache<TenantId, Option<Arc<TenantRecord>>>,
+    members: Cache<MemberKey, Option<i64>>,
     tenants: Cache<TenantId, Arc<TenantState>>,
     tenant_capacity: u64,
     kv: Cache<TenantId, (i64, Weak<KvSnapshot>)>,
@@ -190,6 +222,10 @@ impl Caches {
             records: Cache::builder()
                 .max_capacity(100_000)
                 .expire_after(MissesExpireSooner { found: TENANT_TTL })
+                .build(),
+            members: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(TENANT_TTL)
                 .build(),
             tenants: Cache::builder()
                 .weigher(|_, state: &Arc<TenantState>| state_weight(state))
@@ -259,6 +295,21 @@ impl Caches {
         self.records.insert(id, record);
     }
 
+    /// A member's cached revocation time (`Some(None)`: cached as none).
+    pub fn member(&self, key: &MemberKey) -> Option<Option<i64>> {
+        self.members.get(key)
+    }
+
+    /// Remembers a member's revocation time (or that there is none).
+    pub fn put_member(&self, key: MemberKey, revoked_before: Option<i64>) {
+        self.members.insert(key, revoked_before);
+    }
+
+    /// Forgets a member's revocation time (after it changed).
+    pub fn invalidate_member(&self, key: &MemberKey) {
+        self.members.invalidate(key);
+    }
+
     /// A tenant's cached state.
     pub fn tenant(&self, id: &TenantId) -> Option<Arc<TenantState>> {
         self.tenants.get(id)
@@ -307,6 +358,7 @@ impl Caches {
     pub fn invalidate_all(&self) {
         self.hosts.invalidate_all();
         self.records.invalidate_all();
+        self.members.invalidate_all();
         self.tenants.invalidate_all();
         self.effective.invalidate_all();
     }

@@ -9,10 +9,12 @@ use clap::Args;
 
 pub use crate::limits::RateLimitMode;
 pub use backups::BackupConfig;
+pub use clerk::ClerkConfig;
 pub use otlp::OtlpConfig;
 pub use tls::TlsConfig;
 
 mod backups;
+mod clerk;
 mod otlp;
 mod tls;
 
@@ -376,6 +378,10 @@ pub struct ServeConfig {
     #[command(flatten)]
     pub backups: BackupConfig,
 
+    /// Clerk organisation webhooks (`--clerk-webhook-secret` and its settings).
+    #[command(flatten)]
+    pub clerk: ClerkConfig,
+
     /// Benchmarks only: run the luxury-consignment plugin's commission hook
     /// natively instead of in the sandbox (docs/performance.md). Needs a build
     /// with `--features bench-native`; refused otherwise.
@@ -461,6 +467,7 @@ impl ServeConfig {
             tls: TlsConfig::default(),
             otlp: OtlpConfig::default(),
             backups: BackupConfig::default(),
+            clerk: ClerkConfig::default(),
             bench_native: false,
         }
     }

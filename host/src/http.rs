@@ -18,6 +18,7 @@ mod admin;
 #[cfg(feature = "bench-native")]
 mod bench;
 mod body;
+mod clerk;
 mod context;
 mod domains;
 pub mod email;
@@ -81,6 +82,7 @@ pub fn router(state: AppState) -> Router {
         .merge(tls::routes())
         .merge(jobs::routes())
         .merge(shopify::routes())
+        .merge(clerk::routes())
         .merge(email::routes())
         .merge(sending_domains::routes())
         .fallback(|| async {

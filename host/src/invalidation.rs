@@ -35,7 +35,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::cache::{Caches, HostKey, state_weight};
+use crate::cache::{Caches, HostKey, MemberKey, state_weight};
 use crate::storage::{Backend, NotificationListener, Storage, TenantRecord};
 use crate::tenancy::{TenantId, TenantState};
 
@@ -71,6 +71,8 @@ enum What {
     Tenant { tenant: TenantId },
     /// Every host-to-tenant mapping.
     Hosts,
+    /// One member's revocation time (their membership or role changed).
+    Member { tenant: TenantId, user: String },
     /// The base configuration was reloaded: reload it from this node's own
     /// `--base-config` directory, and forget everything derived from the old.
     Base,
@@ -151,6 +153,25 @@ impl Invalidation {
     pub fn tenant(&self, id: &TenantId) {
         self.0.apply_tenant(id);
         self.publish(What::Tenant { tenant: id.clone() });
+    }
+
+    /// Forgets a member's cached revocation time here and on every other
+    /// node, so the next request of theirs reads the new one.
+    pub fn member(&self, tenant: &TenantId, user: &str) {
+        self.0.apply_member(&MemberKey::new(tenant, user));
+        self.publish(What::Member {
+            tenant: tenant.clone(),
+            user: user.to_owned(),
+        });
+    }
+
+    /// Caches a member's revocation time (or that there is none) read from
+    /// the database since `epoch`, unless an invalidation happened meanwhile.
+    pub fn loaded_member(&self, epoch: u64, key: MemberKey, revoked_before: Option<i64>) {
+        let current = self.0.lock_epoch();
+        if *current == epoch {
+            self.0.caches.put_member(key, revoked_before);
+        }
     }
 
     /// Forgets every host mapping here and on every other node.
@@ -253,6 +274,12 @@ impl Inner {
         self.last_known.invalidate(id);
     }
 
+    fn apply_member(&self, key: &MemberKey) {
+        let mut epoch = self.lock_epoch();
+        *epoch += 1;
+        self.caches.invalidate_member(key);
+    }
+
     fn apply_hosts(&self) {
         let mut epoch = self.lock_epoch();
         *epoch += 1;
@@ -280,6 +307,10 @@ impl Inner {
             Ok(Message {
                 what: What::Hosts, ..
             }) => self.apply_hosts(),
+            Ok(Message {
+                what: What::Member { tenant, user },
+                ..
+            }) => self.apply_member(&MemberKey::new(&tenant, &user)),
             Ok(Message {
                 what: What::Base, ..
             }) => self.base_reloads.send_modify(|n| *n += 1),
@@ -421,5 +452,16 @@ mod tests {
         assert_eq!(serde_json::from_str::<Message>(&text).unwrap(), message);
         let hosts: Message = serde_json::from_str(r#"{"node":"n2","kind":"hosts"}"#).unwrap();
         assert_eq!(hosts.what, What::Hosts);
+        let member: Message = serde_json::from_str(
+            r#"{"node":"n3","kind":"member","tenant":"acme","user":"user_1"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            member.what,
+            What::Member {
+                tenant,
+                user: "user_1".into()
+            }
+        );
     }
 }

@@ -27,6 +27,8 @@
 //! - [`outbound`]: which addresses and ports a tenant-directed connection may reach;
 //! - [`jobs`]: per-tenant durable background jobs with fair scheduling;
 //! - [`shopify`]: per-tenant Shopify stores, webhooks and the Admin API client;
+//! - [`clerk`]: Clerk's webhooks: Svix signatures and the organisation and
+//!   membership events;
 //! - [`http`]: the API (adapter: extractors, handlers, error mapping);
 //! - [`workers`]: the job handlers (adapter over the same use cases);
 //! - [`state`], [`server`], [`config`], [`demo`]: running it; [`telemetry`]:
@@ -45,6 +47,7 @@ pub use veneer_auth as auth;
 pub mod bench_native;
 pub mod cache;
 pub mod certs;
+pub mod clerk;
 pub mod cli;
 pub mod config;
 pub mod demo;

@@ -67,6 +67,11 @@ pub struct Inner {
     pub shadow_slots: Arc<Semaphore>,
     /// The bounce endpoint's rate (`--bounce-rate-per-sec`).
     pub bounce_rate: governor::DefaultDirectRateLimiter,
+    /// The Clerk webhook endpoint's signing secret (`--clerk-webhook-secret`);
+    /// none: the endpoint is off.
+    pub clerk_webhook_secret: Option<crate::clerk::WebhookSecret>,
+    /// The Clerk webhook endpoint's rate (`--clerk-webhook-rate-per-sec`).
+    pub clerk_rate: governor::DefaultDirectRateLimiter,
     /// The pace of shadow runs (`--shadow-max-per-sec`).
     pub shadow_pace: crate::app::shadow::Pace,
     /// Recorded calls being written at once (a sampled call finding none
@@ -209,13 +214,16 @@ impl AppState {
             Duration::from_secs(config.rollback_secs),
         );
         let shadow_pace = crate::app::shadow::Pace::new(config.shadow_max_per_sec);
-        let bounce_per_sec = std::num::NonZeroU32::new(config.bounce_rate_per_sec.max(1))
-            .unwrap_or(std::num::NonZeroU32::MIN);
-        let bounce_rate = governor::RateLimiter::direct(
-            governor::Quota::per_second(bounce_per_sec).allow_burst(bounce_per_sec.saturating_mul(
-                std::num::NonZeroU32::new(10).unwrap_or(std::num::NonZeroU32::MIN),
-            )),
-        );
+        let bounce_rate = direct_rate(config.bounce_rate_per_sec);
+        let clerk_webhook_secret = config
+            .clerk
+            .clerk_webhook_secret
+            .as_deref()
+            .filter(|s| !s.trim().is_empty())
+            .map(crate::clerk::WebhookSecret::parse)
+            .transpose()
+            .map_err(|err| anyhow::anyhow!("{err} (--clerk-webhook-secret)"))?;
+        let clerk_rate = direct_rate(config.clerk.clerk_webhook_rate_per_sec);
         let dns =
             crate::dns::Dns::new(config.dns_server).context("configuring the DNS resolver")?;
         let config_max_tenants = config.metrics_max_tenants;
@@ -234,6 +242,8 @@ impl AppState {
             shadow_slots,
             shadow_pace,
             bounce_rate,
+            clerk_webhook_secret,
+            clerk_rate,
             dns,
             record_slots: Arc::new(Semaphore::new(RECORD_SLOTS)),
             compile_shares,
@@ -426,6 +436,14 @@ impl Drop for CompileShare {
             }
         }
     }
+}
+
+/// A limiter of `per_sec` a second (at least 1), with ten seconds' burst.
+fn direct_rate(per_sec: u32) -> governor::DefaultDirectRateLimiter {
+    let per_sec = std::num::NonZeroU32::new(per_sec.max(1)).unwrap_or(std::num::NonZeroU32::MIN);
+    governor::RateLimiter::direct(governor::Quota::per_second(per_sec).allow_burst(
+        per_sec.saturating_mul(std::num::NonZeroU32::new(10).unwrap_or(std::num::NonZeroU32::MIN)),
+    ))
 }
 
 /// A database URL without its password, for messages.

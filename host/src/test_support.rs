@@ -2,7 +2,8 @@
 //! backend ([`TestDb`], [`both_backends!`](crate::both_backends), from
 //! `veneer_storage::testing`), dev tokens,
 //! polling until something holds ([`eventually`], [`wait_for`]), a fake
-//! Shopify ([`fake_shopify`]), a real SMTP server on loopback
+//! Shopify ([`fake_shopify`]), a sender of Svix-signed Clerk webhooks
+//! ([`svix_sender`]), a real SMTP server on loopback
 //! ([`smtp_server`]), a real DNS server on loopback ([`dns_server`]), an ACME
 //! test CA ([`pebble`]), a real Prometheus scraping a server ([`prometheus`]), an
 //! OpenTelemetry collector's trace endpoint ([`otlp_receiver`]), a
@@ -25,6 +26,7 @@ pub mod otlp_receiver;
 pub mod pebble;
 pub mod prometheus;
 pub mod smtp_server;
+pub mod svix_sender;
 
 use std::future::Future;
 use std::time::{Duration, Instant};

@@ -10,6 +10,7 @@
 mod archives;
 mod attacks;
 mod base_reload;
+mod clerk;
 mod dkim;
 mod domains;
 mod edge;

@@ -136,6 +136,9 @@ pub struct Principal {
     pub platform_admin: bool,
     /// The token's issuer.
     pub issuer: String,
+    /// When the token was issued (`iat`, Unix seconds), if it says: a
+    /// membership or role change revokes the tokens issued before it.
+    pub issued_at: Option<u64>,
 }
 
 /// Verifies bearer tokens. Cheap to clone; share one per process so the JWKS
@@ -483,6 +486,11 @@ impl Authenticator {
             org_role: org.org_role,
             platform_admin: claims::flag_at_path(claims, admin_path),
             issuer,
+            issued_at: claims
+                .get("iat")
+                .and_then(Value::as_f64)
+                .filter(|t| *t >= 0.0)
+                .map(|t| t as u64),
         })
     }
 }

@@ -263,8 +263,10 @@ async fn rs256_token_with_v2_claims_gives_a_principal() {
             org_role: Some(OrgRole::Admin),
             platform_admin: false,
             issuer: ISSUER.into(),
+            issued_at: principal.issued_at,
         }
     );
+    assert!(principal.issued_at.is_some_and(|iat| iat + 60 > now()));
     assert_eq!(server.hits(), 1);
     // A second token is answered from the cache.
     auth.verify(&rs256(&claims_v2("org_acme", "member")))
@@ -272,7 +274,7 @@ async fn rs256_token_with_v2_claims_gives_a_principal() {
         .unwrap();
     assert_eq!(server.hits(), 1);
     assert_eq!(
-        serde_json::to_value(&principal).unwrap()["org_role"],
+        serde_json::to_value(&*principal).unwrap()["org_role"],
         json!("admin")
     );
 }
@@ -967,16 +969,19 @@ async fn dev_tokens_are_accepted_only_in_dev_mode() {
     })
     .await
     .unwrap();
+    let principal = dev.verify(&token).await.unwrap();
     assert_eq!(
-        *dev.verify(&token).await.unwrap(),
+        *principal,
         Principal {
             subject: "user_dev".into(),
             org_id: Some("org_dev".into()),
             org_role: Some(OrgRole::Admin),
             platform_admin: true,
             issuer: DEV_ISSUER.into(),
+            issued_at: principal.issued_at,
         }
     );
+    assert!(principal.issued_at.is_some(), "dev tokens carry `iat`");
     let member = dev_token(
         "org_dev",
         OrgRole::Member,

@@ -50,6 +50,25 @@ pub fn check_limits(rate: Option<u32>, burst: Option<u32>, concurrency: Option<u
     Ok(())
 }
 
+/// The longest organisation id taken (Clerk's are about 30 characters).
+const MAX_ORG_ID: usize = 128;
+
+/// Checks an organisation id: 1 to 128 of `A-Z a-z 0-9 _ -` (Clerk's are
+/// `org_` and base62).
+pub fn check_org_id(org_id: &str) -> Result<()> {
+    if org_id.is_empty()
+        || org_id.len() > MAX_ORG_ID
+        || !org_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(Error::Invalid(format!(
+            "org_id must be 1 to {MAX_ORG_ID} of A-Z a-z 0-9 _ - (a Clerk organisation id such as org_2abc…)"
+        )));
+    }
+    Ok(())
+}
+
 /// The tenant to create from `spec`: checked, defaults filled in.
 pub fn new_tenant(spec: TenantSpec) -> Result<NewTenant> {
     check_limits(
@@ -65,6 +84,7 @@ pub fn new_tenant(spec: TenantSpec) -> Result<NewTenant> {
     let org_id = spec
         .org_id
         .unwrap_or_else(|| format!("org_{}", spec.id.as_str().replace('-', "_")));
+    check_org_id(&org_id)?;
     Ok(NewTenant {
         id: spec.id,
         org_id,
@@ -110,13 +130,19 @@ pub async fn create_tenant(app: &AppState, actor: &str, new: NewTenant) -> Resul
     Ok(record)
 }
 
-/// Changes a tenant's name, status or limits, audited as `actor`'s.
+/// Changes a tenant's name, organisation, status or limits, audited as
+/// `actor`'s (before and after). Every node forgets the tenant's row at once,
+/// so a new organisation's tokens are taken, and the old one's refused, from
+/// the next request on.
 pub async fn update_tenant(
     app: &AppState,
     actor: &str,
     id: &TenantId,
     patch: &TenantPatch,
 ) -> Result<TenantRecord> {
+    if let Some(org_id) = &patch.org_id {
+        check_org_id(org_id)?;
+    }
     let platform = app.storage.platform();
     let before = platform.tenant(id).await?.ok_or_else(|| no_tenant(id))?;
     let record = platform.update_tenant(id, patch).await?;

@@ -41,6 +41,10 @@ pub const LEFT_OUT: &[(&str, &str)] = &[
     ("rate_windows", "rate-limit counters of the moment"),
     ("job_tenants", "the job scheduler's own state"),
     (
+        "member_revocations",
+        "membership revocations of the moment: they refuse tokens that expire within the token lifetime",
+    ),
+    (
         "jobs",
         "queued work belongs to the instance that queued it (retry or drop dead letters before moving)",
     ),

@@ -135,6 +135,24 @@ pub enum Error {
     /// A signed webhook whose body is not JSON.
     #[error("the webhook body is not JSON")]
     WebhookNotJson,
+    /// The server takes no Clerk webhooks (no endpoint secret configured).
+    #[error(
+        "this server takes no Clerk webhooks: set VENEER_CLERK_WEBHOOK_SECRET to the endpoint's signing secret"
+    )]
+    ClerkWebhooksDisabled,
+    /// A Clerk webhook whose Svix signature, headers or timestamp do not
+    /// check out (the message says which).
+    #[error("the Clerk webhook is refused: {0}")]
+    ClerkWebhookNotAuthenticated(String),
+    /// A signed Clerk webhook whose body is not the event its type says.
+    #[error("{0}")]
+    ClerkEventInvalid(String),
+    /// A token issued before its user's membership or role in the tenant's
+    /// organisation changed.
+    #[error(
+        "this token was issued before your membership or role in this organisation changed; get a fresh session token"
+    )]
+    TokenRevoked,
     /// Every plugin slot of the tenant stayed busy for the whole wait.
     #[error(
         "all of this tenant's plugin slots are busy; retry shortly or ask for a higher concurrency limit"
@@ -198,6 +216,10 @@ impl Error {
             Error::WebhookInvalidHeader { .. } => "invalid_header",
             Error::WebhookNotAuthenticated => "invalid_webhook",
             Error::WebhookNotJson => "invalid_json",
+            Error::ClerkWebhooksDisabled => "clerk_webhooks_disabled",
+            Error::ClerkWebhookNotAuthenticated(_) => "invalid_clerk_webhook",
+            Error::ClerkEventInvalid(_) => "invalid_json",
+            Error::TokenRevoked => "token_revoked",
             Error::TenantBusy => "tenant_busy",
             Error::TenantCompileBusy | Error::HostCompileBusy => "compile_busy",
             Error::CompileTimeout { .. } => "compile_timeout",

@@ -192,6 +192,8 @@ async fn show(
 #[serde(deny_unknown_fields)]
 struct UpdateTenant {
     name: Option<String>,
+    /// Links the tenant to another Clerk organisation.
+    org_id: Option<String>,
     status: Option<TenantStatus>,
     rate_limit_per_sec: Option<u32>,
     rate_limit_burst: Option<u32>,
@@ -216,6 +218,7 @@ async fn update(
         &id,
         &TenantPatch {
             name: body.name,
+            org_id: body.org_id,
             status: body.status,
             rate_limit_per_sec: body.rate_limit_per_sec,
             rate_limit_burst: body.rate_limit_burst,

@@ -2,8 +2,9 @@
 //! the host names a tenant (an unknown host is a 404 before anything else), the
 //! tenant's row says whether it is active (a suspended tenant is a 403, a
 //! deleted one a 410), the
-//! bearer token is verified and its organisation must be that tenant's, the role
-//! must allow the route, the tenant's request rate is charged — and only then,
+//! bearer token is verified and its organisation must be that tenant's, it must
+//! not predate its user's last membership change there (Clerk's webhooks), the
+//! role must allow the route, the tenant's request rate is charged — and only then,
 //! and only if the handler needs it, is the tenant's state (settings, key-value
 //! data) loaded. A request without a valid token for the tenant never costs more
 //! than a small cached row.
@@ -219,6 +220,9 @@ async fn caller(
             "the token's organisation is not this host's tenant; use a token for this tenant's organisation",
         ));
     }
+    // A membership or role change since the token was issued: refused, so
+    // the change holds from the next request on.
+    crate::app::clerk::check_token(app, tenant.id(), &principal).await?;
     match (principal.org_role, need_admin) {
         (Some(OrgRole::Admin), _) | (Some(OrgRole::Member), false) => {}
         (Some(OrgRole::Member), true) => {

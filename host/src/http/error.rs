@@ -222,6 +222,12 @@ codes! {
     MissingHeader => BAD_REQUEST "missing_header",
     /// A webhook with an invalid header.
     InvalidHeader => BAD_REQUEST "invalid_header",
+    /// The server takes no Clerk webhooks.
+    ClerkWebhooksDisabled => NOT_FOUND "clerk_webhooks_disabled",
+    /// A Clerk webhook not signed with the endpoint secret, or too old.
+    InvalidClerkWebhook => UNAUTHORIZED "invalid_clerk_webhook",
+    /// A token issued before its user's membership or role changed.
+    TokenRevoked => UNAUTHORIZED "token_revoked",
     /// A tenant id that is not one.
     InvalidTenantId => BAD_REQUEST "invalid_tenant_id",
     /// A limit out of range.
@@ -385,6 +391,10 @@ impl From<AppError> for ApiError {
             AppError::WebhookInvalidHeader { .. } => Code::InvalidHeader,
             AppError::WebhookNotAuthenticated => Code::InvalidWebhook,
             AppError::WebhookNotJson => Code::InvalidJson,
+            AppError::ClerkWebhooksDisabled => Code::ClerkWebhooksDisabled,
+            AppError::ClerkWebhookNotAuthenticated(_) => Code::InvalidClerkWebhook,
+            AppError::ClerkEventInvalid(_) => Code::InvalidJson,
+            AppError::TokenRevoked => Code::TokenRevoked,
             AppError::TenantBusy => Code::TenantBusy,
             AppError::TenantCompileBusy => Code::CompileBusy,
             AppError::HostCompileBusy => Code::HostCompileBusy,
@@ -535,6 +545,10 @@ mod tests {
             },
             AppError::WebhookNotAuthenticated,
             AppError::WebhookNotJson,
+            AppError::ClerkWebhooksDisabled,
+            AppError::ClerkWebhookNotAuthenticated("x".into()),
+            AppError::ClerkEventInvalid("x".into()),
+            AppError::TokenRevoked,
             AppError::TenantBusy,
             AppError::TenantCompileBusy,
             AppError::HostCompileBusy,

@@ -34,6 +34,7 @@
 
 mod archive;
 mod catalogue;
+mod clerk;
 mod copy;
 mod domains;
 mod email;
@@ -76,6 +77,7 @@ use sqlx::{AnyConnection, AnyPool, Connection};
 use veneer_core::tenancy_id::TenantId;
 
 pub use archive::{IMPORT_ACTION, ImportOutcome, TenantTable, tenant_column};
+pub use clerk::CLERK_DELIVERY_RETENTION;
 pub use copy::{COPY_PAGE, CopyReport, TableCount, copy_instance};
 pub use domains::{DomainRecord, DomainStatus};
 pub use email::*;

@@ -99,6 +99,11 @@ const SQLITE: &[Source] = &[
         include_str!("../migrations/sqlite/0017_shopify_oauth.sql"),
     ),
     (
+        18,
+        "clerk",
+        include_str!("../migrations/sqlite/0018_clerk.sql"),
+    ),
+    (
         19,
         "shopify privacy",
         include_str!("../migrations/sqlite/0019_shopify_privacy.sql"),
@@ -195,6 +200,11 @@ const POSTGRES: &[Source] = &[
         18,
         "shopify oauth",
         include_str!("../migrations/postgres/0018_shopify_oauth.sql"),
+    ),
+    (
+        19,
+        "clerk",
+        include_str!("../migrations/postgres/0019_clerk.sql"),
     ),
     (
         20,

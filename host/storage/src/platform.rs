@@ -190,10 +190,27 @@ impl PlatformDb {
             .as_deref()
             .map(|n| required("tenant name", n))
             .transpose()?;
+        let org_id = patch
+            .org_id
+            .as_deref()
+            .map(|o| required("organisation id", o))
+            .transpose()?;
         let mut tx = self.begin(Access::Write).await?;
+        if let Some(org_id) = org_id {
+            let holder: Option<String> =
+                sqlx::query_scalar("SELECT id FROM tenants WHERE org_id = $1 AND id <> $2")
+                    .bind(org_id)
+                    .bind(id.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if let Some(holder) = holder {
+                return Err(org_taken(org_id, &holder));
+            }
+        }
         let row = sqlx::query(concat!(
             "UPDATE tenants SET \
                 name = COALESCE($2, name), \
+                org_id = COALESCE($8, org_id), \
                 status = COALESCE($3, status), \
                 rate_limit_per_sec = COALESCE($4, rate_limit_per_sec), \
                 rate_limit_burst = COALESCE($5, rate_limit_burst), \
@@ -209,8 +226,17 @@ impl PlatformDb {
         .bind(patch.rate_limit_burst.map(i64::from))
         .bind(patch.max_concurrency.map(i64::from))
         .bind(now_ms())
+        .bind(org_id)
         .fetch_optional(&mut *tx)
-        .await?
+        .await
+        // Lost a race with another node between the check and the update.
+        .map_err(|e| {
+            if is_unique_on(&e, "tenants_org_id_key", "tenants.org_id") {
+                org_taken(org_id.unwrap_or_default(), "another tenant")
+            } else {
+                StorageError::from(e)
+            }
+        })?
         .ok_or_else(|| missing_tenant(id))?;
         let record = tenant_from_row(&row)?;
         tx.commit().await?;

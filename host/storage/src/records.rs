@@ -95,6 +95,9 @@ pub struct NewTenant {
 #[derive(Debug, Clone, Default)]
 pub struct TenantPatch {
     pub name: Option<String>,
+    /// Links the tenant to another Clerk organisation (unique among tenants,
+    /// deleted ones included until their purge).
+    pub org_id: Option<String>,
     pub status: Option<TenantStatus>,
     pub rate_limit_per_sec: Option<u32>,
     pub rate_limit_burst: Option<u32>,

@@ -9,6 +9,7 @@
 
 mod archive;
 mod availability;
+mod clerk;
 mod copy;
 mod data;
 mod email;

@@ -516,6 +516,17 @@ async fn roles(db: Db) {
             .await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{method}: {body}");
     }
+    // Nor relink its tenant to another organisation (or rename it).
+    let (status, body) = server
+        .call(
+            Method::PATCH,
+            "",
+            "/v1/admin/tenants/acme",
+            Some(&admin("acme")),
+            Some(json!({ "org_id": "org_attacker" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     // Nor export a tenant's archive (its own or another's), nor import one.
     for path in [
         "/v1/admin/tenants/acme/export",

@@ -30,6 +30,10 @@ pub(super) async fn seed(ctx: &Ctx, id: &str) {
     super::email::seed_rows(&db, id).await;
     let platform = ctx.storage.platform();
     platform.take_rate(&tid(id), 1_000, 1).await.unwrap();
+    platform
+        .revoke_member(&tid(id), "user_seed", 1_000, 0)
+        .await
+        .unwrap();
     db.enqueue_job(&job("test.kind")).await.unwrap();
     db.set_rollout_settings("{}", "owner").await.unwrap();
     db.put_data_request("dr-1", "cust-1", "{}").await.unwrap();

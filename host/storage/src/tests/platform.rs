@@ -117,6 +117,39 @@ async fn taken_ids_and_organisations_conflict_and_say_which(ctx: Ctx) {
         other => panic!("expected a conflict on the organisation, got {other:?}"),
     }
 
+    // Relinking: to a free organisation, never to a taken one.
+    platform.create_tenant(&new_tenant("beta")).await.unwrap();
+    let relink = |org: &str| TenantPatch {
+        org_id: Some(org.to_owned()),
+        ..TenantPatch::default()
+    };
+    match platform
+        .update_tenant(&tid("beta"), &relink("org_acme"))
+        .await
+    {
+        Err(StorageError::Conflict(m)) => assert!(m.contains("organisation `org_acme`"), "{m}"),
+        other => panic!("expected a conflict on the organisation, got {other:?}"),
+    }
+    let moved = platform
+        .update_tenant(&tid("beta"), &relink("org_2beta"))
+        .await
+        .unwrap();
+    assert_eq!(moved.org_id, "org_2beta");
+    assert_eq!(
+        platform.tenant_by_org("org_beta").await.unwrap(),
+        None,
+        "the old organisation is free"
+    );
+    let same = platform
+        .update_tenant(&tid("beta"), &relink("org_2beta"))
+        .await
+        .unwrap();
+    assert_eq!(same.org_id, "org_2beta", "its own organisation again");
+    assert!(matches!(
+        platform.update_tenant(&tid("beta"), &relink(" ")).await,
+        Err(StorageError::Invalid(_))
+    ));
+
     let mut nameless = new_tenant("nameless");
     nameless.name = " ".into();
     assert!(matches!(
@@ -125,7 +158,7 @@ async fn taken_ids_and_organisations_conflict_and_say_which(ctx: Ctx) {
     ));
     assert_eq!(
         platform.list_tenants().await.unwrap().len(),
-        1,
+        2,
         "nothing half-created"
     );
 }
