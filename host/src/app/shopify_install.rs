@@ -335,6 +335,29 @@ pub async fn finish(
     Ok(store)
 }
 
+/// Whether `tenant`'s app asks for a scope its installed store was not
+/// granted (the app's scopes changed since the install): a new install asks
+/// the merchant for them. False for a store connected with a pasted token.
+pub async fn reinstall_needed(
+    app: &AppState,
+    tenant: &TenantId,
+    store: Option<&ShopifyStoreRecord>,
+) -> Result<bool> {
+    let Some(granted) = store
+        .filter(|s| s.enabled)
+        .and_then(|s| s.scopes.as_deref())
+    else {
+        return Ok(false);
+    };
+    let Some(record) = app.storage.tenant(tenant).shopify_app().await? else {
+        return Ok(false);
+    };
+    let granted = split_scopes(granted);
+    Ok(split_scopes(&record.scopes)
+        .iter()
+        .any(|s| !covers(&granted, s)))
+}
+
 /// Whether the granted scopes give `scope` (a `write_` scope implies its
 /// `read_`).
 fn covers(granted: &[String], scope: &str) -> bool {

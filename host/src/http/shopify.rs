@@ -32,6 +32,11 @@ struct StatusBody {
     connected: bool,
     connected_at: Option<i64>,
     enabled: bool,
+    /// The tenant's app asks for scopes the install did not grant: install
+    /// again (`GET /v1/shopify/install`).
+    reinstall_needed: bool,
+    /// Granted at install (none for a store connected with a pasted token).
+    scopes: Option<Vec<String>>,
     shop_domain: Option<String>,
     uninstalled_at: Option<i64>,
 }
@@ -177,6 +182,20 @@ async fn status(State(app): State<AppState>, member: Member) -> ApiResult<Json<S
         connected: store.as_ref().is_some_and(|s| s.access_token_enc.is_some()),
         connected_at: store.as_ref().map(|s| s.connected_at),
         enabled: store.as_ref().is_some_and(|s| s.enabled),
+        reinstall_needed: app::shopify_install::reinstall_needed(
+            &app,
+            member.tenant.id(),
+            store.as_ref(),
+        )
+        .await?,
+        scopes: store.as_ref().and_then(|s| {
+            s.scopes.as_deref().map(|g| {
+                g.split(',')
+                    .filter(|x| !x.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+        }),
         shop_domain: store.as_ref().map(|s| s.shop_domain.clone()),
         uninstalled_at: store.as_ref().and_then(|s| s.uninstalled_at),
     }))

@@ -325,6 +325,29 @@ async fn install_flow(db: Db) {
     assert!(message.contains("read_orders"), "{message}");
     assert_eq!(connected(&server, "globex").await["connected"], false);
 
+    // The app asks for more: the status says a new install is needed, and
+    // the install grants it.
+    let status = connected(&server, "acme").await;
+    assert_eq!(status["reinstall_needed"], false, "{status}");
+    assert_eq!(
+        status["scopes"],
+        json!(["read_products", "read_orders"]),
+        "{status}"
+    );
+    let (status, body) = server
+        .call(
+            Method::PUT,
+            "acme",
+            "/v1/shopify/app",
+            Some(&admin("acme")),
+            Some(
+                json!({ "client_id": "cid-acme", "client_secret": ACME_SECRET,
+                         "scopes": ["read_products", "read_orders", "write_orders"] }),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(connected(&server, "acme").await["reinstall_needed"], true);
     // Re-install: a new token replaces the old.
     let callback = browser
         .install_until_callback(&server, "acme", ACME_SHOP)
@@ -333,6 +356,13 @@ async fn install_flow(db: Db) {
         .get(&server, "acme.veneer.test", &callback, None)
         .await;
     assert_eq!(response.status(), StatusCode::OK);
+    let status = connected(&server, "acme").await;
+    assert_eq!(status["reinstall_needed"], false, "{status}");
+    assert_eq!(
+        status["scopes"],
+        json!(["read_products", "read_orders", "write_orders"]),
+        "{status}"
+    );
     // After the install, a job subscribed the shop to every topic Veneer
     // handles, at the tenant's address.
     let ours = "https://acme.veneer.test/v1/shopify/webhooks";
