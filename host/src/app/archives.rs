@@ -650,11 +650,7 @@ pub async fn import(
     }
     if let Some(org) = &options.org {
         let org = org.trim();
-        if org.is_empty() {
-            return Err(Error::Invalid(
-                "the organisation id must not be empty".into(),
-            ));
-        }
+        super::admin::check_org_id(org)?;
         if let Some(tenants) = rows.iter_mut().find(|t| t.table == "tenants")
             && let Some(at) = tenants.position("org_id")
         {

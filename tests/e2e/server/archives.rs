@@ -466,6 +466,12 @@ async fn export_and_import_move_a_tenant_between_sqlite_and_postgresql() {
     );
     let (status, body) = upload("?as=acme3&bogus=1", globex.clone(), None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = upload("?as=acme6&org=not%20an%20org!", globex.clone(), None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid")),
+        "{body}"
+    );
     let (status, body) = upload("?as=acme3&org=org_acme3&replace=true", globex, None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["import"]["replaced"], true, "{body}");
