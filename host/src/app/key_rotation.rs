@@ -24,6 +24,33 @@ pub struct KindReport {
     pub failed: Vec<(String, SecretsError)>,
 }
 
+impl KindReport {
+    /// Re-encrypts `old` (bound by `aad`) under the current key and stores it
+    /// with `replace`, which swaps only if the value is still `old`; counts
+    /// what came of it (`item` names a value no key opens).
+    async fn swap(
+        &mut self,
+        secrets: &SecretBox,
+        old: &str,
+        aad: &str,
+        item: impl FnOnce() -> String,
+        replace: impl AsyncFnOnce(String) -> Result<bool, crate::storage::StorageError>,
+    ) -> super::Result<()> {
+        match secrets.reencrypt(old, aad) {
+            Ok(None) => self.unchanged += 1,
+            Ok(Some(new)) => {
+                if replace(new).await? {
+                    self.rotated += 1;
+                } else {
+                    self.raced += 1;
+                }
+            }
+            Err(err) => self.failed.push((item(), err)),
+        }
+        Ok(())
+    }
+}
+
 /// What a rotation did, by kind.
 #[derive(Debug, Default)]
 pub struct RotationReport {
@@ -86,42 +113,28 @@ pub async fn rotate(storage: &Storage, secrets: &SecretBox) -> super::Result<Rot
     }
     rotate_jobs(storage, secrets, &mut report.job_payloads).await?;
     for (domain, old) in platform.sealed_certificate_keys().await? {
-        let kind = &mut report.certificate_keys;
-        match secrets.reencrypt(&old, &super::certificates::key_aad(&domain)) {
-            Ok(None) => kind.unchanged += 1,
-            Ok(Some(new)) => {
-                if platform
-                    .replace_certificate_key(&domain, &old, &new)
-                    .await?
-                {
-                    kind.rotated += 1;
-                } else {
-                    kind.raced += 1;
-                }
-            }
-            Err(err) => kind
-                .failed
-                .push((format!("certificate key of {domain}"), err)),
-        }
+        report
+            .certificate_keys
+            .swap(
+                secrets,
+                &old,
+                &super::certificates::key_aad(&domain),
+                || format!("certificate key of {domain}"),
+                async |new| platform.replace_certificate_key(&domain, &old, &new).await,
+            )
+            .await?;
     }
     for (directory, old) in platform.acme_accounts().await? {
-        let kind = &mut report.acme_accounts;
-        match secrets.reencrypt(&old, &super::certificates::account_aad(&directory)) {
-            Ok(None) => kind.unchanged += 1,
-            Ok(Some(new)) => {
-                if platform
-                    .replace_acme_account(&directory, &old, &new)
-                    .await?
-                {
-                    kind.rotated += 1;
-                } else {
-                    kind.raced += 1;
-                }
-            }
-            Err(err) => kind
-                .failed
-                .push((format!("ACME account of {directory}"), err)),
-        }
+        report
+            .acme_accounts
+            .swap(
+                secrets,
+                &old,
+                &super::certificates::account_aad(&directory),
+                || format!("ACME account of {directory}"),
+                async |new| platform.replace_acme_account(&directory, &old, &new).await,
+            )
+            .await?;
     }
     Ok(report)
 }
@@ -150,24 +163,21 @@ async fn rotate_jobs(
                 continue;
             };
             let aad = super::jobs::payload_aad(&job.tenant, &job.kind, id);
-            match secrets.reencrypt(sealed, &aad) {
-                Ok(None) => kind.unchanged += 1,
-                Ok(Some(new)) => {
+            let sealed = sealed.to_owned();
+            kind.swap(
+                secrets,
+                &sealed,
+                &aad,
+                || format!("{} job {} ({})", job.tenant, job.id, job.kind),
+                async |new| {
                     payload.insert("sealed".into(), new.into());
                     let new = serde_json::Value::Object(payload).to_string();
-                    if platform
+                    platform
                         .replace_job_payload(job.id, &job.payload, &new)
-                        .await?
-                    {
-                        kind.rotated += 1;
-                    } else {
-                        kind.raced += 1;
-                    }
-                }
-                Err(err) => kind
-                    .failed
-                    .push((format!("{} job {} ({})", job.tenant, job.id, job.kind), err)),
-            }
+                        .await
+                },
+            )
+            .await?;
         }
         if page.len() < PAGE as usize {
             break;
@@ -184,64 +194,48 @@ async fn rotate_tenant(
 ) -> super::Result<()> {
     let db = storage.tenant(tenant);
     if let Some(app) = db.shopify_app().await? {
-        let kind = &mut report.shopify_apps;
         let old = &app.client_secret_enc;
-        match secrets.reencrypt(old, &super::shopify_install::client_secret_aad(tenant)) {
-            Ok(None) => kind.unchanged += 1,
-            Ok(Some(new)) => {
-                if db.replace_shopify_client_secret(old, &new).await? {
-                    kind.rotated += 1;
-                } else {
-                    kind.raced += 1;
-                }
-            }
-            Err(err) => kind
-                .failed
-                .push((format!("{tenant} Shopify app client secret"), err)),
-        }
+        report
+            .shopify_apps
+            .swap(
+                secrets,
+                old,
+                &super::shopify_install::client_secret_aad(tenant),
+                || format!("{tenant} Shopify app client secret"),
+                async |new| db.replace_shopify_client_secret(old, &new).await,
+            )
+            .await?;
     }
     if let Some(settings) = db.email_settings().await?
         && let Some(old) = settings.settings.smtp_password_enc.as_deref()
     {
-        let kind = &mut report.smtp_passwords;
-        match secrets.reencrypt(old, &password_aad(tenant)) {
-            Ok(None) => kind.unchanged += 1,
-            Ok(Some(new)) => {
-                if db.email_replace_password(old, &new).await? {
-                    kind.rotated += 1;
-                } else {
-                    kind.raced += 1;
-                }
-            }
-            Err(err) => kind.failed.push((format!("{tenant} SMTP password"), err)),
-        }
+        report
+            .smtp_passwords
+            .swap(
+                secrets,
+                old,
+                &password_aad(tenant),
+                || format!("{tenant} SMTP password"),
+                async |new| db.email_replace_password(old, &new).await,
+            )
+            .await?;
     }
     for domain in db.sending_domains().await? {
         for key in &domain.keys {
-            let kind = &mut report.dkim_keys;
-            let aad = dkim::key_aad(tenant, &domain.domain, &key.selector);
-            match secrets.reencrypt(&key.private_key_enc, &aad) {
-                Ok(None) => kind.unchanged += 1,
-                Ok(Some(new)) => {
-                    if db
-                        .replace_dkim_key_enc(
-                            &domain.domain,
-                            &key.selector,
-                            &key.private_key_enc,
-                            &new,
-                        )
-                        .await?
-                    {
-                        kind.rotated += 1;
-                    } else {
-                        kind.raced += 1;
-                    }
-                }
-                Err(err) => kind.failed.push((
-                    format!("{tenant} DKIM key {} of {}", key.selector, domain.domain),
-                    err,
-                )),
-            }
+            let old = &key.private_key_enc;
+            report
+                .dkim_keys
+                .swap(
+                    secrets,
+                    old,
+                    &dkim::key_aad(tenant, &domain.domain, &key.selector),
+                    || format!("{tenant} DKIM key {} of {}", key.selector, domain.domain),
+                    async |new| {
+                        db.replace_dkim_key_enc(&domain.domain, &key.selector, old, &new)
+                            .await
+                    },
+                )
+                .await?;
         }
     }
     Ok(())
