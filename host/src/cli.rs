@@ -40,6 +40,7 @@ macro_rules! outln {
 }
 
 mod chain;
+mod database;
 mod db;
 mod diff;
 mod domains;

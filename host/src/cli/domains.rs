@@ -11,12 +11,12 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use serde_json::json;
 
+use super::database::{Db, connect};
 use crate::app;
-use crate::storage::{DomainRecord, Storage, StorageOptions};
+use crate::storage::{DomainRecord, Storage};
 use crate::tenancy::TenantId;
 
 /// `veneer domains …`.
@@ -28,17 +28,6 @@ pub(super) enum DomainsCommand {
     /// What DNS shows of a domain's proof now; queues a check by the running
     /// server and waits for its result.
     Check(CheckArgs),
-}
-
-#[derive(Debug, Args)]
-pub(super) struct Db {
-    /// Database URL.
-    #[arg(
-        long,
-        env = "VENEER_DATABASE_URL",
-        default_value = "sqlite://veneer.db"
-    )]
-    database_url: String,
 }
 
 #[derive(Debug, Args)]
@@ -84,12 +73,6 @@ pub(super) fn run(command: DomainsCommand) -> anyhow::Result<ExitCode> {
             DomainsCommand::Check(args) => check(args).await,
         }
     })
-}
-
-async fn connect(db: &Db) -> anyhow::Result<Storage> {
-    Storage::connect(&db.database_url, &StorageOptions::default())
-        .await
-        .with_context(|| "cannot open the database (give --database-url or VENEER_DATABASE_URL)")
 }
 
 /// Every claim of the tenants asked for, by tenant then domain.

@@ -11,9 +11,10 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 
+use super::database::{Db, connect};
 use crate::app;
 use crate::secrets::SecretBox;
-use crate::storage::{Storage, StorageOptions, TenantRecord};
+use crate::storage::TenantRecord;
 use crate::tenancy::TenantId;
 
 /// `veneer tenant …`.
@@ -129,17 +130,6 @@ pub(super) struct ImportArgs {
 }
 
 #[derive(Debug, Args)]
-pub(super) struct Db {
-    /// Database URL (migrated first if needed).
-    #[arg(
-        long,
-        env = "VENEER_DATABASE_URL",
-        default_value = "sqlite://veneer.db"
-    )]
-    database_url: String,
-}
-
-#[derive(Debug, Args)]
 pub(super) struct CreateArgs {
     /// The tenant id: its subdomain (`<id>.<base-domain>`).
     #[arg(long)]
@@ -190,12 +180,6 @@ pub(super) fn run(command: TenantCommand) -> anyhow::Result<ExitCode> {
             TenantCommand::Import(args) => import(args).await,
         }
     })
-}
-
-async fn connect(db: &Db) -> anyhow::Result<Storage> {
-    Storage::connect(&db.database_url, &StorageOptions::default())
-        .await
-        .with_context(|| "cannot open the database (give --database-url or VENEER_DATABASE_URL)")
 }
 
 async fn create(args: CreateArgs) -> anyhow::Result<ExitCode> {
