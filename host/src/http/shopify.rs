@@ -355,10 +355,8 @@ async fn data_request(
     let found = app
         .storage
         .tenant(admin.tenant.id())
-        .data_requests(1_000)
+        .data_request(&id)
         .await?
-        .into_iter()
-        .find(|r| r.request_id == id)
         .ok_or_else(|| ApiError::not_found("no such data request for this tenant"))?;
     Ok(Json(DataRequestBody {
         created_at: found.created_at,

@@ -120,16 +120,25 @@ impl TenantDb {
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
-        rows.iter()
-            .map(|row| {
-                Ok(DataRequestRecord {
-                    request_id: rows::text(row, "request_id")?,
-                    customer_id: rows::text(row, "customer_id")?,
-                    export: rows::text(row, "export")?,
-                    created_at: rows::int(row, "created_at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(data_request_from_row).collect()
+    }
+
+    /// This tenant's data request `request_id`, with its export.
+    pub async fn data_request(
+        &self,
+        request_id: &str,
+    ) -> Result<Option<DataRequestRecord>, StorageError> {
+        let mut tx = self.begin(Access::Read).await?;
+        let row = sqlx::query(
+            "SELECT request_id, customer_id, export, created_at FROM shopify_data_requests \
+              WHERE tenant_id = $1 AND request_id = $2",
+        )
+        .bind(self.tenant_id().as_str())
+        .bind(request_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        row.as_ref().map(data_request_from_row).transpose()
     }
 
     /// Makes the messages to `address` anonymous (recipient, subject, the
@@ -267,4 +276,13 @@ impl TenantDb {
         tx.commit().await?;
         Ok(n == 1)
     }
+}
+
+fn data_request_from_row(row: &sqlx::any::AnyRow) -> Result<DataRequestRecord, StorageError> {
+    Ok(DataRequestRecord {
+        request_id: rows::text(row, "request_id")?,
+        customer_id: rows::text(row, "customer_id")?,
+        export: rows::text(row, "export")?,
+        created_at: rows::int(row, "created_at")?,
+    })
 }
