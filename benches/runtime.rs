@@ -217,9 +217,12 @@ fn fresh_email(f: &Fixture) -> Outcome<base::EmailTemplate> {
 }
 
 fn native(f: &Fixture) -> veneer_sdk::CommissionDecision {
-    // The same work the guest does: settings come from the context and are parsed.
-    let ctx = veneer_sdk::Context::testing().with_settings("{}");
-    LuxuryConsignment::commission(&ctx, &f.sdk_sale, f.sdk_decision.clone())
+    // The same work a fresh guest instance does: the plugin is built from
+    // its settings, then asked.
+    let ctx = veneer_sdk::Context::testing();
+    let plugin: LuxuryConsignment = veneer_sdk::instantiate("{}", &ctx).expect("settings");
+    plugin
+        .commission(&ctx, &f.sdk_sale, f.sdk_decision.clone())
         .expect("native commission")
 }
 

@@ -1,6 +1,7 @@
-//! The component side: wit-bindgen bindings for `veneer:plugin@0.1.0`, conversions
-//! between the bindings' types and the SDK's, and the functions the exported hooks
-//! forward to. Compiled only for WebAssembly; plugin crates never see wit-bindgen.
+//! The component side: wit-bindgen bindings for `veneer:plugin@0.2.0` (from
+//! `wit/plugin.wit` inside this crate), the per-instance plugin value, and the
+//! conversions between the bindings' types and the SDK's. Compiled only for
+//! WebAssembly; plugin crates never see wit-bindgen.
 
 // Reached only through the doc(hidden) `__private` path, by the export macro.
 #![allow(missing_docs)]
@@ -8,7 +9,7 @@
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../wit/v0.1.0",
+        path: "wit",
         world: "plugin",
         pub_export_macro: true,
         export_macro_name: "__export_plugin",
@@ -16,21 +17,15 @@ pub mod bindings {
     });
 }
 
+use std::cell::OnceCell;
 use std::collections::BTreeMap;
 
 use bindings::veneer::plugin::{kv, log, settings, types as wit};
 
-pub use bindings::exports::veneer::plugin::hooks::Guest;
-pub use wit::{
-    Category, CommissionDecision, ContextEntry, EmailTemplate, PluginError, PluginInfo, Sale,
-    SizeChart,
-};
+pub use bindings::exports::veneer::plugin::hooks;
+pub use bindings::veneer::plugin::types as export_types;
 
-use crate::{Context, Hook, Level, Plugin};
-
-pub fn settings_get() -> String {
-    settings::get()
-}
+use crate::{Context, Described, Level, Plugin};
 
 pub fn kv_get(key: &str) -> Option<String> {
     kv::get(key)
@@ -51,60 +46,122 @@ pub fn log_write(level: Level, message: &str) {
     log::write(level, message);
 }
 
-pub fn describe(name: &str, version: &str, hooks: &[Hook]) -> PluginInfo {
-    PluginInfo {
-        name: name.to_owned(),
-        version: version.to_owned(),
-        hooks: hooks
-            .iter()
-            .map(|hook| match hook {
-                Hook::Categories => wit::Hook::Categories,
-                Hook::SizeCharts => wit::Hook::SizeCharts,
-                Hook::Commission => wit::Hook::Commission,
-                Hook::Email => wit::Hook::Email,
-            })
-            .collect(),
+/// The plugin of this instance, built from the tenant's settings on the first
+/// hook call (the host never changes an instance's settings), or the error
+/// that building it gave, returned by every hook of the instance.
+pub struct Instance<P> {
+    plugin: OnceCell<Result<P, crate::PluginError>>,
+}
+
+impl<P> Instance<P> {
+    pub const fn new() -> Self {
+        Self {
+            plugin: OnceCell::new(),
+        }
     }
 }
 
-pub fn categories<P: Plugin>(base: Vec<Category>) -> Result<Vec<Category>, PluginError> {
-    let ctx = Context::host();
-    let base = base.into_iter().map(crate::Category::from).collect();
-    P::categories(&ctx, base)
-        .map(|list| list.into_iter().map(Category::from).collect())
-        .map_err(PluginError::from)
+impl<P: Described> Instance<P> {
+    pub fn describe() -> wit::PluginInfo {
+        let info = crate::describe::<P>();
+        wit::PluginInfo {
+            name: info.name,
+            version: info.version,
+            hooks: P::HOOKS.iter().filter_map(|name| hook(name)).collect(),
+            description: info.description,
+            settings_schema: info.settings_schema,
+        }
+    }
 }
 
-pub fn size_charts<P: Plugin>(base: Vec<SizeChart>) -> Result<Vec<SizeChart>, PluginError> {
-    let ctx = Context::host();
-    let base = base.into_iter().map(crate::SizeChart::from).collect();
-    P::size_charts(&ctx, base)
-        .map(|list| list.into_iter().map(SizeChart::from).collect())
-        .map_err(PluginError::from)
+/// The WIT hook of a name the `plugin` attribute wrote.
+fn hook(name: &str) -> Option<wit::Hook> {
+    Some(match name {
+        "categories" => wit::Hook::Categories,
+        "size-charts" => wit::Hook::SizeCharts,
+        "commission" => wit::Hook::Commission,
+        "email" => wit::Hook::Email,
+        "product-category" => wit::Hook::ProductCategory,
+        _ => return None,
+    })
 }
 
-pub fn commission<P: Plugin>(
-    sale: Sale,
-    base: CommissionDecision,
-) -> Result<CommissionDecision, PluginError> {
-    let ctx = Context::host();
-    P::commission(&ctx, &sale.into(), base.into())
-        .map(CommissionDecision::from)
-        .map_err(PluginError::from)
-}
+impl<P: Plugin> Instance<P> {
+    fn get(&self) -> Result<&P, wit::PluginError> {
+        self.plugin
+            .get_or_init(|| crate::instantiate::<P>(&settings::get(), &Context::host()))
+            .as_ref()
+            .map_err(|err| wit::PluginError::from(err.clone()))
+    }
 
-pub fn email<P: Plugin>(
-    template: EmailTemplate,
-    context: Vec<ContextEntry>,
-) -> Result<EmailTemplate, PluginError> {
-    let ctx = Context::host();
-    let context: BTreeMap<String, String> = context
-        .into_iter()
-        .map(|entry| (entry.key, entry.value))
-        .collect();
-    P::email(&ctx, template.into(), &context)
-        .map(EmailTemplate::from)
-        .map_err(PluginError::from)
+    pub fn categories(
+        &self,
+        base: Vec<wit::Category>,
+    ) -> Result<Vec<wit::Category>, wit::PluginError> {
+        let plugin = self.get()?;
+        let base = base.into_iter().map(crate::Category::from).collect();
+        plugin
+            .categories(&Context::host(), base)
+            .map(|list| list.into_iter().map(wit::Category::from).collect())
+            .map_err(wit::PluginError::from)
+    }
+
+    pub fn size_charts(
+        &self,
+        base: Vec<wit::SizeChart>,
+    ) -> Result<Vec<wit::SizeChart>, wit::PluginError> {
+        let plugin = self.get()?;
+        let base = base.into_iter().map(crate::SizeChart::from).collect();
+        plugin
+            .size_charts(&Context::host(), base)
+            .map(|list| list.into_iter().map(wit::SizeChart::from).collect())
+            .map_err(wit::PluginError::from)
+    }
+
+    pub fn commission(
+        &self,
+        sale: wit::Sale,
+        base: wit::CommissionDecision,
+    ) -> Result<wit::CommissionDecision, wit::PluginError> {
+        let plugin = self.get()?;
+        plugin
+            .commission(&Context::host(), &sale.into(), base.into())
+            .map(wit::CommissionDecision::from)
+            .map_err(wit::PluginError::from)
+    }
+
+    pub fn email(
+        &self,
+        template: wit::EmailTemplate,
+        context: Vec<wit::ContextEntry>,
+    ) -> Result<wit::EmailTemplate, wit::PluginError> {
+        let plugin = self.get()?;
+        let context: BTreeMap<String, String> = context
+            .into_iter()
+            .map(|entry| (entry.key, entry.value))
+            .collect();
+        plugin
+            .email(&Context::host(), template.into(), &context)
+            .map(wit::EmailTemplate::from)
+            .map_err(wit::PluginError::from)
+    }
+
+    pub fn product_category(
+        &self,
+        product: wit::Product,
+        base: Option<String>,
+    ) -> Result<Option<String>, wit::PluginError> {
+        let plugin = self.get()?;
+        let product = crate::Product {
+            title: product.title,
+            vendor: product.vendor,
+            product_type: product.product_type,
+            tags: product.tags,
+        };
+        plugin
+            .product_category(&Context::host(), &product, base)
+            .map_err(wit::PluginError::from)
+    }
 }
 
 fn attributes_in(list: Vec<wit::Attribute>) -> Vec<crate::Attribute> {
@@ -125,8 +182,8 @@ fn attributes_out(list: Vec<crate::Attribute>) -> Vec<wit::Attribute> {
         .collect()
 }
 
-impl From<Category> for crate::Category {
-    fn from(c: Category) -> Self {
+impl From<wit::Category> for crate::Category {
+    fn from(c: wit::Category) -> Self {
         Self {
             id: c.id,
             parent: c.parent,
@@ -138,7 +195,7 @@ impl From<Category> for crate::Category {
     }
 }
 
-impl From<crate::Category> for Category {
+impl From<crate::Category> for wit::Category {
     fn from(c: crate::Category) -> Self {
         Self {
             id: c.id,
@@ -151,8 +208,8 @@ impl From<crate::Category> for Category {
     }
 }
 
-impl From<SizeChart> for crate::SizeChart {
-    fn from(c: SizeChart) -> Self {
+impl From<wit::SizeChart> for crate::SizeChart {
+    fn from(c: wit::SizeChart) -> Self {
         Self {
             id: c.id,
             name: c.name,
@@ -170,7 +227,7 @@ impl From<SizeChart> for crate::SizeChart {
     }
 }
 
-impl From<crate::SizeChart> for SizeChart {
+impl From<crate::SizeChart> for wit::SizeChart {
     fn from(c: crate::SizeChart) -> Self {
         Self {
             id: c.id,
@@ -189,8 +246,8 @@ impl From<crate::SizeChart> for SizeChart {
     }
 }
 
-impl From<Sale> for crate::Sale {
-    fn from(s: Sale) -> Self {
+impl From<wit::Sale> for crate::Sale {
+    fn from(s: wit::Sale) -> Self {
         Self {
             order_id: s.order_id,
             sku: s.sku,
@@ -204,8 +261,8 @@ impl From<Sale> for crate::Sale {
     }
 }
 
-impl From<CommissionDecision> for crate::CommissionDecision {
-    fn from(d: CommissionDecision) -> Self {
+impl From<wit::CommissionDecision> for crate::CommissionDecision {
+    fn from(d: wit::CommissionDecision) -> Self {
         Self {
             rule_id: d.rule_id,
             rate_bps: d.rate_bps,
@@ -217,7 +274,7 @@ impl From<CommissionDecision> for crate::CommissionDecision {
     }
 }
 
-impl From<crate::CommissionDecision> for CommissionDecision {
+impl From<crate::CommissionDecision> for wit::CommissionDecision {
     fn from(d: crate::CommissionDecision) -> Self {
         Self {
             rule_id: d.rule_id,
@@ -230,8 +287,8 @@ impl From<crate::CommissionDecision> for CommissionDecision {
     }
 }
 
-impl From<EmailTemplate> for crate::EmailTemplate {
-    fn from(t: EmailTemplate) -> Self {
+impl From<wit::EmailTemplate> for crate::EmailTemplate {
+    fn from(t: wit::EmailTemplate) -> Self {
         Self {
             id: t.id,
             subject: t.subject,
@@ -243,7 +300,7 @@ impl From<EmailTemplate> for crate::EmailTemplate {
     }
 }
 
-impl From<crate::EmailTemplate> for EmailTemplate {
+impl From<crate::EmailTemplate> for wit::EmailTemplate {
     fn from(t: crate::EmailTemplate) -> Self {
         Self {
             id: t.id,
@@ -256,7 +313,7 @@ impl From<crate::EmailTemplate> for EmailTemplate {
     }
 }
 
-impl From<crate::PluginError> for PluginError {
+impl From<crate::PluginError> for wit::PluginError {
     fn from(e: crate::PluginError) -> Self {
         Self {
             code: e.code,

@@ -1,5 +1,5 @@
 //! The values that flow through the hooks. They mirror the records of the WIT
-//! package `veneer:plugin@0.1.0` and are plain Rust structs with serde support,
+//! package `veneer:plugin@0.2.0` and are plain Rust structs with serde support,
 //! so plugin logic can be written and tested without any WebAssembly.
 
 use serde::{Deserialize, Serialize};
@@ -157,18 +157,29 @@ pub struct EmailTemplate {
     pub reply_to: Option<String>,
 }
 
-/// The hooks a plugin can implement.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Hook {
-    /// [`crate::Plugin::categories`].
-    Categories,
-    /// [`crate::Plugin::size_charts`].
-    SizeCharts,
-    /// [`crate::Plugin::commission`].
-    Commission,
-    /// [`crate::Plugin::email`].
-    Email,
+/// A product as the store describes it, for choosing its category
+/// ([`crate::Plugin::product_category`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Product {
+    /// The product's title, for example `Air Jordan 1 Retro High`.
+    pub title: String,
+    /// The brand or vendor, for example `Nike`; empty when unknown.
+    #[serde(default)]
+    pub vendor: String,
+    /// The store's own product type, for example `Sneakers`; empty when unknown.
+    #[serde(default)]
+    pub product_type: String,
+    /// The product's tags, as the store keeps them.
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+impl Product {
+    /// Whether the product carries `tag`, compared without regard to ASCII case
+    /// (stores write tags by hand).
+    pub fn has_tag(&self, tag: &str) -> bool {
+        self.tags.iter().any(|t| t.trim().eq_ignore_ascii_case(tag))
+    }
 }
 
 /// A failure the plugin reports on purpose. The host falls back to the base result
@@ -188,6 +199,15 @@ impl PluginError {
             code: code.into(),
             message: message.into(),
         }
+    }
+
+    /// A `bad-settings` error about the setting at `path`, a JSON Pointer
+    /// into the settings document (`/tiers/0/rate_bps`; `""` for the whole
+    /// document), as the SDK reports a setting that does not parse. Return it
+    /// from [`crate::Plugin::new`] for settings that parse but make no sense.
+    pub fn bad_settings(path: &str, message: impl std::fmt::Display) -> Self {
+        let path = if path.is_empty() { "/" } else { path };
+        Self::new("bad-settings", format!("settings at {path}: {message}"))
     }
 }
 

@@ -29,7 +29,20 @@ pub fn commission(
     base: &CommissionDecision,
 ) -> Run<CommissionDecision> {
     let started = Instant::now();
-    let ctx = veneer_sdk::Context::testing().with_settings(data.settings_json());
+    let ctx = veneer_sdk::Context::testing();
+    // Built per call from the tenant's settings, as a fresh instance is.
+    let plugin = match veneer_sdk::instantiate::<LuxuryConsignment>(data.settings_json(), &ctx) {
+        Ok(plugin) => plugin,
+        Err(err) => {
+            return Run {
+                outcome: Outcome::PluginError {
+                    code: err.code,
+                    message: err.message,
+                },
+                stats: stats(started),
+            };
+        }
+    };
     let sdk_sale = veneer_sdk::Sale {
         order_id: sale.order_id.clone(),
         sku: sale.sku.clone(),
@@ -52,7 +65,7 @@ pub fn commission(
         fee: base.fee,
         note: base.note.clone(),
     };
-    let outcome = match LuxuryConsignment::commission(&ctx, &sdk_sale, sdk_base) {
+    let outcome = match plugin.commission(&ctx, &sdk_sale, sdk_base) {
         Ok(d) => Outcome::Ok(CommissionDecision {
             rule_id: d.rule_id,
             rate_bps: d.rate_bps,
@@ -68,13 +81,18 @@ pub fn commission(
     };
     Run {
         outcome,
-        stats: RunStats {
-            fuel_used: 0,
-            peak_memory_bytes: 0,
-            wall_time: started.elapsed(),
-            output_bytes: 0,
-            logs: Vec::new(),
-            logs_truncated: false,
-        },
+        stats: stats(started),
+    }
+}
+
+/// A native run's statistics: only its wall time is measured.
+fn stats(started: Instant) -> RunStats {
+    RunStats {
+        fuel_used: 0,
+        peak_memory_bytes: 0,
+        wall_time: started.elapsed(),
+        output_bytes: 0,
+        logs: Vec::new(),
+        logs_truncated: false,
     }
 }

@@ -26,22 +26,30 @@
 //! both inclusive, in minor units; an empty `when` matches every sale). When a
 //! commission patch changes `rate_bps`, `min_fee` or `max_fee` but leaves `fee`
 //! alone, the fee is recomputed from the new terms.
+//!
+//! This format is the plugin's settings schema (`describe`): the host checks
+//! a release's settings against it (operation names, paths, conditions)
+//! before anything runs, and the console renders it.
 
 use std::collections::BTreeMap;
 
 use json_patch::{Patch, PatchOperation};
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use veneer_sdk::serde::Serialize;
+use veneer_sdk::serde::de::DeserializeOwned;
 use veneer_sdk::{
     Category, CommissionDecision, Context, EmailTemplate, Plugin, PluginError, RenderContext, Sale,
-    SizeChart,
+    SizeChart, serde_json,
 };
 
-/// The plugin type registered with the host.
-pub struct DeclarativeOverrides;
+/// The plugin type registered with the host: its settings, checked once per instance.
+#[derive(Debug)]
+pub struct DeclarativeOverrides {
+    settings: Settings,
+}
 
 /// The tenant's settings: one patch per section.
-#[derive(Debug, Default, Deserialize)]
+#[veneer_sdk::settings]
+#[derive(Debug, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
     /// Applied to the list of categories.
@@ -55,7 +63,8 @@ pub struct Settings {
 }
 
 /// A commission patch and the sales it applies to.
-#[derive(Debug, Deserialize)]
+#[veneer_sdk::settings]
+#[derive(Debug)]
 #[serde(deny_unknown_fields)]
 pub struct CommissionRule {
     /// Which sales; every condition given must hold.
@@ -66,7 +75,8 @@ pub struct CommissionRule {
 }
 
 /// Conditions on a sale line; absent ones always hold.
-#[derive(Debug, Default, Deserialize)]
+#[veneer_sdk::settings]
+#[derive(Debug, Default)]
 #[serde(deny_unknown_fields)]
 pub struct When {
     /// The sale's category id.
@@ -92,25 +102,6 @@ impl When {
                 .seller_id
                 .as_ref()
                 .is_none_or(|id| sale.seller_id.as_ref() == Some(id))
-    }
-}
-
-impl Settings {
-    fn load(ctx: &Context) -> Result<Self, PluginError> {
-        let settings: Settings = ctx.settings()?;
-        for (index, rule) in settings.commission.iter().enumerate() {
-            if let (Some(min), Some(max)) = (rule.when.min_gross, rule.when.max_gross)
-                && min > max
-            {
-                return Err(PluginError::new(
-                    "bad-settings",
-                    format!(
-                        "commission rule {index}: min_gross {min} is above max_gross {max}, so it never matches; swap them"
-                    ),
-                ));
-            }
-        }
-        Ok(settings)
     }
 }
 
@@ -165,23 +156,48 @@ fn apply<T: Serialize + DeserializeOwned>(
 
 #[veneer_sdk::plugin]
 impl Plugin for DeclarativeOverrides {
-    fn categories(ctx: &Context, base: Vec<Category>) -> Result<Vec<Category>, PluginError> {
-        let settings = Settings::load(ctx)?;
-        apply("categories", base, &settings.categories)
+    type Settings = Settings;
+
+    fn new(settings: Settings, _ctx: &Context) -> Result<Self, PluginError> {
+        for (index, rule) in settings.commission.iter().enumerate() {
+            if let (Some(min), Some(max)) = (rule.when.min_gross, rule.when.max_gross)
+                && min > max
+            {
+                return Err(PluginError::bad_settings(
+                    &format!("/commission/{index}/when"),
+                    format_args!(
+                        "min_gross {min} is above max_gross {max}, so the rule never matches; swap them"
+                    ),
+                ));
+            }
+        }
+        Ok(Self { settings })
     }
 
-    fn size_charts(ctx: &Context, base: Vec<SizeChart>) -> Result<Vec<SizeChart>, PluginError> {
-        let settings = Settings::load(ctx)?;
-        apply("size_charts", base, &settings.size_charts)
+    fn categories(
+        &self,
+        _ctx: &Context,
+        base: Vec<Category>,
+    ) -> Result<Vec<Category>, PluginError> {
+        apply("categories", base, &self.settings.categories)
+    }
+
+    fn size_charts(
+        &self,
+        _ctx: &Context,
+        base: Vec<SizeChart>,
+    ) -> Result<Vec<SizeChart>, PluginError> {
+        apply("size_charts", base, &self.settings.size_charts)
     }
 
     fn commission(
-        ctx: &Context,
+        &self,
+        _ctx: &Context,
         sale: &Sale,
         base: CommissionDecision,
     ) -> Result<CommissionDecision, PluginError> {
-        let settings = Settings::load(ctx)?;
-        let Some((index, rule)) = settings
+        let Some((index, rule)) = self
+            .settings
             .commission
             .iter()
             .enumerate()
@@ -203,12 +219,12 @@ impl Plugin for DeclarativeOverrides {
     }
 
     fn email(
-        ctx: &Context,
+        &self,
+        _ctx: &Context,
         template: EmailTemplate,
         _context: &RenderContext,
     ) -> Result<EmailTemplate, PluginError> {
-        let settings = Settings::load(ctx)?;
-        match settings.email.get(&template.id) {
+        match self.settings.email.get(&template.id) {
             Some(patch) => {
                 let section = format!("email {:?}", template.id);
                 apply(&section, template, patch)
@@ -224,8 +240,9 @@ mod tests {
     use serde_json::json;
     use veneer_sdk::{Attribute, SizeRow};
 
-    fn ctx(settings: serde_json::Value) -> Context {
-        Context::testing().with_settings(settings.to_string())
+    /// The plugin built from `settings` as the host builds an instance.
+    fn plugin(settings: serde_json::Value) -> DeclarativeOverrides {
+        veneer_sdk::instantiate(&settings.to_string(), &Context::testing()).unwrap()
     }
 
     fn categories() -> Vec<Category> {
@@ -245,7 +262,7 @@ mod tests {
 
     #[test]
     fn patches_the_category_tree() {
-        let ctx = ctx(json!({"categories": [
+        let plugin = plugin(json!({"categories": [
             {"op": "replace", "path": "/0/name", "value": "Ready to wear"},
             {"op": "add", "path": "/-", "value": {
                 "id": "bags-mini", "parent": "bags", "name": "Mini bags", "slug": "mini",
@@ -253,7 +270,9 @@ mod tests {
             }},
             {"op": "remove", "path": "/1"}
         ]}));
-        let out = DeclarativeOverrides::categories(&ctx, categories()).unwrap();
+        let out = plugin
+            .categories(&Context::testing(), categories())
+            .unwrap();
         let ids: Vec<_> = out.iter().map(|c| c.id.as_str()).collect();
         assert_eq!(ids, ["apparel", "bags", "bags-mini"]);
         assert_eq!(out[0].name, "Ready to wear");
@@ -264,17 +283,21 @@ mod tests {
 
     #[test]
     fn no_patch_returns_the_base() {
-        let out = DeclarativeOverrides::categories(&Context::testing(), categories()).unwrap();
+        let out = plugin(json!({}))
+            .categories(&Context::testing(), categories())
+            .unwrap();
         assert_eq!(out, categories());
     }
 
     #[test]
     fn a_failing_operation_is_named_with_its_index_and_reason() {
-        let ctx = ctx(json!({"categories": [
+        let plugin = plugin(json!({"categories": [
             {"op": "replace", "path": "/0/name", "value": "fine"},
             {"op": "replace", "path": "/7/name", "value": "no such category"}
         ]}));
-        let err = DeclarativeOverrides::categories(&ctx, categories()).unwrap_err();
+        let err = plugin
+            .categories(&Context::testing(), categories())
+            .unwrap_err();
         assert_eq!(err.code, "patch-failed");
         assert!(err.message.contains("categories patch"), "{}", err.message);
         assert!(
@@ -287,11 +310,13 @@ mod tests {
 
     #[test]
     fn a_failing_test_operation_fails_the_whole_patch() {
-        let ctx = ctx(json!({"categories": [
+        let plugin = plugin(json!({"categories": [
             {"op": "test", "path": "/0/id", "value": "shoes"},
             {"op": "replace", "path": "/0/name", "value": "Shoes"}
         ]}));
-        let err = DeclarativeOverrides::categories(&ctx, categories()).unwrap_err();
+        let err = plugin
+            .categories(&Context::testing(), categories())
+            .unwrap_err();
         assert!(
             err.message.contains("operation 0 (test \"/0/id\")"),
             "{}",
@@ -306,10 +331,12 @@ mod tests {
 
     #[test]
     fn a_result_of_the_wrong_shape_is_a_patch_failure() {
-        let ctx = ctx(json!({"categories": [
+        let plugin = plugin(json!({"categories": [
             {"op": "replace", "path": "/0/position", "value": "first"}
         ]}));
-        let err = DeclarativeOverrides::categories(&ctx, categories()).unwrap_err();
+        let err = plugin
+            .categories(&Context::testing(), categories())
+            .unwrap_err();
         assert_eq!(err.code, "patch-failed");
         assert!(
             err.message.contains("expected fields and types"),
@@ -330,12 +357,12 @@ mod tests {
                 values: vec!["96".into(), "82".into()],
             }],
         }];
-        let ctx = ctx(json!({"size_charts": [
+        let plugin = plugin(json!({"size_charts": [
             {"op": "add", "path": "/0/rows/-", "value": {"label": "L", "values": ["102", "88"]}},
             {"op": "copy", "from": "/0/category_ids/0", "path": "/0/category_ids/-"},
             {"op": "replace", "path": "/0/category_ids/1", "value": "sportswear"}
         ]}));
-        let out = DeclarativeOverrides::size_charts(&ctx, base).unwrap();
+        let out = plugin.size_charts(&Context::testing(), base).unwrap();
         assert_eq!(out[0].rows[1].label, "L");
         assert_eq!(out[0].category_ids, ["apparel", "sportswear"]);
     }
@@ -353,23 +380,38 @@ mod tests {
 
     #[test]
     fn patches_only_the_named_email_template() {
-        let ctx = ctx(json!({"email": {"welcome": [
+        let plugin = plugin(json!({"email": {"welcome": [
             {"op": "replace", "path": "/subject", "value": "Welcome to {{ shop_name }}"},
             {"op": "replace", "path": "/reply_to", "value": "hello@example.com"}
         ]}}));
-        let welcome =
-            DeclarativeOverrides::email(&ctx, template("welcome"), &RenderContext::new()).unwrap();
+        let welcome = plugin
+            .email(
+                &Context::testing(),
+                template("welcome"),
+                &RenderContext::new(),
+            )
+            .unwrap();
         assert_eq!(welcome.subject, "Welcome to {{ shop_name }}");
         assert_eq!(welcome.reply_to.as_deref(), Some("hello@example.com"));
-        let other = DeclarativeOverrides::email(&ctx, template("item-sold"), &RenderContext::new())
+        let other = plugin
+            .email(
+                &Context::testing(),
+                template("item-sold"),
+                &RenderContext::new(),
+            )
             .unwrap();
         assert_eq!(other, template("item-sold"));
     }
 
     #[test]
     fn a_failing_email_patch_names_the_template() {
-        let ctx = ctx(json!({"email": {"welcome": [{"op": "remove", "path": "/footer"}]}}));
-        let err = DeclarativeOverrides::email(&ctx, template("welcome"), &RenderContext::new())
+        let plugin = plugin(json!({"email": {"welcome": [{"op": "remove", "path": "/footer"}]}}));
+        let err = plugin
+            .email(
+                &Context::testing(),
+                template("welcome"),
+                &RenderContext::new(),
+            )
             .unwrap_err();
         assert_eq!(err.code, "patch-failed");
         assert!(
@@ -410,8 +452,8 @@ mod tests {
         decision
     }
 
-    fn commission_rules() -> Context {
-        ctx(json!({"commission": [
+    fn commission_rules() -> DeclarativeOverrides {
+        plugin(json!({"commission": [
             {"when": {"seller_id": "vip-1"},
              "patch": [{"op": "replace", "path": "/rate_bps", "value": 500},
                        {"op": "replace", "path": "/note", "value": "VIP seller"}]},
@@ -429,16 +471,20 @@ mod tests {
 
     #[test]
     fn the_first_matching_rule_applies_and_the_fee_follows_the_new_rate() {
-        let ctx = commission_rules();
+        let plugin = commission_rules();
         let vip = sale("watches", 300_000, Some("vip-1"));
-        let out = DeclarativeOverrides::commission(&ctx, &vip, decision(vip.gross())).unwrap();
+        let out = plugin
+            .commission(&Context::testing(), &vip, decision(vip.gross()))
+            .unwrap();
         assert_eq!(
             (out.rate_bps, out.fee, out.note.as_str()),
             (500, 30_000, "VIP seller")
         );
 
         let watch = sale("watches", 300_000, Some("seller-2"));
-        let out = DeclarativeOverrides::commission(&ctx, &watch, decision(watch.gross())).unwrap();
+        let out = plugin
+            .commission(&Context::testing(), &watch, decision(watch.gross()))
+            .unwrap();
         assert_eq!(
             (out.rule_id.as_str(), out.rate_bps, out.fee),
             ("watches-high", 900, 54_000)
@@ -447,34 +493,44 @@ mod tests {
 
     #[test]
     fn a_fee_the_patch_sets_is_kept() {
-        let ctx = commission_rules();
+        let plugin = commission_rules();
         let tiny = sale("apparel", 400, None);
-        let out = DeclarativeOverrides::commission(&ctx, &tiny, decision(tiny.gross())).unwrap();
+        let out = plugin
+            .commission(&Context::testing(), &tiny, decision(tiny.gross()))
+            .unwrap();
         assert_eq!((out.min_fee, out.fee), (0, 0));
         let bag = sale("bags", 50_000, None);
-        let out = DeclarativeOverrides::commission(&ctx, &bag, decision(bag.gross())).unwrap();
+        let out = plugin
+            .commission(&Context::testing(), &bag, decision(bag.gross()))
+            .unwrap();
         assert_eq!((out.max_fee, out.fee), (2_000, 1_800));
     }
 
     #[test]
     fn gross_bounds_are_inclusive_and_unmatched_sales_keep_the_base() {
-        let ctx = commission_rules();
+        let plugin = commission_rules();
         let edge = sale("watches", 250_000, None);
         assert_eq!(edge.gross(), 500_000);
-        let out = DeclarativeOverrides::commission(&ctx, &edge, decision(edge.gross())).unwrap();
+        let out = plugin
+            .commission(&Context::testing(), &edge, decision(edge.gross()))
+            .unwrap();
         assert_eq!(out.rate_bps, 900);
         let below = sale("watches", 249_999, None);
-        let out = DeclarativeOverrides::commission(&ctx, &below, decision(below.gross())).unwrap();
+        let out = plugin
+            .commission(&Context::testing(), &below, decision(below.gross()))
+            .unwrap();
         assert_eq!(out, decision(below.gross()));
     }
 
     #[test]
     fn a_failing_commission_patch_names_the_rule() {
-        let ctx = ctx(json!({"commission": [
+        let plugin = plugin(json!({"commission": [
             {"when": {}, "patch": [{"op": "replace", "path": "/rate", "value": 1}]}
         ]}));
         let s = sale("bags", 1_000, None);
-        let err = DeclarativeOverrides::commission(&ctx, &s, decision(s.gross())).unwrap_err();
+        let err = plugin
+            .commission(&Context::testing(), &s, decision(s.gross()))
+            .unwrap_err();
         assert_eq!(err.code, "patch-failed");
         assert!(
             err.message.contains("commission rule 0 patch"),
@@ -499,9 +555,13 @@ mod tests {
             json!({"commission": [{"when": {"min_gross": 10, "max_gross": 5}, "patch": []}]}),
             json!({"email": {"welcome": {"op": "remove", "path": "/subject"}}}),
         ] {
-            let err =
-                DeclarativeOverrides::categories(&ctx(settings.clone()), categories()).unwrap_err();
+            let err = veneer_sdk::instantiate::<DeclarativeOverrides>(
+                &settings.to_string(),
+                &Context::testing(),
+            )
+            .unwrap_err();
             assert_eq!(err.code, "bad-settings", "{settings}");
+            assert!(err.message.starts_with("settings at /"), "{}", err.message);
         }
     }
 }

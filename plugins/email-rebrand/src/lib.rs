@@ -26,36 +26,47 @@
 //! footer are HTML-escaped, and Jinja delimiters (`{{`, `{%`, `{#`) and line breaks
 //! where they do not belong are refused with `bad-settings`.
 
-use serde::Deserialize;
 use veneer_sdk::{Context, EmailTemplate, Plugin, PluginError, RenderContext};
 
-/// The plugin type registered with the host.
-pub struct EmailRebrand;
+/// The plugin type registered with the host: its settings, checked once per
+/// instance (everything that reaches an email passed the checks of `new`).
+#[derive(Debug)]
+pub struct EmailRebrand {
+    settings: Settings,
+}
 
 /// The tenant's settings.
-#[derive(Debug, Deserialize)]
+#[veneer_sdk::settings]
+#[derive(Debug, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     /// The brand's name, shown in the header when there is no logo and as the logo's alt text.
+    #[schemars(length(min = 1, max = 100))]
     pub brand_name: String,
     /// Header background, `#rrggbb`.
+    #[schemars(regex(pattern = r"^#[0-9a-fA-F]{6}$"))]
     pub primary_color: String,
     /// Rules and accents, `#rrggbb`.
+    #[schemars(regex(pattern = r"^#[0-9a-fA-F]{6}$"))]
     pub accent_color: String,
     /// The logo image, an `https://` URL.
     #[serde(default)]
+    #[schemars(length(max = 2048), regex(pattern = r"^[hH][tT][tT][pP][sS]://"))]
     pub logo_url: Option<String>,
     /// Footer text for both bodies; line breaks are kept.
     #[serde(default)]
+    #[schemars(length(max = 2000))]
     pub footer_text: String,
     /// Reply-To address.
     #[serde(default)]
     pub reply_to: Option<String>,
     /// Sender display name.
     #[serde(default)]
+    #[schemars(length(max = 100))]
     pub from_name: Option<String>,
     /// Put before every subject, followed by a space.
     #[serde(default)]
+    #[schemars(length(max = 60))]
     pub subject_prefix: Option<String>,
 }
 
@@ -63,9 +74,9 @@ pub struct Settings {
 const MARKER: &str = "<!-- veneer:email-rebrand -->";
 
 fn bad(field: &str, problem: &str) -> PluginError {
-    PluginError::new(
-        "bad-settings",
-        format!("setting `{field}` {problem}; fix it in the plugin's settings"),
+    PluginError::bad_settings(
+        &format!("/{field}"),
+        format_args!("{problem}; fix it in the plugin's settings"),
     )
 }
 
@@ -177,9 +188,9 @@ fn check_address(address: &str) -> Result<(), PluginError> {
 }
 
 impl Settings {
-    /// Reads and checks the settings; everything that reaches an email passed here.
-    pub fn load(ctx: &Context) -> Result<Self, PluginError> {
-        let settings: Settings = ctx.settings()?;
+    /// Checks the settings; everything that reaches an email passed here.
+    pub fn check(self) -> Result<Self, PluginError> {
+        let settings = self;
         if settings.brand_name.trim().is_empty() {
             return Err(bad("brand_name", "is empty"));
         }
@@ -307,14 +318,23 @@ fn wrap_html(html: &str, settings: &Settings) -> String {
 
 #[veneer_sdk::plugin]
 impl Plugin for EmailRebrand {
+    type Settings = Settings;
+
+    fn new(settings: Settings, _ctx: &Context) -> Result<Self, PluginError> {
+        Ok(Self {
+            settings: settings.check()?,
+        })
+    }
+
     fn email(
-        ctx: &Context,
+        &self,
+        _ctx: &Context,
         mut template: EmailTemplate,
         _context: &RenderContext,
     ) -> Result<EmailTemplate, PluginError> {
-        let settings = Settings::load(ctx)?;
+        let settings = &self.settings;
         if !template.html.contains(MARKER) {
-            template.html = wrap_html(&template.html, &settings);
+            template.html = wrap_html(&template.html, settings);
             let footer = settings.footer_text.trim();
             if !footer.is_empty() {
                 template.text = format!("{}\n\n-- \n{footer}\n", template.text.trim_end());
@@ -327,10 +347,10 @@ impl Plugin for EmailRebrand {
             template.subject = format!("{prefix} {}", template.subject);
         }
         if settings.from_name.is_some() {
-            template.from_name = settings.from_name;
+            template.from_name.clone_from(&settings.from_name);
         }
         if settings.reply_to.is_some() {
-            template.reply_to = settings.reply_to;
+            template.reply_to.clone_from(&settings.reply_to);
         }
         Ok(template)
     }
@@ -368,8 +388,12 @@ mod tests {
     }
 
     fn run(settings: &str) -> Result<EmailTemplate, PluginError> {
-        let ctx = Context::testing().with_settings(settings);
-        EmailRebrand::email(&ctx, template(), &RenderContext::new())
+        let ctx = Context::testing();
+        veneer_sdk::instantiate::<EmailRebrand>(settings, &ctx)?.email(
+            &ctx,
+            template(),
+            &RenderContext::new(),
+        )
     }
 
     /// The `{{ ... }}` expressions of a template, in order.
@@ -442,16 +466,19 @@ mod tests {
 
     #[test]
     fn a_fragment_is_wrapped_whole_and_a_second_pass_changes_nothing() {
-        let ctx = Context::testing().with_settings(full());
+        let ctx = Context::testing();
+        let plugin: EmailRebrand = veneer_sdk::instantiate(&full(), &ctx).unwrap();
         let mut fragment = template();
         fragment.html = "<p>{{ unsubscribe_url }} {{ postal_address }}</p>".into();
-        let once = EmailRebrand::email(&ctx, fragment, &RenderContext::new()).unwrap();
+        let once = plugin.email(&ctx, fragment, &RenderContext::new()).unwrap();
         assert!(once.html.starts_with(MARKER));
         assert!(
             once.html
                 .contains("</div>\n<p>{{ unsubscribe_url }} {{ postal_address }}</p>\n<div")
         );
-        let twice = EmailRebrand::email(&ctx, once.clone(), &RenderContext::new()).unwrap();
+        let twice = plugin
+            .email(&ctx, once.clone(), &RenderContext::new())
+            .unwrap();
         assert_eq!(once, twice);
     }
 
@@ -505,7 +532,11 @@ mod tests {
             );
             let err = run(&settings).unwrap_err();
             assert_eq!(err.code, "bad-settings", "{color}");
-            assert!(err.message.contains("primary_color"), "{}", err.message);
+            assert!(
+                err.message.starts_with("settings at /primary_color: "),
+                "{}",
+                err.message
+            );
         }
         let accent = r##"{"brand_name": "B", "primary_color": "#000000", "accent_color": "blue"}"##;
         assert!(run(accent).unwrap_err().message.contains("accent_color"));
@@ -523,7 +554,10 @@ mod tests {
             "https://cdn.example.com/{{x}}.png",
             "//cdn.example.com/logo.png",
         ] {
-            let extra = format!(r#", "logo_url": {}"#, serde_json::to_string(url).unwrap());
+            let extra = format!(
+                r#", "logo_url": {}"#,
+                veneer_sdk::serde_json::to_string(url).unwrap()
+            );
             let err = run(&settings(&extra)).unwrap_err();
             assert_eq!(err.code, "bad-settings", "{url}");
         }

@@ -32,17 +32,21 @@ use std::hint::black_box;
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use serde::Deserialize;
 use veneer_sdk::{
-    Category, CommissionDecision, Context, EmailTemplate, Level, Plugin, PluginError,
+    Category, CommissionDecision, Context, EmailTemplate, Level, Plugin, PluginError, Product,
     RenderContext, Sale, SizeChart, SizeRow,
 };
 
-/// The plugin type registered with the host.
-pub struct Hostile;
+/// The plugin type registered with the host: its settings, parsed once per
+/// instance. It misbehaves in the hooks, on every call, not in `new`.
+#[derive(Debug)]
+pub struct Hostile {
+    settings: Settings,
+}
 
 /// How to misbehave.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[veneer_sdk::settings]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum Mode {
     /// Behave: return the base unchanged.
@@ -90,7 +94,8 @@ pub enum Mode {
 }
 
 /// The tenant's settings.
-#[derive(Debug, Deserialize)]
+#[veneer_sdk::settings]
+#[derive(Debug)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
     /// The misbehaviour.
@@ -267,10 +272,12 @@ fn misbehave(ctx: &Context, settings: &Settings) -> Result<(), PluginError> {
     Ok(())
 }
 
-fn load(ctx: &Context) -> Result<Settings, PluginError> {
-    let settings: Settings = ctx.settings()?;
-    misbehave(ctx, &settings)?;
-    Ok(settings)
+impl Hostile {
+    /// Misbehaves as the settings say, then hands the hook its settings.
+    fn load(&self, ctx: &Context) -> Result<&Settings, PluginError> {
+        misbehave(ctx, &self.settings)?;
+        Ok(&self.settings)
+    }
 }
 
 fn root(id: &str, name: String) -> Category {
@@ -305,8 +312,18 @@ fn strip_unsubscribe(template: &str) -> String {
 
 #[veneer_sdk::plugin]
 impl Plugin for Hostile {
-    fn categories(ctx: &Context, mut base: Vec<Category>) -> Result<Vec<Category>, PluginError> {
-        let settings = load(ctx)?;
+    type Settings = Settings;
+
+    fn new(settings: Settings, _ctx: &Context) -> Result<Self, PluginError> {
+        Ok(Self { settings })
+    }
+
+    fn categories(
+        &self,
+        ctx: &Context,
+        mut base: Vec<Category>,
+    ) -> Result<Vec<Category>, PluginError> {
+        let settings = self.load(ctx)?;
         match settings.mode {
             Mode::BigOutput => base.push(root("hostile-big", "x".repeat(settings.bytes))),
             Mode::BadTree => {
@@ -322,8 +339,12 @@ impl Plugin for Hostile {
         Ok(base)
     }
 
-    fn size_charts(ctx: &Context, mut base: Vec<SizeChart>) -> Result<Vec<SizeChart>, PluginError> {
-        let settings = load(ctx)?;
+    fn size_charts(
+        &self,
+        ctx: &Context,
+        mut base: Vec<SizeChart>,
+    ) -> Result<Vec<SizeChart>, PluginError> {
+        let settings = self.load(ctx)?;
         let chart = |name: String, label: String, values: Vec<String>| SizeChart {
             id: "hostile".to_owned(),
             name,
@@ -359,11 +380,12 @@ impl Plugin for Hostile {
     }
 
     fn commission(
+        &self,
         ctx: &Context,
         sale: &Sale,
         mut base: CommissionDecision,
     ) -> Result<CommissionDecision, PluginError> {
-        let settings = load(ctx)?;
+        let settings = self.load(ctx)?;
         match settings.mode {
             Mode::BigOutput => base.note = "x".repeat(settings.bytes),
             Mode::BadTree => {
@@ -403,11 +425,12 @@ impl Plugin for Hostile {
     }
 
     fn email(
+        &self,
         ctx: &Context,
         mut template: EmailTemplate,
         _context: &RenderContext,
     ) -> Result<EmailTemplate, PluginError> {
-        let settings = load(ctx)?;
+        let settings = self.load(ctx)?;
         match settings.mode {
             Mode::BigOutput => {
                 // The template stays valid; only its size is out of bounds.
@@ -422,6 +445,23 @@ impl Plugin for Hostile {
             _ => {}
         }
         Ok(template)
+    }
+
+    fn product_category(
+        &self,
+        ctx: &Context,
+        _product: &Product,
+        base: Option<String>,
+    ) -> Result<Option<String>, PluginError> {
+        let settings = self.load(ctx)?;
+        Ok(match settings.mode {
+            Mode::BigOutput => Some("x".repeat(settings.bytes)),
+            // A category that is in no tree.
+            Mode::BadTree => Some("hostile-no-such-category".to_owned()),
+            Mode::KvProbe => Some(kv_probe(ctx)),
+            Mode::CountCalls => Some(format!("call-{}", CALLS.load(Ordering::Relaxed))),
+            _ => base,
+        })
     }
 }
 
@@ -481,36 +521,50 @@ mod tests {
         }
     }
 
-    fn mode(mode: &str) -> Context {
-        Context::testing()
-            .with_settings(format!(r#"{{"mode": "{mode}", "bytes": 100, "count": 3}}"#))
+    /// The plugin built from `settings` as the host builds an instance.
+    fn hostile(settings: &str) -> Hostile {
+        veneer_sdk::instantiate(settings, &Context::testing()).unwrap()
+    }
+
+    fn mode(mode: &str) -> Hostile {
+        hostile(&format!(
+            r#"{{"mode": "{mode}", "bytes": 100, "count": 3}}"#
+        ))
+    }
+
+    fn product() -> Product {
+        Product {
+            title: "Dunk Low".into(),
+            vendor: "Nike".into(),
+            product_type: "Sneakers".into(),
+            tags: vec!["sneakers".into()],
+        }
     }
 
     #[test]
     fn ok_returns_every_base_unchanged() {
-        for ctx in [Context::testing(), mode("ok"), mode("slow-ok")] {
-            assert_eq!(
-                Hostile::categories(&ctx, categories()).unwrap(),
-                categories()
-            );
-            assert_eq!(Hostile::size_charts(&ctx, charts()).unwrap(), charts());
-            assert_eq!(
-                Hostile::commission(&ctx, &sale(), decision()).unwrap(),
-                decision()
-            );
-            let email = Hostile::email(&ctx, template(), &RenderContext::new()).unwrap();
+        let ctx = Context::testing();
+        for h in [hostile("{}"), mode("ok"), mode("slow-ok")] {
+            assert_eq!(h.categories(&ctx, categories()).unwrap(), categories());
+            assert_eq!(h.size_charts(&ctx, charts()).unwrap(), charts());
+            assert_eq!(h.commission(&ctx, &sale(), decision()).unwrap(), decision());
+            let email = h.email(&ctx, template(), &RenderContext::new()).unwrap();
             assert_eq!(email, template());
+            let chosen = h.product_category(&ctx, &product(), Some("shoes".into()));
+            assert_eq!(chosen.unwrap().as_deref(), Some("shoes"));
         }
     }
 
     #[test]
     fn error_mode_refuses_in_every_hook() {
-        let ctx = mode("error");
+        let (h, ctx) = (mode("error"), Context::testing());
         let errors = [
-            Hostile::categories(&ctx, categories()).unwrap_err(),
-            Hostile::size_charts(&ctx, charts()).unwrap_err(),
-            Hostile::commission(&ctx, &sale(), decision()).unwrap_err(),
-            Hostile::email(&ctx, template(), &RenderContext::new()).unwrap_err(),
+            h.categories(&ctx, categories()).unwrap_err(),
+            h.size_charts(&ctx, charts()).unwrap_err(),
+            h.commission(&ctx, &sale(), decision()).unwrap_err(),
+            h.email(&ctx, template(), &RenderContext::new())
+                .unwrap_err(),
+            h.product_category(&ctx, &product(), None).unwrap_err(),
         ];
         for err in errors {
             assert_eq!(err, PluginError::new("hostile-error", "refused on purpose"));
@@ -520,18 +574,16 @@ mod tests {
     #[test]
     fn unknown_modes_and_fields_are_bad_settings() {
         for settings in [r#"{"mode": "explode"}"#, r#"{"mode": "ok", "size": 1}"#] {
-            let ctx = Context::testing().with_settings(settings);
-            assert_eq!(
-                Hostile::categories(&ctx, categories()).unwrap_err().code,
-                "bad-settings"
-            );
+            let err =
+                veneer_sdk::instantiate::<Hostile>(settings, &Context::testing()).unwrap_err();
+            assert_eq!(err.code, "bad-settings");
         }
     }
 
     #[test]
     fn bad_tree_breaks_each_hooks_invariant() {
-        let ctx = mode("bad-tree");
-        let tree = Hostile::categories(&ctx, categories()).unwrap();
+        let (h, ctx) = (mode("bad-tree"), Context::testing());
+        let tree = h.categories(&ctx, categories()).unwrap();
         let parent = |id: &str| tree.iter().find(|c| c.id == id).unwrap().parent.clone();
         assert_eq!(
             parent("hostile-cycle-a").as_deref(),
@@ -542,60 +594,66 @@ mod tests {
             Some("hostile-cycle-a")
         );
 
-        let charts = Hostile::size_charts(&ctx, charts()).unwrap();
+        let charts = h.size_charts(&ctx, charts()).unwrap();
         assert_eq!(charts[0].rows[0].values.len(), charts[0].columns.len() - 1);
-        let added = Hostile::size_charts(&ctx, vec![]).unwrap();
+        let added = h.size_charts(&ctx, vec![]).unwrap();
         assert_eq!(added[0].rows[0].values.len(), 1);
 
-        let d = Hostile::commission(&ctx, &sale(), decision()).unwrap();
+        let d = h.commission(&ctx, &sale(), decision()).unwrap();
         assert_eq!(d.fee, sale().gross() + 1);
         assert!(d.fee <= d.max_fee && d.fee >= d.min_fee);
 
-        let email = Hostile::email(&ctx, template(), &RenderContext::new()).unwrap();
+        let email = h.email(&ctx, template(), &RenderContext::new()).unwrap();
         assert!(!email.html.contains("unsubscribe_url") && !email.text.contains("unsubscribe_url"));
         assert!(email.html.contains("{{ name }}") && email.text.contains("{{ postal_address }}"));
     }
 
     #[test]
     fn big_output_is_as_big_as_asked() {
-        let ctx = mode("big-output");
-        let tree = Hostile::categories(&ctx, categories()).unwrap();
+        let (h, ctx) = (mode("big-output"), Context::testing());
+        let tree = h.categories(&ctx, categories()).unwrap();
         assert_eq!(tree.last().unwrap().name.len(), 100);
-        let charts = Hostile::size_charts(&ctx, charts()).unwrap();
+        let charts = h.size_charts(&ctx, charts()).unwrap();
         assert_eq!(charts.last().unwrap().rows[0].label.len(), 100);
         assert_eq!(
-            Hostile::commission(&ctx, &sale(), decision())
-                .unwrap()
-                .note
-                .len(),
+            h.commission(&ctx, &sale(), decision()).unwrap().note.len(),
             100
         );
-        let big = Context::testing().with_settings(r#"{"mode": "big-output", "bytes": 5000}"#);
-        let email = Hostile::email(&big, template(), &RenderContext::new()).unwrap();
+        let big = hostile(r#"{"mode": "big-output", "bytes": 5000}"#);
+        let email = big.email(&ctx, template(), &RenderContext::new()).unwrap();
         assert_eq!(email.html.len(), 5000);
         assert!(email.html.starts_with(&template().html));
     }
 
     #[test]
     fn kv_probe_reports_what_it_can_read() {
-        let ctx = mode("kv-probe")
+        let h = mode("kv-probe");
+        let ctx = Context::testing()
             .with_kv("brand:color", "#000000")
             .with_kv("secret", "s3");
         let expected = "kv-probe: brand:color=#000000; secret=s3";
-        let d = Hostile::commission(&ctx, &sale(), decision()).unwrap();
+        let d = h.commission(&ctx, &sale(), decision()).unwrap();
         assert_eq!(d.note, expected);
-        let tree = Hostile::categories(&ctx, categories()).unwrap();
+        let tree = h.categories(&ctx, categories()).unwrap();
         assert_eq!(tree.last().unwrap().name, expected);
-        let charts = Hostile::size_charts(&ctx, charts()).unwrap();
+        let charts = h.size_charts(&ctx, charts()).unwrap();
         assert_eq!(charts.last().unwrap().name, expected);
-        let email = Hostile::email(&ctx, template(), &RenderContext::new()).unwrap();
+        let email = h.email(&ctx, template(), &RenderContext::new()).unwrap();
         assert!(email.text.ends_with(expected));
+        let product = Product {
+            title: "t".into(),
+            vendor: String::new(),
+            product_type: String::new(),
+            tags: vec![],
+        };
+        let chosen = h.product_category(&ctx, &product, None).unwrap();
+        assert_eq!(chosen.as_deref(), Some(expected));
     }
 
     #[test]
     fn log_flood_logs_count_lines_of_bytes_each() {
-        let ctx = mode("log-flood");
-        let d = Hostile::commission(&ctx, &sale(), decision()).unwrap();
+        let (h, ctx) = (mode("log-flood"), Context::testing());
+        let d = h.commission(&ctx, &sale(), decision()).unwrap();
         assert_eq!(d, decision());
         let logged = ctx.logged();
         assert_eq!(logged.len(), 3);

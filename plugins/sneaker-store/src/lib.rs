@@ -27,17 +27,26 @@
 //! `min_unit_price` (minor units, in `currency` if given) in one of `category_ids`
 //! pays `fee` (minor units) on top of the base commission, never more than the
 //! line's gross amount.
+//!
+//! It also chooses a product's category (the `product-category` hook): a
+//! product whose type or tags say sneakers goes to `sneakers`, or to one of the
+//! subcategories when its tags or title say limited edition, retro or collab.
+//! Other products keep the platform's choice.
 
-use serde::Deserialize;
 use veneer_sdk::{
-    Attribute, Category, CommissionDecision, Context, Plugin, PluginError, Sale, SizeChart, SizeRow,
+    Attribute, Category, CommissionDecision, Context, Plugin, PluginError, Product, Sale,
+    SizeChart, SizeRow,
 };
 
-/// The plugin type registered with the host.
-pub struct SneakerStore;
+/// The plugin type registered with the host: its settings, parsed once per instance.
+#[derive(Debug)]
+pub struct SneakerStore {
+    settings: Settings,
+}
 
 /// How EU half sizes are written: brands disagree.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[veneer_sdk::settings]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum EuSteps {
     /// Half points, as Nike and Jordan label them: 42, 42.5, 43.
@@ -48,7 +57,8 @@ pub enum EuSteps {
 }
 
 /// The tenant's settings.
-#[derive(Debug, Deserialize)]
+#[veneer_sdk::settings]
+#[derive(Debug)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
     /// Ids of the shoe size charts to complete with half sizes and a JP column.
@@ -73,7 +83,8 @@ impl Default for Settings {
 }
 
 /// A flat fee per pair for authenticating expensive sneakers.
-#[derive(Debug, Deserialize)]
+#[veneer_sdk::settings]
+#[derive(Debug)]
 #[serde(deny_unknown_fields)]
 pub struct AuthenticationFee {
     /// Fee per pair, in minor units.
@@ -125,8 +136,18 @@ const SUBCATEGORIES: [Subcategory; 3] = [
 
 #[veneer_sdk::plugin]
 impl Plugin for SneakerStore {
-    fn categories(ctx: &Context, mut base: Vec<Category>) -> Result<Vec<Category>, PluginError> {
-        let settings: Settings = ctx.settings()?;
+    type Settings = Settings;
+
+    fn new(settings: Settings, _ctx: &Context) -> Result<Self, PluginError> {
+        Ok(Self { settings })
+    }
+
+    fn categories(
+        &self,
+        _ctx: &Context,
+        mut base: Vec<Category>,
+    ) -> Result<Vec<Category>, PluginError> {
+        let settings = &self.settings;
         if !settings.subcategories || !base.iter().any(|c| c.id == "sneakers") {
             return Ok(base);
         }
@@ -166,8 +187,12 @@ impl Plugin for SneakerStore {
         Ok(base)
     }
 
-    fn size_charts(ctx: &Context, mut base: Vec<SizeChart>) -> Result<Vec<SizeChart>, PluginError> {
-        let settings: Settings = ctx.settings()?;
+    fn size_charts(
+        &self,
+        ctx: &Context,
+        mut base: Vec<SizeChart>,
+    ) -> Result<Vec<SizeChart>, PluginError> {
+        let settings = &self.settings;
         for chart in base.iter_mut() {
             if !settings.charts.contains(&chart.id) {
                 continue;
@@ -180,12 +205,12 @@ impl Plugin for SneakerStore {
     }
 
     fn commission(
-        ctx: &Context,
+        &self,
+        _ctx: &Context,
         sale: &Sale,
         mut base: CommissionDecision,
     ) -> Result<CommissionDecision, PluginError> {
-        let settings: Settings = ctx.settings()?;
-        let Some(auth) = settings.authentication else {
+        let Some(auth) = &self.settings.authentication else {
             return Ok(base);
         };
         let applies = auth.category_ids.contains(&sale.category_id)
@@ -212,6 +237,37 @@ impl Plugin for SneakerStore {
             format!("{}; {addition}", base.note)
         };
         Ok(base)
+    }
+
+    fn product_category(
+        &self,
+        _ctx: &Context,
+        product: &Product,
+        base: Option<String>,
+    ) -> Result<Option<String>, PluginError> {
+        let is_sneaker = product
+            .product_type
+            .to_ascii_lowercase()
+            .contains("sneaker")
+            || product.has_tag("sneakers")
+            || product.has_tag("sneaker");
+        if !is_sneaker {
+            return Ok(base);
+        }
+        if !self.settings.subcategories {
+            return Ok(Some("sneakers".to_owned()));
+        }
+        let title = product.title.to_ascii_lowercase();
+        let id = if product.has_tag("collab") || title.contains(" x ") {
+            "sneakers-collab"
+        } else if product.has_tag("limited-edition") || product.has_tag("limited edition") {
+            "sneakers-limited-edition"
+        } else if product.has_tag("retro") || title.contains("retro") {
+            "sneakers-retro"
+        } else {
+            "sneakers"
+        };
+        Ok(Some(id.to_owned()))
     }
 }
 
@@ -495,6 +551,11 @@ fn half_label(lower: &SizeRow, columns: &[String], values: &[String], reference:
 mod tests {
     use super::*;
 
+    /// The plugin built from `settings` as the host builds an instance.
+    fn store(settings: &str) -> SneakerStore {
+        veneer_sdk::instantiate(settings, &Context::testing()).unwrap()
+    }
+
     fn chart(id: &str, columns: &[&str], rows: &[(&str, &[&str])]) -> SizeChart {
         SizeChart {
             id: id.into(),
@@ -556,7 +617,9 @@ mod tests {
 
     #[test]
     fn inserts_half_sizes_between_consecutive_whole_sizes() {
-        let out = SneakerStore::size_charts(&Context::testing(), vec![men()]).unwrap();
+        let out = store("{}")
+            .size_charts(&Context::testing(), vec![men()])
+            .unwrap();
         let chart = &out[0];
         assert_eq!(
             labels(chart),
@@ -573,14 +636,18 @@ mod tests {
 
     #[test]
     fn completing_twice_changes_nothing() {
-        let once = SneakerStore::size_charts(&Context::testing(), vec![men()]).unwrap();
-        let twice = SneakerStore::size_charts(&Context::testing(), once.clone()).unwrap();
+        let once = store("{}")
+            .size_charts(&Context::testing(), vec![men()])
+            .unwrap();
+        let twice = store("{}")
+            .size_charts(&Context::testing(), once.clone())
+            .unwrap();
         assert_eq!(once, twice);
     }
 
     #[test]
     fn eu_thirds_follow_the_adidas_convention() {
-        let ctx = Context::testing().with_settings(r#"{"eu_steps": "thirds"}"#);
+        let ctx = Context::testing();
         let base = chart(
             "shoes-men",
             &["EU", "US", "UK", "JP"],
@@ -589,7 +656,9 @@ mod tests {
                 ("EU 43 1/3", &["43 1/3", "9.5", "9", "27"]),
             ],
         );
-        let out = SneakerStore::size_charts(&ctx, vec![base]).unwrap();
+        let out = store(r#"{"eu_steps": "thirds"}"#)
+            .size_charts(&ctx, vec![base])
+            .unwrap();
         let chart = &out[0];
         assert_eq!(column(chart, 0), ["42", "42 2/3", "43 1/3"]);
         assert_eq!(labels(chart), ["EU 42", "EU 42 2/3", "EU 43 1/3"]);
@@ -604,7 +673,9 @@ mod tests {
             &["EU", "US", "UK"],
             &[("US 6", &["36", "6", "4"]), ("US 7", &["38", "7", "5"])],
         );
-        let out = SneakerStore::size_charts(&Context::testing(), vec![women, men()]).unwrap();
+        let out = store("{}")
+            .size_charts(&Context::testing(), vec![women, men()])
+            .unwrap();
         let women = &out[0];
         assert_eq!(women.columns, ["EU", "US", "UK", "JP"]);
         assert_eq!(column(women, 3), ["23", "23.5", "24"]);
@@ -625,7 +696,9 @@ mod tests {
             &["EU"],
             &[("EU 42", &["42"]), ("EU 44", &["44"])],
         );
-        let out = SneakerStore::size_charts(&Context::testing(), vec![eu_only]).unwrap();
+        let out = store("{}")
+            .size_charts(&Context::testing(), vec![eu_only])
+            .unwrap();
         assert_eq!(out[0].columns, ["EU", "JP"]);
         assert_eq!(column(&out[0], 1), ["26.5", "28"]);
     }
@@ -640,7 +713,9 @@ mod tests {
                 ("EU 43 / US 10", &["43", "10", "9", "28"]),
             ],
         );
-        let out = SneakerStore::size_charts(&Context::testing(), vec![base]).unwrap();
+        let out = store("{}")
+            .size_charts(&Context::testing(), vec![base])
+            .unwrap();
         assert_eq!(out[0].rows[1].label, "EU 42.5 / US 9.5");
     }
 
@@ -654,7 +729,9 @@ mod tests {
                 ("L", &["43", "10", "9", "28"]),
             ],
         );
-        let out = SneakerStore::size_charts(&Context::testing(), vec![base]).unwrap();
+        let out = store("{}")
+            .size_charts(&Context::testing(), vec![base])
+            .unwrap();
         assert_eq!(labels(&out[0]), ["M", "US 9.5", "L"]);
     }
 
@@ -667,7 +744,9 @@ mod tests {
         );
         let broken = chart("shoes-women", &["EU", "US"], &[("US 6", &["36"])]);
         let ctx = Context::testing();
-        let out = SneakerStore::size_charts(&ctx, vec![apparel.clone(), broken.clone()]).unwrap();
+        let out = store("{}")
+            .size_charts(&ctx, vec![apparel.clone(), broken.clone()])
+            .unwrap();
         assert_eq!(out, [apparel, broken]);
         assert_eq!(ctx.logged().len(), 1, "the broken chart is reported");
     }
@@ -679,7 +758,9 @@ mod tests {
             &["US", "width"],
             &[("US 9", &["9", "D"]), ("US 10", &["10", "D"])],
         );
-        let out = SneakerStore::size_charts(&Context::testing(), vec![base]).unwrap();
+        let out = store("{}")
+            .size_charts(&Context::testing(), vec![base])
+            .unwrap();
         let chart = &out[0];
         assert_eq!(chart.columns, ["US", "width", "JP"]);
         assert_eq!(chart.rows[1].values, ["9.5", "D", "27.5"]);
@@ -704,7 +785,7 @@ mod tests {
             category("sneakers-runners", Some("sneakers"), "runners", 40),
             category("sneakers-old", Some("sneakers"), "retro", 50),
         ];
-        let out = SneakerStore::categories(&Context::testing(), base).unwrap();
+        let out = store("{}").categories(&Context::testing(), base).unwrap();
         let added: Vec<_> = out[4..]
             .iter()
             .map(|c| (c.id.as_str(), c.parent.as_deref(), c.position))
@@ -722,11 +803,16 @@ mod tests {
     #[test]
     fn no_sneakers_no_subcategories() {
         let base = vec![category("bags", None, "bags", 0)];
-        let out = SneakerStore::categories(&Context::testing(), base.clone()).unwrap();
+        let out = store("{}")
+            .categories(&Context::testing(), base.clone())
+            .unwrap();
         assert_eq!(out, base);
-        let off = Context::testing().with_settings(r#"{"subcategories": false}"#);
         let base = vec![category("sneakers", None, "sneakers", 0)];
-        assert_eq!(SneakerStore::categories(&off, base.clone()).unwrap(), base);
+        let off = store(r#"{"subcategories": false}"#);
+        assert_eq!(
+            off.categories(&Context::testing(), base.clone()).unwrap(),
+            base
+        );
     }
 
     fn sale(category_id: &str, unit_price: u64, quantity: u32) -> Sale {
@@ -758,9 +844,10 @@ mod tests {
 
     #[test]
     fn expensive_sneakers_pay_the_authentication_fee_per_pair() {
-        let ctx = Context::testing().with_settings(AUTH);
-        let out =
-            SneakerStore::commission(&ctx, &sale("sneakers", 30_000, 2), decision(5_000)).unwrap();
+        let ctx = Context::testing();
+        let out = store(AUTH)
+            .commission(&ctx, &sale("sneakers", 30_000, 2), decision(5_000))
+            .unwrap();
         assert_eq!(out.fee, 8_000);
         assert_eq!(out.max_fee, 8_000, "the bound moves with the fee");
         assert_eq!(out.note, "base; authentication 2 x 1500 = 3000");
@@ -768,49 +855,128 @@ mod tests {
 
     #[test]
     fn cheap_or_other_sales_pay_no_fee() {
-        let ctx = Context::testing().with_settings(AUTH);
-        let cheap =
-            SneakerStore::commission(&ctx, &sale("sneakers", 19_999, 1), decision(2_000)).unwrap();
+        let ctx = Context::testing();
+        let auth = store(AUTH);
+        let cheap = auth
+            .commission(&ctx, &sale("sneakers", 19_999, 1), decision(2_000))
+            .unwrap();
         assert_eq!(cheap, decision(2_000));
-        let bag =
-            SneakerStore::commission(&ctx, &sale("bags", 90_000, 1), decision(5_000)).unwrap();
+        let bag = auth
+            .commission(&ctx, &sale("bags", 90_000, 1), decision(5_000))
+            .unwrap();
         assert_eq!(bag, decision(5_000));
         let mut dollars = sale("sneakers-retro", 90_000, 1);
         dollars.currency = "USD".into();
         assert_eq!(
-            SneakerStore::commission(&ctx, &dollars, decision(5_000)).unwrap(),
+            auth.commission(&ctx, &dollars, decision(5_000)).unwrap(),
             decision(5_000)
         );
-        let off = SneakerStore::commission(
-            &Context::testing(),
-            &sale("sneakers", 90_000, 1),
-            decision(5_000),
-        )
-        .unwrap();
+        let off = store("{}")
+            .commission(&ctx, &sale("sneakers", 90_000, 1), decision(5_000))
+            .unwrap();
         assert_eq!(off, decision(5_000));
     }
 
     #[test]
     fn the_fee_never_exceeds_the_gross() {
-        let ctx = Context::testing()
-            .with_settings(r#"{"authentication": {"fee": 50000, "min_unit_price": 100}}"#);
-        let out =
-            SneakerStore::commission(&ctx, &sale("sneakers", 1_000, 1), decision(100)).unwrap();
+        let out = store(r#"{"authentication": {"fee": 50000, "min_unit_price": 100}}"#)
+            .commission(
+                &Context::testing(),
+                &sale("sneakers", 1_000, 1),
+                decision(100),
+            )
+            .unwrap();
         assert_eq!(out.fee, 1_000);
     }
 
     #[test]
-    fn bad_settings_are_a_plugin_error() {
-        for settings in [
-            r#"{"charts": "shoes-men"}"#,
-            r#"{"eu_steps": "quarters"}"#,
-            r#"{"authentication": {"fee": 1}}"#,
-            r#"{"chart": []}"#,
+    fn bad_settings_are_a_plugin_error_naming_the_path() {
+        for (settings, path) in [
+            (r#"{"charts": "shoes-men"}"#, "/charts"),
+            (r#"{"eu_steps": "quarters"}"#, "/eu_steps"),
+            (r#"{"authentication": {"fee": 1}}"#, "/authentication"),
+            (r#"{"chart": []}"#, "/chart"),
         ] {
-            let ctx = Context::testing().with_settings(settings);
-            let err = SneakerStore::size_charts(&ctx, vec![men()]).unwrap_err();
+            let err =
+                veneer_sdk::instantiate::<SneakerStore>(settings, &Context::testing()).unwrap_err();
             assert_eq!(err.code, "bad-settings", "{settings}");
+            assert!(
+                err.message.starts_with(&format!("settings at {path}: ")),
+                "{settings}: {}",
+                err.message
+            );
         }
+    }
+
+    fn product(title: &str, product_type: &str, tags: &[&str]) -> Product {
+        Product {
+            title: title.into(),
+            vendor: "Nike".into(),
+            product_type: product_type.into(),
+            tags: tags.iter().map(|t| (*t).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn sneakers_go_to_their_subcategory_and_other_products_keep_the_base() {
+        let ctx = Context::testing();
+        let plugin = store("{}");
+        let choose = |p: Product| {
+            plugin
+                .product_category(&ctx, &p, Some("shoes".into()))
+                .unwrap()
+        };
+        assert_eq!(
+            choose(product("Air Jordan 1 Retro High", "Sneakers", &[])).as_deref(),
+            Some("sneakers-retro")
+        );
+        assert_eq!(
+            choose(product("Dunk Low x Off-White", "Sneakers", &["hype"])).as_deref(),
+            Some("sneakers-collab")
+        );
+        assert_eq!(
+            choose(product(
+                "Air Max 1",
+                "Shoes",
+                &["Sneakers", "Limited-Edition"]
+            ))
+            .as_deref(),
+            Some("sneakers-limited-edition")
+        );
+        assert_eq!(
+            choose(product("Pegasus 41", "Running sneakers", &[])).as_deref(),
+            Some("sneakers")
+        );
+        assert_eq!(
+            choose(product("Tote", "Bags", &["retro"])).as_deref(),
+            Some("shoes"),
+            "not a sneaker: the platform's choice stands"
+        );
+        let flat = store(r#"{"subcategories": false}"#);
+        assert_eq!(
+            flat.product_category(&ctx, &product("AJ1 Retro", "Sneakers", &[]), None)
+                .unwrap()
+                .as_deref(),
+            Some("sneakers")
+        );
+    }
+
+    #[test]
+    fn describe_lists_the_hooks_written_and_a_schema() {
+        let info = veneer_sdk::describe::<SneakerStore>();
+        assert_eq!(
+            info.hooks,
+            [
+                "categories",
+                "size-charts",
+                "commission",
+                "product-category"
+            ]
+        );
+        assert!(!info.description.is_empty());
+        let schema: veneer_sdk::serde_json::Value =
+            veneer_sdk::serde_json::from_str(&info.settings_schema.unwrap()).unwrap();
+        assert_eq!(schema["properties"]["eu_steps"]["$ref"], "#/$defs/EuSteps");
     }
 
     #[test]
