@@ -39,6 +39,7 @@ macro_rules! outln {
     };
 }
 
+mod author;
 mod chain;
 mod database;
 mod db;
@@ -156,6 +157,15 @@ enum PluginCommand {
     /// Run recorded commission calls (`GET /v1/records`) again through a
     /// plugin or a chain, and show what differs or fails.
     Replay(replay::ReplayArgs),
+    /// Start a plugin project: a crate outside this repository that builds
+    /// and tests out of the box (README, a native test, fixture cases).
+    New(author::NewArgs),
+    /// Build a plugin project for wasm32-wasip2 (adding the target if
+    /// missing) and check the component as an upload would.
+    Build(author::BuildArgs),
+    /// Build a plugin project and run its fixture cases (tests/cases/*.json)
+    /// against the component as the host would; exit 1 on any failure.
+    Test(author::TestArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -368,6 +378,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plugin(PluginCommand::Check(args)) => plugin_check(args),
         Command::Plugin(PluginCommand::Diff(args)) => diff::run(args),
         Command::Plugin(PluginCommand::Replay(args)) => replay::run(args),
+        Command::Plugin(PluginCommand::New(args)) => author::new(args),
+        Command::Plugin(PluginCommand::Build(args)) => author::build(args),
+        Command::Plugin(PluginCommand::Test(args)) => author::test(args),
         Command::Secrets(SecretsCommand::Rotate {
             database_url,
             secret_key,
@@ -527,11 +540,17 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
 }
 
 fn plugin_check(args: CheckArgs) -> anyhow::Result<ExitCode> {
-    let bytes = read(&args.file)?;
+    check_component(&args.file, args.json)
+}
+
+/// `veneer plugin check FILE`: loads the component as an upload would and
+/// reports what it is, or why it is refused (exit 1).
+fn check_component(file: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
+    let bytes = read(file)?;
     let runtime = Runtime::new(RuntimeConfig::default())?;
     let result = runtime.load(&bytes);
     let ok = result.is_ok();
-    if args.json {
+    if as_json {
         let report = match &result {
             Ok(plugin) => json!({ "outcome": "ok", "plugin": plugin.info() }),
             Err(err) => rejected_json(err),
@@ -792,28 +811,62 @@ fn run_hook(
     })
 }
 
+/// The `--input` file's JSON, if one was given.
+fn input_json(args: &RunArgs) -> anyhow::Result<Option<Value>> {
+    args.input.as_deref().map(read_json).transpose()
+}
+
 fn categories_input(args: &RunArgs, base: &BaseConfig) -> anyhow::Result<Vec<Category>> {
-    Ok(match &args.input {
-        Some(path) => read_json(path)?,
+    categories_from(input_json(args)?, base)
+}
+
+fn size_charts_input(args: &RunArgs, base: &BaseConfig) -> anyhow::Result<Vec<SizeChart>> {
+    size_charts_from(input_json(args)?, base)
+}
+
+fn commission_input(
+    args: &RunArgs,
+    base: &BaseConfig,
+) -> anyhow::Result<(Sale, CommissionDecision)> {
+    commission_from(input_json(args)?, base)
+}
+
+fn email_input<'b>(
+    args: &RunArgs,
+    base: &'b BaseConfig,
+) -> anyhow::Result<(
+    &'b crate::base::EmailDef,
+    EmailTemplate,
+    BTreeMap<String, String>,
+)> {
+    email_from(input_json(args)?, base)
+}
+
+/// A categories run's input: a list (default: the base's tree).
+fn categories_from(input: Option<Value>, base: &BaseConfig) -> anyhow::Result<Vec<Category>> {
+    Ok(match input {
+        Some(value) => serde_json::from_value(value)
+            .context("categories input must be a list of categories")?,
         None => base.categories.clone(),
     })
 }
 
-fn size_charts_input(args: &RunArgs, base: &BaseConfig) -> anyhow::Result<Vec<SizeChart>> {
-    Ok(match &args.input {
-        Some(path) => read_json(path)?,
+/// A size-charts run's input: a list (default: the base's charts).
+fn size_charts_from(input: Option<Value>, base: &BaseConfig) -> anyhow::Result<Vec<SizeChart>> {
+    Ok(match input {
+        Some(value) => serde_json::from_value(value)
+            .context("size-charts input must be a list of size charts")?,
         None => base.size_charts.clone(),
     })
 }
 
 /// The sale and the base decision a commission run starts from.
-fn commission_input(
-    args: &RunArgs,
+fn commission_from(
+    input: Option<Value>,
     base: &BaseConfig,
 ) -> anyhow::Result<(Sale, CommissionDecision)> {
-    let (sale, decision) = match &args.input {
-        Some(path) => {
-            let value: Value = read_json(path)?;
+    let (sale, decision) = match input {
+        Some(value) => {
             if value.get("sale").is_some() {
                 let input: CommissionInput = serde_json::from_value(value)
                     .context("commission input must be a sale or {\"sale\": .., \"base\": ..}")?;
@@ -839,16 +892,18 @@ fn commission_input(
 }
 
 /// The template definition, the template a run starts from and its context.
-fn email_input<'b>(
-    args: &RunArgs,
-    base: &'b BaseConfig,
+fn email_from(
+    input: Option<Value>,
+    base: &BaseConfig,
 ) -> anyhow::Result<(
-    &'b crate::base::EmailDef,
+    &crate::base::EmailDef,
     EmailTemplate,
     BTreeMap<String, String>,
 )> {
-    let input: EmailInput = match &args.input {
-        Some(path) => read_json(path)?,
+    let input: EmailInput = match input {
+        Some(value) => serde_json::from_value(value).context(
+            "email input must be {\"template\": \"<id>\" or a template, \"context\": {..}}",
+        )?,
         None => EmailInput {
             template: TemplateRef::Id("order-confirmation".into()),
             context: None,
@@ -906,14 +961,14 @@ fn report(
     let kind = outcome.kind();
     let wall_time_us = u64::try_from(stats.wall_time.as_micros()).unwrap_or(u64::MAX);
     let defaults = Quota::default();
-    let exceeds: Vec<Value> = defaults
-        .exceeded_by(
-            stats.fuel_used,
-            stats.peak_memory_bytes,
-            wall_time_us / 1000,
-        )
+    let exceeds: Vec<Value> = limits_reached(&defaults, &stats)
         .into_iter()
         .map(|(field, limit)| json!({ "quota": field, "default": limit }))
+        .collect();
+    let reached_limits = limits_reached(quota, &stats);
+    let reached: Vec<Value> = reached_limits
+        .iter()
+        .map(|(field, limit)| json!({ "quota": field, "limit": limit }))
         .collect();
     if args.json {
         let report = json!({
@@ -929,6 +984,7 @@ fn report(
             "logs": stats.logs,
             "logs_truncated": stats.logs_truncated,
             "quota": quota,
+            "limits_reached": reached,
             "exceeds_default_quota": exceeds,
             "output": output,
         });
@@ -975,16 +1031,28 @@ fn report(
             stats.output_bytes,
             quota.output_bytes
         );
-        if exceeds.is_empty() {
-            outln!("default quota: within every limit");
-        } else {
-            for e in &exceeds {
-                outln!(
-                    "default quota: would exceed {} (default {})",
-                    e["quota"],
-                    e["default"]
-                );
-            }
+        for r in &reached {
+            outln!(
+                "limit reached: {} ({}): the run used all of it",
+                r["quota"].as_str().unwrap_or_default(),
+                r["limit"]
+            );
+        }
+        // A default limit the run's own reached already is said once.
+        let said = |e: &Value| {
+            reached_limits
+                .iter()
+                .any(|(field, limit)| e["quota"] == *field && e["default"] == *limit)
+        };
+        for e in exceeds.iter().filter(|e| !said(e)) {
+            outln!(
+                "default quota: reaches {} (default {}); a tenant on the default quota would be stopped",
+                e["quota"].as_str().unwrap_or_default(),
+                e["default"]
+            );
+        }
+        if reached.is_empty() && exceeds.is_empty() {
+            outln!("quota: below every limit, this run's and the default's");
         }
         if !stats.logs.is_empty() {
             outln!(
@@ -1009,6 +1077,23 @@ fn report(
     } else {
         ExitCode::from(1)
     })
+}
+
+/// The limits of `quota` a run with `stats` reached, as `(field, limit)`: a
+/// figure at its limit counts (a run stopped for fuel used exactly all of it).
+/// Output and memory count too: the host stops a plugin at its cap.
+fn limits_reached(quota: &Quota, stats: &RunStats) -> Vec<(&'static str, u64)> {
+    let wall_ms = u64::try_from(stats.wall_time.as_millis()).unwrap_or(u64::MAX);
+    [
+        ("fuel", stats.fuel_used, quota.fuel),
+        ("memory_bytes", stats.peak_memory_bytes, quota.memory_bytes),
+        ("deadline_ms", wall_ms, quota.deadline_ms),
+        ("output_bytes", stats.output_bytes, quota.output_bytes),
+    ]
+    .into_iter()
+    .filter(|(_, used, limit)| used >= limit)
+    .map(|(field, _, limit)| (field, limit))
+    .collect()
 }
 
 fn percent(used: u64, of: u64) -> f64 {

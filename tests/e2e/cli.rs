@@ -787,3 +787,248 @@ fn tenant_create_bootstraps_the_first_tenant_of_a_fresh_database() {
     ]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn plugin_run_says_when_a_run_reaches_its_limit() {
+    // A plugin that spins until its fuel is gone used all of it: the report
+    // says the limit was reached (it once said "within every limit").
+    let dir = tempfile::tempdir().expect("tempdir");
+    let settings = write_temp(&dir, "settings.json", r#"{"mode": "spin"}"#);
+    let args = [
+        "plugin",
+        "run",
+        built_plugins::v0_1_0::HOSTILE,
+        "--hook",
+        "categories",
+        "--settings",
+        &settings,
+        "--fuel",
+        "1000000",
+    ];
+    let out = veneer(&args);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("outcome      out_of_fuel"), "{text}");
+    assert!(
+        text.contains("limit reached: fuel (1000000): the run used all of it"),
+        "{text}"
+    );
+    assert!(!text.contains("below every limit"), "{text}");
+    let mut json_args = args.to_vec();
+    json_args.push("--json");
+    let report = json(&veneer(&json_args));
+    assert_eq!(
+        report["limits_reached"],
+        serde_json::json!([{"quota": "fuel", "limit": 1_000_000}])
+    );
+}
+
+#[test]
+fn plugin_new_refuses_javascript_in_this_build_and_bad_names() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = dir.path().join("js-plugin");
+    let target = target.to_str().expect("utf-8");
+    let out = veneer(&[
+        "plugin",
+        "new",
+        "js-plugin",
+        "--lang",
+        "js",
+        "--dir",
+        target,
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("JavaScript plugins are not available in this build"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("js-plugin").exists(), "nothing written");
+    let out = veneer(&["plugin", "new", "Bad_Name", "--dir", target]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a plugin name"));
+}
+
+/// `veneer` with the plugin builds it starts kept under this build's target
+/// directory (and never in the host's own build directory, which cargo holds
+/// locked while tests run).
+fn veneer_building(args: &[&str]) -> Output {
+    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_veneer"));
+    let target = exe
+        .ancestors()
+        .nth(2)
+        .expect("the binary sits in <target>/<profile>/")
+        .join("scaffolded-plugins");
+    Command::new(exe)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env("CARGO_TARGET_DIR", target)
+        .output()
+        .expect("the veneer binary runs")
+}
+
+#[test]
+fn a_scaffolded_rust_plugin_builds_and_passes_its_cases_outside_the_repository() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let checkout = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .expect("checkout");
+    assert!(
+        !dir.path()
+            .canonicalize()
+            .expect("tempdir")
+            .starts_with(&checkout),
+        "the project is made outside the checkout"
+    );
+    let project = dir.path().join("capped-fees");
+    let project_arg = project.to_str().expect("utf-8 path");
+    let out = veneer(&["plugin", "new", "capped-fees", "--dir", project_arg]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let manifest = std::fs::read_to_string(project.join("Cargo.toml")).expect("Cargo.toml");
+    assert!(
+        manifest.contains("veneer-sdk = { path = "),
+        "a checkout's veneer depends on its own SDK: {manifest}"
+    );
+    for file in [
+        "README.md",
+        "src/lib.rs",
+        "tests/cases/commission-capped.json",
+    ] {
+        assert!(project.join(file).is_file(), "{file}");
+    }
+
+    // Build: cargo for wasm32-wasip2, then the upload check.
+    let out = veneer_building(&["plugin", "build", project_arg, "--json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{stderr}\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let check = json(&out);
+    assert_eq!(check["outcome"], "ok", "{check}");
+    assert_eq!(check["plugin"]["hooks"], serde_json::json!(["commission"]));
+
+    // Its cases pass as written...
+    let out = veneer_building(&["plugin", "test", project_arg]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("3 passed, 0 failed"), "{text}");
+    assert!(text.contains("pass  commission-capped.json"), "{text}");
+    assert!(text.contains("% left)"), "headroom per case: {text}");
+
+    // ...and a wrong expectation fails the run with exit 1, saying where.
+    let case = project.join("tests/cases/commission-capped.json");
+    let wrong = std::fs::read_to_string(&case)
+        .expect("case")
+        .replace("\"fee\": 1500", "\"fee\": 1499");
+    std::fs::write(&case, wrong).expect("write case");
+    let out = veneer_building(&["plugin", "test", project_arg, "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report = json(&out);
+    assert_eq!(
+        (report["passed"].clone(), report["failed"].clone()),
+        (2.into(), 1.into())
+    );
+    let failed = report["cases"]
+        .as_array()
+        .expect("cases")
+        .iter()
+        .find(|case| case["passed"] == false)
+        .expect("one failed case");
+    assert_eq!(failed["case"], "commission-capped.json");
+    assert!(
+        failed["failure"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("the output differs at /fee: expected 1499, got 1500"),
+        "{failed}"
+    );
+}
+
+#[test]
+fn plugin_test_runs_fixture_cases_against_a_component_and_fails_on_a_wrong_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cases = dir.path().join("cases");
+    std::fs::create_dir(&cases).expect("cases dir");
+    let settings = r#"{"cap": 120000, "unauthenticated_surcharge_bps": 500, "tiers": [{"from": 0, "rate_bps": 2500}, {"from": 100000, "rate_bps": 1800}]}"#;
+    let input = r#"{"sale": {"order_id": "o-1", "sku": "W-1", "category_id": "watches", "unit_price": 200000, "quantity": 1, "currency": "EUR", "attributes": [{"key": "authenticated", "value": "true"}]},
+                    "base": {"rule_id": "watches", "rate_bps": 1500, "min_fee": 500, "max_fee": 100000, "fee": 30000, "note": ""}}"#;
+    let case = |name: &str, rest: &str| {
+        std::fs::write(
+            cases.join(name),
+            format!(
+                r#"{{"hook": "commission", "settings": {settings}, "input": {input}, {rest}}}"#
+            ),
+        )
+        .expect("write case");
+    };
+    case(
+        "a-tier.json",
+        r#""expect": {"output": {"rule_id": "luxury-tier-100000", "rate_bps": 1800, "min_fee": 500, "max_fee": 120000, "fee": 36000, "note": "consignment tier from 100000 at 1800 bp, capped at 120000"}}"#,
+    );
+    case(
+        "b-policy.json",
+        r#""policy": {"commission": {"max_rate_bps": 1000}}, "expect": {"outcome": "policy_violation"}"#,
+    );
+    case(
+        "c-fuel.json",
+        r#""quota": {"fuel": 1000}, "expect": {"outcome": "out_of_fuel"}"#,
+    );
+    let run = |json: bool| {
+        let mut args = vec![
+            "plugin",
+            "test",
+            "--component",
+            built_plugins::v0_1_0::LUXURY_CONSIGNMENT,
+            "--cases",
+            cases.to_str().expect("utf-8"),
+        ];
+        if json {
+            args.push("--json");
+        }
+        veneer(&args)
+    };
+    let out = run(false);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("pass  a-tier.json"), "{text}");
+    assert!(text.contains("% left)"), "headroom per case: {text}");
+    assert!(
+        text.contains("fuel 1000 of 1000: LIMIT REACHED"),
+        "a run at its limit says so: {text}"
+    );
+    assert!(text.ends_with("3 passed, 0 failed\n"), "{text}");
+
+    case(
+        "d-wrong.json",
+        r#""expect": {"output": {"rule_id": "luxury-tier-100000", "rate_bps": 1800, "min_fee": 500, "max_fee": 120000, "fee": 35999, "note": "consignment tier from 100000 at 1800 bp, capped at 120000"}}"#,
+    );
+    let out = run(true);
+    assert_eq!(out.status.code(), Some(1));
+    let report = json(&out);
+    assert_eq!(report["passed"], 3);
+    assert_eq!(report["failed"], 1);
+    assert_eq!(report["cases"][3]["case"], "d-wrong.json");
+    assert_eq!(
+        report["cases"][3]["failure"],
+        "the output differs at /fee: expected 35999, got 36000"
+    );
+    assert_eq!(
+        report["cases"][2]["run"]["limits_reached"],
+        serde_json::json!(["fuel"])
+    );
+}
