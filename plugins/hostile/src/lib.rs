@@ -1,7 +1,8 @@
 //! A deliberately misbehaving plugin for the host's security tests. It implements
-//! every hook, and its settings choose how it misbehaves: run forever, exhaust
-//! memory or the stack, trap, flood stdout or the log, return oversized or broken
-//! results, refuse, or probe which tenant's key-value data it can read. The
+//! every hook (WIT 0.2.0, `product-category` included), and its settings choose
+//! how it misbehaves, on every call: run forever, exhaust memory or the stack,
+//! trap, flood stdout or the log, return oversized or broken results, refuse, or
+//! probe which tenant's key-value data it can read. The
 //! default mode, `ok`, returns the base unchanged. Never install it for a tenant.
 //!
 //! Settings: `{"mode": "ok", "bytes": 65536, "count": 1000}`, every field optional.
@@ -14,17 +15,17 @@
 //! | `alloc` | keeps allocating and touching 1 MiB chunks until the allocator gives up |
 //! | `recurse` | recurses without bound, 4 KiB of stack per frame (exhausts the stack in linear memory) |
 //! | `recurse-small` | recurses without bound with tiny frames (exhausts the wasm call stack) |
-//! | `big-output` | returns about `bytes` bytes: a category name, a size label, a commission note, the HTML body |
+//! | `big-output` | returns about `bytes` bytes: a category name, a size label, a commission note, the HTML body, a product category id |
 //! | `panic` | panics |
 //! | `unreachable` | executes `unreachable` (panics when run natively) |
 //! | `div-zero` | divides by zero (Rust checks the divisor, so this is a panic, then a trap) |
 //! | `stdout-flood` | writes `bytes` bytes to stdout and a quarter of that to stderr, then returns the base |
 //! | `log-flood` | logs `count` lines of `bytes` bytes, then returns the base |
-//! | `bad-tree` | breaks the hook's invariant: a parent cycle, a short size row, a fee above the gross, no unsubscribe link |
+//! | `bad-tree` | breaks the hook's invariant: a parent cycle, a short size row, a fee above the gross, no unsubscribe link, a product category in no tree |
 //! | `error` | returns the plugin error `hostile-error` |
-//! | `kv-probe` | reports every key-value pair it can see: a category name, a chart name, the note, the text body |
+//! | `kv-probe` | reports every key-value pair it can see: a category name, a chart name, the note, the text body, the product category |
 //! | `slow-ok` | does `count` rounds of arithmetic, then returns the base |
-//! | `count-calls` | counts the calls its instance has served in a static; the commission note says `call <n>` |
+//! | `count-calls` | counts the calls its instance has served in a static; the commission note says `call <n>`, the product category `call-<n>` |
 //! | `sleep` | sleeps `count` milliseconds (WASI `monotonic-clock` + `poll`, as `std::thread::sleep` does), then returns the base |
 //! | `print` | prints a line to stdout and one to stderr (`println!`, `eprintln!`), then returns the base |
 
