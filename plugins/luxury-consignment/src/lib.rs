@@ -83,7 +83,9 @@ impl Plugin for LuxuryConsignment {
             ));
         }
         // Highest lower bound first: a line's tier is the first it reaches.
-        settings.tiers.sort_by_key(|tier| std::cmp::Reverse(tier.from));
+        settings
+            .tiers
+            .sort_by_key(|tier| std::cmp::Reverse(tier.from));
         Ok(Self { settings })
     }
 
