@@ -61,6 +61,12 @@ impl<P> Instance<P> {
     }
 }
 
+impl<P> Default for Instance<P> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl<P: Described> Instance<P> {
     pub fn describe() -> wit::PluginInfo {
         let info = crate::describe::<P>();
