@@ -54,12 +54,58 @@ pub mod v0_1_0 {
     #[cfg(test)]
     mod tests {
         #[test]
+        fn every_frozen_component_exports_the_0_1_0_hooks() {
+            for (name, path) in super::ALL {
+                assert_eq!(
+                    super::super::tests::hooks_export(path),
+                    "veneer:plugin/hooks@0.1.0",
+                    "{name}"
+                );
+            }
+        }
+
+        #[test]
         fn every_frozen_component_is_there_and_a_component() {
             for (name, path) in super::ALL {
                 let bytes = std::fs::read(path).unwrap_or_else(|err| panic!("{name}: {err}"));
                 // A component's preamble: \0asm, version 0x0d, layer 1.
                 assert_eq!(&bytes[..8], b"\0asm\x0d\x00\x01\x00", "{name}");
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The name of the `veneer:plugin/hooks` interface the component at `path`
+    /// exports (from its top-level export section).
+    pub(crate) fn hooks_export(path: &str) -> String {
+        let bytes = std::fs::read(path).unwrap_or_else(|err| panic!("{path}: {err}"));
+        for payload in wasmparser::Parser::new(0).parse_all(&bytes) {
+            if let wasmparser::Payload::ComponentExportSection(exports) =
+                payload.expect("a valid component")
+            {
+                for export in exports {
+                    let name = export.expect("an export").name.name;
+                    if name.starts_with("veneer:plugin/hooks@") {
+                        return name.to_owned();
+                    }
+                }
+            }
+        }
+        panic!("{path} exports no veneer:plugin/hooks")
+    }
+
+    #[test]
+    fn the_sdk_plugins_export_the_0_2_0_hooks() {
+        for (name, path) in super::ALL {
+            let expected = if *name == "plugin-hostile-describe" {
+                // Written against the WIT directly, on 0.1.0.
+                "veneer:plugin/hooks@0.1.0"
+            } else {
+                "veneer:plugin/hooks@0.2.0"
+            };
+            assert_eq!(hooks_export(path), expected, "{name}");
         }
     }
 }

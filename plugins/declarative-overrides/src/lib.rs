@@ -565,3 +565,37 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod schema_tests {
+    use super::*;
+
+    #[test]
+    fn the_settings_schema_is_the_patch_format() {
+        let info = veneer_sdk::describe::<DeclarativeOverrides>();
+        assert_eq!(
+            info.hooks,
+            ["categories", "size-charts", "commission", "email"]
+        );
+        let schema: serde_json::Value =
+            serde_json::from_str(&info.settings_schema.expect("a schema")).expect("JSON");
+        assert_eq!(schema["additionalProperties"], false);
+        assert_eq!(schema["properties"]["categories"]["$ref"], "#/$defs/Patch");
+        let ops: Vec<&str> = schema["$defs"]["PatchOperation"]["oneOf"]
+            .as_array()
+            .expect("one schema per operation")
+            .iter()
+            .filter_map(|op| op["properties"]["op"]["const"].as_str())
+            .collect();
+        assert_eq!(ops, ["add", "remove", "replace", "move", "copy", "test"]);
+        let when = &schema["$defs"]["When"]["properties"];
+        assert!(
+            when["min_gross"]["type"].to_string().contains("integer"),
+            "{when}"
+        );
+        assert_eq!(
+            schema["$defs"]["CommissionRule"]["required"],
+            serde_json::json!(["patch"])
+        );
+    }
+}

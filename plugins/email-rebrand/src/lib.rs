@@ -588,6 +588,23 @@ mod tests {
     }
 
     #[test]
+    fn the_schema_requires_the_brand_and_constrains_colours() {
+        let info = veneer_sdk::describe::<EmailRebrand>();
+        assert_eq!(info.hooks, ["email"]);
+        let schema: veneer_sdk::serde_json::Value =
+            veneer_sdk::serde_json::from_str(&info.settings_schema.unwrap()).unwrap();
+        assert_eq!(
+            schema["required"],
+            veneer_sdk::serde_json::json!(["brand_name", "primary_color", "accent_color"])
+        );
+        assert_eq!(
+            schema["properties"]["primary_color"]["pattern"],
+            "^#[0-9a-fA-F]{6}$"
+        );
+        assert_eq!(schema["properties"]["brand_name"]["maxLength"], 100);
+    }
+
+    #[test]
     fn missing_or_unknown_settings_are_bad_settings() {
         for settings in [
             "{}",
