@@ -8,7 +8,6 @@ use std::borrow::Cow;
 use schemars::{JsonSchema, Schema, SchemaGenerator, generate::SchemaSettings, json_schema};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde_json::Value;
 
 use crate::{Context, Plugin, PluginError};
 
@@ -70,15 +69,29 @@ pub fn instantiate<P: Plugin>(settings_json: &str, ctx: &Context) -> Result<P, P
 pub fn parse_settings<S: DeserializeOwned + Default>(
     settings_json: &str,
 ) -> Result<S, PluginError> {
-    let value: Value = serde_json::from_str(settings_json)
-        .map_err(|err| PluginError::bad_settings("", format_args!("not JSON: {err}")))?;
-    if value.as_object().is_some_and(serde_json::Map::is_empty) {
+    // `{}` (no settings set) is the default, whatever `S` requires.
+    let text = settings_json.trim();
+    if let Some(inner) = text.strip_prefix('{').and_then(|t| t.strip_suffix('}'))
+        && inner.trim().is_empty()
+    {
         return Ok(S::default());
     }
-    serde_path_to_error::deserialize(value).map_err(|err| {
-        let pointer = pointer(err.path());
-        PluginError::bad_settings(&pointer, err.into_inner())
-    })
+    // Straight from the text (no intermediate `Value`): this runs in the
+    // plugin's fuel on every fresh instance.
+    let mut de = serde_json::Deserializer::from_str(text);
+    let value = serde_path_to_error::deserialize(&mut de)
+        .map_err(|err| bad(&pointer(err.path()), err.into_inner()))?;
+    de.end().map_err(|err| bad("", err))?;
+    Ok(value)
+}
+
+/// The `bad-settings` error of a serde_json error at `pointer`.
+fn bad(pointer: &str, err: serde_json::Error) -> PluginError {
+    if err.is_syntax() || err.is_eof() {
+        PluginError::bad_settings(pointer, format_args!("not JSON: {err}"))
+    } else {
+        PluginError::bad_settings(pointer, err)
+    }
 }
 
 /// The JSON Pointer (RFC 6901) of a serde path: `/tiers/0/rate_bps`.
@@ -86,13 +99,18 @@ fn pointer(path: &serde_path_to_error::Path) -> String {
     use serde_path_to_error::Segment;
     let mut out = String::new();
     for segment in path.iter() {
-        out.push('/');
         match segment {
-            Segment::Seq { index } => out.push_str(&index.to_string()),
+            Segment::Seq { index } => {
+                out.push('/');
+                out.push_str(&index.to_string());
+            }
             Segment::Map { key } | Segment::Enum { variant: key } => {
+                out.push('/');
                 out.push_str(&key.replace('~', "~0").replace('/', "~1"));
             }
-            Segment::Unknown => out.push('?'),
+            // Not yet known (a key that did not parse): the pointer ends at
+            // its container.
+            Segment::Unknown => break,
         }
     }
     out
@@ -114,6 +132,7 @@ pub fn settings_schema<S: JsonSchema>() -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     #[derive(Debug, Default, PartialEq, Deserialize, JsonSchema)]
     #[serde(deny_unknown_fields, default)]
@@ -144,7 +163,14 @@ mod tests {
         assert!(error(r#"{"cap": -1}"#).starts_with("settings at /cap: "));
         let unknown = error(r#"{"caps": 1}"#);
         assert!(unknown.contains("unknown field `caps`"), "{unknown}");
-        assert!(error("{").starts_with("settings at /: not JSON"));
+        let eof = error("{");
+        assert!(eof.starts_with("settings at /: not JSON"), "{eof}");
+        assert!(error(r#"{"cap": 1} x"#).starts_with("settings at /: not JSON"));
+        let syntax = error(r#"{"tiers": [{"from": 1,]}"#);
+        assert!(
+            syntax.starts_with("settings at /tiers/0: not JSON"),
+            "{syntax}"
+        );
     }
 
     #[test]
