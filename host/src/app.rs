@@ -5,6 +5,7 @@
 //!
 //! - [`config`]: a tenant's effective configuration, cached;
 //! - [`quote`]: commission quotes through the tenant's plugin;
+//! - [`product_category`]: a product's category through the tenant's chain;
 //! - [`email`]: rendering a template through the plugin, queueing a send,
 //!   saving a tenant's email settings;
 //! - [`plugins`]: the tenant's chain of plugins ready to run, loading,
@@ -58,6 +59,7 @@ pub mod lifecycle;
 pub mod metrics;
 pub mod plugins;
 pub mod policies;
+pub mod product_category;
 pub mod quote;
 pub mod records;
 pub mod rollout;

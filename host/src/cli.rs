@@ -16,7 +16,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::auth::OrgRole;
-use crate::base::{BaseConfig, Category, CommissionDecision, EmailTemplate, Sale, SizeChart};
+use crate::base::{
+    BaseConfig, Category, CommissionDecision, EmailTemplate, Product, Sale, SizeChart,
+};
 use crate::config::ServeConfig;
 use crate::resolve::{self, Checked, ResolveHook, Resolver};
 use crate::runtime::hook;
@@ -206,13 +208,16 @@ struct RunArgs {
     /// step's validated output, a failing step is skipped.
     #[arg(long = "plugin")]
     plugins: Vec<PathBuf>,
-    /// The hook to run: categories, size-charts, commission or email.
+    /// The hook to run: categories, size-charts, commission, email or
+    /// product-category (WIT 0.2.0 plugins).
     #[arg(long)]
     hook: Hook,
     /// Input JSON. categories / size-charts: a list (default: the base's).
     /// commission: a sale, or {"sale": .., "base": ..} (default: a sample sale).
     /// email: {"template": "<id>", "context": {..}} (default: order-confirmation
     /// with its sample context).
+    /// product-category: a product, or {"product": .., "base": "<id>"} (default:
+    /// a sample sneaker; the base choice defaults to the product type's mapping).
     #[arg(long)]
     input: Option<PathBuf>,
     /// The plugin's settings as a JSON file (default: `{}`); with `--plugin`,
@@ -577,6 +582,17 @@ fn check_component(file: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
                     }
                 );
                 outln!("imports: {}", info.imports.join(", "));
+                outln!("wit:     veneer:plugin@{}", info.wit_version);
+                if !info.description.is_empty() {
+                    outln!("about:   {}", info.description);
+                }
+                outln!(
+                    "settings schema: {}",
+                    match &info.settings_schema {
+                        Some(schema) => format!("{} bytes (JSON Schema, valid)", schema.len()),
+                        None => "none (any JSON object is accepted)".into(),
+                    }
+                );
             }
             Err(err) => outln!("rejected ({}): {err}", err.code()),
         }
@@ -607,6 +623,16 @@ struct CommissionInput {
     sale: Sale,
     #[serde(default)]
     base: Option<CommissionDecision>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProductCategoryInput {
+    product: Product,
+    /// The base choice; absent or null: the platform's mapping of the
+    /// product type.
+    #[serde(default)]
+    base: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -808,12 +834,68 @@ fn run_hook(
             let (def, template, context) = email_input(args, base)?;
             finish::<hook::Email>(&resolver, plugin, data, quota, (&template, &context), def)
         }
+        Hook::ProductCategory => {
+            let (product, choice) = product_category_input(args, base)?;
+            finish::<hook::ProductCategory>(
+                &resolver,
+                plugin,
+                data,
+                quota,
+                (&product, choice.as_deref()),
+                &base.categories,
+            )
+        }
     })
 }
 
 /// The `--input` file's JSON, if one was given.
 fn input_json(args: &RunArgs) -> anyhow::Result<Option<Value>> {
     args.input.as_deref().map(read_json).transpose()
+}
+
+/// The product and base choice a `product-category` run starts from: `--input`
+/// is a product or `{"product": .., "base": "<category id>"}`; without `base`
+/// the platform's mapping of the product type chooses, as the Shopify products
+/// webhook does.
+fn product_category_input(
+    args: &RunArgs,
+    base: &BaseConfig,
+) -> anyhow::Result<(Product, Option<String>)> {
+    product_category_from(input_json(args)?, base)
+}
+
+/// [`product_category_input`] for a JSON value already read (`plugin test` cases).
+fn product_category_from(
+    input: Option<Value>,
+    base: &BaseConfig,
+) -> anyhow::Result<(Product, Option<String>)> {
+    let (product, choice) = match input {
+        Some(value) => {
+            if value.get("product").is_some() {
+                let input: ProductCategoryInput = serde_json::from_value(value).context(
+                    "product-category input must be a product or {\"product\": .., \"base\": ..}",
+                )?;
+                (input.product, input.base)
+            } else {
+                let product: Product = serde_json::from_value(value).context(
+                    "product-category input must be a product (title, vendor, product_type, tags) or {\"product\": .., \"base\": ..}",
+                )?;
+                (product, None)
+            }
+        }
+        None => (
+            Product {
+                title: "Air Jordan 1 Retro High OG".into(),
+                vendor: "Nike".into(),
+                product_type: "Sneakers".into(),
+                tags: vec!["basketball".into()],
+            },
+            None,
+        ),
+    };
+    let choice = choice
+        .or_else(|| crate::shopify::map_product_type(&product.product_type, &base.categories));
+    Ok((product, choice))
 }
 
 fn categories_input(args: &RunArgs, base: &BaseConfig) -> anyhow::Result<Vec<Category>> {

@@ -142,6 +142,7 @@ pub async fn seed_if_empty(app: &AppState) -> anyhow::Result<bool> {
             size_bytes: info.size_bytes as u64,
             binary: bytes,
             uploaded_by: "demo",
+            about: crate::app::plugins::about(info),
         })
         .await?;
         db.create_installation(demo.installation, "demo").await?;

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::base::{
-    BaseConfig, Category, CommissionDecision, EmailDef, EmailTemplate, Sale, SizeChart,
+    BaseConfig, Category, CommissionDecision, EmailDef, EmailTemplate, Product, Sale, SizeChart,
 };
 use crate::runtime::hook::{self, HookCall};
 use crate::runtime::{
@@ -348,6 +348,33 @@ impl ResolveHook for hook::Email {
 
     fn check(out: &EmailTemplate, _: Self::Input<'_>, def: &EmailDef) -> Result<(), Violation> {
         validate::email(out, def)
+    }
+}
+
+impl ResolveHook for hook::ProductCategory {
+    type Against<'a> = &'a [Category];
+
+    fn base_value((_, base): Self::Input<'_>) -> Option<String> {
+        base.map(str::to_owned)
+    }
+
+    fn next_input<'a, 'b: 'a>(
+        (product, _): (&'b Product, Option<&'b str>),
+        previous: &'a Option<String>,
+    ) -> (&'a Product, Option<&'a str>) {
+        (product, previous.as_deref())
+    }
+
+    fn policy(_: &Policy, _: &Option<String>, _: Self::Input<'_>) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn check(
+        out: &Option<String>,
+        _: Self::Input<'_>,
+        categories: &[Category],
+    ) -> Result<(), Violation> {
+        validate::product_category(out.as_deref(), categories)
     }
 }
 

@@ -29,7 +29,7 @@ use serde_json::{Value, json};
 use crate::app::config::effective;
 use crate::app::jobs::{DOMAIN_JOB, SEND_JOB, SENDING_DOMAIN_JOB, WEBHOOK_JOB};
 use crate::app::plugins::chain;
-use crate::base::Sale;
+use crate::base::{Product, Sale};
 use crate::email::{EmailSender, SmtpSender};
 use crate::jobs::{JobContext, JobError, JobHandler, Worker, WorkerConfig, WorkerHandle};
 use crate::shopify::{
@@ -545,7 +545,24 @@ async fn product_upsert(
     let config = effective(app, &tenant)
         .await
         .map_err(|err| retry(err.code()))?;
-    let category = map_product_type(&product.product_type, &config.categories.value);
+    // The fixed mapping's answer is the base; the tenant's chain may change
+    // it (`product-category`), within its effective tree.
+    let base = map_product_type(&product.product_type, &config.categories.value);
+    let category = crate::app::product_category::resolve(
+        app,
+        &tenant,
+        Product {
+            title: product.title.clone(),
+            vendor: product.vendor.clone().unwrap_or_default(),
+            product_type: product.product_type.clone(),
+            tags: product.tags.clone(),
+        },
+        base,
+        config.categories.value.clone(),
+    )
+    .await
+    .map_err(|err| retry(err.code()))?
+    .value;
     let updated_at = product
         .updated_at
         .as_deref()

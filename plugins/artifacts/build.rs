@@ -22,6 +22,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("plugin-declarative-overrides", "DECLARATIVE_OVERRIDES"),
     ("plugin-hostile", "HOSTILE"),
     ("plugin-hostile-describe", "HOSTILE_DESCRIBE"),
+    ("plugin-wit-v2-fixture", "WIT_V2_FIXTURE"),
 ];
 
 const TARGET: &str = "wasm32-wasip2";
@@ -117,11 +118,12 @@ fn main() {
     }
     all.push_str("];\n");
     code.push_str(&all);
-    // The example plugins' bytes, embedded for the demo tenants (not the hostile one).
+    // The example plugins' bytes, embedded for the demo tenants (not the hostile
+    // ones, nor the test fixtures).
     code.push_str("/// The example plugins' bytes, for seeding the demo.\npub mod bytes {\n");
     for (krate, constant) in PLUGINS
         .iter()
-        .filter(|(k, _)| !k.starts_with("plugin-hostile"))
+        .filter(|(k, _)| !k.starts_with("plugin-hostile") && !k.ends_with("-fixture"))
     {
         let path = wasm_dir.join(format!("{}.wasm", krate.replace('-', "_")));
         writeln!(code, "    /// The `{krate}` component.\n    pub const {constant}: &[u8] = include_bytes!({:?});", path.display().to_string())

@@ -9,6 +9,7 @@ mod runtime;
 mod server;
 mod traces;
 mod util;
+mod wit_versions;
 
 use veneer::test_support::{fake_shopify, smtp_server};
 mod warm;

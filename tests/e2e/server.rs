@@ -32,3 +32,4 @@ mod shopify_privacy;
 mod tenant_lifecycle;
 mod tls;
 mod traffic;
+mod wit_versions;

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use veneer::base::{Attribute, BaseConfig, Sale};
-use veneer::runtime::{LoadedPlugin, Runtime, RuntimeConfig, StaticTenantData, TenantData};
+use veneer::runtime::{
+    LoadedPlugin, Runtime, RuntimeConfig, StaticTenantData, TenantData, WitVersion,
+};
 use veneer_plugin_artifacts as built_plugins;
 
 pub fn runtime() -> &'static Runtime {
@@ -82,3 +84,31 @@ pub fn sale(category_id: &str, unit_price: u64) -> Sale {
         }],
     }
 }
+
+/// A component built for one contract version, with settings it serves well
+/// and a sale category its commission hook changes.
+#[derive(Debug, Clone, Copy)]
+pub struct WitFixture {
+    /// The component's path.
+    pub path: &'static str,
+    /// The version it must load as.
+    pub version: WitVersion,
+    /// Settings it takes (a JSON object).
+    pub settings: &'static str,
+}
+
+/// Components of every contract version the host serves: the tests of the
+/// versions (`wit_versions`, `server::wit_versions`) run over each row, so a
+/// plugin's frozen 0.1.0 build and its 0.2.0 rebuild are one row each.
+pub const WIT_FIXTURES: &[WitFixture] = &[
+    WitFixture {
+        path: built_plugins::LUXURY_CONSIGNMENT,
+        version: WitVersion::V0_1_0,
+        settings: r#"{"cap": 120000, "tiers": [{"from": 0, "rate_bps": 2500}]}"#,
+    },
+    WitFixture {
+        path: built_plugins::WIT_V2_FIXTURE,
+        version: WitVersion::V0_2_0,
+        settings: r#"{"rates": [{"category": "bags", "bps": 900}], "keywords": [{"keyword": "jordan", "category": "sneakers-basketball"}, {"keyword": "mystery", "category": "no-such-category"}]}"#,
+    },
+];

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 pub use types::{
     Attribute, BaseConfig, Category, CommissionDecision, CommissionRule, CommissionRules, EmailDef,
-    EmailTemplate, Sale, SizeChart, SizeRow, Tier,
+    EmailTemplate, Product, Sale, SizeChart, SizeRow, Tier,
 };
 
 /// The repository's `base-config` directory, for tests and benchmarks run in

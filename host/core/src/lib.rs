@@ -12,7 +12,8 @@
 //! - [`policy`]: the platform's output policies (what plugins' results must keep);
 //! - [`config_diff`]: what changes between two effective configurations;
 //! - [`rollout`]: a tenant's rollout settings (shadow gate, rollback, recording);
-//! - [`redact`]: personal data taken out of recorded hook inputs.
+//! - [`redact`]: personal data taken out of recorded hook inputs;
+//! - [`settings_schema`]: plugins' settings JSON Schemas, checked and applied.
 //!
 //! The `veneer` crate re-exports these modules at their old paths
 //! (`veneer::base`, `veneer::validate`, `veneer::digest`, `veneer::secrets`,
@@ -26,5 +27,6 @@ pub mod policy;
 pub mod redact;
 pub mod rollout;
 pub mod secrets;
+pub mod settings_schema;
 pub mod tenancy_id;
 pub mod validate;

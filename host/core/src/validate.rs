@@ -424,6 +424,20 @@ pub fn size_chart_categories(list: &[SizeChart], categories: &[Category]) -> Res
     Ok(())
 }
 
+/// A product's category as a plugin chose it (`product-category`, WIT 0.2.0):
+/// none, or the id of a category of the tenant's effective tree.
+pub fn product_category(chosen: Option<&str>, categories: &[Category]) -> Result<(), Violation> {
+    match chosen {
+        Some(id) if !categories.iter().any(|c| c.id == id) => Err(violation(
+            "category",
+            format!(
+                "`{id}` is not a category of the tenant's tree; return the id of one of its categories, or none"
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// A commission decision for `sale`: a named rule, a rate of at most 100 %, and a fee within
 /// `[min_fee, max_fee]` and never above the gross. A sale smaller than the minimum fee may be
 /// charged exactly its gross.

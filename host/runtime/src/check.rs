@@ -1,10 +1,16 @@
 //! What a component must be before it may run: non-empty, under the size cap,
 //! a component (not a core module), valid, importing nothing outside the Veneer
-//! world and the locked-down WASI subset, and exporting the world's hooks. Every
-//! refusal names its reason so the tenant can fix the upload.
+//! world and the locked-down WASI subset, and exporting the hooks of a contract
+//! version this host serves ([`WitVersion`], chosen here by the export's name),
+//! and describing itself within bounds (a settings schema that is valid JSON
+//! Schema and not too large). Every refusal names its reason so the tenant can
+//! fix the upload.
 
 use wasmtime::component::Component;
 use wasmtime::component::types::ComponentItem;
+
+use super::bindings::{Described, WitVersion};
+use veneer_core::settings_schema;
 
 /// Why a component was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -37,12 +43,12 @@ pub enum CheckError {
     Invalid(String),
     /// Imports something outside the allowed set.
     #[error(
-        "the component imports `{0}`, which plugins may not use: plugins get no files, sockets, HTTP or other host access beyond veneer:plugin@0.1.0 (settings, kv, log) and WASI clocks, random and stdio"
+        "the component imports `{0}`, which plugins may not use: plugins get no files, sockets, HTTP or other host access beyond veneer:plugin@0.1.0 or @0.2.0 (settings, kv, log) and WASI clocks, random and stdio"
     )]
     ForbiddenImport(String),
-    /// Doesn't export the Veneer hooks.
+    /// Doesn't export the Veneer hooks of a version this host serves.
     #[error(
-        "the component was not built for the world veneer:plugin/plugin@0.1.0: {0}; build it with veneer-sdk"
+        "the component was not built for a world this host serves (veneer:plugin/plugin@0.1.0 or @0.2.0): {0}; build it with veneer-sdk"
     )]
     WrongWorld(String),
     /// More code than the host compiles for one plugin.
@@ -55,6 +61,9 @@ pub enum CheckError {
         "the plugin's `describe` call failed ({0}); plugins must describe themselves without error"
     )]
     DescribeFailed(String),
+    /// `describe` returned a settings schema the host does not accept.
+    #[error("the plugin's settings schema is refused: {0}")]
+    InvalidSettingsSchema(String),
 }
 
 impl CheckError {
@@ -70,17 +79,23 @@ impl CheckError {
             CheckError::WrongWorld(_) => "wrong_world",
             CheckError::TooComplex(_) => "too_complex",
             CheckError::DescribeFailed(_) => "describe_failed",
+            CheckError::InvalidSettingsSchema(_) => "invalid_settings_schema",
         }
     }
 }
 
-/// Interfaces a plugin may import, by `namespace:package/interface` (any
-/// version of the WASI 0.2 series, exactly 0.1.0 of ours).
+/// Our interfaces a plugin may import, in any version the host serves
+/// ([`WitVersion::ALL`]; the linker holds every one).
+const OURS: &[&str] = &[
+    "veneer:plugin/types",
+    "veneer:plugin/settings",
+    "veneer:plugin/kv",
+    "veneer:plugin/log",
+];
+
+/// The WASI interfaces a plugin may import, by `namespace:package/interface`
+/// (any version of the WASI 0.2 series).
 const ALLOWED: &[(&str, &str)] = &[
-    ("veneer:plugin/types", "0.1.0"),
-    ("veneer:plugin/settings", "0.1.0"),
-    ("veneer:plugin/kv", "0.1.0"),
-    ("veneer:plugin/log", "0.1.0"),
     ("wasi:io/error", "0.2."),
     ("wasi:io/poll", "0.2."),
     ("wasi:io/streams", "0.2."),
@@ -101,13 +116,13 @@ const ALLOWED: &[(&str, &str)] = &[
     ("wasi:random/insecure-seed", "0.2."),
 ];
 
-/// The export every plugin must provide.
-pub(crate) const HOOKS_EXPORT: &str = "veneer:plugin/hooks@0.1.0";
-
 pub(crate) fn import_allowed(name: &str) -> bool {
     let Some((interface, version)) = name.split_once('@') else {
         return false;
     };
+    if OURS.contains(&interface) {
+        return WitVersion::ALL.iter().any(|v| v.as_str() == version);
+    }
     ALLOWED.iter().any(|(allowed, prefix)| {
         *allowed == interface
             && if prefix.ends_with('.') {
@@ -174,11 +189,13 @@ pub(crate) fn code_size(bytes: &[u8]) -> Result<(), CheckError> {
     Ok(())
 }
 
-/// The checks on a compiled component's imports and exports.
+/// The checks on a compiled component's imports and exports: what it imports,
+/// and the contract version it speaks (by the hooks instance it exports; the
+/// newest when it exports several).
 pub(crate) fn interface(
     engine: &wasmtime::Engine,
     component: &Component,
-) -> Result<Vec<String>, CheckError> {
+) -> Result<(Vec<String>, WitVersion), CheckError> {
     let ty = component.component_type();
     let mut imports = Vec::new();
     for (name, _) in ty.imports(engine) {
@@ -187,10 +204,12 @@ pub(crate) fn interface(
         }
         imports.push(name.to_owned());
     }
-    let exports_hooks = ty.exports(engine).any(|(name, item)| {
-        name == HOOKS_EXPORT && matches!(item.ty, ComponentItem::ComponentInstance(_))
+    let version = WitVersion::ALL.into_iter().rev().find(|version| {
+        ty.exports(engine).any(|(name, item)| {
+            name == version.hooks_export() && matches!(item.ty, ComponentItem::ComponentInstance(_))
+        })
     });
-    if !exports_hooks {
+    let Some(version) = version else {
         let exports: Vec<String> = ty
             .exports(engine)
             .map(|(name, _)| format!("`{name}`"))
@@ -200,11 +219,35 @@ pub(crate) fn interface(
         } else {
             format!("it exports {}", exports.join(", "))
         };
+        let wanted: Vec<String> = WitVersion::ALL
+            .iter()
+            .map(|v| format!("`{}`", v.hooks_export()))
+            .collect();
         return Err(CheckError::WrongWorld(format!(
-            "it does not export `{HOOKS_EXPORT}` ({found})"
+            "it does not export {} ({found})",
+            wanted.join(" or ")
+        )));
+    };
+    Ok((imports, version))
+}
+
+/// Longest description a plugin may give, in bytes.
+pub(crate) const MAX_DESCRIPTION_BYTES: usize = 4 << 10;
+
+/// The checks on what `describe` returned: a description within its cap, and
+/// a settings schema within its cap that is valid JSON Schema (draft 2020-12).
+pub(crate) fn described(info: &Described) -> Result<(), CheckError> {
+    if info.description.len() > MAX_DESCRIPTION_BYTES {
+        return Err(CheckError::DescribeFailed(format!(
+            "its description is {} bytes, over the cap of {MAX_DESCRIPTION_BYTES} bytes; shorten it",
+            info.description.len()
         )));
     }
-    Ok(imports)
+    if let Some(schema) = &info.settings_schema {
+        settings_schema::SettingsSchema::compile(schema)
+            .map_err(|err| CheckError::InvalidSettingsSchema(err.to_string()))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -216,7 +259,8 @@ mod tests {
         assert!(import_allowed("veneer:plugin/settings@0.1.0"));
         assert!(import_allowed("wasi:cli/stderr@0.2.6"));
         assert!(import_allowed("wasi:io/streams@0.2.0"));
-        assert!(!import_allowed("veneer:plugin/settings@0.2.0"));
+        assert!(import_allowed("veneer:plugin/settings@0.2.0"));
+        assert!(!import_allowed("veneer:plugin/settings@0.3.0"));
         assert!(!import_allowed("wasi:filesystem/preopens@0.2.6"));
         assert!(!import_allowed("wasi:sockets/tcp@0.2.6"));
         assert!(!import_allowed("wasi:http/outgoing-handler@0.2.6"));

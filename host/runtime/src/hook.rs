@@ -1,10 +1,12 @@
 //! The hooks of the WIT contract: their names ([`Hook`]) and their calls
 //! ([`HookCall`], one zero-sized type per hook: [`Categories`], [`SizeCharts`],
-//! [`Commission`], [`Email`]). A hook's input, output, output size and call
+//! [`Commission`], [`Email`], [`ProductCategory`]). A hook's input, output, output size and call
 //! through the bindings are defined here once; [`super::Runtime::run`] and
 //! [`super::Session::run`] run any of them, and the resolver adds each hook's
 //! base value and validator (the resolver's `ResolveHook` (in the veneer crate)). It owns no store
-//! and classifies nothing (the runtime does).
+//! and classifies nothing (the runtime does). Which contract version a
+//! plugin speaks is the bindings' (`runtime/bindings.rs`): a hook's call is the
+//! same for every version that has the hook.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -13,7 +15,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use super::Instance;
-use super::bindings::{self, OutputSize, v0_1_0::veneer::plugin::types as wit};
+use super::bindings::{self, OutputSize};
 use veneer_core::base;
 
 /// A hook a plugin may implement.
@@ -28,15 +30,18 @@ pub enum Hook {
     Commission,
     /// One email template.
     Email,
+    /// One product's category (WIT 0.2.0 and later).
+    ProductCategory,
 }
 
 impl Hook {
     /// Every hook, in contract order.
-    pub const ALL: [Hook; 4] = [
+    pub const ALL: [Hook; 5] = [
         Hook::Categories,
         Hook::SizeCharts,
         Hook::Commission,
         Hook::Email,
+        Hook::ProductCategory,
     ];
 
     /// The hook's name in the contract and the API.
@@ -46,6 +51,7 @@ impl Hook {
             Hook::SizeCharts => "size-charts",
             Hook::Commission => "commission",
             Hook::Email => "email",
+            Hook::ProductCategory => "product-category",
         }
     }
 }
@@ -58,7 +64,9 @@ impl fmt::Display for Hook {
 
 /// A hook name that is not in the contract.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown hook `{0}`; expected one of categories, size-charts, commission, email")]
+#[error(
+    "unknown hook `{0}`; expected one of categories, size-charts, commission, email, product-category"
+)]
 pub struct UnknownHook(pub String);
 
 impl FromStr for Hook {
@@ -107,14 +115,7 @@ impl HookCall for Categories {
         i: Instance<'_>,
         input: &[base::Category],
     ) -> wasmtime::Result<Result<Self::Output, (String, String)>> {
-        let input: Vec<_> = input.iter().map(bindings::category_out).collect();
-        let out = i
-            .bindings
-            .veneer_plugin_hooks()
-            .call_categories(i.store, &input)?;
-        Ok(out
-            .map(|list| list.into_iter().map(bindings::category_in).collect())
-            .map_err(|e| (e.code, e.message)))
+        i.bindings.categories(i.store, input)
     }
 }
 
@@ -131,14 +132,7 @@ impl HookCall for SizeCharts {
         i: Instance<'_>,
         input: &[base::SizeChart],
     ) -> wasmtime::Result<Result<Self::Output, (String, String)>> {
-        let input: Vec<_> = input.iter().map(bindings::size_chart_out).collect();
-        let out = i
-            .bindings
-            .veneer_plugin_hooks()
-            .call_size_charts(i.store, &input)?;
-        Ok(out
-            .map(|list| list.into_iter().map(bindings::size_chart_in).collect())
-            .map_err(|e| (e.code, e.message)))
+        i.bindings.size_charts(i.store, input)
     }
 }
 
@@ -175,19 +169,26 @@ impl HookCall for Email {
         i: Instance<'_>,
         (template, context): Self::Input<'_>,
     ) -> wasmtime::Result<Result<Self::Output, (String, String)>> {
-        let template = bindings::email_out(template);
-        let context: Vec<_> = context
-            .iter()
-            .map(|(key, value)| wit::ContextEntry {
-                key: key.clone(),
-                value: value.clone(),
-            })
-            .collect();
-        let out = i
-            .bindings
-            .veneer_plugin_hooks()
-            .call_email(i.store, &template, &context)?;
-        Ok(out.map(bindings::email_in).map_err(|e| (e.code, e.message)))
+        i.bindings.email(i.store, template, context)
+    }
+}
+
+/// The `product-category` hook (WIT 0.2.0): a product and the base's choice
+/// of category (the platform's mapping of its product type) in, the tenant's
+/// choice out — a category id, or none. Only 0.2.0 plugins can implement it.
+#[derive(Debug, Clone, Copy)]
+pub struct ProductCategory;
+
+impl HookCall for ProductCategory {
+    const HOOK: Hook = Hook::ProductCategory;
+    type Input<'a> = (&'a base::Product, Option<&'a str>);
+    type Output = Option<String>;
+
+    fn call(
+        i: Instance<'_>,
+        (product, choice): Self::Input<'_>,
+    ) -> wasmtime::Result<Result<Self::Output, (String, String)>> {
+        i.bindings.product_category(i.store, product, choice)
     }
 }
 
@@ -202,7 +203,8 @@ mod tests {
                 Categories::HOOK,
                 SizeCharts::HOOK,
                 Commission::HOOK,
-                Email::HOOK
+                Email::HOOK,
+                ProductCategory::HOOK,
             ],
             Hook::ALL
         );

@@ -10,6 +10,23 @@
 //! handed, nor of HTTP or storage. Every hook is called through
 //! [`Runtime::run`] or [`Session::run`] with its one definition in [`hook`]
 //! ([`HookCall`]); what is served when a call fails is the resolver's.
+//!
+//! **Contract versions.** Every released version of the WIT contract is
+//! served side by side, Zed's extension-host pattern: one module per version
+//! under `bindings/` (`v0_1_0`, `v0_2_0`), each with its own `bindgen!`, its
+//! imports and its conversions to the host's types, frozen once released; and
+//! one dispatch, an enum over the versions ([`WitVersion`]) chosen once when
+//! a component is loaded, by the `veneer:plugin/hooks@x.y.z` instance it
+//! exports (a component exporting none this host serves is refused, naming
+//! the versions it does). A hook call is one `match` on that enum; the quote
+//! path's commission call lowers borrowed views into a typed function cached
+//! in the store, the same for every version. [`PluginInfo`] says which
+//! version a plugin speaks and what it says about itself (0.2.0 adds a
+//! description and a settings JSON Schema, checked here to be valid; 0.1.0
+//! plugins have neither). A hook a version lacks (`product-category` in
+//! 0.1.0) is simply one its plugins never implement. A new version is one more
+//! module and one more variant; nothing above this crate changes but what uses
+//! the new hooks.
 
 mod artifacts;
 mod bindings;
@@ -33,11 +50,11 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
 
 use artifacts::ArtifactCache;
-use bindings::v0_1_0::{Plugin as PluginBindings, PluginPre};
+use bindings::{Bindings as PluginBindings, PluginPre};
 use state::{HostCallCapExceeded, HostState, LimitExceeded};
 use warm::{Warm, WarmPool};
 
-pub use bindings::OutputSize;
+pub use bindings::{OutputSize, WitVersion};
 pub use check::CheckError;
 pub use hook::{Hook, HookCall, UnknownHook};
 pub use outcome::{LogLine, LogSource, Outcome, OutcomeKind, Run, RunStats};
@@ -142,6 +159,14 @@ pub struct PluginInfo {
     pub name: String,
     /// The plugin's own version.
     pub version: String,
+    /// The version of the WIT contract it was built for (by the
+    /// `veneer:plugin/hooks` it exports).
+    pub wit_version: WitVersion,
+    /// What the plugin says it does (empty for 0.1.0 plugins, which cannot say).
+    pub description: String,
+    /// The JSON Schema of its settings, as JSON text, checked to be a valid
+    /// schema when loaded; `None` when it declares none (always for 0.1.0).
+    pub settings_schema: Option<String>,
     /// The hooks it implements; the host calls no others.
     pub hooks: BTreeSet<Hook>,
     /// The interfaces it imports.
@@ -156,7 +181,7 @@ pub struct LoadedPlugin {
     weight: u64,
     /// `info.sha256`, shared with the warm instances made of it.
     shared_sha256: Arc<str>,
-    pre: PluginPre<HostState>,
+    pre: PluginPre,
     from_artifact_cache: bool,
 }
 
@@ -230,7 +255,7 @@ impl Runtime {
         let engine = Engine::new(&engine_config(&config))?;
         let mut linker = Linker::new(&engine);
         add_wasi_subset(&mut linker)?;
-        PluginBindings::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)?;
+        PluginBindings::add_to_linker(&mut linker)?;
 
         let artifacts = match &config.artifact_dir {
             Some(dir) => {
@@ -347,12 +372,12 @@ impl Runtime {
                 (component, true)
             }
         };
-        let imports = check::interface(&self.engine, &component)?;
+        let (imports, wit_version) = check::interface(&self.engine, &component)?;
         let instance_pre = self
             .linker
             .instantiate_pre(&component)
             .map_err(|err| CheckError::WrongWorld(format!("{err:#}")))?;
-        let pre = PluginPre::new(instance_pre)
+        let pre = PluginPre::new(wit_version, instance_pre)
             .map_err(|err| CheckError::WrongWorld(format!("{err:#}")))?;
 
         let code = component.image_range();
@@ -365,6 +390,9 @@ impl Runtime {
                 size_bytes: bytes.len(),
                 name: String::new(),
                 version: String::new(),
+                wit_version,
+                description: String::new(),
+                settings_schema: None,
                 hooks: BTreeSet::new(),
                 imports,
             },
@@ -376,13 +404,16 @@ impl Runtime {
             None,
             Arc::new(StaticTenantData::default()),
             &DESCRIBE_QUOTA,
-            |store, bindings| Ok(Ok(bindings.veneer_plugin_hooks().call_describe(store)?)),
+            |store, bindings| Ok(Ok(bindings.describe(store)?)),
         );
         match described.outcome {
             Outcome::Ok(info) => {
+                check::described(&info)?;
                 plugin.info.name = info.name;
                 plugin.info.version = info.version;
-                plugin.info.hooks = info.hooks.into_iter().map(bindings::hook_in).collect();
+                plugin.info.hooks = info.hooks.into_iter().collect();
+                plugin.info.description = info.description;
+                plugin.info.settings_schema = info.settings_schema;
             }
             other => {
                 let reason = format!("{}: {}", other.kind(), other.message().unwrap_or_default());
@@ -618,10 +649,7 @@ impl Session {
 
     /// Calls `describe`: the cheapest host-to-guest round trip.
     pub fn describe(&mut self) -> Outcome<Vec<Hook>> {
-        self.call(|store, b| {
-            let info = b.veneer_plugin_hooks().call_describe(store)?;
-            Ok(Ok(info.hooks.into_iter().map(bindings::hook_in).collect()))
-        })
+        self.call(|store, b| Ok(Ok(b.describe(store)?.hooks)))
     }
 
     /// Runs hook `H` on the live instance, held to the output cap as

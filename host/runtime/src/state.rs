@@ -10,7 +10,6 @@ use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::v0_1_0::veneer::plugin::{kv, log, settings, types};
 use super::capture::LogSink;
 use super::outcome::LogSource;
 use super::quota::{MAX_INSTANCES, MAX_MEMORIES, MAX_TABLES, Quota};
@@ -262,48 +261,41 @@ impl WasiView for HostState {
     }
 }
 
-impl types::Host for HostState {}
-
-impl settings::Host for HostState {
-    fn get(&mut self) -> wasmtime::Result<String> {
+/// The imports' work, shared by every contract version's bindings
+/// (`runtime/bindings.rs`): each version's `settings`, `kv` and `log` call these.
+impl HostState {
+    pub(crate) fn settings_get(&mut self) -> wasmtime::Result<String> {
         let _span = tracing::trace_span!("host_call", function = "settings.get").entered();
         let json = self.data.settings_json().to_owned();
         self.charge(json.len())?;
         Ok(json)
     }
-}
 
-impl kv::Host for HostState {
-    fn get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
+    pub(crate) fn kv_get(&mut self, key: &str) -> wasmtime::Result<Option<String>> {
         let _span = tracing::trace_span!("host_call", function = "kv.get").entered();
         self.charge(key.len())?;
-        let value = self.data.kv_get(&key);
+        let value = self.data.kv_get(key);
         self.charge(value.as_ref().map_or(0, String::len))?;
         Ok(value)
     }
 
-    fn list_keys(&mut self, prefix: String, limit: u32) -> wasmtime::Result<Vec<String>> {
+    pub(crate) fn kv_list_keys(
+        &mut self,
+        prefix: &str,
+        limit: u32,
+    ) -> wasmtime::Result<Vec<String>> {
         let _span = tracing::trace_span!("host_call", function = "kv.list-keys").entered();
         self.charge(prefix.len())?;
         let limit = usize::try_from(limit.min(10_000)).unwrap_or(10_000);
-        let keys = self.data.kv_keys(&prefix, limit);
+        let keys = self.data.kv_keys(prefix, limit);
         self.charge(keys.iter().map(String::len).sum())?;
         Ok(keys)
     }
-}
 
-impl log::Host for HostState {
-    fn write(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
+    pub(crate) fn log_write(&mut self, source: LogSource, message: &str) -> wasmtime::Result<()> {
         let _span = tracing::trace_span!("host_call", function = "log.write").entered();
         self.charge(message.len())?;
-        let source = match level {
-            log::Level::Trace => LogSource::Trace,
-            log::Level::Debug => LogSource::Debug,
-            log::Level::Info => LogSource::Info,
-            log::Level::Warn => LogSource::Warn,
-            log::Level::Error => LogSource::Error,
-        };
-        self.log.line(source, &message);
+        self.log.line(source, message);
         Ok(())
     }
 }

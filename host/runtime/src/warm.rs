@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use wasmtime::Store;
 
-use super::bindings::v0_1_0::Plugin as PluginBindings;
+use super::bindings::Bindings as PluginBindings;
 use super::quota::Quota;
 use super::state::HostState;
 

@@ -11,7 +11,7 @@ use serde_json::json;
 use super::plugins::{CompileError, compile};
 use super::{Error, Result};
 use crate::state::AppState;
-use crate::storage::{CatalogueEntry, NewCatalogueEntry, NewPluginVersion};
+use crate::storage::{CatalogueEntry, NewCatalogueEntry, NewPluginVersion, PluginAbout};
 use crate::tenancy::TenantId;
 
 /// Largest description of a stock plugin, in bytes.
@@ -38,6 +38,8 @@ pub async fn publish(
     }
     let plugin = compile(app, None, bytes.clone()).await?;
     let info = plugin.info();
+    // A 0.2.0 plugin's example must keep its own schema: tenants start from it.
+    super::plugins::check_settings(info, settings_example).map_err(CompileError::App)?;
     let hooks: Vec<String> = info.hooks.iter().map(|h| h.as_str().to_owned()).collect();
     let example = settings_example.to_string();
     let stored = app
@@ -52,6 +54,8 @@ pub async fn publish(
             hooks: &hooks,
             binary: &bytes,
             published_by: actor,
+            wit_version: info.wit_version.as_str(),
+            settings_schema: info.settings_schema.as_deref(),
         })
         .await
         .map_err(|err| CompileError::App(err.into()))?;
@@ -89,6 +93,11 @@ pub async fn copy_to_tenant(
             size_bytes: entry.size_bytes,
             binary: &binary,
             uploaded_by: actor,
+            about: PluginAbout {
+                wit_version: &entry.wit_version,
+                description: &entry.description,
+                settings_schema: entry.settings_schema.as_deref(),
+            },
         })
         .await?;
         let after = json!({ "catalogue": entry.name, "version": entry.version }).to_string();

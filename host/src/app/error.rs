@@ -74,6 +74,12 @@ pub enum Error {
     /// An output policy that cannot hold (the message says which part).
     #[error("{0}")]
     InvalidPolicy(String),
+    /// Release settings that break the plugin's settings JSON Schema (each
+    /// error named by its JSON path).
+    #[error(
+        "the settings do not match the plugin's settings schema (GET /v1/plugins/<sha256> shows it): {0}"
+    )]
+    SettingsSchema(veneer_core::settings_schema::SettingsInvalid),
     /// The plugin did not run cleanly with a release's settings on the base.
     #[error("the release is refused: {0}")]
     ReleaseRejected(String),
@@ -197,6 +203,7 @@ impl Error {
             Error::InvalidRecipient { .. } => "invalid_recipient",
             Error::InvalidSettings(_) => "invalid_settings",
             Error::SettingsTooLarge(_) => "settings_too_large",
+            Error::SettingsSchema(_) => "settings_schema_violation",
             Error::ReleaseRejected(_) => "release_rejected",
             Error::ShadowGate(_) => "shadow_gate",
             Error::ForceNotAllowed(_) => "force_not_allowed",

@@ -21,7 +21,7 @@ use serde_json::json;
 use super::plugins::{fresh_steps, load, load_steps};
 use super::slots::with_slot;
 use super::{Error, Result};
-use crate::base::{BaseConfig, Sale};
+use crate::base::{BaseConfig, Product, Sale};
 use crate::config_diff::BlastRadius;
 use crate::resolve::{Budget, ResolveHook, Resolver};
 use crate::runtime::hook;
@@ -172,6 +172,7 @@ pub async fn create_release(
     };
     let quota = ceiling(app, tenant, installation).await?;
     let plugin = load(app, tenant, &sha256).await?;
+    super::plugins::check_settings(plugin.info(), &request.settings)?;
     check_release(app, tenant, plugin, settings.clone(), quota).await?;
     let quota_json = serde_json::to_string(&quota).map_err(Error::internal)?;
     let release = db
@@ -469,6 +470,22 @@ fn first_refusal(
             (),
         );
         if let Some(message) = refused::<hook::Commission>(checked, "for a sample sale") {
+            return Some(message);
+        }
+    }
+    if plugin.implements(Hook::ProductCategory) {
+        let product = Product {
+            title: "release-check".into(),
+            ..Product::default()
+        };
+        let checked = resolver.run_checked::<hook::ProductCategory>(
+            plugin,
+            data.clone(),
+            quota,
+            (&product, None),
+            &base.categories,
+        );
+        if let Some(message) = refused::<hook::ProductCategory>(checked, "for a sample product") {
             return Some(message);
         }
     }

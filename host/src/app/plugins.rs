@@ -12,10 +12,11 @@ use serde_json::json;
 
 use super::{Error, Result};
 use crate::resolve::{Budget, ChainStep, ReleaseRef};
-use crate::runtime::{CheckError, LoadedPlugin};
+use crate::runtime::{CheckError, LoadedPlugin, PluginInfo};
 use crate::state::AppState;
-use crate::storage::{NewPluginVersion, PluginVersion, StorageError};
+use crate::storage::{NewPluginVersion, PluginAbout, PluginVersion, StorageError};
 use crate::tenancy::{TenantId, TenantState};
+use veneer_core::settings_schema::SettingsSchema;
 
 /// Why a compilation did not produce a plugin.
 #[derive(Debug, thiserror::Error)]
@@ -203,6 +204,33 @@ pub async fn compile(
     }
 }
 
+/// What a loaded plugin says about itself, as storage keeps it.
+pub fn about(info: &PluginInfo) -> PluginAbout<'_> {
+    PluginAbout {
+        wit_version: info.wit_version.as_str(),
+        description: &info.description,
+        settings_schema: info.settings_schema.as_deref(),
+    }
+}
+
+/// Validates settings against a plugin's settings JSON Schema, before
+/// anything runs (a release's, a stock plugin's example): a plugin that
+/// declares none (every 0.1.0 plugin) takes any object. The schema was checked
+/// when the plugin was loaded, and both documents are size-capped (64 KiB,
+/// 256 KiB), so the work is bounded.
+pub fn check_settings(info: &PluginInfo, settings: &serde_json::Value) -> Result<()> {
+    let Some(schema) = &info.settings_schema else {
+        return Ok(());
+    };
+    let schema = SettingsSchema::compile(schema).map_err(|err| {
+        Error::internal(format!(
+            "plugin {}'s settings schema passed its load but does not compile: {err}",
+            info.sha256
+        ))
+    })?;
+    schema.validate(settings).map_err(Error::SettingsSchema)
+}
+
 /// A stored upload: its version row and what it imports.
 #[derive(Debug)]
 pub struct Uploaded {
@@ -239,6 +267,7 @@ pub async fn upload(
                 size_bytes: info.size_bytes as u64,
                 binary: &bytes,
                 uploaded_by: actor,
+                about: about(info),
             })
             .await?;
         let after = json!({ "sha256": info.sha256, "name": info.name, "version": info.version, "hooks": hooks }).to_string();

@@ -12,7 +12,8 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::{
-    RunArgs, categories_input, commission_input, email_input, read, read_json, size_charts_input,
+    RunArgs, categories_input, commission_input, email_input, product_category_input, read,
+    read_json, size_charts_input,
 };
 use crate::base::BaseConfig;
 use crate::policy::Policy;
@@ -124,6 +125,15 @@ pub(super) fn run(
                 &mut budget,
                 (&template, &context),
                 def,
+            ))
+        }
+        Hook::ProductCategory => {
+            let (product, choice) = product_category_input(args, base)?;
+            parts(resolver.resolve_chain::<hook::ProductCategory>(
+                &steps,
+                &mut budget,
+                (&product, choice.as_deref()),
+                &base.categories,
             ))
         }
     };

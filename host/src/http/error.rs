@@ -119,6 +119,9 @@ codes! {
     InvalidSettings => BAD_REQUEST "invalid_settings",
     /// Tenant settings are over their size limit.
     SettingsTooLarge => PAYLOAD_TOO_LARGE "settings_too_large",
+    /// Release settings break the plugin's settings JSON Schema; `details`
+    /// lists each error with its JSON path.
+    SettingsSchemaViolation => UNPROCESSABLE_ENTITY "settings_schema_violation",
     /// An output policy that cannot hold or is not one.
     InvalidPolicy => BAD_REQUEST "invalid_policy",
     /// An installation name that cannot be one.
@@ -185,6 +188,8 @@ codes! {
     TooComplex => UNPROCESSABLE_ENTITY "too_complex",
     /// The component's `describe` failed.
     DescribeFailed => UNPROCESSABLE_ENTITY "describe_failed",
+    /// The plugin's settings schema is not valid JSON Schema or too large.
+    InvalidSettingsSchema => UNPROCESSABLE_ENTITY "invalid_settings_schema",
     /// Email settings break a rule.
     InvalidEmailSettings => UNPROCESSABLE_ENTITY "invalid_email_settings",
     /// The sender's display name reads as an address.
@@ -247,6 +252,9 @@ pub struct ApiError {
     code: Code,
     message: String,
     retry_after: Option<u64>,
+    /// Structured detail some codes carry (`settings_schema_violation`: one
+    /// `{path, message}` per error).
+    details: Option<serde_json::Value>,
 }
 
 impl ApiError {
@@ -260,7 +268,14 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after,
+            details: None,
         }
+    }
+
+    /// The same error with `details` in its body.
+    pub fn with_details(mut self, details: serde_json::Value) -> Self {
+        self.details = Some(details);
+        self
     }
 
     /// 404 `not_found`.
@@ -315,6 +330,8 @@ struct Body<'a> {
 struct Detail<'a> {
     code: &'a str,
     message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    details: Option<&'a serde_json::Value>,
 }
 
 impl IntoResponse for ApiError {
@@ -323,6 +340,7 @@ impl IntoResponse for ApiError {
             error: Detail {
                 code: self.code.as_str(),
                 message: &self.message,
+                details: self.details.as_ref(),
             },
         };
         let status = self.code.status();
@@ -373,6 +391,10 @@ impl From<AppError> for ApiError {
             AppError::InvalidSettings(_) => Code::InvalidSettings,
             AppError::SettingsTooLarge(_) => Code::SettingsTooLarge,
             AppError::ReleaseRejected(_) => Code::ReleaseRejected,
+            AppError::SettingsSchema(invalid) => {
+                return Self::new(Code::SettingsSchemaViolation, err.to_string())
+                    .with_details(serde_json::json!(invalid.errors));
+            }
             AppError::ShadowGate(_) => Code::ShadowGate,
             AppError::ForceNotAllowed(_) => Code::ForceNotAllowed,
             AppError::InvalidRollout(_) => Code::InvalidRollout,
@@ -436,6 +458,7 @@ impl From<CheckError> for ApiError {
             CheckError::WrongWorld(_) => Code::WrongWorld,
             CheckError::TooComplex(_) => Code::TooComplex,
             CheckError::DescribeFailed(_) => Code::DescribeFailed,
+            CheckError::InvalidSettingsSchema(_) => Code::InvalidSettingsSchema,
         };
         Self::new(code, err.to_string())
     }
@@ -515,6 +538,7 @@ mod tests {
             CheckError::WrongWorld("x".into()),
             CheckError::TooComplex("x".into()),
             CheckError::DescribeFailed("x".into()),
+            CheckError::InvalidSettingsSchema("x".into()),
         ] {
             let code = err.code();
             assert_eq!(ApiError::from(err).code(), code);

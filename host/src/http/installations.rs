@@ -26,7 +26,8 @@ use crate::http::{ApiError, ApiResult, Code};
 use crate::runtime::Quota;
 use crate::state::AppState;
 use crate::storage::{
-    CatalogueEntry, InstallationRecord, ReleaseEvent, ReleaseRecord, check_installation_name,
+    CatalogueEntry, InstallationRecord, PluginVersion, ReleaseEvent, ReleaseRecord,
+    check_installation_name,
 };
 use crate::tenancy::TenantId;
 
@@ -67,13 +68,39 @@ struct ReleaseBody {
     installation: String,
     note: Option<String>,
     plugin: String,
+    /// What the plugin says about itself, for a console's settings form.
+    plugin_about: Option<PluginAboutBody>,
     quota: Value,
     settings: Value,
     state: &'static str,
 }
 
+/// A release's plugin as it describes itself: its name and version, the WIT
+/// version it speaks, its description and settings JSON Schema (text; `null`
+/// when it declares none).
+#[derive(Serialize)]
+struct PluginAboutBody {
+    description: String,
+    name: String,
+    settings_schema: Option<String>,
+    version: String,
+    wit_version: String,
+}
+
+impl PluginAboutBody {
+    fn find(sha256: &str, plugins: &[PluginVersion]) -> Option<Self> {
+        plugins.iter().find(|p| p.sha256 == sha256).map(|p| Self {
+            description: p.description.clone(),
+            name: p.name.clone(),
+            settings_schema: p.settings_schema.clone(),
+            version: p.version.clone(),
+            wit_version: p.wit_version.clone(),
+        })
+    }
+}
+
 impl ReleaseBody {
-    fn of(release: ReleaseRecord, live: Option<i64>) -> Self {
+    fn of(release: ReleaseRecord, live: Option<i64>, plugins: &[PluginVersion]) -> Self {
         let state = if Some(release.id) == live {
             "live"
         } else if release.ever_active {
@@ -87,6 +114,7 @@ impl ReleaseBody {
             id: release.id,
             installation: release.installation,
             note: release.note,
+            plugin_about: PluginAboutBody::find(&release.sha256, plugins),
             plugin: release.sha256,
             quota: serde_json::from_str(&release.quota).unwrap_or(Value::Null),
             settings: serde_json::from_str(&release.settings).unwrap_or(Value::Null),
@@ -286,12 +314,16 @@ pub(crate) fn release_id(id: &str) -> ApiResult<i64> {
         })
 }
 
-fn installation_body(record: InstallationRecord, live: Option<ReleaseRecord>) -> InstallationBody {
+fn installation_body(
+    record: InstallationRecord,
+    live: Option<ReleaseRecord>,
+    plugins: &[PluginVersion],
+) -> InstallationBody {
     InstallationBody {
         active_release: record.active_release,
         created_at: record.created_at,
         created_by: record.created_by,
-        live: live.map(|r| ReleaseBody::of(r, record.active_release)),
+        live: live.map(|r| ReleaseBody::of(r, record.active_release, plugins)),
         name: record.name,
         position: record.position,
         updated_at: record.updated_at,
@@ -301,6 +333,7 @@ fn installation_body(record: InstallationRecord, live: Option<ReleaseRecord>) ->
 async fn installations_body(app: &AppState, tenant: &TenantId) -> ApiResult<InstallationsBody> {
     let db = app.storage.tenant(tenant);
     let mut live = db.live_releases().await?;
+    let plugins = db.plugin_versions().await?;
     let installations = db
         .installations()
         .await?
@@ -310,7 +343,7 @@ async fn installations_body(app: &AppState, tenant: &TenantId) -> ApiResult<Inst
                 .iter()
                 .position(|l| l.release.installation == record.name)
                 .map(|i| live.swap_remove(i).release);
-            installation_body(record, release)
+            installation_body(record, release, &plugins)
         })
         .collect();
     Ok(InstallationsBody { installations })
@@ -338,7 +371,10 @@ async fn create(
         name(&body.name)?,
     )
     .await?;
-    Ok((StatusCode::CREATED, Json(installation_body(record, None))))
+    Ok((
+        StatusCode::CREATED,
+        Json(installation_body(record, None, &[])),
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -379,12 +415,13 @@ async fn show(
     let live = record.active_release;
     let releases: Vec<ReleaseRecord> = db.releases(installation, 50).await?;
     let live_release = releases.iter().find(|r| Some(r.id) == live).cloned();
+    let plugins = db.plugin_versions().await?;
     Ok(Json(InstallationDetailBody {
         history: Sorted(db.release_events(installation, 50).await?),
-        installation: installation_body(record, live_release),
+        installation: installation_body(record, live_release, &plugins),
         releases: releases
             .into_iter()
-            .map(|r| ReleaseBody::of(r, live))
+            .map(|r| ReleaseBody::of(r, live, &plugins))
             .collect(),
     }))
 }
@@ -468,10 +505,15 @@ async fn create_release(
         },
     )
     .await?;
+    let plugins = app
+        .storage
+        .tenant(admin.tenant.id())
+        .plugin_version(&release.sha256)
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(OneReleaseBody {
-            release: ReleaseBody::of(release, None),
+            release: ReleaseBody::of(release, None, plugins.as_slice()),
         }),
     ))
 }
@@ -488,10 +530,11 @@ async fn releases(
         .await?
         .ok_or_else(|| not_found(installation))?;
     let releases = db.releases(installation, 100).await?;
+    let plugins = db.plugin_versions().await?;
     Ok(Json(ReleasesBody {
         releases: releases
             .into_iter()
-            .map(|r| ReleaseBody::of(r, record.active_release))
+            .map(|r| ReleaseBody::of(r, record.active_release, &plugins))
             .collect(),
     }))
 }
@@ -510,8 +553,9 @@ async fn release(
     let release = db.release(installation, id).await?.ok_or_else(|| {
         ApiError::not_found(format!("installation `{installation}` has no release {id}"))
     })?;
+    let plugins = db.plugin_version(&release.sha256).await?;
     Ok(Json(OneReleaseBody {
-        release: ReleaseBody::of(release, record.active_release),
+        release: ReleaseBody::of(release, record.active_release, plugins.as_slice()),
     }))
 }
 

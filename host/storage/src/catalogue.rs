@@ -15,7 +15,8 @@ use super::{PlatformDb, StorageError, TenantDb, rows};
 
 macro_rules! entry_columns {
     () => {
-        "name, version, sha256, description, settings_example, hooks, size_bytes, published_by, created_at"
+        "name, version, sha256, description, settings_example, hooks, size_bytes, published_by, \
+         created_at, wit_version, settings_schema"
     };
 }
 
@@ -53,8 +54,8 @@ impl PlatformDb {
         }
         let row = sqlx::query(concat!(
             "INSERT INTO catalogue_plugins (name, version, sha256, description, settings_example, \
-             hooks, size_bytes, wasm_binary, published_by, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING ",
+             hooks, size_bytes, wasm_binary, published_by, created_at, wit_version, settings_schema) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING ",
             entry_columns!()
         ))
         .bind(new.name)
@@ -67,6 +68,8 @@ impl PlatformDb {
         .bind(new.binary)
         .bind(new.published_by)
         .bind(now_ms())
+        .bind(new.wit_version)
+        .bind(new.settings_schema)
         .fetch_one(&mut *tx)
         .await?;
         let entry = entry_from_row(&row)?;
@@ -177,5 +180,7 @@ fn entry_from_row(row: &AnyRow) -> Result<CatalogueEntry, StorageError> {
         size_bytes: rows::u64(row, "size_bytes")?,
         published_by: rows::text(row, "published_by")?,
         created_at: rows::int(row, "created_at")?,
+        wit_version: rows::text(row, "wit_version")?,
+        settings_schema: rows::opt_text(row, "settings_schema")?,
     })
 }

@@ -92,7 +92,7 @@ pub use platform::PlatformDb;
 pub use plugins::{PluginStoreLimits, VersionDeletion};
 pub use records::{
     AuditEntry, AuditRecord, CatalogueEntry, InstallationRecord, InvalidTenantStatus, LiveRelease,
-    NewCatalogueEntry, NewPluginVersion, NewRelease, NewRun, NewTenant, PluginVersion,
+    NewCatalogueEntry, NewPluginVersion, NewRelease, NewRun, NewTenant, PluginAbout, PluginVersion,
     ReleaseEvent, ReleaseRecord, RunRecord, TenantPatch, TenantRecord, TenantStatus, UsageRecord,
 };
 pub use runs::UsageDelta;

@@ -108,6 +108,11 @@ const SQLITE: &[Source] = &[
         "shopify privacy",
         include_str!("../migrations/sqlite/0019_shopify_privacy.sql"),
     ),
+    (
+        20,
+        "plugin settings schema",
+        include_str!("../migrations/sqlite/0020_plugin_settings_schema.sql"),
+    ),
 ];
 
 const POSTGRES: &[Source] = &[
@@ -210,6 +215,11 @@ const POSTGRES: &[Source] = &[
         20,
         "shopify privacy",
         include_str!("../migrations/postgres/0020_shopify_privacy.sql"),
+    ),
+    (
+        21,
+        "plugin settings schema",
+        include_str!("../migrations/postgres/0021_plugin_settings_schema.sql"),
     ),
 ];
 

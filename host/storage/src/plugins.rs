@@ -50,7 +50,8 @@ pub enum VersionDeletion {
 
 macro_rules! version_columns {
     () => {
-        "sha256, name, version, hooks, size_bytes, uploaded_by, created_at"
+        "sha256, name, version, hooks, size_bytes, uploaded_by, created_at, wit_version, \
+         description, settings_schema"
     };
 }
 
@@ -119,8 +120,9 @@ impl TenantDb {
         }
         sqlx::query(
             "INSERT INTO plugin_versions (tenant_id, sha256, name, version, hooks, size_bytes, \
-                                          wasm_binary, uploaded_by, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                                          wasm_binary, uploaded_by, created_at, wit_version, \
+                                          description, settings_schema) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
              ON CONFLICT (tenant_id, sha256) DO NOTHING",
         )
         .bind(self.tenant_id().as_str())
@@ -132,6 +134,9 @@ impl TenantDb {
         .bind(new.binary)
         .bind(new.uploaded_by)
         .bind(now_ms())
+        .bind(new.about.wit_version)
+        .bind(new.about.description)
+        .bind(new.about.settings_schema)
         .execute(&mut *tx)
         .await
         .map_err(tenant_fk(self.tenant_id()))?;
@@ -308,6 +313,9 @@ fn version_from_row(row: &AnyRow, live: &[String]) -> Result<PluginVersion, Stor
         size_bytes: rows::u64(row, "size_bytes")?,
         uploaded_by: rows::text(row, "uploaded_by")?,
         created_at: rows::int(row, "created_at")?,
+        wit_version: rows::text(row, "wit_version")?,
+        description: rows::text(row, "description")?,
+        settings_schema: rows::opt_text(row, "settings_schema")?,
     })
 }
 

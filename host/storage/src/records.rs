@@ -115,6 +115,31 @@ pub struct NewPluginVersion<'a> {
     pub size_bytes: u64,
     pub binary: &'a [u8],
     pub uploaded_by: &'a str,
+    /// What the plugin says about itself beyond its name and hooks.
+    pub about: PluginAbout<'a>,
+}
+
+/// What a plugin says about itself beyond its name and hooks (WIT 0.2.0), as
+/// the runtime checked it: the contract version it speaks, its description
+/// and its settings JSON Schema. The default is a 0.1.0 plugin's: no
+/// description, no schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PluginAbout<'a> {
+    /// `0.1.0`, `0.2.0`.
+    pub wit_version: &'a str,
+    pub description: &'a str,
+    /// JSON Schema text; `None` when the plugin declares none.
+    pub settings_schema: Option<&'a str>,
+}
+
+impl Default for PluginAbout<'_> {
+    fn default() -> Self {
+        Self {
+            wit_version: "0.1.0",
+            description: "",
+            settings_schema: None,
+        }
+    }
 }
 
 /// A stored plugin version, without its binary.
@@ -130,6 +155,12 @@ pub struct PluginVersion {
     pub created_at: i64,
     /// Whether a release of it is live in one of the tenant's installations.
     pub active: bool,
+    /// The WIT contract version it speaks.
+    pub wit_version: String,
+    /// What it says it does (empty for 0.1.0 plugins).
+    pub description: String,
+    /// Its settings JSON Schema, as JSON text; `None` when it declares none.
+    pub settings_schema: Option<String>,
 }
 
 /// One of a tenant's installations: a named place in its chain.
@@ -210,6 +241,10 @@ pub struct NewCatalogueEntry<'a> {
     pub hooks: &'a [String],
     pub binary: &'a [u8],
     pub published_by: &'a str,
+    /// The WIT contract version the component speaks.
+    pub wit_version: &'a str,
+    /// Its settings JSON Schema (from the component's `describe`).
+    pub settings_schema: Option<&'a str>,
 }
 
 /// A published stock plugin (without its component).
@@ -225,6 +260,10 @@ pub struct CatalogueEntry {
     pub published_by: String,
     /// Unix milliseconds.
     pub created_at: i64,
+    /// The WIT contract version the component speaks.
+    pub wit_version: String,
+    /// Its settings JSON Schema, as JSON text; `None` when it declares none.
+    pub settings_schema: Option<String>,
 }
 
 /// One plugin run to record.

@@ -74,6 +74,20 @@ impl Sale {
     }
 }
 
+/// A product as the store describes it: the input of the `product-category`
+/// hook (WIT 0.2.0), which chooses the product's category.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Product {
+    pub title: String,
+    #[serde(default)]
+    pub vendor: String,
+    #[serde(default)]
+    pub product_type: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
 /// The commission taken on one sale, as decided by the base rules or a plugin.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -263,6 +263,16 @@ fn run_case(
                 ))
             })
         }
+        Hook::ProductCategory => {
+            super::super::product_category_from(case.input, base).map(|(product, choice)| {
+                served(resolver.resolve_chain::<hook::ProductCategory>(
+                    &steps,
+                    &mut budget,
+                    (&product, choice.as_deref()),
+                    &base.categories,
+                ))
+            })
+        }
     };
     let (output, run) = match resolved {
         Ok(resolved) => resolved,

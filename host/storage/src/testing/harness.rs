@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 
 use crate::testing::{Db, TestDb};
 use crate::{
-    Backend, JobRecord, NewJob, NewPluginVersion, NewTenant, PluginVersion, Storage,
+    Backend, JobRecord, NewJob, NewPluginVersion, NewTenant, PluginAbout, PluginVersion, Storage,
     StorageOptions, TenantDb,
 };
 use veneer_core::tenancy_id::TenantId;
@@ -77,6 +77,7 @@ pub async fn upload(db: &TenantDb, n: u8) -> PluginVersion {
         size_bytes: bytes.len() as u64,
         binary: &bytes,
         uploaded_by: "user_alice",
+        about: PluginAbout::default(),
     })
     .await
     .unwrap()

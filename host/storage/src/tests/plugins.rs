@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use crate::testing::harness::{Ctx, binary, options, upload};
 use crate::{
-    NewPluginVersion, NewRelease, PluginStoreLimits, ReleaseEvent, Storage, StorageError,
-    StorageOptions, VersionDeletion,
+    NewPluginVersion, NewRelease, PluginAbout, PluginStoreLimits, ReleaseEvent, Storage,
+    StorageError, StorageOptions, VersionDeletion,
 };
 
 crate::both_backends!(via crate::testing::harness::run;
@@ -14,6 +14,7 @@ crate::both_backends!(via crate::testing::harness::run;
     uploads_that_lie_about_their_binary_are_refused,
     concurrent_activations_from_two_hosts_keep_the_history_consistent,
     plugin_storage_is_capped_and_unused_versions_are_deleted,
+    what_a_plugin_says_about_itself_is_stored_with_it,
 );
 
 async fn plugin_versions_are_stored_once_by_hash_and_stay_with_their_tenant(ctx: Ctx) {
@@ -86,6 +87,7 @@ async fn plugin_versions_are_stored_once_by_hash_and_stay_with_their_tenant(ctx:
             size_bytes: bytes.len() as u64,
             binary: &bytes,
             uploaded_by: "u",
+            about: PluginAbout::default(),
         })
         .await;
     assert!(matches!(upload_for_nobody, Err(StorageError::NotFound(m)) if m.contains("nobody")));
@@ -104,6 +106,7 @@ async fn uploads_that_lie_about_their_binary_are_refused(ctx: Ctx) {
         size_bytes: bytes.len() as u64,
         binary: &bytes,
         uploaded_by: "u",
+        about: PluginAbout::default(),
     };
     let upper = sha.to_uppercase();
     let cases = [
@@ -254,6 +257,7 @@ async fn plugin_storage_is_capped_and_unused_versions_are_deleted(ctx: Ctx) {
         size_bytes: bytes.len() as u64,
         binary: &bytes,
         uploaded_by: "u",
+        about: PluginAbout::default(),
     };
     match acme.put_plugin_version(&third).await {
         Err(StorageError::PluginStoreFull(why)) => {
@@ -309,4 +313,41 @@ async fn plugin_storage_is_capped_and_unused_versions_are_deleted(ctx: Ctx) {
         Err(StorageError::PluginStoreFull(_))
     ));
     by_bytes.close().await;
+}
+
+async fn what_a_plugin_says_about_itself_is_stored_with_it(ctx: Ctx) {
+    let acme = ctx.tenant("acme").await;
+    let old = upload(&acme, 1).await;
+    assert_eq!(
+        (
+            old.wit_version.as_str(),
+            old.description.as_str(),
+            old.settings_schema
+        ),
+        ("0.1.0", "", None),
+        "a 0.1.0 plugin says nothing more"
+    );
+    let (bytes, sha) = binary(2);
+    let schema = r#"{"type":"object"}"#;
+    let stored = acme
+        .put_plugin_version(&NewPluginVersion {
+            sha256: &sha,
+            name: "p",
+            version: "2.0.0",
+            hooks: &["product-category".to_owned()],
+            size_bytes: bytes.len() as u64,
+            binary: &bytes,
+            uploaded_by: "u",
+            about: PluginAbout {
+                wit_version: "0.2.0",
+                description: "Chooses categories.",
+                settings_schema: Some(schema),
+            },
+        })
+        .await
+        .unwrap();
+    assert_eq!(stored.wit_version, "0.2.0");
+    assert_eq!(stored.description, "Chooses categories.");
+    assert_eq!(stored.settings_schema.as_deref(), Some(schema));
+    assert_eq!(acme.plugin_version(&sha).await.unwrap(), Some(stored));
 }
