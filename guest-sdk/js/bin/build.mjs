@@ -1,8 +1,6 @@
 #!/usr/bin/env node
 // Builds a Veneer plugin written in JavaScript or TypeScript into a WebAssembly
-// component:
-//
-//   node bin/build.mjs ENTRY OUT.wasm
+// component (a library: `bin/veneer-js.mjs` is the command):
 //
 // 1. rolldown bundles ENTRY (a .js or .ts module exporting `hooks`) and what it
 //    imports, `veneer-sdk` included, into one ES module; TypeScript is
@@ -15,8 +13,7 @@
 //    the Veneer interfaces.
 //
 // The WIT version is one setting, `veneer.wit` in this package's package.json.
-// Needs this package's node_modules (`npm ci`); `veneer plugin build` and the
-// fixture build run it first when it is missing.
+// Needs this package's node_modules, which `bin/veneer-js.mjs` installs.
 
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
@@ -106,20 +103,5 @@ export async function build(entry, out) {
     return { bytes: component.length, imports: [...new Set(imports.map(([iface]) => iface))] };
   } finally {
     rmSync(work, { recursive: true, force: true });
-  }
-}
-
-if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  const [entry, out] = process.argv.slice(2);
-  if (!entry || !out) {
-    console.error("usage: node build.mjs ENTRY.{js,ts} OUT.wasm");
-    process.exit(2);
-  }
-  try {
-    const { bytes, imports } = await build(entry, out);
-    console.log(`built ${out}: ${bytes} bytes, WIT ${WIT_VERSION}, imports ${imports.join(", ")}`);
-  } catch (err) {
-    console.error(`building ${entry} failed: ${err?.message ?? err}`);
-    process.exit(1);
   }
 }

@@ -93,30 +93,35 @@ export class Plugin {
 
 const jsonType = (value) =>
   value === null ? "null" : Array.isArray(value) ? "array" : typeof value;
+const described = (type) => (type === "array" || type === "object" ? `an ${type}` : type === "null" ? "null" : `a ${type}`);
 
 /**
  * Parses the tenant's settings text: a JSON object whose keys are those of
  * `defaults`, each of the same JSON type as its default; keys left out take the
- * default. Anything else is a `bad-settings` {@link PluginError} naming the key.
+ * default. Anything else is a `bad-settings` {@link PluginError} naming the
+ * setting by its JSON path (`settings at /cap: expected a number, not a string`).
  */
 export function parseSettings(text, defaults = {}) {
   let value;
   try {
     value = JSON.parse(text);
   } catch (err) {
-    throw new PluginError("bad-settings", `the settings are not JSON: ${err.message}`);
+    throw new PluginError("bad-settings", `settings are not JSON: ${err.message}`);
   }
   if (jsonType(value) !== "object") {
-    throw new PluginError("bad-settings", `the settings must be a JSON object, not ${jsonType(value)}`);
+    throw new PluginError("bad-settings", `settings at /: expected an object, not ${described(jsonType(value))}`);
   }
   for (const [key, given] of Object.entries(value)) {
     if (!Object.hasOwn(defaults, key)) {
       const known = Object.keys(defaults).join(", ") || "none";
-      throw new PluginError("bad-settings", `unknown setting \`${key}\` (known: ${known})`);
+      throw new PluginError("bad-settings", `settings at /${key}: unknown setting (known: ${known})`);
     }
     const want = jsonType(defaults[key]);
     if (jsonType(given) !== want) {
-      throw new PluginError("bad-settings", `setting \`${key}\` must be ${want}, not ${jsonType(given)}`);
+      throw new PluginError(
+        "bad-settings",
+        `settings at /${key}: expected ${described(want)}, not ${described(jsonType(given))}`,
+      );
     }
   }
   return { ...defaults, ...value };
@@ -179,7 +184,7 @@ export function register(PluginClass, { name, version, defaults = {} }) {
     } catch (err) {
       if (!(err instanceof PluginError)) {
         // The call ends as a trap; leave the reason in the run's log.
-        logWrite("error", `uncaught exception in ${HOOKS[method]}: ${err?.stack ?? err}`);
+        logWrite("error", `uncaught exception in ${HOOKS[method]}: ${err}${err?.stack ? `\n${err.stack}` : ""}`);
       }
       throw err;
     }

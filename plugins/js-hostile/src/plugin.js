@@ -6,7 +6,7 @@
 // |---------|----------------------|
 // | `ok`    | returns the base |
 // | `spin`  | loops forever |
-// | `alloc` | keeps allocating and filling 1 MiB buffers |
+// | `alloc` | allocates one 1 GiB buffer (and fills it, should that succeed) |
 // | `throw` | throws a TypeError (a trap, like a Rust panic) |
 // | `error` | throws the plugin error `hostile-error` |
 
@@ -22,8 +22,9 @@ class Hostile extends Plugin {
           // An empty loop: only fuel or the deadline ends it.
         }
       case "alloc": {
-        const kept = [];
-        for (;;) kept.push(new Uint8Array(1 << 20).fill(kept.length & 0xff));
+        // One huge buffer: the engine asks for the memory at once.
+        const huge = new ArrayBuffer(1 << 30);
+        return void new Uint8Array(huge).fill(1);
       }
       case "throw":
         throw new TypeError("hostile plugin threw");

@@ -19,6 +19,8 @@ interface Settings {
   unauthenticated_surcharge_bps: number;
 }
 
+const U32_MAX = 0xffff_ffff;
+
 const defaults: Settings = {
   tiers: [
     { from: 0, rate_bps: 2_500 },
@@ -44,17 +46,30 @@ class LuxuryConsignment extends Plugin<Settings> {
   // Checked and converted once per instance: money is u64 (bigint) in the WIT.
   private readonly tiers: { from: bigint; rateBps: number }[];
   private readonly cap: bigint;
+  private readonly surcharge: number;
 
   constructor(settings: Settings, ctx: ConstructorParameters<typeof Plugin>[1]) {
     super(settings, ctx);
-    const money = (value: number, what: string) => {
-      if (!Number.isSafeInteger(value) || value < 0) {
-        throw new PluginError("bad-settings", `${what} must be a whole number of minor units, not ${value}`);
+    // The Rust twin's serde types refuse what these refuse: negatives,
+    // fractions, rates past u32, tier fields missing or unknown.
+    const whole = (value: unknown, what: string, max: number) => {
+      if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 0 || value > max) {
+        throw new PluginError("bad-settings", `${what} must be a whole number from 0 to ${max}, not ${JSON.stringify(value)}`);
       }
-      return BigInt(value);
+      return value;
     };
-    this.tiers = settings.tiers.map((tier, i) => ({ from: money(tier.from, `tiers[${i}].from`), rateBps: tier.rate_bps }));
-    this.cap = money(settings.cap, "cap");
+    this.tiers = settings.tiers.map((tier, i) => {
+      const unknown = Object.keys(tier ?? {}).filter((key) => key !== "from" && key !== "rate_bps");
+      if (typeof tier !== "object" || tier === null || unknown.length > 0) {
+        throw new PluginError("bad-settings", `tiers[${i}] must be {"from": …, "rate_bps": …}`);
+      }
+      return {
+        from: BigInt(whole(tier.from, `tiers[${i}].from`, Number.MAX_SAFE_INTEGER)),
+        rateBps: whole(tier.rate_bps, `tiers[${i}].rate_bps`, U32_MAX),
+      };
+    });
+    this.cap = BigInt(whole(settings.cap, "cap", Number.MAX_SAFE_INTEGER));
+    this.surcharge = whole(settings.unauthenticated_surcharge_bps, "unauthenticated_surcharge_bps", U32_MAX);
   }
 
   override categories(base: Category[]): Category[] {
@@ -79,7 +94,7 @@ class LuxuryConsignment extends Plugin<Settings> {
     }
     let rate = tier.rateBps;
     if (attribute(sale, "authenticated") !== "true") {
-      rate = Math.min(rate + this.settings.unauthenticated_surcharge_bps, 0xffff_ffff);
+      rate = Math.min(rate + this.surcharge, U32_MAX); // u32 saturating_add
     }
     const rateBps = Math.min(rate, 10_000);
     const decided = refee(
