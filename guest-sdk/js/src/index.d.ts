@@ -65,6 +65,10 @@ export interface Registration<S> {
   version: string;
   /** Every setting with its default; the settings JSON may set any of them. */
   defaults?: S;
+  /** What the plugin does, for the console (reported from WIT 0.2.0 on). */
+  description?: string;
+  /** A JSON Schema of the settings (reported from WIT 0.2.0 on). */
+  settingsSchema?: object;
 }
 
 /** A plugin class: constructed with its settings, optionally parsing them itself. */

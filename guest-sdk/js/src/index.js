@@ -15,6 +15,9 @@ const HOOKS = {
   sizeCharts: "size-charts",
   commission: "commission",
   email: "email",
+  // WIT 0.2.0 and later; a 0.1.0 build never reports it (no 0.1.0 plugin can
+  // override it meaningfully: the host never calls it).
+  productCategory: "product-category",
 };
 
 /**
@@ -89,6 +92,14 @@ export class Plugin {
   email(template, context) {
     return template;
   }
+
+  /**
+   * Chooses a product's category id (or `undefined` for none), given the base
+   * choice. WIT 0.2.0 and later.
+   */
+  productCategory(product, base) {
+    return base;
+  }
 }
 
 const jsonType = (value) =>
@@ -152,13 +163,15 @@ export function refee(decision, grossAmount) {
 
 /**
  * Turns a {@link Plugin} subclass into the component's `hooks` export:
- * `export const hooks = register(MyPlugin, { name, version, defaults })`.
+ * `export const hooks = register(MyPlugin, { name, version, defaults })`
+ * (`description` and `settingsSchema`, a JSON Schema object, are reported by
+ * `describe` from WIT 0.2.0 on).
  * The instance is built on the first hook call from the settings the host
  * gives (constant for the life of a component instance) and kept; a
  * constructor that throws makes that call, and every later one, fail with its
  * error.
  */
-export function register(PluginClass, { name, version, defaults = {} }) {
+export function register(PluginClass, { name, version, description = "", settingsSchema, defaults = {} }) {
   if (!(PluginClass.prototype instanceof Plugin)) {
     throw new TypeError("register() takes a class that extends Plugin");
   }
@@ -190,11 +203,19 @@ export function register(PluginClass, { name, version, defaults = {} }) {
     }
   };
   return {
-    describe: () => ({ name, version, hooks: implemented.map((method) => HOOKS[method]) }),
+    // `description` and `settingsSchema` are WIT 0.2.0's; a 0.1.0 build ignores them.
+    describe: () => ({
+      name,
+      version,
+      hooks: implemented.map((method) => HOOKS[method]),
+      description,
+      settingsSchema: settingsSchema === undefined ? undefined : JSON.stringify(settingsSchema),
+    }),
     categories: (base) => call("categories", [base]),
     sizeCharts: (base) => call("sizeCharts", [base]),
     commission: (sale, base) => call("commission", [sale, base]),
     email: (template, context) =>
       call("email", [template, Object.fromEntries(context.map((entry) => [entry.key, entry.value]))]),
+    productCategory: (product, base) => call("productCategory", [product, base]),
   };
 }
