@@ -61,7 +61,6 @@ struct Figures {
 }
 
 struct Case {
-    base: BaseConfig,
     data: Arc<dyn TenantData>,
     quota: Quota,
     sale: base::Sale,
@@ -156,9 +155,7 @@ fn main() {
         quota: Quota::default(),
         sale,
         decision,
-        base,
     };
-    let _ = &case.base;
 
     let (rust, expected) = measure("rust", built_plugins::LUXURY_CONSIGNMENT, &case, None);
     let (js, _) = measure(
