@@ -67,6 +67,12 @@ export function ensureInstalled() {
   }
 }
 
+const major = Number(process.versions.node.split(".")[0]);
+if (major < 20) {
+  console.error(`JavaScript plugins need Node.js 20 or later; this is ${process.version}`);
+  process.exit(1);
+}
+
 const [entry, out] = process.argv.slice(2);
 if (!entry || !out) {
   console.error("usage: node veneer-js.mjs ENTRY.{js,ts} OUT.wasm");
