@@ -48,6 +48,7 @@ mod db;
 mod diff;
 mod domains;
 mod replay;
+pub mod scaffold_js;
 mod tenants;
 
 /// Veneer: per-tenant configuration through sandboxed WebAssembly plugins.

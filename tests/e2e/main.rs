@@ -4,6 +4,7 @@
 
 mod cli;
 mod hostile;
+mod js_plugins;
 mod plugins;
 mod runtime;
 mod server;
