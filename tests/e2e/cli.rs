@@ -824,7 +824,7 @@ fn plugin_run_says_when_a_run_reaches_its_limit() {
 }
 
 #[test]
-fn plugin_new_refuses_javascript_in_this_build_and_bad_names() {
+fn plugin_new_writes_a_typescript_project_and_refuses_bad_names() {
     let dir = tempfile::tempdir().expect("tempdir");
     let target = dir.path().join("js-plugin");
     let target = target.to_str().expect("utf-8");
@@ -837,13 +837,36 @@ fn plugin_new_refuses_javascript_in_this_build_and_bad_names() {
         "--dir",
         target,
     ]);
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("JavaScript plugins are not available in this build"),
-        "{stderr}"
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
-    assert!(!dir.path().join("js-plugin").exists(), "nothing written");
+    let project = dir.path().join("js-plugin");
+    for file in ["package.json", "src/plugin.ts"] {
+        assert!(project.join(file).is_file(), "{file} written");
+    }
+    assert!(
+        std::fs::read_dir(project.join("tests/cases"))
+            .expect("fixture cases written")
+            .next()
+            .is_some()
+    );
+    // The same project directory again: refused, nothing overwritten.
+    let out = veneer(&[
+        "plugin",
+        "new",
+        "js-plugin",
+        "--lang",
+        "js",
+        "--dir",
+        target,
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = veneer(&["plugin", "new", "Bad_Name", "--lang", "js", "--dir", target]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a plugin name"));
     let out = veneer(&["plugin", "new", "Bad_Name", "--dir", target]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not a plugin name"));

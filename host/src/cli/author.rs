@@ -76,13 +76,22 @@ pub(super) struct TestArgs {
 
 /// `veneer plugin new`.
 pub(super) fn new(args: NewArgs) -> anyhow::Result<ExitCode> {
-    if args.lang == Lang::Js {
-        bail!(
-            "JavaScript plugins are not available in this build of veneer; start a Rust plugin with `--lang rust`"
-        );
-    }
     scaffold::check_name(&args.name)?;
     let dir = args.dir.unwrap_or_else(|| PathBuf::from(&args.name));
+    if args.lang == Lang::Js {
+        super::scaffold_js::write_js_project(&dir, &args.name)?;
+        outln!("created {} ({}), TypeScript", dir.display(), args.name);
+        outln!();
+        outln!("next:");
+        outln!("  cd {}", dir.display());
+        outln!(
+            "  veneer plugin build   # npm ci when needed, the component, checked as an upload would be"
+        );
+        outln!(
+            "  veneer plugin test    # the fixture cases in tests/cases, run as the host runs them"
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let sdk = match args.sdk_path {
         Some(path) => scaffold::Sdk::Path(scaffold::sdk_at(&path)?),
         None => scaffold::Sdk::default_for_this_build(),
@@ -136,9 +145,12 @@ pub(super) fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
 /// Builds the project in `dir` for [`TARGET`] in release mode and returns the
 /// component's path. Cargo's progress goes to stderr as usual.
 fn build_component(dir: &Path) -> anyhow::Result<PathBuf> {
+    if !dir.join("Cargo.toml").is_file() && dir.join("package.json").is_file() {
+        return super::scaffold_js::build_js_project(dir);
+    }
     if !dir.join("Cargo.toml").is_file() {
         bail!(
-            "{} has no Cargo.toml: give the directory of a plugin project (`veneer plugin new NAME` makes one)",
+            "{} has no Cargo.toml or package.json: give the directory of a plugin project (`veneer plugin new NAME` makes one)",
             dir.display()
         );
     }
