@@ -30,8 +30,13 @@ fn describe_reports_the_hooks_each_plugin_implements() {
         info.imports
     );
 
+    // The 0.2.0 build implements every hook, product-category included; its
+    // frozen 0.1.0 build the four 0.1.0 has.
     let hostile = load(built_plugins::HOSTILE);
-    assert_eq!(hostile.info().hooks.len(), 4);
+    assert_eq!(hostile.info().hooks.len(), 5);
+    assert!(hostile.info().hooks.contains(&Hook::ProductCategory));
+    let hostile_v1 = load(built_plugins::v0_1_0::HOSTILE);
+    assert_eq!(hostile_v1.info().hooks.len(), 4);
 }
 
 #[test]
@@ -252,4 +257,55 @@ fn loaded_plugins_are_bounded_by_weight_and_reload_on_demand() {
         (&s, &base().decide_commission(&s)),
     );
     assert_eq!(run.outcome.kind(), OutcomeKind::Ok);
+}
+
+/// WIT 0.1.0 stays served: each example's frozen 0.1.0 build and its 0.2.0
+/// rebuild (SDK v2) give the same answers, side by side in one runtime.
+#[test]
+fn a_plugins_0_1_0_build_and_its_0_2_0_build_agree() {
+    let pairs = [
+        (
+            built_plugins::v0_1_0::LUXURY_CONSIGNMENT,
+            built_plugins::LUXURY_CONSIGNMENT,
+        ),
+        (
+            built_plugins::v0_1_0::SNEAKER_STORE,
+            built_plugins::SNEAKER_STORE,
+        ),
+    ];
+    let resolver = Resolver::new(runtime(), base());
+    for (old, new) in pairs {
+        let (old, new) = (load(old), load(new));
+        assert_ne!(old.info().sha256, new.info().sha256);
+        for (category, price) in [("bags", 250_000), ("sneakers", 18_000), ("watches", 900)] {
+            let sale = sale(category, price);
+            let decision = base().decide_commission(&sale);
+            let answer = |plugin| {
+                resolver
+                    .resolve::<hook::Commission>(
+                        Some(plugin),
+                        None,
+                        settings("{}"),
+                        &Quota::default(),
+                        (&sale, &decision),
+                        (),
+                    )
+                    .value
+            };
+            assert_eq!(answer(&old), answer(&new), "{category} {price}");
+        }
+        let categories = |plugin| {
+            resolver
+                .resolve::<hook::Categories>(
+                    Some(plugin),
+                    None,
+                    settings("{}"),
+                    &Quota::default(),
+                    &base().categories,
+                    (),
+                )
+                .value
+        };
+        assert_eq!(categories(&old), categories(&new));
+    }
 }
