@@ -5,38 +5,43 @@
 //! added by naming it in the email settings. The use cases are
 //! [`crate::app::sending_domains`]'.
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::admin::tenant_id;
 use crate::app;
 use crate::app::sending_domains::SendingDomainView;
-use crate::http::ApiResult;
 use crate::http::body::Sorted;
 use crate::http::context::{Member, PlatformAdmin, TenantAdmin};
+use crate::http::openapi::{HOST, MEMBER, PLATFORM_ADMIN, TENANT_HOST, TOKEN, errors};
+use crate::http::{ApiResult, Code};
 use crate::state::AppState;
 
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/email/domains", get(list))
-        .route("/v1/email/domains/{domain}", get(show).delete(remove))
-        .route("/v1/email/domains/{domain}/check", post(check))
-        .route("/v1/email/domains/{domain}/rotate", post(rotate))
-        .route("/v1/admin/tenants/{id}/email/domains", get(admin_list))
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(show, remove))
+        .routes(routes!(check))
+        .routes(routes!(rotate))
+        .routes(routes!(admin_list))
 }
 
 /// `GET /v1/email/domains`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct DomainsBody {
+    #[schema(value_type = Vec<SendingDomainView>)]
     domains: Vec<Sorted<SendingDomainView>>,
 }
 
 /// One sending domain.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct DomainBody {
+    #[schema(value_type = SendingDomainView)]
     domain: Sorted<SendingDomainView>,
 }
 
@@ -46,6 +51,17 @@ fn one(view: SendingDomainView) -> Json<DomainBody> {
     })
 }
 
+/// The tenant's sending domains: status, DKIM keys, records to publish.
+#[utoipa::path(
+    get,
+    path = "/v1/email/domains",
+    tag = "email",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = DomainsBody),
+    ),
+    extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER])))),
+)]
 async fn list(State(app): State<AppState>, member: Member) -> ApiResult<Json<DomainsBody>> {
     let domains = app::sending_domains::list(&app, member.tenant.id()).await?;
     Ok(Json(DomainsBody {
@@ -53,6 +69,18 @@ async fn list(State(app): State<AppState>, member: Member) -> ApiResult<Json<Dom
     }))
 }
 
+/// One sending domain.
+#[utoipa::path(
+    get,
+    path = "/v1/email/domains/{domain}",
+    tag = "email",
+    security(("bearer" = [])),
+    params(("domain" = String, Path, description = "The sending domain")),
+    responses(
+        (status = 200, body = DomainBody),
+    ),
+    extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER, &[Code::NotFound]])))),
+)]
 async fn show(
     State(app): State<AppState>,
     member: Member,
@@ -66,6 +94,18 @@ async fn show(
     .await?))
 }
 
+/// Checks a sending domain's DNS now (admins).
+#[utoipa::path(
+    post,
+    path = "/v1/email/domains/{domain}/check",
+    tag = "email",
+    security(("bearer" = [])),
+    params(("domain" = String, Path, description = "The sending domain")),
+    responses(
+        (status = 202, body = DomainBody, description = "A check is queued"),
+    ),
+    extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER, &[Code::NotFound, Code::Conflict]])))),
+)]
 async fn check(
     State(app): State<AppState>,
     admin: TenantAdmin,
@@ -75,6 +115,18 @@ async fn check(
     Ok((StatusCode::ACCEPTED, one(view)))
 }
 
+/// Starts a DKIM key rotation (admins).
+#[utoipa::path(
+    post,
+    path = "/v1/email/domains/{domain}/rotate",
+    tag = "email",
+    security(("bearer" = [])),
+    params(("domain" = String, Path, description = "The sending domain")),
+    responses(
+        (status = 201, body = DomainBody, description = "A new DKIM key to publish"),
+    ),
+    extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER, &[Code::NotFound, Code::Conflict, Code::Invalid]])))),
+)]
 async fn rotate(
     State(app): State<AppState>,
     admin: TenantAdmin,
@@ -86,6 +138,18 @@ async fn rotate(
     Ok((StatusCode::CREATED, one(view)))
 }
 
+/// Removes a sending domain (admins).
+#[utoipa::path(
+    delete,
+    path = "/v1/email/domains/{domain}",
+    tag = "email",
+    security(("bearer" = [])),
+    params(("domain" = String, Path, description = "The sending domain")),
+    responses(
+        (status = 204, description = "Removed"),
+    ),
+    extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER, &[Code::NotFound, Code::Conflict]])))),
+)]
 async fn remove(
     State(app): State<AppState>,
     admin: TenantAdmin,
@@ -96,6 +160,18 @@ async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// A tenant's sending domains (platform admins).
+#[utoipa::path(
+    get,
+    path = "/v1/admin/tenants/{id}/email/domains",
+    tag = "email",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The tenant's id")),
+    responses(
+        (status = 200, body = DomainsBody),
+    ),
+    extensions(("x-veneer-errors" = json!(errors(&[HOST, TOKEN, PLATFORM_ADMIN, &[Code::InvalidTenantId, Code::NotFound]])))),
+)]
 async fn admin_list(
     State(app): State<AppState>,
     _admin: PlatformAdmin,
