@@ -60,7 +60,7 @@ struct PurgedBody {
 
 /// A tenant's quota.
 #[derive(Serialize, ToSchema)]
-struct QuotaBody {
+struct TenantQuotaBody {
     #[schema(value_type = Quota)]
     quota: Sorted<Quota>,
     #[schema(value_type = String)]
@@ -69,7 +69,7 @@ struct QuotaBody {
 
 /// `GET /v1/admin/audit`.
 #[derive(Serialize, ToSchema)]
-struct AuditBody {
+struct AdminAuditBody {
     #[schema(value_type = Vec<AuditRecord>)]
     audit: Sorted<Vec<AuditRecord>>,
     /// The cursor of the next (older) page: `?before=<next>`.
@@ -521,14 +521,14 @@ async fn import(
     tag = "admin",
     security(("bearer" = [])),
     params(("id" = String, Path, description = "The tenant's id")),
-    responses((status = 200, body = QuotaBody)),
+    responses((status = 200, body = TenantQuotaBody)),
     extensions(("x-veneer-errors" = json!(errors(&[HOST, TOKEN, PLATFORM_ADMIN, &[Code::InvalidTenantId, Code::NotFound]])))),
 )]
 async fn get_quota(
     State(app): State<AppState>,
     _admin: PlatformAdmin,
     Path(id): Path<String>,
-) -> ApiResult<Json<QuotaBody>> {
+) -> ApiResult<Json<TenantQuotaBody>> {
     let id = tenant_id(&id)?;
     app.storage
         .platform()
@@ -539,7 +539,7 @@ async fn get_quota(
         Some(json) => serde_json::from_str(&json).map_err(ApiError::internal)?,
         None => Quota::default(),
     };
-    Ok(Json(QuotaBody {
+    Ok(Json(TenantQuotaBody {
         quota: Sorted(quota),
         tenant: Sorted(id),
     }))
@@ -553,7 +553,7 @@ async fn get_quota(
     security(("bearer" = [])),
     params(("id" = String, Path, description = "The tenant's id")),
     request_body = Quota,
-    responses((status = 200, body = QuotaBody)),
+    responses((status = 200, body = TenantQuotaBody)),
     extensions(("x-veneer-errors" = json!(errors(&[HOST, TOKEN, PLATFORM_ADMIN, JSON, &[Code::InvalidTenantId, Code::InvalidQuota, Code::NotFound]])))),
 )]
 async fn set_quota(
@@ -561,13 +561,13 @@ async fn set_quota(
     admin: PlatformAdmin,
     Path(id): Path<String>,
     JsonBody(quota): JsonBody<Quota>,
-) -> ApiResult<Json<QuotaBody>> {
+) -> ApiResult<Json<TenantQuotaBody>> {
     let id = tenant_id(&id)?;
     quota
         .validate()
         .map_err(|err| ApiError::new(Code::InvalidQuota, err.to_string()))?;
     app::admin::set_quota(&app, &admin.0.subject, &id, &quota).await?;
-    Ok(Json(QuotaBody {
+    Ok(Json(TenantQuotaBody {
         quota: Sorted(quota),
         tenant: Sorted(id),
     }))
@@ -591,14 +591,14 @@ struct AuditQuery {
     tag = "admin",
     security(("bearer" = [])),
     params(AuditQuery),
-    responses((status = 200, body = AuditBody)),
+    responses((status = 200, body = AdminAuditBody)),
     extensions(("x-veneer-errors" = json!(errors(&[HOST, TOKEN, PLATFORM_ADMIN, QUERY, &[Code::InvalidTenantId]])))),
 )]
 async fn audit(
     State(app): State<AppState>,
     _admin: PlatformAdmin,
     ApiQuery(q): ApiQuery<AuditQuery>,
-) -> ApiResult<Json<AuditBody>> {
+) -> ApiResult<Json<AdminAuditBody>> {
     let tenant = q.tenant.as_deref().map(tenant_id).transpose()?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1_000);
     let rows = app
@@ -609,7 +609,7 @@ async fn audit(
     let next = (rows.len() == limit as usize)
         .then(|| rows.last().map(|r| r.id))
         .flatten();
-    Ok(Json(AuditBody {
+    Ok(Json(AdminAuditBody {
         audit: Sorted(rows),
         next,
     }))

@@ -182,6 +182,7 @@ pub fn finish(mut doc: Value) -> Value {
         .expect("components is an object")
         .entry("schemas")
         .or_insert_with(|| json!({}))["Error"] = error_schema();
+    any_of(&mut doc);
     let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
         return doc;
     };
@@ -194,6 +195,23 @@ pub fn finish(mut doc: Value) -> Value {
         }
     }
     doc
+}
+
+/// utoipa writes `oneOf` for untagged enums and for `Option`s, but serde
+/// takes the first variant that fits, and variants overlap (a value of
+/// `{"type":"null"}`-or-any, a variant whose fields another has too): the
+/// document says `anyOf`, which is what the JSON answers hold to.
+fn any_of(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            if let Some(variants) = map.remove("oneOf") {
+                map.insert("anyOf".to_owned(), variants);
+            }
+            map.values_mut().for_each(any_of);
+        }
+        Value::Array(items) => items.iter_mut().for_each(any_of),
+        _ => {}
+    }
 }
 
 fn add_errors(path: &str, method: &str, operation: &mut Value) {
@@ -410,6 +428,60 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Schemas are named by their type's name alone: two `ToSchema` types of
+    /// one name would be one component, the later hiding the earlier.
+    #[test]
+    fn no_two_schema_types_share_a_name() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut seen = std::collections::BTreeMap::new();
+        let mut dirs = vec![
+            root.join("src"),
+            root.join("core/src"),
+            root.join("runtime/src"),
+            root.join("storage/src"),
+        ];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).expect("a source folder") {
+                let path = entry.expect("an entry").path();
+                if path.is_dir() {
+                    dirs.push(path);
+                    continue;
+                }
+                if path.extension().is_none_or(|e| e != "rs") {
+                    continue;
+                }
+                let text = std::fs::read_to_string(&path).expect("readable");
+                let lines: Vec<&str> = text.lines().collect();
+                for (n, line) in lines.iter().enumerate() {
+                    if !(line.trim_start().starts_with("#[derive(") && line.contains("ToSchema")) {
+                        continue;
+                    }
+                    let name = lines[n..]
+                        .iter()
+                        .take(12)
+                        .find_map(|l| {
+                            let l = l.trim_start().trim_start_matches("pub(crate) ");
+                            let l = l.trim_start_matches("pub ");
+                            let rest = l.strip_prefix("struct ").or(l.strip_prefix("enum "))?;
+                            Some(
+                                rest.split(|c: char| !c.is_alphanumeric() && c != '_')
+                                    .next()?
+                                    .to_owned(),
+                            )
+                        })
+                        .expect("a type after the derive");
+                    if let Some(other) = seen.insert(name.clone(), path.display().to_string()) {
+                        panic!(
+                            "two schema types named {name}: {other} and {}",
+                            path.display()
+                        );
+                    }
+                }
+            }
+        }
+        assert!(seen.len() > 50);
     }
 
     #[test]

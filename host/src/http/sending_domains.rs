@@ -33,20 +33,20 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
 
 /// `GET /v1/email/domains`.
 #[derive(Serialize, ToSchema)]
-struct DomainsBody {
+struct SendingDomainsBody {
     #[schema(value_type = Vec<SendingDomainView>)]
     domains: Vec<Sorted<SendingDomainView>>,
 }
 
 /// One sending domain.
 #[derive(Serialize, ToSchema)]
-struct DomainBody {
+struct SendingDomainBody {
     #[schema(value_type = SendingDomainView)]
     domain: Sorted<SendingDomainView>,
 }
 
-fn one(view: SendingDomainView) -> Json<DomainBody> {
-    Json(DomainBody {
+fn one(view: SendingDomainView) -> Json<SendingDomainBody> {
+    Json(SendingDomainBody {
         domain: Sorted(view),
     })
 }
@@ -58,13 +58,13 @@ fn one(view: SendingDomainView) -> Json<DomainBody> {
     tag = "email",
     security(("bearer" = [])),
     responses(
-        (status = 200, body = DomainsBody),
+        (status = 200, body = SendingDomainsBody),
     ),
     extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER])))),
 )]
-async fn list(State(app): State<AppState>, member: Member) -> ApiResult<Json<DomainsBody>> {
+async fn list(State(app): State<AppState>, member: Member) -> ApiResult<Json<SendingDomainsBody>> {
     let domains = app::sending_domains::list(&app, member.tenant.id()).await?;
-    Ok(Json(DomainsBody {
+    Ok(Json(SendingDomainsBody {
         domains: domains.into_iter().map(Sorted).collect(),
     }))
 }
@@ -77,7 +77,7 @@ async fn list(State(app): State<AppState>, member: Member) -> ApiResult<Json<Dom
     security(("bearer" = [])),
     params(("domain" = String, Path, description = "The sending domain")),
     responses(
-        (status = 200, body = DomainBody),
+        (status = 200, body = SendingDomainBody),
     ),
     extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER, &[Code::NotFound]])))),
 )]
@@ -85,7 +85,7 @@ async fn show(
     State(app): State<AppState>,
     member: Member,
     Path(domain): Path<String>,
-) -> ApiResult<Json<DomainBody>> {
+) -> ApiResult<Json<SendingDomainBody>> {
     Ok(one(app::sending_domains::get(
         &app,
         member.tenant.id(),
@@ -102,7 +102,7 @@ async fn show(
     security(("bearer" = [])),
     params(("domain" = String, Path, description = "The sending domain")),
     responses(
-        (status = 202, body = DomainBody, description = "A check is queued"),
+        (status = 202, body = SendingDomainBody, description = "A check is queued"),
     ),
     extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER, &[Code::NotFound, Code::Conflict]])))),
 )]
@@ -110,7 +110,7 @@ async fn check(
     State(app): State<AppState>,
     admin: TenantAdmin,
     Path(domain): Path<String>,
-) -> ApiResult<(StatusCode, Json<DomainBody>)> {
+) -> ApiResult<(StatusCode, Json<SendingDomainBody>)> {
     let view = app::sending_domains::check_now(&app, admin.tenant.id(), &domain).await?;
     Ok((StatusCode::ACCEPTED, one(view)))
 }
@@ -123,7 +123,7 @@ async fn check(
     security(("bearer" = [])),
     params(("domain" = String, Path, description = "The sending domain")),
     responses(
-        (status = 201, body = DomainBody, description = "A new DKIM key to publish"),
+        (status = 201, body = SendingDomainBody, description = "A new DKIM key to publish"),
     ),
     extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER, &[Code::NotFound, Code::Conflict, Code::Invalid]])))),
 )]
@@ -131,7 +131,7 @@ async fn rotate(
     State(app): State<AppState>,
     admin: TenantAdmin,
     Path(domain): Path<String>,
-) -> ApiResult<(StatusCode, Json<DomainBody>)> {
+) -> ApiResult<(StatusCode, Json<SendingDomainBody>)> {
     let view =
         app::sending_domains::rotate(&app, admin.tenant.id(), &admin.principal.subject, &domain)
             .await?;
@@ -168,7 +168,7 @@ async fn remove(
     security(("bearer" = [])),
     params(("id" = String, Path, description = "The tenant's id")),
     responses(
-        (status = 200, body = DomainsBody),
+        (status = 200, body = SendingDomainsBody),
     ),
     extensions(("x-veneer-errors" = json!(errors(&[HOST, TOKEN, PLATFORM_ADMIN, &[Code::InvalidTenantId, Code::NotFound]])))),
 )]
@@ -176,7 +176,7 @@ async fn admin_list(
     State(app): State<AppState>,
     _admin: PlatformAdmin,
     Path(id): Path<String>,
-) -> ApiResult<Json<DomainsBody>> {
+) -> ApiResult<Json<SendingDomainsBody>> {
     let tenant = tenant_id(&id)?;
     app.storage
         .platform()
@@ -184,7 +184,7 @@ async fn admin_list(
         .await?
         .ok_or_else(|| crate::http::ApiError::not_found(format!("no tenant `{tenant}`")))?;
     let domains = app::sending_domains::list(&app, &tenant).await?;
-    Ok(Json(DomainsBody {
+    Ok(Json(SendingDomainsBody {
         domains: domains.into_iter().map(Sorted).collect(),
     }))
 }

@@ -84,6 +84,19 @@ pub fn check(
     if media != "application/json" {
         return Ok(());
     }
+    let decoded;
+    let body = if headers
+        .get(header::CONTENT_ENCODING)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"))
+    {
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(body), &mut out)
+            .map_err(|err| format!("{here} with a gzip body that does not decode: {err}"))?;
+        decoded = out;
+        &decoded[..]
+    } else {
+        body
+    };
     let instance: Value = serde_json::from_slice(body)
         .map_err(|err| format!("{here} with a body that is not JSON: {err}"))?;
     let Some(schema) = documented.get("schema") else {
