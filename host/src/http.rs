@@ -4,8 +4,11 @@
 //! `context`. Handlers are adapters: they extract, call a use case of
 //! [`crate::app`] (or `storage` directly for plain reads and writes), and map
 //! results and errors to responses; they run no SQL and touch no wasmtime type
-//! themselves. Nothing outside this module imports it (but `server`, which
-//! mounts [`router`]).
+//! themselves. Each handler carries its OpenAPI operation (`#[utoipa::path]`)
+//! and is registered through utoipa-axum's `routes!`, so the router and the
+//! document at `GET /v1/openapi.json` ([`openapi`]) come from one list.
+//! Nothing outside this module imports it (but `server`, which mounts
+//! [`router`], and the tests' contract check, which reads the document).
 //!
 //! Every request has a time limit (`--request-timeout-ms`, default 30 s; plugin
 //! uploads get the compile timeout on top): past it the handler is dropped and
@@ -27,6 +30,7 @@ mod health;
 mod installations;
 mod jobs;
 mod metrics;
+pub mod openapi;
 mod policies;
 mod rollout;
 mod sending_domains;
@@ -45,6 +49,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use context::{
     Member, PlatformAdmin, PlatformHost, TenantAdmin, TenantCtx, TenantHost, request_host,
@@ -56,6 +62,29 @@ pub use tls::{redirect_router, with_hsts};
 
 use crate::state::AppState;
 
+/// Every route of the API with its OpenAPI operation, each module's routes
+/// merged (registered through utoipa-axum's `routes!`, so a route cannot be
+/// served without being in the document); `max_import` bounds an archive
+/// import's body, in bytes.
+pub(crate) fn routes(max_import: usize) -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(openapi::openapi_json))
+        .merge(health::routes())
+        .merge(traffic::routes())
+        .merge(tenant::routes())
+        .merge(installations::routes())
+        .merge(policies::routes())
+        .merge(rollout::routes())
+        .merge(admin::routes(max_import))
+        .merge(domains::routes())
+        .merge(tls::routes())
+        .merge(jobs::routes())
+        .merge(shopify::routes())
+        .merge(clerk::routes())
+        .merge(email::routes())
+        .merge(sending_domains::routes())
+}
+
 /// The whole API.
 pub fn router(state: AppState) -> Router {
     let max_body = state.config.max_body_bytes;
@@ -64,27 +93,14 @@ pub fn router(state: AppState) -> Router {
         upload: state.config.request_timeout()
             + Duration::from_secs(state.config.compile_timeout_secs),
     };
-    let router = Router::new();
+    let (router, _) = routes(
+        usize::try_from(state.config.backups.max_import_mib.saturating_mul(1 << 20))
+            .unwrap_or(usize::MAX),
+    )
+    .split_for_parts();
     #[cfg(feature = "bench-native")]
     let router = router.merge(bench::routes());
     router
-        .merge(health::routes())
-        .merge(traffic::routes())
-        .merge(tenant::routes())
-        .merge(installations::routes())
-        .merge(policies::routes())
-        .merge(rollout::routes())
-        .merge(admin::routes(
-            usize::try_from(state.config.backups.max_import_mib.saturating_mul(1 << 20))
-                .unwrap_or(usize::MAX),
-        ))
-        .merge(domains::routes())
-        .merge(tls::routes())
-        .merge(jobs::routes())
-        .merge(shopify::routes())
-        .merge(clerk::routes())
-        .merge(email::routes())
-        .merge(sending_domains::routes())
         .fallback(|| async {
             ApiError::new(
                 Code::NoRoute,

@@ -41,7 +41,7 @@ use crate::validate::{self, Violation};
 use veneer_core::policy::Policy;
 
 /// Where a served value came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Source {
     /// The base configuration (no plugin, hook not implemented, or fallback).
@@ -389,7 +389,7 @@ pub struct Checked<T> {
 }
 
 /// A live release of a chain, as named in what it produced.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ReleaseRef {
     /// The installation.
     pub installation: String,

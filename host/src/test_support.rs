@@ -8,7 +8,8 @@
 //! test CA ([`pebble`]), a real Prometheus scraping a server ([`prometheus`]), an
 //! OpenTelemetry collector's trace endpoint ([`otlp_receiver`]), a
 //! clock tests move by hand ([`ManualClock`]) and the API
-//! driven in process or over TCP alike ([`api`]).
+//! driven in process or over TCP alike ([`api`]), every answer checked
+//! against the OpenAPI document ([`contract`]).
 //!
 //! Compiled for the crate's own unit tests (`cfg(test)`) and, with the
 //! `test-support` feature, for the integration suites (`tests/e2e`,
@@ -20,6 +21,7 @@
 //! need the database to go away start a private cluster of their own).
 
 pub mod api;
+pub mod contract;
 pub mod dns_server;
 pub mod fake_shopify;
 pub mod otlp_receiver;

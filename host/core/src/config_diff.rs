@@ -20,7 +20,7 @@ pub struct Sections<'a> {
 }
 
 /// The difference, `before` → `after`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ConfigDiff {
     /// Nothing changes.
     pub unchanged: bool,
@@ -31,7 +31,7 @@ pub struct ConfigDiff {
 }
 
 /// Category changes, by id.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct CategoriesDiff {
     pub added: Vec<String>,
     pub removed: Vec<String>,
@@ -40,7 +40,7 @@ pub struct CategoriesDiff {
 }
 
 /// A category whose name changes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Renamed {
     pub id: String,
     pub from: String,
@@ -48,7 +48,7 @@ pub struct Renamed {
 }
 
 /// A category whose parent or position changes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Moved {
     pub id: String,
     pub from_parent: Option<String>,
@@ -58,7 +58,7 @@ pub struct Moved {
 }
 
 /// Size chart changes, by id.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct SizeChartsDiff {
     pub added: Vec<String>,
     pub removed: Vec<String>,
@@ -66,7 +66,7 @@ pub struct SizeChartsDiff {
 }
 
 /// What changes inside one size chart.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ChartChange {
     pub id: String,
     /// The columns before and after, when they change.
@@ -78,7 +78,7 @@ pub struct ChartChange {
 }
 
 /// One template's changes as unified diffs (`None`: that part is the same).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct EmailDiff {
     pub id: String,
     pub subject: Option<String>,
@@ -227,7 +227,7 @@ fn emails(
 /// What a commission change does to a set of sales: lines whose fee
 /// changes, totals before and after (in the sales' currency), the largest
 /// increase and decrease on one line, and the same per category.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct BlastRadius {
     pub lines: u64,
     pub affected: u64,
@@ -239,7 +239,7 @@ pub struct BlastRadius {
 }
 
 /// One line's fee before and after.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct LineChange {
     pub order_id: String,
     pub sku: String,
@@ -249,7 +249,7 @@ pub struct LineChange {
 }
 
 /// One category's share of a [`BlastRadius`].
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct CategoryImpact {
     pub lines: u64,
     pub affected: u64,

@@ -24,7 +24,7 @@ pub const MAX_REQUIRED_TEXTS: usize = 20;
 pub const MAX_REQUIRED_TEXT_BYTES: usize = 500;
 
 /// What a plugin's output must keep to be served.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Policy {
     /// Limits on commission decisions.
@@ -36,7 +36,7 @@ pub struct Policy {
 }
 
 /// Limits on a commission decision.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct CommissionPolicy {
     /// Lowest rate, in basis points.
@@ -50,7 +50,7 @@ pub struct CommissionPolicy {
 }
 
 /// Limits on the category tree.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct CategoriesPolicy {
     /// Every base category must still be there (by id).
@@ -60,7 +60,7 @@ pub struct CategoriesPolicy {
 }
 
 /// What every email template must keep.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct EmailsPolicy {
     /// Texts that must appear in both the HTML and the text body.

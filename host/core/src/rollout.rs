@@ -25,7 +25,7 @@ pub const ROLLBACK_SECS: std::ops::RangeInclusive<u64> = 10..=86_400;
 
 /// A tenant's rollout settings; every part optional (the platform's defaults
 /// apply).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RolloutSettings {
     /// Clean shadow calls (none failed) a new release needs before it may be
@@ -46,7 +46,7 @@ pub struct RolloutSettings {
 
 /// A release that fails `failures` times within its first `calls` calls or
 /// `secs` seconds after going live is rolled back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RollbackThresholds {
     /// Failures that trigger the rollback.
@@ -58,7 +58,7 @@ pub struct RollbackThresholds {
 }
 
 /// How much of a tenant's traffic is recorded, and for how long.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Recording {
     /// Share of hook calls recorded, 0 to the platform's maximum.

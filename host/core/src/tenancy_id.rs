@@ -8,8 +8,11 @@ use serde::{Deserialize, Serialize};
 
 /// A tenant's id: its slug, `[a-z0-9][a-z0-9-]{0,62}`, which is also its
 /// subdomain. Cheap to clone.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(try_from = "String", into = "String")]
+#[schema(value_type = String)]
 pub struct TenantId(Arc<str>);
 
 /// A string that is not a valid tenant id.

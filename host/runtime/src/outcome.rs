@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 /// The class of a call's ending, as stored in run records and printed by the CLI.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OutcomeKind {
     /// The hook returned a result (which the resolver then validates).

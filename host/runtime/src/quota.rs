@@ -18,7 +18,7 @@ pub const MAX_MEMORIES: u32 = 2;
 pub const MAX_TABLES: u32 = 4;
 
 /// Resource limits for one plugin call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Quota {
     /// Instruction budget (wasmtime fuel, about one unit per wasm instruction).

@@ -170,7 +170,7 @@ pub struct ImportOptions<'a> {
 }
 
 /// What an import did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ImportReport {
     pub tenant: String,
     pub from_tenant: String,

@@ -29,7 +29,7 @@ pub const MAX_TENANTS: usize = 10_000;
 pub const CHECK_TIME: Duration = Duration::from_secs(120);
 
 /// What a candidate base would do to the tenants.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct BaseReport {
     /// The version served now.
     pub from_version: String,
@@ -47,7 +47,7 @@ pub struct BaseReport {
 }
 
 /// One tenant's effective configuration under the candidate.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TenantImpact {
     /// Sections that change: `categories`, `size_charts`, `emails`.
     pub changed: Vec<&'static str>,

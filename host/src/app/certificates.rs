@@ -43,7 +43,7 @@ pub fn account_aad(directory: &str) -> String {
 }
 
 /// A domain's certificate as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CertificateView {
     /// `pending` (none issued yet) or `issued`.
     pub status: CertificateStatus,

@@ -36,7 +36,7 @@ use crate::tenancy::TenantId;
 pub const ACTOR: &str = "clerk";
 
 /// What a delivery came to.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case", tag = "status")]
 pub enum Outcome {
     /// Acted on; `action` says what was done.
@@ -57,7 +57,7 @@ pub enum Outcome {
 }
 
 /// A delivery accepted (signature good).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Accepted {
     /// The event's type, as sent.
     pub event: String,

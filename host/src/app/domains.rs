@@ -24,7 +24,7 @@ use crate::tenancy::TenantId;
 pub const CHALLENGE_LABEL: &str = "_veneer-challenge";
 
 /// A domain as the API shows it: the claim and the records to publish.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DomainView {
     /// The claim: status, last check and what it found.
     #[serde(flatten)]
@@ -39,7 +39,7 @@ pub struct DomainView {
 }
 
 /// A DNS record to publish.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DnsRecord {
     /// `TXT` or `CNAME`.
     #[serde(rename = "type")]

@@ -267,7 +267,7 @@ fn render_or_base(
 /// A tenant admin's email settings, as given: trimmed and checked by
 /// [`save_settings`]. The SMTP password comes in clear and is sealed there;
 /// omitted, the stored one is kept; empty, it is removed.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SettingsChange {
     pub sending_domain: String,
@@ -381,7 +381,7 @@ pub async fn save_settings(
 }
 
 /// Who a tenant's mail goes out as, and why.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SendingAs {
     /// The From address used.
     pub from_address: String,

@@ -38,7 +38,7 @@ pub const MAX_SENDING_DOMAINS: usize = 10;
 static KEYGEN: LazyLock<Semaphore> = LazyLock::new(|| Semaphore::new(1));
 
 /// A sending domain as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SendingDomainView {
     /// Its status, keys (public halves) and what the last check found.
     #[serde(flatten)]
@@ -50,7 +50,7 @@ pub struct SendingDomainView {
 }
 
 /// A DNS record to publish for a sending domain.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RecordToPublish {
     /// `dkim`, `spf` or `dmarc`.
     pub purpose: &'static str,

@@ -267,7 +267,7 @@ pub async fn stop(
 }
 
 /// What a release's shadow runs found.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Report {
     /// The installation.
     pub installation: String,
@@ -296,7 +296,7 @@ pub struct Report {
 }
 
 /// How a draft changes fees in one currency, in minor units.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct FeeDeltas {
     /// Runs in this currency.
     pub calls: u64,
@@ -316,7 +316,7 @@ pub struct FeeDeltas {
 }
 
 /// Percentiles of the draft step's use.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct Usage {
     /// Fuel: p50, p99, max.
     pub fuel: [u64; 3],
@@ -327,7 +327,7 @@ pub struct Usage {
 }
 
 /// One differing or failed run, in full.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Sample {
     /// The draft step's outcome.
     pub outcome: String,
@@ -340,7 +340,7 @@ pub struct Sample {
 }
 
 /// The activation gate for one release.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Gate {
     /// Clean shadow runs required (0: no gate).
     pub required: u32,

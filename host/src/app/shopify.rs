@@ -21,7 +21,7 @@ use crate::storage::{NewJob, ShopifyStoreRecord};
 use crate::tenancy::TenantId;
 
 /// What a tenant admin gives to connect a store (a custom app's credentials).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Connect {
     /// `<shop>.myshopify.com` (trimmed and lowercased here).

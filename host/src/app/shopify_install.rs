@@ -48,7 +48,7 @@ const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(15);
 type HmacSha256 = Hmac<Sha256>;
 
 /// What a tenant admin gives to set the tenant's app.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AppSettings {
     /// The app's client id (API key).
@@ -60,7 +60,7 @@ pub struct AppSettings {
 }
 
 /// The tenant's app as shown (never the secret).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AppView {
     pub client_id: String,
     pub scopes: Vec<String>,

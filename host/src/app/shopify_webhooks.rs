@@ -35,7 +35,7 @@ pub const SYNC_JOB_ATTEMPTS: u32 = 8;
 const MAX_SUBSCRIPTIONS: usize = 100;
 
 /// One subscription as Shopify lists it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Subscription {
     pub id: String,
     pub topic: String,
@@ -43,7 +43,7 @@ pub struct Subscription {
 }
 
 /// What a sync did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct SyncReport {
     /// Where the shop now delivers.
     pub address: String,

@@ -38,7 +38,7 @@ pub const MAX_HTML_OUTPUT: usize = 1024 * 1024;
 pub const MAX_TEXT_OUTPUT: usize = 512 * 1024;
 
 /// A rendered message body.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Rendered {
     /// The subject line.
     pub subject: String,

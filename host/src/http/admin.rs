@@ -3,102 +3,112 @@
 //! purge, custom domains, per-plugin quotas, and the audit log of every tenant. Input shapes are checked here; the
 //! changes themselves (audit, invalidation) are [`crate::app::admin`]'s.
 
+use axum::Json;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::{
-    Json, Router,
-    routing::{get, post, put},
-};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
 use crate::app;
 use crate::http::body::Sorted;
 use crate::http::context::{ApiQuery, JsonBody, PlatformAdmin, RawBody};
+use crate::http::openapi::{HOST, JSON, PLATFORM_ADMIN, QUERY, RAW, TOKEN, errors};
 use crate::http::{ApiError, ApiResult, Code};
 use crate::runtime::Quota;
 use crate::state::AppState;
-use crate::storage::{TenantPatch, TenantStatus};
+use crate::storage::{AuditRecord, PurgeReport, TenantPatch, TenantRecord, TenantStatus};
 use crate::tenancy::TenantId;
 
 // Response bodies: fields in alphabetical order, nested records sorted (see
 // `http::body`).
 
 /// One tenant.
-#[derive(Serialize)]
-struct TenantBody<T> {
-    tenant: Sorted<T>,
+#[derive(Serialize, ToSchema)]
+struct TenantBody {
+    #[schema(value_type = TenantRecord)]
+    tenant: Sorted<TenantRecord>,
 }
 
 /// `GET /v1/admin/tenants`.
-#[derive(Serialize)]
-struct TenantsBody<T> {
-    tenants: Sorted<T>,
+#[derive(Serialize, ToSchema)]
+struct TenantsBody {
+    #[schema(value_type = Vec<TenantRecord>)]
+    tenants: Sorted<Vec<TenantRecord>>,
 }
 
 /// `GET /v1/admin/tenants/{id}`.
-#[derive(Serialize)]
-struct ShowBody<D, T> {
-    domains: D,
+#[derive(Serialize, ToSchema)]
+struct ShowBody {
+    domains: Vec<app::domains::DomainView>,
+    /// The tenant's quota, when a platform admin set one.
+    #[schema(value_type = Option<Quota>)]
     quota: Option<Value>,
-    tenant: Sorted<T>,
+    #[schema(value_type = TenantRecord)]
+    tenant: Sorted<TenantRecord>,
 }
 
 /// `POST /v1/admin/tenants/{id}/purge`.
-#[derive(Serialize)]
-struct PurgedBody<T> {
-    purged: Sorted<T>,
+#[derive(Serialize, ToSchema)]
+struct PurgedBody {
+    #[schema(value_type = PurgeReport)]
+    purged: Sorted<PurgeReport>,
 }
 
 /// A tenant's quota.
-#[derive(Serialize)]
-struct QuotaBody {
+#[derive(Serialize, ToSchema)]
+struct TenantQuotaBody {
+    #[schema(value_type = Quota)]
     quota: Sorted<Quota>,
+    #[schema(value_type = String)]
     tenant: Sorted<TenantId>,
 }
 
 /// `GET /v1/admin/audit`.
-#[derive(Serialize)]
-struct AuditBody<T> {
-    audit: Sorted<T>,
+#[derive(Serialize, ToSchema)]
+struct AdminAuditBody {
+    #[schema(value_type = Vec<AuditRecord>)]
+    audit: Sorted<Vec<AuditRecord>>,
     /// The cursor of the next (older) page: `?before=<next>`.
     #[serde(skip_serializing_if = "Option::is_none")]
     next: Option<i64>,
 }
 
 /// The routes; `max_import` bounds an import's body, in bytes.
-pub(crate) fn routes(max_import: usize) -> Router<AppState> {
-    Router::new()
-        .route("/v1/admin/tenants", get(list).post(create))
-        .route(
-            "/v1/admin/tenants/{id}",
-            get(show).patch(update).delete(delete),
-        )
-        .route("/v1/admin/tenants/{id}/restore", post(restore))
-        .route("/v1/admin/tenants/{id}/purge", post(purge))
-        .route("/v1/admin/tenants/{id}/export", post(export))
-        .route(
-            "/v1/admin/tenants/import",
-            post(import).layer(DefaultBodyLimit::max(max_import)),
-        )
-        .route(
-            "/v1/admin/tenants/{id}/quota",
-            put(set_quota).get(get_quota),
-        )
-        .route("/v1/admin/audit", get(audit))
-        .route("/v1/admin/base/check", axum::routing::post(check_base))
-        .route("/v1/admin/base/reload", axum::routing::post(reload_base))
+pub(crate) fn routes(max_import: usize) -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(show, update, delete))
+        .routes(routes!(restore))
+        .routes(routes!(purge))
+        .routes(routes!(export))
+        .routes(routes!(import).layer(DefaultBodyLimit::max(max_import)))
+        .routes(routes!(get_quota, set_quota))
+        .routes(routes!(audit))
+        .routes(routes!(check_base))
+        .routes(routes!(reload_base))
 }
 
 /// `POST /v1/admin/base/check` and `…/reload`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct BaseBody {
+    #[schema(value_type = app::base::BaseReport)]
     base: Sorted<app::base::BaseReport>,
 }
 
 /// What the base configuration on disk would change, tenant by tenant;
 /// nothing is swapped.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/base/check",
+    tag = "admin",
+    security(("bearer" = [])),
+    responses((status = 200, body = BaseBody)),
+    extensions(("x-veneer-errors" = json!(errors(&[HOST, TOKEN, PLATFORM_ADMIN, &[Code::InvalidBase]])))),
+)]
 async fn check_base(
     State(app): State<AppState>,
     _admin: PlatformAdmin,
@@ -111,6 +121,14 @@ async fn check_base(
 
 /// Swaps in the base configuration on disk (on every node) and reports what
 /// it changed.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/base/reload",
+    tag = "admin",
+    security(("bearer" = [])),
+    responses((status = 200, body = BaseBody)),
+    extensions(("x-veneer-errors" = json!(errors(&[HOST, TOKEN, PLATFORM_ADMIN, &[Code::InvalidBase, Code::Conflict]])))),
+)]
 async fn reload_base(
     State(app): State<AppState>,
     admin: PlatformAdmin,
@@ -125,7 +143,7 @@ pub(crate) fn tenant_id(id: &str) -> ApiResult<TenantId> {
     TenantId::new(id).map_err(|err| ApiError::new(Code::InvalidTenantId, err.to_string()))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateTenant {
     id: String,
@@ -136,11 +154,21 @@ struct CreateTenant {
     max_concurrency: Option<u32>,
 }
 
+/// Creates a tenant.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/tenants",
+    tag = "admin",
+    security(("bearer" = [])),
+    request_body = CreateTenant,
+    responses((status = 201, body = TenantBody)),
+    extensions(("x-veneer-errors" = json!(errors(&[HOST, TOKEN, PLATFORM_ADMIN, JSON, &[Code::InvalidTenantId, Code::InvalidName, Code::InvalidLimit, Code::Invalid, Code::Conflict]])))),
+)]
 async fn create(
     State(app): State<AppState>,
     admin: PlatformAdmin,
     JsonBody(body): JsonBody<CreateTenant>,
-) -> ApiResult<(StatusCode, Json<TenantBody<impl Serialize>>)> {
+) -> ApiResult<(StatusCode, Json<TenantBody>)> {
     let new = app::admin::new_tenant(app::admin::TenantSpec {
         id: tenant_id(&body.id)?,
         name: body.name,
@@ -158,20 +186,36 @@ async fn create(
     ))
 }
 
-async fn list(
-    State(app): State<AppState>,
-    _admin: PlatformAdmin,
-) -> ApiResult<Json<TenantsBody<impl Serialize>>> {
+/// Every tenant.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/tenants",
+    tag = "admin",
+    security(("bearer" = [])),
+    responses((status = 200, body = TenantsBody)),
+    extensions(("x-veneer-errors" = json!(errors(&[HOST, TOKEN, PLATFORM_ADMIN])))),
+)]
+async fn list(State(app): State<AppState>, _admin: PlatformAdmin) -> ApiResult<Json<TenantsBody>> {
     Ok(Json(TenantsBody {
         tenants: Sorted(app.storage.platform().list_tenants().await?),
     }))
 }
 
+/// One tenant, its custom domains and its quota.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/tenants/{id}",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The tenant's id")),
+    responses((status = 200, body = ShowBody)),
+    extensions(("x-veneer-errors" = json!(errors(&[HOST, TOKEN, PLATFORM_ADMIN, &[Code::InvalidTenantId, Code::NotFound]])))),
+)]
 async fn show(
     State(app): State<AppState>,
     _admin: PlatformAdmin,
     Path(id): Path<String>,
-) -> ApiResult<Json<ShowBody<impl Serialize, impl Serialize>>> {
+) -> ApiResult<Json<ShowBody>> {
     let id = tenant_id(&id)?;
     let record = app
         .storage
@@ -188,7 +232,7 @@ async fn show(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct UpdateTenant {
     name: Option<String>,
@@ -200,12 +244,23 @@ struct UpdateTenant {
     max_concurrency: Option<u32>,
 }
 
+/// Changes a tenant: name, organisation, status (suspend, resume), limits.
+#[utoipa::path(
+    patch,
+    path = "/v1/admin/tenants/{id}",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The tenant's id")),
+    request_body = UpdateTenant,
+    responses((status = 200, body = TenantBody)),
+    extensions(("x-veneer-errors" = json!(errors(&[HOST, TOKEN, PLATFORM_ADMIN, JSON, &[Code::InvalidTenantId, Code::InvalidName, Code::InvalidLimit, Code::Invalid, Code::NotFound, Code::Conflict]])))),
+)]
 async fn update(
     State(app): State<AppState>,
     admin: PlatformAdmin,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<UpdateTenant>,
-) -> ApiResult<Json<TenantBody<impl Serialize>>> {
+) -> ApiResult<Json<TenantBody>> {
     let id = tenant_id(&id)?;
     app::admin::check_limits(
         body.rate_limit_per_sec,
@@ -232,11 +287,20 @@ async fn update(
 }
 
 /// Deletes a tenant: no longer served, purged after the grace period.
+#[utoipa::path(
+    delete,
+    path = "/v1/admin/tenants/{id}",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The tenant's id")),
+    responses((status = 200, body = TenantBody)),
+    extensions(("x-veneer-errors" = json!(errors(&[HOST, TOKEN, PLATFORM_ADMIN, &[Code::InvalidTenantId, Code::NotFound, Code::Conflict]])))),
+)]
 async fn delete(
     State(app): State<AppState>,
     admin: PlatformAdmin,
     Path(id): Path<String>,
-) -> ApiResult<Json<TenantBody<impl Serialize>>> {
+) -> ApiResult<Json<TenantBody>> {
     let id = tenant_id(&id)?;
     let record = app::lifecycle::delete_tenant(&app, &admin.0.subject, &id).await?;
     Ok(Json(TenantBody {
@@ -245,11 +309,20 @@ async fn delete(
 }
 
 /// Restores a deleted tenant within its grace period.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/tenants/{id}/restore",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The tenant's id")),
+    responses((status = 200, body = TenantBody)),
+    extensions(("x-veneer-errors" = json!(errors(&[HOST, TOKEN, PLATFORM_ADMIN, &[Code::InvalidTenantId, Code::NotFound, Code::Conflict]])))),
+)]
 async fn restore(
     State(app): State<AppState>,
     admin: PlatformAdmin,
     Path(id): Path<String>,
-) -> ApiResult<Json<TenantBody<impl Serialize>>> {
+) -> ApiResult<Json<TenantBody>> {
     let id = tenant_id(&id)?;
     let record = app::lifecycle::restore_tenant(&app, &admin.0.subject, &id).await?;
     Ok(Json(TenantBody {
@@ -258,11 +331,20 @@ async fn restore(
 }
 
 /// Purges a deleted tenant now, without waiting for its grace period.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/tenants/{id}/purge",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The tenant's id")),
+    responses((status = 200, body = PurgedBody)),
+    extensions(("x-veneer-errors" = json!(errors(&[HOST, TOKEN, PLATFORM_ADMIN, &[Code::InvalidTenantId, Code::NotFound, Code::Conflict]])))),
+)]
 async fn purge(
     State(app): State<AppState>,
     admin: PlatformAdmin,
     Path(id): Path<String>,
-) -> ApiResult<Json<PurgedBody<impl Serialize>>> {
+) -> ApiResult<Json<PurgedBody>> {
     let id = tenant_id(&id)?;
     let report = app::lifecycle::purge_tenant(&app, &admin.0.subject, &id).await?;
     Ok(Json(PurgedBody {
@@ -271,7 +353,7 @@ async fn purge(
 }
 
 /// `POST /v1/admin/tenants/{id}/export`: `{}` for the defaults.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, default)]
 struct ExportRequest {
     /// Seal the tenant's secrets under this key (`<id>:<base64 of 32
@@ -282,6 +364,16 @@ struct ExportRequest {
 }
 
 /// One archive of everything the tenant owns (`application/gzip`), audited.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/tenants/{id}/export",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The tenant's id")),
+    request_body = ExportRequest,
+    responses((status = 200, description = "The archive (`<id>-<time>.veneer.tar.gz`)", content_type = "application/gzip", body = Vec<u8>)),
+    extensions(("x-veneer-errors" = json!(errors(&[HOST, TOKEN, PLATFORM_ADMIN, JSON, &[Code::InvalidTenantId, Code::Invalid, Code::NotFound]])))),
+)]
 async fn export(
     State(app): State<AppState>,
     admin: PlatformAdmin,
@@ -326,7 +418,8 @@ async fn export(
 }
 
 /// `POST /v1/admin/tenants/import` query.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields, default)]
 struct ImportQuery {
     /// Import under this id instead of the archive's.
@@ -341,9 +434,10 @@ struct ImportQuery {
 }
 
 /// `POST /v1/admin/tenants/import`.
-#[derive(Serialize)]
-struct ImportBody<T: Serialize> {
-    import: T,
+#[derive(Serialize, ToSchema)]
+struct ImportBody {
+    #[schema(value_type = app::archives::ImportReport)]
+    import: Sorted<app::archives::ImportReport>,
 }
 
 /// The header carrying the export key of a sealed archive (never a query
@@ -356,13 +450,23 @@ static IMPORTING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
 /// Restores a tenant archive (the body, `application/gzip`) into this
 /// instance, as `veneer tenant import` does, and drops what this node and the
 /// others cached of the tenant.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/tenants/import",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(ImportQuery, ("veneer-export-key" = Option<String>, Header, description = "The key a sealed archive's secrets were sealed under: `<id>:<base64 of 32 bytes>` (never a query parameter)")),
+    request_body(content = Vec<u8>, content_type = "application/gzip", description = "A tenant archive from the export route or `veneer tenant export`"),
+    responses((status = 200, body = ImportBody)),
+    extensions(("x-veneer-errors" = json!(errors(&[HOST, TOKEN, PLATFORM_ADMIN, RAW, &[Code::InvalidTenantId, Code::Invalid, Code::Conflict]])))),
+)]
 async fn import(
     State(app): State<AppState>,
     admin: PlatformAdmin,
     query: Result<Query<ImportQuery>, axum::extract::rejection::QueryRejection>,
     headers: axum::http::HeaderMap,
     RawBody(body): RawBody,
-) -> ApiResult<Json<ImportBody<impl Serialize>>> {
+) -> ApiResult<Json<ImportBody>> {
     let Query(query) = query.map_err(|err| {
         ApiError::new(
             Code::Invalid,
@@ -410,11 +514,21 @@ async fn import(
     }))
 }
 
+/// A tenant's default plugin quota.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/tenants/{id}/quota",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The tenant's id")),
+    responses((status = 200, body = TenantQuotaBody)),
+    extensions(("x-veneer-errors" = json!(errors(&[HOST, TOKEN, PLATFORM_ADMIN, &[Code::InvalidTenantId, Code::NotFound]])))),
+)]
 async fn get_quota(
     State(app): State<AppState>,
     _admin: PlatformAdmin,
     Path(id): Path<String>,
-) -> ApiResult<Json<QuotaBody>> {
+) -> ApiResult<Json<TenantQuotaBody>> {
     let id = tenant_id(&id)?;
     app.storage
         .platform()
@@ -425,41 +539,66 @@ async fn get_quota(
         Some(json) => serde_json::from_str(&json).map_err(ApiError::internal)?,
         None => Quota::default(),
     };
-    Ok(Json(QuotaBody {
+    Ok(Json(TenantQuotaBody {
         quota: Sorted(quota),
         tenant: Sorted(id),
     }))
 }
 
+/// Sets a tenant's default plugin quota.
+#[utoipa::path(
+    put,
+    path = "/v1/admin/tenants/{id}/quota",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The tenant's id")),
+    request_body = Quota,
+    responses((status = 200, body = TenantQuotaBody)),
+    extensions(("x-veneer-errors" = json!(errors(&[HOST, TOKEN, PLATFORM_ADMIN, JSON, &[Code::InvalidTenantId, Code::InvalidQuota, Code::NotFound]])))),
+)]
 async fn set_quota(
     State(app): State<AppState>,
     admin: PlatformAdmin,
     Path(id): Path<String>,
     JsonBody(quota): JsonBody<Quota>,
-) -> ApiResult<Json<QuotaBody>> {
+) -> ApiResult<Json<TenantQuotaBody>> {
     let id = tenant_id(&id)?;
     quota
         .validate()
         .map_err(|err| ApiError::new(Code::InvalidQuota, err.to_string()))?;
     app::admin::set_quota(&app, &admin.0.subject, &id, &quota).await?;
-    Ok(Json(QuotaBody {
+    Ok(Json(TenantQuotaBody {
         quota: Sorted(quota),
         tenant: Sorted(id),
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct AuditQuery {
+    /// Only this tenant's entries.
     tenant: Option<String>,
+    /// Entries per page: 1 to 1000 (default 100).
     limit: Option<u32>,
+    /// The `next` of the previous page.
     before: Option<i64>,
 }
 
+/// The audit log of every tenant (or one), newest first, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/audit",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(AuditQuery),
+    responses((status = 200, body = AdminAuditBody)),
+    extensions(("x-veneer-errors" = json!(errors(&[HOST, TOKEN, PLATFORM_ADMIN, QUERY, &[Code::InvalidTenantId]])))),
+)]
 async fn audit(
     State(app): State<AppState>,
     _admin: PlatformAdmin,
     ApiQuery(q): ApiQuery<AuditQuery>,
-) -> ApiResult<Json<AuditBody<impl Serialize>>> {
+) -> ApiResult<Json<AdminAuditBody>> {
     let tenant = q.tenant.as_deref().map(tenant_id).transpose()?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1_000);
     let rows = app
@@ -470,7 +609,7 @@ async fn audit(
     let next = (rows.len() == limit as usize)
         .then(|| rows.last().map(|r| r.id))
         .flatten();
-    Ok(Json(AuditBody {
+    Ok(Json(AdminAuditBody {
         audit: Sorted(rows),
         next,
     }))

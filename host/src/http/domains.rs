@@ -4,51 +4,47 @@
 //! the DNS records to publish and the last check. The use cases are
 //! [`crate::app::domains`]'.
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::admin::tenant_id;
 use crate::app;
 use crate::app::domains::DomainView;
 use crate::http::body::Sorted;
 use crate::http::context::{JsonBody, Member, PlatformAdmin, TenantAdmin};
+use crate::http::openapi::{HOST, JSON, MEMBER, PLATFORM_ADMIN, TENANT_HOST, TOKEN, errors};
 use crate::http::{ApiError, ApiResult, Code};
 use crate::state::AppState;
 use crate::tenancy::TenantId;
 
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/domains", get(list).post(add))
-        .route("/v1/domains/{domain}", get(show).delete(remove))
-        .route("/v1/domains/{domain}/check", post(check))
-        .route(
-            "/v1/admin/tenants/{id}/domains",
-            get(admin_list).post(admin_add),
-        )
-        .route(
-            "/v1/admin/tenants/{id}/domains/{domain}",
-            get(admin_show).delete(admin_remove),
-        )
-        .route(
-            "/v1/admin/tenants/{id}/domains/{domain}/check",
-            post(admin_check),
-        )
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, add))
+        .routes(routes!(show, remove))
+        .routes(routes!(check))
+        .routes(routes!(admin_list, admin_add))
+        .routes(routes!(admin_show, admin_remove))
+        .routes(routes!(admin_check))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct DomainsBody {
+    #[schema(value_type = Vec<DomainView>)]
     domains: Vec<Sorted<DomainView>>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct DomainBody {
+    #[schema(value_type = DomainView)]
     domain: Sorted<DomainView>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct AddDomain {
     domain: String,
@@ -129,10 +125,34 @@ async fn shown(app: &AppState, tenant: &TenantId, domain: &str) -> ApiResult<Jso
     }))
 }
 
+/// The tenant's custom domains: status, DNS records to publish, certificate.
+#[utoipa::path(
+    get,
+    path = "/v1/domains",
+    tag = "domains",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = DomainsBody),
+    ),
+    extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER])))),
+)]
 async fn list(State(app): State<AppState>, member: Member) -> ApiResult<Json<DomainsBody>> {
     listed(&app, member.tenant.id()).await
 }
 
+/// Claims a custom domain (admins); it is served once its TXT record proves it.
+#[utoipa::path(
+    post,
+    path = "/v1/domains",
+    tag = "domains",
+    security(("bearer" = [])),
+    request_body = AddDomain,
+    responses(
+        (status = 201, body = DomainBody, description = "Claimed"),
+        (status = 200, body = DomainBody, description = "Already claimed by this tenant"),
+    ),
+    extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER, JSON, &[Code::InvalidDomain, Code::Conflict, Code::Invalid]])))),
+)]
 async fn add(
     State(app): State<AppState>,
     admin: TenantAdmin,
@@ -147,6 +167,18 @@ async fn add(
     .await
 }
 
+/// One custom domain.
+#[utoipa::path(
+    get,
+    path = "/v1/domains/{domain}",
+    tag = "domains",
+    security(("bearer" = [])),
+    params(("domain" = String, Path, description = "The custom domain")),
+    responses(
+        (status = 200, body = DomainBody),
+    ),
+    extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER, &[Code::NotFound]])))),
+)]
 async fn show(
     State(app): State<AppState>,
     member: Member,
@@ -155,6 +187,18 @@ async fn show(
     shown(&app, member.tenant.id(), &domain).await
 }
 
+/// Removes a custom domain (admins).
+#[utoipa::path(
+    delete,
+    path = "/v1/domains/{domain}",
+    tag = "domains",
+    security(("bearer" = [])),
+    params(("domain" = String, Path, description = "The custom domain")),
+    responses(
+        (status = 204, description = "Removed"),
+    ),
+    extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER, &[Code::NotFound]])))),
+)]
 async fn remove(
     State(app): State<AppState>,
     admin: TenantAdmin,
@@ -165,6 +209,18 @@ async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Checks a custom domain's DNS now (admins).
+#[utoipa::path(
+    post,
+    path = "/v1/domains/{domain}/check",
+    tag = "domains",
+    security(("bearer" = [])),
+    params(("domain" = String, Path, description = "The custom domain")),
+    responses(
+        (status = 202, body = DomainBody, description = "A check is queued"),
+    ),
+    extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER, &[Code::NotFound, Code::Conflict]])))),
+)]
 async fn check(
     State(app): State<AppState>,
     admin: TenantAdmin,
@@ -180,6 +236,18 @@ async fn check(
     ))
 }
 
+/// A tenant's custom domains (platform admins).
+#[utoipa::path(
+    get,
+    path = "/v1/admin/tenants/{id}/domains",
+    tag = "domains",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The tenant's id")),
+    responses(
+        (status = 200, body = DomainsBody),
+    ),
+    extensions(("x-veneer-errors" = json!(errors(&[HOST, TOKEN, PLATFORM_ADMIN, &[Code::InvalidTenantId, Code::NotFound]])))),
+)]
 async fn admin_list(
     State(app): State<AppState>,
     _admin: PlatformAdmin,
@@ -188,6 +256,20 @@ async fn admin_list(
     listed(&app, &tenant_id(&id)?).await
 }
 
+/// Claims a custom domain for a tenant (platform admins).
+#[utoipa::path(
+    post,
+    path = "/v1/admin/tenants/{id}/domains",
+    tag = "domains",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The tenant's id")),
+    request_body = AddDomain,
+    responses(
+        (status = 201, body = DomainBody, description = "Claimed"),
+        (status = 200, body = DomainBody, description = "Already claimed by this tenant"),
+    ),
+    extensions(("x-veneer-errors" = json!(errors(&[HOST, TOKEN, PLATFORM_ADMIN, JSON, &[Code::InvalidTenantId, Code::InvalidDomain, Code::NotFound, Code::Conflict, Code::Invalid]])))),
+)]
 async fn admin_add(
     State(app): State<AppState>,
     admin: PlatformAdmin,
@@ -197,6 +279,18 @@ async fn admin_add(
     added(&app, &admin.0.subject, &tenant_id(&id)?, &body.domain).await
 }
 
+/// One of a tenant's custom domains (platform admins).
+#[utoipa::path(
+    get,
+    path = "/v1/admin/tenants/{id}/domains/{domain}",
+    tag = "domains",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The tenant's id"), ("domain" = String, Path, description = "The custom domain")),
+    responses(
+        (status = 200, body = DomainBody),
+    ),
+    extensions(("x-veneer-errors" = json!(errors(&[HOST, TOKEN, PLATFORM_ADMIN, &[Code::InvalidTenantId, Code::NotFound]])))),
+)]
 async fn admin_show(
     State(app): State<AppState>,
     _admin: PlatformAdmin,
@@ -205,6 +299,18 @@ async fn admin_show(
     shown(&app, &tenant_id(&id)?, &domain).await
 }
 
+/// Removes a tenant's custom domain (platform admins).
+#[utoipa::path(
+    delete,
+    path = "/v1/admin/tenants/{id}/domains/{domain}",
+    tag = "domains",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The tenant's id"), ("domain" = String, Path, description = "The custom domain")),
+    responses(
+        (status = 204, description = "Removed"),
+    ),
+    extensions(("x-veneer-errors" = json!(errors(&[HOST, TOKEN, PLATFORM_ADMIN, &[Code::InvalidTenantId, Code::NotFound]])))),
+)]
 async fn admin_remove(
     State(app): State<AppState>,
     admin: PlatformAdmin,
@@ -215,6 +321,18 @@ async fn admin_remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Checks a tenant's custom domain now (platform admins).
+#[utoipa::path(
+    post,
+    path = "/v1/admin/tenants/{id}/domains/{domain}/check",
+    tag = "domains",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The tenant's id"), ("domain" = String, Path, description = "The custom domain")),
+    responses(
+        (status = 202, body = DomainBody, description = "A check is queued"),
+    ),
+    extensions(("x-veneer-errors" = json!(errors(&[HOST, TOKEN, PLATFORM_ADMIN, &[Code::InvalidTenantId, Code::NotFound, Code::Conflict]])))),
+)]
 async fn admin_check(
     State(app): State<AppState>,
     _admin: PlatformAdmin,

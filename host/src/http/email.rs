@@ -7,43 +7,47 @@
 
 use std::collections::BTreeMap;
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::{
-    Json, Router,
-    routing::{delete, get, post},
-};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::app;
 use crate::email::{BounceOutcome, parse_bounce_webhook, parse_dsn, record_bounce};
 use crate::http::body::Sorted;
 use crate::http::context::{ApiQuery, JsonBody, Member, PlatformHost, RawBody, TenantAdmin};
+use crate::http::openapi::{HOST, JSON, MEMBER, QUERY, RAW, TENANT_HOST, TOKEN, errors};
 use crate::http::{ApiError, ApiResult, Code};
 use crate::state::AppState;
+use crate::storage::{EmailMessageRecord, EmailSettings, EmailSuppression};
 
 // Response bodies: fields in alphabetical order, nested records sorted (see
 // `http::body`).
 
 /// `GET`/`PUT /v1/email/settings` (without settings: `{"configured":false}`).
-#[derive(Serialize)]
-struct SettingsBody<T> {
+#[derive(Serialize, ToSchema)]
+struct SettingsBody {
     configured: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     has_smtp_password: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    settings: Option<Sorted<T>>,
+    #[schema(value_type = Option<EmailSettings>)]
+    settings: Option<Sorted<EmailSettings>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     updated_at: Option<i64>,
     /// Who mail goes out as now, and why (a sending domain not yet verified
     /// sends from the platform's address).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<app::email::SendingAs>)]
     sending_as: Option<Sorted<app::email::SendingAs>>,
 }
 
 /// `POST /v1/email/send`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct SendBody {
     job: i64,
     message_id: String,
@@ -52,25 +56,28 @@ struct SendBody {
 }
 
 /// `GET /v1/email/messages`.
-#[derive(Serialize)]
-struct MessagesBody<T> {
-    messages: Sorted<T>,
+#[derive(Serialize, ToSchema)]
+struct MessagesBody {
+    #[schema(value_type = Vec<EmailMessageRecord>)]
+    messages: Sorted<Vec<EmailMessageRecord>>,
 }
 
 /// `GET /v1/email/messages/{id}`.
-#[derive(Serialize)]
-struct MessageBody<T> {
-    message: Sorted<T>,
+#[derive(Serialize, ToSchema)]
+struct MessageBody {
+    #[schema(value_type = EmailMessageRecord)]
+    message: Sorted<EmailMessageRecord>,
 }
 
 /// `GET /v1/email/suppressions`.
-#[derive(Serialize)]
-struct SuppressionsBody<T> {
-    suppressions: Sorted<T>,
+#[derive(Serialize, ToSchema)]
+struct SuppressionsBody {
+    #[schema(value_type = Vec<EmailSuppression>)]
+    suppressions: Sorted<Vec<EmailSuppression>>,
 }
 
 /// One bounce of `POST /v1/email/bounces`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(untagged)]
 enum BounceBody {
     Other {
@@ -83,31 +90,43 @@ enum BounceBody {
         recipient: String,
         result: &'static str,
         suppressed: Option<String>,
+        #[schema(value_type = String)]
         tenant: Sorted<crate::tenancy::TenantId>,
     },
 }
 
 /// `POST /v1/email/bounces`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct BouncesBody {
     bounces: Vec<BounceBody>,
 }
 
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/email/settings", get(get_settings).put(put_settings))
-        .route("/v1/email/send", post(send))
-        .route("/v1/email/messages", get(messages))
-        .route("/v1/email/messages/{id}", get(message))
-        .route("/v1/email/suppressions", get(suppressions))
-        .route("/v1/email/suppressions/{address}", delete(unsuppress))
-        .route("/v1/email/bounces", post(bounces))
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(get_settings, put_settings))
+        .routes(routes!(send))
+        .routes(routes!(messages))
+        .routes(routes!(message))
+        .routes(routes!(suppressions))
+        .routes(routes!(unsuppress))
+        .routes(routes!(bounces))
 }
 
+/// The tenant's email settings and who its mail goes out as.
+#[utoipa::path(
+    get,
+    path = "/v1/email/settings",
+    tag = "email",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = SettingsBody),
+    ),
+    extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER])))),
+)]
 async fn get_settings(
     State(app): State<AppState>,
     member: Member,
-) -> ApiResult<Json<SettingsBody<impl Serialize>>> {
+) -> ApiResult<Json<SettingsBody>> {
     let record = app
         .storage
         .tenant(member.tenant.id())
@@ -133,11 +152,23 @@ async fn get_settings(
     }))
 }
 
+/// Sets the tenant's email settings (admins).
+#[utoipa::path(
+    put,
+    path = "/v1/email/settings",
+    tag = "email",
+    security(("bearer" = [])),
+    request_body = app::email::SettingsChange,
+    responses(
+        (status = 200, body = SettingsBody),
+    ),
+    extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER, JSON, &[Code::InvalidEmailSettings, Code::InvalidFromName, Code::RelayPortNotAllowed, Code::RelayAddressNotAllowed, Code::RelayUnresolvable, Code::InvalidRecipient]])))),
+)]
 async fn put_settings(
     State(app): State<AppState>,
     admin: TenantAdmin,
     JsonBody(change): JsonBody<app::email::SettingsChange>,
-) -> ApiResult<Json<SettingsBody<impl Serialize>>> {
+) -> ApiResult<Json<SettingsBody>> {
     let saved =
         app::email::save_settings(&app, admin.tenant.id(), &admin.principal.subject, change)
             .await?;
@@ -152,7 +183,7 @@ async fn put_settings(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SendInput {
     template: String,
@@ -161,6 +192,18 @@ struct SendInput {
     context: BTreeMap<String, String>,
 }
 
+/// Renders a template with the tenant's plugins and queues it for sending (admins).
+#[utoipa::path(
+    post,
+    path = "/v1/email/send",
+    tag = "email",
+    security(("bearer" = [])),
+    request_body = SendInput,
+    responses(
+        (status = 202, body = SendBody, description = "Rendered and queued"),
+    ),
+    extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER, JSON, &[Code::UnknownTemplate, Code::ContextTooLarge, Code::RenderFailed, Code::EmailNotConfigured, Code::InvalidRecipient, Code::EmailQuotaExceeded, Code::TenantBusy, Code::Conflict]])))),
+)]
 async fn send(
     State(app): State<AppState>,
     admin: TenantAdmin,
@@ -187,16 +230,29 @@ async fn send(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct Limit {
     limit: Option<u32>,
 }
 
+/// The tenant's latest messages and their delivery state.
+#[utoipa::path(
+    get,
+    path = "/v1/email/messages",
+    tag = "email",
+    security(("bearer" = [])),
+    params(Limit),
+    responses(
+        (status = 200, body = MessagesBody),
+    ),
+    extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER, QUERY])))),
+)]
 async fn messages(
     State(app): State<AppState>,
     member: Member,
     ApiQuery(q): ApiQuery<Limit>,
-) -> ApiResult<Json<MessagesBody<impl Serialize>>> {
+) -> ApiResult<Json<MessagesBody>> {
     let messages = app
         .storage
         .tenant(member.tenant.id())
@@ -207,11 +263,23 @@ async fn messages(
     }))
 }
 
+/// One message.
+#[utoipa::path(
+    get,
+    path = "/v1/email/messages/{id}",
+    tag = "email",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The message id")),
+    responses(
+        (status = 200, body = MessageBody),
+    ),
+    extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER, &[Code::NotFound]])))),
+)]
 async fn message(
     State(app): State<AppState>,
     member: Member,
     Path(id): Path<String>,
-) -> ApiResult<Json<MessageBody<impl Serialize>>> {
+) -> ApiResult<Json<MessageBody>> {
     let message = app
         .storage
         .tenant(member.tenant.id())
@@ -223,11 +291,23 @@ async fn message(
     }))
 }
 
+/// The tenant's suppressed addresses.
+#[utoipa::path(
+    get,
+    path = "/v1/email/suppressions",
+    tag = "email",
+    security(("bearer" = [])),
+    params(Limit),
+    responses(
+        (status = 200, body = SuppressionsBody),
+    ),
+    extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER, QUERY])))),
+)]
 async fn suppressions(
     State(app): State<AppState>,
     member: Member,
     ApiQuery(q): ApiQuery<Limit>,
-) -> ApiResult<Json<SuppressionsBody<impl Serialize>>> {
+) -> ApiResult<Json<SuppressionsBody>> {
     let list = app
         .storage
         .tenant(member.tenant.id())
@@ -238,6 +318,18 @@ async fn suppressions(
     }))
 }
 
+/// Takes an address off the suppression list (admins).
+#[utoipa::path(
+    delete,
+    path = "/v1/email/suppressions/{address}",
+    tag = "email",
+    security(("bearer" = [])),
+    params(("address" = String, Path, description = "The suppressed address")),
+    responses(
+        (status = 204, description = "Removed"),
+    ),
+    extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER, &[Code::NotFound]])))),
+)]
 async fn unsuppress(
     State(app): State<AppState>,
     admin: TenantAdmin,
@@ -263,6 +355,17 @@ async fn unsuppress(
 /// Bounce notifications from the platform's mail system: RFC 3464 delivery
 /// status messages (raw) or the JSON webhook form. Platform host only, with the
 /// configured shared token.
+#[utoipa::path(
+    post,
+    path = "/v1/email/bounces",
+    tag = "email",
+    security(("bounce_token" = [])),
+    request_body(content = String, description = "An RFC 3464 delivery status message, or the JSON bounce webhook (`Content-Type: application/json`)", content_type = "message/delivery-status"),
+    responses(
+        (status = 200, body = BouncesBody),
+    ),
+    extensions(("x-veneer-errors" = json!(errors(&[HOST, RAW, &[Code::RateLimited, Code::BouncesDisabled, Code::InvalidBounceToken, Code::InvalidBounce, Code::DatabaseUnavailable]])))),
+)]
 async fn bounces(
     State(app): State<AppState>,
     // The platform's host only, read as every route reads it (HTTP/2 included).
@@ -362,7 +465,7 @@ mod tests {
     /// The typed bodies answer the same bytes the `json!` literals did.
     #[test]
     fn settings_and_bounce_bodies_keep_their_json_bytes() {
-        let none: SettingsBody<()> = SettingsBody {
+        let none: SettingsBody = SettingsBody {
             configured: false,
             has_smtp_password: None,
             settings: None,

@@ -7,14 +7,14 @@
 //! Admins write; members read. The use cases are
 //! [`crate::app::installations`]'.
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::{
-    Json, Router,
-    routing::{get, post, put},
-};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::admin::tenant_id;
 use crate::app;
@@ -22,6 +22,9 @@ use crate::app::installations::{Change, PluginSource, ReleaseRequest};
 use crate::app::plugins::CompileError;
 use crate::http::body::Sorted;
 use crate::http::context::{JsonBody, Member, PlatformAdmin, RawBody, TenantAdmin};
+use crate::http::openapi::{
+    HOST, JSON, MEMBER, PLATFORM_ADMIN, QUERY, RAW, TENANT_HOST, TOKEN, errors,
+};
 use crate::http::{ApiError, ApiResult, Code};
 use crate::runtime::Quota;
 use crate::state::AppState;
@@ -34,7 +37,7 @@ use crate::tenancy::TenantId;
 // Response bodies: fields in alphabetical order (see `http::body`).
 
 /// One installation, with its live release.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct InstallationBody {
     active_release: Option<i64>,
     created_at: i64,
@@ -46,21 +49,22 @@ struct InstallationBody {
 }
 
 /// `GET /v1/installations`, `PUT /v1/installation-order`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct InstallationsBody {
     installations: Vec<InstallationBody>,
 }
 
 /// `GET /v1/installations/{name}`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct InstallationDetailBody {
+    #[schema(value_type = Vec<ReleaseEvent>)]
     history: Sorted<Vec<ReleaseEvent>>,
     installation: InstallationBody,
     releases: Vec<ReleaseBody>,
 }
 
 /// One release. `state`: `live`, `previous` (was live) or `draft`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct ReleaseBody {
     created_at: i64,
     created_by: String,
@@ -70,15 +74,19 @@ struct ReleaseBody {
     plugin: String,
     /// What the plugin says about itself, for a console's settings form.
     plugin_about: Option<PluginAboutBody>,
+    /// The release's quota.
+    #[schema(value_type = Quota)]
     quota: Value,
+    /// The release's settings (a JSON object).
     settings: Value,
+    /// `live`, `previous` (was live) or `draft`.
     state: &'static str,
 }
 
 /// A release's plugin as it describes itself: its name and version, the WIT
 /// version it speaks, its description and settings JSON Schema (text; `null`
 /// when it declares none).
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct PluginAboutBody {
     description: String,
     name: String,
@@ -124,93 +132,91 @@ impl ReleaseBody {
 }
 
 /// `GET /v1/installations/{name}/releases`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct ReleasesBody {
     releases: Vec<ReleaseBody>,
 }
 
 /// `…/releases/{id}`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct OneReleaseBody {
     release: ReleaseBody,
 }
 
 /// Activate, roll back, deactivate.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct EventBody {
+    #[schema(value_type = ReleaseEvent)]
     event: Sorted<ReleaseEvent>,
 }
 
 /// `GET /v1/installations/{name}/quota`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct InstallationQuotaBody {
     /// What a new release of the installation gets: the platform's quota.
+    #[schema(value_type = Quota)]
     ceiling: Sorted<Quota>,
     installation: String,
     /// What the live release runs under (its quota within the ceiling).
+    #[schema(value_type = Option<Quota>)]
     live: Option<Sorted<Quota>>,
 }
 
 /// `GET`/`PUT /v1/admin/tenants/{id}/installations/{name}/quota`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct AdminQuotaBody {
     installation: String,
+    #[schema(value_type = Quota)]
     quota: Sorted<Quota>,
     /// The release made live with the new quota, if one was live.
     release: Option<i64>,
+    #[schema(value_type = String)]
     tenant: Sorted<TenantId>,
 }
 
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/installations", get(list).post(create))
-        .route("/v1/installation-order", put(reorder))
-        .route("/v1/installations/{name}", get(show).delete(remove))
-        .route(
-            "/v1/installations/{name}/releases",
-            get(releases).post(create_release),
-        )
-        .route(
-            "/v1/installations/{name}/releases/{id}",
-            get(release).delete(delete_release),
-        )
-        .route(
-            "/v1/installations/{name}/releases/{id}/activate",
-            post(activate),
-        )
-        .route("/v1/installations/{name}/releases/{id}/diff", get(diff))
-        .route("/v1/installations/{name}/rollback", post(rollback))
-        .route("/v1/installations/{name}/deactivate", post(deactivate))
-        .route("/v1/installations/{name}/quota", get(quota))
-        .route("/v1/installations/{name}/headroom", get(headroom))
-        .route(
-            "/v1/admin/tenants/{id}/installations/{name}/releases/{release}/activate",
-            post(admin_activate),
-        )
-        .route(
-            "/v1/admin/tenants/{id}/installations/{name}/quota",
-            get(admin_quota).put(set_admin_quota),
-        )
-        .route("/v1/catalogue", get(catalogue))
-        .route("/v1/admin/catalogue", get(admin_catalogue).post(publish))
-        .route(
-            "/v1/admin/catalogue/{name}/{version}",
-            axum::routing::delete(unpublish),
-        )
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(reorder))
+        .routes(routes!(show, remove))
+        .routes(routes!(releases, create_release))
+        .routes(routes!(release, delete_release))
+        .routes(routes!(activate))
+        .routes(routes!(diff))
+        .routes(routes!(rollback))
+        .routes(routes!(deactivate))
+        .routes(routes!(quota))
+        .routes(routes!(headroom))
+        .routes(routes!(admin_activate))
+        .routes(routes!(admin_quota, set_admin_quota))
+        .routes(routes!(catalogue))
+        .routes(routes!(admin_catalogue, publish))
+        .routes(routes!(unpublish))
 }
 
 /// `GET /v1/catalogue`, `GET /v1/admin/catalogue`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct CatalogueBody {
+    #[schema(value_type = Vec<CatalogueEntry>)]
     catalogue: Sorted<Vec<CatalogueEntry>>,
 }
 
 /// `POST /v1/admin/catalogue`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct PublishedBody {
+    #[schema(value_type = CatalogueEntry)]
     plugin: Sorted<CatalogueEntry>,
 }
 
+/// The stock plugins a release can install.
+#[utoipa::path(
+    get,
+    path = "/v1/catalogue",
+    tag = "catalogue",
+    security(("bearer" = [])),
+    responses((status = 200, body = CatalogueBody)),
+    extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER])))),
+)]
 async fn catalogue(State(app): State<AppState>, member: Member) -> ApiResult<Json<CatalogueBody>> {
     let entries = app.storage.tenant(member.tenant.id()).catalogue().await?;
     Ok(Json(CatalogueBody {
@@ -218,6 +224,15 @@ async fn catalogue(State(app): State<AppState>, member: Member) -> ApiResult<Jso
     }))
 }
 
+/// The catalogue of stock plugins (platform admins).
+#[utoipa::path(
+    get,
+    path = "/v1/admin/catalogue",
+    tag = "catalogue",
+    security(("bearer" = [])),
+    responses((status = 200, body = CatalogueBody)),
+    extensions(("x-veneer-errors" = json!(errors(&[HOST, TOKEN, PLATFORM_ADMIN])))),
+)]
 async fn admin_catalogue(
     State(app): State<AppState>,
     _admin: PlatformAdmin,
@@ -228,7 +243,7 @@ async fn admin_catalogue(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Publish {
     /// The component, base64.
@@ -238,6 +253,16 @@ struct Publish {
     settings_example: Value,
 }
 
+/// Publishes a stock plugin to the catalogue (platform admins).
+#[utoipa::path(
+    post,
+    path = "/v1/admin/catalogue",
+    tag = "catalogue",
+    security(("bearer" = [])),
+    request_body = Publish,
+    responses((status = 201, body = PublishedBody)),
+    extensions(("x-veneer-errors" = json!(errors(&[HOST, TOKEN, PLATFORM_ADMIN, JSON, &[Code::EmptyFile, Code::TooLarge, Code::CoreModule, Code::NotWasm, Code::InvalidComponent, Code::ForbiddenImport, Code::WrongWorld, Code::TooComplex, Code::DescribeFailed, Code::HostCompileBusy, Code::CompileTimeout, Code::Conflict, Code::Invalid]])))),
+)]
 async fn publish(
     State(app): State<AppState>,
     admin: PlatformAdmin,
@@ -272,6 +297,16 @@ async fn publish(
     ))
 }
 
+/// Takes a stock plugin version out of the catalogue (platform admins).
+#[utoipa::path(
+    delete,
+    path = "/v1/admin/catalogue/{name}/{version}",
+    tag = "catalogue",
+    security(("bearer" = [])),
+    params(("name" = String, Path, description = "The stock plugin's name"), ("version" = String, Path, description = "Its version")),
+    responses((status = 204, description = "Unpublished")),
+    extensions(("x-veneer-errors" = json!(errors(&[HOST, TOKEN, PLATFORM_ADMIN, &[Code::NotFound, Code::Conflict]])))),
+)]
 async fn unpublish(
     State(app): State<AppState>,
     _admin: PlatformAdmin,
@@ -349,16 +384,35 @@ async fn installations_body(app: &AppState, tenant: &TenantId) -> ApiResult<Inst
     Ok(InstallationsBody { installations })
 }
 
+/// The tenant's installations, in chain order, each with its live release.
+#[utoipa::path(
+    get,
+    path = "/v1/installations",
+    tag = "installations",
+    security(("bearer" = [])),
+    responses((status = 200, body = InstallationsBody)),
+    extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER])))),
+)]
 async fn list(State(app): State<AppState>, member: Member) -> ApiResult<Json<InstallationsBody>> {
     Ok(Json(installations_body(&app, member.tenant.id()).await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateInstallation {
     name: String,
 }
 
+/// Creates an installation at the end of the chain (admins).
+#[utoipa::path(
+    post,
+    path = "/v1/installations",
+    tag = "installations",
+    security(("bearer" = [])),
+    request_body = CreateInstallation,
+    responses((status = 201, body = InstallationBody)),
+    extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER, JSON, &[Code::InvalidInstallation, Code::Conflict, Code::Invalid]])))),
+)]
 async fn create(
     State(app): State<AppState>,
     admin: TenantAdmin,
@@ -377,12 +431,22 @@ async fn create(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Order {
     order: Vec<String>,
 }
 
+/// Sets the chain's order: every installation named once (admins).
+#[utoipa::path(
+    put,
+    path = "/v1/installation-order",
+    tag = "installations",
+    security(("bearer" = [])),
+    request_body = Order,
+    responses((status = 200, body = InstallationsBody)),
+    extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER, JSON, &[Code::InvalidInstallation, Code::Conflict, Code::Invalid]])))),
+)]
 async fn reorder(
     State(app): State<AppState>,
     admin: TenantAdmin,
@@ -401,6 +465,16 @@ async fn reorder(
     Ok(Json(installations_body(&app, admin.tenant.id()).await?))
 }
 
+/// One installation: its live release, latest releases and history.
+#[utoipa::path(
+    get,
+    path = "/v1/installations/{name}",
+    tag = "installations",
+    security(("bearer" = [])),
+    params(("name" = String, Path, description = "The installation's name")),
+    responses((status = 200, body = InstallationDetailBody)),
+    extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER, &[Code::InvalidInstallation, Code::NotFound]])))),
+)]
 async fn show(
     State(app): State<AppState>,
     member: Member,
@@ -432,6 +506,16 @@ fn not_found(installation: &str) -> ApiError {
     ))
 }
 
+/// Deletes an installation and its releases (admins).
+#[utoipa::path(
+    delete,
+    path = "/v1/installations/{name}",
+    tag = "installations",
+    security(("bearer" = [])),
+    params(("name" = String, Path, description = "The installation's name")),
+    responses((status = 204, description = "Deleted")),
+    extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER, &[Code::InvalidInstallation, Code::NotFound, Code::Conflict]])))),
+)]
 async fn remove(
     State(app): State<AppState>,
     admin: TenantAdmin,
@@ -447,7 +531,7 @@ async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateRelease {
     /// The sha256 of an uploaded plugin version (or `catalogue`).
@@ -469,6 +553,18 @@ fn empty_object() -> Value {
     Value::Object(Default::default())
 }
 
+/// Creates a draft release from an uploaded plugin or a stock one, checked
+/// by running it with its settings on the base (admins).
+#[utoipa::path(
+    post,
+    path = "/v1/installations/{name}/releases",
+    tag = "installations",
+    security(("bearer" = [])),
+    params(("name" = String, Path, description = "The installation's name")),
+    request_body = CreateRelease,
+    responses((status = 201, body = OneReleaseBody)),
+    extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER, JSON, &[Code::InvalidInstallation, Code::InvalidSha256, Code::NotFound, Code::InvalidSettings, Code::SettingsTooLarge, Code::ReleaseRejected, Code::Conflict, Code::Invalid, Code::TenantBusy]])))),
+)]
 async fn create_release(
     State(app): State<AppState>,
     admin: TenantAdmin,
@@ -518,6 +614,16 @@ async fn create_release(
     ))
 }
 
+/// An installation's latest releases.
+#[utoipa::path(
+    get,
+    path = "/v1/installations/{name}/releases",
+    tag = "installations",
+    security(("bearer" = [])),
+    params(("name" = String, Path, description = "The installation's name")),
+    responses((status = 200, body = ReleasesBody)),
+    extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER, &[Code::InvalidInstallation, Code::NotFound]])))),
+)]
 async fn releases(
     State(app): State<AppState>,
     member: Member,
@@ -539,6 +645,16 @@ async fn releases(
     }))
 }
 
+/// One release.
+#[utoipa::path(
+    get,
+    path = "/v1/installations/{name}/releases/{id}",
+    tag = "installations",
+    security(("bearer" = [])),
+    params(("name" = String, Path, description = "The installation's name"), ("id" = String, Path, description = "The release's id (a positive number)")),
+    responses((status = 200, body = OneReleaseBody)),
+    extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER, &[Code::InvalidInstallation, Code::InvalidReleaseId, Code::NotFound]])))),
+)]
 async fn release(
     State(app): State<AppState>,
     member: Member,
@@ -560,15 +676,20 @@ async fn release(
 }
 
 /// `GET …/releases/{id}/diff`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct DiffBody {
+    /// What the release changes against the live one, section by section
+    /// (and the commission's blast radius over recorded sales).
+    #[schema(value_type = Object)]
     diff: Sorted<app::installations::ReleaseDiff>,
 }
 
 /// `?days=N`: the window of recorded sales for the commission's blast radius.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct DiffQuery {
+    /// Days of recorded sales, 1 to 365.
     #[serde(default = "thirty")]
     days: u32,
 }
@@ -577,6 +698,16 @@ fn thirty() -> u32 {
     30
 }
 
+/// What a release would change against the live one.
+#[utoipa::path(
+    get,
+    path = "/v1/installations/{name}/releases/{id}/diff",
+    tag = "installations",
+    security(("bearer" = [])),
+    params(("name" = String, Path, description = "The installation's name"), ("id" = String, Path, description = "The release's id (a positive number)"), DiffQuery),
+    responses((status = 200, body = DiffBody)),
+    extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER, &[Code::InvalidInstallation, Code::InvalidReleaseId, Code::InvalidLimit, Code::NotFound, Code::TenantBusy]])))),
+)]
 async fn diff(
     State(app): State<AppState>,
     member: Member,
@@ -598,6 +729,16 @@ async fn diff(
     Ok(Json(DiffBody { diff: Sorted(diff) }))
 }
 
+/// Deletes a draft release (admins).
+#[utoipa::path(
+    delete,
+    path = "/v1/installations/{name}/releases/{id}",
+    tag = "installations",
+    security(("bearer" = [])),
+    params(("name" = String, Path, description = "The installation's name"), ("id" = String, Path, description = "The release's id (a positive number)")),
+    responses((status = 204, description = "Deleted")),
+    extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER, &[Code::InvalidInstallation, Code::InvalidReleaseId, Code::NotFound, Code::Conflict]])))),
+)]
 async fn delete_release(
     State(app): State<AppState>,
     admin: TenantAdmin,
@@ -636,7 +777,7 @@ async fn change(
 
 /// The optional body of a tenant's activation: `force` is refused there (a
 /// platform admin forces at the admin route, with a reason).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Activate {
     #[serde(default)]
@@ -646,6 +787,18 @@ struct Activate {
     reason: Option<String>,
 }
 
+/// Makes a release live (admins), through the shadow gate when the
+/// tenant's rollout settings set one.
+#[utoipa::path(
+    post,
+    path = "/v1/installations/{name}/releases/{id}/activate",
+    tag = "installations",
+    security(("bearer" = [])),
+    params(("name" = String, Path, description = "The installation's name"), ("id" = String, Path, description = "The release's id (a positive number)")),
+    request_body(content = Option<Activate>, description = "Optional; `force` is refused here (a platform admin forces at the admin route)"),
+    responses((status = 200, body = EventBody)),
+    extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER, RAW, &[Code::InvalidInstallation, Code::InvalidReleaseId, Code::InvalidJson, Code::ForceNotAllowed, Code::ShadowGate, Code::NotFound, Code::Conflict]])))),
+)]
 async fn activate(
     State(app): State<AppState>,
     admin: TenantAdmin,
@@ -684,7 +837,7 @@ async fn activate(
 }
 
 /// `POST /v1/admin/tenants/{id}/installations/{name}/releases/{release}/activate`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ForceActivate {
     /// Why the gate is passed: kept in the audit log.
@@ -693,6 +846,16 @@ struct ForceActivate {
 }
 
 /// A platform admin activates a tenant's release past its shadow gate.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/tenants/{id}/installations/{name}/releases/{release}/activate",
+    tag = "installations",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The tenant's id"), ("name" = String, Path, description = "The installation's name"), ("release" = String, Path, description = "The release's id")),
+    request_body = ForceActivate,
+    responses((status = 200, body = EventBody)),
+    extensions(("x-veneer-errors" = json!(errors(&[HOST, TOKEN, PLATFORM_ADMIN, JSON, &[Code::InvalidTenantId, Code::InvalidInstallation, Code::InvalidReleaseId, Code::ForceNotAllowed, Code::NotFound, Code::Conflict]])))),
+)]
 async fn admin_activate(
     State(app): State<AppState>,
     admin: PlatformAdmin,
@@ -725,7 +888,7 @@ async fn admin_activate(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Rollback {
     /// A release that was live before; by default the one live before the
@@ -734,6 +897,17 @@ struct Rollback {
     to: Option<i64>,
 }
 
+/// Makes an earlier release live again (admins).
+#[utoipa::path(
+    post,
+    path = "/v1/installations/{name}/rollback",
+    tag = "installations",
+    security(("bearer" = [])),
+    params(("name" = String, Path, description = "The installation's name")),
+    request_body(content = Option<Rollback>, description = "Optional: the release to go back to"),
+    responses((status = 200, body = EventBody)),
+    extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER, RAW, &[Code::InvalidInstallation, Code::InvalidJson, Code::NotFound, Code::Conflict]])))),
+)]
 async fn rollback(
     State(app): State<AppState>,
     admin: TenantAdmin,
@@ -757,6 +931,16 @@ async fn rollback(
     change(&app, &admin, installation, Change::Rollback(to)).await
 }
 
+/// Takes an installation out of the chain: no release live (admins).
+#[utoipa::path(
+    post,
+    path = "/v1/installations/{name}/deactivate",
+    tag = "installations",
+    security(("bearer" = [])),
+    params(("name" = String, Path, description = "The installation's name")),
+    responses((status = 200, body = EventBody)),
+    extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER, &[Code::InvalidInstallation, Code::NotFound, Code::Conflict]])))),
+)]
 async fn deactivate(
     State(app): State<AppState>,
     admin: TenantAdmin,
@@ -766,6 +950,16 @@ async fn deactivate(
     change(&app, &admin, installation, Change::Deactivate).await
 }
 
+/// The quota an installation's releases get, and the live one's.
+#[utoipa::path(
+    get,
+    path = "/v1/installations/{name}/quota",
+    tag = "installations",
+    security(("bearer" = [])),
+    params(("name" = String, Path, description = "The installation's name")),
+    responses((status = 200, body = InstallationQuotaBody)),
+    extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER, &[Code::InvalidInstallation, Code::NotFound]])))),
+)]
 async fn quota(
     State(app): State<AppState>,
     member: Member,
@@ -792,17 +986,31 @@ async fn quota(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct Window {
+    /// How many of the latest runs to measure.
     runs: Option<u32>,
 }
 
 /// `GET /v1/installations/{name}/headroom`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct HeadroomBody {
+    /// The live release's measured use of its quota over its latest runs.
+    #[schema(value_type = Object)]
     headroom: Sorted<app::headroom::Headroom>,
 }
 
+/// How close the live release runs to its quota.
+#[utoipa::path(
+    get,
+    path = "/v1/installations/{name}/headroom",
+    tag = "installations",
+    security(("bearer" = [])),
+    params(("name" = String, Path, description = "The installation's name"), Window),
+    responses((status = 200, body = HeadroomBody)),
+    extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER, QUERY, &[Code::InvalidInstallation, Code::InvalidLimit, Code::NotFound]])))),
+)]
 async fn headroom(
     State(app): State<AppState>,
     member: Member,
@@ -823,6 +1031,16 @@ async fn headroom(
     }))
 }
 
+/// An installation's quota ceiling (platform admins).
+#[utoipa::path(
+    get,
+    path = "/v1/admin/tenants/{id}/installations/{name}/quota",
+    tag = "installations",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The tenant's id"), ("name" = String, Path, description = "The installation's name")),
+    responses((status = 200, body = AdminQuotaBody)),
+    extensions(("x-veneer-errors" = json!(errors(&[HOST, TOKEN, PLATFORM_ADMIN, &[Code::InvalidTenantId, Code::InvalidInstallation, Code::NotFound]])))),
+)]
 async fn admin_quota(
     State(app): State<AppState>,
     _admin: PlatformAdmin,
@@ -852,6 +1070,18 @@ async fn admin_quota(
     }))
 }
 
+/// Sets an installation's quota ceiling; a live release gets a new
+/// release within it (platform admins).
+#[utoipa::path(
+    put,
+    path = "/v1/admin/tenants/{id}/installations/{name}/quota",
+    tag = "installations",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The tenant's id"), ("name" = String, Path, description = "The installation's name")),
+    request_body = Quota,
+    responses((status = 200, body = AdminQuotaBody)),
+    extensions(("x-veneer-errors" = json!(errors(&[HOST, TOKEN, PLATFORM_ADMIN, JSON, &[Code::InvalidTenantId, Code::InvalidInstallation, Code::InvalidQuota, Code::NotFound, Code::Conflict]])))),
+)]
 async fn set_admin_quota(
     State(app): State<AppState>,
     admin: PlatformAdmin,

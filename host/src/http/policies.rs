@@ -4,45 +4,46 @@
 //! plugins' results must keep (`/v1/policy`). The use cases are
 //! [`crate::app::policies`]'.
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::{Json, Router, routing::get};
 use serde::Serialize;
 use serde_json::Value;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::admin::tenant_id;
 use crate::app;
 use crate::http::body::Sorted;
 use crate::http::context::{JsonBody, Member, PlatformAdmin};
+use crate::http::openapi::{HOST, JSON, MEMBER, PLATFORM_ADMIN, TENANT_HOST, TOKEN, errors};
 use crate::http::{ApiError, ApiResult, Code};
 use crate::policy::Policy;
 use crate::state::AppState;
 use crate::tenancy::TenantId;
 
 /// One policy and its scope (`*` for every tenant, else the tenant id).
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct PolicyBody {
+    /// The policy; null when none is set.
+    #[schema(value_type = Option<Policy>)]
     policy: Sorted<Option<Policy>>,
     scope: String,
 }
 
 /// `GET /v1/policy`: every policy that applies to the tenant.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct PoliciesBody {
+    #[schema(value_type = Vec<Policy>)]
     policies: Sorted<Vec<Policy>>,
 }
 
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/policy", get(applying))
-        .route(
-            "/v1/admin/policies",
-            get(get_all).put(put_all).delete(delete_all),
-        )
-        .route(
-            "/v1/admin/tenants/{id}/policy",
-            get(get_one).put(put_one).delete(delete_one),
-        )
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(applying))
+        .routes(routes!(get_all, put_all, delete_all))
+        .routes(routes!(get_one, put_one, delete_one))
 }
 
 fn parse(value: Value) -> ApiResult<Policy> {
@@ -66,6 +67,10 @@ async fn read(app: &AppState, tenant: Option<&TenantId>) -> ApiResult<PolicyBody
     })
 }
 
+/// Every output policy that applies to the tenant's plugins' results.
+#[utoipa::path(get, path = "/v1/policy", tag = "policies", security(("bearer" = [])),
+    responses((status = 200, body = PoliciesBody)),
+    extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER])))))]
 async fn applying(State(app): State<AppState>, member: Member) -> ApiResult<Json<PoliciesBody>> {
     let state = member.tenant.state(&app).await?;
     Ok(Json(PoliciesBody {
@@ -73,6 +78,10 @@ async fn applying(State(app): State<AppState>, member: Member) -> ApiResult<Json
     }))
 }
 
+/// The output policy for every tenant (platform admins).
+#[utoipa::path(get, path = "/v1/admin/policies", tag = "policies", security(("bearer" = [])),
+    responses((status = 200, body = PolicyBody)),
+    extensions(("x-veneer-errors" = json!(errors(&[HOST, TOKEN, PLATFORM_ADMIN])))))]
 async fn get_all(
     State(app): State<AppState>,
     _admin: PlatformAdmin,
@@ -80,6 +89,11 @@ async fn get_all(
     Ok(Json(read(&app, None).await?))
 }
 
+/// Sets the output policy for every tenant (platform admins).
+#[utoipa::path(put, path = "/v1/admin/policies", tag = "policies", security(("bearer" = [])),
+    request_body = Policy,
+    responses((status = 200, body = PolicyBody)),
+    extensions(("x-veneer-errors" = json!(errors(&[HOST, TOKEN, PLATFORM_ADMIN, JSON, &[Code::InvalidPolicy]])))))]
 async fn put_all(
     State(app): State<AppState>,
     admin: PlatformAdmin,
@@ -90,6 +104,10 @@ async fn put_all(
     Ok(Json(read(&app, None).await?))
 }
 
+/// Removes the output policy for every tenant (platform admins).
+#[utoipa::path(delete, path = "/v1/admin/policies", tag = "policies", security(("bearer" = [])),
+    responses((status = 204, description = "Removed")),
+    extensions(("x-veneer-errors" = json!(errors(&[HOST, TOKEN, PLATFORM_ADMIN, &[Code::NotFound]])))))]
 async fn delete_all(State(app): State<AppState>, admin: PlatformAdmin) -> ApiResult<StatusCode> {
     if app::policies::remove(&app, &admin.0.subject, None).await? {
         Ok(StatusCode::NO_CONTENT)
@@ -98,6 +116,11 @@ async fn delete_all(State(app): State<AppState>, admin: PlatformAdmin) -> ApiRes
     }
 }
 
+/// One tenant's own output policy (platform admins).
+#[utoipa::path(get, path = "/v1/admin/tenants/{id}/policy", tag = "policies", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The tenant's id")),
+    responses((status = 200, body = PolicyBody)),
+    extensions(("x-veneer-errors" = json!(errors(&[HOST, TOKEN, PLATFORM_ADMIN, &[Code::InvalidTenantId]])))))]
 async fn get_one(
     State(app): State<AppState>,
     _admin: PlatformAdmin,
@@ -107,6 +130,12 @@ async fn get_one(
     Ok(Json(read(&app, Some(&id)).await?))
 }
 
+/// Sets one tenant's own output policy (platform admins).
+#[utoipa::path(put, path = "/v1/admin/tenants/{id}/policy", tag = "policies", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The tenant's id")),
+    request_body = Policy,
+    responses((status = 200, body = PolicyBody)),
+    extensions(("x-veneer-errors" = json!(errors(&[HOST, TOKEN, PLATFORM_ADMIN, JSON, &[Code::InvalidTenantId, Code::InvalidPolicy, Code::NotFound]])))))]
 async fn put_one(
     State(app): State<AppState>,
     admin: PlatformAdmin,
@@ -119,6 +148,11 @@ async fn put_one(
     Ok(Json(read(&app, Some(&id)).await?))
 }
 
+/// Removes one tenant's own output policy (platform admins).
+#[utoipa::path(delete, path = "/v1/admin/tenants/{id}/policy", tag = "policies", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The tenant's id")),
+    responses((status = 204, description = "Removed")),
+    extensions(("x-veneer-errors" = json!(errors(&[HOST, TOKEN, PLATFORM_ADMIN, &[Code::InvalidTenantId, Code::NotFound]])))))]
 async fn delete_one(
     State(app): State<AppState>,
     admin: PlatformAdmin,

@@ -6,30 +6,34 @@
 //! JSONL (`GET /v1/records`). The use cases are
 //! [`crate::app::shadow`]'s and [`crate::app::rollout`]'s.
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::{Json, Router, routing::get, routing::put};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::installations::{name, release_id};
 use crate::app;
 use crate::http::body::Sorted;
 use crate::http::context::{JsonBody, Member, TenantAdmin};
+use crate::http::openapi::{JSON, MEMBER, TENANT_HOST, TOKEN, errors};
 use crate::http::{ApiError, ApiResult, Code};
 use crate::rollout_settings::{Bounds, RollbackThresholds, RolloutSettings};
 use crate::state::AppState;
 use crate::storage::ShadowRecord;
 
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/installations/{name}/shadow", put(start).delete(stop))
-        .route("/v1/installations/{name}/releases/{id}/shadow", get(report))
-        .route("/v1/rollout", get(settings).put(set_settings))
-        .route("/v1/records", get(records))
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(start, stop))
+        .routes(routes!(report))
+        .routes(routes!(settings, set_settings))
+        .routes(routes!(records))
 }
 
 /// `PUT /v1/installations/{name}/shadow`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct StartShadow {
     /// The draft release to shadow.
@@ -38,11 +42,19 @@ struct StartShadow {
     rate: f64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct ShadowBody {
+    #[schema(value_type = ShadowRecord)]
     shadow: Sorted<ShadowRecord>,
 }
 
+/// Puts a draft release in shadow: a share of live calls also run it, and
+/// their answers are compared (admins).
+#[utoipa::path(put, path = "/v1/installations/{name}/shadow", tag = "rollout", security(("bearer" = [])),
+    params(("name" = String, Path, description = "The installation's name")),
+    request_body = StartShadow,
+    responses((status = 200, body = ShadowBody)),
+    extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER, JSON, &[Code::InvalidInstallation, Code::InvalidRollout, Code::NotFound, Code::Conflict, Code::Invalid]])))))]
 async fn start(
     State(app): State<AppState>,
     admin: TenantAdmin,
@@ -67,6 +79,11 @@ async fn start(
     ))
 }
 
+/// Ends an installation's shadow (admins).
+#[utoipa::path(delete, path = "/v1/installations/{name}/shadow", tag = "rollout", security(("bearer" = [])),
+    params(("name" = String, Path, description = "The installation's name")),
+    responses((status = 204, description = "Stopped")),
+    extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER, &[Code::InvalidInstallation, Code::NotFound]])))))]
 async fn stop(
     State(app): State<AppState>,
     admin: TenantAdmin,
@@ -83,6 +100,11 @@ async fn stop(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// What a release's shadow runs found, and its activation gate.
+#[utoipa::path(get, path = "/v1/installations/{name}/releases/{id}/shadow", tag = "rollout", security(("bearer" = [])),
+    params(("name" = String, Path, description = "The installation's name"), ("id" = String, Path, description = "The release's id (a positive number)")),
+    responses((status = 200, body = app::shadow::Report)),
+    extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER, &[Code::InvalidInstallation, Code::InvalidReleaseId, Code::NotFound]])))))]
 async fn report(
     State(app): State<AppState>,
     member: Member,
@@ -95,9 +117,10 @@ async fn report(
 }
 
 /// `GET /v1/rollout`: what the tenant set, and what applies.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct RolloutBody {
     /// The tenant's own settings.
+    #[schema(value_type = RolloutSettings)]
     settings: Sorted<RolloutSettings>,
     /// What applies: the higher shadow gate, the rollback thresholds in force.
     effective: Effective,
@@ -105,13 +128,14 @@ struct RolloutBody {
     bounds: BoundsBody,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct Effective {
     shadow_gate: u32,
+    #[schema(value_type = RollbackThresholds)]
     rollback: Sorted<RollbackThresholds>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct BoundsBody {
     max_recording_rate: f64,
     max_retention_days: u32,
@@ -144,11 +168,20 @@ fn body(app: &AppState, settings: RolloutSettings) -> RolloutBody {
     }
 }
 
+/// The tenant's rollout settings, what applies and what the platform allows.
+#[utoipa::path(get, path = "/v1/rollout", tag = "rollout", security(("bearer" = [])),
+    responses((status = 200, body = RolloutBody)),
+    extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER])))))]
 async fn settings(State(app): State<AppState>, member: Member) -> ApiResult<Json<RolloutBody>> {
     let state = member.tenant.state(&app).await?;
     Ok(Json(body(&app, state.rollout.clone())))
 }
 
+/// Sets the tenant's rollout settings (admins).
+#[utoipa::path(put, path = "/v1/rollout", tag = "rollout", security(("bearer" = [])),
+    request_body = RolloutSettings,
+    responses((status = 200, body = RolloutBody)),
+    extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER, JSON, &[Code::InvalidRollout]])))))]
 async fn set_settings(
     State(app): State<AppState>,
     admin: TenantAdmin,
@@ -166,11 +199,14 @@ async fn set_settings(
 }
 
 /// `GET /v1/records?after=ID&limit=N`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct RecordsQuery {
+    /// The last record id of the previous page.
     #[serde(default)]
     after: i64,
+    /// Records per page (default 1000).
     #[serde(default = "default_limit")]
     limit: u32,
 }
@@ -180,7 +216,11 @@ fn default_limit() -> u32 {
 }
 
 /// The tenant's recorded calls, oldest first, one JSON object per line
-/// (`application/x-ndjson`); the next page is `?after=` the last id.
+/// (`application/x-ndjson`); the next page is `?after=` the last id (admins).
+#[utoipa::path(get, path = "/v1/records", tag = "rollout", security(("bearer" = [])),
+    params(RecordsQuery),
+    responses((status = 200, description = "One recorded call per line", content_type = "application/x-ndjson", body = String)),
+    extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER, &[Code::InvalidLimit]])))))]
 async fn records(
     State(app): State<AppState>,
     admin: TenantAdmin,

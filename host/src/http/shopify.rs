@@ -9,24 +9,25 @@
 //! deduplicated on its webhook id, and is acknowledged at once: the work runs as a
 //! job in the tenant's queue. Both use cases are [`crate::app::shopify`]'s.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::{
-    Json, Router,
-    routing::{get, post},
-};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::app;
 use crate::http::context::{JsonBody, Member, RawBody, TenantAdmin, TenantHost};
-use crate::http::{ApiError, ApiResult};
+use crate::http::openapi::{JSON, MEMBER, QUERY, RAW, TENANT_HOST, TOKEN, errors};
+use crate::http::{ApiError, ApiResult, Code};
 use crate::state::AppState;
 
 // Response bodies: fields in alphabetical order (see `http::body`).
 
 /// `GET /v1/shopify`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct StatusBody {
     api_version: Option<String>,
     connected: bool,
@@ -42,7 +43,7 @@ struct StatusBody {
 }
 
 /// `PUT /v1/shopify`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct ConnectBody {
     api_version: String,
     connected: bool,
@@ -50,7 +51,7 @@ struct ConnectBody {
 }
 
 /// One commission of `GET /v1/shopify/commissions`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct CommissionBody {
     created_at: i64,
     decision: Value,
@@ -61,13 +62,13 @@ struct CommissionBody {
 }
 
 /// `GET /v1/shopify/commissions`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct CommissionsBody {
     commissions: Vec<CommissionBody>,
 }
 
 /// One product of `GET /v1/shopify/products`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct ProductBody {
     category_id: Option<String>,
     product_id: String,
@@ -76,13 +77,13 @@ struct ProductBody {
 }
 
 /// `GET /v1/shopify/products`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct ProductsBody {
     products: Vec<ProductBody>,
 }
 
 /// `POST /v1/shopify/webhooks`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(untagged)]
 enum WebhookBody {
     Duplicate {
@@ -96,13 +97,13 @@ enum WebhookBody {
 }
 
 /// `GET|PUT /v1/shopify/app`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct AppBody {
     app: Option<app::shopify_install::AppView>,
 }
 
 /// `GET /v1/shopify/callback`: the store the install connected.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct InstalledBody {
     api_version: String,
     connected: bool,
@@ -111,7 +112,7 @@ struct InstalledBody {
 }
 
 /// One of `GET /v1/shopify/data-requests`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct DataRequestItem {
     created_at: i64,
     customer_id: String,
@@ -119,13 +120,13 @@ struct DataRequestItem {
 }
 
 /// `GET /v1/shopify/data-requests`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct DataRequestsBody {
     data_requests: Vec<DataRequestItem>,
 }
 
 /// `GET /v1/shopify/data-requests/{id}`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct DataRequestBody {
     created_at: i64,
     customer_id: String,
@@ -134,43 +135,52 @@ struct DataRequestBody {
 }
 
 /// `GET /v1/shopify/subscriptions`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct SubscriptionsBody {
     address: String,
     subscriptions: Vec<app::shopify_webhooks::Subscription>,
 }
 
 /// `POST /v1/shopify/subscriptions/sync`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct SyncBody {
     sync: app::shopify_webhooks::SyncReport,
 }
 
 /// `GET /v1/shopify/install` query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct InstallQuery {
     shop: String,
 }
 
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/v1/shopify/app",
-            get(get_app).put(put_app).delete(delete_app),
-        )
-        .route("/v1/shopify/install", get(install))
-        .route("/v1/shopify/subscriptions", get(subscriptions))
-        .route("/v1/shopify/data-requests", get(data_requests))
-        .route("/v1/shopify/data-requests/{id}", get(data_request))
-        .route("/v1/shopify/subscriptions/sync", post(sync_subscriptions))
-        .route("/v1/shopify/callback", get(callback))
-        .route("/v1/shopify", get(status).put(connect).delete(disconnect))
-        .route("/v1/shopify/webhooks", post(webhook))
-        .route("/v1/shopify/commissions", get(commissions))
-        .route("/v1/shopify/products", get(products))
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(get_app, put_app, delete_app))
+        .routes(routes!(install))
+        .routes(routes!(subscriptions))
+        .routes(routes!(data_requests))
+        .routes(routes!(data_request))
+        .routes(routes!(sync_subscriptions))
+        .routes(routes!(callback))
+        .routes(routes!(status, connect, disconnect))
+        .routes(routes!(webhook))
+        .routes(routes!(commissions))
+        .routes(routes!(products))
 }
 
+/// The tenant's Shopify store: connected or not, scopes, whether to reinstall.
+#[utoipa::path(
+    get,
+    path = "/v1/shopify",
+    tag = "shopify",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = StatusBody),
+    ),
+    extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER])))),
+)]
 async fn status(State(app): State<AppState>, member: Member) -> ApiResult<Json<StatusBody>> {
     let store = app
         .storage
@@ -201,6 +211,19 @@ async fn status(State(app): State<AppState>, member: Member) -> ApiResult<Json<S
     }))
 }
 
+/// Connects the tenant's store with a pasted Admin API token, once the shop
+/// proves it owns it (admins).
+#[utoipa::path(
+    put,
+    path = "/v1/shopify",
+    tag = "shopify",
+    security(("bearer" = [])),
+    request_body = app::shopify::Connect,
+    responses(
+        (status = 200, body = ConnectBody),
+    ),
+    extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER, JSON, &[Code::InvalidShopifyStore, Code::InvalidCredentials, Code::ShopOwnershipNotProven, Code::ShopifyUnavailable, Code::Conflict, Code::Invalid]])))),
+)]
 async fn connect(
     State(app): State<AppState>,
     admin: TenantAdmin,
@@ -215,6 +238,17 @@ async fn connect(
     }))
 }
 
+/// Disconnects the tenant's store (admins).
+#[utoipa::path(
+    delete,
+    path = "/v1/shopify",
+    tag = "shopify",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Disconnected"),
+    ),
+    extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER, &[Code::NotFound]])))),
+)]
 async fn disconnect(State(app): State<AppState>, admin: TenantAdmin) -> ApiResult<StatusCode> {
     // The shop stops delivering here first (best effort: a store whose token
     // no longer works cannot be asked, and is disconnected all the same).
@@ -243,12 +277,25 @@ async fn disconnect(State(app): State<AppState>, admin: TenantAdmin) -> ApiResul
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct CommissionQuery {
     order_id: Option<String>,
     limit: Option<u32>,
 }
 
+/// Commissions computed for the store's orders, newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/shopify/commissions",
+    tag = "shopify",
+    security(("bearer" = [])),
+    params(CommissionQuery),
+    responses(
+        (status = 200, body = CommissionsBody),
+    ),
+    extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER, QUERY])))),
+)]
 async fn commissions(
     State(app): State<AppState>,
     member: Member,
@@ -273,6 +320,17 @@ async fn commissions(
     Ok(Json(CommissionsBody { commissions }))
 }
 
+/// The store's products and the category each was given.
+#[utoipa::path(
+    get,
+    path = "/v1/shopify/products",
+    tag = "shopify",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = ProductsBody),
+    ),
+    extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER])))),
+)]
 async fn products(State(app): State<AppState>, member: Member) -> ApiResult<Json<ProductsBody>> {
     let rows = app
         .storage
@@ -291,12 +349,35 @@ async fn products(State(app): State<AppState>, member: Member) -> ApiResult<Json
     Ok(Json(ProductsBody { products }))
 }
 
+/// The tenant's Shopify app (its client id and scopes), if set (admins).
+#[utoipa::path(
+    get,
+    path = "/v1/shopify/app",
+    tag = "shopify",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = AppBody),
+    ),
+    extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER])))),
+)]
 async fn get_app(State(app): State<AppState>, admin: TenantAdmin) -> ApiResult<Json<AppBody>> {
     Ok(Json(AppBody {
         app: app::shopify_install::app_view(&app, admin.tenant.id()).await?,
     }))
 }
 
+/// Sets the tenant's Shopify app, for installs through OAuth (admins).
+#[utoipa::path(
+    put,
+    path = "/v1/shopify/app",
+    tag = "shopify",
+    security(("bearer" = [])),
+    request_body = app::shopify_install::AppSettings,
+    responses(
+        (status = 200, body = AppBody),
+    ),
+    extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER, JSON, &[Code::Invalid]])))),
+)]
 async fn put_app(
     State(app): State<AppState>,
     admin: TenantAdmin,
@@ -308,6 +389,17 @@ async fn put_app(
     Ok(Json(AppBody { app: Some(view) }))
 }
 
+/// Removes the tenant's Shopify app (admins).
+#[utoipa::path(
+    delete,
+    path = "/v1/shopify/app",
+    tag = "shopify",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Removed"),
+    ),
+    extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER, &[Code::NotFound]])))),
+)]
 async fn delete_app(State(app): State<AppState>, admin: TenantAdmin) -> ApiResult<StatusCode> {
     let db = app.storage.tenant(admin.tenant.id());
     if !db.delete_shopify_app().await? {
@@ -325,6 +417,16 @@ async fn delete_app(State(app): State<AppState>, admin: TenantAdmin) -> ApiResul
 }
 
 /// The customers' data requests Shopify sent, newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/shopify/data-requests",
+    tag = "shopify",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = DataRequestsBody),
+    ),
+    extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER])))),
+)]
 async fn data_requests(
     State(app): State<AppState>,
     admin: TenantAdmin,
@@ -347,6 +449,17 @@ async fn data_requests(
 }
 
 /// One data request with its export, to hand over to the customer.
+#[utoipa::path(
+    get,
+    path = "/v1/shopify/data-requests/{id}",
+    tag = "shopify",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The data request's id")),
+    responses(
+        (status = 200, body = DataRequestBody),
+    ),
+    extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER, &[Code::NotFound]])))),
+)]
 async fn data_request(
     State(app): State<AppState>,
     admin: TenantAdmin,
@@ -367,6 +480,16 @@ async fn data_request(
 }
 
 /// The shop's webhook subscriptions, as Shopify lists them.
+#[utoipa::path(
+    get,
+    path = "/v1/shopify/subscriptions",
+    tag = "shopify",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = SubscriptionsBody),
+    ),
+    extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER, &[Code::NotFound, Code::Conflict, Code::InvalidCredentials, Code::ShopifyUnavailable]])))),
+)]
 async fn subscriptions(
     State(app): State<AppState>,
     admin: TenantAdmin,
@@ -379,6 +502,16 @@ async fn subscriptions(
 }
 
 /// Makes the shop's subscriptions what Veneer handles, now.
+#[utoipa::path(
+    post,
+    path = "/v1/shopify/subscriptions/sync",
+    tag = "shopify",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = SyncBody),
+    ),
+    extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER, &[Code::NotFound, Code::Conflict, Code::InvalidCredentials, Code::ShopifyUnavailable]])))),
+)]
 async fn sync_subscriptions(
     State(app): State<AppState>,
     admin: TenantAdmin,
@@ -391,6 +524,17 @@ async fn sync_subscriptions(
 /// Starts an install: 302 to the shop's authorize page, with the cookie that
 /// binds the install to this browser (HttpOnly, SameSite=Lax so Shopify's
 /// redirect back carries it, Secure over HTTPS, only sent to the callback).
+#[utoipa::path(
+    get,
+    path = "/v1/shopify/install",
+    tag = "shopify",
+    security(("bearer" = [])),
+    params(InstallQuery),
+    responses(
+        (status = 302, description = "To the shop's authorize page, with the cookie that binds the install to this browser"),
+    ),
+    extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER, &[Code::InvalidShopifyStore, Code::NotFound, Code::Conflict, Code::Invalid]])))),
+)]
 async fn install(
     State(app): State<AppState>,
     admin: TenantAdmin,
@@ -433,6 +577,17 @@ async fn install(
 
 /// Shopify's redirect back after the merchant approved: no token (a browser
 /// navigation); the callback proves itself (`app::shopify_install::finish`).
+#[utoipa::path(
+    get,
+    path = "/v1/shopify/callback",
+    tag = "shopify",
+    security(()),
+    params(("code" = String, Query, description = "Shopify's authorization code"), ("shop" = String, Query, description = "The shop"), ("state" = String, Query, description = "The install's nonce"), ("hmac" = String, Query, description = "Shopify's signature of the query"), ("timestamp" = String, Query, description = "When Shopify signed it")),
+    responses(
+        (status = 200, body = InstalledBody),
+    ),
+    extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, &[Code::RateLimited, Code::ShopifyInstallRefused, Code::ShopifyUnavailable, Code::Conflict]])))),
+)]
 async fn callback(
     State(app): State<AppState>,
     tenant: TenantHost,
@@ -503,6 +658,19 @@ fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_owned())
 }
 
+/// A Shopify webhook for the host's tenant: verified with the tenant's app
+/// secret, deduplicated on its webhook id, queued as a job.
+#[utoipa::path(
+    post,
+    path = "/v1/shopify/webhooks",
+    tag = "webhooks",
+    security(("shopify_hmac" = [])),
+    request_body(content = Object, description = "A Shopify webhook payload (signed over its raw bytes)", content_type = "application/json"),
+    responses(
+        (status = 200, body = WebhookBody),
+    ),
+    extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, RAW, &[Code::RateLimited, Code::MissingHeader, Code::InvalidHeader, Code::InvalidWebhook, Code::InvalidJson, Code::NotFound, Code::Conflict]])))),
+)]
 async fn webhook(
     State(app): State<AppState>,
     tenant: TenantHost,

@@ -5,15 +5,19 @@
 //! [`crate::app::plugins`], key-value writes of [`crate::app::tenants`]
 //! (invalidation and audit there); the plain reads go to `storage` directly.
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::{Json, Router, routing::get};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::app;
 use crate::app::plugins::CompileError;
 use crate::http::body::Sorted;
 use crate::http::context::{ApiQuery, JsonBody, Member, RawBody, TenantAdmin};
+use crate::http::openapi::{JSON, MEMBER, QUERY, RAW, TENANT_HOST, TOKEN, errors};
 use crate::http::{ApiError, ApiResult, Code};
 use crate::state::AppState;
 use crate::storage::{AuditRecord, PluginVersion, RunRecord, UsageRecord};
@@ -22,58 +26,66 @@ use crate::storage::{AuditRecord, PluginVersion, RunRecord, UsageRecord};
 // `http::body`).
 
 /// `POST /v1/plugins`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct UploadBody {
+    /// What the component imports (all of it given by the host).
     imports: Vec<String>,
+    #[schema(value_type = PluginVersion)]
     plugin: Sorted<PluginVersion>,
 }
 
 /// `GET /v1/plugins`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct PluginsBody {
+    #[schema(value_type = Vec<PluginVersion>)]
     plugins: Sorted<Vec<PluginVersion>>,
 }
 
 /// `GET /v1/plugins/{sha256}`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct PluginBody {
+    #[schema(value_type = PluginVersion)]
     plugin: Sorted<PluginVersion>,
 }
 
 /// One key-value entry.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct EntryBody {
     key: String,
     value: String,
 }
 
 /// `GET /v1/kv`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct EntriesBody {
     entries: Vec<EntryBody>,
 }
 
 /// `GET /v1/runs`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct RunsBody {
+    #[schema(value_type = Vec<RunRecord>)]
     runs: Sorted<Vec<RunRecord>>,
 }
 
 /// `GET /v1/usage`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct UsageBody {
+    #[schema(value_type = Vec<UsageRecord>)]
     usage: Sorted<Vec<UsageRecord>>,
 }
 
 /// `GET /v1/quota`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct QuotaBody {
+    #[schema(value_type = crate::runtime::Quota)]
     quota: Sorted<crate::runtime::Quota>,
 }
 
 /// `GET /v1/audit`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct AuditBody {
+    #[schema(value_type = Vec<AuditRecord>)]
     audit: Sorted<Vec<AuditRecord>>,
     /// The cursor of the next (older) page: `?before=<next>`; absent on the last.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -81,25 +93,25 @@ struct AuditBody {
 }
 
 /// `GET /v1/audit?limit=N&before=ID`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct AuditPage {
+    /// Entries per page: 1 to 1000 (default 100).
     limit: Option<u32>,
+    /// The `next` of the previous page.
     before: Option<i64>,
 }
 
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/plugins", get(list_plugins).post(upload))
-        .route(
-            "/v1/plugins/{sha256}",
-            get(plugin_version).delete(delete_plugin_version),
-        )
-        .route("/v1/kv", get(list_kv))
-        .route("/v1/kv/{key}", get(get_kv).put(put_kv).delete(delete_kv))
-        .route("/v1/runs", get(runs))
-        .route("/v1/usage", get(usage))
-        .route("/v1/quota", get(quota))
-        .route("/v1/audit", get(audit))
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_plugins, upload))
+        .routes(routes!(plugin_version, delete_plugin_version))
+        .routes(routes!(list_kv))
+        .routes(routes!(get_kv, put_kv, delete_kv))
+        .routes(routes!(runs))
+        .routes(routes!(usage))
+        .routes(routes!(quota))
+        .routes(routes!(audit))
 }
 
 pub(crate) fn check_sha(sha256: &str) -> ApiResult<()> {
@@ -117,6 +129,17 @@ pub(crate) fn check_sha(sha256: &str) -> ApiResult<()> {
     }
 }
 
+/// Uploads a plugin (a WebAssembly component, the raw body): checked,
+/// compiled and stored under its sha256; installing it is a release's job.
+#[utoipa::path(post, path = "/v1/plugins", tag = "plugins", security(("bearer" = [])),
+    request_body(content = Vec<u8>, content_type = "application/wasm", description = "The component's bytes"),
+    responses((status = 201, body = UploadBody)),
+    extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER, RAW, &[
+        Code::EmptyFile, Code::TooLarge, Code::CoreModule, Code::NotWasm, Code::InvalidComponent,
+        Code::ForbiddenImport, Code::WrongWorld, Code::TooComplex, Code::DescribeFailed,
+        Code::CompileBusy, Code::HostCompileBusy, Code::CompileTimeout, Code::PluginStoreFull,
+        Code::Conflict,
+    ]])))))]
 async fn upload(
     State(app): State<AppState>,
     admin: TenantAdmin,
@@ -142,6 +165,11 @@ async fn upload(
     ))
 }
 
+/// Deletes a plugin version no release uses.
+#[utoipa::path(delete, path = "/v1/plugins/{sha256}", tag = "plugins", security(("bearer" = [])),
+    params(("sha256" = String, Path, description = "The plugin's lowercase hex sha256")),
+    responses((status = 204, description = "Deleted")),
+    extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER, &[Code::InvalidSha256, Code::NotFound, Code::Conflict]])))))]
 async fn delete_plugin_version(
     State(app): State<AppState>,
     admin: TenantAdmin,
@@ -152,6 +180,10 @@ async fn delete_plugin_version(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The tenant's plugin versions.
+#[utoipa::path(get, path = "/v1/plugins", tag = "plugins", security(("bearer" = [])),
+    responses((status = 200, body = PluginsBody)),
+    extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER])))))]
 async fn list_plugins(State(app): State<AppState>, member: Member) -> ApiResult<Json<PluginsBody>> {
     let versions = app
         .storage
@@ -163,6 +195,11 @@ async fn list_plugins(State(app): State<AppState>, member: Member) -> ApiResult<
     }))
 }
 
+/// One plugin version.
+#[utoipa::path(get, path = "/v1/plugins/{sha256}", tag = "plugins", security(("bearer" = [])),
+    params(("sha256" = String, Path, description = "The plugin's lowercase hex sha256")),
+    responses((status = 200, body = PluginBody)),
+    extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER, &[Code::InvalidSha256, Code::NotFound]])))))]
 async fn plugin_version(
     State(app): State<AppState>,
     member: Member,
@@ -180,10 +217,13 @@ async fn plugin_version(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct KvQuery {
+    /// Only keys starting with this.
     #[serde(default)]
     prefix: String,
+    /// At most this many (default 100, at most 1000).
     limit: Option<u32>,
 }
 
@@ -197,6 +237,11 @@ fn check_key(key: &str) -> ApiResult<()> {
     Ok(())
 }
 
+/// The tenant's key-value entries, by key.
+#[utoipa::path(get, path = "/v1/kv", tag = "kv", security(("bearer" = [])),
+    params(KvQuery),
+    responses((status = 200, body = EntriesBody)),
+    extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER, QUERY])))))]
 async fn list_kv(
     State(app): State<AppState>,
     member: Member,
@@ -215,6 +260,11 @@ async fn list_kv(
     Ok(Json(EntriesBody { entries }))
 }
 
+/// One key-value entry.
+#[utoipa::path(get, path = "/v1/kv/{key}", tag = "kv", security(("bearer" = [])),
+    params(("key" = String, Path, description = "1 to 256 bytes without control characters")),
+    responses((status = 200, body = EntryBody)),
+    extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER, &[Code::InvalidKey, Code::NotFound]])))))]
 async fn get_kv(
     State(app): State<AppState>,
     member: Member,
@@ -235,12 +285,19 @@ async fn get_kv(
     Ok(Json(EntryBody { key, value }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct KvPut {
+    /// At most 64 KiB.
     value: String,
 }
 
+/// Sets one key-value entry.
+#[utoipa::path(put, path = "/v1/kv/{key}", tag = "kv", security(("bearer" = [])),
+    params(("key" = String, Path, description = "1 to 256 bytes without control characters")),
+    request_body = KvPut,
+    responses((status = 200, body = EntryBody)),
+    extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER, JSON, &[Code::InvalidKey, Code::ValueTooLarge, Code::KvQuotaExceeded]])))))]
 async fn put_kv(
     State(app): State<AppState>,
     admin: TenantAdmin,
@@ -268,6 +325,11 @@ async fn put_kv(
     }))
 }
 
+/// Deletes one key-value entry.
+#[utoipa::path(delete, path = "/v1/kv/{key}", tag = "kv", security(("bearer" = [])),
+    params(("key" = String, Path, description = "1 to 256 bytes without control characters")),
+    responses((status = 204, description = "Deleted")),
+    extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER, &[Code::InvalidKey, Code::NotFound]])))))]
 async fn delete_kv(
     State(app): State<AppState>,
     admin: TenantAdmin,
@@ -281,12 +343,20 @@ async fn delete_kv(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct Limit {
+    /// Runs: at most this many (default 50, at most 500).
     limit: Option<u32>,
+    /// Usage: this many days back (default 30, at most 366).
     days: Option<u32>,
 }
 
+/// The tenant's latest plugin runs.
+#[utoipa::path(get, path = "/v1/runs", tag = "records", security(("bearer" = [])),
+    params(Limit),
+    responses((status = 200, body = RunsBody)),
+    extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER, QUERY])))))]
 async fn runs(
     State(app): State<AppState>,
     member: Member,
@@ -300,6 +370,11 @@ async fn runs(
     Ok(Json(RunsBody { runs: Sorted(runs) }))
 }
 
+/// The tenant's usage per day.
+#[utoipa::path(get, path = "/v1/usage", tag = "records", security(("bearer" = [])),
+    params(Limit),
+    responses((status = 200, body = UsageBody)),
+    extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER, QUERY])))))]
 async fn usage(
     State(app): State<AppState>,
     member: Member,
@@ -315,6 +390,10 @@ async fn usage(
     }))
 }
 
+/// The quota the tenant's plugins run under by default.
+#[utoipa::path(get, path = "/v1/quota", tag = "records", security(("bearer" = [])),
+    responses((status = 200, body = QuotaBody)),
+    extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER])))))]
 async fn quota(State(app): State<AppState>, member: Member) -> ApiResult<Json<QuotaBody>> {
     let state = member.tenant.state(&app).await?;
     Ok(Json(QuotaBody {
@@ -322,6 +401,11 @@ async fn quota(State(app): State<AppState>, member: Member) -> ApiResult<Json<Qu
     }))
 }
 
+/// The tenant's audit log, newest first, a page at a time (admins).
+#[utoipa::path(get, path = "/v1/audit", tag = "records", security(("bearer" = [])),
+    params(AuditPage),
+    responses((status = 200, body = AuditBody)),
+    extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER, QUERY])))))]
 async fn audit(
     State(app): State<AppState>,
     admin: TenantAdmin,

@@ -9,26 +9,27 @@ use axum::extract::{Path, Request, State};
 use axum::http::header::{CONTENT_TYPE, LOCATION, STRICT_TRANSPORT_SECURITY};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::admin::tenant_id;
 use crate::app;
 use crate::http::context::{ApiQuery, PlatformAdmin, PlatformHost, TenantAdmin};
+use crate::http::openapi::{HOST, MEMBER, PLATFORM_ADMIN, QUERY, TENANT_HOST, TOKEN, errors};
 use crate::http::{ApiError, ApiResult, Code, request_host};
 use crate::state::AppState;
 use crate::tenancy::strip_port;
 
 /// The routes of the API proper (on every listener that serves it).
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/tls/ask", get(ask))
-        .route("/v1/domains/{domain}/certificate/retry", post(retry))
-        .route(
-            "/v1/admin/tenants/{id}/domains/{domain}/certificate/retry",
-            post(admin_retry),
-        )
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(ask))
+        .routes(routes!(retry))
+        .routes(routes!(admin_retry))
 }
 
 /// The plain-HTTP listener's router under `--tls`: ACME challenges and
@@ -37,7 +38,7 @@ pub(crate) fn routes() -> Router<AppState> {
 pub fn redirect_router(state: AppState, https_port: u16) -> Router {
     Router::new()
         .route("/.well-known/acme-challenge/{token}", get(challenge))
-        .merge(super::health::routes())
+        .merge(super::health::routes().split_for_parts().0)
         .fallback(move |request: Request| redirect(request, https_port))
         .with_state(state)
 }
@@ -112,17 +113,32 @@ async fn redirect(request: Request, https_port: u16) -> Response {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct AskQuery {
+    /// The name a TLS proxy asks to get a certificate for.
     domain: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct Asked {
     domain: String,
     served: bool,
 }
 
+/// A TLS proxy's on-demand `ask` (Caddy): 200 only for names Veneer serves
+/// (the base domain, its tenants, verified custom domains), on the platform's host.
+#[utoipa::path(
+    get,
+    path = "/v1/tls/ask",
+    tag = "tls",
+    security(()),
+    params(AskQuery),
+    responses(
+        (status = 200, body = Asked, description = "Veneer serves this name"),
+    ),
+    extensions(("x-veneer-errors" = json!(errors(&[HOST, QUERY, &[Code::InvalidDomain, Code::DatabaseUnavailable]])))),
+)]
 async fn ask(
     State(app): State<AppState>,
     _platform: PlatformHost,
@@ -149,6 +165,18 @@ async fn ask(
     }))
 }
 
+/// Orders a custom domain's certificate again after a failure (admins).
+#[utoipa::path(
+    post,
+    path = "/v1/domains/{domain}/certificate/retry",
+    tag = "tls",
+    security(("bearer" = [])),
+    params(("domain" = String, Path, description = "The custom domain")),
+    responses(
+        (status = 202, description = "A new certificate order is queued"),
+    ),
+    extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER, &[Code::NotFound, Code::Conflict]])))),
+)]
 async fn retry(
     State(app): State<AppState>,
     admin: TenantAdmin,
@@ -158,6 +186,18 @@ async fn retry(
     Ok(StatusCode::ACCEPTED)
 }
 
+/// Orders a tenant's custom domain certificate again (platform admins).
+#[utoipa::path(
+    post,
+    path = "/v1/admin/tenants/{id}/domains/{domain}/certificate/retry",
+    tag = "tls",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The tenant's id"), ("domain" = String, Path, description = "The custom domain")),
+    responses(
+        (status = 202, description = "A new certificate order is queued"),
+    ),
+    extensions(("x-veneer-errors" = json!(errors(&[HOST, TOKEN, PLATFORM_ADMIN, &[Code::InvalidTenantId, Code::NotFound, Code::Conflict]])))),
+)]
 async fn admin_retry(
     State(app): State<AppState>,
     _admin: PlatformAdmin,

@@ -7,31 +7,32 @@
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
-use axum::{
-    Json, Router,
-    routing::{get, post},
-};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::app;
-use crate::base::{CommissionDecision, Sale};
+use crate::base::{Category, CommissionDecision, CommissionRules, EmailTemplate, Sale, SizeChart};
 use crate::http::ServedDocument;
 use crate::http::body::Sorted;
 use crate::http::context::{JsonBody, Member};
-use crate::http::{ApiError, ApiResult};
+use crate::http::openapi::{JSON, MEMBER, TENANT_HOST, TOKEN, errors};
+use crate::http::{ApiError, ApiResult, Code};
 use crate::resolve::{EffectiveConfig, Resolved, RunRecord, Source};
 use crate::runtime::OutcomeKind;
 use crate::state::AppState;
 
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/config", get(config))
-        .route("/v1/config/{section}", get(section))
-        .route("/v1/commission/quote", post(quote))
-        .route("/v1/email/preview", post(preview))
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(config))
+        .routes(routes!(section))
+        .routes(routes!(quote))
+        .routes(routes!(preview))
 }
 
 /// The documents served for one effective configuration, kept in its memo.
@@ -55,7 +56,7 @@ fn etag(version: &str) -> HeaderValue {
 
 /// A step of a section's chain that failed, so its input passed on (keys in
 /// order).
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct Fallback {
     installation: Option<String>,
     message: Option<String>,
@@ -86,7 +87,7 @@ fn fallbacks(config: &EffectiveConfig) -> Vec<Fallback> {
 }
 
 /// One step of a resolution, as bodies show it (keys in order).
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct StepBody<'a> {
     fuel_used: u64,
     installation: Option<&'a str>,
@@ -115,16 +116,25 @@ fn summary<T>(resolved: &Resolved<T>) -> Option<&RunRecord> {
 }
 
 /// `GET /v1/config` as serialised: borrowed from the cached configuration.
-#[derive(Serialize)]
+/// `sources` and `fallbacks` name sections as `categories`, `size_charts` and
+/// `emails.<template>`.
+#[derive(Serialize, ToSchema)]
 struct Document<'a> {
     tenant: &'a str,
+    /// The configuration's content version (its ETag).
     version: &'a str,
     base_version: &'a str,
+    /// The live releases of the tenant's chain, in order.
+    #[schema(value_type = Vec<crate::resolve::ReleaseRef>)]
     releases: &'a [crate::resolve::ReleaseRef],
-    categories: &'a [crate::base::Category],
-    size_charts: &'a [crate::base::SizeChart],
-    emails: BTreeMap<&'a str, &'a crate::base::EmailTemplate>,
-    commission_rules: &'a crate::base::CommissionRules,
+    #[schema(value_type = Vec<Category>)]
+    categories: &'a [Category],
+    #[schema(value_type = Vec<SizeChart>)]
+    size_charts: &'a [SizeChart],
+    #[schema(value_type = BTreeMap<String, EmailTemplate>)]
+    emails: BTreeMap<&'a str, &'a EmailTemplate>,
+    #[schema(value_type = CommissionRules)]
+    commission_rules: &'a CommissionRules,
     sources: BTreeMap<String, Source>,
     fallbacks: Vec<Fallback>,
 }
@@ -165,6 +175,15 @@ fn serve_document(app: &AppState, tenant: &str, config: &EffectiveConfig) -> Ser
     ServedDocument::new(json, etag(&config.version))
 }
 
+/// The tenant's whole effective configuration: the base changed by its
+/// installations' plugins, section by section, with where each came from.
+/// ETag'd (`If-None-Match` answers 304) and gzip'd for clients that accept it.
+#[utoipa::path(get, path = "/v1/config", tag = "configuration", security(("bearer" = [])),
+    responses(
+        (status = 200, body = Document),
+        (status = 304, description = "Not modified: the `If-None-Match` ETag is current"),
+    ),
+    extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER, &[Code::TenantBusy]])))))]
 async fn config(
     State(app): State<AppState>,
     member: Member,
@@ -193,6 +212,17 @@ pub(crate) const SECTIONS: [&str; 6] = [
 /// How many names [`SECTIONS`] holds.
 pub(crate) const SECTION_COUNT: usize = SECTIONS.len();
 
+/// One section of the effective configuration: `categories`,
+/// `size-charts` (or `size_charts`), `emails`, `commission-rules` (or
+/// `commission_rules`); the body echoes the name asked for. ETag'd like
+/// `GET /v1/config`.
+#[utoipa::path(get, path = "/v1/config/{section}", tag = "configuration", security(("bearer" = [])),
+    params(("section" = String, Path, description = "The section's name")),
+    responses(
+        (status = 200, body = SectionBody),
+        (status = 304, description = "Not modified: the `If-None-Match` ETag is current"),
+    ),
+    extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER, &[Code::NotFound, Code::TenantBusy]])))))]
 async fn section(
     State(app): State<AppState>,
     member: Member,
@@ -213,54 +243,89 @@ async fn section(
     Ok(served.answer(headers))
 }
 
-/// One resolved value in a section's body (keys in order).
-#[derive(Serialize)]
-struct SectionValue<'a, T> {
+/// What a section's chain ended in: where the value came from and, when a
+/// plugin ran, the outcome and message of its first failed step (else its
+/// last).
+struct Summary<'a> {
     message: Option<&'a str>,
     outcome: Option<OutcomeKind>,
     source: Source,
-    value: Sorted<&'a T>,
 }
 
-impl<'a, T: Serialize> SectionValue<'a, T> {
-    fn of(r: &'a Resolved<T>) -> Self {
+impl<'a> Summary<'a> {
+    fn of<T>(r: &'a Resolved<T>) -> Self {
         Self {
             message: summary(r).and_then(|run| run.message.as_deref()),
             outcome: summary(r).map(|run| run.outcome),
             source: r.source,
-            value: Sorted(&r.value),
         }
     }
 }
 
-/// `GET /v1/config/{section}` for a resolved section (keys in order).
-#[derive(Serialize)]
-struct ResolvedSection<'a, T> {
+/// `GET /v1/config/{section}`: one of these, by the section asked for.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+enum SectionBody<'a> {
+    Categories(CategoriesSection<'a>),
+    SizeCharts(SizeChartsSection<'a>),
+    Emails(EmailsSection<'a>),
+    Rules(RulesSection<'a>),
+}
+
+/// `GET /v1/config/categories` (keys in order).
+#[derive(Serialize, ToSchema)]
+struct CategoriesSection<'a> {
     message: Option<&'a str>,
     outcome: Option<OutcomeKind>,
     section: &'a str,
     source: Source,
     tenant: &'a str,
-    value: Sorted<&'a T>,
+    #[schema(value_type = Vec<Category>)]
+    value: Sorted<&'a Vec<Category>>,
     version: &'a str,
 }
 
+/// `GET /v1/config/size-charts` (keys in order).
+#[derive(Serialize, ToSchema)]
+struct SizeChartsSection<'a> {
+    message: Option<&'a str>,
+    outcome: Option<OutcomeKind>,
+    section: &'a str,
+    source: Source,
+    tenant: &'a str,
+    #[schema(value_type = Vec<SizeChart>)]
+    value: Sorted<&'a Vec<SizeChart>>,
+    version: &'a str,
+}
+
+/// One email template of `GET /v1/config/emails` (keys in order).
+#[derive(Serialize, ToSchema)]
+struct ResolvedEmail<'a> {
+    message: Option<&'a str>,
+    outcome: Option<OutcomeKind>,
+    source: Source,
+    #[schema(value_type = EmailTemplate)]
+    value: Sorted<&'a EmailTemplate>,
+}
+
 /// `GET /v1/config/emails` (keys in order).
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct EmailsSection<'a> {
     section: &'a str,
     tenant: &'a str,
-    value: BTreeMap<&'a str, SectionValue<'a, crate::base::EmailTemplate>>,
+    #[schema(value_type = BTreeMap<String, ResolvedEmail>)]
+    value: BTreeMap<&'a str, ResolvedEmail<'a>>,
     version: &'a str,
 }
 
 /// `GET /v1/config/commission-rules`: the base's own (keys in order).
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct RulesSection<'a> {
     section: &'a str,
     source: Source,
     tenant: &'a str,
-    value: Sorted<&'a crate::base::CommissionRules>,
+    #[schema(value_type = CommissionRules)]
+    value: Sorted<&'a CommissionRules>,
     version: &'a str,
 }
 
@@ -272,64 +337,82 @@ fn serve_section(
     section: &str,
 ) -> ServedDocument {
     let version = config.version.as_str();
-    fn resolved<'a, T>(
-        one: SectionValue<'a, T>,
-        section: &'a str,
-        tenant: &'a str,
-        version: &'a str,
-    ) -> ResolvedSection<'a, T> {
-        ResolvedSection {
-            message: one.message,
-            outcome: one.outcome,
-            section,
-            source: one.source,
-            tenant,
-            value: one.value,
-            version,
-        }
-    }
-    // Serialising these types cannot fail.
     let base = app.base();
-    let json = match section {
-        "categories" => serde_json::to_vec(&resolved(
-            SectionValue::of(&config.categories),
-            section,
-            tenant,
-            version,
-        )),
-        "size-charts" | "size_charts" => serde_json::to_vec(&resolved(
-            SectionValue::of(&config.size_charts),
-            section,
-            tenant,
-            version,
-        )),
-        "emails" => serde_json::to_vec(&EmailsSection {
+    let body = match section {
+        "categories" => {
+            let Summary {
+                message,
+                outcome,
+                source,
+            } = Summary::of(&config.categories);
+            SectionBody::Categories(CategoriesSection {
+                message,
+                outcome,
+                section,
+                source,
+                tenant,
+                value: Sorted(&config.categories.value),
+                version,
+            })
+        }
+        "size-charts" | "size_charts" => {
+            let Summary {
+                message,
+                outcome,
+                source,
+            } = Summary::of(&config.size_charts);
+            SectionBody::SizeCharts(SizeChartsSection {
+                message,
+                outcome,
+                section,
+                source,
+                tenant,
+                value: Sorted(&config.size_charts.value),
+                version,
+            })
+        }
+        "emails" => SectionBody::Emails(EmailsSection {
             section,
             tenant,
             value: config
                 .emails
                 .iter()
-                .map(|(id, e)| (id.as_str(), SectionValue::of(e)))
+                .map(|(id, e)| {
+                    let Summary {
+                        message,
+                        outcome,
+                        source,
+                    } = Summary::of(e);
+                    let email = ResolvedEmail {
+                        message,
+                        outcome,
+                        source,
+                        value: Sorted(&e.value),
+                    };
+                    (id.as_str(), email)
+                })
                 .collect(),
             version,
         }),
-        _ => serde_json::to_vec(&RulesSection {
+        _ => SectionBody::Rules(RulesSection {
             section,
             source: Source::Base,
             tenant,
             value: Sorted(&base.commission),
             version,
         }),
-    }
-    .unwrap_or_default();
+    };
+    // Serialising these types cannot fail.
+    let json = serde_json::to_vec(&body).unwrap_or_default();
     ServedDocument::new(json, etag(version))
 }
 
 /// `POST /v1/commission/quote` (keys in order). `fuel_used` is the chain's
 /// total; `outcome` the first failed step's, else the last step's; `plugin`
 /// the last step's; `steps` each step in chain order.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct QuoteBody<'a> {
+    #[schema(value_type = CommissionDecision)]
     decision: Sorted<&'a CommissionDecision>,
     fuel_used: Option<u64>,
     message: Option<String>,
@@ -339,6 +422,12 @@ struct QuoteBody<'a> {
     steps: Vec<StepBody<'a>>,
 }
 
+/// A commission quote for one sale: the base's rules changed by the
+/// tenant's plugins, with each step of the chain.
+#[utoipa::path(post, path = "/v1/commission/quote", tag = "traffic", security(("bearer" = [])),
+    request_body = Sale,
+    responses((status = 200, body = QuoteBody)),
+    extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER, JSON, &[Code::InvalidSale, Code::TenantBusy]])))))]
 async fn quote(
     State(app): State<AppState>,
     member: Member,
@@ -360,24 +449,33 @@ async fn quote(
     Ok(Json(body).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PreviewRequest {
+    /// The email template's id.
     template: String,
+    /// The template's variables.
     #[serde(default)]
     context: Option<BTreeMap<String, String>>,
 }
 
 /// `POST /v1/email/preview` (keys in order).
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct PreviewBody {
     message: Option<String>,
     outcome: Option<OutcomeKind>,
+    #[schema(value_type = crate::email::Rendered)]
     rendered: Sorted<crate::email::Rendered>,
     source: Source,
     template: String,
 }
 
+/// Renders one email template with the tenant's plugins and the given
+/// variables, without sending it.
+#[utoipa::path(post, path = "/v1/email/preview", tag = "email", security(("bearer" = [])),
+    request_body = PreviewRequest,
+    responses((status = 200, body = PreviewBody)),
+    extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER, JSON, &[Code::UnknownTemplate, Code::ContextTooLarge, Code::RenderFailed, Code::TenantBusy]])))))]
 async fn preview(
     State(app): State<AppState>,
     member: Member,

@@ -109,8 +109,23 @@ impl ApiRequest {
         self
     }
 
-    /// Sends it; the whole body is read.
+    /// Sends it; the whole body is read. The answer is checked against the
+    /// API's OpenAPI document ([`super::contract::check`]): an answer the
+    /// document does not describe fails the test.
     pub async fn send(self) -> Result<Reply, reqwest::Error> {
+        let method = self.method.clone();
+        let path = self.path.clone();
+        let reply = self.send_unchecked().await?;
+        if let Err(broken) =
+            super::contract::check(&method, &path, reply.status, &reply.headers, &reply.body)
+        {
+            panic!("the API's answer breaks its OpenAPI document: {broken}");
+        }
+        Ok(reply)
+    }
+
+    /// Sends it without checking the answer against the document.
+    async fn send_unchecked(self) -> Result<Reply, reqwest::Error> {
         match self.api {
             Api::InProcess(router) => {
                 let body_len = self.body.len();

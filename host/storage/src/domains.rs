@@ -17,7 +17,9 @@ use super::time::now_ms;
 use super::{PlatformDb, StorageError, rows};
 
 /// A claim's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum DomainStatus {
     /// Waiting for its record.
@@ -66,7 +68,7 @@ impl DomainStatus {
 }
 
 /// One tenant's claim of a domain.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct DomainRecord {
     pub domain: String,
     pub tenant_id: String,

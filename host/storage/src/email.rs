@@ -35,7 +35,7 @@ pub fn is_email_message_id(id: &str) -> bool {
 }
 
 /// Which SMTP relay a tenant's mail leaves through.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EmailRelay {
     /// The platform's relay (the host's own SMTP configuration).
@@ -45,7 +45,7 @@ pub enum EmailRelay {
 }
 
 /// How the connection to the relay is protected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EmailTls {
     /// Plain SMTP (loopback and test relays only: no credentials allowed).
@@ -135,7 +135,7 @@ impl fmt::Display for EmailTls {
 }
 
 /// A tenant's email settings. Serializes without the password ciphertext.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct EmailSettings {
     /// The domain the tenant sends as; `from_address` must be in it.
     pub sending_domain: String,
@@ -163,7 +163,7 @@ pub struct EmailSettings {
 }
 
 /// Email settings as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct EmailSettingsRecord {
     #[serde(flatten)]
     pub settings: EmailSettings,
@@ -172,7 +172,7 @@ pub struct EmailSettingsRecord {
 }
 
 /// Where a message is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EmailState {
     /// Waiting to be sent (also between temporary failures).
@@ -235,7 +235,7 @@ pub struct NewEmailMessage<'a> {
 }
 
 /// A message as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct EmailMessageRecord {
     pub tenant: TenantId,
     pub id: String,
@@ -260,7 +260,7 @@ pub struct EmailMessageRecord {
 }
 
 /// An address the tenant no longer sends to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct EmailSuppression {
     /// Lowercased.
     pub address: String,

@@ -170,7 +170,7 @@ macro_rules! take_sql {
 }
 
 /// Where a job is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
     /// Waiting for its `run_at`, then for a worker.
@@ -237,7 +237,7 @@ pub struct NewJob<'a> {
 }
 
 /// A job as stored.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct JobRecord {
     pub id: i64,
     pub tenant_id: String,

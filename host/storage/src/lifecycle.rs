@@ -34,7 +34,7 @@ pub const PURGE_BATCH: u32 = 1_000;
 const FINAL_ROUNDS: usize = 10;
 
 /// What a purge removed: rows per table (tables it found empty left out).
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct PurgeReport {
     pub tenant: String,
     pub rows: BTreeMap<String, u64>,

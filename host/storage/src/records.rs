@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use veneer_core::tenancy_id::TenantId;
 
 /// Whether a tenant is served.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TenantStatus {
     /// Served normally.
@@ -51,7 +51,7 @@ impl FromStr for TenantStatus {
 }
 
 /// A tenant as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct TenantRecord {
     pub id: TenantId,
     /// The Clerk organisation id that maps to this tenant.
@@ -143,7 +143,7 @@ impl Default for PluginAbout<'_> {
 }
 
 /// A stored plugin version, without its binary.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct PluginVersion {
     pub sha256: String,
     pub name: String,
@@ -164,7 +164,7 @@ pub struct PluginVersion {
 }
 
 /// One of a tenant's installations: a named place in its chain.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct InstallationRecord {
     pub name: String,
     /// Order in the chain (smaller runs first).
@@ -191,7 +191,7 @@ pub struct NewRelease<'a> {
 }
 
 /// An immutable release.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ReleaseRecord {
     pub id: i64,
     pub installation: String,
@@ -216,7 +216,7 @@ pub struct LiveRelease {
 }
 
 /// A change of an installation's live release.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ReleaseEvent {
     pub id: i64,
     pub installation: String,
@@ -248,7 +248,7 @@ pub struct NewCatalogueEntry<'a> {
 }
 
 /// A published stock plugin (without its component).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct CatalogueEntry {
     pub name: String,
     pub version: String,
@@ -285,7 +285,7 @@ pub struct NewRun<'a> {
 }
 
 /// A recorded plugin run.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct RunRecord {
     pub id: i64,
     pub sha256: String,
@@ -314,7 +314,7 @@ pub struct AuditEntry<'a> {
 }
 
 /// A stored audit entry.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct AuditRecord {
     pub id: i64,
     pub tenant_id: String,
@@ -328,7 +328,7 @@ pub struct AuditRecord {
 }
 
 /// One UTC day of a tenant's usage.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct UsageRecord {
     /// `YYYY-MM-DD`, UTC.
     pub day: String,

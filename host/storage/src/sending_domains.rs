@@ -20,7 +20,9 @@ use super::time::now_ms;
 use super::{StorageError, rows};
 
 /// A sending domain's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum SendingDomainStatus {
     /// Its DKIM record is not (or no longer) found.
@@ -56,7 +58,9 @@ impl SendingDomainStatus {
 }
 
 /// A DKIM key's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum DkimKeyState {
     /// Waiting for its record.
@@ -83,7 +87,7 @@ impl DkimKeyState {
 }
 
 /// One DKIM key of a sending domain.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct DkimKeyRecord {
     pub selector: String,
     pub state: DkimKeyState,
@@ -99,7 +103,7 @@ pub struct DkimKeyRecord {
 }
 
 /// A tenant's sending domain with its keys (newest first).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct SendingDomainRecord {
     pub domain: String,
     pub status: SendingDomainStatus,

@@ -17,7 +17,7 @@ use super::{StorageError, rows};
 pub const MAX_SHADOW_RUNS: i64 = 10_000;
 
 /// A release in shadow.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct ShadowRecord {
     pub installation: String,
     pub release_id: i64,
@@ -29,7 +29,7 @@ pub struct ShadowRecord {
 }
 
 /// One shadow run, as recorded.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct ShadowRun {
     pub installation: String,
     pub release_id: i64,

@@ -24,7 +24,7 @@ use super::time::now_ms;
 use super::{PlatformDb, StorageError, rows};
 
 /// Where a certificate stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CertificateStatus {
     /// None issued yet (being ordered, or waiting to retry).
@@ -46,7 +46,7 @@ impl CertificateStatus {
 }
 
 /// A certificate's state, without its key: what admins see.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct CertificateRecord {
     pub domain: String,
     /// None for the base domain's.

@@ -215,8 +215,8 @@ async fn lifecycle(db: Db) {
             .all(|r| r["tenant_id"] == "acme")
     );
 
-    // A release whose settings the plugin refuses is refused with its words;
-    // a live release cannot be deleted, a draft can.
+    // A release whose settings do not fit the plugin's settings schema is
+    // refused naming the setting; a live release cannot be deleted, a draft can.
     let (status, refused) = server
         .call(
             Method::POST,
@@ -227,7 +227,10 @@ async fn lifecycle(db: Db) {
         )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
-    assert_eq!(refused["error"]["code"], "release_rejected", "{refused}");
+    assert_eq!(
+        refused["error"]["code"], "settings_schema_violation",
+        "{refused}"
+    );
     assert!(
         refused["error"]["message"]
             .as_str()

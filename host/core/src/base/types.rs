@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 /// A free-form key/value pair attached to a category or a sale.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Attribute {
     pub key: String,
@@ -16,7 +16,7 @@ pub struct Attribute {
 }
 
 /// One node of the category tree.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Category {
     pub id: String,
@@ -31,7 +31,7 @@ pub struct Category {
 }
 
 /// One row of a size chart: a size and its value in every column.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SizeRow {
     pub label: String,
@@ -39,7 +39,7 @@ pub struct SizeRow {
 }
 
 /// A size conversion table, linked to the categories it applies to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SizeChart {
     pub id: String,
@@ -51,7 +51,7 @@ pub struct SizeChart {
 }
 
 /// One sold line, the input of a commission decision. Amounts are in minor units.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Sale {
     pub order_id: String,
@@ -89,7 +89,7 @@ pub struct Product {
 }
 
 /// The commission taken on one sale, as decided by the base rules or a plugin.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CommissionDecision {
     pub rule_id: String,
@@ -102,7 +102,7 @@ pub struct CommissionDecision {
 }
 
 /// A renderable email: Jinja templates for the subject and both bodies.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EmailTemplate {
     pub id: String,
@@ -116,7 +116,7 @@ pub struct EmailTemplate {
 }
 
 /// A commission rate that applies from a line gross of `from` (minor units) upwards.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Tier {
     pub from: u64,
@@ -124,7 +124,7 @@ pub struct Tier {
 }
 
 /// The commission rule for one category subtree.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CommissionRule {
     pub id: String,
@@ -137,7 +137,7 @@ pub struct CommissionRule {
 }
 
 /// The whole of `commission.toml`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CommissionRules {
     pub currency: String,
@@ -148,7 +148,7 @@ pub struct CommissionRules {
 }
 
 /// An email template together with what is needed to check and preview it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EmailDef {
     pub template: EmailTemplate,
