@@ -157,6 +157,7 @@ async fn seed(dir: &Path, tenants: usize, plugins: usize) -> anyhow::Result<()> 
             size_bytes: bytes.len() as u64,
             binary: bytes,
             uploaded_by: "scale-bench",
+            about: veneer::app::plugins::about(info),
         })
         .await?;
         db.create_installation("commission", "scale-bench").await?;
