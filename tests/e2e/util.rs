@@ -101,9 +101,15 @@ pub struct WitFixture {
 /// versions (`wit_versions`, `server::wit_versions`) run over each row, so a
 /// plugin's frozen 0.1.0 build and its 0.2.0 rebuild are one row each.
 pub const WIT_FIXTURES: &[WitFixture] = &[
+    // The luxury example's frozen 0.1.0 build and its SDK v2 (0.2.0) rebuild.
+    WitFixture {
+        path: built_plugins::v0_1_0::LUXURY_CONSIGNMENT,
+        version: WitVersion::V0_1_0,
+        settings: r#"{"cap": 120000, "tiers": [{"from": 0, "rate_bps": 2500}]}"#,
+    },
     WitFixture {
         path: built_plugins::LUXURY_CONSIGNMENT,
-        version: WitVersion::V0_1_0,
+        version: WitVersion::V0_2_0,
         settings: r#"{"cap": 120000, "tiers": [{"from": 0, "rate_bps": 2500}]}"#,
     },
     WitFixture {

@@ -139,10 +139,7 @@ fn product(title: &str, product_type: &str) -> Product {
 
 #[test]
 fn product_category_is_served_when_it_names_a_category_of_the_tree() {
-    let fixture = WIT_FIXTURES
-        .iter()
-        .find(|f| f.version == WitVersion::V0_2_0)
-        .expect("a 0.2.0 fixture");
+    let fixture = v2();
     let plugin = load(fixture.path);
     let resolver = Resolver::new(runtime(), base());
     let resolve = |product: &Product, choice: Option<&str>| {
@@ -361,9 +358,10 @@ fn plugin_run_runs_product_category_as_the_webhook_does() {
     assert_eq!(report["outcome"], "invalid_output", "{report}");
 }
 
+/// The plain wit-bindgen 0.2.0 fixture (commission and product-category).
 fn v2() -> &'static crate::util::WitFixture {
     WIT_FIXTURES
         .iter()
-        .find(|f| f.version == WitVersion::V0_2_0)
-        .expect("a 0.2.0 fixture")
+        .find(|f| f.path == built_plugins::WIT_V2_FIXTURE)
+        .expect("the 0.2.0 fixture")
 }

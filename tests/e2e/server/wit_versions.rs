@@ -20,11 +20,12 @@ fn settings(fixture: &WitFixture) -> Value {
     serde_json::from_str(fixture.settings).expect("fixture settings are JSON")
 }
 
+/// The plain wit-bindgen 0.2.0 fixture (commission and product-category).
 fn v2() -> &'static WitFixture {
     WIT_FIXTURES
         .iter()
-        .find(|f| f.version == WitVersion::V0_2_0)
-        .expect("a 0.2.0 fixture")
+        .find(|f| f.path == veneer_plugin_artifacts::WIT_V2_FIXTURE)
+        .expect("the 0.2.0 fixture")
 }
 
 /// Asserts a plugin as the API shows it says what its version lets it say.
