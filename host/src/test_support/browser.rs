@@ -153,15 +153,42 @@ impl Browser {
         }
     }
 
-    /// The text of the first element `css` selects.
+    /// The text of the first element `css` selects, once the page has one
+    /// (retried for up to 10 s while a navigation replaces the page).
     pub async fn text(&self, css: &str) -> String {
-        self.client
-            .find(Locator::Css(css))
+        let started = Instant::now();
+        loop {
+            let found = match self.client.find(Locator::Css(css)).await {
+                Ok(element) => element.text().await,
+                Err(err) => Err(err),
+            };
+            match found {
+                Ok(text) => return text,
+                Err(err) if started.elapsed() > Duration::from_secs(10) => {
+                    panic!("no `{css}` on the page: {err}")
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+
+    /// Clicks the button `css` selects and waits until the page it leads to
+    /// replaced this one (a form's post and its redirect).
+    pub async fn submit(&self, css: &str) {
+        let page = self
+            .client
+            .find(Locator::Css("html"))
             .await
-            .unwrap_or_else(|err| panic!("no `{css}` on the page: {err}"))
-            .text()
-            .await
-            .expect("element text")
+            .expect("a page");
+        self.click(css).await;
+        let started = Instant::now();
+        while page.tag_name().await.is_ok() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "clicking `{css}` led to no new page"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Clicks the first element `css` selects.

@@ -2,9 +2,9 @@
 //! WebDriver) against a listening server: signing in, uploading a plugin
 //! through the page, creating, activating and rolling back releases, a
 //! refused settings value shown in place, a platform admin setting a quota,
-//! a tenant's session on another tenant's host (403, nothing of it shown),
-//! and the screenshots of `docs/console/`. The CSRF refusals and the headers
-//! are plain HTTP, as an attacker's page would send them.
+//! and the screenshots of `docs/console/`. The CSRF refusals, a tenant's
+//! session on another tenant's host (403, nothing of it shown) and the
+//! headers are plain HTTP, as an attacker's page would send them.
 
 use std::path::PathBuf;
 
@@ -48,7 +48,7 @@ async fn sign_in_as_tenant_admin(browser: &Browser, server: &Server, tenant: &st
         "redirected to sign in"
     );
     browser.click("#role option[value=admin]").await;
-    browser.click("#sign-in").await;
+    browser.submit("#sign-in").await;
     assert_eq!(browser.text("h1").await, "Overview");
 }
 
@@ -87,7 +87,7 @@ async fn a_tenant_admin_uploads_releases_activates_and_rolls_back_in_the_browser
     )
     .await;
     browser.fill("#name", "brand-emails").await;
-    browser.click("#create-installation").await;
+    browser.submit("#create-installation").await;
     assert_eq!(browser.text("h1").await, "brand-emails");
     open(
         &browser,
@@ -103,7 +103,7 @@ async fn a_tenant_admin_uploads_releases_activates_and_rolls_back_in_the_browser
         .send_keys(&wasm.display().to_string())
         .await
         .expect("choose file");
-    browser.click("#upload").await;
+    browser.submit("#upload").await;
     assert_eq!(browser.text("h1").await, "Plugin checked");
     let sha = browser.text("#sha256").await;
     assert_eq!(sha.len(), 64, "{sha}");
@@ -129,7 +129,7 @@ async fn a_tenant_admin_uploads_releases_activates_and_rolls_back_in_the_browser
             r##"{"brand_name": "Acme", "primary_color": "red", "accent_color": "#000000"}"##,
         )
         .await;
-    browser.click("#create-release").await;
+    browser.submit("#create-release").await;
     let error = browser.text("#settings-error").await;
     assert!(error.contains("primary_color"), "{error}");
     assert!(error.contains("release_rejected"), "{error}");
@@ -156,8 +156,9 @@ async fn a_tenant_admin_uploads_releases_activates_and_rolls_back_in_the_browser
                 &format!(r##"{{"brand_name": "Acme", "primary_color": "{colour}", "accent_color": "#000000"}}"##),
             )
             .await;
-        browser.click("#create-release").await;
-        assert!(browser.text(".notice").await.contains("draft"));
+        browser.submit("#create-release").await;
+        let main = browser.text("main").await;
+        assert!(main.contains("Release created as a draft"), "{main}");
         let (_, releases) = server
             .get("acme", "/v1/installations/brand-emails/releases", &token)
             .await;
@@ -166,14 +167,25 @@ async fn a_tenant_admin_uploads_releases_activates_and_rolls_back_in_the_browser
             .and_then(|r| r.iter().map(|r| r["id"].as_i64().unwrap_or(0)).max())
             .expect("a release");
         browser
-            .click(&format!("#release-{id} button.activate"))
+            .submit(&format!("#release-{id} button.activate"))
             .await;
         assert!(browser.text(".notice").await.contains("activated"));
         assert_eq!(browser.text("#live-release").await, format!("#{id}"));
         ids.push(id);
     }
     browser.screenshot(&shot("installation")).await;
-    browser.click("#rollback").await;
+    // A notice is one of the console's own texts: a link cannot make it say anything.
+    open(
+        &browser,
+        &page_url(
+            &server,
+            "acme",
+            "/console/installations/brand-emails?notice=Send+your+password",
+        ),
+    )
+    .await;
+    assert!(!browser.source().await.contains("Send your password"));
+    browser.submit("#rollback").await;
     assert!(browser.text(".notice").await.contains("Rolled back"));
     assert_eq!(browser.text("#live-release").await, format!("#{}", ids[0]));
     let (status, detail) = server
@@ -205,31 +217,8 @@ async fn a_tenant_admin_uploads_releases_activates_and_rolls_back_in_the_browser
         "sources are shown"
     );
 
-    // A tenant's session on another tenant's host: 403, nothing of it shown.
-    let session = browser
-        .client
-        .get_named_cookie("__session")
-        .await
-        .expect("the session cookie")
-        .value()
-        .to_owned();
-    open(&browser, &page_url(&server, "globex", "/console/sign-in")).await;
-    let mut cookie = fantoccini::cookies::Cookie::new("__session", session);
-    cookie.set_path("/");
-    browser.client.add_cookie(cookie).await.expect("cookie set");
-    open(
-        &browser,
-        &page_url(&server, "globex", "/console/installations"),
-    )
-    .await;
-    assert_eq!(browser.text("h1").await, "Not allowed");
-    let page = browser.source().await;
-    assert!(page.contains("wrong_tenant"), "{page}");
-    assert!(
-        !page.contains("sneaker") && !page.contains("catalog"),
-        "nothing of globex: {page}"
-    );
-    browser.screenshot(&shot("cross-tenant-403")).await;
+    // (Another tenant's session on this host is the plain-HTTP test below:
+    // WebDriver's add-cookie is refused for these mapped test hosts.)
     browser.close().await;
 }
 
@@ -238,7 +227,7 @@ async fn a_platform_admin_sets_a_quota_in_the_browser() {
     let server = Server::start(Db::Sqlite).await;
     let browser = Browser::start(BASE).await;
     open(&browser, &page_url(&server, "", "/console/sign-in")).await;
-    browser.click("#sign-in-platform").await;
+    browser.submit("#sign-in-platform").await;
     assert_eq!(browser.text("h1").await, "Tenants");
     assert!(browser.text("#tenants").await.contains("globex"));
     browser.screenshot(&shot("admin-tenants")).await;
@@ -249,7 +238,7 @@ async fn a_platform_admin_sets_a_quota_in_the_browser() {
     )
     .await;
     browser.fill("#tenant-quota-fuel", "lots").await;
-    browser.click("#tenant-quota button").await;
+    browser.submit("#tenant-quota button").await;
     assert!(
         browser
             .text("#tenant-quota-error")
@@ -258,7 +247,7 @@ async fn a_platform_admin_sets_a_quota_in_the_browser() {
     );
     browser.fill("#tenant-quota-fuel", "50000000").await;
     browser.fill("#tenant-quota-deadline_ms", "400").await;
-    browser.click("#tenant-quota button").await;
+    browser.submit("#tenant-quota button").await;
     assert_eq!(browser.text(".notice").await, "Quota saved.");
     browser.screenshot(&shot("admin-tenant")).await;
     let (status, quota) = server
@@ -274,7 +263,7 @@ async fn a_platform_admin_sets_a_quota_in_the_browser() {
 
     // A per-installation quota: the demo's commission installation.
     browser.fill("#quota-commission-fuel", "30000000").await;
-    browser.click("#quota-commission button").await;
+    browser.submit("#quota-commission button").await;
     assert_eq!(browser.text(".notice").await, "Quota saved.");
     let (status, quota) = server
         .get(
@@ -455,7 +444,16 @@ async fn a_cross_site_form_post_without_the_csrf_proof_changes_nothing() {
     .send()
     .await
     .expect("answered");
-    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    // (The client follows the console's 303 to the new installation's page.)
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response
+            .url()
+            .path()
+            .ends_with("/console/installations/made-here"),
+        "{}",
+        response.url()
+    );
     assert!(
         installation_names(&server)
             .await

@@ -93,9 +93,15 @@ async fn list(
     viewer: TenantViewer,
     Query(q): Query<Notice>,
 ) -> Result<Response, PageError> {
-    Ok(list_page(&app, &viewer, q.notice.as_deref(), None, None)
-        .await?
-        .into_response())
+    Ok(list_page(
+        &app,
+        &viewer,
+        layout::notice(q.notice.as_deref()),
+        None,
+        None,
+    )
+    .await?
+    .into_response())
 }
 
 async fn list_page(
@@ -317,7 +323,7 @@ async fn show(
         &app,
         &viewer,
         name,
-        q.notice.as_deref(),
+        layout::notice(q.notice.as_deref()),
         ReleaseFormState::default(),
     )
     .await?
