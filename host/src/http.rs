@@ -1,5 +1,6 @@
 //! The HTTP API (axum): JSON under `/v1` with one error shape,
-//! `{"error":{"code","message"}}`. One router per area, merged here; request
+//! `{"error":{"code","message"}}`, and the web console at `/console`
+//! (server-rendered HTML over the same application layer: [`console`]). One router per area, merged here; request
 //! context (tenant from host, token, role, rate) comes from the extractors in
 //! `context`. Handlers are adapters: they extract, call a use case of
 //! [`crate::app`] (or `storage` directly for plain reads and writes), and map
@@ -22,6 +23,7 @@ mod admin;
 mod bench;
 mod body;
 mod clerk;
+mod console;
 mod context;
 mod domains;
 pub mod email;
@@ -101,6 +103,7 @@ pub fn router(state: AppState) -> Router {
     #[cfg(feature = "bench-native")]
     let router = router.merge(bench::routes());
     router
+        .merge(console::routes())
         .fallback(|| async {
             ApiError::new(
                 Code::NoRoute,

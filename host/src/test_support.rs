@@ -21,6 +21,7 @@
 //! need the database to go away start a private cluster of their own).
 
 pub mod api;
+pub mod browser;
 pub mod contract;
 pub mod dns_server;
 pub mod fake_shopify;

@@ -11,6 +11,7 @@ mod archives;
 mod attacks;
 mod base_reload;
 mod clerk;
+mod console;
 mod dkim;
 mod domains;
 mod edge;

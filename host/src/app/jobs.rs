@@ -142,3 +142,25 @@ pub fn open_payload(
         .map_err(|err| format!("cannot open the job's sealed payload: {err}"))?;
     serde_json::from_slice(&plain).map_err(|err| format!("the sealed payload is not JSON: {err}"))
 }
+
+/// Queues `tenant`'s dead job `id` again (attempts reset), audited as
+/// `actor`'s (`job.retry`). Only a dead job is retried: another is the
+/// storage's not-found or conflict.
+pub async fn retry(
+    app: &crate::state::AppState,
+    tenant: &crate::tenancy::TenantId,
+    actor: &str,
+    id: i64,
+) -> super::Result<crate::storage::JobRecord> {
+    let db = app.storage.tenant(tenant);
+    let job = db.retry_job(id).await?;
+    db.audit(
+        actor,
+        "job.retry",
+        None,
+        None,
+        Some(&serde_json::json!({ "job": id }).to_string()),
+    )
+    .await?;
+    Ok(job)
+}

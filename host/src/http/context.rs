@@ -214,6 +214,20 @@ async fn caller(
 ) -> Result<(TenantCtx, Arc<Principal>), ApiError> {
     let tenant = TenantHost::from_request_parts(parts, app).await?;
     let principal = principal(parts, app).await?;
+    admit(app, tenant, principal, need_admin).await
+}
+
+/// Admits a verified caller to the host's tenant, by the rules every tenant
+/// route applies: the token's organisation is the tenant's, no membership
+/// change revoked it since it was issued, its role allows the route, and the
+/// tenant's request rate is charged. The console admits its sessions (cookie
+/// or header) through this same gate.
+pub(crate) async fn admit(
+    app: &AppState,
+    tenant: TenantHost,
+    principal: Arc<Principal>,
+    need_admin: bool,
+) -> Result<(TenantCtx, Arc<Principal>), ApiError> {
     if principal.org_id.as_deref() != Some(tenant.0.org_id.as_str()) {
         return Err(ApiError::new(
             Code::WrongTenant,

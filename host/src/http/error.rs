@@ -243,6 +243,9 @@ codes! {
     InvalidDomain => BAD_REQUEST "invalid_domain",
     /// A quota out of range.
     InvalidQuota => BAD_REQUEST "invalid_quota",
+    /// A console form post without its CSRF proof (its session's token, sent
+    /// from the console's own origin).
+    CsrfRefused => FORBIDDEN "csrf_refused",
 }
 
 /// An API error. Clone, so one failed load shared by concurrent requests can
@@ -316,6 +319,11 @@ impl ApiError {
     /// The stable code.
     pub fn code(&self) -> &'static str {
         self.code.as_str()
+    }
+
+    /// The message (what to fix), as a client is given it.
+    pub fn message(&self) -> &str {
+        &self.message
     }
 }
 
