@@ -923,9 +923,9 @@ mod tests {
             "every combination"
         );
         // The figure docs/operations.md quotes.
-        assert_eq!(SERIES_PER_TENANT, 121);
-        assert_eq!(series_bound(DEFAULT_MAX_TENANTS), 242_479);
-        assert!(count <= 250_000);
+        assert_eq!(SERIES_PER_TENANT, 130);
+        assert_eq!(series_bound(DEFAULT_MAX_TENANTS), 260_522);
+        assert!(count <= 275_000);
         assert_eq!(value(&text, "veneer_metrics_tenant_labels"), Some(2_000.0));
         assert_eq!(
             value(&text, r#"veneer_rate_limited_total{tenant="_other"}"#),

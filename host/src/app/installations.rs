@@ -424,6 +424,10 @@ fn first_refusal(
             _ => None,
         }
     }
+    // The tree the plugin's own product-category answer is checked against:
+    // the one its categories hook makes of the base, when it has one (a
+    // plugin may file products into categories it adds).
+    let mut tree = None;
     if plugin.implements(Hook::Categories) {
         let checked = resolver.run_checked::<hook::Categories>(
             plugin,
@@ -432,6 +436,11 @@ fn first_refusal(
             &base.categories,
             (),
         );
+        if checked.violation.is_none()
+            && let Outcome::Ok(own) = &checked.run.outcome
+        {
+            tree = Some(own.clone());
+        }
         if let Some(message) = refused::<hook::Categories>(checked, "on the base") {
             return Some(message);
         }
@@ -483,7 +492,7 @@ fn first_refusal(
             data.clone(),
             quota,
             (&product, None),
-            &base.categories,
+            tree.as_ref().unwrap_or(&base.categories),
         );
         if let Some(message) = refused::<hook::ProductCategory>(checked, "for a sample product") {
             return Some(message);

@@ -406,8 +406,17 @@ mod tests {
     fn no_v1_route_is_registered_around_the_document() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/http");
         let mut files = vec![dir.with_extension("rs")];
-        for entry in std::fs::read_dir(&dir).expect("src/http") {
-            files.push(entry.expect("an entry").path());
+        // Every file under src/http, sub-modules' directories (the console) too.
+        let mut dirs = vec![dir];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).expect("a src/http directory") {
+                let path = entry.expect("an entry").path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else {
+                    files.push(path);
+                }
+            }
         }
         for file in files {
             let text = std::fs::read_to_string(&file).expect("readable");
