@@ -261,7 +261,7 @@ struct Publish {
     security(("bearer" = [])),
     request_body = Publish,
     responses((status = 201, body = PublishedBody)),
-    extensions(("x-veneer-errors" = json!(errors(&[HOST, TOKEN, PLATFORM_ADMIN, JSON, &[Code::EmptyFile, Code::TooLarge, Code::CoreModule, Code::NotWasm, Code::InvalidComponent, Code::ForbiddenImport, Code::WrongWorld, Code::TooComplex, Code::DescribeFailed, Code::HostCompileBusy, Code::CompileTimeout, Code::Conflict, Code::Invalid]])))),
+    extensions(("x-veneer-errors" = json!(errors(&[HOST, TOKEN, PLATFORM_ADMIN, JSON, &[Code::EmptyFile, Code::TooLarge, Code::CoreModule, Code::NotWasm, Code::InvalidComponent, Code::ForbiddenImport, Code::WrongWorld, Code::TooComplex, Code::DescribeFailed, Code::HostCompileBusy, Code::CompileTimeout, Code::InvalidSettingsSchema, Code::SettingsSchemaViolation, Code::Conflict, Code::Invalid]])))),
 )]
 async fn publish(
     State(app): State<AppState>,
@@ -563,7 +563,7 @@ fn empty_object() -> Value {
     params(("name" = String, Path, description = "The installation's name")),
     request_body = CreateRelease,
     responses((status = 201, body = OneReleaseBody)),
-    extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER, JSON, &[Code::InvalidInstallation, Code::InvalidSha256, Code::NotFound, Code::InvalidSettings, Code::SettingsTooLarge, Code::ReleaseRejected, Code::Conflict, Code::Invalid, Code::TenantBusy]])))),
+    extensions(("x-veneer-errors" = json!(errors(&[TENANT_HOST, TOKEN, MEMBER, JSON, &[Code::InvalidInstallation, Code::InvalidSha256, Code::NotFound, Code::InvalidSettings, Code::SettingsTooLarge, Code::SettingsSchemaViolation, Code::ReleaseRejected, Code::Conflict, Code::Invalid, Code::TenantBusy]])))),
 )]
 async fn create_release(
     State(app): State<AppState>,

@@ -270,7 +270,7 @@ fn add_errors(path: &str, method: &str, operation: &mut Value) {
     }
 }
 
-/// `{"error":{"code","message"}}`.
+/// `{"error":{"code","message"[,"details"]}}`.
 fn error_schema() -> Value {
     json!({
         "type": "object",
@@ -284,6 +284,19 @@ fn error_schema() -> Value {
             "properties": {
                 "code": { "type": "string", "enum": all_codes() },
                 "message": { "type": "string" },
+                "details": {
+                    "type": "array",
+                    "description": "Where the error has several parts (settings that break their plugin's schema): each one's JSON Pointer and message.",
+                    "items": {
+                        "type": "object",
+                        "required": ["path", "message"],
+                        "additionalProperties": false,
+                        "properties": {
+                            "path": { "type": "string" },
+                            "message": { "type": "string" },
+                        },
+                    },
+                },
             },
         } },
     })

@@ -138,7 +138,7 @@ pub(crate) fn check_sha(sha256: &str) -> ApiResult<()> {
         Code::EmptyFile, Code::TooLarge, Code::CoreModule, Code::NotWasm, Code::InvalidComponent,
         Code::ForbiddenImport, Code::WrongWorld, Code::TooComplex, Code::DescribeFailed,
         Code::CompileBusy, Code::HostCompileBusy, Code::CompileTimeout, Code::PluginStoreFull,
-        Code::Conflict,
+        Code::InvalidSettingsSchema, Code::Conflict,
     ]])))))]
 async fn upload(
     State(app): State<AppState>,

@@ -83,6 +83,9 @@ impl Plugin for LuxuryConsignment {
             ));
         }
         // Highest lower bound first: a line's tier is the first it reaches.
+        // Of tiers with equal lower bounds the last listed wins (as in 0.1.0):
+        // reversed first, the stable sort keeps it ahead of the others.
+        settings.tiers.reverse();
         settings
             .tiers
             .sort_by_key(|tier| std::cmp::Reverse(tier.from));
@@ -254,6 +257,16 @@ mod tests {
             .commission(&ctx, &sale(50_000, true), base())
             .unwrap();
         assert_eq!((d.rule_id.as_str(), d.rate_bps), ("luxury-tier-0", 2_000));
+    }
+
+    #[test]
+    fn of_equal_tier_starts_the_last_listed_wins() {
+        let plugin =
+            plugin(r#"{"tiers": [{"from": 0, "rate_bps": 100}, {"from": 0, "rate_bps": 700}]}"#);
+        let d = plugin
+            .commission(&Context::testing(), &sale(50_000, true), base())
+            .unwrap();
+        assert_eq!(d.rate_bps, 700);
     }
 
     #[test]

@@ -132,7 +132,7 @@ async fn a_tenant_admin_uploads_releases_activates_and_rolls_back_in_the_browser
     browser.submit("#create-release").await;
     let error = browser.text("#settings-error").await;
     assert!(error.contains("primary_color"), "{error}");
-    assert!(error.contains("release_rejected"), "{error}");
+    assert!(error.contains("settings_schema_violation"), "{error}");
     browser.screenshot(&shot("settings-error")).await;
     let (status, releases) = server
         .get("acme", "/v1/installations/brand-emails/releases", &token)
