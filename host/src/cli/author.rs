@@ -13,7 +13,7 @@ use anyhow::{Context as _, bail};
 use clap::{Args, ValueEnum};
 
 mod cases;
-mod scaffold;
+pub(super) mod scaffold;
 
 /// The target plugins are built for.
 const TARGET: &str = "wasm32-wasip2";

@@ -13,6 +13,8 @@ use std::process::{Command, Stdio};
 use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
+use super::author::scaffold::check_name;
+
 /// The JS SDK (`guest-sdk/js`) of the checkout this veneer was built from.
 pub fn default_js_sdk() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk/js")
@@ -190,23 +192,6 @@ fn run(command: &mut Command, dir: &Path, what: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Package names as npm and the host take them: lowercase letters, digits and
-/// `-`, starting with a letter, at most 64.
-fn check_name(name: &str) -> anyhow::Result<()> {
-    let ok = (1..=64).contains(&name.len())
-        && name.starts_with(|c: char| c.is_ascii_lowercase())
-        && !name.ends_with('-')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    if !ok {
-        bail!(
-            "`{name}` is not a plugin name: use lowercase letters, digits and `-`, starting with a letter (at most 64), for example `my-store-rules`"
-        );
-    }
-    Ok(())
-}
-
 fn pretty(value: &Value) -> anyhow::Result<String> {
     Ok(serde_json::to_string_pretty(value)? + "\n")
 }
@@ -331,25 +316,6 @@ const CASE_BAD_SETTINGS: &str = r#"{
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn names_are_package_names() {
-        for good in ["a", "my-store-rules", "rules2"] {
-            assert!(check_name(good).is_ok(), "{good}");
-        }
-        for bad in [
-            "",
-            "My",
-            "2rules",
-            "a_b",
-            "a-",
-            "../x",
-            "a b",
-            &"a".repeat(65),
-        ] {
-            assert!(check_name(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn writes_a_project_and_refuses_a_non_empty_directory() {

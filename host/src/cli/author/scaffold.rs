@@ -92,8 +92,8 @@ pub(super) fn sdk_at(path: &Path) -> anyhow::Result<PathBuf> {
         .with_context(|| format!("cannot resolve {}", path.display()))
 }
 
-/// Checks a plugin name: it becomes a package name and a directory.
-pub(super) fn check_name(name: &str) -> anyhow::Result<()> {
+/// Checks a plugin name (Rust or JS): it becomes a package name and a directory.
+pub(in crate::cli) fn check_name(name: &str) -> anyhow::Result<()> {
     let ok = name.len() <= 64
         && name.starts_with(|c: char| c.is_ascii_lowercase())
         && name
