@@ -73,6 +73,7 @@ pub mod tls;
 pub mod usage;
 pub mod workers;
 
+pub use http::openapi::document as openapi_document;
 pub use http::router;
 pub use server::serve;
 /// Moved to the `veneer-core` crate (no I/O); re-exported at their old paths.

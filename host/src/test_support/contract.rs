@@ -1,6 +1,6 @@
 //! The API's contract checked on every answer a test receives: the answer to
 //! a request is compared with what the OpenAPI document
-//! ([`crate::http::openapi::document`]) says of that method and path — its
+//! ([`crate::openapi_document`], the crate's published contract) says of that method and path — its
 //! status must be documented there, and a JSON body must validate against
 //! that status's schema (`$ref`s resolved within the document, JSON Schema
 //! 2020-12, by the `jsonschema` crate); an error's `code` must be one the
@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use serde_json::{Value, json};
 
-use crate::http::openapi::document;
+use crate::openapi_document as document;
 
 /// Compares one answer with the document; `Err` says what does not hold.
 /// `path` may carry a query string (ignored).
